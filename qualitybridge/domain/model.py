@@ -1,0 +1,187 @@
+"""The quality data QualityBridge carries between ERP/QMS and the shop floor.
+
+Plain pydantic models: nothing here knows OPC UA, HTTP or SQL. The OPC UA layer
+(`qualitybridge.server`), the ERP adapters (`qualitybridge.adapters`) and the
+store (`qualitybridge.store`) all translate to and from these types.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from enum import Enum, IntEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OrderState(IntEnum):
+    """ISA-95 job order states (OPC 10031-4); the values are the standard's."""
+
+    NOT_ALLOWED_TO_START = 1
+    ALLOWED_TO_START = 2
+    RUNNING = 3
+    INTERRUPTED = 4
+    ENDED = 5
+    ABORTED = 6
+
+
+class CalibrationStatus(IntEnum):
+    VALID = 0
+    DUE_SOON = 1
+    EXPIRED = 2
+    LOCKED = 3
+
+    @property
+    def blocks_measuring(self) -> bool:
+        return self in (CalibrationStatus.EXPIRED, CalibrationStatus.LOCKED)
+
+
+class ResultEvaluation(IntEnum):
+    """Named and numbered as ResultEvaluationEnum of OPC 40001-101 (Result transfer)."""
+
+    UNDEFINED = 0
+    OK = 1
+    NOT_OK = 2
+    NOT_DECIDABLE = 3
+
+
+class Classification(str, Enum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+
+
+class InspectionCharacteristic(_Frozen):
+    characteristic_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=128)
+    description: str = ""
+    nominal: float
+    lower_limit: float
+    upper_limit: float
+    unit: str = Field(min_length=1, max_length=3, description="UNECE Rec. 20 common code, e.g. MMT")
+    decimal_places: int = Field(default=3, ge=0, le=12)
+    sample_size: int = Field(default=1, ge=1)
+    classification: Classification = Classification.MAJOR
+    gauge_type: str = ""
+    plan_version: str = Field(min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _limits_make_sense(self) -> InspectionCharacteristic:
+        for name in ("nominal", "lower_limit", "upper_limit"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number")
+        if self.lower_limit > self.upper_limit:
+            raise ValueError("lower_limit must not exceed upper_limit")
+        return self
+
+    def evaluate(self, value: float) -> ResultEvaluation:
+        """Judge one measured value against the specification limits (limits inclusive)."""
+        if not math.isfinite(value):
+            return ResultEvaluation.NOT_DECIDABLE
+        if self.lower_limit <= value <= self.upper_limit:
+            return ResultEvaluation.OK
+        return ResultEvaluation.NOT_OK
+
+
+class Operation(_Frozen):
+    operation_no: str = Field(min_length=1, max_length=16)
+    description: str = ""
+    work_centre: str = ""
+    characteristics: tuple[InspectionCharacteristic, ...] = ()
+
+    def characteristic(self, characteristic_id: str) -> InspectionCharacteristic | None:
+        for characteristic in self.characteristics:
+            if characteristic.characteristic_id == characteristic_id:
+                return characteristic
+        return None
+
+
+class ProductionOrder(_Frozen):
+    order_no: str = Field(min_length=1, max_length=32)
+    material_no: str = Field(description="ERP material number")
+    part_no: str = Field(default="", description="MES part number")
+    plant: str = ""
+    work_centre: str = ""
+    planned_quantity: float = Field(ge=0)
+    quantity_unit: str = "C62"
+    state: OrderState = OrderState.ALLOWED_TO_START
+    routing_version: str = ""
+    plan_version: str = ""
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
+    operations: tuple[Operation, ...] = ()
+
+    def operation(self, operation_no: str) -> Operation | None:
+        for operation in self.operations:
+            if operation.operation_no == operation_no:
+                return operation
+        return None
+
+
+class TestEquipment(_Frozen):
+    __test__ = False  # not a pytest test class, despite the name
+
+    equipment_id: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    equipment_type: str = ""
+    calibration_status: CalibrationStatus = CalibrationStatus.VALID
+    last_calibration: date | None = None
+    next_due: date | None = None
+    certificate_no: str = ""
+
+
+class MeasurementReport(_Frozen):
+    """What a machine reports for one characteristic, before it is judged."""
+
+    order_no: str
+    operation_no: str
+    characteristic_id: str
+    value: float
+    equipment_id: str
+    part_serial: str
+    measured_at: datetime
+    client_result_id: str | None = None
+
+
+class MeasurementResult(_Frozen):
+    """A report that was accepted, judged and stored."""
+
+    result_id: str
+    report: MeasurementReport
+    evaluation: ResultEvaluation
+    plan_version: str
+    unit: str
+    reported_by: str
+    received_at: datetime
+
+
+class Confirmation(_Frozen):
+    order_no: str
+    operation_no: str
+    yield_quantity: float = Field(ge=0)
+    scrap_quantity: float = Field(default=0, ge=0)
+    rework_quantity: float = Field(default=0, ge=0)
+    unit: str = "C62"
+    reason_code: str = ""
+    final: bool = False
+
+
+class SpcAlarm(_Frozen):
+    order_no: str
+    operation_no: str
+    characteristic_id: str
+    rule: str
+    severity: int = Field(ge=1, le=1000)
+    message: str = ""
+    raised_at: datetime
+
+
+class ErpSnapshot(_Frozen):
+    """Everything the ERP/QMS currently publishes to the shop floor."""
+
+    orders: tuple[ProductionOrder, ...]
+    equipment: tuple[TestEquipment, ...]
