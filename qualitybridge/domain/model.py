@@ -185,3 +185,37 @@ class ErpSnapshot(_Frozen):
 
     orders: tuple[ProductionOrder, ...]
     equipment: tuple[TestEquipment, ...]
+
+
+class OutboxState(str, Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class OutboxEntry(_Frozen):
+    """A posting owed to the ERP/QMS; its idempotency key makes a repeated delivery harmless."""
+
+    seq: int
+    idempotency_key: str
+    kind: str
+    order_no: str
+    payload: dict[str, object]
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None = None
+    erp_document: str | None = None
+
+
+class SnapshotChange(_Frozen):
+    """What one ERP sync changed in the store, so that views update only what moved."""
+
+    released: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
+    equipment_changed: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.released or self.changed or self.withdrawn or self.equipment_changed)

@@ -1,1 +1,1 @@
-"""x"""
+"""Migration scripts, one per schema change, never edited once released."""

@@ -1,0 +1,366 @@
+"""The store's operations, in domain terms: what the sync, the report path and the relay need.
+
+Every method is one transaction. `record_measurement` writes the result and its outbox row together,
+which is what makes "answered Good" imply "will reach the ERP".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from qualitybridge.domain.model import (
+    ErpSnapshot,
+    MeasurementReport,
+    MeasurementResult,
+    OrderState,
+    OutboxEntry,
+    OutboxState,
+    ProductionOrder,
+    ResultEvaluation,
+    SnapshotChange,
+    TestEquipment,
+)
+from qualitybridge.store import tables
+
+__all__ = ["OutboxCounts", "Store", "StoredUser"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything in the store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    pending: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class StoredUser:
+    name: str
+    role: str
+    password_hash: str
+    work_centres: tuple[str, ...]
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    # ---- master data from the ERP -------------------------------------------------------------
+
+    async def apply_snapshot(self, snapshot: ErpSnapshot) -> SnapshotChange:
+        """Make the store match what the ERP releases now; orders it no longer lists count as withdrawn.
+
+        The shop-floor state of an order (ISA-95 state) is owned here, not by the ERP, so an update keeps it.
+        """
+        now = _utcnow()
+        released: list[str] = []
+        changed: list[str] = []
+        withdrawn: list[str] = []
+        equipment_changed: list[str] = []
+        async with self.engine.begin() as conn:
+            existing = {
+                row.order_no: row
+                for row in await conn.execute(
+                    select(tables.production_orders.c.order_no, tables.production_orders.c.document,
+                           tables.production_orders.c.state, tables.production_orders.c.released)
+                )
+            }
+            listed = set()
+            for order in snapshot.orders:
+                listed.add(order.order_no)
+                previous = existing.get(order.order_no)
+                if previous is None:
+                    await conn.execute(
+                        tables.production_orders.insert().values(
+                            order_no=order.order_no,
+                            document=order.model_dump(mode="json"),
+                            state=int(order.state),
+                            released=True,
+                            updated_at=now,
+                        )
+                    )
+                    released.append(order.order_no)
+                    continue
+                kept = order.model_copy(update={"state": OrderState(previous.state)})
+                document = kept.model_dump(mode="json")
+                if previous.released and previous.document == document:
+                    continue
+                await conn.execute(
+                    update(tables.production_orders)
+                    .where(tables.production_orders.c.order_no == order.order_no)
+                    .values(document=document, released=True, updated_at=now)
+                )
+                (changed if previous.released else released).append(order.order_no)
+            for order_no, row in existing.items():
+                if row.released and order_no not in listed:
+                    await conn.execute(
+                        update(tables.production_orders)
+                        .where(tables.production_orders.c.order_no == order_no)
+                        .values(released=False, updated_at=now)
+                    )
+                    withdrawn.append(order_no)
+
+            known_equipment = {
+                row.equipment_id: row.document
+                for row in await conn.execute(
+                    select(tables.test_equipment.c.equipment_id, tables.test_equipment.c.document)
+                )
+            }
+            for gauge in snapshot.equipment:
+                document = gauge.model_dump(mode="json")
+                if gauge.equipment_id not in known_equipment:
+                    await conn.execute(
+                        tables.test_equipment.insert().values(
+                            equipment_id=gauge.equipment_id,
+                            document=document,
+                            calibration_status=int(gauge.calibration_status),
+                            updated_at=now,
+                        )
+                    )
+                elif known_equipment[gauge.equipment_id] != document:
+                    await conn.execute(
+                        update(tables.test_equipment)
+                        .where(tables.test_equipment.c.equipment_id == gauge.equipment_id)
+                        .values(document=document, calibration_status=int(gauge.calibration_status), updated_at=now)
+                    )
+                else:
+                    continue
+                equipment_changed.append(gauge.equipment_id)
+        return SnapshotChange(
+            released=tuple(released),
+            changed=tuple(changed),
+            withdrawn=tuple(withdrawn),
+            equipment_changed=tuple(equipment_changed),
+        )
+
+    async def released_orders(self) -> list[ProductionOrder]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tables.production_orders.c.document, tables.production_orders.c.state)
+                .where(tables.production_orders.c.released.is_(True))
+                .order_by(tables.production_orders.c.order_no)
+            )
+            return [
+                ProductionOrder.model_validate(row.document).model_copy(update={"state": OrderState(row.state)})
+                for row in rows
+            ]
+
+    async def equipment(self) -> list[TestEquipment]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tables.test_equipment.c.document).order_by(tables.test_equipment.c.equipment_id)
+            )
+            return [TestEquipment.model_validate(row.document) for row in rows]
+
+    # ---- results and their outbox -------------------------------------------------------------
+
+    async def record_measurement(self, result: MeasurementResult) -> tuple[MeasurementResult, bool]:
+        """Store a judged result and queue it for the ERP, atomically.
+
+        Returns (stored result, created). A report that repeats a client result id gets the first
+        result back and `created` False: the machine may retry a call whose answer it lost.
+        """
+        report = result.report
+        if report.client_result_id:
+            first = await self.result_by_client_id(report.client_result_id)
+            if first is not None:
+                return first, False
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(tables.measurement_results.insert().values(**_result_row(result)))
+                await self._enqueue(conn, kind="measurement", key=f"mr-{result.result_id}",
+                                    order_no=report.order_no, payload=result.model_dump(mode="json"),
+                                    now=result.received_at)
+        except IntegrityError:
+            # Two calls with the same client result id raced; the loser answers with the winner's result.
+            if report.client_result_id:
+                first = await self.result_by_client_id(report.client_result_id)
+                if first is not None:
+                    return first, False
+            raise
+        return result, True
+
+    async def result_by_client_id(self, client_result_id: str) -> MeasurementResult | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(tables.measurement_results).where(
+                        tables.measurement_results.c.client_result_id == client_result_id
+                    )
+                )
+            ).first()
+        return None if row is None else _result_from_row(row._mapping)
+
+    async def results(self, order_no: str | None = None) -> list[MeasurementResult]:
+        query = select(tables.measurement_results).order_by(tables.measurement_results.c.received_at)
+        if order_no is not None:
+            query = query.where(tables.measurement_results.c.order_no == order_no)
+        async with self.engine.connect() as conn:
+            return [_result_from_row(row._mapping) for row in await conn.execute(query)]
+
+    @staticmethod
+    async def _enqueue(
+        conn: AsyncConnection, *, kind: str, key: str, order_no: str, payload: dict[str, Any], now: datetime
+    ) -> None:
+        await conn.execute(
+            tables.outbox.insert().values(
+                idempotency_key=key,
+                kind=kind,
+                order_no=order_no,
+                payload=payload,
+                state=OutboxState.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+    async def pending_outbox(self, limit: int = 200) -> list[OutboxEntry]:
+        """Pending postings in acceptance order (the relay decides which are due)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tables.outbox)
+                .where(tables.outbox.c.state == OutboxState.PENDING.value)
+                .order_by(tables.outbox.c.seq)
+                .limit(limit)
+            )
+            return [_outbox_from_row(row._mapping) for row in rows]
+
+    async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
+        query = select(tables.outbox).order_by(tables.outbox.c.seq)
+        if states:
+            query = query.where(tables.outbox.c.state.in_([state.value for state in states]))
+        async with self.engine.connect() as conn:
+            return [_outbox_from_row(row._mapping) for row in await conn.execute(query)]
+
+    async def mark_sent(self, seq: int, erp_document: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(tables.outbox)
+                .where(tables.outbox.c.seq == seq)
+                .values(state=OutboxState.SENT.value, erp_document=erp_document, sent_at=_utcnow(),
+                        attempts=tables.outbox.c.attempts + 1, last_error=None)
+            )
+
+    async def mark_failed(self, seq: int, error: str, next_attempt_at: datetime, *, dead: bool) -> None:
+        state = OutboxState.DEAD if dead else OutboxState.PENDING
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(tables.outbox)
+                .where(tables.outbox.c.seq == seq)
+                .values(state=state.value, last_error=error[:2000], next_attempt_at=next_attempt_at,
+                        attempts=tables.outbox.c.attempts + 1)
+            )
+
+    async def outbox_counts(self) -> OutboxCounts:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tables.outbox.c.state, func.count())
+                .where(tables.outbox.c.state != OutboxState.SENT.value)
+                .group_by(tables.outbox.c.state)
+            )
+            counts = {state: count for state, count in rows}
+        return OutboxCounts(pending=counts.get(OutboxState.PENDING.value, 0),
+                            dead=counts.get(OutboxState.DEAD.value, 0))
+
+    # ---- users ------------------------------------------------------------------------------------
+
+    async def save_user(self, user: StoredUser) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(tables.users.delete().where(tables.users.c.name == user.name))
+            await conn.execute(
+                tables.users.insert().values(
+                    name=user.name,
+                    role=user.role,
+                    password_hash=user.password_hash,
+                    work_centres=list(user.work_centres),
+                    created_at=_utcnow(),
+                )
+            )
+
+    async def users(self) -> list[StoredUser]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(tables.users).order_by(tables.users.c.name))
+            return [
+                StoredUser(name=row.name, role=row.role, password_hash=row.password_hash,
+                           work_centres=tuple(row.work_centres))
+                for row in rows
+            ]
+
+
+def new_result_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _result_row(result: MeasurementResult) -> dict[str, Any]:
+    report = result.report
+    return {
+        "result_id": result.result_id,
+        "client_result_id": report.client_result_id or None,
+        "order_no": report.order_no,
+        "operation_no": report.operation_no,
+        "characteristic_id": report.characteristic_id,
+        "value": report.value,
+        "unit": result.unit,
+        "evaluation": int(result.evaluation),
+        "plan_version": result.plan_version,
+        "equipment_id": report.equipment_id,
+        "part_serial": report.part_serial,
+        "measured_at": report.measured_at,
+        "received_at": result.received_at,
+        "reported_by": result.reported_by,
+    }
+
+
+def _result_from_row(row: Any) -> MeasurementResult:
+    return MeasurementResult(
+        result_id=row["result_id"],
+        report=MeasurementReport(
+            order_no=row["order_no"],
+            operation_no=row["operation_no"],
+            characteristic_id=row["characteristic_id"],
+            value=row["value"],
+            equipment_id=row["equipment_id"],
+            part_serial=row["part_serial"],
+            measured_at=_aware(row["measured_at"]),
+            client_result_id=row["client_result_id"],
+        ),
+        evaluation=ResultEvaluation(row["evaluation"]),
+        plan_version=row["plan_version"],
+        unit=row["unit"],
+        reported_by=row["reported_by"],
+        received_at=_aware(row["received_at"]),
+    )
+
+
+def _outbox_from_row(row: Any) -> OutboxEntry:
+    return OutboxEntry(
+        seq=row["seq"],
+        idempotency_key=row["idempotency_key"],
+        kind=row["kind"],
+        order_no=row["order_no"],
+        payload=row["payload"],
+        state=OutboxState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=_aware(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        erp_document=row["erp_document"],
+    )

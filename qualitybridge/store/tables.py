@@ -1,0 +1,98 @@
+"""The relational schema: the one source of truth every other view (address space, ERP relay) derives from.
+
+Orders and gauges are kept as the ERP sent them (a JSON document) next to the columns the server queries;
+results and outbox rows are written in one transaction, so that a report answered Good is also queued for
+the ERP. Changes to this file need an Alembic migration in `migrations/versions`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+production_orders = Table(
+    "production_orders",
+    metadata,
+    Column("order_no", String(32), primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("released", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+test_equipment = Table(
+    "test_equipment",
+    metadata,
+    Column("equipment_id", String(64), primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("calibration_status", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+measurement_results = Table(
+    "measurement_results",
+    metadata,
+    Column("result_id", String(36), primary_key=True),
+    Column("client_result_id", String(128), nullable=True, unique=True),
+    Column("order_no", String(32), nullable=False, index=True),
+    Column("operation_no", String(16), nullable=False),
+    Column("characteristic_id", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(3), nullable=False),
+    Column("evaluation", Integer, nullable=False),
+    Column("plan_version", String(32), nullable=False),
+    Column("equipment_id", String(64), nullable=False),
+    Column("part_serial", String(128), nullable=False),
+    Column("measured_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("reported_by", String(64), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # The sequence keeps postings in the order they were accepted, per order and overall.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("order_no", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("erp_document", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_state_next_attempt", "state", "next_attempt_at"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("work_centres", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
