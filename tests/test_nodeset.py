@@ -57,7 +57,7 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
     DIAGNOSTICS_TYPE: {
         "LastSyncTime", "LastSyncSucceeded", "SyncErrorCount", "LastSyncError", "OutboxDepth", "OutboxDeadLetters",
     },
-    QUALITY_BRIDGE_TYPE: {"Orders", "TestEquipment", "Diagnostics", "ReportMeasurement"},
+    QUALITY_BRIDGE_TYPE: {"Orders", "TestEquipment", "Diagnostics", "ReportMeasurement", "ReleasedOrders"},
     MEASUREMENT_REPORTED_EVENT_TYPE: {
         "OrderNumber", "OperationNumber", "CharacteristicId", "ResultId", "Value", "Evaluation",
     },
