@@ -1,0 +1,328 @@
+"""Wire models of the generic ERP/QMS REST contract, version 1, and their mapping to the domain model.
+
+The contract is what an ERP integrator implements so that QualityBridge can read released orders and test
+equipment and book results, confirmations and SPC alarms (see docs/erp-rest-contract.md). JSON is snake_case;
+enumerations travel by name ("ALLOWED_TO_START", "EXPIRED", "NOT_OK") so that ERP-side code stays readable and does
+not depend on the OPC UA numbering. Unknown fields are ignored so that an ERP may send more than the contract asks.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qualitybridge.domain.model import (
+    CalibrationStatus,
+    Classification,
+    Confirmation,
+    InspectionCharacteristic,
+    MeasurementReport,
+    MeasurementResult,
+    Operation,
+    OrderState,
+    ProductionOrder,
+    ResultEvaluation,
+    SpcAlarm,
+    TestEquipment,
+)
+
+CONTRACT_VERSION = "1"
+API_PREFIX = "/api/v1"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+OrderStateName = Literal[
+    "NOT_ALLOWED_TO_START", "ALLOWED_TO_START", "RUNNING", "INTERRUPTED", "ENDED", "ABORTED"
+]
+CalibrationStatusName = Literal["VALID", "DUE_SOON", "EXPIRED", "LOCKED"]
+EvaluationName = Literal["UNDEFINED", "OK", "NOT_OK", "NOT_DECIDABLE"]
+ClassificationName = Literal["critical", "major", "minor"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CharacteristicDTO(_Wire):
+    characteristic_id: str
+    name: str
+    description: str = ""
+    nominal: float
+    lower_limit: float
+    upper_limit: float
+    unit: str = Field(description="UNECE Rec. 20 common code, e.g. MMT (millimetre), 4H (micrometre)")
+    decimal_places: int = 3
+    sample_size: int = 1
+    classification: ClassificationName = "major"
+    gauge_type: str = Field(default="", description="equipment_type a gauge must have to measure this")
+    plan_version: str
+
+
+class OperationDTO(_Wire):
+    operation_no: str
+    description: str = ""
+    work_centre: str = ""
+    characteristics: list[CharacteristicDTO] = Field(default_factory=list)
+
+
+class OrderDTO(_Wire):
+    order_no: str
+    material_no: str
+    part_no: str = ""
+    plant: str = ""
+    work_centre: str = ""
+    planned_quantity: float
+    quantity_unit: str = "C62"
+    state: OrderStateName = "ALLOWED_TO_START"
+    routing_version: str = ""
+    plan_version: str = ""
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
+    operations: list[OperationDTO] = Field(default_factory=list)
+
+
+class EquipmentDTO(_Wire):
+    equipment_id: str
+    description: str = ""
+    equipment_type: str = ""
+    calibration_status: CalibrationStatusName = "VALID"
+    last_calibration: date | None = None
+    next_due: date | None = None
+    certificate_no: str = ""
+
+
+class OrdersPage(_Wire):
+    revision: int = Field(description="Increases whenever any released order is added, changed or withdrawn")
+    orders: list[OrderDTO]
+
+
+class EquipmentPage(_Wire):
+    revision: int = Field(description="Increases whenever any test equipment record changes")
+    equipment: list[EquipmentDTO]
+
+
+class ResultDTO(_Wire):
+    result_id: str
+    client_result_id: str | None = None
+    order_no: str
+    operation_no: str
+    characteristic_id: str
+    value: float | None = Field(description="Measured value; null when no finite value could be measured")
+    unit: str
+    evaluation: EvaluationName
+    plan_version: str
+    equipment_id: str
+    part_serial: str
+    measured_at: datetime
+    received_at: datetime = Field(description="When QualityBridge accepted the report from the machine")
+    reported_by: str
+
+
+class ConfirmationDTO(_Wire):
+    order_no: str
+    operation_no: str
+    yield_quantity: float = Field(ge=0)
+    scrap_quantity: float = Field(default=0, ge=0)
+    rework_quantity: float = Field(default=0, ge=0)
+    unit: str = "C62"
+    reason_code: str = ""
+    final: bool = False
+
+
+class SpcAlarmDTO(_Wire):
+    order_no: str
+    operation_no: str
+    characteristic_id: str
+    rule: str
+    severity: int = Field(ge=1, le=1000)
+    message: str = ""
+    raised_at: datetime
+
+
+class BookingReceipt(_Wire):
+    document_no: str = Field(description="The ERP's document number for the booking, e.g. QR-000001")
+    duplicate: bool = Field(description="True when this Idempotency-Key was already booked with the same body")
+
+
+class ErrorDetail(_Wire):
+    code: str
+    message: str
+
+
+class ErrorBody(_Wire):
+    error: ErrorDetail
+
+
+def characteristic_from_dto(dto: CharacteristicDTO) -> InspectionCharacteristic:
+    return InspectionCharacteristic(
+        characteristic_id=dto.characteristic_id,
+        name=dto.name,
+        description=dto.description,
+        nominal=dto.nominal,
+        lower_limit=dto.lower_limit,
+        upper_limit=dto.upper_limit,
+        unit=dto.unit,
+        decimal_places=dto.decimal_places,
+        sample_size=dto.sample_size,
+        classification=Classification(dto.classification),
+        gauge_type=dto.gauge_type,
+        plan_version=dto.plan_version,
+    )
+
+
+def characteristic_to_dto(characteristic: InspectionCharacteristic) -> CharacteristicDTO:
+    return CharacteristicDTO(
+        characteristic_id=characteristic.characteristic_id,
+        name=characteristic.name,
+        description=characteristic.description,
+        nominal=characteristic.nominal,
+        lower_limit=characteristic.lower_limit,
+        upper_limit=characteristic.upper_limit,
+        unit=characteristic.unit,
+        decimal_places=characteristic.decimal_places,
+        sample_size=characteristic.sample_size,
+        classification=characteristic.classification.value,
+        gauge_type=characteristic.gauge_type,
+        plan_version=characteristic.plan_version,
+    )
+
+
+def operation_from_dto(dto: OperationDTO) -> Operation:
+    return Operation(
+        operation_no=dto.operation_no,
+        description=dto.description,
+        work_centre=dto.work_centre,
+        characteristics=tuple(characteristic_from_dto(item) for item in dto.characteristics),
+    )
+
+
+def operation_to_dto(operation: Operation) -> OperationDTO:
+    return OperationDTO(
+        operation_no=operation.operation_no,
+        description=operation.description,
+        work_centre=operation.work_centre,
+        characteristics=[characteristic_to_dto(item) for item in operation.characteristics],
+    )
+
+
+def order_from_dto(dto: OrderDTO) -> ProductionOrder:
+    """Raises pydantic.ValidationError when the ERP sent an order the domain cannot accept (e.g. crossed limits)."""
+    return ProductionOrder(
+        order_no=dto.order_no,
+        material_no=dto.material_no,
+        part_no=dto.part_no,
+        plant=dto.plant,
+        work_centre=dto.work_centre,
+        planned_quantity=dto.planned_quantity,
+        quantity_unit=dto.quantity_unit,
+        state=OrderState[dto.state],
+        routing_version=dto.routing_version,
+        plan_version=dto.plan_version,
+        planned_start=dto.planned_start,
+        planned_end=dto.planned_end,
+        operations=tuple(operation_from_dto(item) for item in dto.operations),
+    )
+
+
+def order_to_dto(order: ProductionOrder) -> OrderDTO:
+    return OrderDTO(
+        order_no=order.order_no,
+        material_no=order.material_no,
+        part_no=order.part_no,
+        plant=order.plant,
+        work_centre=order.work_centre,
+        planned_quantity=order.planned_quantity,
+        quantity_unit=order.quantity_unit,
+        state=order.state.name,  # type: ignore[arg-type]  # member names are exactly the Literal's values
+        routing_version=order.routing_version,
+        plan_version=order.plan_version,
+        planned_start=order.planned_start,
+        planned_end=order.planned_end,
+        operations=[operation_to_dto(item) for item in order.operations],
+    )
+
+
+def equipment_from_dto(dto: EquipmentDTO) -> TestEquipment:
+    return TestEquipment(
+        equipment_id=dto.equipment_id,
+        description=dto.description,
+        equipment_type=dto.equipment_type,
+        calibration_status=CalibrationStatus[dto.calibration_status],
+        last_calibration=dto.last_calibration,
+        next_due=dto.next_due,
+        certificate_no=dto.certificate_no,
+    )
+
+
+def equipment_to_dto(equipment: TestEquipment) -> EquipmentDTO:
+    return EquipmentDTO(
+        equipment_id=equipment.equipment_id,
+        description=equipment.description,
+        equipment_type=equipment.equipment_type,
+        calibration_status=equipment.calibration_status.name,  # type: ignore[arg-type]  # names match the Literal
+        last_calibration=equipment.last_calibration,
+        next_due=equipment.next_due,
+        certificate_no=equipment.certificate_no,
+    )
+
+
+def result_to_dto(result: MeasurementResult) -> ResultDTO:
+    report = result.report
+    # JSON has no NaN/Infinity; a value that is not finite travels as null (its evaluation says NOT_DECIDABLE).
+    value = report.value if math.isfinite(report.value) else None
+    return ResultDTO(
+        result_id=result.result_id,
+        client_result_id=report.client_result_id,
+        order_no=report.order_no,
+        operation_no=report.operation_no,
+        characteristic_id=report.characteristic_id,
+        value=value,
+        unit=result.unit,
+        evaluation=result.evaluation.name,  # type: ignore[arg-type]  # names match the Literal
+        plan_version=result.plan_version,
+        equipment_id=report.equipment_id,
+        part_serial=report.part_serial,
+        measured_at=report.measured_at,
+        received_at=result.received_at,
+        reported_by=result.reported_by,
+    )
+
+
+def result_from_dto(dto: ResultDTO) -> MeasurementResult:
+    report = MeasurementReport(
+        order_no=dto.order_no,
+        operation_no=dto.operation_no,
+        characteristic_id=dto.characteristic_id,
+        value=math.nan if dto.value is None else dto.value,
+        equipment_id=dto.equipment_id,
+        part_serial=dto.part_serial,
+        measured_at=dto.measured_at,
+        client_result_id=dto.client_result_id,
+    )
+    return MeasurementResult(
+        result_id=dto.result_id,
+        report=report,
+        evaluation=ResultEvaluation[dto.evaluation],
+        plan_version=dto.plan_version,
+        unit=dto.unit,
+        reported_by=dto.reported_by,
+        received_at=dto.received_at,
+    )
+
+
+def confirmation_to_dto(confirmation: Confirmation) -> ConfirmationDTO:
+    return ConfirmationDTO.model_validate(confirmation.model_dump())
+
+
+def confirmation_from_dto(dto: ConfirmationDTO) -> Confirmation:
+    return Confirmation.model_validate(dto.model_dump())
+
+
+def spc_alarm_to_dto(alarm: SpcAlarm) -> SpcAlarmDTO:
+    return SpcAlarmDTO.model_validate(alarm.model_dump())
+
+
+def spc_alarm_from_dto(dto: SpcAlarmDTO) -> SpcAlarm:
+    return SpcAlarm.model_validate(dto.model_dump())

@@ -1,0 +1,433 @@
+"""HTTP face of the ERP/QMS simulator: the generic contract v1 under /api/v1, plus control and observation endpoints.
+
+/api/v1 is what a real ERP integration implements (docs/erp-rest-contract.md); only there are faults injected.
+/sim/* lets a demo or a test act as the ERP's planners (release, change, withdraw orders; recalibrate gauges; make
+the ERP unreliable). /results, /confirmations, /spc-alarms and /stats show what the ERP booked, so tests can prove
+that every measurement arrived exactly once.
+
+Run it with `qualitybridge simulator --host 127.0.0.1 --port 8081` or `python -m qualitybridge.simulator.app`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import FastAPI, Header, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qualitybridge.adapters.rest_contract import (
+    API_PREFIX,
+    CONTRACT_VERSION,
+    IDEMPOTENCY_HEADER,
+    BookingReceipt,
+    CalibrationStatusName,
+    ConfirmationDTO,
+    EquipmentDTO,
+    EquipmentPage,
+    ErrorBody,
+    ErrorDetail,
+    OrderDTO,
+    OrdersPage,
+    ResultDTO,
+    SpcAlarmDTO,
+    equipment_to_dto,
+    order_from_dto,
+    order_to_dto,
+)
+from qualitybridge.domain.model import CalibrationStatus, ProductionOrder
+from qualitybridge.simulator.state import (
+    BookingKind,
+    FaultKind,
+    FaultPlan,
+    SimulatorError,
+    SimulatorState,
+)
+
+logger = logging.getLogger(__name__)
+
+TITLE = "QualityBridge generic ERP/QMS contract"
+OPENAPI_DOCUMENT = Path("docs/erp-rest-contract.openapi.json")
+
+_DESCRIPTION = (
+    "The generic REST contract between QualityBridge and an ERP/QMS (version 1), served by QualityBridge's "
+    "reference simulator. An ERP integration implements the paths under `/api/v1`; `/sim/*` and the observation "
+    "paths exist only in the simulator. See docs/erp-rest-contract.md."
+)
+_ERP_TAG = "ERP contract v1"
+_SIM_TAG = "Simulation control"
+_OBSERVATION_TAG = "Observation"
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        min_length=1,
+        max_length=255,
+        description="Client-chosen key, unique per posting; a retry of the same posting sends the same key",
+    ),
+]
+
+_POSTING_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": BookingReceipt, "description": "Already booked under this key with the same body (a retry)"},
+    400: {"model": ErrorBody, "description": "Idempotency-Key header missing"},
+    409: {"model": ErrorBody, "description": "Idempotency-Key already used for a different body"},
+    422: {"model": ErrorBody, "description": "Invalid body, or unknown order, operation or characteristic"},
+    503: {"model": ErrorBody, "description": "ERP temporarily unavailable; retry with the same key"},
+}
+
+
+class RevisionAnswer(BaseModel):
+    revision: int
+
+
+class EquipmentPatch(BaseModel):
+    calibration_status: CalibrationStatusName | None = None
+    next_due: date | None = None
+    last_calibration: date | None = None
+    certificate_no: str | None = None
+
+
+def _only_errors() -> list[FaultKind]:
+    return ["error"]
+
+
+class FaultSettings(BaseModel):
+    rate: float = Field(ge=0, le=1, description="Probability that one /api/v1 request fails")
+    kinds: list[FaultKind] = Field(default_factory=_only_errors, min_length=1)
+    timeout_seconds: float = Field(default=5.0, ge=0, le=600, description="Delay of a 'timeout' fault")
+    seed: int | None = Field(default=None, description="Seed for the fault dice, for reproducible runs")
+
+
+class _BookedPosting(BaseModel):
+    idempotency_key: str
+    document_no: str
+    received_at: datetime = Field(description="When the simulated ERP booked it")
+    deliveries: int = Field(description="How often it was delivered; more than 1 means duplicates were suppressed")
+
+
+class BookedResult(_BookedPosting):
+    body: ResultDTO
+
+
+class BookedConfirmation(_BookedPosting):
+    body: ConfirmationDTO
+
+
+class BookedSpcAlarm(_BookedPosting):
+    body: SpcAlarmDTO
+
+
+class SimulatorStats(BaseModel):
+    booked: dict[BookingKind, int]
+    duplicates_suppressed: dict[BookingKind, int]
+    duplicates_suppressed_total: int
+    conflicts: dict[BookingKind, int]
+    rejected: dict[BookingKind, int]
+    faults_injected: dict[FaultKind, int]
+    orders_revision: int
+    equipment_revision: int
+
+
+def _error(status_code: int, code: str, message: str) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(status_code=status_code, content=body.model_dump())
+
+
+class FaultInjection:
+    """ASGI middleware making the /api/v1 face unreliable in the ways a real ERP connection is."""
+
+    def __init__(self, app: ASGIApp, state: SimulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(API_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        fault = self.state.draw_fault()
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        kind, timeout_seconds = fault
+        logger.info("injecting fault %s into %s %s", kind, scope["method"], scope["path"])
+        if kind == "timeout":
+            # Then carry on: the client has probably given up, but the posting is still booked, as in real life.
+            await asyncio.sleep(timeout_seconds)
+            await self.app(scope, receive, send)
+        elif kind == "error":
+            await _error(503, "unavailable", "injected fault: ERP temporarily unavailable")(scope, receive, send)
+        else:
+
+            async def discard(message: Message) -> None:
+                del message
+
+            # The posting is booked but its answer never reaches the client: the case idempotency keys exist for.
+            await self.app(scope, receive, discard)
+            await _error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
+
+
+def create_app(state: SimulatorState | None = None) -> FastAPI:
+    """The simulator as an ASGI app; pass a state to inspect or pre-load it from a test."""
+    sim = state if state is not None else SimulatorState()
+    app = FastAPI(
+        title=TITLE,
+        version=CONTRACT_VERSION,
+        description=_DESCRIPTION,
+        openapi_tags=[
+            {"name": _ERP_TAG, "description": "What an ERP/QMS integration implements for QualityBridge"},
+            {"name": _SIM_TAG, "description": "Simulator only: act as the ERP's planners and make the ERP unreliable"},
+            {"name": _OBSERVATION_TAG, "description": "Simulator only: what the ERP booked"},
+        ],
+    )
+    app.state.simulator = sim
+    app.add_middleware(FaultInjection, state=sim)
+    _add_error_handlers(app)
+
+    # ERP face, contract v1
+
+    @app.get(f"{API_PREFIX}/orders", tags=[_ERP_TAG])
+    async def list_orders() -> OrdersPage:
+        """All orders currently released to the shop floor; an order missing from the list was withdrawn."""
+        revision, orders = sim.orders()
+        return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders])
+
+    @app.get(f"{API_PREFIX}/equipment", tags=[_ERP_TAG])
+    async def list_equipment() -> EquipmentPage:
+        """All test equipment with its calibration status."""
+        revision, equipment = sim.equipment()
+        return EquipmentPage(revision=revision, equipment=[equipment_to_dto(item) for item in equipment])
+
+    @app.post(f"{API_PREFIX}/results", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
+    async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
+        """Book one judged measurement result."""
+        receipt = sim.book(
+            "results", idempotency_key, result.model_dump(mode="json"),
+            order_no=result.order_no, operation_no=result.operation_no, characteristic_id=result.characteristic_id,
+        )
+        return _answer(receipt, response)
+
+    @app.post(f"{API_PREFIX}/confirmations", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
+    async def post_confirmation(
+        confirmation: ConfirmationDTO, idempotency_key: IdempotencyKey, response: Response
+    ) -> BookingReceipt:
+        """Book an operation confirmation (yield, scrap, rework)."""
+        receipt = sim.book(
+            "confirmations", idempotency_key, confirmation.model_dump(mode="json"),
+            order_no=confirmation.order_no, operation_no=confirmation.operation_no,
+        )
+        return _answer(receipt, response)
+
+    @app.post(f"{API_PREFIX}/spc-alarms", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
+    async def post_spc_alarm(alarm: SpcAlarmDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
+        """Book an SPC alarm (e.g. a Western Electric rule violation) as a quality notification."""
+        receipt = sim.book(
+            "spc_alarms", idempotency_key, alarm.model_dump(mode="json"),
+            order_no=alarm.order_no, operation_no=alarm.operation_no, characteristic_id=alarm.characteristic_id,
+        )
+        return _answer(receipt, response)
+
+    # simulation control
+
+    @app.post("/sim/orders", tags=[_SIM_TAG], status_code=201)
+    async def release_order(order: OrderDTO) -> RevisionAnswer:
+        return RevisionAnswer(revision=sim.release_order(_to_domain(order)))
+
+    @app.put("/sim/orders/{order_no}", tags=[_SIM_TAG])
+    async def change_order(order_no: str, order: OrderDTO) -> RevisionAnswer:
+        if order.order_no != order_no:
+            raise SimulatorError("order_no_mismatch", f"path names order {order_no}, body order {order.order_no}")
+        return RevisionAnswer(revision=sim.change_order(_to_domain(order)))
+
+    @app.delete("/sim/orders/{order_no}", tags=[_SIM_TAG])
+    async def withdraw_order(order_no: str) -> RevisionAnswer:
+        return RevisionAnswer(revision=sim.withdraw_order(order_no))
+
+    @app.patch("/sim/equipment/{equipment_id}", tags=[_SIM_TAG])
+    async def update_equipment(equipment_id: str, patch: EquipmentPatch) -> EquipmentDTO:
+        status_name = patch.calibration_status
+        updated = sim.update_equipment(
+            equipment_id,
+            calibration_status=None if status_name is None else CalibrationStatus[status_name],
+            next_due=patch.next_due,
+            last_calibration=patch.last_calibration,
+            certificate_no=patch.certificate_no,
+        )
+        return equipment_to_dto(updated)
+
+    @app.put("/sim/faults", tags=[_SIM_TAG])
+    async def set_faults(settings: FaultSettings) -> FaultSettings:
+        sim.set_faults(FaultPlan(settings.rate, tuple(settings.kinds), settings.timeout_seconds, settings.seed))
+        return settings
+
+    @app.delete("/sim/faults", tags=[_SIM_TAG], status_code=204)
+    async def clear_faults() -> None:
+        sim.clear_faults()
+
+    @app.post("/sim/reset", tags=[_SIM_TAG], status_code=204)
+    async def reset() -> None:
+        """Seed data again; no bookings, no faults, counters at zero."""
+        sim.reset()
+
+    # observation
+
+    @app.get("/results", tags=[_OBSERVATION_TAG])
+    async def booked_results() -> list[BookedResult]:
+        return [BookedResult.model_validate(vars(item)) for item in sim.bookings("results")]
+
+    @app.get("/confirmations", tags=[_OBSERVATION_TAG])
+    async def booked_confirmations() -> list[BookedConfirmation]:
+        return [BookedConfirmation.model_validate(vars(item)) for item in sim.bookings("confirmations")]
+
+    @app.get("/spc-alarms", tags=[_OBSERVATION_TAG])
+    async def booked_spc_alarms() -> list[BookedSpcAlarm]:
+        return [BookedSpcAlarm.model_validate(vars(item)) for item in sim.bookings("spc_alarms")]
+
+    @app.get("/stats", tags=[_OBSERVATION_TAG])
+    async def stats() -> SimulatorStats:
+        return SimulatorStats.model_validate(sim.stats())
+
+    return app
+
+
+def _answer(receipt: BookingReceipt, response: Response) -> BookingReceipt:
+    if receipt.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return receipt
+
+
+def _to_domain(order: OrderDTO) -> ProductionOrder:
+    try:
+        return order_from_dto(order)
+    except ValidationError as exc:
+        raise SimulatorError("invalid_order", str(exc)) from exc
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal carries the contract's error body {"error": {"code", "message"}}."""
+
+    async def simulator_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SimulatorError)  # noqa: S101 - registered for this type only
+        return _error(exc.status_code, exc.code, exc.message)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+        errors = exc.errors()
+        if any(tuple(error.get("loc", ())) == ("header", IDEMPOTENCY_HEADER) for error in errors):
+            return _error(400, "missing_idempotency_key", f"the {IDEMPOTENCY_HEADER} header is required")
+        details = "; ".join(f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
+        return _error(422, "invalid_request", details)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        return _error(exc.status_code, code, str(exc.detail))
+
+    app.add_exception_handler(SimulatorError, simulator_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, taking over SIGINT/SIGTERM only when asked (not when embedded in a test's loop)."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self._handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    # Binding here rather than in uvicorn turns "address in use" into an OSError instead of uvicorn's sys.exit,
+    # and lets port 0 work: the log line shows the port the system chose.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+async def serve(
+    host: str,
+    port: int,
+    *,
+    state: SimulatorState | None = None,
+    started: asyncio.Event | None = None,
+    handle_signals: bool = False,
+) -> None:
+    """Serve the simulator in the running loop until cancelled (or, with handle_signals, until SIGINT/SIGTERM)."""
+    app = create_app(state)
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+    )
+    server = _Server(config, handle_signals=handle_signals)
+    sock = _bind(host, port)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if serving.done():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            bound_host, bound_port = sock.getsockname()[:2]
+            url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+            logger.info("ERP/QMS simulator ready at http://%s:%d (OpenAPI at /openapi.json)", url_host, bound_port)
+            if started is not None:
+                started.set()
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await serving
+        raise
+    finally:
+        sock.close()
+
+
+def run(host: str, port: int) -> None:
+    """Blocking entry point for `qualitybridge simulator`; stops on Ctrl+C."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(host, port, handle_signals=True))
+
+
+def openapi_document() -> dict[str, Any]:
+    return create_app().openapi()
+
+
+def write_openapi(path: Path) -> None:
+    path.write_text(json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m qualitybridge.simulator.app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--write-openapi", type=Path, metavar="PATH", help="write the OpenAPI document and exit")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if arguments.write_openapi is not None:
+        write_openapi(arguments.write_openapi)
+        logger.info("wrote %s", arguments.write_openapi)
+        return
+    run(arguments.host, arguments.port)
+
+
+if __name__ == "__main__":
+    main()

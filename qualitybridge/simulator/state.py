@@ -1,0 +1,280 @@
+"""In-memory state of the ERP/QMS simulator: published master data, bookings with their idempotency keys, faults.
+
+Every public method takes the one lock, so concurrent requests (and a test poking the state directly) see
+consistent data. Methods are short and never await, so a plain threading.Lock serves both the event loop and
+threads without blocking either noticeably.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal, get_args
+
+from qualitybridge.adapters.rest_contract import BookingReceipt
+from qualitybridge.domain.model import CalibrationStatus, ProductionOrder, TestEquipment
+from qualitybridge.simulator.seed import seed_equipment, seed_orders
+
+BookingKind = Literal["results", "confirmations", "spc_alarms"]
+BOOKING_KINDS: tuple[BookingKind, ...] = get_args(BookingKind)
+FaultKind = Literal["error", "timeout", "lost_response"]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+
+_DOCUMENT_PREFIX: dict[BookingKind, str] = {"results": "QR", "confirmations": "QC", "spc_alarms": "QA"}
+
+
+class SimulatorError(Exception):
+    """A request the simulated ERP refuses; code and message become the contract's error body."""
+
+    status_code = 400
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NotFound(SimulatorError):
+    status_code = 404
+
+
+class AlreadyExists(SimulatorError):
+    status_code = 409
+
+
+class IdempotencyConflict(SimulatorError):
+    status_code = 409
+
+
+class UnknownReference(SimulatorError):
+    status_code = 422
+
+
+@dataclass
+class Booking:
+    """One posting as the ERP booked it; repeated deliveries under the same key only raise `deliveries`."""
+
+    idempotency_key: str
+    document_no: str
+    received_at: datetime
+    body: dict[str, Any]
+    deliveries: int = 1
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    rate: float = 0.0
+    kinds: tuple[FaultKind, ...] = ()
+    timeout_seconds: float = 5.0
+    seed: int | None = None
+
+
+@dataclass
+class _Counters:
+    booked: dict[BookingKind, int] = field(default_factory=lambda: dict.fromkeys(BOOKING_KINDS, 0))
+    duplicates_suppressed: dict[BookingKind, int] = field(default_factory=lambda: dict.fromkeys(BOOKING_KINDS, 0))
+    conflicts: dict[BookingKind, int] = field(default_factory=lambda: dict.fromkeys(BOOKING_KINDS, 0))
+    rejected: dict[BookingKind, int] = field(default_factory=lambda: dict.fromkeys(BOOKING_KINDS, 0))
+    faults_injected: dict[FaultKind, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+
+
+class SimulatorState:
+    """What the simulated ERP knows. Defaults to the seed data of `qualitybridge.simulator.seed`."""
+
+    def __init__(
+        self,
+        orders: Iterable[ProductionOrder] | None = None,
+        equipment: Iterable[TestEquipment] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._initial_orders = tuple(seed_orders() if orders is None else orders)
+        self._initial_equipment = tuple(seed_equipment() if equipment is None else equipment)
+        self._load_initial()
+
+    def _load_initial(self) -> None:
+        self._orders: dict[str, ProductionOrder] = {order.order_no: order for order in self._initial_orders}
+        self._equipment: dict[str, TestEquipment] = {item.equipment_id: item for item in self._initial_equipment}
+        self._orders_revision = 1
+        self._equipment_revision = 1
+        self._bookings: dict[BookingKind, dict[str, Booking]] = {kind: {} for kind in BOOKING_KINDS}
+        self._document_counter: dict[BookingKind, int] = dict.fromkeys(BOOKING_KINDS, 0)
+        self._counters = _Counters()
+        self._faults = FaultPlan()
+        self._rng = random.Random()  # noqa: S311 - fault dice, not secrets
+
+    def reset(self) -> None:
+        """Back to the initial master data, no bookings, no faults, counters at zero."""
+        with self._lock:
+            self._load_initial()
+
+    # master data the ERP publishes
+
+    def orders(self) -> tuple[int, list[ProductionOrder]]:
+        with self._lock:
+            return self._orders_revision, list(self._orders.values())
+
+    def equipment(self) -> tuple[int, list[TestEquipment]]:
+        with self._lock:
+            return self._equipment_revision, list(self._equipment.values())
+
+    def release_order(self, order: ProductionOrder) -> int:
+        with self._lock:
+            if order.order_no in self._orders:
+                raise AlreadyExists("order_exists", f"order {order.order_no} is already released")
+            self._orders[order.order_no] = order
+            self._orders_revision += 1
+            return self._orders_revision
+
+    def change_order(self, order: ProductionOrder) -> int:
+        with self._lock:
+            if order.order_no not in self._orders:
+                raise NotFound("unknown_order", f"order {order.order_no} is not released")
+            self._orders[order.order_no] = order
+            self._orders_revision += 1
+            return self._orders_revision
+
+    def withdraw_order(self, order_no: str) -> int:
+        with self._lock:
+            if self._orders.pop(order_no, None) is None:
+                raise NotFound("unknown_order", f"order {order_no} is not released")
+            self._orders_revision += 1
+            return self._orders_revision
+
+    def update_equipment(
+        self,
+        equipment_id: str,
+        *,
+        calibration_status: CalibrationStatus | None = None,
+        next_due: date | None = None,
+        last_calibration: date | None = None,
+        certificate_no: str | None = None,
+    ) -> TestEquipment:
+        changes: dict[str, object] = {
+            name: value
+            for name, value in (
+                ("calibration_status", calibration_status),
+                ("next_due", next_due),
+                ("last_calibration", last_calibration),
+                ("certificate_no", certificate_no),
+            )
+            if value is not None
+        }
+        with self._lock:
+            current = self._equipment.get(equipment_id)
+            if current is None:
+                raise NotFound("unknown_equipment", f"equipment {equipment_id} does not exist")
+            # model_validate rather than model_copy(update=...) so that the domain's validation still applies.
+            updated = TestEquipment.model_validate({**current.model_dump(), **changes})
+            if updated != current:
+                self._equipment[equipment_id] = updated
+                self._equipment_revision += 1
+            return updated
+
+    # postings from QualityBridge
+
+    def book(
+        self,
+        kind: BookingKind,
+        idempotency_key: str,
+        body: dict[str, Any],
+        *,
+        order_no: str,
+        operation_no: str,
+        characteristic_id: str | None = None,
+    ) -> BookingReceipt:
+        """Book a posting once per idempotency key.
+
+        A repeated key with an equal body is a redelivery: it gets the original receipt marked duplicate. A
+        repeated key with another body is a client bug and is refused, because booking it would lose data silently.
+        """
+        with self._lock:
+            earlier = self._bookings[kind].get(idempotency_key)
+            if earlier is not None:
+                if earlier.body != body:
+                    self._counters.conflicts[kind] += 1
+                    raise IdempotencyConflict(
+                        "idempotency_key_reused",
+                        f"Idempotency-Key {idempotency_key!r} was already used for a different {kind} posting "
+                        f"({earlier.document_no})",
+                    )
+                earlier.deliveries += 1
+                self._counters.duplicates_suppressed[kind] += 1
+                return BookingReceipt(document_no=earlier.document_no, duplicate=True)
+            try:
+                self._check_references(order_no, operation_no, characteristic_id)
+            except UnknownReference:
+                self._counters.rejected[kind] += 1
+                raise
+            self._document_counter[kind] += 1
+            document_no = f"{_DOCUMENT_PREFIX[kind]}-{self._document_counter[kind]:06d}"
+            self._bookings[kind][idempotency_key] = Booking(
+                idempotency_key=idempotency_key,
+                document_no=document_no,
+                received_at=datetime.now(UTC),
+                body=body,
+            )
+            self._counters.booked[kind] += 1
+            return BookingReceipt(document_no=document_no, duplicate=False)
+
+    def _check_references(self, order_no: str, operation_no: str, characteristic_id: str | None) -> None:
+        order = self._orders.get(order_no)
+        if order is None:
+            raise UnknownReference("unknown_order", f"order {order_no} is not released")
+        operation = order.operation(operation_no)
+        if operation is None:
+            raise UnknownReference("unknown_operation", f"order {order_no} has no operation {operation_no}")
+        if characteristic_id is not None and operation.characteristic(characteristic_id) is None:
+            raise UnknownReference(
+                "unknown_characteristic",
+                f"operation {operation_no} of order {order_no} has no characteristic {characteristic_id}",
+            )
+
+    def bookings(self, kind: BookingKind) -> list[Booking]:
+        """Booked postings of one kind, each once, in booking order (copies: callers may not change the state)."""
+        with self._lock:
+            return [
+                Booking(item.idempotency_key, item.document_no, item.received_at, dict(item.body), item.deliveries)
+                for item in self._bookings[kind].values()
+            ]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            counters = self._counters
+            return {
+                "booked": dict(counters.booked),
+                "duplicates_suppressed": dict(counters.duplicates_suppressed),
+                "duplicates_suppressed_total": sum(counters.duplicates_suppressed.values()),
+                "conflicts": dict(counters.conflicts),
+                "rejected": dict(counters.rejected),
+                "faults_injected": dict(counters.faults_injected),
+                "orders_revision": self._orders_revision,
+                "equipment_revision": self._equipment_revision,
+            }
+
+    # fault injection
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        with self._lock:
+            self._faults = plan
+            self._rng = random.Random(plan.seed)  # noqa: S311 - fault dice, not secrets
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults = FaultPlan()
+
+    def faults(self) -> FaultPlan:
+        with self._lock:
+            return self._faults
+
+    def draw_fault(self) -> tuple[FaultKind, float] | None:
+        """Decide whether this ERP request fails and how; returns the fault and the timeout to apply."""
+        with self._lock:
+            plan = self._faults
+            if not plan.kinds or plan.rate <= 0 or self._rng.random() >= plan.rate:
+                return None
+            kind = self._rng.choice(plan.kinds)
+            self._counters.faults_injected[kind] += 1
+            return kind, plan.timeout_seconds
