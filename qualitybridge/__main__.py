@@ -1,0 +1,5 @@
+import sys
+
+from qualitybridge.cli import main
+
+sys.exit(main())

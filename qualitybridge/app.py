@@ -1,0 +1,131 @@
+"""The composition root: builds the store, the ERP adapter, the services and the OPC UA face, and runs them.
+
+Nothing else wires parts together; every part receives what it needs here (ports in, no globals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.diagnostics import Diagnostics
+from qualitybridge.domain.model import MeasurementResult, SnapshotChange
+from qualitybridge.relay import OutboxRelay
+from qualitybridge.reporting import MasterData, ReportingService
+from qualitybridge.server.identity import Role, UserAccount
+from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
+from qualitybridge.server.pki import PkiLayout
+from qualitybridge.store import Store, StoredUser, open_store
+from qualitybridge.sync import ErpSync
+
+__all__ = ["QualityBridgeApp", "accounts_from_store"]
+
+_log = logging.getLogger(__name__)
+
+
+def accounts_from_store(users: Iterable[StoredUser]) -> list[UserAccount]:
+    return [UserAccount(u.name, Role(u.role), u.password_hash, u.work_centres) for u in users]
+
+
+@dataclass
+class QualityBridgeApp:
+    config: QualityBridgeConfig
+    store: Store
+    erp: RestErpClient
+    master_data: MasterData
+    diagnostics: Diagnostics
+    reporting: ReportingService
+    sync: ErpSync
+    relay: OutboxRelay
+    opcua: OpcUaFace
+    _scheduler: AsyncIOScheduler | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def create(cls, config: QualityBridgeConfig) -> QualityBridgeApp:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+        erp = RestErpClient(config.erp.base_url, timeout_seconds=config.erp.timeout_seconds)
+        master_data = MasterData()
+        diagnostics = Diagnostics()
+        reporting = ReportingService(store, master_data)
+        sync = ErpSync(erp, store, master_data, diagnostics)
+        relay = OutboxRelay(
+            store,
+            erp,
+            diagnostics,
+            interval_seconds=config.erp.relay_interval_seconds,
+            max_attempts=config.erp.relay_max_attempts,
+            backoff_max_seconds=config.erp.relay_backoff_max_seconds,
+        )
+        opcua = await build_opcua_server(
+            config.server, PkiLayout(config.pki_dir), accounts_from_store(await store.users()), reporting
+        )
+        return cls(config, store, erp, master_data, diagnostics, reporting, sync, relay, opcua)
+
+    async def start(self) -> None:
+        await self.opcua.server.start()
+        view = self.opcua.view
+        await view.start()
+        await self.sync.load_from_store()
+        await view.show(self.master_data.orders, self.master_data.equipment)
+
+        async def on_snapshot(_change: SnapshotChange) -> None:
+            await view.show(self.master_data.orders, self.master_data.equipment)
+
+        async def on_result(result: MeasurementResult) -> None:
+            self.relay.wake()
+            await view.show_result(result)
+
+        self.sync.add_listener(on_snapshot)
+        self.reporting.add_listener(on_result)
+        self.diagnostics.add_listener(view.show_diagnostics)
+
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_job(
+            self.sync.run_once,
+            "interval",
+            seconds=self.config.erp.sync_interval_seconds,
+            next_run_time=datetime.now(UTC),
+            id="erp-sync",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._scheduler.start()
+        self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
+        self.relay.wake()  # deliver what a previous run left in the outbox
+        _log.info("QualityBridge serving %s", self.endpoint_url)
+
+    async def reload_users(self) -> None:
+        """Take user changes made in the store into effect for new sessions, without a restart."""
+        self.opcua.users.replace_accounts(accounts_from_store(await self.store.users()))
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def wait_until_stopped(self) -> None:
+        await self._stopped.wait()
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.config.server.endpoint_url()
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.opcua.server.stop()
+        await self.erp.aclose()
+        await self.store.aclose()

@@ -1,0 +1,87 @@
+"""Checking OPC UA method arguments, because asyncua hands handlers whatever Variants the client sent.
+
+Each method declares its inputs once (`ArgumentSpec`); `parse_arguments` turns the raw Variants into Python
+values or raises `ArgumentError` carrying the StatusCode for the call and the one for the offending argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import ua
+
+__all__ = ["ArgumentError", "ArgumentSpec", "parse_arguments"]
+
+_NULL_DATETIME = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ArgumentSpec:
+    name: str
+    types: tuple[ua.VariantType, ...]
+    required: bool = True
+    max_length: int = 0  # strings: 0 = unlimited
+
+    @property
+    def type_names(self) -> str:
+        return " or ".join(t.name for t in self.types)
+
+
+class ArgumentError(Exception):
+    """An input argument is unusable; `index` is its position (None when the count is wrong)."""
+
+    def __init__(self, status: int, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.index = index
+
+
+def parse_arguments(specs: Sequence[ArgumentSpec], arguments: Sequence[ua.Variant]) -> dict[str, Any]:
+    if len(arguments) < len(specs):
+        missing = ", ".join(spec.name for spec in specs[len(arguments):])
+        raise ArgumentError(ua.StatusCodes.BadArgumentsMissing, f"missing arguments: {missing}")
+    if len(arguments) > len(specs):
+        raise ArgumentError(
+            ua.StatusCodes.BadTooManyArguments, f"expected {len(specs)} arguments, got {len(arguments)}"
+        )
+    values: dict[str, Any] = {}
+    for index, (spec, variant) in enumerate(zip(specs, arguments, strict=True)):
+        values[spec.name] = _parse_one(spec, variant, index)
+    return values
+
+
+def _parse_one(spec: ArgumentSpec, variant: ua.Variant, index: int) -> Any:
+    if not isinstance(variant, ua.Variant) or variant.is_array or variant.VariantType not in spec.types:
+        sent = variant.VariantType.name if isinstance(variant, ua.Variant) else type(variant).__name__
+        if isinstance(variant, ua.Variant) and variant.is_array:
+            sent = f"array of {sent}"
+        raise ArgumentError(
+            ua.StatusCodes.BadTypeMismatch, f"{spec.name} must be a scalar {spec.type_names}, got {sent}", index
+        )
+    value = variant.Value
+    if ua.VariantType.String in spec.types:
+        text = (value or "").strip()
+        if spec.required and not text:
+            raise ArgumentError(ua.StatusCodes.BadInvalidArgument, f"{spec.name} must not be empty", index)
+        if spec.max_length and len(text) > spec.max_length:
+            raise ArgumentError(
+                ua.StatusCodes.BadOutOfRange, f"{spec.name} is longer than {spec.max_length} characters", index
+            )
+        return text
+    if ua.VariantType.Double in spec.types or ua.VariantType.Float in spec.types:
+        number = float(value)
+        if not math.isfinite(number):
+            raise ArgumentError(ua.StatusCodes.BadOutOfRange, f"{spec.name} must be a finite number, got {number}",
+                                index)
+        return number
+    if ua.VariantType.DateTime in spec.types:
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if moment <= _NULL_DATETIME:
+            raise ArgumentError(ua.StatusCodes.BadInvalidArgument, f"{spec.name} is the null DateTime", index)
+        return moment
+    return value

@@ -1,0 +1,101 @@
+"""The OPC UA face of reporting: turns method calls into domain reports and refusals into StatusCodes.
+
+The mapping of refusals to StatusCodes lives here and only here (documented in docs/report-methods.md).
+Every refusal is logged with the caller and a readable reason; nothing is stored for a refused call.
+"""
+
+from __future__ import annotations
+
+import logging
+from asyncua import ua
+
+from qualitybridge.domain.errors import GaugeBlocked, InvalidValue, ReportRefused, UnknownReference
+from qualitybridge.domain.model import MeasurementReport
+from qualitybridge.reporting import ReportingService
+from qualitybridge.server.access import caller
+from qualitybridge.server.arguments import ArgumentError, ArgumentSpec, parse_arguments
+
+__all__ = ["REPORT_MEASUREMENT_ARGUMENTS", "ReportMeasurementMethod"]
+
+_log = logging.getLogger(__name__)
+
+_S = ua.VariantType.String
+REPORT_MEASUREMENT_ARGUMENTS: tuple[ArgumentSpec, ...] = (
+    ArgumentSpec("OrderNumber", (_S,), max_length=32),
+    ArgumentSpec("OperationNumber", (_S,), max_length=16),
+    ArgumentSpec("CharacteristicId", (_S,), max_length=64),
+    ArgumentSpec("Value", (ua.VariantType.Double, ua.VariantType.Float)),
+    ArgumentSpec("EquipmentId", (_S,), max_length=64),
+    ArgumentSpec("PartSerial", (_S,), max_length=128),
+    ArgumentSpec("MeasuredAt", (ua.VariantType.DateTime,)),
+    ArgumentSpec("ClientResultId", (_S,), required=False, max_length=128),
+)
+
+_REFUSAL_STATUS: tuple[tuple[type[ReportRefused], int], ...] = (
+    (UnknownReference, ua.StatusCodes.BadNotFound),
+    (InvalidValue, ua.StatusCodes.BadOutOfRange),
+    (GaugeBlocked, ua.StatusCodes.BadInvalidState),
+)
+
+
+def _status_for(refusal: ReportRefused) -> int:
+    for kind, status in _REFUSAL_STATUS:
+        if isinstance(refusal, kind):
+            return status
+    return ua.StatusCodes.BadInvalidArgument
+
+
+def _refused(status: int, argument_count: int, index: int | None) -> ua.CallMethodResult:
+    result = ua.CallMethodResult()
+    result.StatusCode = ua.StatusCode(status)
+    result.InputArgumentResults = [
+        ua.StatusCode(status if i == index else ua.StatusCodes.Good) for i in range(argument_count)
+    ]
+    return result
+
+
+class ReportMeasurementMethod:
+    """Handler for QualityBridge.ReportMeasurement.
+
+    Link `call`, a coroutine function: asyncua runs anything else (even an object with an async __call__) in a
+    thread pool, where the caller context is lost and throughput drops.
+    """
+
+    def __init__(self, service: ReportingService) -> None:
+        self._service = service
+        self._index = {spec.name: i for i, spec in enumerate(REPORT_MEASUREMENT_ARGUMENTS)}
+
+    async def call(self, _parent: ua.NodeId, *arguments: ua.Variant) -> ua.CallMethodResult:
+        user = caller()
+        who = user.name if user is not None and user.name else "anonymous"
+        if user is None or user.account_role is None:
+            _log.warning("ReportMeasurement refused: caller %s is not logged in", who)
+            return _refused(ua.StatusCodes.BadUserAccessDenied, len(arguments), None)
+        try:
+            values = parse_arguments(REPORT_MEASUREMENT_ARGUMENTS, arguments)
+            report = MeasurementReport(
+                order_no=values["OrderNumber"],
+                operation_no=values["OperationNumber"],
+                characteristic_id=values["CharacteristicId"],
+                value=values["Value"],
+                equipment_id=values["EquipmentId"],
+                part_serial=values["PartSerial"],
+                measured_at=values["MeasuredAt"],
+                client_result_id=values["ClientResultId"] or None,
+            )
+            result = await self._service.report_measurement(report, reported_by=who)
+        except ArgumentError as exc:
+            _log.warning("ReportMeasurement by %s refused (%s): %s", who, ua.StatusCode(exc.status).name, exc.message)
+            return _refused(exc.status, len(arguments), exc.index)
+        except ReportRefused as exc:
+            status = _status_for(exc)
+            _log.warning("ReportMeasurement by %s refused (%s): %s", who, ua.StatusCode(status).name, exc.message)
+            return _refused(status, len(arguments), self._index.get(exc.field))
+        answer = ua.CallMethodResult()
+        answer.StatusCode = ua.StatusCode(ua.StatusCodes.Good)
+        answer.InputArgumentResults = [ua.StatusCode(ua.StatusCodes.Good)] * len(arguments)
+        answer.OutputArguments = [
+            ua.Variant(result.result_id, ua.VariantType.String),
+            ua.Variant(int(result.evaluation), ua.VariantType.Int32),
+        ]
+        return answer
