@@ -33,9 +33,7 @@ CONTRACT_VERSION = "1"
 API_PREFIX = "/api/v1"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-OrderStateName = Literal[
-    "NOT_ALLOWED_TO_START", "ALLOWED_TO_START", "RUNNING", "INTERRUPTED", "ENDED", "ABORTED"
-]
+OrderStateName = Literal["NOT_ALLOWED_TO_START", "ALLOWED_TO_START", "RUNNING", "INTERRUPTED", "ENDED", "ABORTED"]
 CalibrationStatusName = Literal["VALID", "DUE_SOON", "EXPIRED", "LOCKED"]
 EvaluationName = Literal["UNDEFINED", "OK", "NOT_OK", "NOT_DECIDABLE"]
 ClassificationName = Literal["critical", "major", "minor"]
@@ -235,7 +233,7 @@ def order_to_dto(order: ProductionOrder) -> OrderDTO:
         work_centre=order.work_centre,
         planned_quantity=order.planned_quantity,
         quantity_unit=order.quantity_unit,
-        state=order.state.name,  # type: ignore[arg-type]  # member names are exactly the Literal's values
+        state=order.state.name,
         routing_version=order.routing_version,
         plan_version=order.plan_version,
         planned_start=order.planned_start,
@@ -261,7 +259,7 @@ def equipment_to_dto(equipment: TestEquipment) -> EquipmentDTO:
         equipment_id=equipment.equipment_id,
         description=equipment.description,
         equipment_type=equipment.equipment_type,
-        calibration_status=equipment.calibration_status.name,  # type: ignore[arg-type]  # names match the Literal
+        calibration_status=equipment.calibration_status.name,
         last_calibration=equipment.last_calibration,
         next_due=equipment.next_due,
         certificate_no=equipment.certificate_no,
@@ -280,7 +278,7 @@ def result_to_dto(result: MeasurementResult) -> ResultDTO:
         characteristic_id=report.characteristic_id,
         value=value,
         unit=result.unit,
-        evaluation=result.evaluation.name,  # type: ignore[arg-type]  # names match the Literal
+        evaluation=result.evaluation.name,
         plan_version=result.plan_version,
         equipment_id=report.equipment_id,
         part_serial=report.part_serial,

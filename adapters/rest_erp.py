@@ -41,8 +41,9 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class RestErpClient:
-    def __init__(self, base_url: str, *, timeout_seconds: float = 10.0, transport: httpx.AsyncBaseTransport | None
-                 = None) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_seconds: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + API_PREFIX,
             timeout=timeout_seconds,
@@ -76,8 +77,10 @@ class RestErpClient:
             )
         except ValidationError as exc:
             # The ERP sent data that breaks the contract: keep serving the last good data, say what broke.
-            raise ErpUnavailable(f"ERP data violates the contract: {exc.error_count()} errors, first: "
-                                 f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+            raise ErpUnavailable(
+                f"ERP data violates the contract: {exc.error_count()} errors, first: "
+                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+            ) from exc
 
     async def post(self, entry: OutboxEntry) -> str:
         path = _POSTING_PATHS.get(entry.kind)

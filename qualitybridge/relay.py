@@ -7,6 +7,7 @@ so a delivery whose answer was lost is booked once at the ERP when it is repeate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -68,10 +69,8 @@ class OutboxRelay:
 
     async def run_forever(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.run_once()

@@ -67,8 +67,7 @@ class MasterData:
         if characteristic is None:
             raise UnknownReference(
                 "CharacteristicId",
-                f"operation {report.order_no}/{report.operation_no} has no characteristic "
-                f"{report.characteristic_id!r}",
+                f"operation {report.order_no}/{report.operation_no} has no characteristic {report.characteristic_id!r}",
             )
         return characteristic
 

@@ -50,7 +50,10 @@ class ErpSync:
             await self.load_from_store()
             _log.info(
                 "ERP sync: %d released, %d changed, %d withdrawn orders, %d gauges changed",
-                len(change.released), len(change.changed), len(change.withdrawn), len(change.equipment_changed),
+                len(change.released),
+                len(change.changed),
+                len(change.withdrawn),
+                len(change.equipment_changed),
             )
             for listener in self._listeners:
                 await listener(change)

@@ -24,6 +24,7 @@ from qualitybridge.domain.model import (
     TestEquipment,
 )
 from qualitybridge.domain.units import unit_description, unit_id, unit_symbol
+from qualitybridge.server.arguments import status_code
 from qualitybridge.server.namespace import QualityBridgeNamespace
 
 __all__ = ["AddressSpaceView"]
@@ -33,6 +34,14 @@ _log = logging.getLogger(__name__)
 _UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
 _V = ua.VariantType
 Member = tuple[str, Any, ua.VariantType]
+_EVENT_FIELD_TYPES = {
+    "OrderNumber": _V.String,
+    "OperationNumber": _V.String,
+    "CharacteristicId": _V.String,
+    "ResultId": _V.String,
+    "Value": _V.Double,
+    "Evaluation": _V.Int32,
+}
 
 
 def _day(day: date | None) -> datetime | None:
@@ -112,6 +121,9 @@ class AddressSpaceView:
         self._result_events = await self._server.get_event_generator(
             self._ns.measurement_reported_event_type, self._ns.root
         )
+        # asyncua takes an event field's Variant type from the declaration's default value; ours have none.
+        for name, variant_type in _EVENT_FIELD_TYPES.items():
+            self._result_events.event.add_property(name, None, variant_type)
 
     # ---- master data ----------------------------------------------------------------------------
 
@@ -127,8 +139,11 @@ class AddressSpaceView:
             previous = self._orders.get(order_no)
             if previous is None:
                 await self._add_order(order)
-                _log.info("order %s published (%d characteristics)", order_no,
-                          sum(len(op.characteristics) for op in order.operations))
+                _log.info(
+                    "order %s published (%d characteristics)",
+                    order_no,
+                    sum(len(op.characteristics) for op in order.operations),
+                )
             elif previous != order:
                 await self._update_order(previous, order)
             self._orders[order_no] = order
@@ -146,16 +161,16 @@ class AddressSpaceView:
             previous_gauge = self._equipment.get(equipment_id)
             node_id = self._ns.equipment(equipment_id)
             if previous_gauge is None:
-                await self._instantiate(self._ns.root_child("TestEquipment"), node_id, equipment_id,
-                                        self._ns.test_equipment_type)
+                await self._instantiate(
+                    self._ns.root_child("TestEquipment"), node_id, equipment_id, self._ns.test_equipment_type
+                )
             if previous_gauge != gauge:
                 await self._write_members(node_id, _equipment_members(gauge))
             self._equipment[equipment_id] = gauge
 
     async def _add_order(self, order: ProductionOrder) -> None:
         node_id = self._ns.order(order.order_no)
-        await self._instantiate(self._ns.root_child("Orders"), node_id, order.order_no,
-                                self._ns.production_order_type)
+        await self._instantiate(self._ns.root_child("Orders"), node_id, order.order_no, self._ns.production_order_type)
         await self._write_members(node_id, _order_members(order))
         for operation in order.operations:
             await self._add_operation(order.order_no, operation)
@@ -171,8 +186,13 @@ class AddressSpaceView:
     async def _add_characteristic(self, order_no: str, operation_no: str, char: InspectionCharacteristic) -> None:
         node_id = self._ns.characteristic(order_no, operation_no, char.characteristic_id)
         folder = self._ns.member(self._ns.operation(order_no, operation_no), "Characteristics")
-        await self._instantiate(folder, node_id, char.characteristic_id, self._ns.characteristic_type,
-                                display_name=f"{char.characteristic_id} {char.name}")
+        await self._instantiate(
+            folder,
+            node_id,
+            char.characteristic_id,
+            self._ns.characteristic_type,
+            display_name=f"{char.characteristic_id} {char.name}",
+        )
         await self._write_members(node_id, _characteristic_members(char))
 
     async def _update_order(self, previous: ProductionOrder, order: ProductionOrder) -> None:
@@ -209,12 +229,15 @@ class AddressSpaceView:
     async def show_result(self, result: MeasurementResult) -> None:
         report = result.report
         node_id = self._ns.characteristic(report.order_no, report.operation_no, report.characteristic_id)
-        await self._write_members(node_id, [
-            ("LastValue", report.value, _V.Double),
-            ("LastEvaluation", int(result.evaluation), _V.Int32),
-            ("LastMeasuredAt", report.measured_at, _V.DateTime),
-            ("LastResultId", result.result_id, _V.String),
-        ])
+        await self._write_members(
+            node_id,
+            [
+                ("LastValue", report.value, _V.Double),
+                ("LastEvaluation", int(result.evaluation), _V.Int32),
+                ("LastMeasuredAt", report.measured_at, _V.DateTime),
+                ("LastResultId", result.result_id, _V.String),
+            ],
+        )
         if self._result_events is not None:
             event = self._result_events.event
             event.OrderNumber = report.order_no
@@ -230,14 +253,17 @@ class AddressSpaceView:
             )
 
     async def show_diagnostics(self, diagnostics: Diagnostics) -> None:
-        await self._write_members(self._ns.root_child("Diagnostics"), [
-            ("LastSyncTime", diagnostics.last_sync_time, _V.DateTime),
-            ("LastSyncSucceeded", diagnostics.last_sync_succeeded, _V.Boolean),
-            ("SyncErrorCount", diagnostics.sync_error_count, _V.UInt32),
-            ("LastSyncError", diagnostics.last_sync_error, _V.String),
-            ("OutboxDepth", diagnostics.outbox_depth, _V.UInt32),
-            ("OutboxDeadLetters", diagnostics.outbox_dead_letters, _V.UInt32),
-        ])
+        await self._write_members(
+            self._ns.root_child("Diagnostics"),
+            [
+                ("LastSyncTime", diagnostics.last_sync_time, _V.DateTime),
+                ("LastSyncSucceeded", diagnostics.last_sync_succeeded, _V.Boolean),
+                ("SyncErrorCount", diagnostics.sync_error_count, _V.UInt32),
+                ("LastSyncError", diagnostics.last_sync_error, _V.String),
+                ("OutboxDepth", diagnostics.outbox_depth, _V.UInt32),
+                ("OutboxDeadLetters", diagnostics.outbox_dead_letters, _V.UInt32),
+            ],
+        )
 
     # ---- node plumbing ----------------------------------------------------------------------------
 
@@ -260,5 +286,52 @@ class AddressSpaceView:
                 self._ns.member(parent, browse_path), ua.DataValue(ua.Variant(value, variant_type))
             )
 
-    async def _delete(self, node_id: ua.NodeId) -> None:
-        await self._server.delete_nodes([self._server.get_node(node_id)], recursive=True)
+    async def _delete(self, root: ua.NodeId) -> None:
+        """Remove an instance with everything below it.
+
+        Not asyncua's delete_nodes: it scans every node of the address space for each node it deletes
+        (seconds for one order, with every client blocked), and it reports a deleted monitored item as a
+        status change of the whole subscription, after which clients drop the subscription. Here the
+        subtree is found through its own references (all its NodeIds extend the root's), each monitored
+        item gets a BadNodeIdUnknown value of its own, and only the parent's reference is unlinked.
+        """
+        address_space = self._server.iserver.aspace
+        subtree = self._subtree(root)
+        gone = ua.DataValue(StatusCode=status_code(ua.StatusCodes.BadNodeIdUnknown))
+        for node_data in subtree.values():
+            value_attribute = node_data.attributes.get(ua.AttributeIds.Value)
+            if value_attribute is None:
+                continue
+            for handle, callback in list(value_attribute.datachange_callbacks.items()):
+                try:
+                    await callback(handle, gone)
+                except Exception:  # one broken subscription must not stop the withdrawal
+                    _log.exception("could not tell monitored item %s that %s was removed", handle, root)
+                address_space.delete_datachange_callback(handle)
+        for reference in subtree[root].references if root in subtree else []:
+            parent = address_space.get(reference.NodeId)
+            if not reference.IsForward and parent is not None:
+                parent.references = [ref for ref in parent.references if ref.NodeId != root]
+        for node_id in subtree:
+            del address_space[node_id]
+
+    def _subtree(self, root: ua.NodeId) -> dict[ua.NodeId, Any]:
+        address_space = self._server.iserver.aspace
+        prefixes = (f"{root.Identifier}.", f"{root.Identifier}/")
+        found: dict[ua.NodeId, Any] = {}
+        pending = [root]
+        while pending:
+            node_id = pending.pop()
+            node_data = address_space.get(node_id)
+            if node_data is None or node_id in found:
+                continue
+            found[node_id] = node_data
+            pending.extend(
+                ref.NodeId
+                for ref in node_data.references
+                if ref.IsForward
+                and ref.NodeId.NamespaceIndex == root.NamespaceIndex
+                and isinstance(ref.NodeId.Identifier, str)
+                and ref.NodeId.Identifier.startswith(prefixes)
+            )
+        return found

@@ -14,9 +14,14 @@ from typing import Any
 
 from asyncua import ua
 
-__all__ = ["ArgumentError", "ArgumentSpec", "parse_arguments"]
+__all__ = ["ArgumentError", "ArgumentSpec", "parse_arguments", "status_code"]
 
 _NULL_DATETIME = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+def status_code(code: int) -> ua.StatusCode:
+    """A StatusCode from one of ua.StatusCodes' plain ints (asyncua types the field as its UInt32 subclass)."""
+    return ua.StatusCode(ua.UInt32(code))
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class ArgumentError(Exception):
 
 def parse_arguments(specs: Sequence[ArgumentSpec], arguments: Sequence[ua.Variant]) -> dict[str, Any]:
     if len(arguments) < len(specs):
-        missing = ", ".join(spec.name for spec in specs[len(arguments):])
+        missing = ", ".join(spec.name for spec in specs[len(arguments) :])
         raise ArgumentError(ua.StatusCodes.BadArgumentsMissing, f"missing arguments: {missing}")
     if len(arguments) > len(specs):
         raise ArgumentError(
@@ -76,8 +81,9 @@ def _parse_one(spec: ArgumentSpec, variant: ua.Variant, index: int) -> Any:
     if ua.VariantType.Double in spec.types or ua.VariantType.Float in spec.types:
         number = float(value)
         if not math.isfinite(number):
-            raise ArgumentError(ua.StatusCodes.BadOutOfRange, f"{spec.name} must be a finite number, got {number}",
-                                index)
+            raise ArgumentError(
+                ua.StatusCodes.BadOutOfRange, f"{spec.name} must be a finite number, got {number}", index
+            )
         return number
     if ua.VariantType.DateTime in spec.types:
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -29,7 +29,8 @@ class QualityBridgeNamespace:
         return cls(index=await server.get_namespace_index(NAMESPACE_URI))
 
     def node_id(self, identifier: str | int) -> ua.NodeId:
-        return ua.NodeId(identifier, self.index)
+        key = ua.String(identifier) if isinstance(identifier, str) else ua.Int32(identifier)
+        return ua.NodeId(key, ua.Int16(self.index))
 
     # ---- types (numeric ids fixed in the NodeSet) ----
     @property
@@ -75,4 +76,4 @@ class QualityBridgeNamespace:
 
     def member(self, parent: ua.NodeId, browse_name: str) -> ua.NodeId:
         """A child created from the type's instance declaration (asyncua joins string ids with '.')."""
-        return ua.NodeId(f"{parent.Identifier}.{browse_name}", parent.NamespaceIndex)
+        return ua.NodeId(ua.String(f"{parent.Identifier!s}.{browse_name}"), parent.NamespaceIndex)

@@ -7,13 +7,14 @@ Every refusal is logged with the caller and a readable reason; nothing is stored
 from __future__ import annotations
 
 import logging
+
 from asyncua import ua
 
 from qualitybridge.domain.errors import GaugeBlocked, InvalidValue, ReportRefused, UnknownReference
 from qualitybridge.domain.model import MeasurementReport
 from qualitybridge.reporting import ReportingService
 from qualitybridge.server.access import caller
-from qualitybridge.server.arguments import ArgumentError, ArgumentSpec, parse_arguments
+from qualitybridge.server.arguments import ArgumentError, ArgumentSpec, parse_arguments, status_code
 
 __all__ = ["REPORT_MEASUREMENT_ARGUMENTS", "ReportMeasurementMethod"]
 
@@ -47,9 +48,9 @@ def _status_for(refusal: ReportRefused) -> int:
 
 def _refused(status: int, argument_count: int, index: int | None) -> ua.CallMethodResult:
     result = ua.CallMethodResult()
-    result.StatusCode = ua.StatusCode(status)
+    result.StatusCode = status_code(status)
     result.InputArgumentResults = [
-        ua.StatusCode(status if i == index else ua.StatusCodes.Good) for i in range(argument_count)
+        status_code(status if i == index else ua.StatusCodes.Good) for i in range(argument_count)
     ]
     return result
 
@@ -85,15 +86,15 @@ class ReportMeasurementMethod:
             )
             result = await self._service.report_measurement(report, reported_by=who)
         except ArgumentError as exc:
-            _log.warning("ReportMeasurement by %s refused (%s): %s", who, ua.StatusCode(exc.status).name, exc.message)
+            _log.warning("ReportMeasurement by %s refused (%s): %s", who, status_code(exc.status).name, exc.message)
             return _refused(exc.status, len(arguments), exc.index)
         except ReportRefused as exc:
             status = _status_for(exc)
-            _log.warning("ReportMeasurement by %s refused (%s): %s", who, ua.StatusCode(status).name, exc.message)
+            _log.warning("ReportMeasurement by %s refused (%s): %s", who, status_code(status).name, exc.message)
             return _refused(status, len(arguments), self._index.get(exc.field))
         answer = ua.CallMethodResult()
-        answer.StatusCode = ua.StatusCode(ua.StatusCodes.Good)
-        answer.InputArgumentResults = [ua.StatusCode(ua.StatusCodes.Good)] * len(arguments)
+        answer.StatusCode = status_code(ua.StatusCodes.Good)
+        answer.InputArgumentResults = [status_code(ua.StatusCodes.Good)] * len(arguments)
         answer.OutputArguments = [
             ua.Variant(result.result_id, ua.VariantType.String),
             ua.Variant(int(result.evaluation), ua.VariantType.Int32),

@@ -20,7 +20,8 @@ POSTGRES_SKIP_REASON = (
 
 
 def pytest_report_header() -> str:
-    return f"PostgreSQL store tests: {'on (' + POSTGRES_URL + ')' if POSTGRES_URL else 'skipped, ' + POSTGRES_SKIP_REASON}"
+    state = f"on ({POSTGRES_URL})" if POSTGRES_URL else f"skipped, {POSTGRES_SKIP_REASON}"
+    return f"PostgreSQL store tests: {state}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -128,9 +128,9 @@ async def running(
 
 
 async def _secure_client(
-    running: RunningServer, cert: ClientCert, user: str | None, password: str | None, timeout: float = 4
+    running: RunningServer, cert: ClientCert, user: str | None, password: str | None, client_timeout: float = 4
 ) -> Client:
-    client = Client(running.url, timeout=timeout)
+    client = Client(running.url, timeout=client_timeout)
     client.application_uri = CLIENT_URI
     await client.set_security(
         SecurityPolicyBasic256Sha256,
@@ -232,7 +232,7 @@ async def test_untrusted_cert_is_rejected_then_trusted_without_restart(running: 
     cert = _write_client_cert(tmp_path, "newcomer")
     rejected_file = running.layout.rejected_certs / f"{cert.thumbprint}.der"
 
-    client = await _secure_client(running, cert, "qe", PASSWORDS["qe"], timeout=REFUSED_CLIENT_TIMEOUT)
+    client = await _secure_client(running, cert, "qe", PASSWORDS["qe"], client_timeout=REFUSED_CLIENT_TIMEOUT)
     with pytest.raises((ua.uaerrors.BadCertificateUntrusted, asyncio.TimeoutError)):
         await client.connect()
     await client.disconnect()
@@ -260,7 +260,7 @@ async def test_expired_trusted_cert_refused(
         tmp_path, "expired", not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1)
     )
     trust_certificate(running.layout, str(cert.cert))
-    client = await _secure_client(running, cert, "qe", PASSWORDS["qe"], timeout=REFUSED_CLIENT_TIMEOUT)
+    client = await _secure_client(running, cert, "qe", PASSWORDS["qe"], client_timeout=REFUSED_CLIENT_TIMEOUT)
     with (
         caplog.at_level(logging.WARNING, logger="qualitybridge.server.pki"),
         pytest.raises((ua.uaerrors.BadCertificateTimeInvalid, asyncio.TimeoutError)),
@@ -329,7 +329,8 @@ def test_user_manager_rules(accounts: list[UserAccount]) -> None:
         None,
         channel_cert,
     )
-    assert isinstance(anonymous, QualityBridgeUser) and anonymous.account_role is None
+    assert isinstance(anonymous, QualityBridgeUser)
+    assert anonymous.account_role is None
     manager.replace_accounts([])
     assert manager.get_user(NO_SERVER, "qe", PASSWORDS["qe"], channel_cert) is None
 
@@ -343,8 +344,11 @@ def test_own_certificate_contents_and_reuse(tmp_path: Path) -> None:
     assert set(san.get_values_for_type(x509.DNSName)) == {"qb-host", "10.1.2.3"}
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.1.2.3")]
     usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert usage.digital_signature and usage.content_commitment and usage.key_encipherment
-    assert usage.data_encipherment and usage.key_cert_sign
+    assert usage.digital_signature
+    assert usage.content_commitment
+    assert usage.key_encipherment
+    assert usage.data_encipherment
+    assert usage.key_cert_sign
     extended = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(extended) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     assert certificate.public_key().key_size == 2048  # type: ignore[union-attr]

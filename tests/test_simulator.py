@@ -93,14 +93,16 @@ async def test_seed_publishes_realistic_orders_and_gauges(erp: httpx.AsyncClient
         characteristics = [c for operation in order["operations"] for c in operation["characteristics"]]
         assert 5 <= len(characteristics) <= 30, order["order_no"]
         assert 1 <= len(order["operations"]) <= 3
-        assert order["plant"] == "1010" and order["material_no"].startswith("MAT-")
+        assert order["plant"] == "1010"
+        assert order["material_no"].startswith("MAT-")
         for characteristic in characteristics:
             assert characteristic["lower_limit"] <= characteristic["nominal"] <= characteristic["upper_limit"]
             units.add(characteristic["unit"])
     assert {"MMT", "4H", "NU", "CEL"} <= units
     statuses = [item["calibration_status"] for item in equipment]
     assert 6 <= len(equipment) <= 10
-    assert statuses.count("EXPIRED") == 1 and statuses.count("DUE_SOON") == 1
+    assert statuses.count("EXPIRED") == 1
+    assert statuses.count("DUE_SOON") == 1
     assert statuses.count("VALID") == len(equipment) - 2
 
 
@@ -136,7 +138,8 @@ async def test_release_change_withdraw_are_published_with_new_revisions(erp: htt
     assert after_withdraw["revision"] > after_change["revision"]
     assert "1000499" not in [order["order_no"] for order in after_withdraw["orders"]]
     missing = await erp.delete("/sim/orders/1000499")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_order"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "unknown_order"
 
 
 async def test_recalibration_changes_equipment_and_revision(erp: httpx.AsyncClient) -> None:
@@ -146,7 +149,8 @@ async def test_recalibration_changes_equipment_and_revision(erp: httpx.AsyncClie
         f"/sim/equipment/{expired['equipment_id']}",
         json={"calibration_status": "VALID", "next_due": "2027-12-01", "last_calibration": "2026-12-01"},
     )
-    assert answer.status_code == 200 and answer.json()["calibration_status"] == "VALID"
+    assert answer.status_code == 200
+    assert answer.json()["calibration_status"] == "VALID"
     after = (await erp.get("/api/v1/equipment")).json()
     assert after["revision"] == before["revision"] + 1
     assert [i["calibration_status"] for i in after["equipment"]].count("EXPIRED") == 0
@@ -200,11 +204,19 @@ async def test_unknown_order_or_characteristic_is_unprocessable(erp: httpx.Async
 async def test_confirmations_and_spc_alarms_are_booked(erp: httpx.AsyncClient) -> None:
     confirmation = {"order_no": "1000417", "operation_no": "0010", "yield_quantity": 12, "scrap_quantity": 1}
     answer = await erp.post("/api/v1/confirmations", json=confirmation, headers={IDEMPOTENCY_HEADER: "c-1"})
-    assert answer.status_code == 201 and answer.json()["document_no"] == "QC-000001"
-    alarm = {"order_no": "1000417", "operation_no": "0010", "characteristic_id": "C0020", "rule": "WE1",
-             "severity": 700, "raised_at": "2026-03-02T08:00:00Z"}
+    assert answer.status_code == 201
+    assert answer.json()["document_no"] == "QC-000001"
+    alarm = {
+        "order_no": "1000417",
+        "operation_no": "0010",
+        "characteristic_id": "C0020",
+        "rule": "WE1",
+        "severity": 700,
+        "raised_at": "2026-03-02T08:00:00Z",
+    }
     answer = await erp.post("/api/v1/spc-alarms", json=alarm, headers={IDEMPOTENCY_HEADER: "a-1"})
-    assert answer.status_code == 201 and answer.json()["document_no"] == "QA-000001"
+    assert answer.status_code == 201
+    assert answer.json()["document_no"] == "QA-000001"
     assert [c["body"]["yield_quantity"] for c in (await erp.get("/confirmations")).json()] == [12]
     assert [a["body"]["rule"] for a in (await erp.get("/spc-alarms")).json()] == ["WE1"]
 
@@ -259,15 +271,26 @@ async def test_dto_mapping_round_trips_the_domain_model() -> None:
         assert equipment_from_dto(equipment_to_dto(gauge)) == gauge
 
     report = MeasurementReport(
-        order_no="1000417", operation_no="0010", characteristic_id="C0020", value=62.041,
-        equipment_id="GA-BOR-0312", part_serial="SN-1", measured_at=datetime(2026, 3, 2, 7, tzinfo=UTC),
+        order_no="1000417",
+        operation_no="0010",
+        characteristic_id="C0020",
+        value=62.041,
+        equipment_id="GA-BOR-0312",
+        part_serial="SN-1",
+        measured_at=datetime(2026, 3, 2, 7, tzinfo=UTC),
     )
     result = MeasurementResult(
-        result_id="r-9", report=report, evaluation=ResultEvaluation.NOT_OK, plan_version="P03", unit="MMT",
-        reported_by="opcua:machine-7", received_at=datetime(2026, 3, 2, 7, 0, 1, tzinfo=UTC),
+        result_id="r-9",
+        report=report,
+        evaluation=ResultEvaluation.NOT_OK,
+        plan_version="P03",
+        unit="MMT",
+        reported_by="opcua:machine-7",
+        received_at=datetime(2026, 3, 2, 7, 0, 1, tzinfo=UTC),
     )
     dto = result_to_dto(result)
-    assert dto.evaluation == "NOT_OK" and dto.value == 62.041
+    assert dto.evaluation == "NOT_OK"
+    assert dto.value == 62.041
     assert result_from_dto(dto) == result
 
     undecidable = result.model_copy(update={"report": report.model_copy(update={"value": math.nan})})
@@ -277,7 +300,8 @@ async def test_dto_mapping_round_trips_the_domain_model() -> None:
 
 async def test_openapi_document_in_docs_is_current() -> None:
     document = openapi_document()
-    assert document["info"]["title"] == TITLE and document["info"]["version"] == "1"
+    assert document["info"]["title"] == TITLE
+    assert document["info"]["version"] == "1"
     assert OPENAPI_FILE.exists(), f"missing {OPENAPI_FILE}; regenerate with: {REGENERATE}"
     stored = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
     assert stored == document, f"{OPENAPI_FILE.name} is stale; regenerate with: {REGENERATE}"

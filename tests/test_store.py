@@ -27,11 +27,19 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 def order(order_no: str, upper: float = 12.018) -> ProductionOrder:
     bore = InspectionCharacteristic(
-        characteristic_id="C010", name="Bore diameter", nominal=12.009, lower_limit=12.0, upper_limit=upper,
-        unit="MMT", plan_version="3",
+        characteristic_id="C010",
+        name="Bore diameter",
+        nominal=12.009,
+        lower_limit=12.0,
+        upper_limit=upper,
+        unit="MMT",
+        plan_version="3",
     )
     return ProductionOrder(
-        order_no=order_no, material_no="MAT-1", planned_quantity=10, plan_version="3",
+        order_no=order_no,
+        material_no="MAT-1",
+        planned_quantity=10,
+        plan_version="3",
         operations=(Operation(operation_no="0010", characteristics=(bore,)),),
     )
 
@@ -44,16 +52,27 @@ def result(order_no: str = "1000", client_result_id: str | None = None, value: f
     return MeasurementResult(
         result_id=new_result_id(),
         report=MeasurementReport(
-            order_no=order_no, operation_no="0010", characteristic_id="C010", value=value, equipment_id="G-1",
-            part_serial="SN-1", measured_at=NOW, client_result_id=client_result_id,
+            order_no=order_no,
+            operation_no="0010",
+            characteristic_id="C010",
+            value=value,
+            equipment_id="G-1",
+            part_serial="SN-1",
+            measured_at=NOW,
+            client_result_id=client_result_id,
         ),
-        evaluation=ResultEvaluation.OK, plan_version="3", unit="MMT", reported_by="machine1", received_at=NOW,
+        evaluation=ResultEvaluation.OK,
+        plan_version="3",
+        unit="MMT",
+        reported_by="machine1",
+        received_at=NOW,
     )
 
 
 async def test_snapshot_release_change_withdraw(store: Store) -> None:
     first = await store.apply_snapshot(ErpSnapshot(orders=(order("1000"), order("1001")), equipment=(gauge(),)))
-    assert first.released == ("1000", "1001") and first.equipment_changed == ("G-1",)
+    assert first.released == ("1000", "1001")
+    assert first.equipment_changed == ("G-1",)
 
     unchanged = await store.apply_snapshot(ErpSnapshot(orders=(order("1000"), order("1001")), equipment=(gauge(),)))
     assert unchanged.is_empty
@@ -61,7 +80,9 @@ async def test_snapshot_release_change_withdraw(store: Store) -> None:
     changed = await store.apply_snapshot(
         ErpSnapshot(orders=(order("1000", upper=12.02),), equipment=(gauge(CalibrationStatus.EXPIRED),))
     )
-    assert changed.changed == ("1000",) and changed.withdrawn == ("1001",) and changed.equipment_changed == ("G-1",)
+    assert changed.changed == ("1000",)
+    assert changed.withdrawn == ("1001",)
+    assert changed.equipment_changed == ("G-1",)
     orders = await store.released_orders()
     assert [o.order_no for o in orders] == ["1000"]
     assert orders[0].operations[0].characteristics[0].upper_limit == 12.02
@@ -92,8 +113,10 @@ async def test_result_and_outbox_written_together(store: Store) -> None:
 async def test_client_result_id_returns_first_answer(store: Store) -> None:
     first, created = await store.record_measurement(result(client_result_id="plc-7-000123"))
     repeat, created_again = await store.record_measurement(result(client_result_id="plc-7-000123", value=99.0))
-    assert created and not created_again
-    assert repeat.result_id == first.result_id and repeat.report.value == first.report.value
+    assert created
+    assert not created_again
+    assert repeat.result_id == first.result_id
+    assert repeat.report.value == first.report.value
     assert len(await store.results()) == 1
     assert len(await store.pending_outbox()) == 1
 
@@ -109,8 +132,10 @@ async def test_outbox_sent_failed_dead(store: Store) -> None:
     counts = await store.outbox_counts()
     assert (counts.pending, counts.dead) == (1, 1)
     by_seq = {e.seq: e for e in await store.outbox_entries()}
-    assert by_seq[entries[0].seq].state is OutboxState.SENT and by_seq[entries[0].seq].erp_document == "QR-1"
-    assert by_seq[entries[1].seq].attempts == 1 and by_seq[entries[1].seq].last_error == "503"
+    assert by_seq[entries[0].seq].state is OutboxState.SENT
+    assert by_seq[entries[0].seq].erp_document == "QR-1"
+    assert by_seq[entries[1].seq].attempts == 1
+    assert by_seq[entries[1].seq].last_error == "503"
     assert by_seq[entries[2].seq].state is OutboxState.DEAD
 
 
@@ -120,12 +145,12 @@ async def test_migration_creates_schema_and_is_repeatable(store: Store) -> None:
     await migrate(store.engine)  # a second run at head must be a no-op
     async with store.engine.connect() as conn:
         names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-    assert {"production_orders", "test_equipment", "measurement_results", "outbox", "users",
-            "alembic_version"} <= names
+    assert {"production_orders", "test_equipment", "measurement_results", "outbox", "users", "alembic_version"} <= names
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_characteristic_rejects_non_finite_limits(bad: float) -> None:
     with pytest.raises(ValueError, match="finite"):
-        InspectionCharacteristic(characteristic_id="C", name="n", nominal=bad, lower_limit=0, upper_limit=1,
-                                 unit="MMT", plan_version="1")
+        InspectionCharacteristic(
+            characteristic_id="C", name="n", nominal=bad, lower_limit=0, upper_limit=1, unit="MMT", plan_version="1"
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -49,7 +49,7 @@ class ResultEvaluation(IntEnum):
     NOT_DECIDABLE = 3
 
 
-class Classification(str, Enum):
+class Classification(StrEnum):
     CRITICAL = "critical"
     MAJOR = "major"
     MINOR = "minor"
@@ -187,7 +187,7 @@ class ErpSnapshot(_Frozen):
     equipment: tuple[TestEquipment, ...]
 
 
-class OutboxState(str, Enum):
+class OutboxState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"

@@ -216,8 +216,12 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
     async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
         """Book one judged measurement result."""
         receipt = sim.book(
-            "results", idempotency_key, result.model_dump(mode="json"),
-            order_no=result.order_no, operation_no=result.operation_no, characteristic_id=result.characteristic_id,
+            "results",
+            idempotency_key,
+            result.model_dump(mode="json"),
+            order_no=result.order_no,
+            operation_no=result.operation_no,
+            characteristic_id=result.characteristic_id,
         )
         return _answer(receipt, response)
 
@@ -227,8 +231,11 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
     ) -> BookingReceipt:
         """Book an operation confirmation (yield, scrap, rework)."""
         receipt = sim.book(
-            "confirmations", idempotency_key, confirmation.model_dump(mode="json"),
-            order_no=confirmation.order_no, operation_no=confirmation.operation_no,
+            "confirmations",
+            idempotency_key,
+            confirmation.model_dump(mode="json"),
+            order_no=confirmation.order_no,
+            operation_no=confirmation.operation_no,
         )
         return _answer(receipt, response)
 
@@ -236,8 +243,12 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
     async def post_spc_alarm(alarm: SpcAlarmDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
         """Book an SPC alarm (e.g. a Western Electric rule violation) as a quality notification."""
         receipt = sim.book(
-            "spc_alarms", idempotency_key, alarm.model_dump(mode="json"),
-            order_no=alarm.order_no, operation_no=alarm.operation_no, characteristic_id=alarm.characteristic_id,
+            "spc_alarms",
+            idempotency_key,
+            alarm.model_dump(mode="json"),
+            order_no=alarm.order_no,
+            operation_no=alarm.operation_no,
+            characteristic_id=alarm.characteristic_id,
         )
         return _answer(receipt, response)
 

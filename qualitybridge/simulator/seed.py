@@ -57,8 +57,15 @@ class _Feature:
     nominal: float | None = None
 
 
-def _fit(diameter: float, deviation_lower_um: int, deviation_upper_um: int, fit: str, feature: str,
-         gauge_type: str, classification: Classification = Classification.CRITICAL) -> _Feature:
+def _fit(
+    diameter: float,
+    deviation_lower_um: int,
+    deviation_upper_um: int,
+    fit: str,
+    feature: str,
+    gauge_type: str,
+    classification: Classification = Classification.CRITICAL,
+) -> _Feature:
     """A diameter with an ISO 286 tolerance class, deviations in micrometres as tabulated in ISO 286-2."""
     return _Feature(
         name=f"{feature} \u00d8{diameter:g} {fit}",
@@ -74,31 +81,61 @@ def _fit(diameter: float, deviation_lower_um: int, deviation_upper_um: int, fit:
 
 
 def _length(name: str, nominal: float, tolerance: float, gauge_type: str = CALIPER) -> _Feature:
-    return _Feature(name=name, lower=nominal - tolerance, upper=nominal + tolerance, unit=MILLIMETRE,
-                    decimals=2 if gauge_type == CALIPER else 3, gauge_type=gauge_type, nominal=nominal)
+    return _Feature(
+        name=name,
+        lower=nominal - tolerance,
+        upper=nominal + tolerance,
+        unit=MILLIMETRE,
+        decimals=2 if gauge_type == CALIPER else 3,
+        gauge_type=gauge_type,
+        nominal=nominal,
+    )
 
 
 def _geometric(name: str, tolerance: float) -> _Feature:
     """Form and position tolerances are one-sided: zero is perfect, the tolerance is the upper limit."""
-    return _Feature(name=name, lower=0.0, upper=tolerance, unit=MILLIMETRE, decimals=4, gauge_type=CMM,
-                    nominal=0.0)
+    return _Feature(name=name, lower=0.0, upper=tolerance, unit=MILLIMETRE, decimals=4, gauge_type=CMM, nominal=0.0)
 
 
 def _roughness(name: str, ra_max: float) -> _Feature:
-    return _Feature(name=name, lower=0.0, upper=ra_max, unit=MICROMETRE, decimals=2, gauge_type=ROUGHNESS_TESTER,
-                    classification=Classification.MINOR, nominal=round(ra_max / 2, 2))
+    return _Feature(
+        name=name,
+        lower=0.0,
+        upper=ra_max,
+        unit=MICROMETRE,
+        decimals=2,
+        gauge_type=ROUGHNESS_TESTER,
+        classification=Classification.MINOR,
+        nominal=round(ra_max / 2, 2),
+    )
 
 
 def _torque(name: str, nominal: float, tolerance_percent: float) -> _Feature:
     tolerance = nominal * tolerance_percent / 100
-    return _Feature(name=name, lower=nominal - tolerance, upper=nominal + tolerance, unit=NEWTON_METRE, decimals=1,
-                    gauge_type=TORQUE_WRENCH, classification=Classification.CRITICAL, nominal=nominal)
+    return _Feature(
+        name=name,
+        lower=nominal - tolerance,
+        upper=nominal + tolerance,
+        unit=NEWTON_METRE,
+        decimals=1,
+        gauge_type=TORQUE_WRENCH,
+        classification=Classification.CRITICAL,
+        nominal=nominal,
+    )
 
 
 def _part_temperature() -> _Feature:
     # Dimensional checks are only meaningful near the ISO 1 reference temperature of 20 degC.
-    return _Feature(name="Part temperature before measuring", lower=18.0, upper=22.0, unit=DEGREE_CELSIUS,
-                    decimals=1, gauge_type=THERMOMETER, classification=Classification.MINOR, nominal=20.0)
+    return _Feature(
+        name="Part temperature before measuring",
+        lower=18.0,
+        upper=22.0,
+        unit=DEGREE_CELSIUS,
+        decimals=1,
+        gauge_type=THERMOMETER,
+        classification=Classification.MINOR,
+        nominal=20.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -123,76 +160,134 @@ class _OrderTemplate:
 
 _ORDERS: tuple[_OrderTemplate, ...] = (
     _OrderTemplate(
-        order_no="1000417", material_no="MAT-100233", part_no="GH-4711-02", description="Gearbox housing",
-        routing_version="R02", plan_version="P03", state=OrderState.RUNNING,
+        order_no="1000417",
+        material_no="MAT-100233",
+        part_no="GH-4711-02",
+        description="Gearbox housing",
+        routing_version="R02",
+        plan_version="P03",
+        state=OrderState.RUNNING,
         operations=(
-            _OperationTemplate("0010", "Mill faces and bore bearing seats", "WC-DMU-01", (
-                _part_temperature(),
-                _fit(62, 0, 30, "H7", "Bearing seat", BORE_GAUGE),
-                _fit(47, 0, 25, "H7", "Bearing seat", BORE_GAUGE),
-                _length("Centre distance of bearing seats", 96.0, 0.02, CMM),
-                _geometric("Flatness of mounting face", 0.02),
-                _geometric("Perpendicularity of bore to mounting face", 0.015),
-                _roughness("Roughness Ra of bearing seat", 0.8),
-            )),
-            _OperationTemplate("0020", "Drill and tap flange holes", "WC-DMU-01", (
-                _length("Overall length", 184.0, 0.1),
-                _length("Flange thickness", 12.0, 0.05, MICROMETER),
-                _geometric("Position of threaded hole pattern", 0.1),
-            )),
-            _OperationTemplate("0030", "Fit cover and tighten screws", "WC-ASSY-01", (
-                _torque("Tightening torque cover screws M8", 25.0, 10),
-            )),
+            _OperationTemplate(
+                "0010",
+                "Mill faces and bore bearing seats",
+                "WC-DMU-01",
+                (
+                    _part_temperature(),
+                    _fit(62, 0, 30, "H7", "Bearing seat", BORE_GAUGE),
+                    _fit(47, 0, 25, "H7", "Bearing seat", BORE_GAUGE),
+                    _length("Centre distance of bearing seats", 96.0, 0.02, CMM),
+                    _geometric("Flatness of mounting face", 0.02),
+                    _geometric("Perpendicularity of bore to mounting face", 0.015),
+                    _roughness("Roughness Ra of bearing seat", 0.8),
+                ),
+            ),
+            _OperationTemplate(
+                "0020",
+                "Drill and tap flange holes",
+                "WC-DMU-01",
+                (
+                    _length("Overall length", 184.0, 0.1),
+                    _length("Flange thickness", 12.0, 0.05, MICROMETER),
+                    _geometric("Position of threaded hole pattern", 0.1),
+                ),
+            ),
+            _OperationTemplate(
+                "0030",
+                "Fit cover and tighten screws",
+                "WC-ASSY-01",
+                (_torque("Tightening torque cover screws M8", 25.0, 10),),
+            ),
         ),
     ),
     _OrderTemplate(
-        order_no="1000418", material_no="MAT-100871", part_no="DS-2230-01", description="Drive shaft",
-        routing_version="R01", plan_version="P05", state=OrderState.ALLOWED_TO_START,
+        order_no="1000418",
+        material_no="MAT-100871",
+        part_no="DS-2230-01",
+        description="Drive shaft",
+        routing_version="R01",
+        plan_version="P05",
+        state=OrderState.ALLOWED_TO_START,
         operations=(
-            _OperationTemplate("0010", "Turn shaft complete", "WC-LATHE-02", (
-                _fit(35, 2, 18, "k6", "Bearing journal", MICROMETER),
-                _fit(30, -20, -7, "g6", "Coupling seat", MICROMETER),
-                _length("Shaft length", 245.0, 0.2),
-                _length("Shoulder position", 58.0, 0.05, MICROMETER),
-                _roughness("Roughness Ra of bearing journal", 0.4),
-            )),
-            _OperationTemplate("0020", "Grind bearing journals", "WC-GRIND-01", (
-                _fit(35, 2, 18, "k6", "Bearing journal after grinding", CMM),
-                _geometric("Circular run-out of journals", 0.01),
-                _geometric("Cylindricity of bearing journal", 0.005),
-                _part_temperature(),
-            )),
+            _OperationTemplate(
+                "0010",
+                "Turn shaft complete",
+                "WC-LATHE-02",
+                (
+                    _fit(35, 2, 18, "k6", "Bearing journal", MICROMETER),
+                    _fit(30, -20, -7, "g6", "Coupling seat", MICROMETER),
+                    _length("Shaft length", 245.0, 0.2),
+                    _length("Shoulder position", 58.0, 0.05, MICROMETER),
+                    _roughness("Roughness Ra of bearing journal", 0.4),
+                ),
+            ),
+            _OperationTemplate(
+                "0020",
+                "Grind bearing journals",
+                "WC-GRIND-01",
+                (
+                    _fit(35, 2, 18, "k6", "Bearing journal after grinding", CMM),
+                    _geometric("Circular run-out of journals", 0.01),
+                    _geometric("Cylindricity of bearing journal", 0.005),
+                    _part_temperature(),
+                ),
+            ),
         ),
     ),
     _OrderTemplate(
-        order_no="1000421", material_no="MAT-101402", part_no="PF-0815-04", description="Pump flange",
-        routing_version="R03", plan_version="P02", state=OrderState.ALLOWED_TO_START,
+        order_no="1000421",
+        material_no="MAT-101402",
+        part_no="PF-0815-04",
+        description="Pump flange",
+        routing_version="R03",
+        plan_version="P02",
+        state=OrderState.ALLOWED_TO_START,
         operations=(
-            _OperationTemplate("0010", "Turn flange, bore pilot", "WC-LATHE-01", (
-                _fit(40, 0, 25, "H7", "Pilot bore", BORE_GAUGE),
-                _length("Flange outer diameter", 120.0, 0.1),
-                _length("Flange thickness", 16.0, 0.05, MICROMETER),
-                _geometric("Flatness of sealing face", 0.01),
-                _roughness("Roughness Ra of sealing face", 1.6),
-                _part_temperature(),
-            )),
+            _OperationTemplate(
+                "0010",
+                "Turn flange, bore pilot",
+                "WC-LATHE-01",
+                (
+                    _fit(40, 0, 25, "H7", "Pilot bore", BORE_GAUGE),
+                    _length("Flange outer diameter", 120.0, 0.1),
+                    _length("Flange thickness", 16.0, 0.05, MICROMETER),
+                    _geometric("Flatness of sealing face", 0.01),
+                    _roughness("Roughness Ra of sealing face", 1.6),
+                    _part_temperature(),
+                ),
+            ),
         ),
     ),
     _OrderTemplate(
-        order_no="1000425", material_no="MAT-102090", part_no="VB-3307-01", description="Hydraulic valve body",
-        routing_version="R01", plan_version="P01", state=OrderState.NOT_ALLOWED_TO_START,
+        order_no="1000425",
+        material_no="MAT-102090",
+        part_no="VB-3307-01",
+        description="Hydraulic valve body",
+        routing_version="R01",
+        plan_version="P01",
+        state=OrderState.NOT_ALLOWED_TO_START,
         operations=(
-            _OperationTemplate("0010", "Mill block and bore spool bore", "WC-DMU-02", (
-                _fit(16, 0, 18, "H7", "Spool bore", BORE_GAUGE),
-                _length("Block length", 90.0, 0.1),
-                _length("Block width", 60.0, 0.1),
-                _geometric("Straightness of spool bore", 0.005),
-                _roughness("Roughness Ra of spool bore", 0.4),
-            )),
-            _OperationTemplate("0020", "Mount plugs and test", "WC-ASSY-01", (
-                _torque("Tightening torque plug G1/4", 35.0, 10),
-                _torque("Tightening torque mounting screws M6", 10.0, 10),
-            )),
+            _OperationTemplate(
+                "0010",
+                "Mill block and bore spool bore",
+                "WC-DMU-02",
+                (
+                    _fit(16, 0, 18, "H7", "Spool bore", BORE_GAUGE),
+                    _length("Block length", 90.0, 0.1),
+                    _length("Block width", 60.0, 0.1),
+                    _geometric("Straightness of spool bore", 0.005),
+                    _roughness("Roughness Ra of spool bore", 0.4),
+                ),
+            ),
+            _OperationTemplate(
+                "0020",
+                "Mount plugs and test",
+                "WC-ASSY-01",
+                (
+                    _torque("Tightening torque plug G1/4", 35.0, 10),
+                    _torque("Tightening torque mounting screws M6", 10.0, 10),
+                ),
+            ),
         ),
     ),
 )
@@ -239,21 +334,23 @@ def seed_orders(today: date | None = None) -> list[ProductionOrder]:
             )
             for operation in template.operations
         )
-        orders.append(ProductionOrder(
-            order_no=template.order_no,
-            material_no=template.material_no,
-            part_no=template.part_no,
-            plant=PLANT,
-            work_centre=template.operations[0].work_centre,
-            planned_quantity=planned_quantity,
-            quantity_unit="C62",
-            state=template.state,
-            routing_version=template.routing_version,
-            plan_version=template.plan_version,
-            planned_start=planned_start,
-            planned_end=planned_start + timedelta(minutes=int(planned_quantity) * rng.choice((6, 9, 12))),
-            operations=operations,
-        ))
+        orders.append(
+            ProductionOrder(
+                order_no=template.order_no,
+                material_no=template.material_no,
+                part_no=template.part_no,
+                plant=PLANT,
+                work_centre=template.operations[0].work_centre,
+                planned_quantity=planned_quantity,
+                quantity_unit="C62",
+                state=template.state,
+                routing_version=template.routing_version,
+                plan_version=template.plan_version,
+                planned_start=planned_start,
+                planned_end=planned_start + timedelta(minutes=int(planned_quantity) * rng.choice((6, 9, 12))),
+                operations=operations,
+            )
+        )
     return orders
 
 
@@ -272,8 +369,7 @@ _GAUGES: tuple[_GaugeTemplate, ...] = (
     _GaugeTemplate("GA-BOR-0312", "Two-point bore gauge 35-60 mm, 0.001 mm", BORE_GAUGE, CalibrationStatus.VALID),
     _GaugeTemplate("GA-BOR-0315", "Two-point bore gauge 10-50 mm, 0.001 mm", BORE_GAUGE, CalibrationStatus.EXPIRED),
     _GaugeTemplate("GA-CMM-0001", "Bridge coordinate measuring machine 700x1000x600", CMM, CalibrationStatus.VALID),
-    _GaugeTemplate("GA-RGH-0402", "Mobile roughness tester, skid probe", ROUGHNESS_TESTER,
-                   CalibrationStatus.DUE_SOON),
+    _GaugeTemplate("GA-RGH-0402", "Mobile roughness tester, skid probe", ROUGHNESS_TESTER, CalibrationStatus.DUE_SOON),
     _GaugeTemplate("GA-TRQ-0518", "Click torque wrench 5-60 N\u00b7m", TORQUE_WRENCH, CalibrationStatus.VALID),
     _GaugeTemplate("GA-TMP-0603", "Contact thermometer -50..250 \u00b0C", THERMOMETER, CalibrationStatus.VALID),
 )
@@ -293,13 +389,15 @@ def seed_equipment(today: date | None = None) -> list[TestEquipment]:
             next_due = reference + timedelta(days=rng.randint(45, 300))
         # Twelve-month calibration interval, as usual for hand-held gauges.
         last_calibration = next_due - timedelta(days=365)
-        equipment.append(TestEquipment(
-            equipment_id=template.equipment_id,
-            description=template.description,
-            equipment_type=template.equipment_type,
-            calibration_status=template.status,
-            last_calibration=last_calibration,
-            next_due=next_due,
-            certificate_no=f"CAL-{last_calibration.year}-{rng.randint(1000, 9999):04d}",
-        ))
+        equipment.append(
+            TestEquipment(
+                equipment_id=template.equipment_id,
+                description=template.description,
+                equipment_type=template.equipment_type,
+                calibration_status=template.status,
+                last_calibration=last_calibration,
+                next_due=next_due,
+                certificate_no=f"CAL-{last_calibration.year}-{rng.randint(1000, 9999):04d}",
+            )
+        )
     return equipment

@@ -79,8 +79,12 @@ class Store:
             existing = {
                 row.order_no: row
                 for row in await conn.execute(
-                    select(tables.production_orders.c.order_no, tables.production_orders.c.document,
-                           tables.production_orders.c.state, tables.production_orders.c.released)
+                    select(
+                        tables.production_orders.c.order_no,
+                        tables.production_orders.c.document,
+                        tables.production_orders.c.state,
+                        tables.production_orders.c.released,
+                    )
                 )
             }
             listed = set()
@@ -186,9 +190,14 @@ class Store:
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(tables.measurement_results.insert().values(**_result_row(result)))
-                await self._enqueue(conn, kind="measurement", key=f"mr-{result.result_id}",
-                                    order_no=report.order_no, payload=result.model_dump(mode="json"),
-                                    now=result.received_at)
+                await self._enqueue(
+                    conn,
+                    kind="measurement",
+                    key=f"mr-{result.result_id}",
+                    order_no=report.order_no,
+                    payload=result.model_dump(mode="json"),
+                    now=result.received_at,
+                )
         except IntegrityError:
             # Two calls with the same client result id raced; the loser answers with the winner's result.
             if report.client_result_id:
@@ -256,8 +265,13 @@ class Store:
             await conn.execute(
                 update(tables.outbox)
                 .where(tables.outbox.c.seq == seq)
-                .values(state=OutboxState.SENT.value, erp_document=erp_document, sent_at=_utcnow(),
-                        attempts=tables.outbox.c.attempts + 1, last_error=None)
+                .values(
+                    state=OutboxState.SENT.value,
+                    erp_document=erp_document,
+                    sent_at=_utcnow(),
+                    attempts=tables.outbox.c.attempts + 1,
+                    last_error=None,
+                )
             )
 
     async def mark_failed(self, seq: int, error: str, next_attempt_at: datetime, *, dead: bool) -> None:
@@ -266,8 +280,12 @@ class Store:
             await conn.execute(
                 update(tables.outbox)
                 .where(tables.outbox.c.seq == seq)
-                .values(state=state.value, last_error=error[:2000], next_attempt_at=next_attempt_at,
-                        attempts=tables.outbox.c.attempts + 1)
+                .values(
+                    state=state.value,
+                    last_error=error[:2000],
+                    next_attempt_at=next_attempt_at,
+                    attempts=tables.outbox.c.attempts + 1,
+                )
             )
 
     async def outbox_counts(self) -> OutboxCounts:
@@ -277,9 +295,10 @@ class Store:
                 .where(tables.outbox.c.state != OutboxState.SENT.value)
                 .group_by(tables.outbox.c.state)
             )
-            counts = {state: count for state, count in rows}
-        return OutboxCounts(pending=counts.get(OutboxState.PENDING.value, 0),
-                            dead=counts.get(OutboxState.DEAD.value, 0))
+            counts: dict[str, int] = dict(rows.tuples().all())
+        return OutboxCounts(
+            pending=counts.get(OutboxState.PENDING.value, 0), dead=counts.get(OutboxState.DEAD.value, 0)
+        )
 
     # ---- users ------------------------------------------------------------------------------------
 
@@ -300,8 +319,9 @@ class Store:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(tables.users).order_by(tables.users.c.name))
             return [
-                StoredUser(name=row.name, role=row.role, password_hash=row.password_hash,
-                           work_centres=tuple(row.work_centres))
+                StoredUser(
+                    name=row.name, role=row.role, password_hash=row.password_hash, work_centres=tuple(row.work_centres)
+                )
                 for row in rows
             ]
 

@@ -1,0 +1,41 @@
+# One place for the commands the README, developers and CI use.
+#   make demo    install and start the demo (ERP simulator + OPC UA server, SQLite, demo data)
+#   make check   install and run everything CI runs: lint, format check, types, tests with coverage
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+COVERAGE_FLOOR ?= 85
+
+.PHONY: install demo check lint typecheck test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+demo: install
+	$(BIN)/qualitybridge demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow the package-dir mapping (server/ -> qualitybridge.server), so it checks a tree of links
+# that has the installed package's shape.
+typecheck: install
+	rm -rf build/typecheck && mkdir -p build/typecheck/qualitybridge
+	for entry in qualitybridge/*; do ln -s ../../../$$entry build/typecheck/qualitybridge/; done
+	ln -s ../../../server build/typecheck/qualitybridge/server
+	ln -s ../../../adapters build/typecheck/qualitybridge/adapters
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p qualitybridge
+
+test: install
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
+
+check: lint typecheck test
+
+clean:
+	rm -rf build .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

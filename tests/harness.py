@@ -1,0 +1,283 @@
+"""Running the real thing for end-to-end tests: simulator and server as processes, a real OPC UA client.
+
+Nothing here fakes a boundary: the server is `qualitybridge serve` (or `demo`) in a child process on a
+loopback port, the ERP is `qualitybridge simulator` over HTTP, the client is asyncua over SignAndEncrypt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from asyncua import Client, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+from qualitybridge.server.identity import Role
+from qualitybridge.server.pki import make_self_signed_certificate
+
+NAMESPACE_URI = "https://qualitybridge.dev/UA/"
+CLIENT_URI = "urn:qualitybridge:test-client"
+STARTUP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class ChildProcess:
+    """A qualitybridge command running as a child process, its output in files for post-mortems."""
+
+    name: str
+    args: list[str]
+    log_dir: Path
+    ready_text: str
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.log_dir / f"{self.name}-{self.starts}.out"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.log_dir / f"{self.name}-{self.starts}.err"
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "qualitybridge", *self.args], stdout=out, stderr=err, env=env
+            )
+        try:
+            wait_for(self._ready, STARTUP_TIMEOUT, f"{self.name} to print {self.ready_text!r}")
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.logs()}")
+        return self.ready_text in self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(
+            errors="replace"
+        )
+
+    def logs(self) -> str:
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
+
+    def kill_hard(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a plant PC loses power or the OOM killer strikes."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def run_cli(*args: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", "qualitybridge", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, f"qualitybridge {' '.join(args)} failed:\n{completed.stdout}{completed.stderr}"
+    return completed.stdout
+
+
+@dataclass
+class ClientCertificate:
+    cert: Path
+    key: Path
+    uri: str = CLIENT_URI
+
+
+def make_client_certificate(folder: Path, uri: str = CLIENT_URI) -> ClientCertificate:
+    folder.mkdir(parents=True, exist_ok=True)
+    certificate, key = make_self_signed_certificate(uri, "QualityBridge test client", ["localhost"])
+    (folder / "client.der").write_bytes(certificate)
+    (folder / "client.pem").write_bytes(key)
+    return ClientCertificate(folder / "client.der", folder / "client.pem", uri)
+
+
+TEST_USERS = {
+    "machine1": (Role.MACHINE, "machine1-secret"),
+    "observer": (Role.OBSERVER, "observer-secret"),
+    "quality": (Role.QUALITY_ENGINEER, "quality-secret"),
+}
+
+
+@dataclass
+class Deployment:
+    """Simulator + server on loopback ports, with users and a trusted client certificate."""
+
+    root: Path
+    backend: str
+    store_url: str
+    erp_port: int = field(default_factory=free_port)
+    opcua_port: int = field(default_factory=free_port)
+    simulator: ChildProcess | None = None
+    server: ChildProcess | None = None
+    client_certificate: ClientCertificate | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "qualitybridge.toml"
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.opcua_port}/qualitybridge"
+
+    @property
+    def erp_url(self) -> str:
+        return f"http://127.0.0.1:{self.erp_port}"
+
+    def write_config(self) -> None:
+        self.config_path.write_text(
+            f"""
+data_dir = "data"
+log_level = "INFO"
+
+[server]
+host = "127.0.0.1"
+port = {self.opcua_port}
+hostname = "localhost"
+
+[store]
+url = "{self.store_url}"
+sqlite_synchronous = "FULL"
+
+[erp]
+base_url = "{self.erp_url}"
+sync_interval_seconds = 1
+relay_interval_seconds = 0.5
+timeout_seconds = 3
+relay_backoff_max_seconds = 1
+""",
+            encoding="utf-8",
+        )
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        self.simulator = ChildProcess(
+            "simulator", ["simulator", "--port", str(self.erp_port)], self.root, "ERP/QMS simulator ready"
+        )
+        self.simulator.start()
+        for name, (role, password) in TEST_USERS.items():
+            run_cli(
+                "users", "add", name, "--role", role.value, "--password", password, "--config", str(self.config_path)
+            )
+        self.client_certificate = make_client_certificate(self.root / "client")
+        run_cli("pki", "trust", str(self.client_certificate.cert), "--config", str(self.config_path))
+        self.server = ChildProcess(
+            "server", ["serve", "--config", str(self.config_path)], self.root, "QualityBridge ready"
+        )
+        self.server.start()
+
+    def stop(self) -> None:
+        for child in (self.server, self.simulator):
+            if child is not None:
+                child.stop()
+
+    def session(self, user: str = "machine1") -> contextlib.AbstractAsyncContextManager[Client]:
+        assert self.client_certificate is not None
+        return secure_session(self.endpoint, self.client_certificate, user, TEST_USERS[user][1])
+
+    def erp(self) -> httpx.Client:
+        return httpx.Client(base_url=self.erp_url, timeout=10)
+
+    async def stored_result_count(self) -> int:
+        """Counted in the store itself, not through the server: what is on disk."""
+        if self.backend == "sqlite":
+            database = self.store_url.split("///", 1)[1]
+            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+                return int(connection.execute("SELECT count(*) FROM measurement_results").fetchone()[0])
+        connection = await asyncpg.connect(self.store_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return int(await connection.fetchval("SELECT count(*) FROM measurement_results"))
+        finally:
+            await connection.close()
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one deployment, dropped afterwards."""
+    name = f"qb_e2e_{uuid.uuid4().hex[:10]}"
+    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def execute(statement: str) -> None:
+        connection = await asyncpg.connect(plain)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.asynccontextmanager
+async def secure_session(
+    endpoint: str, certificate: ClientCertificate, user: str | None, password: str | None, request_timeout: float = 10
+) -> AsyncIterator[Client]:
+    """A connected asyncua client: Basic256Sha256 SignAndEncrypt, with a user name and password."""
+    client = Client(endpoint, timeout=request_timeout)
+    client.application_uri = certificate.uri
+    if user is not None:
+        client.set_user(user)
+    if password is not None:
+        client.set_password(password)
+    await client.set_security(
+        SecurityPolicyBasic256Sha256,
+        str(certificate.cert),
+        str(certificate.key),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.disconnect()

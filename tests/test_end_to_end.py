@@ -1,0 +1,320 @@
+"""The whole loop through real processes: ERP simulator → store → OPC UA → machine → store → outbox → ERP.
+
+Each backend (SQLite, PostgreSQL) gets one deployment for the module: `qualitybridge simulator` and
+`qualitybridge serve` as child processes, users created and the client certificate trusted with the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+
+from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
+from tests.harness import NAMESPACE_URI, Deployment, postgres_database, wait_for
+
+pytestmark = pytest.mark.slow
+
+VALID_GAUGE = "GA-CMM-0001"
+EXPIRED_GAUGE = "GA-BOR-0315"
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    if request.param == "sqlite":
+        running = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
+        yield from _run(running)
+        return
+    if not POSTGRES_URL:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    with postgres_database(POSTGRES_URL) as url:
+        yield from _run(Deployment(root, "postgresql", url))
+
+
+def _run(deployment: Deployment) -> Iterator[Deployment]:
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def node(client: Client, idx: int, identifier: str) -> Any:
+    return client.get_node(ua.NodeId(identifier, idx))
+
+
+async def first_characteristic(client: Client, idx: int, order_no: str) -> tuple[str, str, str]:
+    operations = await node(client, idx, f"Order/{order_no}.Operations").get_children()
+    operation_no = (await operations[0].read_browse_name()).Name
+    characteristics = await node(client, idx, f"Order/{order_no}/Op/{operation_no}.Characteristics").get_children()
+    characteristic_id = (await characteristics[0].read_browse_name()).Name
+    return order_no, operation_no, characteristic_id
+
+
+async def report(
+    client: Client,
+    idx: int,
+    key: tuple[str, str, str],
+    value: Any,
+    *,
+    gauge: str = VALID_GAUGE,
+    measured_at: datetime | None = None,
+    client_result_id: str = "",
+) -> list[Any]:
+    order_no, operation_no, characteristic_id = key
+    root = node(client, idx, "QualityBridge")
+    value_variant = value if isinstance(value, ua.Variant) else ua.Variant(value, ua.VariantType.Double)
+    result: list[Any] = await root.call_method(
+        ua.NodeId("QualityBridge.ReportMeasurement", idx),
+        order_no,
+        operation_no,
+        characteristic_id,
+        value_variant,
+        gauge,
+        "SN-0001",
+        measured_at or datetime.now(UTC),
+        client_result_id,
+    )
+    return result
+
+
+def results_at_erp(deployment: Deployment) -> list[dict[str, Any]]:
+    with deployment.erp() as erp:
+        answer: list[dict[str, Any]] = erp.get("/results").json()
+        return answer
+
+
+async def test_browse_orders_characteristics_and_limits(deployment: Deployment) -> None:
+    async with deployment.session("observer") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        orders = await node(client, idx, "QualityBridge.Orders").get_children()
+        order_numbers = sorted([(await o.read_browse_name()).Name for o in orders])
+        assert len(order_numbers) >= 3
+        assert await node(client, idx, "QualityBridge.ReleasedOrders").read_value() == order_numbers
+        for order_no in order_numbers:
+            key = await first_characteristic(client, idx, order_no)
+            base = f"Order/{key[0]}/Op/{key[1]}/Char/{key[2]}"
+            lower = await node(client, idx, f"{base}.LowerLimit").read_value()
+            upper = await node(client, idx, f"{base}.UpperLimit").read_value()
+            nominal = await node(client, idx, f"{base}.Nominal").read_value()
+            assert lower <= nominal <= upper
+            assert lower < upper
+            eu_range = await node(client, idx, f"{base}.LastValue.EURange").read_value()
+            assert (eu_range.Low, eu_range.High) == (lower, upper)
+            units = await node(client, idx, f"{base}.LastValue.EngineeringUnits").read_value()
+            assert units.NamespaceUri == "http://www.opcfoundation.org/UA/units/un/cefact"
+            assert units.UnitId > 0
+            assert await node(client, idx, f"{base}.PlanVersion").read_value()
+        gauges = await node(client, idx, "QualityBridge.TestEquipment").get_children()
+        statuses = [await node(client, idx, f"{g.nodeid.Identifier}.CalibrationStatus").read_value() for g in gauges]
+        assert statuses.count(2) == 1, "exactly one seeded gauge has an expired calibration"
+
+
+async def test_in_and_out_of_tolerance_results_reach_the_erp(deployment: Deployment) -> None:
+    async with deployment.session("machine1") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        key = await first_characteristic(client, idx, "1000418")
+        base = f"Order/{key[0]}/Op/{key[1]}/Char/{key[2]}"
+        nominal = await node(client, idx, f"{base}.Nominal").read_value()
+        upper = await node(client, idx, f"{base}.UpperLimit").read_value()
+
+        inside_id, inside_evaluation = await report(client, idx, key, nominal)
+        outside_id, outside_evaluation = await report(client, idx, key, upper + 0.5)
+        assert (inside_evaluation, outside_evaluation) == (1, 2)  # ResultEvaluationEnum OK, NotOK
+        assert await node(client, idx, f"{base}.LastResultId").read_value() == outside_id
+        assert await node(client, idx, f"{base}.LastEvaluation").read_value() == 2
+
+    reported = time.monotonic()
+
+    def both_arrived() -> list[dict[str, Any]]:
+        mine = [r for r in results_at_erp(deployment) if r["body"]["result_id"] in (inside_id, outside_id)]
+        return mine if len(mine) == 2 else []
+
+    arrived = wait_for(both_arrived, 5.0, "both results at the ERP simulator")
+    assert time.monotonic() - reported < 5.0
+    by_id = {r["body"]["result_id"]: r for r in arrived}
+    assert by_id[inside_id]["body"]["evaluation"] == "OK"
+    assert by_id[outside_id]["body"]["evaluation"] == "NOT_OK"
+    assert all(r["deliveries"] == 1 for r in arrived)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown order", ua.StatusCodes.BadNotFound),
+        ("unknown operation", ua.StatusCodes.BadNotFound),
+        ("unknown characteristic", ua.StatusCodes.BadNotFound),
+        ("unknown gauge", ua.StatusCodes.BadNotFound),
+        ("expired gauge", ua.StatusCodes.BadInvalidState),
+        ("NaN", ua.StatusCodes.BadOutOfRange),
+        ("infinity", ua.StatusCodes.BadOutOfRange),
+        ("value is a string", ua.StatusCodes.BadTypeMismatch),
+        ("value is an Int32", ua.StatusCodes.BadTypeMismatch),
+        ("value is an array", ua.StatusCodes.BadTypeMismatch),
+        ("measured a day ahead", ua.StatusCodes.BadOutOfRange),
+        ("empty order number", ua.StatusCodes.BadInvalidArgument),
+        ("order number too long", ua.StatusCodes.BadOutOfRange),
+    ],
+)
+async def test_bad_input_gets_a_precise_status_and_stores_nothing(
+    deployment: Deployment, case: str, expected: int
+) -> None:
+    stored_before = await deployment.stored_result_count()
+    at_erp_before = len(results_at_erp(deployment))
+    async with deployment.session("machine1") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        order_no, operation_no, characteristic_id = await first_characteristic(client, idx, "1000417")
+        key = (order_no, operation_no, characteristic_id)
+        arguments: dict[str, Any] = {"value": 1.0}
+        match case:
+            case "unknown order":
+                key = ("9999999", operation_no, characteristic_id)
+            case "unknown operation":
+                key = (order_no, "9990", characteristic_id)
+            case "unknown characteristic":
+                key = (order_no, operation_no, "NOPE")
+            case "unknown gauge":
+                arguments["gauge"] = "GA-NONE"
+            case "expired gauge":
+                arguments["gauge"] = EXPIRED_GAUGE
+            case "NaN":
+                arguments["value"] = float("nan")
+            case "infinity":
+                arguments["value"] = float("inf")
+            case "value is a string":
+                arguments["value"] = ua.Variant("12.0", ua.VariantType.String)
+            case "value is an Int32":
+                arguments["value"] = ua.Variant(12, ua.VariantType.Int32)
+            case "value is an array":
+                arguments["value"] = ua.Variant([1.0, 2.0], ua.VariantType.Double)
+            case "measured a day ahead":
+                arguments["measured_at"] = datetime.now(UTC) + timedelta(days=1)
+            case "empty order number":
+                key = ("", operation_no, characteristic_id)
+            case "order number too long":
+                key = ("1" * 33, operation_no, characteristic_id)
+        value = arguments.pop("value")
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await report(client, idx, key, value, **arguments)
+        assert refused.value.code == expected, f"{case}: got {ua.StatusCode(refused.value.code).name}"
+    assert await deployment.stored_result_count() == stored_before
+    await asyncio.sleep(0.6)  # one relay interval: nothing may have been sent either
+    assert len(results_at_erp(deployment)) == at_erp_before
+
+
+async def test_missing_and_extra_arguments(deployment: Deployment) -> None:
+    async with deployment.session("machine1") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        method = ua.NodeId("QualityBridge.ReportMeasurement", idx)
+        root = node(client, idx, "QualityBridge")
+        with pytest.raises(ua.uaerrors.BadArgumentsMissing):
+            await root.call_method(method, "1000417", "0010")
+        with pytest.raises(ua.uaerrors.BadTooManyArguments):
+            await root.call_method(method, *(["x"] * 9))
+
+
+async def test_observer_may_read_but_not_report(deployment: Deployment) -> None:
+    stored_before = await deployment.stored_result_count()
+    async with deployment.session("observer") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        key = await first_characteristic(client, idx, "1000417")
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await report(client, idx, key, 1.0)
+    assert await deployment.stored_result_count() == stored_before
+
+
+async def test_repeated_client_result_id_returns_the_first_answer(deployment: Deployment) -> None:
+    client_result_id = f"plc-7-{time.time_ns()}"
+    async with deployment.session("machine1") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        key = await first_characteristic(client, idx, "1000421")
+        first = await report(client, idx, key, 1.0, client_result_id=client_result_id)
+        again = await report(client, idx, key, 2.0, client_result_id=client_result_id)
+    assert again == first
+
+    def delivered() -> list[dict[str, Any]]:
+        return [r for r in results_at_erp(deployment) if r["body"]["client_result_id"] == client_result_id]
+
+    wait_for(delivered, 5.0, "the result at the ERP")
+    await asyncio.sleep(1.0)  # give a wrongly queued second posting the chance to arrive
+    arrived = delivered()
+    assert len(arrived) == 1
+    assert arrived[0]["body"]["result_id"] == first[0]
+
+
+async def test_release_change_and_withdraw_show_live(deployment: Deployment) -> None:
+    order_no = f"77{time.time_ns() % 100000:05d}"
+    with deployment.erp() as erp:
+        template = erp.get("/api/v1/orders").json()["orders"][0]
+    new_order = {**template, "order_no": order_no}
+
+    changes: list[list[str]] = []
+
+    class Handler:
+        def datachange_notification(self, _node: Any, value: Any, _data: Any) -> None:
+            changes.append(list(value))
+
+    async with deployment.session("observer") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        subscription = await client.create_subscription(100, Handler())
+        await subscription.subscribe_data_change(node(client, idx, "QualityBridge.ReleasedOrders"))
+
+        with deployment.erp() as erp:
+            assert erp.post("/sim/orders", json=new_order).status_code in (200, 201)
+        await _eventually(lambda: any(order_no in c for c in changes), "data change listing the new order")
+        assert await node(client, idx, f"Order/{order_no}.OrderNumber").read_value() == order_no
+
+        key = await first_characteristic(client, idx, order_no)
+        upper_node = node(client, idx, f"Order/{key[0]}/Op/{key[1]}/Char/{key[2]}.UpperLimit")
+        upper_values: list[float] = []
+
+        class UpperHandler:
+            def datachange_notification(self, _node: Any, value: Any, _data: Any) -> None:
+                upper_values.append(value)
+
+        upper_subscription = await client.create_subscription(100, UpperHandler())
+        await upper_subscription.subscribe_data_change(upper_node)
+        changed = {**new_order}
+        changed["operations"][0]["characteristics"][0]["upper_limit"] += 1.0
+        new_upper = changed["operations"][0]["characteristics"][0]["upper_limit"]
+        with deployment.erp() as erp:
+            assert erp.put(f"/sim/orders/{order_no}", json=changed).status_code == 200
+        await _eventually(lambda: new_upper in upper_values, "data change of the changed upper limit")
+
+        with deployment.erp() as erp:
+            assert erp.delete(f"/sim/orders/{order_no}").status_code in (200, 204)
+        await _eventually(lambda: changes and order_no not in changes[-1], "data change without the order")
+        with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+            await node(client, idx, f"Order/{order_no}.OrderNumber").read_value()
+
+
+async def _eventually(condition: Any, what: str, within: float = 6.0) -> None:
+    """Within one sync interval (1 s in these deployments) plus generous slack for a loaded CI machine."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {within} s")
+        await asyncio.sleep(0.1)
+
+
+async def test_report_raises_an_event(deployment: Deployment) -> None:
+    events: list[Any] = []
+
+    class Handler:
+        def event_notification(self, event: Any) -> None:
+            events.append(event)
+
+    async with deployment.session("machine1") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        subscription = await client.create_subscription(100, Handler())
+        event_type = node(client, idx, 1010)
+        await subscription.subscribe_events(node(client, idx, "QualityBridge"), event_type)
+        key = await first_characteristic(client, idx, "1000425")
+        result_id, _evaluation = await report(client, idx, key, 0.0)
+        await _eventually(lambda: any(getattr(e, "ResultId", None) == result_id for e in events), "result event")
