@@ -53,6 +53,14 @@ class MasterData:
     def gauge(self, equipment_id: str) -> TestEquipment | None:
         return self._equipment.get(equipment_id)
 
+    def work_centre(self, order_no: str, operation_no: str) -> str | None:
+        """Where an operation runs (the operation's own work centre, else the order's); None if unknown."""
+        order = self._orders.get(order_no)
+        if order is None:
+            return None
+        operation = order.operation(operation_no)
+        return (operation.work_centre if operation is not None else "") or order.work_centre
+
     def characteristic(self, report: MeasurementReport) -> InspectionCharacteristic:
         """The characteristic a report refers to, or UnknownReference naming the first key that does not match."""
         order = self._orders.get(report.order_no)
@@ -86,6 +94,10 @@ class ReportingService:
         self._future_tolerance = future_tolerance
         self._clock = clock
         self._listeners: list[ResultListener] = []
+
+    @property
+    def master_data(self) -> MasterData:
+        return self._master
 
     def add_listener(self, listener: ResultListener) -> None:
         """Called after a new result is stored (not for repeated client result ids)."""

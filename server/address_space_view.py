@@ -317,7 +317,7 @@ class AddressSpaceView:
 
     def _subtree(self, root: ua.NodeId) -> dict[ua.NodeId, Any]:
         address_space = self._server.iserver.aspace
-        prefixes = (f"{root.Identifier}.", f"{root.Identifier}/")
+        prefixes = (f"{root.Identifier!s}.", f"{root.Identifier!s}/")
         found: dict[ua.NodeId, Any] = {}
         pending = [root]
         while pending:

@@ -13,8 +13,8 @@ from asyncua import ua
 from qualitybridge.domain.errors import GaugeBlocked, InvalidValue, ReportRefused, UnknownReference
 from qualitybridge.domain.model import MeasurementReport
 from qualitybridge.reporting import ReportingService
-from qualitybridge.server.access import caller
 from qualitybridge.server.arguments import ArgumentError, ArgumentSpec, parse_arguments, status_code
+from qualitybridge.server.permissions import AccessDenied, Permission, authorize
 
 __all__ = ["REPORT_MEASUREMENT_ARGUMENTS", "ReportMeasurementMethod"]
 
@@ -67,13 +67,16 @@ class ReportMeasurementMethod:
         self._index = {spec.name: i for i, spec in enumerate(REPORT_MEASUREMENT_ARGUMENTS)}
 
     async def call(self, _parent: ua.NodeId, *arguments: ua.Variant) -> ua.CallMethodResult:
-        user = caller()
-        who = user.name if user is not None and user.name else "anonymous"
-        if user is None or user.account_role is None:
-            _log.warning("ReportMeasurement refused: caller %s is not logged in", who)
+        try:
+            user = authorize(Permission.REPORT)
+        except AccessDenied as exc:
+            _log.warning("ReportMeasurement refused (BadUserAccessDenied): %s", exc)
             return _refused(ua.StatusCodes.BadUserAccessDenied, len(arguments), None)
+        who = user.name or "anonymous"
         try:
             values = parse_arguments(REPORT_MEASUREMENT_ARGUMENTS, arguments)
+            work_centre = self._service.master_data.work_centre(values["OrderNumber"], values["OperationNumber"])
+            authorize(Permission.REPORT, work_centre=work_centre)
             report = MeasurementReport(
                 order_no=values["OrderNumber"],
                 operation_no=values["OperationNumber"],
@@ -85,6 +88,9 @@ class ReportMeasurementMethod:
                 client_result_id=values["ClientResultId"] or None,
             )
             result = await self._service.report_measurement(report, reported_by=who)
+        except AccessDenied as exc:
+            _log.warning("ReportMeasurement by %s refused (BadUserAccessDenied): %s", who, exc)
+            return _refused(ua.StatusCodes.BadUserAccessDenied, len(arguments), None)
         except ArgumentError as exc:
             _log.warning("ReportMeasurement by %s refused (%s): %s", who, status_code(exc.status).name, exc.message)
             return _refused(exc.status, len(arguments), exc.index)

@@ -45,7 +45,8 @@ def _alembic_config(connection: Connection) -> AlembicConfig:
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(_alembic_config(connection), "head")
+    # "heads": independent migration branches (features developed side by side) are all applied.
+    command.upgrade(_alembic_config(connection), "heads")
 
 
 async def migrate(engine: AsyncEngine) -> None:
