@@ -140,18 +140,36 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the OPC UA server with a TOML configuration file")
+    serve = commands.add_parser(
+        "serve",
+        help="run the OPC UA server with a TOML configuration file",
+        description="Run the QualityBridge OPC UA server: sync orders, characteristics and gauges from the ERP, "
+        "serve them over OPC UA, accept reports and relay them to the ERP. Prints 'QualityBridge ready: <endpoint>' "
+        "once clients can connect; stops cleanly on SIGTERM or Ctrl+C. An invalid configuration stops it before "
+        "it opens a port, naming each wrong key (exit code 2).",
+    )
     serve.add_argument("--config", type=Path, required=True, help="TOML file (see docs/configuration.md)")
 
     demo = commands.add_parser(
-        "demo", help="run the ERP simulator and the server together with demo data and demo users"
+        "demo",
+        help="run the ERP simulator and the server together with demo data and demo users",
+        description="Start the reference ERP/QMS simulator and the OPC UA server in one process, on the embedded "
+        "default (SQLite in the data folder). Creates demo users (written to <data-dir>/demo-users.txt as "
+        "'name role password') and a client certificate that is already trusted, then prints the endpoint and how "
+        "to connect UaExpert.",
     )
     demo.add_argument("--data-dir", type=Path, default=Path("data"), help="store, PKI and demo users (default ./data)")
     demo.add_argument("--port", type=int, default=4840, help="OPC UA port; endpoint opc.tcp://<host>:N/qualitybridge")
     demo.add_argument("--erp-port", type=int, default=8080, help="HTTP port of the ERP simulator (default 8080)")
     demo.add_argument("--host", default="0.0.0.0", help="interface the OPC UA server listens on")  # noqa: S104
 
-    simulator = commands.add_parser("simulator", help="run only the reference ERP/QMS simulator (HTTP)")
+    simulator = commands.add_parser(
+        "simulator",
+        help="run only the reference ERP/QMS simulator (HTTP)",
+        description="Run the reference ERP/QMS simulator: the generic ERP REST contract v1 (/api/v1), controls to "
+        "release, change and withdraw orders and inject faults (/sim), what it received (/results, /stats), and its "
+        "OpenAPI document (/openapi.json).",
+    )
     simulator.add_argument("--host", default="127.0.0.1")
     simulator.add_argument("--port", type=int, default=8080)
 

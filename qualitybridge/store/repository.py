@@ -295,7 +295,7 @@ class Store:
                 .where(tables.outbox.c.state != OutboxState.SENT.value)
                 .group_by(tables.outbox.c.state)
             )
-            counts: dict[str, int] = dict(rows.tuples().all())
+            counts = {str(state): int(count) for state, count in rows}
         return OutboxCounts(
             pending=counts.get(OutboxState.PENDING.value, 0), dead=counts.get(OutboxState.DEAD.value, 0)
         )

@@ -1,0 +1,109 @@
+"""The README's run command: `qualitybridge demo` comes up, and a machine can use it as the README says."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asyncua import ua
+
+from tests.harness import NAMESPACE_URI, ChildProcess, ClientCertificate, free_port, secure_session, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, int]]:
+    root = tmp_path_factory.mktemp("demo")
+    port, erp_port = free_port(), free_port()
+    process = ChildProcess(
+        "demo",
+        [
+            "demo",
+            "--data-dir",
+            str(root / "data"),
+            "--port",
+            str(port),
+            "--erp-port",
+            str(erp_port),
+            "--host",
+            "127.0.0.1",
+        ],
+        root,
+        "QualityBridge demo is running.",
+    )
+    process.start()
+    try:
+        yield root / "data", port, erp_port
+    finally:
+        process.stop()
+
+
+def demo_users(data_dir: Path) -> dict[str, tuple[str, str]]:
+    lines = (data_dir / "demo-users.txt").read_text(encoding="utf-8").splitlines()
+    return {name: (role, password) for name, role, password in (line.split() for line in lines if line[:1] != "#")}
+
+
+async def test_demo_users_file_has_one_line_per_user_with_role_and_password(demo: tuple[Path, int, int]) -> None:
+    users = demo_users(demo[0])
+    assert {role for role, _password in users.values()} >= {
+        "Machine",
+        "Operator",
+        "QualityEngineer",
+        "Observer",
+        "Admin",
+    }
+    assert all(len(password) >= 8 for _role, password in users.values())
+
+
+async def test_demo_loop_browse_report_and_see_results_at_the_erp(demo: tuple[Path, int, int]) -> None:
+    data_dir, port, erp_port = demo
+    certificate = ClientCertificate(
+        data_dir / "demo-client" / "cert.der", data_dir / "demo-client" / "key.pem", "urn:qualitybridge:demo-client"
+    )
+    users = demo_users(data_dir)
+    machine = next(name for name, (role, _pw) in users.items() if role == "Machine")
+    endpoint = f"opc.tcp://127.0.0.1:{port}/qualitybridge"
+    async with secure_session(endpoint, certificate, machine, users[machine][1]) as client:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        orders = await client.get_node(ua.NodeId("QualityBridge.Orders", ns)).get_children()
+        assert len(orders) >= 3
+        order_no = (await orders[0].read_browse_name()).Name
+        operation = (await client.get_node(ua.NodeId(f"Order/{order_no}.Operations", ns)).get_children())[0]
+        operation_no = (await operation.read_browse_name()).Name
+        folder = client.get_node(ua.NodeId(f"Order/{order_no}/Op/{operation_no}.Characteristics", ns))
+        characteristic_id = (await (await folder.get_children())[0].read_browse_name()).Name
+        base = f"Order/{order_no}/Op/{operation_no}/Char/{characteristic_id}"
+        nominal = await client.get_node(ua.NodeId(f"{base}.Nominal", ns)).read_value()
+        upper = await client.get_node(ua.NodeId(f"{base}.UpperLimit", ns)).read_value()
+        bridge = client.get_node(ua.NodeId("QualityBridge", ns))
+
+        async def report(value: float) -> list[Any]:
+            answer: list[Any] = await bridge.call_method(
+                ua.NodeId("QualityBridge.ReportMeasurement", ns),
+                order_no,
+                operation_no,
+                characteristic_id,
+                ua.Variant(value, ua.VariantType.Double),
+                "GA-CMM-0001",
+                "SN-DEMO",
+                datetime.now(UTC),
+                "",
+            )
+            return answer
+
+        inside, outside = await report(nominal), await report(upper + 1)
+    reported = time.monotonic()
+    assert (inside[1], outside[1]) == (1, 2)
+
+    def arrived() -> bool:
+        booked = {r["body"]["result_id"] for r in httpx.get(f"http://127.0.0.1:{erp_port}/results").json()}
+        return {inside[0], outside[0]} <= booked
+
+    wait_for(arrived, 5.0, "both demo results at the simulator")
+    assert time.monotonic() - reported < 5.0
