@@ -6,14 +6,22 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 COVERAGE_FLOOR ?= 85
 
+# The core (domain, store, adapters) is held to its own line-coverage floor, not hidden in the total.
+CORE_COVERAGE_FLOOR ?= 85
+CORE_SOURCES := qualitybridge/domain/*,qualitybridge/store/*,adapters/*
+
 .PHONY: install demo check lint typecheck test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-install: $(BIN)/python
+# Installed once per change of pyproject.toml, not once per target.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/qualitybridge demo
@@ -34,6 +42,8 @@ typecheck: install
 test: install
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
+	@echo "core (domain, store, adapters) line coverage, floor $(CORE_COVERAGE_FLOOR) %:"
+	$(BIN)/coverage report --include='$(CORE_SOURCES)' --fail-under=$(CORE_COVERAGE_FLOOR) --skip-covered
 
 check: lint typecheck test
 
