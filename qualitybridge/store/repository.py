@@ -54,6 +54,7 @@ class StoredUser:
     role: str
     password_hash: str
     work_centres: tuple[str, ...]
+    certificate_thumbprint: str | None = None
 
 
 class Store:
@@ -312,15 +313,26 @@ class Store:
                     password_hash=user.password_hash,
                     work_centres=list(user.work_centres),
                     created_at=_utcnow(),
+                    certificate_thumbprint=user.certificate_thumbprint,
                 )
             )
+
+    async def remove_user(self, name: str) -> bool:
+        """Delete an account; False when there was none of that name."""
+        async with self.engine.begin() as conn:
+            deleted = await conn.execute(tables.users.delete().where(tables.users.c.name == name))
+        return bool(deleted.rowcount)
 
     async def users(self) -> list[StoredUser]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(tables.users).order_by(tables.users.c.name))
             return [
                 StoredUser(
-                    name=row.name, role=row.role, password_hash=row.password_hash, work_centres=tuple(row.work_centres)
+                    name=row.name,
+                    role=row.role,
+                    password_hash=row.password_hash,
+                    work_centres=tuple(row.work_centres),
+                    certificate_thumbprint=row.certificate_thumbprint,
                 )
                 for row in rows
             ]

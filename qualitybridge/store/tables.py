@@ -95,4 +95,23 @@ users = Table(
     Column("password_hash", String(256), nullable=False),
     Column("work_centres", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # SHA-1 thumbprint of the certificate an X.509 user token must present to log in as this user.
+    Column("certificate_thumbprint", String(40), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("user_name", String(64), nullable=True, index=True),
+    Column("client_thumbprint", String(40), nullable=True),
+    Column("remote_address", String(64), nullable=True),
+    Column("node", String(256), nullable=True),
+    Column("arguments", String(512), nullable=True),
+    # BigInteger: OPC UA status codes are UInt32 and Bad codes do not fit a signed 32-bit column.
+    Column("status_code", BigInteger, nullable=False),
+    Column("status_name", String(64), nullable=False),
 )

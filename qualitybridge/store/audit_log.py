@@ -1,0 +1,124 @@
+"""The audit_log table: append in batches, read back filtered, purge what is past retention.
+
+Kept apart from `Store` because the audit trail has its own writer (batched, off the report path) and its own
+reader (the `qualitybridge audit-log` command), and neither needs the domain model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from qualitybridge.store import tables
+
+__all__ = ["AuditEntry", "AuditKind", "AuditLogStore"]
+
+# Column widths of audit_log; longer text is cut with an ellipsis rather than refused.
+_WIDTHS = {"action": 64, "user_name": 64, "remote_address": 64, "node": 256, "arguments": 512, "status_name": 64}
+
+
+class AuditKind(StrEnum):
+    SESSION = "session"  # CreateSession (certificate checks) and ActivateSession (login)
+    CALL = "call"
+    WRITE = "write"
+    SERVICE = "service"  # any other service request the role may not use (e.g. AddNodes)
+    ADMIN = "admin"  # PKI and user changes through the CLI, certificate renewal by the server
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audited action and how it ended (status_code is the OPC UA StatusCode, 0 = Good)."""
+
+    at: datetime
+    kind: AuditKind
+    action: str
+    status_code: int
+    status_name: str
+    user_name: str | None = None
+    client_thumbprint: str | None = None
+    remote_address: str | None = None
+    node: str | None = None
+    arguments: str | None = None
+    id: int | None = None
+
+    @property
+    def is_good(self) -> bool:
+        return self.status_code & 0xC0000000 == 0
+
+
+def _fit(text: str | None, width: int) -> str | None:
+    if text is None or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
+
+
+def _row(entry: AuditEntry) -> dict[str, object]:
+    return {
+        "at": entry.at,
+        "kind": entry.kind.value,
+        "action": _fit(entry.action, _WIDTHS["action"]),
+        "user_name": _fit(entry.user_name, _WIDTHS["user_name"]),
+        "client_thumbprint": entry.client_thumbprint,
+        "remote_address": _fit(entry.remote_address, _WIDTHS["remote_address"]),
+        "node": _fit(entry.node, _WIDTHS["node"]),
+        "arguments": _fit(entry.arguments, _WIDTHS["arguments"]),
+        "status_code": entry.status_code,
+        "status_name": _fit(entry.status_name, _WIDTHS["status_name"]),
+    }
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the audit log is UTC throughout."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class AuditLogStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(self, entries: Sequence[AuditEntry]) -> None:
+        """Write a batch in one transaction (one fsync for many entries keeps the report path fast)."""
+        if not entries:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(tables.audit_log), [_row(entry) for entry in entries])
+
+    async def entries(
+        self, *, since: datetime | None = None, user_name: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """The newest `limit` entries matching the filters, oldest first (reads like a log)."""
+        audit = tables.audit_log
+        query = select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(audit.c.at >= since)
+        if user_name is not None:
+            query = query.where(audit.c.user_name == user_name)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditEntry(
+                at=_aware(row.at),
+                kind=AuditKind(row.kind),
+                action=row.action,
+                status_code=int(row.status_code),
+                status_name=row.status_name,
+                user_name=row.user_name,
+                client_thumbprint=row.client_thumbprint,
+                remote_address=row.remote_address,
+                node=row.node,
+                arguments=row.arguments,
+                id=int(row.id),
+            )
+            for row in reversed(rows)
+        ]
+
+    async def purge(self, older_than: datetime) -> int:
+        """Delete entries from before `older_than`; returns how many went."""
+        async with self._engine.begin() as conn:
+            deleted = await conn.execute(delete(tables.audit_log).where(tables.audit_log.c.at < older_than))
+        return int(deleted.rowcount)
