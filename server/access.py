@@ -9,6 +9,7 @@ Plain ``def`` handlers run in asyncua's thread pool without this context and alw
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -98,14 +99,22 @@ def _request_name(typeid: ua.NodeId) -> str:
     return str(typeid)
 
 
-class RolePermissionRuleset(PermissionRuleset):
-    """Default-deny service permissions per QualityBridge role."""
+RefusalListener = Callable[[QualityBridgeUser | None, ua.NodeId, Any], None]
 
-    def __init__(self, *, allow_anonymous_read: bool = False) -> None:
+
+class RolePermissionRuleset(PermissionRuleset):
+    """Default-deny service permissions per QualityBridge role.
+
+    `on_refused` hears of every refused request (with the undecoded body) so it can be audited; it runs only
+    on refusals, which keeps the check itself a set lookup on the report path.
+    """
+
+    def __init__(self, *, allow_anonymous_read: bool = False, on_refused: RefusalListener | None = None) -> None:
         self.allow_anonymous_read = allow_anonymous_read
+        self.on_refused = on_refused
 
     def allowed_requests(self, user: QualityBridgeUser | None) -> frozenset[ua.NodeId]:
-        if user is None:
+        if user is None or user.revoked:
             return frozenset()
         if user.account_role is None:
             return READ_REQUESTS if self.allow_anonymous_read else frozenset()
@@ -124,4 +133,9 @@ class RolePermissionRuleset(PermissionRuleset):
             getattr(user, "name", None),
             qb_user.account_role.value if qb_user and qb_user.account_role else "anonymous",
         )
+        if self.on_refused is not None:
+            try:
+                self.on_refused(qb_user, action_type, body)
+            except Exception:
+                _logger.exception("audit of a refused %s failed", _request_name(action_type))
         return False

@@ -15,7 +15,7 @@ from qualitybridge.server.identity import PasswordUserManager, UserAccount
 from qualitybridge.server.namespace import QualityBridgeNamespace
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.report_methods import ReportMeasurementMethod
-from qualitybridge.server.security_setup import apply_security
+from qualitybridge.server.security_setup import SecurityOptions, ServerSecurity, apply_security
 
 __all__ = ["OpcUaFace", "build_opcua_server", "quiet_asyncua_loggers"]
 
@@ -31,6 +31,7 @@ class OpcUaFace:
     namespace: QualityBridgeNamespace
     view: AddressSpaceView
     users: PasswordUserManager
+    security: ServerSecurity
 
 
 async def build_opcua_server(
@@ -38,6 +39,7 @@ async def build_opcua_server(
     pki: PkiLayout,
     accounts: Iterable[UserAccount],
     reporting: ReportingService,
+    security_options: SecurityOptions | None = None,
 ) -> OpcUaFace:
     quiet_asyncua_loggers()
     server = Server()
@@ -48,7 +50,7 @@ async def build_opcua_server(
     server.manufacturer_name = "QualityBridge"
     # ClientAndServer is asyncua's default; QualityBridge only serves.
     server.application_type = server.application_type.Server
-    users = await apply_security(
+    security = await apply_security(
         server,
         layout=pki,
         application_uri=settings.effective_application_uri,
@@ -56,9 +58,16 @@ async def build_opcua_server(
         accounts=accounts,
         allow_security_none=settings.allow_security_none,
         allow_anonymous_read=settings.allow_anonymous_read,
+        options=security_options,
     )
     namespace = await QualityBridgeNamespace.load(server)
     server.link_method(
         server.get_node(namespace.root_child("ReportMeasurement")), ReportMeasurementMethod(reporting).call
     )
-    return OpcUaFace(server=server, namespace=namespace, view=AddressSpaceView(server, namespace), users=users)
+    return OpcUaFace(
+        server=server,
+        namespace=namespace,
+        view=AddressSpaceView(server, namespace),
+        users=security.users,
+        security=security,
+    )

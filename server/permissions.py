@@ -13,7 +13,7 @@ from enum import StrEnum
 from qualitybridge.server.access import caller
 from qualitybridge.server.identity import QualityBridgeUser, Role
 
-__all__ = ["ROLE_PERMISSIONS", "AccessDenied", "Permission", "authorize"]
+__all__ = ["METHOD_PERMISSIONS", "ROLE_PERMISSIONS", "AccessDenied", "Permission", "authorize"]
 
 _log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ class Permission(StrEnum):
     CONTROL_ORDERS = "control_orders"  # start, interrupt, resume, end an order
     ACKNOWLEDGE_ALARMS = "acknowledge_alarms"
     LOCK_GAUGES = "lock_gauges"
+    READ_AUDIT = "read_audit"  # receive OPC UA AuditEvents (logins, calls, writes of everyone)
     ADMINISTER = "administer"
 
 
@@ -34,6 +35,20 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {Permission.REPORT, Permission.CONTROL_ORDERS, Permission.ACKNOWLEDGE_ALARMS, Permission.LOCK_GAUGES}
     ),
     Role.ADMIN: frozenset(Permission),
+}
+
+# The permission each method of the QualityBridge object needs (BrowseName → Permission). Every linked method
+# must be listed: docs/commissioning.md's role table and the security matrix test are generated from it.
+METHOD_PERMISSIONS: dict[str, Permission] = {
+    "ReportMeasurement": Permission.REPORT,
+    "ReportMeasurements": Permission.REPORT,
+    "ReportConfirmation": Permission.REPORT,
+    "ReportSpcAlarm": Permission.REPORT,
+    "StartOrder": Permission.CONTROL_ORDERS,
+    "InterruptOrder": Permission.CONTROL_ORDERS,
+    "ResumeOrder": Permission.CONTROL_ORDERS,
+    "EndOrder": Permission.CONTROL_ORDERS,
+    "AbortOrder": Permission.CONTROL_ORDERS,
 }
 
 

@@ -4,6 +4,10 @@ Keeps the folder layout OPC UA tools expect (own / trusted / issuer / rejected),
 application instance certificate on first start, and decides per client certificate whether a secure channel
 may be opened. Client certificates that are not trusted yet are parked in ``rejected/certs`` so an admin can
 trust them with one command (``trust_certificate``) while the server keeps running.
+
+The own certificate is either self-signed (created here, renewed here before it expires) or signed by the
+plant's CA (installed with ``install_own_certificate``; never replaced automatically, only warned about).
+Every replaced own certificate and key is kept next to the new one with a ``.replaced-<time>`` suffix.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +126,32 @@ def load_certificate_bytes(data: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(data)
 
 
+def _der_length(data: bytes) -> int:
+    """Total length of the DER element at the start of `data` (tag, length bytes and content)."""
+    if len(data) < 2:
+        raise ValueError("truncated DER")
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        raise ValueError("unsupported DER length")
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
+
+
+def certificate_from_token(data: bytes) -> x509.Certificate:
+    """The first certificate of DER data that may have its issuer chain appended (X.509 user tokens do)."""
+    return x509.load_der_x509_certificate(data[: _der_length(data)])
+
+
+def thumbprint_of_der(data: bytes) -> str:
+    return thumbprint(certificate_from_token(data))
+
+
+def is_self_signed(certificate: x509.Certificate) -> bool:
+    return certificate.issuer == certificate.subject
+
+
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -220,7 +251,25 @@ def _san_dns_names(certificate: x509.Certificate) -> list[str]:
     return list(san.get_values_for_type(x509.DNSName))
 
 
-def _reason_to_regenerate(layout: PkiLayout, application_uri: str, hostnames: Sequence[str]) -> str | None:
+def _key_mismatch(certificate: x509.Certificate, private_key: object) -> str | None:
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        return "private key is not an RSA key (the OPC UA security policies need RSA)"
+    public_key = certificate.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey) or public_key.public_numbers() != (
+        private_key.public_key().public_numbers()
+    ):
+        return "private key does not belong to the certificate"
+    return None
+
+
+def _reason_to_regenerate(
+    layout: PkiLayout,
+    application_uri: str,
+    hostnames: Sequence[str],
+    *,
+    renew_before: datetime.timedelta = RENEW_BEFORE,
+    now: datetime.datetime | None = None,
+) -> str | None:
     cert_path, key_path = layout.own_certificate_path, layout.own_private_key_path
     if not cert_path.is_file():
         return f"no certificate at {cert_path}"
@@ -231,15 +280,18 @@ def _reason_to_regenerate(layout: PkiLayout, application_uri: str, hostnames: Se
         private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except ValueError as exc:
         return f"certificate or key unreadable ({exc})"
-    if not isinstance(private_key, rsa.RSAPrivateKey):
-        return "private key is not an RSA key"
-    public_key = certificate.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey) or public_key.public_numbers() != (
-        private_key.public_key().public_numbers()
-    ):
-        return "private key does not belong to the certificate"
-    if certificate.not_valid_after_utc - RENEW_BEFORE < datetime.datetime.now(datetime.UTC):
-        return f"certificate expires {certificate.not_valid_after_utc:%Y-%m-%d}, within {RENEW_BEFORE.days} days"
+    mismatch = _key_mismatch(certificate, private_key)
+    if mismatch:
+        return mismatch
+    moment = now or datetime.datetime.now(datetime.UTC)
+    if not is_self_signed(certificate):
+        # The plant's CA signed it: only an expired one is replaced (the server cannot work with it);
+        # renewing it is the plant's job, `own_certificate_warnings` says so in good time.
+        if certificate.not_valid_after_utc < moment:
+            return f"CA-signed certificate expired {certificate.not_valid_after_utc:%Y-%m-%d}"
+        return None
+    if certificate.not_valid_after_utc - renew_before < moment:
+        return f"certificate expires {certificate.not_valid_after_utc:%Y-%m-%d}, within {renew_before.days} days"
     if _san_uris(certificate) != [application_uri]:
         return f"SubjectAltName URI {_san_uris(certificate)} differs from application URI {application_uri!r}"
     missing = [name for name in hostnames if name not in _san_dns_names(certificate)]
@@ -248,20 +300,68 @@ def _reason_to_regenerate(layout: PkiLayout, application_uri: str, hostnames: Se
     return None
 
 
-def ensure_own_certificate(
+@dataclass(frozen=True)
+class OwnPair:
+    """The own certificate and key as read from disk, checked to belong together."""
+
+    certificate: x509.Certificate
+    private_key: rsa.RSAPrivateKey
+
+    @property
+    def thumbprint(self) -> str:
+        return thumbprint(self.certificate)
+
+
+def read_own_pair(layout: PkiLayout) -> OwnPair:
+    """Read the own pair; ValueError while it is incomplete or inconsistent (e.g. halfway through an install)."""
+    try:
+        certificate = load_certificate_bytes(layout.own_certificate_path.read_bytes())
+        private_key = serialization.load_pem_private_key(layout.own_private_key_path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ValueError(str(exc)) from None
+    mismatch = _key_mismatch(certificate, private_key)
+    if mismatch:
+        raise ValueError(mismatch)
+    assert isinstance(private_key, rsa.RSAPrivateKey)  # noqa: S101 - _key_mismatch checked it
+    return OwnPair(certificate, private_key)
+
+
+def renew_own_certificate_if_due(
     layout: PkiLayout,
     application_uri: str,
     hostnames: Sequence[str],
     *,
+    renew_before: datetime.timedelta = RENEW_BEFORE,
     valid_days: int = 730,
-) -> tuple[Path, Path]:
-    """Return (certificate path, private key path), creating a fresh pair when the existing one is unusable."""
-    layout.ensure()
-    reason = _reason_to_regenerate(layout, application_uri, hostnames)
-    if reason is None:
-        return layout.own_certificate_path, layout.own_private_key_path
-    _logger.info("Creating server certificate for %s: %s", application_uri, reason)
+    now: datetime.datetime | None = None,
+) -> bool:
+    """For the running server: replace a self-signed own certificate that expires within `renew_before`.
+
+    Unlike `ensure_own_certificate` it never touches a pair it cannot read (an admin may be installing one
+    right now) nor a CA-signed one; True when it wrote a new pair.
+    """
+    try:
+        pair = read_own_pair(layout)
+    except ValueError as exc:
+        _logger.warning("Own certificate not checked for renewal: %s", exc)
+        return False
+    moment = now or datetime.datetime.now(datetime.UTC)
+    if not is_self_signed(pair.certificate) or pair.certificate.not_valid_after_utc - renew_before > moment:
+        return False
+    _logger.warning(
+        "Renewing server certificate %s: expires %s, within %d days",
+        pair.thumbprint,
+        f"{pair.certificate.not_valid_after_utc:%Y-%m-%d}",
+        renew_before.days,
+    )
+    _write_new_own_pair(layout, application_uri, hostnames, valid_days)
+    return True
+
+
+def _write_new_own_pair(layout: PkiLayout, application_uri: str, hostnames: Sequence[str], valid_days: int) -> None:
     now = datetime.datetime.now(datetime.UTC)
+    _keep_replaced(layout.own_certificate_path, _stamp(now))
+    _keep_replaced(layout.own_private_key_path, _stamp(now))
     cert_der, key_pem = make_self_signed_certificate(
         application_uri,
         f"QualityBridge@{hostnames[0]}" if hostnames else "QualityBridge",
@@ -271,6 +371,63 @@ def ensure_own_certificate(
     )
     _write_private(layout.own_private_key_path, key_pem)
     _write_public(layout.own_certificate_path, cert_der)
+
+
+def own_certificate_warnings(
+    layout: PkiLayout,
+    application_uri: str,
+    *,
+    renew_before: datetime.timedelta = RENEW_BEFORE,
+    now: datetime.datetime | None = None,
+) -> list[str]:
+    """What an admin must act on about a CA-signed own certificate (self-signed ones renew themselves)."""
+    try:
+        certificate = load_certificate_bytes(layout.own_certificate_path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    if is_self_signed(certificate):
+        return []
+    warnings = []
+    moment = now or datetime.datetime.now(datetime.UTC)
+    if certificate.not_valid_after_utc - renew_before < moment:
+        warnings.append(
+            f"the CA-signed server certificate expires {certificate.not_valid_after_utc:%Y-%m-%d}: have the plant CA "
+            "sign a new one and install it with `qualitybridge pki install-own CERT KEY`"
+        )
+    if application_uri not in _san_uris(certificate):
+        warnings.append(
+            f"the CA-signed server certificate names {_san_uris(certificate)}, not the application URI "
+            f"{application_uri!r}: clients will refuse it"
+        )
+    return warnings
+
+
+def _keep_replaced(path: Path, stamp: str) -> None:
+    # A copy, not a move: the running server must never see the own certificate missing.
+    if path.is_file():
+        shutil.copy2(path, path.with_name(f"{path.name}.replaced-{stamp}"))
+
+
+def _stamp(now: datetime.datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%S}"
+
+
+def ensure_own_certificate(
+    layout: PkiLayout,
+    application_uri: str,
+    hostnames: Sequence[str],
+    *,
+    valid_days: int = 730,
+    renew_before: datetime.timedelta = RENEW_BEFORE,
+) -> tuple[Path, Path]:
+    """Return (certificate path, private key path), creating a fresh pair when the existing one is unusable
+    or a self-signed one runs out within `renew_before`."""
+    layout.ensure()
+    reason = _reason_to_regenerate(layout, application_uri, hostnames, renew_before=renew_before)
+    if reason is None:
+        return layout.own_certificate_path, layout.own_private_key_path
+    _logger.warning("Creating server certificate for %s: %s", application_uri, reason)
+    _write_new_own_pair(layout, application_uri, hostnames, valid_days)
     return layout.own_certificate_path, layout.own_private_key_path
 
 
@@ -340,6 +497,12 @@ class TrustListValidator:
         self._trust_anchors: list[x509.Certificate] = []
         self._intermediates: list[x509.Certificate] = []
         self._revoked: set[tuple[x509.Name, int]] = set()
+        self._revision = 0
+
+    def revision(self) -> int:
+        """Grows each time the trust list changed on disk (read again now if needed)."""
+        self._refresh()
+        return self._revision
 
     def _watched_folders(self) -> tuple[Path, ...]:
         layout = self._layout
@@ -355,6 +518,7 @@ class TrustListValidator:
         self._intermediates = [cert for _, cert in _read_certificates(self._layout.issuer_certs)]
         self._revoked = _read_revoked_serials([self._layout.trusted_crl, self._layout.issuer_crl])
         self._signature = signature
+        self._revision += 1
         _logger.debug("Trust list reloaded: %d certificates", len(self._trusted_thumbprints))
 
     def is_trusted(self, certificate: x509.Certificate) -> bool:
@@ -473,7 +637,7 @@ def trust_certificate(layout: PkiLayout, file_or_thumbprint: str) -> Path:
 
 
 def list_certificates(layout: PkiLayout) -> dict[str, list[CertInfo]]:
-    """Trusted and rejected client certificates, for the admin command."""
+    """Trusted, issuer (CA) and rejected certificates, for the admin command."""
 
     def describe(folder: Path) -> list[CertInfo]:
         return [
@@ -481,4 +645,127 @@ def list_certificates(layout: PkiLayout) -> dict[str, list[CertInfo]]:
             for path, cert in _read_certificates(folder)
         ]
 
-    return {"trusted": describe(layout.trusted_certs), "rejected": describe(layout.rejected_certs)}
+    return {
+        "trusted": describe(layout.trusted_certs),
+        "issuer": describe(layout.issuer_certs),
+        "rejected": describe(layout.rejected_certs),
+    }
+
+
+def _matching(folder: Path, wanted: str) -> list[tuple[Path, x509.Certificate]]:
+    return [(path, cert) for path, cert in _read_certificates(folder) if thumbprint(cert) == wanted]
+
+
+def reject_certificate(layout: PkiLayout, certificate_thumbprint: str) -> Path:
+    """Move a trusted certificate to rejected/certs: it is refused from the next connection on."""
+    layout.ensure()
+    wanted = _normalise_thumbprint(certificate_thumbprint)
+    matches = _matching(layout.trusted_certs, wanted)
+    if not matches:
+        raise FileNotFoundError(f"no trusted certificate with thumbprint {certificate_thumbprint!r}")
+    target = layout.rejected_certs / f"{wanted}.der"
+    _write_public(target, matches[0][1].public_bytes(serialization.Encoding.DER))
+    for path, _ in matches:
+        path.unlink()
+    _logger.info("Rejected certificate %s (%s)", wanted, matches[0][1].subject.rfc4514_string())
+    return target
+
+
+def remove_certificate(layout: PkiLayout, certificate_thumbprint: str) -> list[Path]:
+    """Delete a certificate from trusted, issuer and rejected; returns the files removed."""
+    wanted = _normalise_thumbprint(certificate_thumbprint)
+    removed = [
+        path
+        for folder in (layout.trusted_certs, layout.issuer_certs, layout.rejected_certs)
+        for path, _ in _matching(folder, wanted)
+    ]
+    if not removed:
+        raise FileNotFoundError(f"no certificate with thumbprint {certificate_thumbprint!r} in {layout.root}")
+    for path in removed:
+        path.unlink()
+    _logger.info("Removed certificate %s (%s)", wanted, ", ".join(str(path) for path in removed))
+    return removed
+
+
+@dataclass(frozen=True)
+class OwnCertificateInfo:
+    thumbprint: str
+    subject: str
+    issuer: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    uris: tuple[str, ...]
+    dns_names: tuple[str, ...]
+    self_signed: bool
+    path: Path
+
+
+def describe_own_certificate(layout: PkiLayout) -> OwnCertificateInfo:
+    """The server's application instance certificate as clients see it (FileNotFoundError before first start)."""
+    certificate = load_certificate_bytes(layout.own_certificate_path.read_bytes())
+    return OwnCertificateInfo(
+        thumbprint=thumbprint(certificate),
+        subject=certificate.subject.rfc4514_string(),
+        issuer=certificate.issuer.rfc4514_string(),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        uris=tuple(_san_uris(certificate)),
+        dns_names=tuple(_san_dns_names(certificate)),
+        self_signed=is_self_signed(certificate),
+        path=layout.own_certificate_path,
+    )
+
+
+def _load_private_key(data: bytes, password: bytes | None) -> object:
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return serialization.load_pem_private_key(data, password=password)
+    return serialization.load_der_private_key(data, password=password)
+
+
+def install_own_certificate(
+    layout: PkiLayout,
+    certificate_file: Path,
+    key_file: Path,
+    *,
+    application_uri: str,
+    key_password: bytes | None = None,
+) -> OwnCertificateInfo:
+    """Replace the server's own certificate with one the plant's CA signed (PEM or DER, key PEM or DER).
+
+    Refuses (ValueError, naming the problem) a pair the server could not use: key not matching, not RSA,
+    expired, or without the server's application URI in its SubjectAltName. The running server loads it at
+    its next certificate check (`security.certificate_check_minutes`); the replaced pair is kept.
+    """
+    certificate = load_certificate_bytes(certificate_file.read_bytes())
+    try:
+        private_key = _load_private_key(key_file.read_bytes(), key_password)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot read private key {key_file}: {exc}") from None
+    mismatch = _key_mismatch(certificate, private_key)
+    if mismatch:
+        raise ValueError(mismatch)
+    now = datetime.datetime.now(datetime.UTC)
+    if not certificate.not_valid_before_utc - CLOCK_SKEW_ALLOWANCE <= now <= certificate.not_valid_after_utc:
+        raise ValueError(
+            f"certificate is valid {certificate.not_valid_before_utc:%Y-%m-%d} to "
+            f"{certificate.not_valid_after_utc:%Y-%m-%d}, not now"
+        )
+    if application_uri not in _san_uris(certificate):
+        raise ValueError(
+            f"certificate SubjectAltName URIs {_san_uris(certificate)} lack the server's application URI "
+            f"{application_uri!r}; have the CA put it in (or set server.application_uri to match)"
+        )
+    assert isinstance(private_key, rsa.RSAPrivateKey)  # noqa: S101 - _key_mismatch checked it
+    layout.ensure()
+    stamp = _stamp(now)
+    _keep_replaced(layout.own_certificate_path, stamp)
+    _keep_replaced(layout.own_private_key_path, stamp)
+    key_pem = private_key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+    _write_private(layout.own_private_key_path, key_pem)
+    _write_public(layout.own_certificate_path, certificate.public_bytes(serialization.Encoding.DER))
+    _logger.info("Installed own certificate %s issued by %s", thumbprint(certificate), certificate.issuer)
+    return describe_own_certificate(layout)
