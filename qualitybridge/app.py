@@ -8,31 +8,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.audit import AuditTrail
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.diagnostics import Diagnostics
 from qualitybridge.domain.model import MeasurementResult, SnapshotChange
 from qualitybridge.relay import OutboxRelay
 from qualitybridge.reporting import MasterData, ReportingService
-from qualitybridge.server.identity import Role, UserAccount
+from qualitybridge.security_jobs import SecurityJobs, accounts_from_store, security_options
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
 from qualitybridge.server.pki import PkiLayout
-from qualitybridge.store import Store, StoredUser, open_store
+from qualitybridge.store import Store, open_store
+from qualitybridge.store.audit_log import AuditLogStore
 from qualitybridge.sync import ErpSync
 
 __all__ = ["QualityBridgeApp", "accounts_from_store"]
 
 _log = logging.getLogger(__name__)
-
-
-def accounts_from_store(users: Iterable[StoredUser]) -> list[UserAccount]:
-    return [UserAccount(u.name, Role(u.role), u.password_hash, u.work_centres) for u in users]
 
 
 @dataclass
@@ -46,6 +43,7 @@ class QualityBridgeApp:
     sync: ErpSync
     relay: OutboxRelay
     opcua: OpcUaFace
+    security_jobs: SecurityJobs | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -67,10 +65,18 @@ class QualityBridgeApp:
             max_attempts=config.erp.relay_max_attempts,
             backoff_max_seconds=config.erp.relay_backoff_max_seconds,
         )
+        # Audit entries are recorded from the first session on and written in batches off the report path.
+        audit = AuditTrail(AuditLogStore(store.engine), flush_interval=config.audit.flush_interval_seconds)
         opcua = await build_opcua_server(
-            config.server, PkiLayout(config.pki_dir), accounts_from_store(await store.users()), reporting
+            config.server,
+            PkiLayout(config.pki_dir),
+            accounts_from_store(await store.users()),
+            reporting,
+            security_options=security_options(config, audit),
         )
-        return cls(config, store, erp, master_data, diagnostics, reporting, sync, relay, opcua)
+        app = cls(config, store, erp, master_data, diagnostics, reporting, sync, relay, opcua)
+        app.security_jobs = SecurityJobs(config, store, audit, opcua.security)
+        return app
 
     async def start(self) -> None:
         await self.opcua.server.start()
@@ -100,14 +106,16 @@ class QualityBridgeApp:
             max_instances=1,
             coalesce=True,
         )
+        if self.security_jobs is not None:
+            await self.security_jobs.start(self._scheduler)
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox
         _log.info("QualityBridge serving %s", self.endpoint_url)
 
     async def reload_users(self) -> None:
-        """Take user changes made in the store into effect for new sessions, without a restart."""
-        self.opcua.users.replace_accounts(accounts_from_store(await self.store.users()))
+        """Take user changes made in the store into effect now (the security-refresh job does it every few s)."""
+        await self.opcua.security.apply_accounts(accounts_from_store(await self.store.users()))
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -127,5 +135,7 @@ class QualityBridgeApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.opcua.server.stop()
+        if self.security_jobs is not None:
+            await self.security_jobs.stop()
         await self.erp.aclose()
         await self.store.aclose()

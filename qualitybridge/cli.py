@@ -26,7 +26,9 @@ examples:
   qualitybridge simulator --port 8080                 the reference ERP/QMS on its own
   qualitybridge pki list --data-dir ./data            trusted and rejected client certificates
   qualitybridge pki trust <thumbprint|file> --data-dir ./data
+  qualitybridge pki install-own plant-signed.pem key.pem --config qualitybridge.toml
   qualitybridge users add machine7 --role Machine --config qualitybridge.toml
+  qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
@@ -83,51 +85,52 @@ def _config_for_admin(arguments: argparse.Namespace) -> QualityBridgeConfig:
     return QualityBridgeConfig(data_dir=arguments.data_dir.resolve())
 
 
-def _pki(arguments: argparse.Namespace) -> int:
-    from qualitybridge.server.pki import PkiLayout, list_certificates, trust_certificate
-
-    layout = PkiLayout(_config_for_admin(arguments).pki_dir)
-    layout.ensure()
-    if arguments.pki_command == "trust":
-        try:
-            path = trust_certificate(layout, arguments.certificate)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"qualitybridge pki trust: {exc}", file=sys.stderr)  # noqa: T201
-            return 2
-        print(f"trusted: {path} (takes effect for the next connection, no restart needed)")  # noqa: T201
-        return 0
-    for group, certificates in list_certificates(layout).items():
-        print(f"{group}:")  # noqa: T201
-        for info in certificates:
-            print(f"  {info.thumbprint}  {info.subject}  valid until {info.not_after:%Y-%m-%d}")  # noqa: T201
-        if not certificates:
-            print("  (none)")  # noqa: T201
-    return 0
+def _password(arguments: argparse.Namespace, required: bool) -> str | None:
+    if arguments.password is not None or not required:
+        return str(arguments.password) if arguments.password is not None else None
+    return getpass.getpass(f"password for {arguments.name}: ")
 
 
-async def _users(arguments: argparse.Namespace) -> int:
-    from qualitybridge.server.identity import Role, hash_password
-    from qualitybridge.store import StoredUser, open_store
+async def _admin(arguments: argparse.Namespace) -> int:
+    """pki, users and audit-log commands; the work is done in qualitybridge.admin."""
+    from qualitybridge.admin import Administration
 
-    config = _config_for_admin(arguments)
-    store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
-    try:
-        if arguments.users_command == "add":
-            password = arguments.password or getpass.getpass(f"password for {arguments.name}: ")
-            if len(password) < 8:
-                print("qualitybridge users add: the password needs at least 8 characters", file=sys.stderr)  # noqa: T201
-                return 2
-            role = Role(arguments.role)
-            work_centres = tuple(arguments.work_centre or ())
-            await store.save_user(StoredUser(arguments.name, role.value, hash_password(password), work_centres))
-            print(f"user {arguments.name} saved with role {role.value} (new sessions use it)")  # noqa: T201
-            return 0
-        for user in await store.users():
-            centres = ",".join(user.work_centres) or "-"
-            print(f"{user.name:<20} {user.role:<16} {centres}")  # noqa: T201
-        return 0
-    finally:
-        await store.aclose()
+    async with Administration.open(_config_for_admin(arguments)) as admin:
+        sub_command = getattr(arguments, "pki_command", None) or getattr(arguments, "users_command", None)
+        command = (arguments.command, sub_command)
+        if command == ("pki", "list"):
+            output = admin.pki_list()
+        elif command == ("pki", "trust"):
+            output = await admin.pki_trust(arguments.certificate)
+        elif command == ("pki", "reject"):
+            output = await admin.pki_reject(arguments.thumbprint)
+        elif command == ("pki", "remove"):
+            output = await admin.pki_remove(arguments.thumbprint)
+        elif command == ("pki", "show-own"):
+            output = admin.pki_show_own()
+        elif command == ("pki", "install-own"):
+            output = await admin.pki_install_own(arguments.certificate, arguments.key)
+        elif command == ("users", "add"):
+            output = await admin.users_add(
+                arguments.name,
+                arguments.role,
+                password=_password(arguments, required=arguments.certificate is None),
+                work_centres=arguments.work_centre or (),
+                certificate_file=arguments.certificate,
+            )
+        elif command == ("users", "remove"):
+            output = await admin.users_remove(arguments.name)
+        elif command == ("users", "passwd"):
+            output = await admin.users_passwd(arguments.name, _password(arguments, required=True) or "")
+        elif command == ("users", "list"):
+            output = await admin.users_list()
+        else:
+            output = await admin.audit_log(since=arguments.since, user=arguments.user, limit=arguments.limit)
+    for line in output.lines:
+        print(line)  # noqa: T201
+    for line in output.errors:
+        print(line, file=sys.stderr)  # noqa: T201
+    return output.exit_code
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -178,22 +181,52 @@ def _build_parser() -> argparse.ArgumentParser:
         target.add_argument("--config", type=Path, help="the server's TOML file (its data_dir and store are used)")
         target.add_argument("--data-dir", type=Path, default=Path("data"), help="data folder (default ./data)")
 
-    pki = commands.add_parser("pki", help="client certificates: list, trust")
+    pki = commands.add_parser(
+        "pki", help="certificates: list, trust, reject, remove, show-own, install-own (no restart needed)"
+    )
     pki_commands = pki.add_subparsers(dest="pki_command", required=True, metavar="PKI_COMMAND")
-    add_target(pki_commands.add_parser("list", help="show trusted and rejected certificates"))
+    add_target(pki_commands.add_parser("list", help="show trusted, issuer (CA) and rejected certificates"))
     trust = pki_commands.add_parser("trust", help="trust a certificate file or a rejected certificate's thumbprint")
     trust.add_argument("certificate", help="path to a DER/PEM file, or the thumbprint shown by `pki list`")
     add_target(trust)
+    for name, what in (
+        ("reject", "move a trusted certificate to rejected; its sessions end"),
+        ("remove", "delete a certificate from trusted, issuer and rejected"),
+    ):
+        sub = pki_commands.add_parser(name, help=what)
+        sub.add_argument("thumbprint", help="SHA-1 thumbprint as shown by `pki list`")
+        add_target(sub)
+    add_target(pki_commands.add_parser("show-own", help="the server's own certificate, as clients see it"))
+    install = pki_commands.add_parser("install-own", help="replace the server certificate with a plant-CA-signed one")
+    install.add_argument("certificate", type=Path, help="certificate (PEM or DER) with the server's ApplicationUri")
+    install.add_argument("key", type=Path, help="its private key (PEM or DER, unencrypted RSA)")
+    add_target(install)
 
-    users = commands.add_parser("users", help="OPC UA user accounts: add, list")
+    users = commands.add_parser("users", help="OPC UA user accounts: add, remove, passwd, list")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="USERS_COMMAND")
     add = users_commands.add_parser("add", help="create or replace a user")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=["Observer", "Machine", "Operator", "QualityEngineer", "Admin"])
     add.add_argument("--password", help="omit to be asked (keeps it out of the shell history)")
     add.add_argument("--work-centre", action="append", help="restrict a Machine to this work centre (repeatable)")
+    add.add_argument(
+        "--certificate", type=Path, help="bind a certificate (X.509 user token); without --password: certificate only"
+    )
     add_target(add)
-    add_target(users_commands.add_parser("list", help="list users and roles"))
+    remove = users_commands.add_parser("remove", help="delete a user; its open sessions end")
+    remove.add_argument("name")
+    add_target(remove)
+    passwd = users_commands.add_parser("passwd", help="set a new password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password", help="omit to be asked")
+    add_target(passwd)
+    add_target(users_commands.add_parser("list", help="list users, roles, work centres and bound certificates"))
+
+    audit = commands.add_parser("audit-log", help="who did what: logins, method calls, writes, admin changes")
+    audit.add_argument("--since", help="30m, 2h, 7d or an ISO time (UTC)")
+    audit.add_argument("--user", help="only this user (OS account for admin changes: os:<name>)")
+    audit.add_argument("--limit", type=int, default=100, help="newest N entries (default 100)")
+    add_target(audit)
     return parser
 
 
@@ -212,12 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _setup_logging("INFO")
             run(arguments.host, arguments.port)
-        elif arguments.command == "pki":
+        elif arguments.command in ("pki", "users", "audit-log"):
             _setup_logging("WARNING")
-            return _pki(arguments)
-        elif arguments.command == "users":
-            _setup_logging("WARNING")
-            return asyncio.run(_users(arguments))
+            return asyncio.run(_admin(arguments))
     except ConfigError as exc:
         print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
         return 2

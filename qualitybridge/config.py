@@ -91,12 +91,44 @@ class ErpSettings(_Section):
         return url.rstrip("/")
 
 
+class SecuritySettings(_Section):
+    """How often the running server takes admin changes into effect and looks after its own certificate."""
+
+    reload_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="Users and trust list changes (CLI) reach the running server within this time; "
+        "sessions of removed users or distrusted certificates end",
+    )
+    certificate_check_minutes: float = Field(
+        default=60.0, gt=0, le=1440, description="How often the own certificate is checked for renewal or replacement"
+    )
+    certificate_renew_before_days: int = Field(
+        default=30, ge=1, le=365, description="A self-signed own certificate is renewed this long before it expires"
+    )
+    certificate_valid_days: int = Field(default=730, ge=30, le=3650, description="Lifetime of a self-signed one")
+
+
+class AuditSettings(_Section):
+    """The audit trail (docs/commissioning.md#audit-log)."""
+
+    retention_days: int = Field(default=365, ge=1, le=36500, description="Entries older than this are purged")
+    purge_interval_hours: float = Field(default=24.0, gt=0, le=720, description="How often the purge runs")
+    flush_interval_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="Entries are written in batches at least this often"
+    )
+    opcua_events: bool = Field(default=True, description="Raise OPC UA AuditEvents (delivered to Admin sessions only)")
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     erp: ErpSettings = Field(default_factory=ErpSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("log_level")
     @classmethod
