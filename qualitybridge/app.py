@@ -73,6 +73,7 @@ class QualityBridgeApp:
             accounts_from_store(await store.users()),
             reporting,
             security_options=security_options(config, audit),
+            limits=config.limits,
         )
         app = cls(config, store, erp, master_data, diagnostics, reporting, sync, relay, opcua)
         app.security_jobs = SecurityJobs(config, store, audit, opcua.security)

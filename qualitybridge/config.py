@@ -6,14 +6,23 @@ ERP simulator on localhost). A plant overrides only what differs.
 
 from __future__ import annotations
 
+import math
 import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["ConfigError", "ErpSettings", "QualityBridgeConfig", "ServerSettings", "StoreSettings", "load_config"]
+__all__ = [
+    "ConfigError",
+    "ErpSettings",
+    "LimitsSettings",
+    "QualityBridgeConfig",
+    "ServerSettings",
+    "StoreSettings",
+    "load_config",
+]
 
 
 class _Section(BaseModel):
@@ -91,6 +100,104 @@ class ErpSettings(_Section):
         return url.rstrip("/")
 
 
+class LimitsSettings(_Section):
+    """Limits against abuse: each one exceeded is answered with its standard OPC UA Bad code (docs/configuration.md).
+
+    Enforced by qualitybridge.server.limits; the defaults leave room for UaExpert browsing and dozens of machines.
+    The entries of one batch call are limited by `[reporting] max_batch_size`, not here.
+    """
+
+    max_connections: int = Field(
+        default=200, ge=1, description="Open TCP connections, sessions not yet activated included; more are closed"
+    )
+    activation_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="A connection without an activated session after this is closed"
+    )
+    max_sessions: int = Field(default=100, ge=1, description="Sessions at once; one more gets BadTooManySessions")
+    max_session_timeout_seconds: float = Field(
+        default=300.0,
+        ge=10,
+        le=3600,
+        description="Upper bound of the session timeout a client may ask for: how long a silent client's "
+        "session (and its subscriptions) is kept",
+    )
+    max_subscriptions_per_session: int = Field(
+        default=20, ge=1, description="One more CreateSubscription gets BadTooManySubscriptions"
+    )
+    max_monitored_items_per_subscription: int = Field(
+        default=2_000, ge=1, description="Items past it get BadTooManyMonitoredItems (per item)"
+    )
+    max_monitored_items_per_session: int = Field(
+        default=10_000,
+        ge=1,
+        description="All subscriptions of a session together; items past it get BadTooManyMonitoredItems",
+    )
+    max_operations_per_request: int = Field(
+        default=1_000,
+        ge=1,
+        description="Nodes per Read/Write/Browse, calls per Call, items per monitored-item request; "
+        "more gets BadTooManyOperations. Published as ServerCapabilities.OperationLimits",
+    )
+    max_message_size: int = Field(
+        default=4 * 1024 * 1024,
+        ge=65_536,
+        le=256 * 1024 * 1024,
+        description="Bytes of one request message (all chunks); a larger one gets BadRequestTooLarge "
+        "and the connection closes",
+    )
+    max_chunk_size: int = Field(
+        default=65_535,
+        ge=8_192,
+        le=1024 * 1024,
+        description="Bytes of one message chunk (TCP receive buffer); a larger chunk header gets "
+        "BadTcpMessageTooLarge and the connection closes",
+    )
+    max_chunk_count: int = Field(
+        default=0, ge=0, description="Chunks of one request message; 0 = as many as max_message_size needs"
+    )
+    max_queued_chunks_per_connection: int = Field(
+        default=128,
+        ge=16,
+        description="Received chunks waiting to be processed per connection; a client sending faster is "
+        "disconnected. Bounds memory: max_connections × this × max_chunk_size",
+    )
+    max_requests_per_second: float = Field(
+        default=1_000.0,
+        gt=0,
+        description="Sustained service requests per session (token bucket); Publish and deletes are not counted. "
+        "More get BadResourceUnavailable",
+    )
+    request_burst: int = Field(default=2_000, ge=1, description="Requests a session may send at once above the rate")
+    login_penalty_base_seconds: float = Field(
+        default=0.5, ge=0, le=60, description="Delay after the first failed login from a client address; doubles"
+    )
+    login_penalty_max_seconds: float = Field(
+        default=8.0, ge=0, le=600, description="Cap of the doubling delay; keep below clients' request timeout"
+    )
+    login_failure_memory_seconds: float = Field(
+        default=900.0, gt=0, description="Failed logins of an address are forgotten after this long without a new one"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LimitsSettings:
+        if self.login_penalty_max_seconds < self.login_penalty_base_seconds:
+            raise ValueError("login_penalty_max_seconds must be at least login_penalty_base_seconds")
+        if self.max_queued_chunks_per_connection < self.effective_max_chunk_count:
+            raise ValueError(
+                f"max_queued_chunks_per_connection must be at least the chunks of one message "
+                f"({self.effective_max_chunk_count}): raise it or lower max_message_size"
+            )
+        return self
+
+    @property
+    def effective_max_chunk_count(self) -> int:
+        if self.max_chunk_count:
+            return self.max_chunk_count
+        # A chunk carries a little less body than its size (headers, signature, padding): keep one spare per 64.
+        chunks = math.ceil(self.max_message_size / self.max_chunk_size)
+        return chunks + chunks // 64 + 1
+
+
 class SecuritySettings(_Section):
     """How often the running server takes admin changes into effect and looks after its own certificate."""
 
@@ -129,6 +236,7 @@ class QualityBridgeConfig(_Section):
     erp: ErpSettings = Field(default_factory=ErpSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @field_validator("log_level")
     @classmethod

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from asyncua import Server
 
-from qualitybridge.config import ServerSettings
+from qualitybridge.config import LimitsSettings, ServerSettings
 from qualitybridge.reporting import ReportingService
 from qualitybridge.server.address_space_view import AddressSpaceView
 from qualitybridge.server.identity import PasswordUserManager, UserAccount
+from qualitybridge.server.limits import LimitedServer
 from qualitybridge.server.namespace import QualityBridgeNamespace
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.report_methods import ReportMeasurementMethod
@@ -40,9 +41,11 @@ async def build_opcua_server(
     accounts: Iterable[UserAccount],
     reporting: ReportingService,
     security_options: SecurityOptions | None = None,
+    limits: LimitsSettings | None = None,
 ) -> OpcUaFace:
     quiet_asyncua_loggers()
-    server = Server()
+    # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins).
+    server = LimitedServer(limits or LimitsSettings())
     await server.init()
     server.set_endpoint(f"opc.tcp://{settings.host}:{settings.port}/{settings.path}")
     server.set_server_name("QualityBridge")

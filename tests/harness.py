@@ -153,6 +153,8 @@ class Deployment:
     simulator: ChildProcess | None = None
     server: ChildProcess | None = None
     client_certificate: ClientCertificate | None = None
+    # Appended to the generated TOML, e.g. a [limits] section with low values for a test.
+    extra_config: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -191,7 +193,8 @@ sync_interval_seconds = 1
 relay_interval_seconds = 0.5
 timeout_seconds = 3
 relay_backoff_max_seconds = 1
-""",
+"""
+            + self.extra_config,
             encoding="utf-8",
         )
 
