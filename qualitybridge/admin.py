@@ -206,8 +206,8 @@ class Administration:
         )
         output.say(f"installed: {info.thumbprint} issued by {info.issuer}, valid until {info.not_after:%Y-%m-%d}")
         output.say(
-            "the running server serves it from its next certificate check "
-            f"(every {self.config.security.certificate_check_minutes:g} min) or its next start"
+            "the running server serves it to new connections within "
+            f"{self.config.security.reload_interval_seconds:g} s; clients must trust the issuing CA"
         )
         return output
 

@@ -48,6 +48,7 @@ class AuditTrail:
         self._writing = asyncio.Lock()
         self._listeners: list[AuditListener] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.written = 0
 
     def add_listener(self, listener: AuditListener) -> None:
@@ -75,10 +76,12 @@ class AuditTrail:
             self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
-        """Write what is pending, then end the writer."""
+        """Write what is pending, then end the writer (never cancelled mid-write: that would leave the store
+        locked by a transaction nobody finishes and lose the batch)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(Exception):
                 await self._task
             self._task = None
         await self.flush()
@@ -112,14 +115,14 @@ class AuditTrail:
         batch = self._take_batch()
         try:
             await self._store.append(batch)
-        except Exception:
+        except BaseException:
             # Put them back in front (newer ones stay behind them); the buffer bound still applies.
             self._pending.extendleft(reversed(batch))
             raise
         self.written += len(batch)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
@@ -127,7 +130,8 @@ class AuditTrail:
                 await self.flush()
             except Exception:
                 _log.exception("audit log write failed; %d entries kept for the next attempt", len(self._pending))
-                await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+                if not self._stopping:
+                    await asyncio.sleep(_RETRY_PAUSE_SECONDS)
 
     async def purge(self, retention: timedelta) -> int:
         cutoff = datetime.now(UTC) - retention

@@ -7,6 +7,7 @@ the store and the PKI folders. The server looks at both every `security.reload_i
   changed are swapped in and their open sessions end;
 - trust list: the validator re-reads the folders when their listing changed; open sessions whose client
   certificate is no longer accepted end;
+- own certificate files: when `pki install-own` replaced them, the new pair is served from then on;
 
 and, less often, renews or reloads its own certificate (`security.certificate_check_minutes`) and purges
 audit entries past `audit.retention_days` (`audit.purge_interval_hours`).
@@ -82,6 +83,7 @@ class SecurityJobs:
         started = time.perf_counter()
         await self._security.apply_accounts(accounts_from_store(await self._store.users()))
         await self._security.revalidate_sessions()
+        await self._security.own_certificate.check_if_files_changed()
         self.last_refresh_seconds = time.perf_counter() - started
 
     async def purge(self) -> None:

@@ -56,11 +56,33 @@ class OwnCertificateKeeper:
         self._valid_days = valid_days
         self._on_change = on_change
         self.loaded_thumbprint: str | None = None
+        self._seen_files: tuple[tuple[int, int], ...] | None = None
+
+    def _file_signature(self) -> tuple[tuple[int, int], ...]:
+        signature = []
+        for path in (self._layout.own_certificate_path, self._layout.own_private_key_path):
+            try:
+                stat = path.stat()
+            except OSError:
+                signature.append((-1, -1))
+            else:
+                signature.append((stat.st_size, stat.st_mtime_ns))
+        return tuple(signature)
+
+    async def check_if_files_changed(self) -> str | None:
+        """Cheap enough for every few seconds: `check` only when the own certificate or key file changed,
+        so `pki install-own` takes effect at once rather than at the next scheduled check."""
+        signature = self._file_signature()
+        if signature == self._seen_files:
+            return None
+        self._seen_files = signature
+        return await self.check()
 
     def note_loaded(self) -> None:
         """Remember which certificate asyncua loaded at start."""
         certificate = self._server.iserver.certificate
         self.loaded_thumbprint = thumbprint(certificate) if certificate is not None else None
+        self._seen_files = self._file_signature()
 
     async def check(self, *, now: datetime.datetime | None = None) -> str | None:
         """Renew if due, load what is on disk if it differs from what is served; returns what happened."""

@@ -733,8 +733,8 @@ def install_own_certificate(
     """Replace the server's own certificate with one the plant's CA signed (PEM or DER, key PEM or DER).
 
     Refuses (ValueError, naming the problem) a pair the server could not use: key not matching, not RSA,
-    expired, or without the server's application URI in its SubjectAltName. The running server loads it at
-    its next certificate check (`security.certificate_check_minutes`); the replaced pair is kept.
+    expired, or without the server's application URI in its SubjectAltName. The running server loads it
+    within `security.reload_interval_seconds` (`OwnCertificateKeeper`); the replaced pair is kept.
     """
     certificate = load_certificate_bytes(certificate_file.read_bytes())
     try:

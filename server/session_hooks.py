@@ -18,6 +18,7 @@ removing a user or distrusting a certificate ends that user's or certificate's s
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,20 @@ from qualitybridge.server.identity import ActivationContext, QualityBridgeUser, 
 from qualitybridge.server.pki import thumbprint_of_der
 from qualitybridge.store.audit_log import AuditEntry, AuditKind
 
-__all__ = ["AuditSink", "OpenSession", "SessionHooks", "format_peer", "summarize_value"]
+__all__ = [
+    "AuditSink",
+    "MethodInfo",
+    "OpenSession",
+    "SessionHooks",
+    "format_peer",
+    "summarize_arguments",
+    "summarize_value",
+]
 
 _log = logging.getLogger(__name__)
 
 ARGUMENTS_SUMMARY_LIMIT = 400
+_METHOD_CACHE_LIMIT = 1_000
 _VALUE_LIMIT = 80
 _SECRET_WORDS = ("password", "secret", "token", "key")
 
@@ -53,6 +63,7 @@ class NullAuditSink:
         del entry
 
 
+@functools.cache
 def status_name(code: int) -> str:
     return ua.StatusCode(ua.UInt32(code)).name
 
@@ -66,15 +77,19 @@ def format_peer(peer: Any) -> str | None:
 
 
 def summarize_value(value: Any) -> str:
-    """A short, log-safe rendering of one argument value (byte strings by length only)."""
-    if isinstance(value, ua.Variant):
+    """A short, log-safe rendering of one argument value (byte strings by length only).
+
+    On the report path for every argument of every call: exact type checks first, the common cases cheap.
+    """
+    if type(value) is ua.Variant:
         value = value.Value
-    if isinstance(value, bytes | bytearray):
-        text = f"<{len(value)} bytes>"
-    elif isinstance(value, datetime.datetime):
-        text = value.isoformat()
-    elif isinstance(value, str):
+    kind = type(value)
+    if kind is str or kind is float or kind is int or kind is bool:
         text = repr(value)
+    elif kind is datetime.datetime:
+        text = value.isoformat()
+    elif isinstance(value, bytes | bytearray):
+        text = f"<{len(value)} bytes>"
     elif isinstance(value, list):
         text = "[" + ", ".join(summarize_value(item) for item in value[:5]) + (", …]" if len(value) > 5 else "]")
     else:
@@ -82,12 +97,34 @@ def summarize_value(value: Any) -> str:
     return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 1] + "…"
 
 
-def summarize_arguments(names: Sequence[str], values: Sequence[Any]) -> str:
+def is_secret(argument_name: str) -> bool:
+    lowered = argument_name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the audit needs of a method node, looked up once per method."""
+
+    node: str
+    name: str
+    argument_names: tuple[str, ...] = ()
+    secret: tuple[bool, ...] = ()
+
+    @classmethod
+    def of(cls, node: str, name: str, argument_names: Sequence[str]) -> MethodInfo:
+        names = tuple(argument or f"#{index}" for index, argument in enumerate(argument_names))
+        return cls(node, name, names, tuple(is_secret(argument) for argument in names))
+
+
+def summarize_arguments(method: MethodInfo, values: Sequence[Any]) -> str:
     parts = []
+    names, secret = method.argument_names, method.secret
     for index, value in enumerate(values):
-        name = (names[index] if index < len(names) else "") or f"#{index}"
-        secret = any(word in name.lower() for word in _SECRET_WORDS)
-        parts.append(f"{name}={'***' if secret else summarize_value(value)}")
+        if index < len(names):
+            parts.append(f"{names[index]}={'***' if secret[index] else summarize_value(value)}")
+        else:
+            parts.append(f"#{index}={summarize_value(value)}")
     text = ", ".join(parts)
     return text if len(text) <= ARGUMENTS_SUMMARY_LIMIT else text[: ARGUMENTS_SUMMARY_LIMIT - 1] + "…"
 
@@ -138,7 +175,7 @@ class SessionHooks:
         self._server: Server | None = None
         # Removed by the close_session wrapper, which asyncua calls on close requests, timeouts and lost links.
         self._open: dict[int, OpenSession] = {}
-        self._method_info: dict[ua.NodeId, tuple[str, tuple[str, ...]]] = {}
+        self._method_info: dict[ua.NodeId, MethodInfo] = {}
 
     # ---- installation ------------------------------------------------------------------------------
 
@@ -272,12 +309,13 @@ class SessionHooks:
             )
         )
 
-    def method_info(self, method_id: ua.NodeId) -> tuple[str, tuple[str, ...]]:
-        """(browse name, input argument names) of a method node, cached; the NodeId text when unknown."""
+    def method_info(self, method_id: ua.NodeId) -> MethodInfo:
+        """Browse name and input argument names of a method node, cached; the NodeId text when unknown."""
         cached = self._method_info.get(method_id)
         if cached is not None:
             return cached
-        name = method_id.to_string()
+        node_text = method_id.to_string()
+        name = node_text
         arguments: tuple[str, ...] = ()
         if self._server is not None:
             aspace = self._server.iserver.aspace
@@ -287,8 +325,10 @@ class SessionHooks:
                 if browse.Value is not None and browse.Value.Value is not None:
                     name = browse.Value.Value.Name
                 arguments = self._input_argument_names(node.references)
-        self._method_info[method_id] = (name, arguments)
-        return name, arguments
+        info = MethodInfo.of(node_text, name, arguments)
+        if len(self._method_info) < _METHOD_CACHE_LIMIT:  # a client could name arbitrary NodeIds
+            self._method_info[method_id] = info
+        return info
 
     def _input_argument_names(self, references: Iterable[ua.ReferenceDescription]) -> tuple[str, ...]:
         assert self._server is not None  # noqa: S101 - only called once installed
@@ -307,14 +347,14 @@ class SessionHooks:
         code: int,
         user_object: QualityBridgeUser | None = None,
     ) -> None:
-        name, argument_names = self.method_info(request.MethodId)
+        method = self.method_info(request.MethodId)
         self._emit(
             AuditKind.CALL,
-            f"Call {name}",
+            f"Call {method.name}",
             code,
             info,
-            node=request.MethodId.to_string(),
-            arguments=summarize_arguments(argument_names, request.InputArguments or []),
+            node=method.node,
+            arguments=summarize_arguments(method, request.InputArguments or []),
             user_object=user_object,
         )
 

@@ -235,8 +235,12 @@ async def test_plant_ca_certificate_installed_while_running(env: Env, plant_ca: 
     trust_certificate(env.layout, str(client_cert))
     plant_signed = plant_ca.issue("qb-host", SERVER_URI, dns_names=("localhost", "127.0.0.1"))
     cert, key = plant_signed.write(tmp_path, "qb-plant", pem=True)
+    keeper = env.security.own_certificate
+    assert await keeper.check_if_files_changed() is None
     install_own_certificate(env.layout, cert, key, application_uri=SERVER_URI)
-    assert await env.security.own_certificate.check() == "own certificate loaded"
+    # The security-refresh job (every few seconds) notices the new files and serves them.
+    assert await keeper.check_if_files_changed() == "own certificate loaded"
+    assert await keeper.check_if_files_changed() is None
     assert await _served_thumbprint(env, client_cert, client_key) == plant_signed.thumbprint
     # A CA-signed certificate is never renewed by the server, however close its end.
     in_a_year = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=360)
