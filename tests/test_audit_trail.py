@@ -410,3 +410,22 @@ async def test_purge_keeps_only_the_retention_period(env: Env) -> None:
     assert any(e.action == "ancient" for e in await env.entries())
     assert await env.trail.purge(timedelta(days=365)) == 1
     assert not any(e.action == "ancient" for e in await env.entries())
+
+
+@module_loop
+async def test_no_session_is_kept_after_its_client_left(env: Env, tmp_path: Path) -> None:
+    # Refused certificates and refused logins leave nothing behind either (a flood must not grow memory).
+    for attempt in range(5):
+        stranger = await _client(env, "watcher", cert=_client_cert(tmp_path, f"flood-{attempt}"))
+        with pytest.raises((ua.uaerrors.BadCertificateUntrusted, asyncio.TimeoutError)):
+            await stranger.connect()
+        await stranger.disconnect()
+        wrong = await _client(env, "watcher", "wrong-password")
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await wrong.connect()
+        await wrong.disconnect()
+    for _ in range(100):  # asyncua closes sessions of lost connections in a task of its own
+        if not env.security.hooks.open_sessions():
+            break
+        await asyncio.sleep(0.05)
+    assert env.security.hooks.open_sessions() == []
