@@ -29,6 +29,8 @@ from qualitybridge.domain.model import (
     TestEquipment,
 )
 from qualitybridge.store import tables
+from qualitybridge.store.outbox_admin import OutboxAdministration
+from qualitybridge.store.shop_floor_records import ShopFloorRecords
 
 __all__ = ["OutboxCounts", "Store", "StoredUser"]
 
@@ -57,7 +59,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store:
+class Store(ShopFloorRecords, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
@@ -255,9 +257,9 @@ class Store:
             return [_outbox_from_row(row._mapping) for row in rows]
 
     async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
+        """Entries the relay knows (pending, sent, dead); discarded ones are listed by `outbox_records`."""
         query = select(tables.outbox).order_by(tables.outbox.c.seq)
-        if states:
-            query = query.where(tables.outbox.c.state.in_([state.value for state in states]))
+        query = query.where(tables.outbox.c.state.in_([state.value for state in (states or OutboxState)]))
         async with self.engine.connect() as conn:
             return [_outbox_from_row(row._mapping) for row in await conn.execute(query)]
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData(
@@ -66,6 +67,8 @@ measurement_results = Table(
     Column("measured_at", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("reported_by", String(64), nullable=False),
+    # Taken with a gauge whose calibration is due soon: accepted, but a quality engineer may want to look again.
+    Column("gauge_due_soon", Boolean, nullable=False, server_default=false()),
 )
 
 outbox = Table(
@@ -84,7 +87,62 @@ outbox = Table(
     Column("erp_document", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    # `qualitybridge outbox discard`: a person decided this posting is not to be delivered, and said why.
+    Column("discard_reason", Text, nullable=True),
+    Column("discarded_by", String(64), nullable=True),
+    Column("discarded_at", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_state_next_attempt", "state", "next_attempt_at"),
+)
+
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("confirmation_id", String(36), primary_key=True),
+    Column("client_confirmation_id", String(128), nullable=True, unique=True),
+    Column("order_no", String(32), nullable=False),
+    Column("operation_no", String(16), nullable=False),
+    Column("yield_quantity", Float, nullable=False),
+    Column("scrap_quantity", Float, nullable=False),
+    Column("rework_quantity", Float, nullable=False),
+    Column("unit", String(3), nullable=False),
+    Column("reason_code", String(32), nullable=False),
+    Column("final", Boolean, nullable=False),
+    Column("reported_by", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_confirmations_order_operation", "order_no", "operation_no"),
+)
+
+spc_alarms = Table(
+    "spc_alarms",
+    metadata,
+    Column("alarm_id", String(36), primary_key=True),
+    Column("order_no", String(32), nullable=False, index=True),
+    Column("operation_no", String(16), nullable=False),
+    Column("characteristic_id", String(64), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("reported_by", String(64), nullable=False),
+)
+
+# Reports refused because the gauge was blocked: the audit trail of attempted use, never relayed to the ERP.
+refused_measurements = Table(
+    "refused_measurements",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("order_no", String(32), nullable=False),
+    Column("operation_no", String(16), nullable=False),
+    Column("characteristic_id", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("equipment_id", String(64), nullable=False, index=True),
+    Column("calibration_status", Integer, nullable=False),
+    Column("part_serial", String(128), nullable=False),
+    Column("measured_at", DateTime(timezone=True), nullable=False),
+    Column("client_result_id", String(128), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("reported_by", String(64), nullable=False),
+    Column("refused_at", DateTime(timezone=True), nullable=False),
 )
 
 users = Table(

@@ -1,0 +1,422 @@
+"""Store operations for what the shop floor reports: measurement batches, confirmations, SPC alarms, order states.
+
+Mixed into `Store`. Every write that owes the ERP a posting writes its outbox row in the same transaction, and a
+batch of measurements is one transaction however many entries it has (group commit): a PLC flushing its buffer
+costs one commit, and a crash leaves either the whole batch or nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from qualitybridge.domain.model import (
+    CalibrationStatus,
+    Confirmation,
+    MeasurementReport,
+    MeasurementResult,
+    OrderState,
+    OutboxState,
+    ResultEvaluation,
+    SpcAlarm,
+)
+from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
+from qualitybridge.store import tables
+
+__all__ = ["ConfirmationTotals", "ShopFloorRecords", "new_record_id"]
+
+# Well below SQLite's limit of bound parameters per statement (32766 since 3.32), and kind to PostgreSQL's planner.
+_IN_CHUNK = 500
+
+
+def new_record_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything in the store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ConfirmationTotals:
+    """What was confirmed for one operation so far."""
+
+    yield_quantity: float = 0.0
+    scrap_quantity: float = 0.0
+    rework_quantity: float = 0.0
+    finally_confirmed: bool = False
+
+
+class ShopFloorRecords:
+    engine: AsyncEngine
+
+    # ---- measurements -----------------------------------------------------------------------------
+
+    async def record_measurements(
+        self, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement] = ()
+    ) -> list[tuple[AcceptedMeasurement, bool]]:
+        """Store judged results with their outbox rows, and refused attempts, in one transaction.
+
+        Answers (stored measurement, created) per accepted entry, in order. An entry whose client result id was
+        stored before (by an earlier call, or earlier in this batch) is not stored again: it gets the first
+        measurement back with `created` False.
+        """
+        try:
+            return await self._record_measurements(accepted, refused)
+        except IntegrityError:
+            # A concurrent call stored one of these client result ids first; the second pass finds it stored.
+            return await self._record_measurements(accepted, refused)
+
+    async def _record_measurements(
+        self, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement]
+    ) -> list[tuple[AcceptedMeasurement, bool]]:
+        answers: list[tuple[AcceptedMeasurement, bool]] = []
+        async with self.engine.begin() as conn:
+            client_ids = {
+                item.result.report.client_result_id for item in accepted if item.result.report.client_result_id
+            }
+            stored_before = await _measurements_by_client_ids(conn, client_ids)
+            result_rows: list[dict[str, Any]] = []
+            outbox_rows: list[dict[str, Any]] = []
+            for item in accepted:
+                client_id = item.result.report.client_result_id
+                if client_id:
+                    first = stored_before.get(client_id)
+                    if first is not None:
+                        answers.append((first, False))
+                        continue
+                    stored_before[client_id] = item
+                result = item.result
+                result_rows.append(_result_row(item))
+                outbox_rows.append(
+                    _outbox_row(
+                        kind="measurement",
+                        key=f"mr-{result.result_id}",
+                        order_no=result.report.order_no,
+                        payload=result.model_dump(mode="json"),
+                        now=result.received_at,
+                    )
+                )
+                answers.append((item, True))
+            if result_rows:
+                await conn.execute(tables.measurement_results.insert(), result_rows)
+                await conn.execute(tables.outbox.insert(), outbox_rows)
+            if refused:
+                await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
+        return answers
+
+    async def measurements_by_client_ids(self, client_result_ids: Collection[str]) -> dict[str, AcceptedMeasurement]:
+        """The stored measurements for these client result ids (those never seen are absent)."""
+        if not client_result_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            return await _measurements_by_client_ids(conn, client_result_ids)
+
+    async def stored_measurements(self, order_no: str | None = None) -> list[AcceptedMeasurement]:
+        query = select(tables.measurement_results).order_by(tables.measurement_results.c.received_at)
+        if order_no is not None:
+            query = query.where(tables.measurement_results.c.order_no == order_no)
+        async with self.engine.connect() as conn:
+            return [_accepted_from_row(row._mapping) for row in await conn.execute(query)]
+
+    async def refused_measurements(self, equipment_id: str | None = None) -> list[RefusedMeasurement]:
+        query = select(tables.refused_measurements).order_by(tables.refused_measurements.c.id)
+        if equipment_id is not None:
+            query = query.where(tables.refused_measurements.c.equipment_id == equipment_id)
+        async with self.engine.connect() as conn:
+            return [_refused_from_row(row._mapping) for row in await conn.execute(query)]
+
+    # ---- order states -----------------------------------------------------------------------------
+
+    async def change_order_state(self, order_no: str, expected: OrderState, new: OrderState) -> bool:
+        """Move a released order from `expected` to `new`; False (nothing changed) if it is not in `expected`.
+
+        The ERP document keeps the state too, so that the next sync does not count the order as changed.
+        """
+        orders = tables.production_orders
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(orders.c.document, orders.c.state)
+                    .where(orders.c.order_no == order_no, orders.c.released.is_(True))
+                    .with_for_update()
+                )
+            ).first()
+            if row is None or row.state != int(expected):
+                return False
+            changed = await conn.execute(
+                update(orders)
+                .where(orders.c.order_no == order_no, orders.c.state == int(expected))
+                .values(state=int(new), document={**row.document, "state": int(new)}, updated_at=datetime.now(UTC))
+            )
+            return bool(changed.rowcount)
+
+    # ---- confirmations ----------------------------------------------------------------------------
+
+    async def record_confirmation(self, record: ConfirmationRecord) -> tuple[ConfirmationRecord, bool]:
+        """Store a confirmation and queue it for the ERP, atomically; a repeated client id gets the first back."""
+        if record.client_confirmation_id:
+            first = await self.confirmation_by_client_id(record.client_confirmation_id)
+            if first is not None:
+                return first, False
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(tables.confirmations.insert().values(**_confirmation_row(record)))
+                await conn.execute(
+                    tables.outbox.insert().values(
+                        **_outbox_row(
+                            kind="confirmation",
+                            key=f"cf-{record.confirmation_id}",
+                            order_no=record.confirmation.order_no,
+                            payload=record.model_dump(mode="json"),
+                            now=record.received_at,
+                        )
+                    )
+                )
+        except IntegrityError:
+            if record.client_confirmation_id:
+                first = await self.confirmation_by_client_id(record.client_confirmation_id)
+                if first is not None:
+                    return first, False
+            raise
+        return record, True
+
+    async def confirmation_by_client_id(self, client_confirmation_id: str) -> ConfirmationRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(tables.confirmations).where(
+                        tables.confirmations.c.client_confirmation_id == client_confirmation_id
+                    )
+                )
+            ).first()
+        return None if row is None else _confirmation_from_row(row._mapping)
+
+    async def confirmation_totals(self, order_no: str, operation_no: str) -> ConfirmationTotals:
+        table = tables.confirmations
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.coalesce(func.sum(table.c.yield_quantity), 0.0),
+                        func.coalesce(func.sum(table.c.scrap_quantity), 0.0),
+                        func.coalesce(func.sum(table.c.rework_quantity), 0.0),
+                        func.count().filter(table.c.final.is_(True)),
+                    ).where(table.c.order_no == order_no, table.c.operation_no == operation_no)
+                )
+            ).one()
+        return ConfirmationTotals(float(row[0]), float(row[1]), float(row[2]), bool(row[3]))
+
+    async def confirmations(self, order_no: str | None = None) -> list[ConfirmationRecord]:
+        query = select(tables.confirmations).order_by(tables.confirmations.c.received_at)
+        if order_no is not None:
+            query = query.where(tables.confirmations.c.order_no == order_no)
+        async with self.engine.connect() as conn:
+            return [_confirmation_from_row(row._mapping) for row in await conn.execute(query)]
+
+    # ---- SPC alarms -------------------------------------------------------------------------------
+
+    async def record_spc_alarm(self, record: SpcAlarmRecord) -> None:
+        """Store an SPC alarm and queue it for the QMS, atomically."""
+        alarm = record.alarm
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tables.spc_alarms.insert().values(
+                    alarm_id=record.alarm_id,
+                    order_no=alarm.order_no,
+                    operation_no=alarm.operation_no,
+                    characteristic_id=alarm.characteristic_id,
+                    rule=alarm.rule,
+                    severity=alarm.severity,
+                    message=alarm.message,
+                    raised_at=alarm.raised_at,
+                    reported_by=record.reported_by,
+                )
+            )
+            await conn.execute(
+                tables.outbox.insert().values(
+                    **_outbox_row(
+                        kind="spc_alarm",
+                        key=f"sa-{record.alarm_id}",
+                        order_no=alarm.order_no,
+                        payload=record.model_dump(mode="json"),
+                        now=alarm.raised_at,
+                    )
+                )
+            )
+
+    async def spc_alarms(self, order_no: str | None = None) -> list[SpcAlarmRecord]:
+        query = select(tables.spc_alarms).order_by(tables.spc_alarms.c.raised_at)
+        if order_no is not None:
+            query = query.where(tables.spc_alarms.c.order_no == order_no)
+        async with self.engine.connect() as conn:
+            return [_spc_alarm_from_row(row._mapping) for row in await conn.execute(query)]
+
+
+def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        yield ordered[start : start + _IN_CHUNK]
+
+
+async def _measurements_by_client_ids(
+    conn: AsyncConnection, client_result_ids: Collection[str]
+) -> dict[str, AcceptedMeasurement]:
+    found: dict[str, AcceptedMeasurement] = {}
+    column = tables.measurement_results.c.client_result_id
+    for chunk in _chunks(client_result_ids):
+        for row in await conn.execute(select(tables.measurement_results).where(column.in_(chunk))):
+            found[row.client_result_id] = _accepted_from_row(row._mapping)
+    return found
+
+
+def _outbox_row(*, kind: str, key: str, order_no: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "idempotency_key": key,
+        "kind": kind,
+        "order_no": order_no,
+        "payload": payload,
+        "state": OutboxState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _result_row(item: AcceptedMeasurement) -> dict[str, Any]:
+    result = item.result
+    report = result.report
+    return {
+        "result_id": result.result_id,
+        "client_result_id": report.client_result_id or None,
+        "order_no": report.order_no,
+        "operation_no": report.operation_no,
+        "characteristic_id": report.characteristic_id,
+        "value": report.value,
+        "unit": result.unit,
+        "evaluation": int(result.evaluation),
+        "plan_version": result.plan_version,
+        "equipment_id": report.equipment_id,
+        "part_serial": report.part_serial,
+        "measured_at": report.measured_at,
+        "received_at": result.received_at,
+        "reported_by": result.reported_by,
+        "gauge_due_soon": item.gauge_due_soon,
+    }
+
+
+def _report_from_row(row: Any) -> MeasurementReport:
+    return MeasurementReport(
+        order_no=row["order_no"],
+        operation_no=row["operation_no"],
+        characteristic_id=row["characteristic_id"],
+        value=row["value"],
+        equipment_id=row["equipment_id"],
+        part_serial=row["part_serial"],
+        measured_at=_aware(row["measured_at"]),
+        client_result_id=row["client_result_id"],
+    )
+
+
+def _accepted_from_row(row: Any) -> AcceptedMeasurement:
+    return AcceptedMeasurement(
+        result=MeasurementResult(
+            result_id=row["result_id"],
+            report=_report_from_row(row),
+            evaluation=ResultEvaluation(row["evaluation"]),
+            plan_version=row["plan_version"],
+            unit=row["unit"],
+            reported_by=row["reported_by"],
+            received_at=_aware(row["received_at"]),
+        ),
+        gauge_due_soon=bool(row["gauge_due_soon"]),
+    )
+
+
+def _refused_row(item: RefusedMeasurement) -> dict[str, Any]:
+    report = item.report
+    return {
+        "order_no": report.order_no,
+        "operation_no": report.operation_no,
+        "characteristic_id": report.characteristic_id,
+        "value": report.value,
+        "equipment_id": report.equipment_id,
+        "calibration_status": int(item.calibration_status),
+        "part_serial": report.part_serial,
+        "measured_at": report.measured_at,
+        "client_result_id": report.client_result_id or None,
+        "reason": item.reason,
+        "reported_by": item.reported_by,
+        "refused_at": item.refused_at,
+    }
+
+
+def _refused_from_row(row: Any) -> RefusedMeasurement:
+    return RefusedMeasurement(
+        report=_report_from_row(row),
+        calibration_status=CalibrationStatus(row["calibration_status"]),
+        reason=row["reason"],
+        reported_by=row["reported_by"],
+        refused_at=_aware(row["refused_at"]),
+    )
+
+
+def _confirmation_row(record: ConfirmationRecord) -> dict[str, Any]:
+    confirmation = record.confirmation
+    return {
+        "confirmation_id": record.confirmation_id,
+        "client_confirmation_id": record.client_confirmation_id or None,
+        "order_no": confirmation.order_no,
+        "operation_no": confirmation.operation_no,
+        "yield_quantity": confirmation.yield_quantity,
+        "scrap_quantity": confirmation.scrap_quantity,
+        "rework_quantity": confirmation.rework_quantity,
+        "unit": confirmation.unit,
+        "reason_code": confirmation.reason_code,
+        "final": confirmation.final,
+        "reported_by": record.reported_by,
+        "received_at": record.received_at,
+    }
+
+
+def _confirmation_from_row(row: Any) -> ConfirmationRecord:
+    return ConfirmationRecord(
+        confirmation_id=row["confirmation_id"],
+        confirmation=Confirmation(
+            order_no=row["order_no"],
+            operation_no=row["operation_no"],
+            yield_quantity=row["yield_quantity"],
+            scrap_quantity=row["scrap_quantity"],
+            rework_quantity=row["rework_quantity"],
+            unit=row["unit"],
+            reason_code=row["reason_code"],
+            final=bool(row["final"]),
+        ),
+        client_confirmation_id=row["client_confirmation_id"],
+        reported_by=row["reported_by"],
+        received_at=_aware(row["received_at"]),
+    )
+
+
+def _spc_alarm_from_row(row: Any) -> SpcAlarmRecord:
+    return SpcAlarmRecord(
+        alarm_id=row["alarm_id"],
+        alarm=SpcAlarm(
+            order_no=row["order_no"],
+            operation_no=row["operation_no"],
+            characteristic_id=row["characteristic_id"],
+            rule=row["rule"],
+            severity=row["severity"],
+            message=row["message"],
+            raised_at=_aware(row["raised_at"]),
+        ),
+        reported_by=row["reported_by"],
+    )
