@@ -34,6 +34,7 @@ TEST_EQUIPMENT_TYPE = 1004
 DIAGNOSTICS_TYPE = 1005
 QUALITY_BRIDGE_TYPE = 1006
 MEASUREMENT_REPORTED_EVENT_TYPE = 1010
+SPC_ALARM_EVENT_TYPE = 1011
 ORDER_STATE_ENUM = 3001
 CALIBRATION_STATUS_ENUM = 3002
 RESULT_EVALUATION_ENUM = 3003
@@ -90,7 +91,21 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "OutboxDepth",
         "OutboxDeadLetters",
     },
-    QUALITY_BRIDGE_TYPE: {"Orders", "TestEquipment", "Diagnostics", "ReportMeasurement", "ReleasedOrders"},
+    QUALITY_BRIDGE_TYPE: {
+        "Orders",
+        "TestEquipment",
+        "Diagnostics",
+        "ReportMeasurement",
+        "ReleasedOrders",
+        "ReportMeasurements",
+        "ReportConfirmation",
+        "ReportSpcAlarm",
+        "StartOrder",
+        "InterruptOrder",
+        "ResumeOrder",
+        "EndOrder",
+        "AbortOrder",
+    },
     MEASUREMENT_REPORTED_EVENT_TYPE: {
         "OrderNumber",
         "OperationNumber",
@@ -99,6 +114,7 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "Value",
         "Evaluation",
     },
+    SPC_ALARM_EVENT_TYPE: {"OrderNumber", "OperationNumber", "CharacteristicId", "AlarmId", "Rule"},
 }
 
 SUPERTYPES = {
@@ -109,6 +125,7 @@ SUPERTYPES = {
     DIAGNOSTICS_TYPE: ua.ObjectIds.BaseObjectType,
     QUALITY_BRIDGE_TYPE: ua.ObjectIds.BaseObjectType,
     MEASUREMENT_REPORTED_EVENT_TYPE: ua.ObjectIds.BaseEventType,
+    SPC_ALARM_EVENT_TYPE: ua.ObjectIds.BaseEventType,
 }
 
 INPUT_ARGUMENTS = [
@@ -121,6 +138,60 @@ INPUT_ARGUMENTS = [
     ("MeasuredAt", ua.ObjectIds.DateTime),
     ("ClientResultId", ua.ObjectIds.String),
 ]
+
+_STRING, _DOUBLE, _BOOLEAN = ua.ObjectIds.String, ua.ObjectIds.Double, ua.ObjectIds.Boolean
+# Method -> (inputs, outputs) as (name, data type, value rank); an int data type is in the QualityBridge namespace's
+# numbering only when marked below (the enumerations), otherwise it is a standard type.
+SHOP_FLOOR_METHODS: dict[str, tuple[list[tuple[str, int | str, int]], list[tuple[str, int | str, int]]]] = {
+    "ReportMeasurements": (
+        [
+            ("OrderNumbers", _STRING, 1),
+            ("OperationNumbers", _STRING, 1),
+            ("CharacteristicIds", _STRING, 1),
+            ("Values", _DOUBLE, 1),
+            ("EquipmentIds", _STRING, 1),
+            ("PartSerials", _STRING, 1),
+            ("MeasuredAt", ua.ObjectIds.DateTime, 1),
+            ("ClientResultIds", _STRING, 1),
+        ],
+        [
+            ("ResultIds", _STRING, 1),
+            ("Evaluations", "ResultEvaluationEnum", 1),
+            ("StatusCodes", ua.ObjectIds.StatusCode, 1),
+            ("Messages", _STRING, 1),
+            ("GaugeDueSoon", _BOOLEAN, 1),
+        ],
+    ),
+    "ReportConfirmation": (
+        [
+            ("OrderNumber", _STRING, -1),
+            ("OperationNumber", _STRING, -1),
+            ("YieldQuantity", _DOUBLE, -1),
+            ("ScrapQuantity", _DOUBLE, -1),
+            ("ReworkQuantity", _DOUBLE, -1),
+            ("Unit", _STRING, -1),
+            ("ReasonCode", _STRING, -1),
+            ("Final", _BOOLEAN, -1),
+            ("ClientConfirmationId", _STRING, -1),
+        ],
+        [("ConfirmationId", _STRING, -1)],
+    ),
+    "ReportSpcAlarm": (
+        [
+            ("OrderNumber", _STRING, -1),
+            ("OperationNumber", _STRING, -1),
+            ("CharacteristicId", _STRING, -1),
+            ("Rule", _STRING, -1),
+            ("Severity", ua.ObjectIds.UInt16, -1),
+            ("Message", _STRING, -1),
+        ],
+        [("AlarmId", _STRING, -1)],
+    ),
+    **{
+        name: ([("OrderNumber", _STRING, -1)], [("State", "OrderStateEnum", -1)])
+        for name in ("StartOrder", "InterruptOrder", "ResumeOrder", "EndOrder", "AbortOrder")
+    },
+}
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -388,9 +459,47 @@ async def test_instantiation_gives_children_string_ids_from_the_parent(imported:
 
 
 @module_loop
-async def test_measurement_reported_event_carries_its_fields(imported: Imported) -> None:
+@pytest.mark.parametrize("event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE])
+async def test_events_carry_their_fields(imported: Imported, event_type: int) -> None:
     generator = await imported.server.get_event_generator(
-        ua.NodeId(MEASUREMENT_REPORTED_EVENT_TYPE, imported.idx), ua.NodeId("QualityBridge", imported.idx)
+        ua.NodeId(event_type, imported.idx), ua.NodeId("QualityBridge", imported.idx)
     )
-    for name in MANDATORY_CHILDREN[MEASUREMENT_REPORTED_EVENT_TYPE]:
+    for name in MANDATORY_CHILDREN[event_type]:
         assert hasattr(generator.event, name), name
+
+
+@module_loop
+@pytest.mark.parametrize("method_name", sorted(SHOP_FLOOR_METHODS))
+async def test_shop_floor_methods_declare_described_arguments(imported: Imported, method_name: str) -> None:
+    enumerations = {"ResultEvaluationEnum": RESULT_EVALUATION_ENUM, "OrderStateEnum": ORDER_STATE_ENUM}
+
+    def data_type(declared: int | str) -> ua.NodeId:
+        if isinstance(declared, str):
+            return ua.NodeId(enumerations[declared], imported.idx)
+        return ua.NodeId(declared)
+
+    expected_inputs, expected_outputs = SHOP_FLOOR_METHODS[method_name]
+    for owner in (f"QualityBridge.{method_name}", None):
+        if owner is None:  # the declaration on QualityBridgeType carries the same arguments as the instance
+            declaration = await imported.node(QUALITY_BRIDGE_TYPE).get_child(f"{imported.idx}:{method_name}")
+            assert await _modelling_rule(declaration) == ua.ObjectIds.ModellingRule_Mandatory
+            inputs = await (await declaration.get_child("0:InputArguments")).read_value()
+            outputs = await (await declaration.get_child("0:OutputArguments")).read_value()
+        else:
+            assert await imported.node(owner).read_node_class() == ua.NodeClass.Method
+            inputs = await imported.node(f"{owner}.InputArguments").read_value()
+            outputs = await imported.node(f"{owner}.OutputArguments").read_value()
+        assert [(a.Name, a.DataType, a.ValueRank) for a in inputs] == [
+            (name, data_type(declared), rank) for name, declared, rank in expected_inputs
+        ]
+        assert [(a.Name, a.DataType, a.ValueRank) for a in outputs] == [
+            (name, data_type(declared), rank) for name, declared, rank in expected_outputs
+        ]
+        assert all(argument.Description.Text for argument in [*inputs, *outputs])
+
+
+@module_loop
+async def test_report_spc_alarm_generates_its_event_type(imported: Imported) -> None:
+    declaration = await imported.node(QUALITY_BRIDGE_TYPE).get_child(f"{imported.idx}:ReportSpcAlarm")
+    generated = await declaration.get_referenced_nodes(refs=ua.ObjectIds.GeneratesEvent)
+    assert [node.nodeid for node in generated] == [ua.NodeId(SPC_ALARM_EVENT_TYPE, imported.idx)]
