@@ -18,18 +18,32 @@ from qualitybridge.adapters.rest_contract import (
     BookingReceipt,
     EquipmentPage,
     OrdersPage,
+    confirmation_to_dto,
     equipment_from_dto,
     order_from_dto,
     result_to_dto,
+    spc_alarm_to_dto,
 )
 from qualitybridge.domain.model import ErpSnapshot, MeasurementResult, OutboxEntry
 from qualitybridge.domain.ports import ErpRejected, ErpUnavailable
+from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 
 __all__ = ["RestErpClient"]
 
 _log = logging.getLogger(__name__)
 
-_POSTING_PATHS = {"measurement": "/results"}
+_POSTING_PATHS = {"measurement": "/results", "confirmation": "/confirmations", "spc_alarm": "/spc-alarms"}
+
+
+def _posting_body(entry: OutboxEntry) -> dict[str, Any]:
+    """The contract's DTO for an outbox payload (what the store queued for this kind of posting)."""
+    if entry.kind == "confirmation":
+        return confirmation_to_dto(ConfirmationRecord.model_validate(entry.payload).confirmation).model_dump(
+            mode="json"
+        )
+    if entry.kind == "spc_alarm":
+        return spc_alarm_to_dto(SpcAlarmRecord.model_validate(entry.payload).alarm).model_dump(mode="json")
+    return result_to_dto(MeasurementResult.model_validate(entry.payload)).model_dump(mode="json")
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -86,7 +100,10 @@ class RestErpClient:
         path = _POSTING_PATHS.get(entry.kind)
         if path is None:
             raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")
-        body = result_to_dto(MeasurementResult.model_validate(entry.payload)).model_dump(mode="json")
+        try:
+            body = _posting_body(entry)
+        except ValidationError as exc:
+            raise ErpRejected(f"outbox entry {entry.seq} ({entry.kind}) has an unreadable payload: {exc}") from exc
         response = await self._request("POST", path, json=body, headers={IDEMPOTENCY_HEADER: entry.idempotency_key})
         try:
             return BookingReceipt.model_validate_json(response.content).document_no

@@ -1,0 +1,190 @@
+"""The relay keeps each order's postings in order, delivers confirmations and SPC alarms to their ERP paths, and
+delivers a dead letter a person put back into the queue: real simulator over HTTP, real store, no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.diagnostics import Diagnostics
+from qualitybridge.domain.model import (
+    Confirmation,
+    MeasurementReport,
+    MeasurementResult,
+    OutboxState,
+    SpcAlarm,
+)
+from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, SpcAlarmRecord
+from qualitybridge.relay import OutboxRelay
+from qualitybridge.reporting import MasterData
+from qualitybridge.simulator.app import serve
+from qualitybridge.store import Store, new_result_id
+from qualitybridge.store.shop_floor_records import new_record_id
+from qualitybridge.sync import ErpSync
+from tests.harness import free_port
+
+
+@pytest.fixture
+async def erp_url() -> AsyncIterator[str]:
+    port = free_port()
+    started = asyncio.Event()
+    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
+    await asyncio.wait_for(started.wait(), 20)
+    yield f"http://127.0.0.1:{port}"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _booked(erp_url: str, path: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=erp_url, timeout=10) as http:
+        answer: list[dict[str, Any]] = (await http.get(path)).json()
+        return answer
+
+
+async def _sim(erp_url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=erp_url, timeout=10) as http:
+        response = await http.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response
+
+
+async def _master(store: Store, client: RestErpClient) -> MasterData:
+    master = MasterData()
+    await ErpSync(client, store, master, Diagnostics()).run_once()
+    return master
+
+
+def _measurement(master: MasterData, order_no: str) -> AcceptedMeasurement:
+    order = master.order(order_no)
+    assert order is not None
+    operation = order.operations[0]
+    characteristic = operation.characteristics[0]
+    return AcceptedMeasurement(
+        result=MeasurementResult(
+            result_id=new_result_id(),
+            report=MeasurementReport(
+                order_no=order_no,
+                operation_no=operation.operation_no,
+                characteristic_id=characteristic.characteristic_id,
+                value=characteristic.nominal,
+                equipment_id="GA-CMM-0001",
+                part_serial="SN-1",
+                measured_at=datetime.now(UTC),
+            ),
+            evaluation=characteristic.evaluate(characteristic.nominal),
+            plan_version=characteristic.plan_version,
+            unit=characteristic.unit,
+            reported_by="test",
+            received_at=datetime.now(UTC),
+        )
+    )
+
+
+async def test_later_postings_of_an_order_wait_for_its_earlier_one(store: Store, erp_url: str) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    first_a, first_b, second_a = (_measurement(master, no) for no in ("1000417", "1000418", "1000417"))
+    for item in (first_a, first_b, second_a):
+        await store.record_measurements([item])
+    now = [datetime.now(UTC)]
+    relay = OutboxRelay(store, client, Diagnostics(), clock=lambda: now[0], rng=random.Random(4))
+
+    await _sim(erp_url, "PUT", "/sim/faults", json={"rate": 1.0, "kinds": ["error"]})
+    assert (await relay.run_once()).retried == 1, "the first posting of 1000417 failed and waits for its backoff"
+    await _sim(erp_url, "DELETE", "/sim/faults")
+
+    held = await relay.run_once()
+    booked = [b["body"]["result_id"] for b in await _booked(erp_url, "/results")]
+    assert booked == [first_b.result.result_id], "1000418 goes ahead; 1000417's second posting waits for its first"
+    assert held.sent == 1
+
+    waiting = next(e for e in await store.pending_outbox() if e.idempotency_key == f"mr-{first_a.result.result_id}")
+    now[0] = waiting.next_attempt_at + timedelta(milliseconds=1)
+    assert (await relay.run_once()).sent == 2
+    booked = [b["body"]["result_id"] for b in await _booked(erp_url, "/results")]
+    assert booked == [first_b.result.result_id, first_a.result.result_id, second_a.result.result_id]
+    await client.aclose()
+
+
+async def test_confirmations_and_spc_alarms_reach_their_erp_paths_once(store: Store, erp_url: str) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    operation = master.orders[0].operations[0]
+    now = datetime.now(UTC)
+    confirmation = ConfirmationRecord(
+        confirmation_id=new_record_id(),
+        confirmation=Confirmation(
+            order_no=master.orders[0].order_no,
+            operation_no=operation.operation_no,
+            yield_quantity=9,
+            scrap_quantity=1,
+            reason_code="S01",
+            final=True,
+        ),
+        reported_by="machine1",
+        received_at=now,
+    )
+    alarm = SpcAlarmRecord(
+        alarm_id=new_record_id(),
+        alarm=SpcAlarm(
+            order_no=master.orders[0].order_no,
+            operation_no=operation.operation_no,
+            characteristic_id=operation.characteristics[0].characteristic_id,
+            rule="WE2",
+            severity=650,
+            message="9 points on one side of the centre line",
+            raised_at=now,
+        ),
+        reported_by="machine1",
+    )
+    await store.record_confirmation(confirmation)
+    await store.record_spc_alarm(alarm)
+    await _sim(erp_url, "PUT", "/sim/faults", json={"rate": 0.5, "kinds": ["lost_response"], "seed": 3})
+    relay = OutboxRelay(store, client, Diagnostics(), backoff_base_seconds=0.01, backoff_max_seconds=0.02)
+    for _ in range(50):
+        await relay.run_once()
+        if not await store.pending_outbox():
+            break
+        await asyncio.sleep(0.03)
+
+    (booked_confirmation,) = await _booked(erp_url, "/confirmations")
+    assert booked_confirmation["idempotency_key"] == f"cf-{confirmation.confirmation_id}"
+    assert booked_confirmation["body"] == {**confirmation.confirmation.model_dump(mode="json")}
+    (booked_alarm,) = await _booked(erp_url, "/spc-alarms")
+    assert booked_alarm["idempotency_key"] == f"sa-{alarm.alarm_id}"
+    assert booked_alarm["body"]["rule"] == "WE2"
+    assert booked_alarm["body"]["severity"] == 650
+    assert {e.state for e in await store.outbox_entries()} == {OutboxState.SENT}
+    stats = (await _sim(erp_url, "GET", "/stats")).json()
+    assert stats["faults_injected"]["lost_response"] > 0, "some answers were lost, and the repeats booked nothing"
+    await client.aclose()
+
+
+async def test_a_retried_dead_letter_is_delivered(store: Store, erp_url: str) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    item = _measurement(master, "1000421")
+    order_document = (await _sim(erp_url, "GET", "/api/v1/orders")).json()["orders"]
+    withdrawn = next(o for o in order_document if o["order_no"] == "1000421")
+    await _sim(erp_url, "DELETE", "/sim/orders/1000421")
+    await store.record_measurements([item])
+    diagnostics = Diagnostics()
+    relay = OutboxRelay(store, client, diagnostics)
+    assert (await relay.run_once()).dead == 1, "the ERP no longer knows the order: 422, dead letter"
+    assert diagnostics.outbox_dead_letters == 1
+
+    await _sim(erp_url, "POST", "/sim/orders", json=withdrawn)  # the planner releases it again
+    (dead,) = await store.outbox_records([OutboxState.DEAD.value])
+    assert await store.retry_dead([dead.seq]) == [dead.seq]
+    assert (await relay.run_once()).sent == 1
+    assert diagnostics.outbox_dead_letters == 0
+    booked = await _booked(erp_url, "/results")
+    assert [(b["body"]["result_id"], b["deliveries"]) for b in booked] == [(item.result.result_id, 1)]
+    await client.aclose()
