@@ -9,20 +9,26 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.audit import AuditTrail
 from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.confirmations import ConfirmationService
 from qualitybridge.diagnostics import Diagnostics
-from qualitybridge.domain.model import MeasurementResult, SnapshotChange
+from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
+from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
+from qualitybridge.order_control import OrderControl
 from qualitybridge.relay import OutboxRelay
 from qualitybridge.reporting import MasterData, ReportingService
 from qualitybridge.security_jobs import SecurityJobs, accounts_from_store, security_options
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
 from qualitybridge.server.pki import PkiLayout
+from qualitybridge.server.shop_floor_methods import ShopFloorServices, link_shop_floor_methods
+from qualitybridge.server.spc_alarm_events import SpcAlarmEvents
+from qualitybridge.spc_alarms import SpcAlarmService
 from qualitybridge.store import Store, open_store
 from qualitybridge.store.audit_log import AuditLogStore
 from qualitybridge.sync import ErpSync
@@ -44,6 +50,7 @@ class QualityBridgeApp:
     relay: OutboxRelay
     opcua: OpcUaFace
     security_jobs: SecurityJobs | None = None
+    shop_floor: ShopFloorServices | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -55,7 +62,9 @@ class QualityBridgeApp:
         erp = RestErpClient(config.erp.base_url, timeout_seconds=config.erp.timeout_seconds)
         master_data = MasterData()
         diagnostics = Diagnostics()
-        reporting = ReportingService(store, master_data)
+        reporting = ReportingService(
+            store, master_data, future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds)
+        )
         sync = ErpSync(erp, store, master_data, diagnostics)
         relay = OutboxRelay(
             store,
@@ -77,6 +86,16 @@ class QualityBridgeApp:
         )
         app = cls(config, store, erp, master_data, diagnostics, reporting, sync, relay, opcua)
         app.security_jobs = SecurityJobs(config, store, audit, opcua.security)
+        app.shop_floor = ShopFloorServices(
+            reporting=reporting,
+            confirmations=ConfirmationService(
+                store, master_data, tolerance_percent=config.reporting.over_confirmation_percent
+            ),
+            spc_alarms=SpcAlarmService(store, master_data),
+            orders=OrderControl(store, master_data),
+            max_batch_size=config.reporting.max_batch_size,
+        )
+        link_shop_floor_methods(opcua.server, opcua.namespace, app.shop_floor)
         return app
 
     async def start(self) -> None:
@@ -95,6 +114,7 @@ class QualityBridgeApp:
 
         self.sync.add_listener(on_snapshot)
         self.reporting.add_listener(on_result)
+        await self._follow_shop_floor()
         self.diagnostics.add_listener(view.show_diagnostics)
 
         self._scheduler = AsyncIOScheduler(timezone=UTC)
@@ -113,6 +133,28 @@ class QualityBridgeApp:
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox
         _log.info("QualityBridge serving %s", self.endpoint_url)
+
+    async def _follow_shop_floor(self) -> None:
+        """Confirmations and SPC alarms wake the relay; alarms become events; order states show in the view."""
+        if self.shop_floor is None:
+            return
+        view = self.opcua.view
+        spc_events = SpcAlarmEvents(self.opcua.server, self.opcua.namespace)
+        await spc_events.start()
+
+        async def on_confirmation(_record: ConfirmationRecord) -> None:
+            self.relay.wake()
+
+        async def on_spc_alarm(record: SpcAlarmRecord) -> None:
+            self.relay.wake()
+            await spc_events.raise_alarm(record)
+
+        async def on_order_state(_order: ProductionOrder) -> None:
+            await view.show(self.master_data.orders, self.master_data.equipment)
+
+        self.shop_floor.confirmations.add_listener(on_confirmation)
+        self.shop_floor.spc_alarms.add_listener(on_spc_alarm)
+        self.shop_floor.orders.add_listener(on_order_state)
 
     async def reload_users(self) -> None:
         """Take user changes made in the store into effect now (the security-refresh job does it every few s)."""

@@ -19,6 +19,7 @@ __all__ = [
     "ErpSettings",
     "LimitsSettings",
     "QualityBridgeConfig",
+    "ReportingSettings",
     "ServerSettings",
     "StoreSettings",
     "load_config",
@@ -228,6 +229,28 @@ class AuditSettings(_Section):
     opcua_events: bool = Field(default=True, description="Raise OPC UA AuditEvents (delivered to Admin sessions only)")
 
 
+class ReportingSettings(_Section):
+    """What the report methods accept (docs/report-methods.md)."""
+
+    max_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Entries per ReportMeasurements call; more: BadTooManyOperations"
+    )
+    future_tolerance_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="How far a MeasuredAt may lie ahead of the server clock (machine clocks drift) before "
+        "BadOutOfRange",
+    )
+    over_confirmation_percent: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="How far an operation's confirmed quantity (yield + scrap) may exceed the order's planned "
+        "quantity, in percent, before BadOutOfRange",
+    )
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
@@ -237,6 +260,7 @@ class QualityBridgeConfig(_Section):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
 
     @field_validator("log_level")
     @classmethod

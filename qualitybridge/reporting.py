@@ -1,27 +1,41 @@
 """Accepting measurements: check them against the released master data, judge them, store them durably.
 
 The master data is held in memory (`MasterData`), refreshed from the store after every ERP sync, so the
-report path reads no database row to validate; it writes one transaction (result + outbox row).
+report path reads no database row to validate; it writes one transaction (results + outbox rows), however many
+measurements a call brings. A measurement is accepted only for a Running or Interrupted order, with a gauge that
+is known, not blocked and of the type the characteristic asks for; a blocked gauge's attempt is kept on record.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from qualitybridge.domain.errors import GaugeBlocked, InvalidValue, UnknownReference
+from qualitybridge.domain.errors import (
+    GaugeBlocked,
+    InconsistentReport,
+    InvalidValue,
+    ReportRefused,
+    UnknownReference,
+    WrongOrderState,
+)
 from qualitybridge.domain.model import (
+    CalibrationStatus,
     InspectionCharacteristic,
     MeasurementReport,
     MeasurementResult,
+    OrderState,
     ProductionOrder,
     TestEquipment,
 )
+from qualitybridge.domain.order_states import accepts_measurements, state_name
+from qualitybridge.domain.records import AcceptedMeasurement, RefusedMeasurement
 from qualitybridge.store import Store, new_result_id
 
-__all__ = ["MasterData", "ReportingService", "ResultListener"]
+__all__ = ["MasterData", "MeasurementOutcome", "ReportingService", "ResultListener"]
 
 _log = logging.getLogger(__name__)
 
@@ -34,10 +48,32 @@ class MasterData:
     def __init__(self) -> None:
         self._orders: dict[str, ProductionOrder] = {}
         self._equipment: dict[str, TestEquipment] = {}
+        self._shop_floor_states: dict[str, OrderState] = {}
 
     def replace(self, orders: Iterable[ProductionOrder], equipment: Iterable[TestEquipment]) -> None:
-        self._orders = {order.order_no: order for order in orders}
+        """Take over what the store holds now; a state this process set (`set_order_state`) stays.
+
+        Only this process changes order states, memory right after the store, so its own is never older than the
+        store's: a sync that read the store just before a state change must not turn the change back in memory.
+        """
+        fresh: dict[str, ProductionOrder] = {}
+        for order in orders:
+            state = self._shop_floor_states.get(order.order_no)
+            kept = order if state is None or state is order.state else order.model_copy(update={"state": state})
+            fresh[order.order_no] = kept
+        self._orders = fresh
+        self._shop_floor_states = {no: state for no, state in self._shop_floor_states.items() if no in fresh}
         self._equipment = {gauge.equipment_id: gauge for gauge in equipment}
+
+    def set_order_state(self, order_no: str, state: OrderState) -> ProductionOrder | None:
+        """Record a state change already stored; answers the order as it is now (None if not released)."""
+        order = self._orders.get(order_no)
+        if order is None:
+            return None
+        changed = order.model_copy(update={"state": state})
+        self._orders[order_no] = changed
+        self._shop_floor_states[order_no] = state
+        return changed
 
     @property
     def orders(self) -> list[ProductionOrder]:
@@ -63,21 +99,32 @@ class MasterData:
 
     def characteristic(self, report: MeasurementReport) -> InspectionCharacteristic:
         """The characteristic a report refers to, or UnknownReference naming the first key that does not match."""
-        order = self._orders.get(report.order_no)
+        return self.find_characteristic(report.order_no, report.operation_no, report.characteristic_id)
+
+    def find_characteristic(self, order_no: str, operation_no: str, characteristic_id: str) -> InspectionCharacteristic:
+        """The characteristic with these keys, or UnknownReference naming the first key that does not match."""
+        order = self._orders.get(order_no)
         if order is None:
-            raise UnknownReference("OrderNumber", f"order {report.order_no!r} is not released to the shop floor")
-        operation = order.operation(report.operation_no)
+            raise UnknownReference("OrderNumber", f"order {order_no!r} is not released to the shop floor")
+        operation = order.operation(operation_no)
         if operation is None:
-            raise UnknownReference(
-                "OperationNumber", f"order {report.order_no} has no operation {report.operation_no!r}"
-            )
-        characteristic = operation.characteristic(report.characteristic_id)
+            raise UnknownReference("OperationNumber", f"order {order_no} has no operation {operation_no!r}")
+        characteristic = operation.characteristic(characteristic_id)
         if characteristic is None:
             raise UnknownReference(
                 "CharacteristicId",
-                f"operation {report.order_no}/{report.operation_no} has no characteristic {report.characteristic_id!r}",
+                f"operation {order_no}/{operation_no} has no characteristic {characteristic_id!r}",
             )
         return characteristic
+
+
+@dataclass(frozen=True)
+class MeasurementOutcome:
+    """One report's answer: the stored measurement (for a repeated client result id: the first one), or why not."""
+
+    stored: AcceptedMeasurement | None = None
+    refusal: ReportRefused | None = None
+    created: bool = False
 
 
 class ReportingService:
@@ -105,13 +152,72 @@ class ReportingService:
 
     async def report_measurement(self, report: MeasurementReport, reported_by: str) -> MeasurementResult:
         """Validate, judge and store one measurement; raises a ReportRefused subclass when refused."""
-        if report.client_result_id:
-            first = await self._store.result_by_client_id(report.client_result_id)
+        (outcome,) = await self.report_measurements([report], reported_by)
+        if outcome.refusal is not None:
+            raise outcome.refusal
+        if outcome.stored is None:  # pragma: no cover - an outcome is either stored or refused
+            raise RuntimeError("measurement neither stored nor refused")
+        return outcome.stored.result
+
+    async def report_measurements(
+        self, reports: Sequence[MeasurementReport], reported_by: str
+    ) -> list[MeasurementOutcome]:
+        """Judge every report on its own and store all accepted ones (and blocked-gauge attempts) in one commit.
+
+        A report repeating a client result id stored before gets that first measurement back, even if it would
+        no longer be accepted now: the machine is retrying a call whose answer it lost.
+        """
+        client_ids = {report.client_result_id for report in reports if report.client_result_id}
+        stored_before = await self._store.measurements_by_client_ids(client_ids)
+        now = self._clock()
+        outcomes: list[MeasurementOutcome] = []
+        accepted: list[AcceptedMeasurement] = []
+        accepted_at: list[int] = []
+        refused_attempts: list[RefusedMeasurement] = []
+        for report in reports:
+            first = stored_before.get(report.client_result_id) if report.client_result_id else None
             if first is not None:
-                return first
+                outcomes.append(MeasurementOutcome(stored=first))
+                continue
+            try:
+                judged = self._judge(report, reported_by, now)
+            except GaugeBlocked as exc:
+                refused_attempts.append(self._refused_attempt(report, exc, reported_by, now))
+                outcomes.append(MeasurementOutcome(refusal=exc))
+                continue
+            except ReportRefused as exc:
+                outcomes.append(MeasurementOutcome(refusal=exc))
+                continue
+            accepted_at.append(len(outcomes))
+            outcomes.append(MeasurementOutcome(stored=judged, created=True))
+            accepted.append(judged)
+        if accepted or refused_attempts:
+            stored = await self._store.record_measurements(accepted, refused_attempts)
+            for position, (item, created) in zip(accepted_at, stored, strict=True):
+                outcomes[position] = MeasurementOutcome(stored=item, created=created)
+        for outcome in outcomes:
+            if outcome.created and outcome.stored is not None:
+                await self._notify(outcome.stored.result)
+        return outcomes
+
+    async def _notify(self, result: MeasurementResult) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(result)
+            except Exception:  # a view failing must not turn a stored result into an error
+                _log.exception("result listener failed for result %s", result.result_id)
+
+    def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
         characteristic = self._master.characteristic(report)
-        self._check_value(report)
-        self._check_gauge(report.equipment_id)
+        self._check_value(report, now)
+        gauge = self._check_gauge(report.equipment_id, characteristic)
+        order = self._master.order(report.order_no)
+        if order is not None and not accepts_measurements(order.state):
+            raise WrongOrderState(
+                "OrderNumber",
+                f"order {order.order_no} is {state_name(order.state)}; "
+                "measurements are accepted while it is Running or Interrupted",
+            )
         result = MeasurementResult(
             result_id=new_result_id(),
             report=report,
@@ -119,28 +225,31 @@ class ReportingService:
             plan_version=characteristic.plan_version,
             unit=characteristic.unit,
             reported_by=reported_by,
-            received_at=self._clock(),
+            received_at=now,
         )
-        stored, created = await self._store.record_measurement(result)
-        if created:
-            for listener in self._listeners:
-                try:
-                    await listener(stored)
-                except Exception:  # a view failing must not turn a stored result into an error
-                    _log.exception("result listener failed for result %s", stored.result_id)
-        return stored
+        return AcceptedMeasurement(result=result, gauge_due_soon=gauge.calibration_status is CalibrationStatus.DUE_SOON)
 
-    def _check_value(self, report: MeasurementReport) -> None:
+    def _refused_attempt(
+        self, report: MeasurementReport, refusal: GaugeBlocked, reported_by: str, now: datetime
+    ) -> RefusedMeasurement:
+        gauge = self._master.gauge(report.equipment_id)
+        status = gauge.calibration_status if gauge is not None else CalibrationStatus.LOCKED
+        _log.warning("refused measurement with blocked test equipment by %s: %s", reported_by, refusal.message)
+        return RefusedMeasurement(
+            report=report, calibration_status=status, reason=refusal.message, reported_by=reported_by, refused_at=now
+        )
+
+    def _check_value(self, report: MeasurementReport, now: datetime) -> None:
         if not math.isfinite(report.value):
             raise InvalidValue("Value", f"value {report.value} is not a finite number")
-        if report.measured_at > self._clock() + self._future_tolerance:
+        if report.measured_at > now + self._future_tolerance:
             raise InvalidValue(
                 "MeasuredAt",
                 f"measurement time {report.measured_at.isoformat()} lies in the future "
                 f"(more than {self._future_tolerance} ahead of the server clock)",
             )
 
-    def _check_gauge(self, equipment_id: str) -> None:
+    def _check_gauge(self, equipment_id: str, characteristic: InspectionCharacteristic) -> TestEquipment:
         gauge = self._master.gauge(equipment_id)
         if gauge is None:
             raise UnknownReference("EquipmentId", f"test equipment {equipment_id!r} is not known")
@@ -149,3 +258,10 @@ class ReportingService:
                 "EquipmentId",
                 f"test equipment {equipment_id} may not be used: calibration {gauge.calibration_status.name.lower()}",
             )
+        if characteristic.gauge_type and gauge.equipment_type and gauge.equipment_type != characteristic.gauge_type:
+            raise InconsistentReport(
+                "EquipmentId",
+                f"test equipment {equipment_id} is a {gauge.equipment_type}; characteristic "
+                f"{characteristic.characteristic_id} must be measured with a {characteristic.gauge_type}",
+            )
+        return gauge

@@ -2,6 +2,9 @@
 
 Each method declares its inputs once (`ArgumentSpec`); `parse_arguments` turns the raw Variants into Python
 values or raises `ArgumentError` carrying the StatusCode for the call and the one for the offending argument.
+An array argument (`array=True`) is checked as a whole for its type and handed back as a list of raw elements;
+`parse_element` then checks one element by the same rules as a scalar, so that a batch can refuse one entry
+without refusing the call.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from asyncua import ua
 
-__all__ = ["ArgumentError", "ArgumentSpec", "parse_arguments", "status_code"]
+__all__ = ["ArgumentError", "ArgumentSpec", "parse_arguments", "parse_element", "status_code"]
 
 _NULL_DATETIME = datetime(1601, 1, 1, tzinfo=UTC)
 
@@ -30,6 +33,7 @@ class ArgumentSpec:
     types: tuple[ua.VariantType, ...]
     required: bool = True
     max_length: int = 0  # strings: 0 = unlimited
+    array: bool = False  # a one-dimensional array; each element follows the rules above
 
     @property
     def type_names(self) -> str:
@@ -61,14 +65,20 @@ def parse_arguments(specs: Sequence[ArgumentSpec], arguments: Sequence[ua.Varian
 
 
 def _parse_one(spec: ArgumentSpec, variant: ua.Variant, index: int) -> Any:
-    if not isinstance(variant, ua.Variant) or variant.is_array or variant.VariantType not in spec.types:
+    shape_matches = isinstance(variant, ua.Variant) and variant.is_array == spec.array
+    if not shape_matches or variant.VariantType not in spec.types:
         sent = variant.VariantType.name if isinstance(variant, ua.Variant) else type(variant).__name__
         if isinstance(variant, ua.Variant) and variant.is_array:
             sent = f"array of {sent}"
-        raise ArgumentError(
-            ua.StatusCodes.BadTypeMismatch, f"{spec.name} must be a scalar {spec.type_names}, got {sent}", index
-        )
-    value = variant.Value
+        expected = f"an array of {spec.type_names}" if spec.array else f"a scalar {spec.type_names}"
+        raise ArgumentError(ua.StatusCodes.BadTypeMismatch, f"{spec.name} must be {expected}, got {sent}", index)
+    if spec.array:
+        return list(variant.Value or [])  # a null array counts as an empty one
+    return parse_element(spec, variant.Value, index)
+
+
+def parse_element(spec: ArgumentSpec, value: Any, index: int) -> Any:
+    """Check one value (a scalar argument, or one element of an array argument) against `spec`."""
     if ua.VariantType.String in spec.types:
         text = (value or "").strip()
         if spec.required and not text:

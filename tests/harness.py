@@ -32,6 +32,7 @@ from qualitybridge.server.pki import make_self_signed_certificate
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 CLIENT_URI = "urn:qualitybridge:test-client"
 STARTUP_TIMEOUT = 60.0
+ORDER_RUNNING = 3  # OrderStateEnum Running
 
 
 def free_port() -> int:
@@ -150,6 +151,8 @@ class Deployment:
     store_url: str
     erp_port: int = field(default_factory=free_port)
     opcua_port: int = field(default_factory=free_port)
+    # More users than TEST_USERS for one module: name -> (role, password, work centres the user is restricted to).
+    extra_users: dict[str, tuple[Role, str, tuple[str, ...]]] = field(default_factory=dict)
     simulator: ChildProcess | None = None
     server: ChildProcess | None = None
     client_certificate: ClientCertificate | None = None
@@ -209,6 +212,20 @@ relay_backoff_max_seconds = 1
             run_cli(
                 "users", "add", name, "--role", role.value, "--password", password, "--config", str(self.config_path)
             )
+        for name, (role, password, work_centres) in self.extra_users.items():
+            restriction = [f"--work-centre={work_centre}" for work_centre in work_centres]
+            run_cli(
+                "users",
+                "add",
+                name,
+                "--role",
+                role.value,
+                "--password",
+                password,
+                *restriction,
+                "--config",
+                str(self.config_path),
+            )
         self.client_certificate = make_client_certificate(self.root / "client")
         run_cli("pki", "trust", str(self.client_certificate.cert), "--config", str(self.config_path))
         self.server = ChildProcess(
@@ -223,7 +240,28 @@ relay_backoff_max_seconds = 1
 
     def session(self, user: str = "machine1") -> contextlib.AbstractAsyncContextManager[Client]:
         assert self.client_certificate is not None
-        return secure_session(self.endpoint, self.client_certificate, user, TEST_USERS[user][1])
+        password = TEST_USERS[user][1] if user in TEST_USERS else self.extra_users[user][1]
+        return secure_session(self.endpoint, self.client_certificate, user, password)
+
+    async def ensure_running(self, order_no: str) -> None:
+        """Start the order (as the quality engineer) unless it runs already: reports need a Running order.
+
+        Waits for the order to be published first (the server's first ERP sync may still be under way).
+        """
+        async with self.session("quality") as client:
+            idx = await client.get_namespace_index(NAMESPACE_URI)
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while True:
+                try:
+                    state = await client.get_node(ua.NodeId(f"Order/{order_no}.State", idx)).read_value()
+                    break
+                except ua.uaerrors.BadNodeIdUnknown:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            if state != ORDER_RUNNING:
+                bridge = client.get_node(ua.NodeId("QualityBridge", idx))
+                assert await bridge.call_method(ua.NodeId("QualityBridge.StartOrder", idx), order_no) == ORDER_RUNNING
 
     def erp(self) -> httpx.Client:
         return httpx.Client(base_url=self.erp_url, timeout=10)

@@ -16,6 +16,8 @@ from tests.harness import NAMESPACE_URI, ChildProcess, ClientCertificate, free_p
 
 pytestmark = pytest.mark.slow
 
+RUNNING = 3  # OrderStateEnum
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, int]]:
@@ -71,9 +73,26 @@ async def test_demo_loop_browse_report_and_see_results_at_the_erp(demo: tuple[Pa
     endpoint = f"opc.tcp://127.0.0.1:{port}/qualitybridge"
     async with secure_session(endpoint, certificate, machine, users[machine][1]) as client:
         ns = await client.get_namespace_index(NAMESPACE_URI)
+
+        async def read(identifier: str) -> Any:
+            return await client.get_node(ua.NodeId(identifier, ns)).read_value()
+
+        async def fitting_gauge(gauge_type: str) -> str:
+            """A gauge of the type the characteristic asks for, calibration valid (the server refuses others)."""
+            for gauge in await client.get_node(ua.NodeId("QualityBridge.TestEquipment", ns)).get_children():
+                gauge_id = gauge.nodeid.Identifier
+                if (
+                    await read(f"{gauge_id}.EquipmentType") == gauge_type
+                    and await read(f"{gauge_id}.CalibrationStatus") == 0
+                ):
+                    return str((await gauge.read_browse_name()).Name)
+            raise AssertionError(f"the demo has no valid {gauge_type} gauge")
+
         orders = await client.get_node(ua.NodeId("QualityBridge.Orders", ns)).get_children()
         assert len(orders) >= 3
-        order_no = (await orders[0].read_browse_name()).Name
+        # Measurements are accepted for a Running order only; the demo data has one running from the start.
+        states = {(await o.read_browse_name()).Name: await read(f"{o.nodeid.Identifier}.State") for o in orders}
+        order_no = next(number for number, state in states.items() if state == RUNNING)
         operation = (await client.get_node(ua.NodeId(f"Order/{order_no}.Operations", ns)).get_children())[0]
         operation_no = (await operation.read_browse_name()).Name
         folder = client.get_node(ua.NodeId(f"Order/{order_no}/Op/{operation_no}.Characteristics", ns))
@@ -81,6 +100,7 @@ async def test_demo_loop_browse_report_and_see_results_at_the_erp(demo: tuple[Pa
         base = f"Order/{order_no}/Op/{operation_no}/Char/{characteristic_id}"
         nominal = await client.get_node(ua.NodeId(f"{base}.Nominal", ns)).read_value()
         upper = await client.get_node(ua.NodeId(f"{base}.UpperLimit", ns)).read_value()
+        gauge = await fitting_gauge(await read(f"{base}.GaugeType"))
         bridge = client.get_node(ua.NodeId("QualityBridge", ns))
 
         async def report(value: float) -> list[Any]:
@@ -90,7 +110,7 @@ async def test_demo_loop_browse_report_and_see_results_at_the_erp(demo: tuple[Pa
                 operation_no,
                 characteristic_id,
                 ua.Variant(value, ua.VariantType.Double),
-                "GA-CMM-0001",
+                gauge,
                 "SN-DEMO",
                 datetime.now(UTC),
                 "",

@@ -54,6 +54,7 @@ def _booked(deployment: Deployment) -> Counter[str]:
 
 async def test_sigkill_after_good_answers_loses_nothing_and_books_each_once(deployment: Deployment) -> None:
     assert deployment.server is not None
+    await deployment.ensure_running("1000417")  # measurements need a Running order
     with deployment.erp() as erp:
         # Phase 1: the ERP is down, so every Good answer exists only in QualityBridge's store when it dies.
         erp.put("/sim/faults", json={"rate": 1.0, "kinds": ["error"]}).raise_for_status()

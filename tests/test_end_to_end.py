@@ -22,6 +22,17 @@ pytestmark = pytest.mark.slow
 
 VALID_GAUGE = "GA-CMM-0001"
 EXPIRED_GAUGE = "GA-BOR-0315"
+# A seeded gauge with a valid calibration for every GaugeType a seeded characteristic asks for: a report must use
+# test equipment of the type the characteristic names (else BadInvalidArgument).
+GAUGE_FOR_TYPE = {
+    "CALIPER": "GA-CAL-0101",
+    "MICROMETER": "GA-MIC-0207",
+    "BORE_GAUGE": "GA-BOR-0312",
+    "CMM": VALID_GAUGE,
+    "ROUGHNESS_TESTER": "GA-RGH-0402",
+    "TORQUE_WRENCH": "GA-TRQ-0518",
+    "THERMOMETER": "GA-TMP-0603",
+}
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -57,18 +68,28 @@ async def first_characteristic(client: Client, idx: int, order_no: str) -> tuple
     return order_no, operation_no, characteristic_id
 
 
+async def gauge_for(client: Client, idx: int, key: tuple[str, str, str]) -> str:
+    """A valid gauge of the type the characteristic asks for (its GaugeType node); any for an unknown one."""
+    try:
+        gauge_type = await node(client, idx, f"Order/{key[0]}/Op/{key[1]}/Char/{key[2]}.GaugeType").read_value()
+    except ua.uaerrors.BadNodeIdUnknown:
+        return VALID_GAUGE  # the call under test refers to a characteristic that does not exist
+    return GAUGE_FOR_TYPE.get(gauge_type, VALID_GAUGE)
+
+
 async def report(
     client: Client,
     idx: int,
     key: tuple[str, str, str],
     value: Any,
     *,
-    gauge: str = VALID_GAUGE,
+    gauge: str | None = None,
     measured_at: datetime | None = None,
     client_result_id: str = "",
 ) -> list[Any]:
     order_no, operation_no, characteristic_id = key
     root = node(client, idx, "QualityBridge")
+    gauge = gauge or await gauge_for(client, idx, key)
     value_variant = value if isinstance(value, ua.Variant) else ua.Variant(value, ua.VariantType.Double)
     result: list[Any] = await root.call_method(
         ua.NodeId("QualityBridge.ReportMeasurement", idx),
@@ -93,6 +114,11 @@ def results_at_erp(deployment: Deployment) -> list[dict[str, Any]]:
 async def test_browse_orders_characteristics_and_limits(deployment: Deployment) -> None:
     async with deployment.session("observer") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
+        # "ready" means serving; the first ERP sync may still be publishing the seeded orders.
+        deadline = time.monotonic() + 10
+        while len(await node(client, idx, "QualityBridge.ReleasedOrders").read_value() or []) < 3:
+            assert time.monotonic() < deadline, "the seeded orders were not published within 10 s of start"
+            await asyncio.sleep(0.1)
         orders = await node(client, idx, "QualityBridge.Orders").get_children()
         order_numbers = sorted([(await o.read_browse_name()).Name for o in orders])
         assert len(order_numbers) >= 3
@@ -117,6 +143,7 @@ async def test_browse_orders_characteristics_and_limits(deployment: Deployment) 
 
 
 async def test_in_and_out_of_tolerance_results_reach_the_erp(deployment: Deployment) -> None:
+    await deployment.ensure_running("1000418")
     async with deployment.session("machine1") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
         key = await first_characteristic(client, idx, "1000418")
@@ -165,6 +192,7 @@ async def test_in_and_out_of_tolerance_results_reach_the_erp(deployment: Deploym
 async def test_bad_input_gets_a_precise_status_and_stores_nothing(
     deployment: Deployment, case: str, expected: int
 ) -> None:
+    await deployment.ensure_running("1000417")
     stored_before = await deployment.stored_result_count()
     at_erp_before = len(results_at_erp(deployment))
     async with deployment.session("machine1") as client:
@@ -231,6 +259,7 @@ async def test_observer_may_read_but_not_report(deployment: Deployment) -> None:
 
 async def test_repeated_client_result_id_returns_the_first_answer(deployment: Deployment) -> None:
     client_result_id = f"plc-7-{time.time_ns()}"
+    await deployment.ensure_running("1000421")
     async with deployment.session("machine1") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
         key = await first_characteristic(client, idx, "1000421")
@@ -310,11 +339,13 @@ async def test_report_raises_an_event(deployment: Deployment) -> None:
         def event_notification(self, event: Any) -> None:
             events.append(event)
 
+    # 1000425 is NotAllowedToStart (it takes no measurements); 1000417 runs from the start.
+    await deployment.ensure_running("1000417")
     async with deployment.session("machine1") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
         subscription = await client.create_subscription(100, Handler())
         event_type = node(client, idx, 1010)
         await subscription.subscribe_events(node(client, idx, "QualityBridge"), event_type)
-        key = await first_characteristic(client, idx, "1000425")
+        key = await first_characteristic(client, idx, "1000417")
         result_id, _evaluation = await report(client, idx, key, 0.0)
         await _eventually(lambda: any(getattr(e, "ResultId", None) == result_id for e in events), "result event")
