@@ -29,6 +29,7 @@ examples:
   qualitybridge pki install-own plant-signed.pem key.pem --config qualitybridge.toml
   qualitybridge users add machine7 --role Machine --config qualitybridge.toml
   qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
+  qualitybridge outbox list --state dead --config qualitybridge.toml
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
@@ -227,6 +228,10 @@ def _build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--user", help="only this user (OS account for admin changes: os:<name>)")
     audit.add_argument("--limit", type=int, default=100, help="newest N entries (default 100)")
     add_target(audit)
+
+    from qualitybridge.outbox_cli import add_outbox_commands
+
+    add_outbox_commands(commands, add_target)
     return parser
 
 
@@ -248,6 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif arguments.command in ("pki", "users", "audit-log"):
             _setup_logging("WARNING")
             return asyncio.run(_admin(arguments))
+        elif arguments.command == "outbox":
+            from qualitybridge.outbox_cli import run_outbox_command
+
+            _setup_logging("WARNING")
+            return asyncio.run(run_outbox_command(arguments, _config_for_admin(arguments)))
     except ConfigError as exc:
         print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
         return 2
