@@ -105,7 +105,7 @@ class ReportMeasurementsMethod:
             columns = self._columns(arguments)
         except ArgumentError as exc:
             _log.warning("ReportMeasurements by %s refused (%s): %s", who, status_code(exc.status).name, exc.message)
-            return refused(exc.status, count, exc.index)
+            return refused(exc.status, count, exc.index, exc.message)
 
         entries = len(columns[0])
         answers = _Answers(entries)

@@ -59,13 +59,19 @@ def caller_name(user: QualityBridgeUser) -> str:
     return user.name or "anonymous"
 
 
-def refused(status: int, argument_count: int, index: int | None) -> ua.CallMethodResult:
-    """A Bad answer; the offending argument (if one) carries the same code in InputArgumentResults."""
+def refused(status: int, argument_count: int, index: int | None, reason: str = "") -> ua.CallMethodResult:
+    """A Bad answer; the offending argument (if one) carries the same code in InputArgumentResults and the
+    readable reason in its InputArgumentDiagnosticInfos entry (AdditionalInfo), for clients that show it."""
     result = ua.CallMethodResult()
     result.StatusCode = status_code(status)
     result.InputArgumentResults = [
         status_code(status if i == index else ua.StatusCodes.Good) for i in range(argument_count)
     ]
+    if reason and index is not None and 0 <= index < argument_count:
+        result.InputArgumentDiagnosticInfos = [
+            ua.DiagnosticInfo(AdditionalInfo=reason) if i == index else ua.DiagnosticInfo()
+            for i in range(argument_count)
+        ]
     return result
 
 
@@ -107,9 +113,9 @@ async def guarded_call(
         return refused(ua.StatusCodes.BadUserAccessDenied, count, None)
     except ArgumentError as exc:
         _log.warning("%s by %s refused (%s): %s", method, who, status_code(exc.status).name, exc.message)
-        return refused(exc.status, count, exc.index)
+        return refused(exc.status, count, exc.index, exc.message)
     except ReportRefused as exc:
         status = status_for(exc)
         _log.warning("%s by %s refused (%s): %s", method, who, status_code(status).name, exc.message)
-        return refused(status, count, index.get(exc.field))
+        return refused(status, count, index.get(exc.field), exc.message)
     return answered(outputs, count)

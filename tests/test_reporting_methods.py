@@ -515,6 +515,21 @@ async def test_confirmation_refused(deployment: Deployment, machine: Session, ca
         assert await machine.refusal("ReportConfirmation", *arguments) == expected, case
 
 
+async def test_a_refusal_names_the_argument_and_says_why(deployment: Deployment, machine: Session) -> None:
+    request = ua.CallMethodRequest(
+        ObjectId=ua.NodeId("QualityBridge", machine.idx),
+        MethodId=ua.NodeId("QualityBridge.ReportConfirmation", machine.idx),
+        InputArguments=[a if isinstance(a, ua.Variant) else ua.Variant(a, V.String) for a in confirmation(scrap=2)],
+    )
+    async with stores_nothing(deployment):
+        (result,) = await machine.client.uaclient.call([request])
+    assert result.StatusCode.value == S.BadInvalidArgument
+    assert [code.value for code in result.InputArgumentResults] == [S.Good] * 6 + [S.BadInvalidArgument] + [S.Good] * 2
+    reasons = [info.AdditionalInfo for info in result.InputArgumentDiagnosticInfos]
+    assert reasons[6] == "scrap or rework needs a reason code"
+    assert reasons[:6] + reasons[7:] == [None] * 8
+
+
 async def test_ended_order_takes_only_its_final_confirmation_once(
     deployment: Deployment, machine: Session, quality: Session, observer: Session, accepted: dict[str, set[str]]
 ) -> None:
