@@ -142,14 +142,24 @@ class OpcUaAuditEvents:
             event.StatusCodeId = ua.StatusCode(ua.UInt32(entry.status_code))
         if hasattr(event, "ClientCertificateThumbprint"):
             event.ClientCertificateThumbprint = entry.client_thumbprint or ""
-        if hasattr(event, "CurrentRoleIds") and entry.user_name:
-            role = self._role_of(entry.user_name)
+        if hasattr(event, "CurrentRoleIds"):  # the generator's event is reused: set every field every time
+            role = self._role_of(entry.user_name) if entry.user_name else None
             event.CurrentRoleIds = role_ids(QualityBridgeUser(account_role=role)) if role and entry.is_good else []
-        if hasattr(event, "MethodId") and entry.node:
-            event.MethodId = ua.NodeId.from_string(entry.node)
+        if hasattr(event, "MethodId"):
+            event.MethodId = _node_id(entry.node)
         for subscription_id in subscription_ids:
             await self._server.iserver.subscription_service.trigger_event(event, subscription_id=subscription_id)
         self.sent += 1
+
+
+def _node_id(text: str | None) -> ua.NodeId | None:
+    """The method's NodeId back from the audit text; None for what a client made up and asyncua cannot parse."""
+    if not text:
+        return None
+    try:
+        return ua.NodeId.from_string(text)
+    except (ValueError, ua.UaError):
+        return None
 
 
 def _may_read_audit(user: QualityBridgeUser) -> bool:

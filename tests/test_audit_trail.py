@@ -361,7 +361,10 @@ async def test_audit_events_reach_admins_only(env: Env) -> None:
         collected = {"admin": _EventCollector("Call Echo"), "watcher": _EventCollector("Call Echo")}
         for name, client in (("admin", admin), ("watcher", watcher)):
             subscription = await client.create_subscription(50, collected[name])
-            await subscription.subscribe_events(client.nodes.server, ua.NodeId(ua.Int32(ua.ObjectIds.AuditEventType)))
+            audit_types = (ua.ObjectIds.AuditActivateSessionEventType, ua.ObjectIds.AuditUpdateMethodEventType)
+            await subscription.subscribe_events(
+                client.nodes.server, [ua.NodeId(ua.Int32(event_type)) for event_type in audit_types]
+            )
         assert await admin.get_node(ua.NodeId(ua.Int32(ua.ObjectIds.Server_Auditing))).read_value() is True
         async with await _client(env, "machine") as machine:
             await _call_echo(machine, env, "audited")
@@ -372,8 +375,13 @@ async def test_audit_events_reach_admins_only(env: Env) -> None:
     assert method_events[0].ClientUserId == "machine"
     assert method_events[0].Status is True
     assert method_events[0].EventType == ua.NodeId(ua.Int32(ua.ObjectIds.AuditUpdateMethodEventType))
+    assert method_events[0].MethodId == env.echo
     logins = [e for e in collected["admin"].events if "ActivateSession" in (e.Message.Text or "")]
-    assert any(e.ClientUserId == "machine" for e in logins)
+    machine_login = next(e for e in logins if e.ClientUserId == "machine")
+    assert machine_login.CurrentRoleIds == [
+        ua.NodeId(ua.Int32(ua.ObjectIds.WellKnownRole_AuthenticatedUser)),
+        ua.NodeId(ua.Int32(ua.ObjectIds.WellKnownRole_Operator)),
+    ]
     assert collected["watcher"].events == []
 
 
@@ -429,3 +437,27 @@ async def test_no_session_is_kept_after_its_client_left(env: Env, tmp_path: Path
             break
         await asyncio.sleep(0.05)
     assert env.security.hooks.open_sessions() == []
+
+
+@module_loop
+async def test_role_set_describes_the_role_mapping_without_user_names(env: Env) -> None:
+    async with await _client(env, "watcher") as client:
+        operator = await client.get_node(
+            ua.NodeId(ua.Int32(ua.ObjectIds.WellKnownRole_Operator_Identities))
+        ).read_value()
+        authenticated = await client.get_node(
+            ua.NodeId(ua.Int32(ua.ObjectIds.WellKnownRole_AuthenticatedUser_Identities))
+        ).read_value()
+        anonymous = await client.get_node(
+            ua.NodeId(ua.Int32(ua.ObjectIds.WellKnownRole_Anonymous_Identities))
+        ).read_value()
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # clients cannot change the mapping
+            await client.get_node(ua.NodeId(ua.Int32(ua.ObjectIds.WellKnownRole_Operator_Identities))).write_value(
+                ua.Variant([], ua.VariantType.ExtensionObject)
+            )
+    assert {(rule.CriteriaType, rule.Criteria) for rule in operator} == {
+        (ua.IdentityCriteriaType.Role, "Machine"),
+        (ua.IdentityCriteriaType.Role, "Operator"),
+    }
+    assert [rule.CriteriaType for rule in authenticated] == [ua.IdentityCriteriaType.AuthenticatedUser]
+    assert anonymous == []  # anonymous access is off in this deployment
