@@ -118,7 +118,7 @@ async def _drive(job: Job) -> tuple[int, int, int]:
                     ua.Variant(ids, ua.VariantType.String),
                 )
                 statuses = outputs[2]
-                good = sum(1 for status in statuses if ua.StatusCode(status).is_good())
+                good = sum(1 for status in statuses if status.is_good())
                 calls += 1
                 accepted += good
                 refused += n - good

@@ -73,9 +73,12 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
             try:
-                await self.run_once()
+                outcome = await self.run_once()
             except Exception:  # the relay must outlive a store hiccup; the next round retries
                 _log.exception("outbox relay round failed")
+                continue
+            if outcome.sent >= self._batch_size:
+                self._wake.set()  # a full page went out: there is more backlog, go on without waiting
 
     async def run_once(self) -> RelayRound:
         async with self._round_lock:
@@ -87,7 +90,15 @@ class OutboxRelay:
             return outcome
 
     async def _deliver_due(self) -> RelayRound:
-        sent = retried = dead = 0
+        delivered: list[tuple[int, str]] = []
+        try:
+            return await self._deliver_page(delivered)
+        finally:
+            # Deliveries are recorded once per round: a commit per posting made the relay disk-bound.
+            await self._store.mark_sent_many(delivered)
+
+    async def _deliver_page(self, delivered: list[tuple[int, str]]) -> RelayRound:
+        retried = dead = 0
         waiting_orders: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
         now = self._clock()
         for entry in await self._store.pending_outbox(self._batch_size):
@@ -116,8 +127,8 @@ class OutboxRelay:
                 dead += 1
                 _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, exc)
             else:
-                await self._store.mark_sent(entry.seq, document)
-                sent += 1
+                delivered.append((entry.seq, document))
+        sent = len(delivered)
         if sent or retried or dead:
             _log.info("outbox relay: %d sent, %d to retry, %d dead-lettered", sent, retried, dead)
         return RelayRound(sent=sent, retried=retried, dead=dead)

@@ -69,7 +69,7 @@ def refused(status: int, argument_count: int, index: int | None, reason: str = "
     ]
     if reason and index is not None and 0 <= index < argument_count:
         result.InputArgumentDiagnosticInfos = [
-            ua.DiagnosticInfo(AdditionalInfo=reason) if i == index else ua.DiagnosticInfo()
+            ua.DiagnosticInfo(AdditionalInfo=ua.String(reason)) if i == index else ua.DiagnosticInfo()
             for i in range(argument_count)
         ]
     return result

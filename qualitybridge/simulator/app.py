@@ -373,7 +373,11 @@ def _bind(host: str, port: int) -> socket.socket:
     # Binding here rather than in uvicorn turns "address in use" into an OSError instead of uvicorn's sys.exit,
     # and lets port 0 work: the log line shows the port the system chose.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
+    listener = socket.create_server((host, port), family=family)
+    # asyncio turns Nagle off only for sockets whose proto is IPPROTO_TCP, and create_server leaves proto 0; without
+    # this every keep-alive answer waited ~40 ms for the client's delayed ACK. Accepted sockets inherit the option.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
 
 
 async def serve(

@@ -264,18 +264,27 @@ class Store(ShopFloorRecords, OutboxAdministration):
             return [_outbox_from_row(row._mapping) for row in await conn.execute(query)]
 
     async def mark_sent(self, seq: int, erp_document: str) -> None:
+        await self.mark_sent_many([(seq, erp_document)])
+
+    async def mark_sent_many(self, deliveries: Sequence[tuple[int, str]]) -> None:
+        """Record confirmed deliveries (seq, ERP document) in one transaction: one commit per relay round,
+        not per posting. Losing them to a crash only means a repeat delivery, which the idempotency key absorbs."""
+        if not deliveries:
+            return
+        sent_at = _utcnow()
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(tables.outbox)
-                .where(tables.outbox.c.seq == seq)
-                .values(
-                    state=OutboxState.SENT.value,
-                    erp_document=erp_document,
-                    sent_at=_utcnow(),
-                    attempts=tables.outbox.c.attempts + 1,
-                    last_error=None,
+            for seq, erp_document in deliveries:
+                await conn.execute(
+                    update(tables.outbox)
+                    .where(tables.outbox.c.seq == seq)
+                    .values(
+                        state=OutboxState.SENT.value,
+                        erp_document=erp_document,
+                        sent_at=sent_at,
+                        attempts=tables.outbox.c.attempts + 1,
+                        last_error=None,
+                    )
                 )
-            )
 
     async def mark_failed(self, seq: int, error: str, next_attempt_at: datetime, *, dead: bool) -> None:
         state = OutboxState.DEAD if dead else OutboxState.PENDING

@@ -1,0 +1,225 @@
+"""Chaos: many reports while the ERP fails at random and the server is killed twice; nothing lost, nothing doubled.
+
+Several machines report concurrently, each to an order of its own (so each order has one well-defined answer
+order). A machine that loses its connection retries the same report with the same client result id, as a PLC
+with a buffer does, until it gets an answer. Some reports are invalid on purpose and must be refused. The ERP
+simulator answers 503, times out or loses its answers at random; the server is SIGKILLed and restarted twice.
+
+At the end the set of results that were answered Good equals the set booked at the ERP, each exactly once, in
+the order of the answers per order; refused reports are absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from asyncua import ua
+
+from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
+from tests.harness import NAMESPACE_URI, Deployment, postgres_database, wait_for
+from tests.test_end_to_end import first_characteristic, gauge_for, results_at_erp
+
+pytestmark = pytest.mark.slow
+
+REPORTS_PER_MACHINE = 700
+MACHINES = 3  # the seeded orders that may start
+CONFIRM_EVERY = 40  # after every 40th report the machine confirms one good piece
+STARTABLE_STATES = {2, 3}  # AllowedToStart, Running
+INVALID_EVERY = 25  # every 25th report carries NaN and must be refused
+_CONNECTION_LOST = {
+    ua.StatusCodes.BadSessionClosed,
+    ua.StatusCodes.BadSessionIdInvalid,
+    ua.StatusCodes.BadConnectionClosed,
+    ua.StatusCodes.BadSecureChannelClosed,
+    ua.StatusCodes.BadServerNotConnected,
+    ua.StatusCodes.BadTimeout,
+    ua.StatusCodes.BadCommunicationError,
+    ua.StatusCodes.BadNoCommunication,
+}
+
+
+class _AlreadyAnswered(Exception):
+    pass
+
+
+@dataclass
+class Ledger:
+    """What the machines were told."""
+
+    good: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # order -> result ids in order
+    confirmations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # order -> ids in order
+    refused: list[str] = field(default_factory=list)  # client result ids
+    retries: int = 0
+    progressed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def answered(self) -> int:
+        return sum(len(ids) for ids in self.good.values()) + len(self.refused)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp(f"chaos-{request.param}")
+    if request.param == "sqlite":
+        running = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
+        return
+    if not POSTGRES_URL:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    with postgres_database(POSTGRES_URL) as url:
+        running = Deployment(root, "postgresql", url)
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
+
+
+async def _targets(deployment: Deployment) -> list[tuple[str, str, str, str]]:
+    """One (order, operation, characteristic, gauge) per machine, each on an order of its own, orders running."""
+    targets = []
+    async with deployment.session("quality") as client:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        released = await client.get_node(ua.NodeId("QualityBridge.ReleasedOrders", ns)).read_value()
+        startable = [
+            order_no
+            for order_no in released
+            if await client.get_node(ua.NodeId(f"Order/{order_no}.State", ns)).read_value() in STARTABLE_STATES
+        ][:MACHINES]
+        for order_no in startable:
+            key = await first_characteristic(client, ns, order_no)
+            targets.append((*key, await gauge_for(client, ns, key)))
+    for order_no in startable:
+        await deployment.ensure_running(order_no)
+    assert len(targets) == MACHINES
+    return targets
+
+
+async def _machine(deployment: Deployment, number: int, target: tuple[str, str, str, str], ledger: Ledger) -> None:
+    report = 0
+    measured = -1  # the last report whose measurement got its answer (a retry then only repeats the confirmation)
+    while report < REPORTS_PER_MACHINE:
+        try:
+            async with deployment.session("machine1") as client:
+                ns = await client.get_namespace_index(NAMESPACE_URI)
+                bridge = client.get_node(ua.NodeId("QualityBridge", ns))
+                method = ua.NodeId("QualityBridge.ReportMeasurement", ns)
+                while report < REPORTS_PER_MACHINE:
+                    client_result_id = f"m{number}-{report}"
+                    value = float("nan") if report % INVALID_EVERY == INVALID_EVERY - 1 else 0.001 * report
+                    try:
+                        if measured == report:
+                            raise _AlreadyAnswered
+                        result_id, _evaluation = await bridge.call_method(
+                            method,
+                            *target[:3],
+                            ua.Variant(value, ua.VariantType.Double),
+                            target[3],
+                            f"SN-{report}",
+                            datetime.now(UTC),
+                            client_result_id,
+                        )
+                        ledger.good[target[0]].append(result_id)
+                    except ua.uaerrors.BadOutOfRange:
+                        ledger.refused.append(client_result_id)
+                    except _AlreadyAnswered:
+                        pass
+                    measured = report
+                    if report % CONFIRM_EVERY == CONFIRM_EVERY - 1:
+                        confirmation_id = await bridge.call_method(
+                            ua.NodeId("QualityBridge.ReportConfirmation", ns),
+                            target[0],
+                            target[1],
+                            ua.Variant(1.0, ua.VariantType.Double),
+                            ua.Variant(0.0, ua.VariantType.Double),
+                            ua.Variant(0.0, ua.VariantType.Double),
+                            "",
+                            "",
+                            False,
+                            f"c{number}-{report}",
+                        )
+                        ledger.confirmations[target[0]].append(confirmation_id)
+                    report += 1
+                    ledger.progressed.set()
+        except (ConnectionError, OSError, TimeoutError, ua.UaStatusCodeError) as lost:
+            if isinstance(lost, ua.UaStatusCodeError) and lost.code not in _CONNECTION_LOST:
+                raise  # any other refusal is a failure of this test, not chaos
+            ledger.retries += 1  # the server went away mid-call: reconnect and repeat the same report
+            assert ledger.retries < 500, "machines cannot get their reports in"
+            await asyncio.sleep(0.5)
+
+
+async def _kill_twice(deployment: Deployment, ledger: Ledger) -> None:
+    assert deployment.server is not None
+    total = MACHINES * REPORTS_PER_MACHINE
+    for fraction in (0.3, 0.65):
+        while ledger.answered < total * fraction:
+            await ledger.progressed.wait()
+            ledger.progressed.clear()
+        deployment.server.kill_hard()
+        await asyncio.to_thread(deployment.server.start)
+
+
+async def test_chaos_good_answers_equal_erp_bookings_exactly_once_in_order(deployment: Deployment) -> None:
+    started = time.monotonic()
+    targets = await _targets(deployment)
+    with deployment.erp() as erp:
+        erp.put(
+            "/sim/faults",
+            json={"rate": 0.2, "kinds": ["error", "timeout", "lost_response"], "timeout_seconds": 4, "seed": 2026},
+        ).raise_for_status()
+    ledger = Ledger()
+    await asyncio.gather(
+        *(_machine(deployment, n, target, ledger) for n, target in enumerate(targets)),
+        _kill_twice(deployment, ledger),
+    )
+    with deployment.erp() as erp:
+        erp.delete("/sim/faults").raise_for_status()
+
+    answered_good = {result_id for ids in ledger.good.values() for result_id in ids}
+
+    confirmations_good = sum(len(ids) for ids in ledger.confirmations.values())
+
+    def all_booked() -> list[dict[str, Any]]:
+        booked = results_at_erp(deployment)
+        with deployment.erp() as erp:
+            confirmations_booked = len(erp.get("/confirmations").json())
+        everything = answered_good <= {b["body"]["result_id"] for b in booked}
+        return booked if everything and confirmations_booked >= confirmations_good else []
+
+    booked = wait_for(all_booked, 90.0, "every Good result at the ERP", interval=0.5)
+    counts = Counter(b["body"]["result_id"] for b in booked)
+    chaos_results = {b["body"]["result_id"] for b in booked if b["body"]["order_no"] in ledger.good}
+    assert chaos_results == answered_good, "booked at the ERP = answered Good, no more, no less"
+    assert all(counts[result_id] == 1 for result_id in answered_good), "each exactly once"
+    booked_client_ids = {b["body"]["client_result_id"] for b in booked}
+    assert not booked_client_ids & set(ledger.refused), "refused reports never reach the ERP"
+    for order_no, answered in ledger.good.items():
+        in_booking_order = [b["body"]["result_id"] for b in booked if b["body"]["order_no"] == order_no]
+        assert in_booking_order == answered, f"order {order_no}: postings out of order"
+    with deployment.erp() as erp:
+        confirmations = erp.get("/confirmations").json()
+        stats = erp.get("/stats").json()
+    confirmed = {order_no: [] for order_no in ledger.confirmations}
+    for booking in confirmations:
+        if booking["body"]["order_no"] in confirmed:
+            confirmed[booking["body"]["order_no"]].append(booking["idempotency_key"].removeprefix("cf-"))
+    assert confirmed == ledger.confirmations, "confirmations: each Good one booked once, in order, no others"
+    print(
+        f"\nchaos ({deployment.backend}): {len(answered_good)} measurements and "
+        f"{sum(len(ids) for ids in ledger.confirmations.values())} confirmations answered Good and booked once each, "
+        f"{len(ledger.refused)} refused and absent, {ledger.retries} reconnects after 2 SIGKILLs, "
+        f"ERP faults {stats['faults_injected']}, duplicate deliveries absorbed "
+        f"{stats['duplicates_suppressed_total']}, {time.monotonic() - started:.0f} s"
+    )
