@@ -128,7 +128,11 @@ async def _drive(job: Job) -> tuple[int, int, int]:
 
 
 def _worker(job: Job, results: Any) -> None:
-    results.put(asyncio.run(_drive(job)))
+    try:
+        results.put(asyncio.run(_drive(job)))
+    except BaseException as exc:  # a client that fails must say so, not leave the parent waiting
+        results.put(exc)
+        raise
 
 
 def run_workload(jobs: list[Job]) -> tuple[int, int, int, float]:
@@ -139,6 +143,9 @@ def run_workload(jobs: list[Job]) -> tuple[int, int, int, float]:
     for process in processes:
         process.start()
     totals = [results.get(timeout=jobs[0].seconds + 120) for _ in processes]
+    failures = [total for total in totals if isinstance(total, BaseException)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
     for process in processes:
         process.join(timeout=30)
     elapsed = time.monotonic() - started
