@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
-from tests.harness import NAMESPACE_URI, Deployment, postgres_database, wait_for
+from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 from tests.test_end_to_end import first_characteristic, gauge_for, results_at_erp
 
 pytestmark = pytest.mark.slow
@@ -66,24 +65,7 @@ class Ledger:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp(f"chaos-{request.param}")
-    if request.param == "sqlite":
-        running = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
-        try:
-            running.start()
-            yield running
-        finally:
-            running.stop()
-        return
-    if not POSTGRES_URL:
-        pytest.skip(POSTGRES_SKIP_REASON)
-    with postgres_database(POSTGRES_URL) as url:
-        running = Deployment(root, "postgresql", url)
-        try:
-            running.start()
-            yield running
-        finally:
-            running.stop()
+    yield from deployed(request.param, tmp_path_factory.mktemp(f"chaos-{request.param}"))
 
 
 async def _targets(deployment: Deployment) -> list[tuple[str, str, str, str]]:

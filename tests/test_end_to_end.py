@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
-from tests.harness import NAMESPACE_URI, Deployment, postgres_database, wait_for
+from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,23 +36,7 @@ GAUGE_FOR_TYPE = {
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp(f"e2e-{request.param}")
-    if request.param == "sqlite":
-        running = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
-        yield from _run(running)
-        return
-    if not POSTGRES_URL:
-        pytest.skip(POSTGRES_SKIP_REASON)
-    with postgres_database(POSTGRES_URL) as url:
-        yield from _run(Deployment(root, "postgresql", url))
-
-
-def _run(deployment: Deployment) -> Iterator[Deployment]:
-    try:
-        deployment.start()
-        yield deployment
-    finally:
-        deployment.stop()
+    yield from deployed(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}"))
 
 
 def node(client: Client, idx: int, identifier: str) -> Any:
