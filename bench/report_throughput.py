@@ -128,6 +128,9 @@ async def _drive(job: Job) -> tuple[int, int, int]:
 
 
 def _worker(job: Job, results: Any) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format=f"client {job.worker}: %(name)s: %(message)s")
     try:
         results.put(asyncio.run(_drive(job)))
     except BaseException as exc:  # a client that fails must say so, not leave the parent waiting
@@ -181,11 +184,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="client processes per workload (default 4)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each workload (default 10)")
     parser.add_argument("--batch", type=int, default=100, help="measurements per ReportMeasurements call")
+    parser.add_argument("--work-dir", help="keep the deployment (logs, store) here instead of a temporary folder")
     parser.add_argument("--store-url", default="", help="PostgreSQL URL to measure that store instead of SQLite")
     arguments = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="qb-bench-") as temp:
-        root = Path(temp)
+    with contextlib.ExitStack() as stack:
+        if arguments.work_dir:
+            root = Path(arguments.work_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qb-bench-")))
         if arguments.store_url:
             with postgres_database(arguments.store_url) as url:
                 run(root, "postgresql", url, arguments)

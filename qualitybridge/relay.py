@@ -42,6 +42,7 @@ class OutboxRelay:
         backoff_base_seconds: float = 1.0,
         backoff_max_seconds: float = 300.0,
         batch_size: int = 200,
+        gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
     ) -> None:
@@ -55,6 +56,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._gather_seconds = gather_seconds
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
 
@@ -71,6 +73,9 @@ class OutboxRelay:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            # Let the postings of a busy moment gather: one round per result cost the report path a third of
+            # its database time, while a tenth of a second more latency is nothing against an ERP's.
+            await asyncio.sleep(self._gather_seconds)
             self._wake.clear()
             try:
                 outcome = await self.run_once()

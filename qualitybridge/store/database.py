@@ -23,7 +23,10 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer at a time anyway, and a second connection that finds the database
+        # locked waits in SQLite's busy handler (sleeping, up to seconds under load), which stalled OPC UA sessions
+        # long enough for clients to declare the server dead. Waiting for the pooled connection is an asyncio wait.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
