@@ -13,21 +13,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qualitybridge.domain.model import (
     ErpSnapshot,
-    MeasurementReport,
     MeasurementResult,
     OrderState,
     OutboxEntry,
     OutboxState,
     ProductionOrder,
-    ResultEvaluation,
     SnapshotChange,
     TestEquipment,
 )
+from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
 from qualitybridge.store.outbox_admin import OutboxAdministration
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
@@ -180,70 +178,20 @@ class Store(ShopFloorRecords, OutboxAdministration):
     # ---- results and their outbox -------------------------------------------------------------
 
     async def record_measurement(self, result: MeasurementResult) -> tuple[MeasurementResult, bool]:
-        """Store a judged result and queue it for the ERP, atomically.
+        """Store one judged result and queue it for the ERP, atomically (the one-entry case of a batch).
 
         Returns (stored result, created). A report that repeats a client result id gets the first
         result back and `created` False: the machine may retry a call whose answer it lost.
         """
-        report = result.report
-        if report.client_result_id:
-            first = await self.result_by_client_id(report.client_result_id)
-            if first is not None:
-                return first, False
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(tables.measurement_results.insert().values(**_result_row(result)))
-                await self._enqueue(
-                    conn,
-                    kind="measurement",
-                    key=f"mr-{result.result_id}",
-                    order_no=report.order_no,
-                    payload=result.model_dump(mode="json"),
-                    now=result.received_at,
-                )
-        except IntegrityError:
-            # Two calls with the same client result id raced; the loser answers with the winner's result.
-            if report.client_result_id:
-                first = await self.result_by_client_id(report.client_result_id)
-                if first is not None:
-                    return first, False
-            raise
-        return result, True
+        ((stored, created),) = await self.record_measurements([AcceptedMeasurement(result=result)])
+        return stored.result, created
 
     async def result_by_client_id(self, client_result_id: str) -> MeasurementResult | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(tables.measurement_results).where(
-                        tables.measurement_results.c.client_result_id == client_result_id
-                    )
-                )
-            ).first()
-        return None if row is None else _result_from_row(row._mapping)
+        found = (await self.measurements_by_client_ids({client_result_id})).get(client_result_id)
+        return None if found is None else found.result
 
     async def results(self, order_no: str | None = None) -> list[MeasurementResult]:
-        query = select(tables.measurement_results).order_by(tables.measurement_results.c.received_at)
-        if order_no is not None:
-            query = query.where(tables.measurement_results.c.order_no == order_no)
-        async with self.engine.connect() as conn:
-            return [_result_from_row(row._mapping) for row in await conn.execute(query)]
-
-    @staticmethod
-    async def _enqueue(
-        conn: AsyncConnection, *, kind: str, key: str, order_no: str, payload: dict[str, Any], now: datetime
-    ) -> None:
-        await conn.execute(
-            tables.outbox.insert().values(
-                idempotency_key=key,
-                kind=kind,
-                order_no=order_no,
-                payload=payload,
-                state=OutboxState.PENDING.value,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        return [measurement.result for measurement in await self.stored_measurements(order_no)]
 
     async def pending_outbox(self, limit: int = 200) -> list[OutboxEntry]:
         """Pending postings in acceptance order (the relay decides which are due)."""
@@ -351,47 +299,6 @@ class Store(ShopFloorRecords, OutboxAdministration):
 
 def new_result_id() -> str:
     return str(uuid.uuid4())
-
-
-def _result_row(result: MeasurementResult) -> dict[str, Any]:
-    report = result.report
-    return {
-        "result_id": result.result_id,
-        "client_result_id": report.client_result_id or None,
-        "order_no": report.order_no,
-        "operation_no": report.operation_no,
-        "characteristic_id": report.characteristic_id,
-        "value": report.value,
-        "unit": result.unit,
-        "evaluation": int(result.evaluation),
-        "plan_version": result.plan_version,
-        "equipment_id": report.equipment_id,
-        "part_serial": report.part_serial,
-        "measured_at": report.measured_at,
-        "received_at": result.received_at,
-        "reported_by": result.reported_by,
-    }
-
-
-def _result_from_row(row: Any) -> MeasurementResult:
-    return MeasurementResult(
-        result_id=row["result_id"],
-        report=MeasurementReport(
-            order_no=row["order_no"],
-            operation_no=row["operation_no"],
-            characteristic_id=row["characteristic_id"],
-            value=row["value"],
-            equipment_id=row["equipment_id"],
-            part_serial=row["part_serial"],
-            measured_at=_aware(row["measured_at"]),
-            client_result_id=row["client_result_id"],
-        ),
-        evaluation=ResultEvaluation(row["evaluation"]),
-        plan_version=row["plan_version"],
-        unit=row["unit"],
-        reported_by=row["reported_by"],
-        received_at=_aware(row["received_at"]),
-    )
 
 
 def _outbox_from_row(row: Any) -> OutboxEntry:
