@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -116,13 +116,16 @@ class QualityBridgeApp:
         self.reporting.add_listener(on_result)
         await self._follow_shop_floor()
         self.diagnostics.add_listener(view.show_diagnostics)
+        # One sync before the server calls itself ready, so a client connecting right after sees what the ERP
+        # releases now, not only what the store knew. An ERP outage costs at most the ERP timeout here; the
+        # server then serves the last known data and the scheduled syncs catch up.
+        await self.sync.run_once()
 
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
             self.sync.run_once,
             "interval",
             seconds=self.config.erp.sync_interval_seconds,
-            next_run_time=datetime.now(UTC),
             id="erp-sync",
             max_instances=1,
             coalesce=True,
