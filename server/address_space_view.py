@@ -7,6 +7,7 @@ and came back. Orders the ERP withdraws are deleted with their whole subtree.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
@@ -182,6 +183,9 @@ class AddressSpaceView:
         await self._write_members(node_id, _operation_members(operation))
         for characteristic in operation.characteristics:
             await self._add_characteristic(order_no, operation.operation_no, characteristic)
+            # Building nodes never waits on I/O, so without this an order of 30 characteristics held the event
+            # loop for a second or more on a loaded machine and clients' keep-alive probes (1 s) gave up.
+            await asyncio.sleep(0)
 
     async def _add_characteristic(self, order_no: str, operation_no: str, char: InspectionCharacteristic) -> None:
         node_id = self._ns.characteristic(order_no, operation_no, char.characteristic_id)
