@@ -14,24 +14,25 @@ from datetime import UTC, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.rest_erp import RestErpClient
-from qualitybridge.audit import AuditTrail
 from qualitybridge.config import QualityBridgeConfig
-from qualitybridge.confirmations import ConfirmationService
-from qualitybridge.diagnostics import Diagnostics
 from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
-from qualitybridge.order_control import OrderControl
-from qualitybridge.relay import OutboxRelay
-from qualitybridge.reporting import MasterData, ReportingService
-from qualitybridge.security_jobs import SecurityJobs, accounts_from_store, security_options
+from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
+from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
 from qualitybridge.server.pki import PkiLayout
-from qualitybridge.server.shop_floor_methods import ShopFloorServices, link_shop_floor_methods
-from qualitybridge.server.spc_alarm_events import SpcAlarmEvents
-from qualitybridge.spc_alarms import SpcAlarmService
+from qualitybridge.server.security.jobs import SecurityJobs, accounts_from_store, security_options
+from qualitybridge.services.audit_trail import AuditTrail
+from qualitybridge.services.confirmations import ConfirmationService
+from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.order_control import OrderControl
+from qualitybridge.services.outbox_relay import OutboxRelay
+from qualitybridge.services.reporting import ReportingService
+from qualitybridge.services.spc_alarms import SpcAlarmService
 from qualitybridge.store import Store, open_store
 from qualitybridge.store.audit_log import AuditLogStore
-from qualitybridge.sync import ErpSync
 
 __all__ = ["QualityBridgeApp", "accounts_from_store"]
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from asyncua import Server
 
 from qualitybridge.config import LimitsSettings, ServerSettings
-from qualitybridge.reporting import ReportingService
-from qualitybridge.server.address_space_view import AddressSpaceView
-from qualitybridge.server.identity import PasswordUserManager, UserAccount
+from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.view import AddressSpaceView
 from qualitybridge.server.limits import LimitedServer
-from qualitybridge.server.namespace import QualityBridgeNamespace
+from qualitybridge.server.methods.measurement import ReportMeasurementMethod
 from qualitybridge.server.pki import PkiLayout
-from qualitybridge.server.report_methods import ReportMeasurementMethod
-from qualitybridge.server.security_setup import SecurityOptions, ServerSecurity, apply_security
+from qualitybridge.server.security.identity import PasswordUserManager, UserAccount
+from qualitybridge.server.security.setup import SecurityOptions, ServerSecurity, apply_security
+from qualitybridge.services.reporting import ReportingService
 
 __all__ = ["OpcUaFace", "build_opcua_server", "quiet_asyncua_loggers"]
 

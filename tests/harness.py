@@ -26,8 +26,8 @@ import httpx
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from qualitybridge.server.identity import Role
 from qualitybridge.server.pki import make_self_signed_certificate
+from qualitybridge.server.security.identity import Role
 
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 CLIENT_URI = "urn:qualitybridge:test-client"

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from qualitybridge.admin import parse_since
 from qualitybridge.cli import main
-from qualitybridge.server.identity import NO_PASSWORD, verify_password
+from qualitybridge.cli.administration import parse_since
+from qualitybridge.domain.audit import AuditEntry
 from qualitybridge.server.pki import PkiLayout, ensure_own_certificate, make_self_signed_certificate
+from qualitybridge.server.security.identity import NO_PASSWORD, verify_password
 from qualitybridge.store import open_store
-from qualitybridge.store.audit_log import AuditEntry, AuditLogStore
+from qualitybridge.store.audit_log import AuditLogStore
 from tests.pki_helpers import TestCa
 
 SERVER_URI = "urn:localhost:qualitybridge"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.store import Store, StoredUser
-from qualitybridge.store.audit_log import AuditEntry, AuditKind, AuditLogStore
+from qualitybridge.store.audit_log import AuditLogStore
 
 BAD_USER_ACCESS_DENIED = 0x801F0000  # above 2**31: needs the BigInteger column on PostgreSQL
 

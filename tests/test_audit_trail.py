@@ -19,10 +19,7 @@ import pytest_asyncio
 from asyncua import Client, Server, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from qualitybridge.audit import AuditTrail
-from qualitybridge.server.access import caller
-from qualitybridge.server.identity import NO_PASSWORD, Role, UserAccount, hash_password
-from qualitybridge.server.permissions import AccessDenied, Permission, authorize
+from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.server.pki import (
     PkiLayout,
     load_certificate_bytes,
@@ -31,9 +28,13 @@ from qualitybridge.server.pki import (
     thumbprint,
     trust_certificate,
 )
-from qualitybridge.server.security_setup import SecurityOptions, ServerSecurity, apply_security
+from qualitybridge.server.security.access import caller
+from qualitybridge.server.security.identity import NO_PASSWORD, Role, UserAccount, hash_password
+from qualitybridge.server.security.permissions import AccessDenied, Permission, authorize
+from qualitybridge.server.security.setup import SecurityOptions, ServerSecurity, apply_security
+from qualitybridge.services.audit_trail import AuditTrail
 from qualitybridge.store import create_engine, migrate
-from qualitybridge.store.audit_log import AuditEntry, AuditKind, AuditLogStore
+from qualitybridge.store.audit_log import AuditLogStore
 from tests.harness import free_port
 from tests.pki_helpers import IssuedCertificate, TestCa
 

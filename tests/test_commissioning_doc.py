@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qualitybridge.server.access import CALL_REQUESTS, READ_REQUESTS, WRITE_REQUESTS
-from qualitybridge.server.access import ROLE_PERMISSIONS as SERVICE_PERMISSIONS
-from qualitybridge.server.identity import Role
-from qualitybridge.server.permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS, Permission
-from qualitybridge.server.role_set import WELL_KNOWN_ROLES
+from qualitybridge.server.security.access import CALL_REQUESTS, READ_REQUESTS, WRITE_REQUESTS
+from qualitybridge.server.security.access import ROLE_PERMISSIONS as SERVICE_PERMISSIONS
+from qualitybridge.server.security.identity import Role
+from qualitybridge.server.security.permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS, Permission
+from qualitybridge.server.security.role_set import WELL_KNOWN_ROLES
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "commissioning.md"
 BEGIN = "<!-- permission-tables: generated from server/permissions.py and server/access.py -->"

@@ -18,7 +18,6 @@ from asyncua.common.utils import ServiceError
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography import x509
 
-from qualitybridge.server.identity import Role, UserAccount, hash_password
 from qualitybridge.server.pki import (
     PkiLayout,
     TrustListValidator,
@@ -33,7 +32,8 @@ from qualitybridge.server.pki import (
     thumbprint,
     trust_certificate,
 )
-from qualitybridge.server.security_setup import ServerSecurity, apply_security
+from qualitybridge.server.security.identity import Role, UserAccount, hash_password
+from qualitybridge.server.security.setup import ServerSecurity, apply_security
 from tests.harness import free_port
 from tests.pki_helpers import IssuedCertificate, TestCa
 

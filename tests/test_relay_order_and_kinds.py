@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from qualitybridge.adapters.rest_erp import RestErpClient
-from qualitybridge.diagnostics import Diagnostics
+from qualitybridge.domain.ids import new_record_id, new_result_id
 from qualitybridge.domain.model import (
     Confirmation,
     MeasurementReport,
@@ -22,12 +22,12 @@ from qualitybridge.domain.model import (
     SpcAlarm,
 )
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, SpcAlarmRecord
-from qualitybridge.relay import OutboxRelay
-from qualitybridge.reporting import MasterData
+from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.simulator.app import serve
-from qualitybridge.store import Store, new_result_id
-from qualitybridge.store.shop_floor_records import new_record_id
-from qualitybridge.sync import ErpSync
+from qualitybridge.store import Store
 from tests.harness import free_port
 
 

@@ -23,7 +23,7 @@ import pytest_asyncio
 from asyncua import Client, ua
 from asyncua.common.methods import call_method_full
 
-from qualitybridge.server.identity import Role
+from qualitybridge.server.security.identity import Role
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
 from tests.harness import NAMESPACE_URI, Deployment, postgres_database, wait_for
 

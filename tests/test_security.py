@@ -21,15 +21,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from qualitybridge.server.access import caller
-from qualitybridge.server.identity import (
-    PasswordUserManager,
-    QualityBridgeUser,
-    Role,
-    UserAccount,
-    hash_password,
-    verify_password,
-)
 from qualitybridge.server.pki import (
     PkiLayout,
     TrustListValidator,
@@ -39,7 +30,16 @@ from qualitybridge.server.pki import (
     thumbprint,
     trust_certificate,
 )
-from qualitybridge.server.security_setup import apply_security
+from qualitybridge.server.security.access import caller
+from qualitybridge.server.security.identity import (
+    PasswordUserManager,
+    QualityBridgeUser,
+    Role,
+    UserAccount,
+    hash_password,
+    verify_password,
+)
+from qualitybridge.server.security.setup import apply_security
 
 # One server for the whole module: starting and stopping asyncua costs seconds each time.
 module_loop = pytest.mark.asyncio(loop_scope="module")

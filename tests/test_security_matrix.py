@@ -23,13 +23,14 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
-from qualitybridge.server.access import ROLE_PERMISSIONS as SERVICE_PERMISSIONS
-from qualitybridge.server.access import WRITE_REQUESTS
-from qualitybridge.server.identity import Role, hash_password
-from qualitybridge.server.permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS
+from qualitybridge.domain.audit import AuditEntry
 from qualitybridge.server.pki import make_self_signed_certificate, thumbprint
+from qualitybridge.server.security.access import ROLE_PERMISSIONS as SERVICE_PERMISSIONS
+from qualitybridge.server.security.access import WRITE_REQUESTS
+from qualitybridge.server.security.identity import Role, hash_password
+from qualitybridge.server.security.permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS
 from qualitybridge.store import StoredUser, open_store
-from qualitybridge.store.audit_log import AuditEntry, AuditLogStore
+from qualitybridge.store.audit_log import AuditLogStore
 from qualitybridge.store.database import create_engine
 from tests.harness import (
     NAMESPACE_URI,

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Table, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
+from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import (
     CalibrationStatus,
     Confirmation,
@@ -20,7 +21,6 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store, tables
 from qualitybridge.store.outbox_admin import DISCARDED
-from qualitybridge.store.shop_floor_records import new_record_id
 from tests.test_store import NOW, order, result
 
 

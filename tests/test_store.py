@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
+from qualitybridge.domain.ids import new_result_id
 from qualitybridge.domain.model import (
     CalibrationStatus,
     ErpSnapshot,
@@ -20,7 +21,7 @@ from qualitybridge.domain.model import (
     ResultEvaluation,
     TestEquipment,
 )
-from qualitybridge.store import Store, new_result_id
+from qualitybridge.store import Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from qualitybridge.adapters.rest_erp import RestErpClient
-from qualitybridge.diagnostics import Diagnostics
+from qualitybridge.domain.ids import new_result_id
 from qualitybridge.domain.model import MeasurementReport, MeasurementResult, OutboxState, ResultEvaluation
-from qualitybridge.relay import OutboxRelay
-from qualitybridge.reporting import MasterData
+from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.simulator.app import serve
-from qualitybridge.store import Store, new_result_id
-from qualitybridge.sync import ErpSync
+from qualitybridge.store import Store
 from tests.harness import free_port
 
 

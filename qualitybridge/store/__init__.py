@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qualitybridge.store.database import create_engine, migrate
-from qualitybridge.store.repository import OutboxCounts, Store, StoredUser, new_result_id
+from qualitybridge.store.repository import OutboxCounts, Store, StoredUser
 
-__all__ = ["OutboxCounts", "Store", "StoredUser", "create_engine", "migrate", "new_result_id", "open_store"]
+__all__ = ["OutboxCounts", "Store", "StoredUser", "create_engine", "migrate", "open_store"]
 
 
 async def open_store(url: str, *, sqlite_synchronous: str = "FULL", engine: AsyncEngine | None = None) -> Store:

@@ -7,48 +7,18 @@ reader (the `qualitybridge audit-log` command), and neither needs the domain mod
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.store import tables
 
-__all__ = ["AuditEntry", "AuditKind", "AuditLogStore"]
+__all__ = ["AuditLogStore"]
 
 # Column widths of audit_log; longer text is cut with an ellipsis rather than refused.
 _WIDTHS = {"action": 64, "user_name": 64, "remote_address": 64, "node": 256, "arguments": 512, "status_name": 64}
-
-
-class AuditKind(StrEnum):
-    SESSION = "session"  # CreateSession (certificate checks) and ActivateSession (login)
-    CALL = "call"
-    WRITE = "write"
-    SERVICE = "service"  # any other service request the role may not use (e.g. AddNodes)
-    ADMIN = "admin"  # PKI and user changes through the CLI, certificate renewal by the server
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audited action and how it ended (status_code is the OPC UA StatusCode, 0 = Good)."""
-
-    at: datetime
-    kind: AuditKind
-    action: str
-    status_code: int
-    status_name: str
-    user_name: str | None = None
-    client_thumbprint: str | None = None
-    remote_address: str | None = None
-    node: str | None = None
-    arguments: str | None = None
-    id: int | None = None
-
-    @property
-    def is_good(self) -> bool:
-        return self.status_code & 0xC0000000 == 0
 
 
 def _fit(text: str | None, width: int) -> str | None:

@@ -6,7 +6,6 @@ which is what makes "answered Good" imply "will reach the ERP".
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -295,10 +294,6 @@ class Store(ShopFloorRecords, OutboxAdministration):
                 )
                 for row in rows
             ]
-
-
-def new_result_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _outbox_from_row(row: Any) -> OutboxEntry:

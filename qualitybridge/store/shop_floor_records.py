@@ -7,7 +7,6 @@ costs one commit, and a crash leaves either the whole batch or nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,14 +29,10 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
 
-__all__ = ["ConfirmationTotals", "ShopFloorRecords", "new_record_id"]
+__all__ = ["ConfirmationTotals", "ShopFloorRecords"]
 
 # Well below SQLite's limit of bound parameters per statement (32766 since 3.32), and kind to PostgreSQL's planner.
 _IN_CHUNK = 500
-
-
-def new_record_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,0 +1,139 @@
+"""`qualitybridge demo`: the simulator and the server together on the embedded default, ready to connect to.
+
+The demo creates its users (with random passwords written to <data-dir>/demo-users.txt) and a client
+certificate that is already trusted, so a first connection works without any set-up; everything else is
+exactly the production server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from qualitybridge.app import QualityBridgeApp
+from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings
+from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
+from qualitybridge.server.security.identity import Role, hash_password
+from qualitybridge.store import Store, StoredUser
+
+__all__ = ["DEMO_CLIENT_URI", "DemoUser", "run_demo"]
+
+_log = logging.getLogger(__name__)
+
+DEMO_CLIENT_URI = "urn:qualitybridge:demo-client"
+_DEMO_ACCOUNTS = (
+    ("machine1", Role.MACHINE),
+    ("operator", Role.OPERATOR),
+    ("quality", Role.QUALITY_ENGINEER),
+    ("observer", Role.OBSERVER),
+    ("admin", Role.ADMIN),
+)
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    name: str
+    role: str
+    password: str
+
+
+def _read_users_file(path: Path) -> list[DemoUser]:
+    users = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and not line.startswith("#"):
+            users.append(DemoUser(*parts))
+    return users
+
+
+async def ensure_demo_users(store: Store, data_dir: Path) -> list[DemoUser]:
+    """Create the demo accounts once; later starts reuse the passwords in demo-users.txt."""
+    users_file = data_dir / "demo-users.txt"
+    if users_file.exists():
+        users = _read_users_file(users_file)
+    else:
+        users = [DemoUser(name, role.value, secrets.token_urlsafe(9)) for name, role in _DEMO_ACCOUNTS]
+        users_file.write_text(
+            "# QualityBridge demo users: name role password\n"
+            + "".join(f"{u.name} {u.role} {u.password}\n" for u in users),
+            encoding="utf-8",
+        )
+        users_file.chmod(0o600)
+    stored = {user.name for user in await store.users()}
+    for user in users:
+        if user.name not in stored:
+            await store.save_user(StoredUser(user.name, user.role, hash_password(user.password), ()))
+    return users
+
+
+def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path, Path]:
+    """A client certificate the demo trusts from the start, for scripts and first steps."""
+    folder = data_dir / "demo-client"
+    cert_path, key_path = folder / "cert.der", folder / "key.pem"
+    if not cert_path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        certificate, key = make_self_signed_certificate(DEMO_CLIENT_URI, "QualityBridge demo client", ["localhost"])
+        cert_path.write_bytes(certificate)
+        key_path.write_bytes(key)
+        key_path.chmod(0o600)
+    pki.ensure()
+    trust_certificate(pki, str(cert_path))
+    return cert_path, key_path
+
+
+def demo_config(data_dir: Path, port: int, erp_port: int, host: str) -> QualityBridgeConfig:
+    return QualityBridgeConfig(
+        data_dir=data_dir.resolve(),
+        server=ServerSettings(host=host, port=port),
+        erp=ErpSettings(base_url=f"http://127.0.0.1:{erp_port}", sync_interval_seconds=5, relay_interval_seconds=1),
+    )
+
+
+def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str) -> str:
+    settings = app.config.server
+    lines = [
+        "",
+        "QualityBridge demo is running.",
+        f"  OPC UA endpoint   {settings.endpoint_url()}",
+        f"                    {settings.endpoint_url('127.0.0.1')}",
+        "  Security          Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss; Sign or SignAndEncrypt",
+        f"  Demo users        (also in {app.config.data_dir / 'demo-users.txt'})",
+        *[f"    {u.name:<10} {u.role:<16} {u.password}" for u in users],
+        f"  Trusted client    certificate {client[0]}, key {client[1]}, ApplicationUri {DEMO_CLIENT_URI}",
+        f"  ERP simulator     {erp_url}  (orders /api/v1/orders, received results /results, API /openapi.json)",
+        "  UaExpert          add the endpoint above, pick Basic256Sha256 - SignAndEncrypt, log in as a demo user;",
+        "                    the first attempt is refused: trust UaExpert's certificate with",
+        f"                    qualitybridge pki trust <thumbprint> --data-dir {app.config.data_dir}",
+        "                    (qualitybridge pki list shows it under rejected), then connect again.",
+        "  Stop              Ctrl+C",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    from qualitybridge.simulator.app import serve as serve_simulator
+
+    started = asyncio.Event()
+    simulator = asyncio.create_task(serve_simulator("127.0.0.1", erp_port, started=started), name="erp-simulator")
+    starting = asyncio.create_task(started.wait())
+    await asyncio.wait({simulator, starting}, return_when=asyncio.FIRST_COMPLETED)
+    if simulator.done():
+        starting.cancel()
+        simulator.result()  # raises why the simulator could not start (e.g. port in use)
+    config = demo_config(data_dir, port, erp_port, host)
+    app = await QualityBridgeApp.create(config)
+    try:
+        users = await ensure_demo_users(app.store, config.data_dir)
+        await app.reload_users()
+        client = ensure_demo_client_certificate(config.data_dir, PkiLayout(config.pki_dir))
+        await app.start()
+        print(_banner(app, users, client, f"http://127.0.0.1:{erp_port}"), flush=True)  # noqa: T201
+        await app.wait_until_stopped()
+    finally:
+        await app.stop()
+        simulator.cancel()
+        await asyncio.gather(simulator, return_exceptions=True)

@@ -1,0 +1,142 @@
+"""The audit trail's writer: takes entries from anywhere without waiting, writes them to the store in batches.
+
+The OPC UA hooks record from synchronous code (asyncua's user manager) and from the report path; neither may
+wait for a database. `AuditTrail.record` only appends to a bounded buffer; one task writes whatever has
+gathered every `flush_interval` seconds (or sooner when a batch is full) in one transaction. Other sinks
+(OPC UA AuditEvents) are told about every entry as it is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from qualitybridge.domain.audit import AuditEntry, AuditKind
+from qualitybridge.store.audit_log import AuditLogStore
+
+__all__ = ["AuditListener", "AuditTrail"]
+
+_log = logging.getLogger(__name__)
+
+AuditListener = Callable[[AuditEntry], None]
+
+# A flood of requests must not grow memory without bound; past this many unwritten entries the oldest go,
+# and the loss itself is written to the trail.
+DEFAULT_MAX_PENDING = 50_000
+DEFAULT_BATCH_SIZE = 500
+_RETRY_PAUSE_SECONDS = 2.0
+
+
+class AuditTrail:
+    def __init__(
+        self,
+        store: AuditLogStore,
+        *,
+        flush_interval: float = 0.5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._store = store
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        self._pending: deque[AuditEntry] = deque(maxlen=max_pending)
+        self._dropped = 0
+        self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._listeners: list[AuditListener] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.written = 0
+
+    def add_listener(self, listener: AuditListener) -> None:
+        self._listeners.append(listener)
+
+    def record(self, entry: AuditEntry) -> None:
+        """Queue an entry; never blocks and never raises into the caller's request."""
+        if len(self._pending) == self._pending.maxlen:
+            self._dropped += 1
+        self._pending.append(entry)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+        for listener in self._listeners:
+            try:
+                listener(entry)
+            except Exception:
+                _log.exception("audit listener failed for %s", entry.action)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        """Write what is pending, then end the writer (never cancelled mid-write: that would leave the store
+        locked by a transaction nobody finishes and lose the batch)."""
+        if self._task is not None:
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything recorded so far (in batches); returns once it is committed."""
+        # The lock makes a flush wait for a batch the writer task has taken but not yet committed.
+        async with self._writing:
+            while self._pending or self._dropped:
+                await self._write_batch()
+
+    def _take_batch(self) -> list[AuditEntry]:
+        batch: list[AuditEntry] = []
+        if self._dropped:
+            batch.append(
+                AuditEntry(
+                    at=datetime.now(UTC),
+                    kind=AuditKind.ADMIN,
+                    action="audit overflow",
+                    status_code=0x80040000,  # BadResourceUnavailable
+                    status_name="BadResourceUnavailable",
+                    arguments=f"{self._dropped} entries dropped: the store could not keep up",
+                )
+            )
+            self._dropped = 0
+        while self._pending and len(batch) < self._batch_size:
+            batch.append(self._pending.popleft())
+        return batch
+
+    async def _write_batch(self) -> None:
+        batch = self._take_batch()
+        try:
+            await self._store.append(batch)
+        except BaseException:
+            # Put them back in front (newer ones stay behind them); the buffer bound still applies.
+            self._pending.extendleft(reversed(batch))
+            raise
+        self.written += len(batch)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                _log.exception("audit log write failed; %d entries kept for the next attempt", len(self._pending))
+                if not self._stopping:
+                    await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+
+    async def purge(self, retention: timedelta) -> int:
+        cutoff = datetime.now(UTC) - retention
+        removed = await self._store.purge(cutoff)
+        if removed:
+            _log.info("audit log: removed %d entries older than %s", removed, f"{cutoff:%Y-%m-%d %H:%M}")
+        return removed

@@ -1,0 +1,64 @@
+"""ERP → store → views: one sync round fetches what the ERP releases and makes the store match it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from qualitybridge.domain.model import SnapshotChange
+from qualitybridge.domain.ports import ErpClient, ErpUnavailable
+from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.store import Store
+
+__all__ = ["ErpSync", "SnapshotListener"]
+
+_log = logging.getLogger(__name__)
+
+SnapshotListener = Callable[[SnapshotChange], Awaitable[None]]
+
+
+class ErpSync:
+    def __init__(self, erp: ErpClient, store: Store, master_data: MasterData, diagnostics: Diagnostics) -> None:
+        self._erp = erp
+        self._store = store
+        self._master = master_data
+        self._diagnostics = diagnostics
+        self._listeners: list[SnapshotListener] = []
+
+    def add_listener(self, listener: SnapshotListener) -> None:
+        """Called after a sync that changed something, once the in-memory master data is current."""
+        self._listeners.append(listener)
+
+    async def load_from_store(self) -> None:
+        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
+        self._master.replace(await self._store.released_orders(), await self._store.equipment())
+
+    async def run_once(self) -> SnapshotChange:
+        try:
+            snapshot = await self._erp.fetch_snapshot()
+        except ErpUnavailable as exc:
+            self._diagnostics.last_sync_succeeded = False
+            self._diagnostics.sync_error_count += 1
+            self._diagnostics.last_sync_error = str(exc)
+            _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
+            await self._diagnostics.changed()
+            return SnapshotChange()
+        change = await self._store.apply_snapshot(snapshot)
+        if not change.is_empty:
+            await self.load_from_store()
+            _log.info(
+                "ERP sync: %d released, %d changed, %d withdrawn orders, %d gauges changed",
+                len(change.released),
+                len(change.changed),
+                len(change.withdrawn),
+                len(change.equipment_changed),
+            )
+            for listener in self._listeners:
+                await listener(change)
+        self._diagnostics.last_sync_time = datetime.now(UTC)
+        self._diagnostics.last_sync_succeeded = True
+        self._diagnostics.last_sync_error = ""
+        await self._diagnostics.changed()
+        return change

@@ -1,0 +1,191 @@
+"""Accepting measurements: check them against the released master data, judge them, store them durably.
+
+The master data is held in memory (`MasterData`), refreshed from the store after every ERP sync, so the
+report path reads no database row to validate; it writes one transaction (results + outbox rows), however many
+measurements a call brings. A measurement is accepted only for a Running or Interrupted order, with a gauge that
+is known, not blocked and of the type the characteristic asks for; a blocked gauge's attempt is kept on record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from qualitybridge.domain.errors import (
+    GaugeBlocked,
+    InconsistentReport,
+    InvalidValue,
+    ReportRefused,
+    UnknownReference,
+    WrongOrderState,
+)
+from qualitybridge.domain.ids import new_result_id
+from qualitybridge.domain.model import (
+    CalibrationStatus,
+    InspectionCharacteristic,
+    MeasurementReport,
+    MeasurementResult,
+    TestEquipment,
+)
+from qualitybridge.domain.order_states import accepts_measurements, state_name
+from qualitybridge.domain.records import AcceptedMeasurement, RefusedMeasurement
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.store import Store
+
+__all__ = ["MeasurementOutcome", "ReportingService", "ResultListener"]
+
+_log = logging.getLogger(__name__)
+
+ResultListener = Callable[[MeasurementResult], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class MeasurementOutcome:
+    """One report's answer: the stored measurement (for a repeated client result id: the first one), or why not."""
+
+    stored: AcceptedMeasurement | None = None
+    refusal: ReportRefused | None = None
+    created: bool = False
+
+
+class ReportingService:
+    def __init__(
+        self,
+        store: Store,
+        master_data: MasterData,
+        *,
+        future_tolerance: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._master = master_data
+        self._future_tolerance = future_tolerance
+        self._clock = clock
+        self._listeners: list[ResultListener] = []
+
+    @property
+    def master_data(self) -> MasterData:
+        return self._master
+
+    def add_listener(self, listener: ResultListener) -> None:
+        """Called after a new result is stored (not for repeated client result ids)."""
+        self._listeners.append(listener)
+
+    async def report_measurement(self, report: MeasurementReport, reported_by: str) -> MeasurementResult:
+        """Validate, judge and store one measurement; raises a ReportRefused subclass when refused."""
+        (outcome,) = await self.report_measurements([report], reported_by)
+        if outcome.refusal is not None:
+            raise outcome.refusal
+        if outcome.stored is None:  # pragma: no cover - an outcome is either stored or refused
+            raise RuntimeError("measurement neither stored nor refused")
+        return outcome.stored.result
+
+    async def report_measurements(
+        self, reports: Sequence[MeasurementReport], reported_by: str
+    ) -> list[MeasurementOutcome]:
+        """Judge every report on its own and store all accepted ones (and blocked-gauge attempts) in one commit.
+
+        A report repeating a client result id stored before gets that first measurement back, even if it would
+        no longer be accepted now: the machine is retrying a call whose answer it lost.
+        """
+        client_ids = {report.client_result_id for report in reports if report.client_result_id}
+        stored_before = await self._store.measurements_by_client_ids(client_ids)
+        now = self._clock()
+        outcomes: list[MeasurementOutcome] = []
+        accepted: list[AcceptedMeasurement] = []
+        accepted_at: list[int] = []
+        refused_attempts: list[RefusedMeasurement] = []
+        for report in reports:
+            first = stored_before.get(report.client_result_id) if report.client_result_id else None
+            if first is not None:
+                outcomes.append(MeasurementOutcome(stored=first))
+                continue
+            try:
+                judged = self._judge(report, reported_by, now)
+            except GaugeBlocked as exc:
+                refused_attempts.append(self._refused_attempt(report, exc, reported_by, now))
+                outcomes.append(MeasurementOutcome(refusal=exc))
+                continue
+            except ReportRefused as exc:
+                outcomes.append(MeasurementOutcome(refusal=exc))
+                continue
+            accepted_at.append(len(outcomes))
+            outcomes.append(MeasurementOutcome(stored=judged, created=True))
+            accepted.append(judged)
+        if accepted or refused_attempts:
+            stored = await self._store.record_measurements(accepted, refused_attempts)
+            for position, (item, created) in zip(accepted_at, stored, strict=True):
+                outcomes[position] = MeasurementOutcome(stored=item, created=created)
+        for outcome in outcomes:
+            if outcome.created and outcome.stored is not None:
+                await self._notify(outcome.stored.result)
+        return outcomes
+
+    async def _notify(self, result: MeasurementResult) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(result)
+            except Exception:  # a view failing must not turn a stored result into an error
+                _log.exception("result listener failed for result %s", result.result_id)
+
+    def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
+        characteristic = self._master.characteristic(report)
+        self._check_value(report, now)
+        gauge = self._check_gauge(report.equipment_id, characteristic)
+        order = self._master.order(report.order_no)
+        if order is not None and not accepts_measurements(order.state):
+            raise WrongOrderState(
+                "OrderNumber",
+                f"order {order.order_no} is {state_name(order.state)}; "
+                "measurements are accepted while it is Running or Interrupted",
+            )
+        result = MeasurementResult(
+            result_id=new_result_id(),
+            report=report,
+            evaluation=characteristic.evaluate(report.value),
+            plan_version=characteristic.plan_version,
+            unit=characteristic.unit,
+            reported_by=reported_by,
+            received_at=now,
+        )
+        return AcceptedMeasurement(result=result, gauge_due_soon=gauge.calibration_status is CalibrationStatus.DUE_SOON)
+
+    def _refused_attempt(
+        self, report: MeasurementReport, refusal: GaugeBlocked, reported_by: str, now: datetime
+    ) -> RefusedMeasurement:
+        gauge = self._master.gauge(report.equipment_id)
+        status = gauge.calibration_status if gauge is not None else CalibrationStatus.LOCKED
+        _log.warning("refused measurement with blocked test equipment by %s: %s", reported_by, refusal.message)
+        return RefusedMeasurement(
+            report=report, calibration_status=status, reason=refusal.message, reported_by=reported_by, refused_at=now
+        )
+
+    def _check_value(self, report: MeasurementReport, now: datetime) -> None:
+        if not math.isfinite(report.value):
+            raise InvalidValue("Value", f"value {report.value} is not a finite number")
+        if report.measured_at > now + self._future_tolerance:
+            raise InvalidValue(
+                "MeasuredAt",
+                f"measurement time {report.measured_at.isoformat()} lies in the future "
+                f"(more than {self._future_tolerance} ahead of the server clock)",
+            )
+
+    def _check_gauge(self, equipment_id: str, characteristic: InspectionCharacteristic) -> TestEquipment:
+        gauge = self._master.gauge(equipment_id)
+        if gauge is None:
+            raise UnknownReference("EquipmentId", f"test equipment {equipment_id!r} is not known")
+        if gauge.calibration_status.blocks_measuring:
+            raise GaugeBlocked(
+                "EquipmentId",
+                f"test equipment {equipment_id} may not be used: calibration {gauge.calibration_status.name.lower()}",
+            )
+        if characteristic.gauge_type and gauge.equipment_type and gauge.equipment_type != characteristic.gauge_type:
+            raise InconsistentReport(
+                "EquipmentId",
+                f"test equipment {equipment_id} is a {gauge.equipment_type}; characteristic "
+                f"{characteristic.characteristic_id} must be measured with a {characteristic.gauge_type}",
+            )
+        return gauge

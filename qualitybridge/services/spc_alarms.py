@@ -1,0 +1,88 @@
+"""Accepting SPC alarms and quality warnings raised by a machine or MES, for the QMS (a quality notification).
+
+An alarm names the characteristic whose process drifted, the rule that fired (e.g. "WE1" for a point outside the
+control limits) and a severity 1..1000 (the OPC UA event scale). It is accepted in every order state: a warning
+about the process is worth having even when it arrives late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from qualitybridge.domain.errors import InvalidValue
+from qualitybridge.domain.ids import new_record_id
+from qualitybridge.domain.model import SpcAlarm
+from qualitybridge.domain.records import SpcAlarmRecord
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.store import Store
+
+__all__ = ["MAX_SEVERITY", "MIN_SEVERITY", "SpcAlarmListener", "SpcAlarmService"]
+
+_log = logging.getLogger(__name__)
+
+SpcAlarmListener = Callable[[SpcAlarmRecord], Awaitable[None]]
+
+MIN_SEVERITY = 1
+MAX_SEVERITY = 1000
+
+
+class SpcAlarmService:
+    def __init__(
+        self, store: Store, master_data: MasterData, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._store = store
+        self._master = master_data
+        self._clock = clock
+        self._listeners: list[SpcAlarmListener] = []
+
+    def add_listener(self, listener: SpcAlarmListener) -> None:
+        """Called after an alarm is stored (the OPC UA event, the relay's wake-up)."""
+        self._listeners.append(listener)
+
+    async def report_spc_alarm(
+        self,
+        *,
+        order_no: str,
+        operation_no: str,
+        characteristic_id: str,
+        rule: str,
+        severity: int,
+        message: str,
+        reported_by: str,
+    ) -> SpcAlarmRecord:
+        """Validate and store one alarm; raises a ReportRefused subclass when refused."""
+        self._master.find_characteristic(order_no, operation_no, characteristic_id)
+        if not MIN_SEVERITY <= severity <= MAX_SEVERITY:
+            raise InvalidValue("Severity", f"severity must be {MIN_SEVERITY}..{MAX_SEVERITY}, got {severity}")
+        record = SpcAlarmRecord(
+            alarm_id=new_record_id(),
+            alarm=SpcAlarm(
+                order_no=order_no,
+                operation_no=operation_no,
+                characteristic_id=characteristic_id,
+                rule=rule,
+                severity=severity,
+                message=message,
+                raised_at=self._clock(),
+            ),
+            reported_by=reported_by,
+        )
+        await self._store.record_spc_alarm(record)
+        _log.info(
+            "SPC alarm %s on %s/%s/%s by %s: rule %s, severity %d",
+            record.alarm_id,
+            order_no,
+            operation_no,
+            characteristic_id,
+            reported_by,
+            rule,
+            severity,
+        )
+        for listener in self._listeners:
+            try:
+                await listener(record)
+            except Exception:  # the alarm is stored; an event that could not be raised must not deny that
+                _log.exception("SPC alarm listener failed for %s", record.alarm_id)
+        return record

@@ -1,0 +1,45 @@
+"""Links the shop-floor methods beyond ReportMeasurement to their nodes on the QualityBridge object.
+
+ReportMeasurements, ReportConfirmation, ReportSpcAlarm and the five order methods are declared in the NodeSet
+(`QualityBridge.<Name>`); here each gets its handler's bound coroutine `call`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asyncua import Server
+
+from qualitybridge.domain.order_states import OrderCommand
+from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.methods.measurement_batch import ReportMeasurementsMethod
+from qualitybridge.server.methods.orders import ORDER_METHOD_NAMES, OrderCommandMethod
+from qualitybridge.server.methods.production_reports import ReportConfirmationMethod, ReportSpcAlarmMethod
+from qualitybridge.services.confirmations import ConfirmationService
+from qualitybridge.services.order_control import OrderControl
+from qualitybridge.services.reporting import ReportingService
+from qualitybridge.services.spc_alarms import SpcAlarmService
+
+__all__ = ["ShopFloorServices", "link_shop_floor_methods"]
+
+
+@dataclass(frozen=True)
+class ShopFloorServices:
+    reporting: ReportingService
+    confirmations: ConfirmationService
+    spc_alarms: SpcAlarmService
+    orders: OrderControl
+    max_batch_size: int
+
+
+def link_shop_floor_methods(server: Server, namespace: QualityBridgeNamespace, services: ShopFloorServices) -> None:
+    master = services.reporting.master_data
+    handlers = {
+        "ReportMeasurements": ReportMeasurementsMethod(services.reporting, max_batch_size=services.max_batch_size).call,
+        "ReportConfirmation": ReportConfirmationMethod(services.confirmations, master).call,
+        "ReportSpcAlarm": ReportSpcAlarmMethod(services.spc_alarms, master).call,
+    }
+    for command in OrderCommand:
+        handlers[ORDER_METHOD_NAMES[command]] = OrderCommandMethod(services.orders, master, command).call
+    for name, handler in handlers.items():
+        server.link_method(server.get_node(namespace.root_child(name)), handler)

@@ -1,0 +1,196 @@
+"""QualityBridge.ReportMeasurements: a PLC flushes its buffer of measurements in one call, one answer per entry.
+
+The arguments are parallel arrays (entry i is element i of every array). Problems with the call as a whole
+(role, argument types, unequal lengths, batch size) refuse the call; everything else is decided per entry: each
+entry gets its own StatusCode and message, exactly as ReportMeasurement would have answered it alone. All accepted
+entries are stored in one transaction, so a batch costs one commit, and a crash keeps all of it or none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from asyncua import ua
+
+from qualitybridge.domain.model import MeasurementReport, ResultEvaluation
+from qualitybridge.server.methods.arguments import (
+    ArgumentError,
+    ArgumentSpec,
+    parse_arguments,
+    parse_element,
+    status_code,
+)
+from qualitybridge.server.methods.measurement import REPORT_MEASUREMENT_ARGUMENTS
+from qualitybridge.server.methods.results import answered, caller_name, refused, status_for
+from qualitybridge.server.security.permissions import AccessDenied, Permission, authorize
+from qualitybridge.services.reporting import MeasurementOutcome, ReportingService
+
+__all__ = ["REPORT_MEASUREMENTS_ARGUMENTS", "ReportMeasurementsMethod"]
+
+_log = logging.getLogger(__name__)
+
+_PLURAL = {
+    "OrderNumber": "OrderNumbers",
+    "OperationNumber": "OperationNumbers",
+    "CharacteristicId": "CharacteristicIds",
+    "Value": "Values",
+    "EquipmentId": "EquipmentIds",
+    "PartSerial": "PartSerials",
+    "MeasuredAt": "MeasuredAt",
+    "ClientResultId": "ClientResultIds",
+}
+# Element rules are those of ReportMeasurement's scalar arguments, so an entry is judged as a single call would be.
+_ELEMENT_SPECS = REPORT_MEASUREMENT_ARGUMENTS
+REPORT_MEASUREMENTS_ARGUMENTS: tuple[ArgumentSpec, ...] = tuple(
+    replace(spec, name=_PLURAL[spec.name], array=True) for spec in _ELEMENT_SPECS
+)
+_CLIENT_IDS = len(REPORT_MEASUREMENTS_ARGUMENTS) - 1  # may be empty: no entry has a client result id
+
+
+class _EntryRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Answers:
+    """The five parallel output arrays, filled entry by entry."""
+
+    def __init__(self, entries: int) -> None:
+        self.result_ids = [""] * entries
+        self.evaluations = [int(ResultEvaluation.UNDEFINED)] * entries
+        self.statuses: list[int] = [ua.StatusCodes.Good] * entries
+        self.messages = [""] * entries
+        self.gauge_due_soon = [False] * entries
+
+    def refuse(self, entry: int, status: int, message: str) -> None:
+        self.statuses[entry], self.messages[entry] = status, message
+
+    def take(self, entry: int, outcome: MeasurementOutcome) -> None:
+        if outcome.refusal is not None:
+            self.refuse(entry, status_for(outcome.refusal), outcome.refusal.message)
+        elif outcome.stored is not None:
+            self.result_ids[entry] = outcome.stored.result.result_id
+            self.evaluations[entry] = int(outcome.stored.result.evaluation)
+            self.gauge_due_soon[entry] = outcome.stored.gauge_due_soon
+
+    @property
+    def refused(self) -> list[str]:
+        return [message for status, message in zip(self.statuses, self.messages, strict=True) if status]
+
+    def outputs(self) -> list[ua.Variant]:
+        return [
+            ua.Variant(self.result_ids, ua.VariantType.String),
+            ua.Variant(self.evaluations, ua.VariantType.Int32),
+            ua.Variant([status_code(status) for status in self.statuses], ua.VariantType.StatusCode),
+            ua.Variant(self.messages, ua.VariantType.String),
+            ua.Variant(self.gauge_due_soon, ua.VariantType.Boolean),
+        ]
+
+
+class ReportMeasurementsMethod:
+    """Handler for QualityBridge.ReportMeasurements; link `call` (a coroutine function, see ReportMeasurementMethod)."""
+
+    def __init__(self, service: ReportingService, *, max_batch_size: int) -> None:
+        self._service = service
+        self._max_batch_size = max_batch_size
+
+    async def call(self, _parent: ua.NodeId, *arguments: ua.Variant) -> ua.CallMethodResult:
+        count = len(arguments)
+        try:
+            user = authorize(Permission.REPORT)
+        except AccessDenied as exc:
+            _log.warning("ReportMeasurements refused (BadUserAccessDenied): %s", exc)
+            return refused(ua.StatusCodes.BadUserAccessDenied, count, None)
+        who = caller_name(user)
+        try:
+            columns = self._columns(arguments)
+        except ArgumentError as exc:
+            _log.warning("ReportMeasurements by %s refused (%s): %s", who, status_code(exc.status).name, exc.message)
+            return refused(exc.status, count, exc.index, exc.message)
+
+        entries = len(columns[0])
+        answers = _Answers(entries)
+        reports: list[MeasurementReport] = []
+        positions: list[int] = []
+        work_centre_verdicts: dict[str | None, str] = {}  # work centre -> "" if allowed, else why not
+        for entry in range(entries):
+            try:
+                report = self._entry(columns, entry)
+                self._authorize_work_centre(report, work_centre_verdicts)
+            except _EntryRefused as exc:
+                answers.refuse(entry, exc.status, exc.message)
+                continue
+            positions.append(entry)
+            reports.append(report)
+
+        outcomes = await self._service.report_measurements(reports, reported_by=who) if reports else []
+        for entry, outcome in zip(positions, outcomes, strict=True):
+            answers.take(entry, outcome)
+        if refusals := answers.refused:
+            _log.warning(
+                "ReportMeasurements by %s: %d of %d entries refused, first: %s",
+                who,
+                len(refusals),
+                entries,
+                refusals[0],
+            )
+        return answered(answers.outputs(), count)
+
+    def _columns(self, arguments: Sequence[ua.Variant]) -> list[list[Any]]:
+        """The arrays, checked as a whole: types, equal lengths, not empty, not more than the batch limit."""
+        values = parse_arguments(REPORT_MEASUREMENTS_ARGUMENTS, arguments)
+        columns = [values[spec.name] for spec in REPORT_MEASUREMENTS_ARGUMENTS]
+        entries = len(columns[0])
+        for index, column in enumerate(columns):
+            if index == _CLIENT_IDS and not column:
+                columns[index] = [""] * entries
+            elif len(column) != entries:
+                raise ArgumentError(
+                    ua.StatusCodes.BadInvalidArgument,
+                    f"{REPORT_MEASUREMENTS_ARGUMENTS[index].name} has {len(column)} elements, "
+                    f"OrderNumbers has {entries}; the arrays must be parallel",
+                    index,
+                )
+        if entries == 0:
+            raise ArgumentError(ua.StatusCodes.BadNothingToDo, "the batch is empty")
+        if entries > self._max_batch_size:
+            raise ArgumentError(
+                ua.StatusCodes.BadTooManyOperations,
+                f"{entries} entries, more than the batch limit of {self._max_batch_size}; split the batch",
+            )
+        return columns
+
+    @staticmethod
+    def _entry(columns: list[list[Any]], entry: int) -> MeasurementReport:
+        parsed: dict[str, Any] = {}
+        for index, spec in enumerate(_ELEMENT_SPECS):
+            try:
+                parsed[spec.name] = parse_element(spec, columns[index][entry], index)
+            except ArgumentError as exc:
+                raise _EntryRefused(exc.status, exc.message) from exc
+        return MeasurementReport(
+            order_no=parsed["OrderNumber"],
+            operation_no=parsed["OperationNumber"],
+            characteristic_id=parsed["CharacteristicId"],
+            value=parsed["Value"],
+            equipment_id=parsed["EquipmentId"],
+            part_serial=parsed["PartSerial"],
+            measured_at=parsed["MeasuredAt"],
+            client_result_id=parsed["ClientResultId"] or None,
+        )
+
+    def _authorize_work_centre(self, report: MeasurementReport, decided: dict[str | None, str]) -> None:
+        work_centre = self._service.master_data.work_centre(report.order_no, report.operation_no)
+        if work_centre not in decided:
+            try:
+                authorize(Permission.REPORT, work_centre=work_centre)
+                decided[work_centre] = ""
+            except AccessDenied as exc:
+                decided[work_centre] = str(exc)
+        if decided[work_centre]:
+            raise _EntryRefused(ua.StatusCodes.BadUserAccessDenied, decided[work_centre])
