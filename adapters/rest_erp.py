@@ -24,26 +24,33 @@ from qualitybridge.adapters.rest_contract import (
     result_to_dto,
     spc_alarm_to_dto,
 )
-from qualitybridge.domain.model import ErpSnapshot, MeasurementResult, OutboxEntry
+from qualitybridge.domain.model import ErpSnapshot
 from qualitybridge.domain.ports import ErpRejected, ErpUnavailable
-from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
+from qualitybridge.domain.postings import (
+    ConfirmationPosting,
+    MeasurementPosting,
+    OutboxEntry,
+    SpcAlarmPosting,
+    UnreadablePosting,
+)
 
 __all__ = ["RestErpClient"]
 
 _log = logging.getLogger(__name__)
 
-_POSTING_PATHS = {"measurement": "/results", "confirmation": "/confirmations", "spc_alarm": "/spc-alarms"}
 
-
-def _posting_body(entry: OutboxEntry) -> dict[str, Any]:
-    """The contract's DTO for an outbox payload (what the store queued for this kind of posting)."""
-    if entry.kind == "confirmation":
-        return confirmation_to_dto(ConfirmationRecord.model_validate(entry.payload).confirmation).model_dump(
-            mode="json"
-        )
-    if entry.kind == "spc_alarm":
-        return spc_alarm_to_dto(SpcAlarmRecord.model_validate(entry.payload).alarm).model_dump(mode="json")
-    return result_to_dto(MeasurementResult.model_validate(entry.payload)).model_dump(mode="json")
+def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
+    """The contract's path and DTO for a posting."""
+    match entry.posting:
+        case MeasurementPosting(result=result):
+            return "/results", result_to_dto(result).model_dump(mode="json")
+        case ConfirmationPosting(record=record):
+            return "/confirmations", confirmation_to_dto(record.confirmation).model_dump(mode="json")
+        case SpcAlarmPosting(record=record):
+            return "/spc-alarms", spc_alarm_to_dto(record.alarm).model_dump(mode="json")
+        case UnreadablePosting(stored_kind=kind, reason=reason):
+            raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
+    raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")  # pragma: no cover - union is closed
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -97,13 +104,7 @@ class RestErpClient:
             ) from exc
 
     async def post(self, entry: OutboxEntry) -> str:
-        path = _POSTING_PATHS.get(entry.kind)
-        if path is None:
-            raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")
-        try:
-            body = _posting_body(entry)
-        except ValidationError as exc:
-            raise ErpRejected(f"outbox entry {entry.seq} ({entry.kind}) has an unreadable payload: {exc}") from exc
+        path, body = _posting_request(entry)
         response = await self._request("POST", path, json=body, headers={IDEMPOTENCY_HEADER: entry.idempotency_key})
         try:
             return BookingReceipt.model_validate_json(response.content).document_no

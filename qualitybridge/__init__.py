@@ -24,7 +24,6 @@ from qualitybridge.domain.model import (
     MeasurementResult,
     Operation,
     OrderState,
-    OutboxEntry,
     OutboxState,
     ProductionOrder,
     ResultEvaluation,
@@ -32,6 +31,7 @@ from qualitybridge.domain.model import (
     TestEquipment,
 )
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable
+from qualitybridge.domain.postings import OutboxEntry
 
 __version__ = "0.1.0"
 

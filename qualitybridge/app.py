@@ -1,6 +1,8 @@
-"""The composition root: builds the store, the ERP adapter, the services and the OPC UA face, and runs them.
+"""The composition root: builds the store, the ERP adapter, the services, the event bus and the OPC UA face.
 
-Nothing else wires parts together; every part receives what it needs here (ports in, no globals).
+Nothing else wires parts together; every part receives what it needs here (ports in, no globals). A caller may
+hand in any of the slots — store, ERP client, extra publishers, clock — and only the empty ones are filled from the
+configuration, so a test can run the whole bridge against fakes.
 """
 
 from __future__ import annotations
@@ -8,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.adapters.factory import erp_client_for
 from qualitybridge.config import QualityBridgeConfig
-from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
-from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
-from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
+from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
+from qualitybridge.domain.ports import ErpClient, Publisher
+from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
 from qualitybridge.server.pki import PkiLayout
@@ -26,6 +29,7 @@ from qualitybridge.services.audit_trail import AuditTrail
 from qualitybridge.services.confirmations import ConfirmationService
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
@@ -39,34 +43,68 @@ __all__ = ["QualityBridgeApp", "accounts_from_store"]
 _log = logging.getLogger(__name__)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class QualityBridgeApp:
     config: QualityBridgeConfig
     store: Store
-    erp: RestErpClient
+    erp: ErpClient
+    events: EventBus
     master_data: MasterData
     diagnostics: Diagnostics
-    reporting: ReportingService
+    shop_floor: ShopFloorServices
     sync: ErpSync
     relay: OutboxRelay
     opcua: OpcUaFace
-    security_jobs: SecurityJobs | None = None
-    shop_floor: ShopFloorServices | None = None
+    publisher: OpcUaPublisher
+    security_jobs: SecurityJobs
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def create(cls, config: QualityBridgeConfig) -> QualityBridgeApp:
+    async def create(
+        cls,
+        config: QualityBridgeConfig,
+        *,
+        store: Store | None = None,
+        erp: ErpClient | None = None,
+        publishers: Sequence[Publisher] = (),
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> QualityBridgeApp:
+        """Build every part; the slots given are used as they are, the others come from `config`."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
-        erp = RestErpClient(config.erp.base_url, timeout_seconds=config.erp.timeout_seconds)
+        if store is None:
+            store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+        if erp is None:
+            erp = erp_client_for(config.erp)
+        events = EventBus()
         master_data = MasterData()
-        diagnostics = Diagnostics()
+        diagnostics = Diagnostics(events=events)
         reporting = ReportingService(
-            store, master_data, future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds)
+            store,
+            master_data,
+            events=events,
+            future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds),
+            clock=clock,
         )
-        sync = ErpSync(erp, store, master_data, diagnostics)
+        shop_floor = ShopFloorServices(
+            reporting=reporting,
+            confirmations=ConfirmationService(
+                store,
+                master_data,
+                events=events,
+                tolerance_percent=config.reporting.over_confirmation_percent,
+                clock=clock,
+            ),
+            spc_alarms=SpcAlarmService(store, master_data, events=events, clock=clock),
+            orders=OrderControl(store, master_data, events=events),
+            max_batch_size=config.reporting.max_batch_size,
+        )
+        sync = ErpSync(erp, store, master_data, diagnostics, events=events)
         relay = OutboxRelay(
             store,
             erp,
@@ -74,6 +112,7 @@ class QualityBridgeApp:
             interval_seconds=config.erp.relay_interval_seconds,
             max_attempts=config.erp.relay_max_attempts,
             backoff_max_seconds=config.erp.relay_backoff_max_seconds,
+            clock=clock,
         )
         # Audit entries are recorded from the first session on and written in batches off the report path.
         audit = AuditTrail(AuditLogStore(store.engine), flush_interval=config.audit.flush_interval_seconds)
@@ -81,42 +120,44 @@ class QualityBridgeApp:
             config.server,
             PkiLayout(config.pki_dir),
             accounts_from_store(await store.users()),
-            reporting,
             security_options=security_options(config, audit),
             limits=config.limits,
         )
-        app = cls(config, store, erp, master_data, diagnostics, reporting, sync, relay, opcua)
-        app.security_jobs = SecurityJobs(config, store, audit, opcua.security)
-        app.shop_floor = ShopFloorServices(
-            reporting=reporting,
-            confirmations=ConfirmationService(
-                store, master_data, tolerance_percent=config.reporting.over_confirmation_percent
-            ),
-            spc_alarms=SpcAlarmService(store, master_data),
-            orders=OrderControl(store, master_data),
-            max_batch_size=config.reporting.max_batch_size,
+        link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
+        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
+
+        # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
+        async def wake_relay(_event: DomainEvent) -> None:
+            relay.wake()
+
+        for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised):
+            events.subscribe(owed_to_erp, wake_relay)
+        for extra in (publisher, *publishers):
+            events.add_publisher(extra)
+        return cls(
+            config=config,
+            store=store,
+            erp=erp,
+            events=events,
+            master_data=master_data,
+            diagnostics=diagnostics,
+            shop_floor=shop_floor,
+            sync=sync,
+            relay=relay,
+            opcua=opcua,
+            publisher=publisher,
+            security_jobs=SecurityJobs(config, store, audit, opcua.security),
         )
-        link_shop_floor_methods(opcua.server, opcua.namespace, app.shop_floor)
-        return app
+
+    @property
+    def reporting(self) -> ReportingService:
+        return self.shop_floor.reporting
 
     async def start(self) -> None:
         await self.opcua.server.start()
-        view = self.opcua.view
-        await view.start()
+        await self.publisher.start()
         await self.sync.load_from_store()
-        await view.show(self.master_data.orders, self.master_data.equipment)
-
-        async def on_snapshot(_change: SnapshotChange) -> None:
-            await view.show(self.master_data.orders, self.master_data.equipment)
-
-        async def on_result(result: MeasurementResult) -> None:
-            self.relay.wake()
-            await view.show_result(result)
-
-        self.sync.add_listener(on_snapshot)
-        self.reporting.add_listener(on_result)
-        await self._follow_shop_floor()
-        self.diagnostics.add_listener(view.show_diagnostics)
+        await self.publisher.show_master_data()
         # One sync before the server calls itself ready, so a client connecting right after sees what the ERP
         # releases now, not only what the store knew. An ERP outage costs at most the ERP timeout here; the
         # server then serves the last known data and the scheduled syncs catch up.
@@ -131,34 +172,11 @@ class QualityBridgeApp:
             max_instances=1,
             coalesce=True,
         )
-        if self.security_jobs is not None:
-            await self.security_jobs.start(self._scheduler)
+        await self.security_jobs.start(self._scheduler)
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox
         _log.info("QualityBridge serving %s", self.endpoint_url)
-
-    async def _follow_shop_floor(self) -> None:
-        """Confirmations and SPC alarms wake the relay; alarms become events; order states show in the view."""
-        if self.shop_floor is None:
-            return
-        view = self.opcua.view
-        spc_events = SpcAlarmEvents(self.opcua.server, self.opcua.namespace)
-        await spc_events.start()
-
-        async def on_confirmation(_record: ConfirmationRecord) -> None:
-            self.relay.wake()
-
-        async def on_spc_alarm(record: SpcAlarmRecord) -> None:
-            self.relay.wake()
-            await spc_events.raise_alarm(record)
-
-        async def on_order_state(_order: ProductionOrder) -> None:
-            await view.show(self.master_data.orders, self.master_data.equipment)
-
-        self.shop_floor.confirmations.add_listener(on_confirmation)
-        self.shop_floor.spc_alarms.add_listener(on_spc_alarm)
-        self.shop_floor.orders.add_listener(on_order_state)
 
     async def reload_users(self) -> None:
         """Take user changes made in the store into effect now (the security-refresh job does it every few s)."""
@@ -182,7 +200,6 @@ class QualityBridgeApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.opcua.server.stop()
-        if self.security_jobs is not None:
-            await self.security_jobs.stop()
+        await self.security_jobs.stop()
         await self.erp.aclose()
         await self.store.aclose()

@@ -1,4 +1,5 @@
-"""Assembling the asyncua server: endpoint, security, the QualityBridge model and its methods."""
+"""Assembling the asyncua server: endpoint, limits, security and the QualityBridge model (methods are linked by
+`methods.linking`, the view is driven by `address_space.publisher`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from asyncua import Server
 
 from qualitybridge.config import LimitsSettings, ServerSettings
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
-from qualitybridge.server.address_space.view import AddressSpaceView
 from qualitybridge.server.limits import LimitedServer
-from qualitybridge.server.methods.measurement import ReportMeasurementMethod
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.security.identity import PasswordUserManager, UserAccount
 from qualitybridge.server.security.setup import SecurityOptions, ServerSecurity, apply_security
-from qualitybridge.services.reporting import ReportingService
 
 __all__ = ["OpcUaFace", "build_opcua_server", "quiet_asyncua_loggers"]
 
@@ -30,7 +28,6 @@ def quiet_asyncua_loggers() -> None:
 class OpcUaFace:
     server: Server
     namespace: QualityBridgeNamespace
-    view: AddressSpaceView
     users: PasswordUserManager
     security: ServerSecurity
 
@@ -39,7 +36,6 @@ async def build_opcua_server(
     settings: ServerSettings,
     pki: PkiLayout,
     accounts: Iterable[UserAccount],
-    reporting: ReportingService,
     security_options: SecurityOptions | None = None,
     limits: LimitsSettings | None = None,
 ) -> OpcUaFace:
@@ -64,13 +60,9 @@ async def build_opcua_server(
         options=security_options,
     )
     namespace = await QualityBridgeNamespace.load(server)
-    server.link_method(
-        server.get_node(namespace.root_child("ReportMeasurement")), ReportMeasurementMethod(reporting).call
-    )
     return OpcUaFace(
         server=server,
         namespace=namespace,
-        view=AddressSpaceView(server, namespace),
         users=security.users,
         security=security,
     )

@@ -18,6 +18,7 @@ from qualitybridge.domain.model import (
     OutboxState,
     SpcAlarm,
 )
+from qualitybridge.domain.postings import ConfirmationPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store, tables
 from qualitybridge.store.outbox_admin import DISCARDED
@@ -141,7 +142,7 @@ async def test_confirmation_with_outbox_row_idempotent_and_totalled(store: Store
     pending = await store.pending_outbox()
     assert [entry.kind for entry in pending] == ["confirmation", "confirmation"]
     assert pending[0].idempotency_key == f"cf-{first.confirmation_id}"
-    assert ConfirmationRecord.model_validate(pending[0].payload) == first
+    assert pending[0].posting == ConfirmationPosting(record=first)
     stored = await store.confirmations("1000")
     assert len(stored) == 2
     assert first in stored
@@ -166,7 +167,7 @@ async def test_spc_alarm_with_outbox_row(store: Store) -> None:
     assert await store.spc_alarms() == [record]
     (entry,) = await store.pending_outbox()
     assert (entry.kind, entry.idempotency_key, entry.order_no) == ("spc_alarm", f"sa-{record.alarm_id}", "1000")
-    assert SpcAlarmRecord.model_validate(entry.payload) == record
+    assert entry.posting == SpcAlarmPosting(record=record)
 
 
 async def test_outbox_list_retry_and_discard_never_delete(store: Store) -> None:

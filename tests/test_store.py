@@ -21,6 +21,7 @@ from qualitybridge.domain.model import (
     ResultEvaluation,
     TestEquipment,
 )
+from qualitybridge.domain.postings import MeasurementPosting
 from qualitybridge.store import Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -107,7 +108,7 @@ async def test_result_and_outbox_written_together(store: Store) -> None:
     pending = await store.pending_outbox()
     assert len(pending) == 1
     assert pending[0].idempotency_key == f"mr-{stored.result_id}"
-    assert pending[0].payload["result_id"] == stored.result_id
+    assert pending[0].posting == MeasurementPosting(result=stored)
     assert (await store.outbox_counts()).pending == 1
 
 

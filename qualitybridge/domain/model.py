@@ -193,21 +193,6 @@ class OutboxState(StrEnum):
     DEAD = "dead"
 
 
-class OutboxEntry(_Frozen):
-    """A posting owed to the ERP/QMS; its idempotency key makes a repeated delivery harmless."""
-
-    seq: int
-    idempotency_key: str
-    kind: str
-    order_no: str
-    payload: dict[str, object]
-    state: OutboxState
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None = None
-    erp_document: str | None = None
-
-
 class SnapshotChange(_Frozen):
     """What one ERP sync changed in the store, so that views update only what moved."""
 

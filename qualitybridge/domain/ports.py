@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from qualitybridge.domain.model import ErpSnapshot, OutboxEntry
+from qualitybridge.domain.events import DomainEvent
+from qualitybridge.domain.model import ErpSnapshot
+from qualitybridge.domain.postings import OutboxEntry
 
-__all__ = ["ErpClient", "ErpRejected", "ErpUnavailable"]
+__all__ = ["ErpClient", "ErpRejected", "ErpUnavailable", "Publisher"]
 
 
 class ErpUnavailable(Exception):
@@ -27,3 +29,11 @@ class ErpClient(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Publisher(Protocol):
+    """Shows what happened to the outside world (the OPC UA address space; MQTT or a status page later)."""
+
+    async def publish(self, event: DomainEvent) -> None:
+        """React to one domain event; ignore the kinds it does not show."""
+        ...

@@ -2,8 +2,9 @@
 
 The OPC UA hooks record from synchronous code (asyncua's user manager) and from the report path; neither may
 wait for a database. `AuditTrail.record` only appends to a bounded buffer; one task writes whatever has
-gathered every `flush_interval` seconds (or sooner when a batch is full) in one transaction. Other sinks
-(OPC UA AuditEvents) are told about every entry as it is recorded.
+gathered every `flush_interval` seconds (or sooner when a batch is full) in one transaction. OPC UA
+AuditEvents get every entry from the security layer's fan-out, not from here: audit entries are recorded from
+synchronous asyncua hooks, so they do not travel on the (async) event bus.
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.store.audit_log import AuditLogStore
 
-__all__ = ["AuditListener", "AuditTrail"]
+__all__ = ["AuditTrail"]
 
 _log = logging.getLogger(__name__)
-
-AuditListener = Callable[[AuditEntry], None]
 
 # A flood of requests must not grow memory without bound; past this many unwritten entries the oldest go,
 # and the loss itself is written to the trail.
@@ -47,13 +45,9 @@ class AuditTrail:
         self._dropped = 0
         self._wake = asyncio.Event()
         self._writing = asyncio.Lock()
-        self._listeners: list[AuditListener] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.written = 0
-
-    def add_listener(self, listener: AuditListener) -> None:
-        self._listeners.append(listener)
 
     def record(self, entry: AuditEntry) -> None:
         """Queue an entry; never blocks and never raises into the caller's request."""
@@ -62,11 +56,6 @@ class AuditTrail:
         self._pending.append(entry)
         if len(self._pending) >= self._batch_size:
             self._wake.set()
-        for listener in self._listeners:
-            try:
-                listener(entry)
-            except Exception:
-                _log.exception("audit listener failed for %s", entry.action)
 
     @property
     def pending(self) -> int:

@@ -11,23 +11,23 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from qualitybridge.domain.errors import InconsistentReport, InvalidValue, UnknownReference, WrongOrderState
+from qualitybridge.domain.events import ConfirmationAccepted
 from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import Confirmation, OrderState, ProductionOrder
 from qualitybridge.domain.order_states import accepts_confirmation, state_name
 from qualitybridge.domain.records import ConfirmationRecord
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
 
-__all__ = ["ConfirmationListener", "ConfirmationRequest", "ConfirmationService"]
+__all__ = ["ConfirmationRequest", "ConfirmationService"]
 
 _log = logging.getLogger(__name__)
-
-ConfirmationListener = Callable[[ConfirmationRecord], Awaitable[None]]
 
 _UNECE_CODE = re.compile(r"^[A-Z0-9]{1,3}$")
 # Confirmed quantities are sums of doubles; a hair above the limit from rounding is not an over-confirmation.
@@ -55,6 +55,7 @@ class ConfirmationService:
         store: Store,
         master_data: MasterData,
         *,
+        events: EventBus | None = None,
         tolerance_percent: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -62,13 +63,9 @@ class ConfirmationService:
         self._master = master_data
         self._tolerance = tolerance_percent / 100
         self._clock = clock
-        self._listeners: list[ConfirmationListener] = []
+        self._events = events or EventBus()
         # Checking the running total and storing must not interleave between two calls for the same operation.
         self._lock = asyncio.Lock()
-
-    def add_listener(self, listener: ConfirmationListener) -> None:
-        """Called after a new confirmation is stored (not for a repeated client confirmation id)."""
-        self._listeners.append(listener)
 
     async def report_confirmation(self, request: ConfirmationRequest, reported_by: str) -> ConfirmationRecord:
         """Validate and store one confirmation; raises a ReportRefused subclass when refused."""
@@ -110,11 +107,7 @@ class ConfirmationService:
                 unit,
                 " (final)" if request.final else "",
             )
-            for listener in self._listeners:
-                try:
-                    await listener(stored)
-                except Exception:  # a listener failing must not turn a stored confirmation into an error
-                    _log.exception("confirmation listener failed for %s", stored.confirmation_id)
+            await self._events.publish(ConfirmationAccepted(stored))
         return stored
 
     def _order(self, request: ConfirmationRequest) -> ProductionOrder:

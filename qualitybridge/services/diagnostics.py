@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from qualitybridge.domain.events import DiagnosticsChanged
+from qualitybridge.services.event_bus import EventBus
 
 __all__ = ["Diagnostics"]
 
@@ -17,11 +19,17 @@ class Diagnostics:
     last_sync_error: str = ""
     outbox_depth: int = 0
     outbox_dead_letters: int = 0
-    _listeners: list[Callable[[Diagnostics], Awaitable[None]]] = field(default_factory=list, repr=False)
-
-    def add_listener(self, listener: Callable[[Diagnostics], Awaitable[None]]) -> None:
-        self._listeners.append(listener)
+    events: EventBus = field(default_factory=EventBus, repr=False)
 
     async def changed(self) -> None:
-        for listener in self._listeners:
-            await listener(self)
+        """Raise the figures as they are now (publishers show them; the caller has set what moved)."""
+        await self.events.publish(
+            DiagnosticsChanged(
+                last_sync_time=self.last_sync_time,
+                last_sync_succeeded=self.last_sync_succeeded,
+                sync_error_count=self.sync_error_count,
+                last_sync_error=self.last_sync_error,
+                outbox_depth=self.outbox_depth,
+                outbox_dead_letters=self.outbox_dead_letters,
+            )
+        )

@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from qualitybridge.domain.events import MasterDataChanged
 from qualitybridge.domain.model import SnapshotChange
 from qualitybridge.domain.ports import ErpClient, ErpUnavailable
 from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
 
-__all__ = ["ErpSync", "SnapshotListener"]
+__all__ = ["ErpSync"]
 
 _log = logging.getLogger(__name__)
 
-SnapshotListener = Callable[[SnapshotChange], Awaitable[None]]
-
 
 class ErpSync:
-    def __init__(self, erp: ErpClient, store: Store, master_data: MasterData, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self,
+        erp: ErpClient,
+        store: Store,
+        master_data: MasterData,
+        diagnostics: Diagnostics,
+        *,
+        events: EventBus | None = None,
+    ) -> None:
         self._erp = erp
         self._store = store
         self._master = master_data
         self._diagnostics = diagnostics
-        self._listeners: list[SnapshotListener] = []
-
-    def add_listener(self, listener: SnapshotListener) -> None:
-        """Called after a sync that changed something, once the in-memory master data is current."""
-        self._listeners.append(listener)
+        self._events = events or EventBus()
 
     async def load_from_store(self) -> None:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
@@ -55,8 +58,7 @@ class ErpSync:
                 len(change.withdrawn),
                 len(change.equipment_changed),
             )
-            for listener in self._listeners:
-                await listener(change)
+            await self._events.publish(MasterDataChanged(change))
         self._diagnostics.last_sync_time = datetime.now(UTC)
         self._diagnostics.last_sync_succeeded = True
         self._diagnostics.last_sync_error = ""

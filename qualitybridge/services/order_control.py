@@ -8,30 +8,25 @@ keeps the in-memory master data current and tells the address space.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from qualitybridge.domain.errors import UnknownReference, WrongOrderState
-from qualitybridge.domain.model import OrderState, ProductionOrder
+from qualitybridge.domain.events import OrderStateChanged
+from qualitybridge.domain.model import OrderState
 from qualitybridge.domain.order_states import OrderCommand, next_state, state_name
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
 
-__all__ = ["OrderControl", "OrderStateListener"]
+__all__ = ["OrderControl"]
 
 _log = logging.getLogger(__name__)
 
-OrderStateListener = Callable[[ProductionOrder], Awaitable[None]]
-
 
 class OrderControl:
-    def __init__(self, store: Store, master_data: MasterData) -> None:
+    def __init__(self, store: Store, master_data: MasterData, *, events: EventBus | None = None) -> None:
         self._store = store
         self._master = master_data
-        self._listeners: list[OrderStateListener] = []
-
-    def add_listener(self, listener: OrderStateListener) -> None:
-        """Called with the order in its new state after every stored change."""
-        self._listeners.append(listener)
+        self._events = events or EventBus()
 
     async def apply(self, order_no: str, command: OrderCommand, by: str) -> OrderState:
         """Carry out `command` on a released order and answer its new state; WrongOrderState if not allowed now."""
@@ -48,9 +43,5 @@ class OrderControl:
             "order %s: %s by %s, %s -> %s", order_no, command.value, by, state_name(order.state), state_name(target)
         )
         if changed is not None:
-            for listener in self._listeners:
-                try:
-                    await listener(changed)
-                except Exception:  # the state is stored; a view that could not follow must not deny that
-                    _log.exception("order state listener failed for %s", order_no)
+            await self._events.publish(OrderStateChanged(changed))
         return target

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,7 @@ from qualitybridge.domain.errors import (
     UnknownReference,
     WrongOrderState,
 )
+from qualitybridge.domain.events import MeasurementAccepted
 from qualitybridge.domain.ids import new_result_id
 from qualitybridge.domain.model import (
     CalibrationStatus,
@@ -32,14 +33,13 @@ from qualitybridge.domain.model import (
 )
 from qualitybridge.domain.order_states import accepts_measurements, state_name
 from qualitybridge.domain.records import AcceptedMeasurement, RefusedMeasurement
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
 
-__all__ = ["MeasurementOutcome", "ReportingService", "ResultListener"]
+__all__ = ["MeasurementOutcome", "ReportingService"]
 
 _log = logging.getLogger(__name__)
-
-ResultListener = Callable[[MeasurementResult], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class ReportingService:
         store: Store,
         master_data: MasterData,
         *,
+        events: EventBus | None = None,
         future_tolerance: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -64,15 +65,11 @@ class ReportingService:
         self._master = master_data
         self._future_tolerance = future_tolerance
         self._clock = clock
-        self._listeners: list[ResultListener] = []
+        self._events = events or EventBus()
 
     @property
     def master_data(self) -> MasterData:
         return self._master
-
-    def add_listener(self, listener: ResultListener) -> None:
-        """Called after a new result is stored (not for repeated client result ids)."""
-        self._listeners.append(listener)
 
     async def report_measurement(self, report: MeasurementReport, reported_by: str) -> MeasurementResult:
         """Validate, judge and store one measurement; raises a ReportRefused subclass when refused."""
@@ -121,15 +118,8 @@ class ReportingService:
                 outcomes[position] = MeasurementOutcome(stored=item, created=created)
         for outcome in outcomes:
             if outcome.created and outcome.stored is not None:
-                await self._notify(outcome.stored.result)
+                await self._events.publish(MeasurementAccepted(outcome.stored.result))
         return outcomes
-
-    async def _notify(self, result: MeasurementResult) -> None:
-        for listener in self._listeners:
-            try:
-                await listener(result)
-            except Exception:  # a view failing must not turn a stored result into an error
-                _log.exception("result listener failed for result %s", result.result_id)
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
         characteristic = self._master.characteristic(report)

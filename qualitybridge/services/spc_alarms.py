@@ -8,21 +8,21 @@ about the process is worth having even when it arrives late.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from qualitybridge.domain.errors import InvalidValue
+from qualitybridge.domain.events import SpcAlarmRaised
 from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import SpcAlarm
 from qualitybridge.domain.records import SpcAlarmRecord
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
 
-__all__ = ["MAX_SEVERITY", "MIN_SEVERITY", "SpcAlarmListener", "SpcAlarmService"]
+__all__ = ["MAX_SEVERITY", "MIN_SEVERITY", "SpcAlarmService"]
 
 _log = logging.getLogger(__name__)
-
-SpcAlarmListener = Callable[[SpcAlarmRecord], Awaitable[None]]
 
 MIN_SEVERITY = 1
 MAX_SEVERITY = 1000
@@ -30,16 +30,17 @@ MAX_SEVERITY = 1000
 
 class SpcAlarmService:
     def __init__(
-        self, store: Store, master_data: MasterData, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        store: Store,
+        master_data: MasterData,
+        *,
+        events: EventBus | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._master = master_data
         self._clock = clock
-        self._listeners: list[SpcAlarmListener] = []
-
-    def add_listener(self, listener: SpcAlarmListener) -> None:
-        """Called after an alarm is stored (the OPC UA event, the relay's wake-up)."""
-        self._listeners.append(listener)
+        self._events = events or EventBus()
 
     async def report_spc_alarm(
         self,
@@ -80,9 +81,5 @@ class SpcAlarmService:
             rule,
             severity,
         )
-        for listener in self._listeners:
-            try:
-                await listener(record)
-            except Exception:  # the alarm is stored; an event that could not be raised must not deny that
-                _log.exception("SPC alarm listener failed for %s", record.alarm_id)
+        await self._events.publish(SpcAlarmRaised(record))
         return record

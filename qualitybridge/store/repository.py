@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,14 +17,15 @@ from qualitybridge.domain.model import (
     ErpSnapshot,
     MeasurementResult,
     OrderState,
-    OutboxEntry,
     OutboxState,
     ProductionOrder,
     SnapshotChange,
     TestEquipment,
 )
+from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
 
@@ -201,14 +201,14 @@ class Store(ShopFloorRecords, OutboxAdministration):
                 .order_by(tables.outbox.c.seq)
                 .limit(limit)
             )
-            return [_outbox_from_row(row._mapping) for row in rows]
+            return [entry_from_row(row._mapping) for row in rows]
 
     async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
         """Entries the relay knows (pending, sent, dead); discarded ones are listed by `outbox_records`."""
         query = select(tables.outbox).order_by(tables.outbox.c.seq)
         query = query.where(tables.outbox.c.state.in_([state.value for state in (states or OutboxState)]))
         async with self.engine.connect() as conn:
-            return [_outbox_from_row(row._mapping) for row in await conn.execute(query)]
+            return [entry_from_row(row._mapping) for row in await conn.execute(query)]
 
     async def mark_sent(self, seq: int, erp_document: str) -> None:
         await self.mark_sent_many([(seq, erp_document)])
@@ -294,18 +294,3 @@ class Store(ShopFloorRecords, OutboxAdministration):
                 )
                 for row in rows
             ]
-
-
-def _outbox_from_row(row: Any) -> OutboxEntry:
-    return OutboxEntry(
-        seq=row["seq"],
-        idempotency_key=row["idempotency_key"],
-        kind=row["kind"],
-        order_no=row["order_no"],
-        payload=row["payload"],
-        state=OutboxState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=_aware(row["next_attempt_at"]),
-        last_error=row["last_error"],
-        erp_document=row["erp_document"],
-    )

@@ -22,12 +22,13 @@ from qualitybridge.domain.model import (
     MeasurementReport,
     MeasurementResult,
     OrderState,
-    OutboxState,
     ResultEvaluation,
     SpcAlarm,
 )
+from qualitybridge.domain.postings import ConfirmationPosting, MeasurementPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
+from qualitybridge.store.outbox import outbox_row
 
 __all__ = ["ConfirmationTotals", "ShopFloorRecords"]
 
@@ -91,15 +92,7 @@ class ShopFloorRecords:
                     stored_before[client_id] = item
                 result = item.result
                 result_rows.append(_result_row(item))
-                outbox_rows.append(
-                    _outbox_row(
-                        kind="measurement",
-                        key=f"mr-{result.result_id}",
-                        order_no=result.report.order_no,
-                        payload=result.model_dump(mode="json"),
-                        now=result.received_at,
-                    )
-                )
+                outbox_rows.append(outbox_row(MeasurementPosting(result=result), now=result.received_at))
                 answers.append((item, True))
             if result_rows:
                 await conn.execute(tables.measurement_results.insert(), result_rows)
@@ -167,13 +160,7 @@ class ShopFloorRecords:
                 await conn.execute(tables.confirmations.insert().values(**_confirmation_row(record)))
                 await conn.execute(
                     tables.outbox.insert().values(
-                        **_outbox_row(
-                            kind="confirmation",
-                            key=f"cf-{record.confirmation_id}",
-                            order_no=record.confirmation.order_no,
-                            payload=record.model_dump(mode="json"),
-                            now=record.received_at,
-                        )
+                        **outbox_row(ConfirmationPosting(record=record), now=record.received_at)
                     )
                 )
         except IntegrityError:
@@ -237,15 +224,7 @@ class ShopFloorRecords:
                 )
             )
             await conn.execute(
-                tables.outbox.insert().values(
-                    **_outbox_row(
-                        kind="spc_alarm",
-                        key=f"sa-{record.alarm_id}",
-                        order_no=alarm.order_no,
-                        payload=record.model_dump(mode="json"),
-                        now=alarm.raised_at,
-                    )
-                )
+                tables.outbox.insert().values(**outbox_row(SpcAlarmPosting(record=record), now=alarm.raised_at))
             )
 
     async def spc_alarms(self, order_no: str | None = None) -> list[SpcAlarmRecord]:
@@ -271,19 +250,6 @@ async def _measurements_by_client_ids(
         for row in await conn.execute(select(tables.measurement_results).where(column.in_(chunk))):
             found[row.client_result_id] = _accepted_from_row(row._mapping)
     return found
-
-
-def _outbox_row(*, kind: str, key: str, order_no: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {
-        "idempotency_key": key,
-        "kind": kind,
-        "order_no": order_no,
-        "payload": payload,
-        "state": OutboxState.PENDING.value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
 
 
 def _result_row(item: AcceptedMeasurement) -> dict[str, Any]:

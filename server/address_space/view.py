@@ -15,6 +15,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from qualitybridge.domain.events import DiagnosticsChanged
 from qualitybridge.domain.model import (
     InspectionCharacteristic,
     MeasurementResult,
@@ -26,7 +27,6 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.units import unit_description, unit_id, unit_symbol
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.methods.arguments import status_code
-from qualitybridge.services.diagnostics import Diagnostics
 
 __all__ = ["AddressSpaceView"]
 
@@ -256,7 +256,7 @@ class AddressSpaceView:
                 f"{result.unit}: {result.evaluation.name}"
             )
 
-    async def show_diagnostics(self, diagnostics: Diagnostics) -> None:
+    async def show_diagnostics(self, diagnostics: DiagnosticsChanged) -> None:
         await self._write_members(
             self._ns.root_child("Diagnostics"),
             [

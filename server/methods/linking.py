@@ -1,7 +1,8 @@
-"""Links the shop-floor methods beyond ReportMeasurement to their nodes on the QualityBridge object.
+"""Links every shop-floor method to its node on the QualityBridge object: the one place a handler is bound.
 
-ReportMeasurements, ReportConfirmation, ReportSpcAlarm and the five order methods are declared in the NodeSet
-(`QualityBridge.<Name>`); here each gets its handler's bound coroutine `call`.
+ReportMeasurement, ReportMeasurements, ReportConfirmation, ReportSpcAlarm and the five order methods are declared
+in the NodeSet (`QualityBridge.<Name>`); here each gets its handler's bound coroutine `call` (asyncua runs any
+other callable in a thread pool, where the caller context is lost).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from asyncua import Server
 
 from qualitybridge.domain.order_states import OrderCommand
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
-from qualitybridge.server.methods.measurement_batch import ReportMeasurementsMethod
+from qualitybridge.server.methods.measurements import ReportMeasurementMethod, ReportMeasurementsMethod
 from qualitybridge.server.methods.orders import ORDER_METHOD_NAMES, OrderCommandMethod
 from qualitybridge.server.methods.production_reports import ReportConfirmationMethod, ReportSpcAlarmMethod
 from qualitybridge.services.confirmations import ConfirmationService
@@ -35,6 +36,7 @@ class ShopFloorServices:
 def link_shop_floor_methods(server: Server, namespace: QualityBridgeNamespace, services: ShopFloorServices) -> None:
     master = services.reporting.master_data
     handlers = {
+        "ReportMeasurement": ReportMeasurementMethod(services.reporting).call,
         "ReportMeasurements": ReportMeasurementsMethod(services.reporting, max_batch_size=services.max_batch_size).call,
         "ReportConfirmation": ReportConfirmationMethod(services.confirmations, master).call,
         "ReportSpcAlarm": ReportSpcAlarmMethod(services.spc_alarms, master).call,

@@ -1,15 +1,19 @@
-"""QualityBridge.ReportMeasurements: a PLC flushes its buffer of measurements in one call, one answer per entry.
+"""QualityBridge.ReportMeasurement and ReportMeasurements: one measurement per call, or a PLC's buffer in one call.
 
-The arguments are parallel arrays (entry i is element i of every array). Problems with the call as a whole
-(role, argument types, unequal lengths, batch size) refuse the call; everything else is decided per entry: each
-entry gets its own StatusCode and message, exactly as ReportMeasurement would have answered it alone. All accepted
-entries are stored in one transaction, so a batch costs one commit, and a crash keeps all of it or none.
+Both take the same path: arguments checked by the same element rules, turned into a report by
+`measurement_report`, judged and stored by `ReportingService.report_measurements` (a single call is the one-entry
+case). Refusals map to StatusCodes in `results` (documented in docs/report-methods.md); every refusal is logged
+with the caller and a readable reason; no result is stored for a refused entry.
+
+ReportMeasurements takes parallel arrays (entry i is element i of every array). Problems with the call as a whole
+(role, argument types, unequal lengths, batch size) refuse the call; everything else is decided per entry, exactly
+as ReportMeasurement would have answered it alone. All accepted entries are stored in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,12 +27,72 @@ from qualitybridge.server.methods.arguments import (
     parse_element,
     status_code,
 )
-from qualitybridge.server.methods.measurement import REPORT_MEASUREMENT_ARGUMENTS
-from qualitybridge.server.methods.results import answered, caller_name, refused, status_for
+from qualitybridge.server.methods.results import answered, caller_name, guarded_call, refused, status_for
 from qualitybridge.server.security.permissions import AccessDenied, Permission, authorize
 from qualitybridge.services.reporting import MeasurementOutcome, ReportingService
 
-__all__ = ["REPORT_MEASUREMENTS_ARGUMENTS", "ReportMeasurementsMethod"]
+__all__ = [
+    "REPORT_MEASUREMENTS_ARGUMENTS",
+    "REPORT_MEASUREMENT_ARGUMENTS",
+    "ReportMeasurementMethod",
+    "ReportMeasurementsMethod",
+    "measurement_report",
+]
+
+_S = ua.VariantType.String
+REPORT_MEASUREMENT_ARGUMENTS: tuple[ArgumentSpec, ...] = (
+    ArgumentSpec("OrderNumber", (_S,), max_length=32),
+    ArgumentSpec("OperationNumber", (_S,), max_length=16),
+    ArgumentSpec("CharacteristicId", (_S,), max_length=64),
+    ArgumentSpec("Value", (ua.VariantType.Double, ua.VariantType.Float)),
+    ArgumentSpec("EquipmentId", (_S,), max_length=64),
+    ArgumentSpec("PartSerial", (_S,), max_length=128),
+    ArgumentSpec("MeasuredAt", (ua.VariantType.DateTime,)),
+    ArgumentSpec("ClientResultId", (_S,), required=False, max_length=128),
+)
+
+
+def measurement_report(values: Mapping[str, Any]) -> MeasurementReport:
+    """The domain report from checked arguments: the one place a call (or a batch entry) becomes a report."""
+    return MeasurementReport(
+        order_no=values["OrderNumber"],
+        operation_no=values["OperationNumber"],
+        characteristic_id=values["CharacteristicId"],
+        value=values["Value"],
+        equipment_id=values["EquipmentId"],
+        part_serial=values["PartSerial"],
+        measured_at=values["MeasuredAt"],
+        client_result_id=values["ClientResultId"] or None,
+    )
+
+
+class ReportMeasurementMethod:
+    """Handler for QualityBridge.ReportMeasurement.
+
+    Link `call`, a coroutine function: asyncua runs anything else (even an object with an async __call__) in a
+    thread pool, where the caller context is lost and throughput drops.
+    """
+
+    def __init__(self, service: ReportingService) -> None:
+        self._service = service
+
+    async def call(self, _parent: ua.NodeId, *arguments: ua.Variant) -> ua.CallMethodResult:
+        return await guarded_call(
+            "ReportMeasurement",
+            Permission.REPORT,
+            REPORT_MEASUREMENT_ARGUMENTS,
+            arguments,
+            lambda values: self._service.master_data.work_centre(values["OrderNumber"], values["OperationNumber"]),
+            self._report,
+        )
+
+    async def _report(self, values: dict[str, Any], who: str) -> list[ua.Variant]:
+        result = await self._service.report_measurement(measurement_report(values), reported_by=who)
+        return [
+            ua.Variant(result.result_id, ua.VariantType.String),
+            ua.Variant(int(result.evaluation), ua.VariantType.Int32),
+        ]
+
 
 _log = logging.getLogger(__name__)
 
@@ -173,16 +237,7 @@ class ReportMeasurementsMethod:
                 parsed[spec.name] = parse_element(spec, columns[index][entry], index)
             except ArgumentError as exc:
                 raise _EntryRefused(exc.status, exc.message) from exc
-        return MeasurementReport(
-            order_no=parsed["OrderNumber"],
-            operation_no=parsed["OperationNumber"],
-            characteristic_id=parsed["CharacteristicId"],
-            value=parsed["Value"],
-            equipment_id=parsed["EquipmentId"],
-            part_serial=parsed["PartSerial"],
-            measured_at=parsed["MeasuredAt"],
-            client_result_id=parsed["ClientResultId"] or None,
-        )
+        return measurement_report(parsed)
 
     def _authorize_work_centre(self, report: MeasurementReport, decided: dict[str | None, str]) -> None:
         work_centre = self._service.master_data.work_centre(report.order_no, report.operation_no)

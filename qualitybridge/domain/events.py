@@ -1,0 +1,75 @@
+"""Domain events: what happened, in the past tense, after it is stored. Services raise them on one bus.
+
+Publishers (the OPC UA view today; MQTT or a status page later) and the relay react to them; none of them can
+undo the fact: an event is raised only once its data is on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
+from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
+
+__all__ = [
+    "ConfirmationAccepted",
+    "DiagnosticsChanged",
+    "DomainEvent",
+    "MasterDataChanged",
+    "MeasurementAccepted",
+    "OrderStateChanged",
+    "SpcAlarmRaised",
+]
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """Base of every event on the bus."""
+
+
+@dataclass(frozen=True)
+class MasterDataChanged(DomainEvent):
+    """An ERP sync changed released orders or gauges; the in-memory master data is already current."""
+
+    change: SnapshotChange
+
+
+@dataclass(frozen=True)
+class MeasurementAccepted(DomainEvent):
+    """A new measurement result is stored with its posting (not raised for a repeated client result id)."""
+
+    result: MeasurementResult
+
+
+@dataclass(frozen=True)
+class ConfirmationAccepted(DomainEvent):
+    """A new production confirmation is stored with its posting."""
+
+    record: ConfirmationRecord
+
+
+@dataclass(frozen=True)
+class SpcAlarmRaised(DomainEvent):
+    """An SPC alarm is stored with its posting to the QMS."""
+
+    record: SpcAlarmRecord
+
+
+@dataclass(frozen=True)
+class OrderStateChanged(DomainEvent):
+    """The shop floor moved an order to a new ISA-95 state; `order` is the order as it is now."""
+
+    order: ProductionOrder
+
+
+@dataclass(frozen=True)
+class DiagnosticsChanged(DomainEvent):
+    """The bridge's health figures as they are now: sync freshness and the outbox backlog."""
+
+    last_sync_time: datetime | None
+    last_sync_succeeded: bool
+    sync_error_count: int
+    last_sync_error: str
+    outbox_depth: int
+    outbox_dead_letters: int

@@ -1,0 +1,86 @@
+"""The outbox's one encoding of postings: a row per posting (kind, idempotency key, order, JSON payload) and back.
+
+The payload of each kind is the JSON of the record it carries, as it has been since the first schema, so rows
+written by earlier releases decode unchanged. A row that does not decode becomes an `UnreadablePosting`, which
+the relay dead-letters with the reason instead of failing the whole page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from qualitybridge.domain.model import MeasurementResult, OutboxState
+from qualitybridge.domain.postings import (
+    ConfirmationPosting,
+    MeasurementPosting,
+    OutboxEntry,
+    Posting,
+    SpcAlarmPosting,
+    UnreadablePosting,
+)
+from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
+
+__all__ = ["decode_posting", "entry_from_row", "outbox_row"]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything in the store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def outbox_row(posting: Posting, *, now: datetime) -> dict[str, Any]:
+    """The outbox row for a new posting, due at once; the idempotency key is derived from the record's id."""
+    match posting:
+        case MeasurementPosting(result=result):
+            key, order_no, payload = f"mr-{result.result_id}", result.report.order_no, result.model_dump(mode="json")
+        case ConfirmationPosting(record=record):
+            key, order_no = f"cf-{record.confirmation_id}", record.confirmation.order_no
+            payload = record.model_dump(mode="json")
+        case SpcAlarmPosting(record=alarm):
+            key, order_no, payload = f"sa-{alarm.alarm_id}", alarm.alarm.order_no, alarm.model_dump(mode="json")
+        case _:
+            raise ValueError(f"a {posting.kind} posting is never queued")
+    return {
+        "idempotency_key": key,
+        "kind": posting.kind,
+        "order_no": order_no,
+        "payload": payload,
+        "state": OutboxState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def decode_posting(kind: str, payload: Any) -> Posting:
+    """The posting a stored row holds; an `UnreadablePosting` naming why when it cannot be decoded."""
+    try:
+        if kind == "measurement":
+            return MeasurementPosting(result=MeasurementResult.model_validate(payload))
+        if kind == "confirmation":
+            return ConfirmationPosting(record=ConfirmationRecord.model_validate(payload))
+        if kind == "spc_alarm":
+            return SpcAlarmPosting(record=SpcAlarmRecord.model_validate(payload))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return UnreadablePosting(
+            stored_kind=kind, reason=f"{exc.error_count()} errors in the payload, first: {first['loc']}: {first['msg']}"
+        )
+    return UnreadablePosting(stored_kind=kind, reason=f"unknown posting kind {kind!r}")
+
+
+def entry_from_row(row: Any) -> OutboxEntry:
+    return OutboxEntry(
+        seq=row["seq"],
+        idempotency_key=row["idempotency_key"],
+        order_no=row["order_no"],
+        posting=decode_posting(row["kind"], row["payload"]),
+        state=OutboxState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=_aware(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        erp_document=row["erp_document"],
+    )

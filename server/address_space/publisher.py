@@ -1,0 +1,55 @@
+"""The OPC UA view as a publisher on the event bus: each domain event becomes what a client of the address space
+sees (nodes added or changed, a MeasurementReported or SpcAlarm event, the diagnostics values).
+
+A second publisher (MQTT, a status page) is one more class of this shape, added to the bus in the composition root.
+"""
+
+from __future__ import annotations
+
+from asyncua import Server
+
+from qualitybridge.domain.events import (
+    DiagnosticsChanged,
+    DomainEvent,
+    MasterDataChanged,
+    MeasurementAccepted,
+    OrderStateChanged,
+    SpcAlarmRaised,
+)
+from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
+from qualitybridge.server.address_space.view import AddressSpaceView
+from qualitybridge.services.master_data import MasterData
+
+__all__ = ["OpcUaPublisher"]
+
+
+class OpcUaPublisher:
+    """Implements the domain's `Publisher` port for the address space."""
+
+    def __init__(self, server: Server, namespace: QualityBridgeNamespace, master_data: MasterData) -> None:
+        self.view = AddressSpaceView(server, namespace)
+        self._spc_alarms = SpcAlarmEvents(server, namespace)
+        self._master = master_data
+
+    async def start(self) -> None:
+        """Create the event generators; call once the server has started."""
+        await self.view.start()
+        await self._spc_alarms.start()
+
+    async def show_master_data(self) -> None:
+        """Publish the released orders and gauges as the in-memory master data has them now."""
+        await self.view.show(self._master.orders, self._master.equipment)
+
+    async def publish(self, event: DomainEvent) -> None:
+        match event:
+            case MasterDataChanged() | OrderStateChanged():
+                await self.show_master_data()
+            case MeasurementAccepted(result=result):
+                await self.view.show_result(result)
+            case SpcAlarmRaised(record=record):
+                await self._spc_alarms.raise_alarm(record)
+            case DiagnosticsChanged():
+                await self.view.show_diagnostics(event)
+            case _:
+                pass
