@@ -1,18 +1,20 @@
 """The admin commands behind `qualitybridge pki …`, `qualitybridge users …` and `qualitybridge audit-log`.
 
 Each command changes only the store or the PKI folders; the running server picks the change up by itself
-(`security_jobs`). Every change, and every refused attempt, is written to the audit log with the operating
+(`server.security.jobs`). Every change, and every refused attempt, is written to the audit log with the operating
 system account that ran the command. Commands return their output as an `AdminOutput` so that the CLI stays
 a parser and tests can run the commands in-process.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import getpass
 import re
 import socket
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from asyncua import ua
 
+from qualitybridge.cli.common import config_for_admin, setup_logging
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.server.pki import (
@@ -38,7 +41,7 @@ from qualitybridge.server.security.identity import NO_PASSWORD, Role, hash_passw
 from qualitybridge.store import Store, StoredUser, open_store
 from qualitybridge.store.audit_log import AuditLogStore
 
-__all__ = ["MIN_PASSWORD_LENGTH", "AdminOutput", "Administration", "parse_since"]
+__all__ = ["MIN_PASSWORD_LENGTH", "AdminOutput", "Administration", "parse_since", "run_admin"]
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -317,3 +320,22 @@ class Administration:
         if not entries:
             output.say("(no entries)")
         return output
+
+
+AdminCommand = Callable[[Administration, argparse.Namespace], Awaitable[AdminOutput]]
+
+
+def run_admin(arguments: argparse.Namespace, command: AdminCommand) -> int:
+    """Run one admin command against the deployment the arguments name; print its output; answer its exit code."""
+    setup_logging("WARNING")
+    output = asyncio.run(_run_admin(arguments, command))
+    for line in output.lines:
+        print(line)  # noqa: T201
+    for line in output.errors:
+        print(line, file=sys.stderr)  # noqa: T201
+    return output.exit_code
+
+
+async def _run_admin(arguments: argparse.Namespace, command: AdminCommand) -> AdminOutput:
+    async with Administration.open(config_for_admin(arguments)) as admin:
+        return await command(admin, arguments)

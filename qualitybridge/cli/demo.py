@@ -7,19 +7,22 @@ exactly the production server.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from qualitybridge.app import QualityBridgeApp
+from qualitybridge.cli.common import install_stop_signals, setup_logging
 from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
 from qualitybridge.store import Store, StoredUser
 
-__all__ = ["DEMO_CLIENT_URI", "DemoUser", "run_demo"]
+__all__ = ["DEMO_CLIENT_URI", "DemoUser", "register", "run_demo"]
 
 _log = logging.getLogger(__name__)
 
@@ -137,3 +140,38 @@ async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.
         await app.stop()
         simulator.cancel()
         await asyncio.gather(simulator, return_exceptions=True)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run the ERP simulator and the server together with demo data and demo users",
+        description="Start the reference ERP/QMS simulator and the OPC UA server in one process, on the embedded "
+        "default (SQLite in the data folder). Creates demo users (written to <data-dir>/demo-users.txt as "
+        "'name role password') and a client certificate that is already trusted, then prints the endpoint and how "
+        "to connect UaExpert.",
+    )
+    demo.add_argument("--data-dir", type=Path, default=Path("data"), help="store, PKI and demo users (default ./data)")
+    demo.add_argument("--port", type=int, default=4840, help="OPC UA port; endpoint opc.tcp://<host>:N/qualitybridge")
+    demo.add_argument("--erp-port", type=int, default=8080, help="HTTP port of the ERP simulator (default 8080)")
+    demo.add_argument("--host", default="0.0.0.0", help="interface the OPC UA server listens on")  # noqa: S104
+    demo.set_defaults(run=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    setup_logging("INFO")
+    asyncio.run(_demo_until_stopped(arguments))
+    return 0
+
+
+async def _demo_until_stopped(arguments: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    demo = asyncio.create_task(run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({demo, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not demo.done():
+        demo.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await demo

@@ -7,16 +7,17 @@ entry within one relay interval, and Diagnostics shows the new dead-letter count
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Callable
 
+from qualitybridge.cli.common import add_target, config_for_admin, setup_logging
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.store import open_store
 from qualitybridge.store.outbox_admin import OUTBOX_STATES, OutboxRecord
 
-__all__ = ["add_outbox_commands", "run_outbox_command"]
+__all__ = ["register", "run_outbox_command"]
 
 _HELP = """\
 examples:
@@ -31,10 +32,7 @@ discarded (a person decided it is not to be delivered). Nothing is ever deleted.
 """
 
 
-def add_outbox_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_target: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     outbox = commands.add_parser(
         "outbox",
         help="postings owed to the ERP: list, retry dead letters, discard",
@@ -59,6 +57,12 @@ def add_outbox_commands(
     discard.add_argument("seq", type=int, help="entry number as shown by `outbox list`")
     discard.add_argument("--reason", required=True, help="why; kept with the entry for whoever looks next")
     add_target(discard)
+    outbox.set_defaults(run=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    setup_logging("WARNING")
+    return asyncio.run(run_outbox_command(arguments, config_for_admin(arguments)))
 
 
 def _line(record: OutboxRecord) -> str:

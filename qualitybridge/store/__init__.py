@@ -1,4 +1,19 @@
-"""The store: SQLAlchemy 2 (async) over SQLite or PostgreSQL, schema versioned with Alembic."""
+"""The store: SQLAlchemy 2 (async) over SQLite or PostgreSQL, schema versioned with Alembic; the single source of
+truth of which the address space is a view.
+
+| module               | what it does                                                                  |
+| -------------------- | ----------------------------------------------------------------------------- |
+| `database`           | engine creation (SQLite pragmas, PostgreSQL pool) and migration to head       |
+| `tables`             | the schema as SQLAlchemy Core tables                                          |
+| `repository`         | `Store`: master data from the ERP, results, the outbox, users                 |
+| `shop_floor_records` | measurements, confirmations, SPC alarms, order states, each with its posting  |
+| `outbox`             | the one encoding of postings into outbox rows and back                        |
+| `outbox_admin`       | listing, retrying and discarding outbox entries for `qualitybridge outbox`    |
+| `audit_log`          | the audit_log table: batched append, filtered read, purge                     |
+| `migrations/`        | Alembic revisions                                                             |
+
+The store imports the domain only; services, server, adapters and the CLI import it.
+"""
 
 from __future__ import annotations
 
