@@ -3,6 +3,8 @@
 Nodes are created from the NodeSet's types (so every instance carries what its type declares) and then kept
 current by writing only what changed: a subscribed client sees a data change, not a node that vanished
 and came back. Orders the ERP withdraws are deleted with their whole subtree.
+
+asyncua internals: Server.iserver.aspace (get, del, delete_datachange_callback, NodeData references and attributes)
 """
 
 from __future__ import annotations
