@@ -24,8 +24,14 @@ from asyncua import Client, ua
 from asyncua.common.methods import call_method_full
 
 from qualitybridge.server.security.identity import Role
-from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
-from tests.harness import NAMESPACE_URI, Deployment, postgres_database, wait_for
+from tests.harness import (
+    NAMESPACE_URI,
+    POSTGRES_SKIP_REASON,
+    POSTGRES_URL,
+    Deployment,
+    postgres_database,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -25,7 +25,7 @@ from qualitybridge.domain.model import CalibrationStatus, OrderState, ResultEval
 
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 UA_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
-XSD_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "opcua-nodesets" / "UANodeSet.xsd"
+XSD_PATH = Path(__file__).resolve().parents[3] / "shared" / "opcua-nodesets" / "UANodeSet.xsd"
 
 PRODUCTION_ORDER_TYPE = 1001
 OPERATION_TYPE = 1002
