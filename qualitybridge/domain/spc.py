@@ -1,0 +1,378 @@
+"""Statistical process control on one characteristic's measurement stream: control charts, Nelson rules, capability.
+
+Pure computation, no I/O: `SpcChart` takes values in arrival order and answers, per value, the rule violations the
+value completed. The service (`qualitybridge.services.spc_monitor`) keeps one chart per order, operation and
+characteristic and rebuilds them from the store at start; docs/spc.md explains the rules and limits to users.
+
+- Sample size 1: individuals chart (the moving range of two estimates σ). Sample size n > 1: consecutive values
+  form subgroups of n in arrival order; the plotted point is the subgroup mean, σ is estimated from the mean range
+  (X̄/R, n ≤ 10) or the mean standard deviation (X̄/S, n > 10).
+- Control limits come from the ERP plan when it gives them; otherwise from the first `baseline_subgroups` points
+  (a baseline window). They never drift with the process: they are recomputed only by `recompute_limits()` or by a
+  new chart (the service starts one when the plan version changes). No limits yet means no rule is judged.
+- Nelson rules 1-8 on the plotted points, judged in σ-zones of the limits (asymmetric limits give asymmetric
+  zones). After a rule fires, it looks only at points after the one that fired it, so one long run raises the rule
+  once per full pattern rather than at every further point.
+- Cp/Cpk (within-subgroup σ) and Pp/Ppk (overall σ) over the last `capability_window` values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "ALL_RULES",
+    "RULE_DESCRIPTIONS",
+    "Capability",
+    "ChartType",
+    "ControlLimits",
+    "LimitSource",
+    "RuleViolation",
+    "SpcChart",
+    "SpcSettings",
+    "SpcStatus",
+    "c4",
+    "chart_type_for",
+    "d2",
+]
+
+ALL_RULES: frozenset[int] = frozenset(range(1, 9))
+
+RULE_DESCRIPTIONS: dict[int, str] = {
+    1: "one point beyond 3σ (outside the control limits)",
+    2: "nine points in a row on the same side of the centre line",
+    3: "six points in a row steadily rising or falling",
+    4: "fourteen points in a row alternating up and down",
+    5: "two of three points in a row beyond 2σ on the same side",
+    6: "four of five points in a row beyond 1σ on the same side",
+    7: "fifteen points in a row within 1σ of the centre line",
+    8: "eight points in a row outside 1σ, on both sides of the centre line",
+}
+
+# Points a rule looks at: it fires when the last WINDOW points (all after its previous firing) show the pattern.
+_WINDOW: dict[int, int] = {1: 1, 2: 9, 3: 6, 4: 14, 5: 3, 6: 5, 7: 15, 8: 8}
+_HISTORY = max(_WINDOW.values())
+
+# d2(n): expected range of n normal values in σ (ASTM E2587 / Montgomery table VI), n = 2..25.
+_D2 = (
+    1.128, 1.693, 2.059, 2.326, 2.534, 2.704, 2.847, 2.970, 3.078, 3.173, 3.258, 3.336,
+    3.407, 3.472, 3.532, 3.588, 3.640, 3.689, 3.735, 3.778, 3.819, 3.858, 3.895, 3.931,
+)  # fmt: skip
+_MAX_XBAR_R = 10
+
+
+def d2(n: int) -> float:
+    if not 2 <= n <= len(_D2) + 1:
+        raise ValueError(f"d2 is tabulated for subgroup sizes 2..{len(_D2) + 1}, not {n}")
+    return _D2[n - 2]
+
+
+def c4(n: int) -> float:
+    """Bias of the sample standard deviation of n normal values: E[s] = c4(n)·σ."""
+    if n < 2:
+        raise ValueError("c4 needs a subgroup size of at least 2")
+    return math.sqrt(2.0 / (n - 1)) * math.exp(math.lgamma(n / 2) - math.lgamma((n - 1) / 2))
+
+
+class ChartType(StrEnum):
+    INDIVIDUALS = "I-MR"
+    XBAR_R = "Xbar-R"
+    XBAR_S = "Xbar-S"
+
+
+def chart_type_for(sample_size: int) -> ChartType:
+    if sample_size <= 1:
+        return ChartType.INDIVIDUALS
+    return ChartType.XBAR_R if sample_size <= _MAX_XBAR_R else ChartType.XBAR_S
+
+
+class LimitSource(StrEnum):
+    PLAN = "plan"
+    BASELINE = "baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlLimits:
+    """Centre line and 3σ control limits of the plotted statistic (individual value or subgroup mean)."""
+
+    center: float
+    ucl: float
+    lcl: float
+    source: LimitSource = LimitSource.PLAN
+
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in (self.center, self.ucl, self.lcl)):
+            raise ValueError("control limits must be finite numbers")
+        if not self.lcl <= self.center <= self.ucl:
+            raise ValueError(f"control limits need LCL ≤ centre ≤ UCL, got {self.lcl}, {self.center}, {self.ucl}")
+
+    def zone(self, x: float) -> float:
+        """Signed distance from the centre line in σ of the plotted statistic (σ = a third of the limit's span)."""
+        span = self.ucl - self.center if x >= self.center else self.center - self.lcl
+        if x == self.center:
+            return 0.0
+        if span <= 0:
+            return math.copysign(math.inf, x - self.center)
+        return 3.0 * (x - self.center) / span
+
+
+@dataclass(frozen=True)
+class SpcSettings:
+    """What is judged for one characteristic: the rules (1-8), the baseline and the capability window."""
+
+    rules: frozenset[int] = ALL_RULES
+    baseline_subgroups: int = 25
+    capability_window: int = 125
+
+    def __post_init__(self) -> None:
+        if not self.rules <= ALL_RULES:
+            raise ValueError(f"Nelson rules are numbered 1..8, got {sorted(self.rules - ALL_RULES)}")
+        if self.baseline_subgroups < 2:
+            raise ValueError("a baseline needs at least 2 subgroups")
+        if self.capability_window < 2:
+            raise ValueError("the capability window needs at least 2 values")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleViolation:
+    """Rule `rule` fired at the `point`-th plotted point, completed by the sample `sample_id` (the last value)."""
+
+    rule: int
+    point: int
+    value: float
+    sample_id: str | None
+    limits: ControlLimits
+
+    @property
+    def description(self) -> str:
+        return RULE_DESCRIPTIONS[self.rule]
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """Process capability over the window; a figure is None where it is undefined (too few values, no spread)."""
+
+    values: int
+    mean: float
+    sigma_within: float | None
+    sigma_overall: float | None
+    cp: float | None
+    cpk: float | None
+    pp: float | None
+    ppk: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpcStatus:
+    """What a chart shows now. `limits` None: not yet known (baseline still filling); `capability` None: no data."""
+
+    chart_type: ChartType
+    sample_count: int
+    point_count: int
+    limits: ControlLimits | None
+    baseline_missing: int
+    capability: Capability | None
+    last_violated_rule: int | None
+
+    @property
+    def has_data(self) -> bool:
+        return self.sample_count > 0
+
+
+@dataclass(slots=True)
+class _Point:
+    mean: float
+    spread: float  # subgroup range (X̄/R) or standard deviation (X̄/S); 0 for individuals
+
+
+@dataclass
+class SpcChart:
+    """One characteristic's control chart; feed it values with `add` in arrival order."""
+
+    sample_size: int
+    lower_spec: float
+    upper_spec: float
+    plan_limits: ControlLimits | None = None
+    settings: SpcSettings = field(default_factory=SpcSettings)
+
+    def __post_init__(self) -> None:
+        if self.sample_size < 1:
+            raise ValueError("sample size must be at least 1")
+        self.chart_type = chart_type_for(self.sample_size)
+        self.limits: ControlLimits | None = self.plan_limits
+        self._subgroup: list[float] = []
+        self._sample_count = 0
+        self._point_count = 0
+        keep = max(self.settings.baseline_subgroups, math.ceil(self.settings.capability_window / self.sample_size))
+        self._points: deque[_Point] = deque(maxlen=keep + 1)
+        self._values: deque[float] = deque(maxlen=self.settings.capability_window)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=_HISTORY)  # (plotted value, zone) since limits
+        self._since_fired: dict[int, int] = dict.fromkeys(self.settings.rules, 0)
+        self.last_violated_rule: int | None = None
+
+    def add(self, value: float, sample_id: str | None = None) -> tuple[RuleViolation, ...]:
+        """Take one measured value; answers the rules this value completed (none while a subgroup is filling)."""
+        if not math.isfinite(value):
+            return ()
+        self._sample_count += 1
+        self._values.append(value)
+        self._subgroup.append(value)
+        if len(self._subgroup) < self.sample_size:
+            return ()
+        point = self._close_subgroup()
+        self._point_count += 1
+        self._points.append(point)
+        if self.limits is None:
+            if len(self._points) >= self.settings.baseline_subgroups:
+                self.limits = self._limits_from(list(self._points)[-self.settings.baseline_subgroups :])
+            return ()
+        return self._judge(point.mean, sample_id, self.limits)
+
+    def recompute_limits(self) -> ControlLimits | None:
+        """New baseline limits from the latest points (on request); plan limits stay as the ERP gave them."""
+        if self.plan_limits is not None:
+            return self.limits
+        baseline = list(self._points)[-self.settings.baseline_subgroups :]
+        if len(baseline) < self.settings.baseline_subgroups:
+            self.limits = None  # the baseline goes on filling from where it is
+        else:
+            self.limits = self._limits_from(baseline)
+        self._recent.clear()
+        self._since_fired = dict.fromkeys(self.settings.rules, 0)
+        return self.limits
+
+    def status(self) -> SpcStatus:
+        missing = 0 if self.limits is not None else self.settings.baseline_subgroups - len(self._points)
+        return SpcStatus(
+            chart_type=self.chart_type,
+            sample_count=self._sample_count,
+            point_count=self._point_count,
+            limits=self.limits,
+            baseline_missing=max(missing, 0),
+            capability=self.capability(),
+            last_violated_rule=self.last_violated_rule,
+        )
+
+    # ---- limits and capability ------------------------------------------------------------------
+
+    def _close_subgroup(self) -> _Point:
+        values = self._subgroup
+        self._subgroup = []
+        n = len(values)
+        if n == 1:
+            return _Point(values[0], 0.0)
+        mean = math.fsum(values) / n
+        if self.chart_type is ChartType.XBAR_S:
+            return _Point(mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)))
+        return _Point(mean, max(values) - min(values))
+
+    def _sigma_of_points(self, points: list[_Point]) -> float | None:
+        """σ of the individual values, estimated within subgroups (or from moving ranges for individuals)."""
+        n = self.sample_size
+        if n == 1:
+            if len(points) < 2:
+                return None
+            moving = [abs(b.mean - a.mean) for a, b in itertools.pairwise(points)]
+            return (math.fsum(moving) / len(moving)) / d2(2)
+        if not points:
+            return None
+        spread = math.fsum(p.spread for p in points) / len(points)
+        return spread / (c4(n) if self.chart_type is ChartType.XBAR_S else d2(n))
+
+    def _limits_from(self, points: list[_Point]) -> ControlLimits:
+        center = math.fsum(p.mean for p in points) / len(points)
+        sigma = self._sigma_of_points(points) or 0.0
+        half_width = 3.0 * sigma / math.sqrt(self.sample_size)
+        return ControlLimits(center, center + half_width, center - half_width, LimitSource.BASELINE)
+
+    def capability(self) -> Capability | None:
+        values = list(self._values)
+        if not values:
+            return None
+        mean = math.fsum(values) / len(values)
+        window_points = math.ceil(len(values) / self.sample_size)
+        points = list(self._points)[-window_points:] if self._points else []
+        sigma_within = self._sigma_of_points(points)
+        sigma_overall = (
+            math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+        )
+        cp, cpk = self._indices(mean, sigma_within)
+        pp, ppk = self._indices(mean, sigma_overall)
+        return Capability(len(values), mean, sigma_within, sigma_overall, cp, cpk, pp, ppk)
+
+    def _indices(self, mean: float, sigma: float | None) -> tuple[float | None, float | None]:
+        if sigma is None or sigma <= 0:
+            return None, None
+        potential = (self.upper_spec - self.lower_spec) / (6 * sigma)
+        actual = min(self.upper_spec - mean, mean - self.lower_spec) / (3 * sigma)
+        return potential, actual
+
+    # ---- Nelson rules -----------------------------------------------------------------------------
+
+    def _judge(self, x: float, sample_id: str | None, limits: ControlLimits) -> tuple[RuleViolation, ...]:
+        self._recent.append((x, limits.zone(x)))
+        fired: list[RuleViolation] = []
+        for rule in sorted(self._since_fired):
+            self._since_fired[rule] += 1
+            window = _WINDOW[rule]
+            if self._since_fired[rule] < window or len(self._recent) < window:
+                continue
+            if _PATTERNS[rule](list(self._recent)[-window:]):
+                self._since_fired[rule] = 0
+                fired.append(RuleViolation(rule, self._point_count, x, sample_id, limits))
+        if fired:
+            self.last_violated_rule = fired[-1].rule
+        return tuple(fired)
+
+
+Points = list[tuple[float, float]]  # (plotted value, zone in σ), oldest first; the last one is the new point
+
+
+def _rule1(w: Points) -> bool:
+    return abs(w[-1][1]) > 3
+
+
+def _rule2(w: Points) -> bool:
+    return all(z > 0 for _, z in w) or all(z < 0 for _, z in w)
+
+
+def _rule3(w: Points) -> bool:
+    steps = [b[0] - a[0] for a, b in itertools.pairwise(w)]
+    return all(s > 0 for s in steps) or all(s < 0 for s in steps)
+
+
+def _rule4(w: Points) -> bool:
+    steps = [b[0] - a[0] for a, b in itertools.pairwise(w)]
+    return all(s != 0 for s in steps) and all(a * b < 0 for a, b in itertools.pairwise(steps))
+
+
+def _k_of_n_beyond(w: Points, k: int, sigmas: float) -> bool:
+    """At least k points beyond `sigmas` on one side, the new point among them."""
+    last = w[-1][1]
+    if abs(last) <= sigmas:
+        return False
+    side = 1.0 if last > 0 else -1.0
+    return sum(1 for _, z in w if z * side > sigmas) >= k
+
+
+def _rule5(w: Points) -> bool:
+    return _k_of_n_beyond(w, 2, 2.0)
+
+
+def _rule6(w: Points) -> bool:
+    return _k_of_n_beyond(w, 4, 1.0)
+
+
+def _rule7(w: Points) -> bool:
+    return all(abs(z) < 1 for _, z in w)
+
+
+def _rule8(w: Points) -> bool:
+    return all(abs(z) > 1 for _, z in w) and any(z > 0 for _, z in w) and any(z < 0 for _, z in w)
+
+
+_PATTERNS = {1: _rule1, 2: _rule2, 3: _rule3, 4: _rule4, 5: _rule5, 6: _rule6, 7: _rule7, 8: _rule8}
