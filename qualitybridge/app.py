@@ -35,6 +35,7 @@ from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.services.reporting import ReportingService
 from qualitybridge.services.spc_alarms import SpcAlarmService
+from qualitybridge.services.spc_monitor import SpcMonitor
 from qualitybridge.store import Store, open_store
 from qualitybridge.store.audit_log import AuditLogStore
 
@@ -61,6 +62,7 @@ class QualityBridgeApp:
     opcua: OpcUaFace
     publisher: OpcUaPublisher
     security_jobs: SecurityJobs
+    spc: SpcMonitor | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -134,6 +136,18 @@ class QualityBridgeApp:
             events.subscribe(owed_to_erp, wake_relay)
         for extra in (publisher, *publishers):
             events.add_publisher(extra)
+        # SPC judges every accepted measurement; its alarms are SpcAlarmRaised events, so they wake the relay too.
+        spc: SpcMonitor | None = None
+        if config.spc.enabled:
+            spc = SpcMonitor(
+                store,
+                master_data,
+                config.spc.policy(),
+                events=events,
+                catch_up=timedelta(minutes=config.spc.catch_up_minutes),
+                clock=clock,
+            )
+            spc.subscribe()
         return cls(
             config=config,
             store=store,
@@ -147,6 +161,7 @@ class QualityBridgeApp:
             opcua=opcua,
             publisher=publisher,
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
+            spc=spc,
         )
 
     @property
@@ -158,6 +173,8 @@ class QualityBridgeApp:
         await self.publisher.start()
         await self.sync.load_from_store()
         await self.publisher.show_master_data()
+        if self.spc is not None:
+            await self.spc.rebuild()  # charts, limits and the last violated rule as before the restart
         # One sync before the server calls itself ready, so a client connecting right after sees what the ERP
         # releases now, not only what the store knew. An ERP outage costs at most the ERP timeout here; the
         # server then serves the last known data and the scheduled syncs catch up.

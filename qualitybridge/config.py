@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qualitybridge.domain.spc import DEFAULT_RULES, DEFAULT_SEVERITY, SpcOverride, SpcPolicy
+
 __all__ = [
     "ConfigError",
     "ErpSettings",
@@ -21,6 +23,9 @@ __all__ = [
     "QualityBridgeConfig",
     "ReportingSettings",
     "ServerSettings",
+    "SpcCharacteristicSettings",
+    "SpcRuleDefaults",
+    "SpcSettingsSection",
     "StoreSettings",
     "load_config",
 ]
@@ -251,6 +256,76 @@ class ReportingSettings(_Section):
     )
 
 
+NelsonRules = Annotated[list[Annotated[int, Field(ge=1, le=8)]], Field(max_length=8)]
+
+
+class SpcRuleDefaults(_Section):
+    """The Nelson rules (1..8) judged for a characteristic of each classification, unless it has its own list."""
+
+    critical: NelsonRules = Field(default_factory=lambda: sorted(DEFAULT_RULES["critical"]))
+    major: NelsonRules = Field(default_factory=lambda: sorted(DEFAULT_RULES["major"]))
+    minor: NelsonRules = Field(default_factory=lambda: sorted(DEFAULT_RULES["minor"]))
+
+
+class SpcSeverity(_Section):
+    """OPC UA severity (1..1000) of a rule violation, by the characteristic's classification."""
+
+    critical: int = Field(default=DEFAULT_SEVERITY["critical"], ge=1, le=1000)
+    major: int = Field(default=DEFAULT_SEVERITY["major"], ge=1, le=1000)
+    minor: int = Field(default=DEFAULT_SEVERITY["minor"], ge=1, le=1000)
+
+
+class SpcCharacteristicSettings(_Section):
+    """`[spc.characteristics.<characteristic id>]`: one characteristic's own rules or baseline length."""
+
+    rules: NelsonRules | None = None
+    baseline_subgroups: int | None = Field(default=None, ge=2, le=10_000)
+
+
+class SpcSettingsSection(_Section):
+    """Statistical process control by QualityBridge itself (docs/spc.md)."""
+
+    enabled: bool = Field(default=True, description="Judge every accepted measurement with the SPC engine")
+    baseline_subgroups: int = Field(
+        default=25,
+        ge=2,
+        le=10_000,
+        description="Points (subgroups) whose statistics set the control limits when the plan gives none",
+    )
+    capability_window: int = Field(
+        default=125, ge=2, le=100_000, description="Latest values over which Cp, Cpk, Pp and Ppk are computed"
+    )
+    catch_up_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        le=10_080,
+        description="At start, violations of results received this recently that have no alarm yet (a crash "
+        "between storing the result and its alarm) are raised and posted",
+    )
+    rules: SpcRuleDefaults = Field(default_factory=SpcRuleDefaults)
+    severity: SpcSeverity = Field(default_factory=SpcSeverity)
+    characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
+
+    def policy(self) -> SpcPolicy:
+        return SpcPolicy(
+            rules_by_classification={
+                "critical": frozenset(self.rules.critical),
+                "major": frozenset(self.rules.major),
+                "minor": frozenset(self.rules.minor),
+            },
+            baseline_subgroups=self.baseline_subgroups,
+            capability_window=self.capability_window,
+            severity_by_classification=self.severity.model_dump(),
+            overrides={
+                characteristic_id: SpcOverride(
+                    rules=None if own.rules is None else frozenset(own.rules),
+                    baseline_subgroups=own.baseline_subgroups,
+                )
+                for characteristic_id, own in self.characteristics.items()
+            },
+        )
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
@@ -261,6 +336,7 @@ class QualityBridgeConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
 
     @field_validator("log_level")
     @classmethod

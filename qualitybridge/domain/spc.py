@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -33,6 +34,8 @@ __all__ = [
     "LimitSource",
     "RuleViolation",
     "SpcChart",
+    "SpcOverride",
+    "SpcPolicy",
     "SpcSettings",
     "SpcStatus",
     "c4",
@@ -135,6 +138,48 @@ class SpcSettings:
             raise ValueError("a baseline needs at least 2 subgroups")
         if self.capability_window < 2:
             raise ValueError("the capability window needs at least 2 values")
+
+
+@dataclass(frozen=True)
+class SpcOverride:
+    """Per-characteristic deviations from the classification's defaults; None keeps the default."""
+
+    rules: frozenset[int] | None = None
+    baseline_subgroups: int | None = None
+
+
+DEFAULT_RULES: Mapping[str, frozenset[int]] = {
+    "critical": ALL_RULES,
+    "major": frozenset({1, 2, 5, 6}),  # the Western Electric rules
+    "minor": frozenset({1}),
+}
+DEFAULT_SEVERITY: Mapping[str, int] = {"critical": 900, "major": 700, "minor": 400}
+
+
+@dataclass(frozen=True)
+class SpcPolicy:
+    """Which rules apply to which characteristic (by classification, overridden per characteristic id), the
+    baseline and capability windows, and the OPC UA severity (1..1000) of a violation by classification."""
+
+    rules_by_classification: Mapping[str, frozenset[int]] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    baseline_subgroups: int = 25
+    capability_window: int = 125
+    severity_by_classification: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
+    overrides: Mapping[str, SpcOverride] = field(default_factory=dict)
+
+    def settings_for(self, characteristic_id: str, classification: str) -> SpcSettings:
+        override = self.overrides.get(characteristic_id, SpcOverride())
+        rules = override.rules
+        if rules is None:
+            rules = self.rules_by_classification.get(classification, ALL_RULES)
+        return SpcSettings(
+            rules=rules,
+            baseline_subgroups=override.baseline_subgroups or self.baseline_subgroups,
+            capability_window=self.capability_window,
+        )
+
+    def severity_for(self, classification: str) -> int:
+        return self.severity_by_classification.get(classification, 500)
 
 
 @dataclass(frozen=True, slots=True)
