@@ -35,6 +35,8 @@ DIAGNOSTICS_TYPE = 1005
 QUALITY_BRIDGE_TYPE = 1006
 MEASUREMENT_REPORTED_EVENT_TYPE = 1010
 SPC_ALARM_EVENT_TYPE = 1011
+SPC_STATUS_TYPE = 1012
+SPC_MEMBERS = {"CenterLine", "UCL", "LCL", "Cp", "Cpk", "SampleCount", "LastViolatedRule"}
 ORDER_STATE_ENUM = 3001
 CALIBRATION_STATUS_ENUM = 3002
 RESULT_EVALUATION_ENUM = 3003
@@ -73,7 +75,9 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "LastEvaluation",
         "LastMeasuredAt",
         "LastResultId",
+        "Spc",
     },
+    SPC_STATUS_TYPE: SPC_MEMBERS,
     TEST_EQUIPMENT_TYPE: {
         "EquipmentId",
         "Description",
@@ -114,7 +118,19 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "Value",
         "Evaluation",
     },
-    SPC_ALARM_EVENT_TYPE: {"OrderNumber", "OperationNumber", "CharacteristicId", "AlarmId", "Rule"},
+    SPC_ALARM_EVENT_TYPE: {
+        "OrderNumber",
+        "OperationNumber",
+        "CharacteristicId",
+        "AlarmId",
+        "Rule",
+        "RuleNumber",
+        "ResultId",
+        "Value",
+        "CenterLine",
+        "UCL",
+        "LCL",
+    },
 }
 
 SUPERTYPES = {
@@ -126,6 +142,7 @@ SUPERTYPES = {
     QUALITY_BRIDGE_TYPE: ua.ObjectIds.BaseObjectType,
     MEASUREMENT_REPORTED_EVENT_TYPE: ua.ObjectIds.BaseEventType,
     SPC_ALARM_EVENT_TYPE: ua.ObjectIds.BaseEventType,
+    SPC_STATUS_TYPE: ua.ObjectIds.BaseObjectType,
 }
 
 INPUT_ARGUMENTS = [
@@ -435,6 +452,11 @@ async def test_instantiation_gives_children_string_ids_from_the_parent(imported:
     assert await _child_ids(characteristic) == {
         f"{char_id}.{name}" for name in MANDATORY_CHILDREN[INSPECTION_CHARACTERISTIC_TYPE]
     }
+    spc = imported.node(f"{char_id}.Spc")
+    assert await spc.read_type_definition() == ua.NodeId(SPC_STATUS_TYPE, idx)
+    assert await _child_ids(spc) == {f"{char_id}.Spc.{name}" for name in SPC_MEMBERS}
+    assert await imported.node(f"{char_id}.Spc.SampleCount").read_data_type() == ua.NodeId(ua.ObjectIds.UInt32)
+    assert await imported.node(f"{char_id}.Spc.Cpk").read_data_type() == ua.NodeId(ua.ObjectIds.Double)
     last_value = imported.node(f"{char_id}.LastValue")
     assert await last_value.read_type_definition() == ua.NodeId(ua.ObjectIds.AnalogUnitRangeType)
     assert await _child_ids(last_value) == {f"{char_id}.LastValue.EURange", f"{char_id}.LastValue.EngineeringUnits"}

@@ -15,6 +15,7 @@ from qualitybridge.domain.events import (
     MeasurementAccepted,
     OrderStateChanged,
     SpcAlarmRaised,
+    SpcStatusChanged,
 )
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
@@ -49,6 +50,8 @@ class OpcUaPublisher:
                 await self.view.show_result(result)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
+            case SpcStatusChanged():
+                await self.view.show_spc(event)
             case DiagnosticsChanged():
                 await self.view.show_diagnostics(event)
             case _:
