@@ -228,6 +228,61 @@ class SpcStatus:
         return self.sample_count > 0
 
 
+class _Rolling:
+    """The latest `size` numbers with their mean and sample standard deviation, kept up to date in O(1) per value.
+
+    Sums run about a shift (near the mean) so that squares do not cancel; every `size` values they are recomputed
+    exactly, which also bounds the rounding drift of adding and removing.
+    """
+
+    __slots__ = ("_items", "_s1", "_s2", "_shift", "_updates")
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[float] = deque(maxlen=max(size, 1))
+        self._shift: float | None = None
+        self._s1 = 0.0
+        self._s2 = 0.0
+        self._updates = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def append(self, x: float) -> None:
+        if self._shift is None:
+            self._shift = x
+        items = self._items
+        if len(items) == items.maxlen:
+            old = items[0] - self._shift
+            self._s1 -= old
+            self._s2 -= old * old
+        items.append(x)
+        d = x - self._shift
+        self._s1 += d
+        self._s2 += d * d
+        self._updates += 1
+        if self._updates >= len(items):
+            self._recompute()
+
+    def _recompute(self) -> None:
+        items = self._items
+        shift = math.fsum(items) / len(items)
+        self._shift = shift
+        self._s1 = math.fsum(x - shift for x in items)
+        self._s2 = math.fsum((x - shift) ** 2 for x in items)
+        self._updates = 0
+
+    @property
+    def mean(self) -> float:
+        return (self._shift or 0.0) + self._s1 / len(self._items)
+
+    @property
+    def sample_std(self) -> float | None:
+        n = len(self._items)
+        if n < 2:
+            return None
+        return math.sqrt(max(self._s2 - self._s1 * self._s1 / n, 0.0) / (n - 1))
+
+
 @dataclass(slots=True)
 class _Point:
     mean: float
@@ -254,9 +309,14 @@ class SpcChart:
         self._point_count = 0
         keep = max(self.settings.baseline_subgroups, math.ceil(self.settings.capability_window / self.sample_size))
         self._points: deque[_Point] = deque(maxlen=keep + 1)
-        self._values: deque[float] = deque(maxlen=self.settings.capability_window)
+        window = self.settings.capability_window
+        self._values = _Rolling(window)  # capability: the latest values …
+        # … and the within-subgroup spreads over them: moving ranges of two, or subgroup ranges / deviations.
+        self._spreads = _Rolling(window - 1 if self.sample_size == 1 else math.ceil(window / self.sample_size))
+        self._previous: float | None = None
         self._recent: deque[tuple[float, float]] = deque(maxlen=_HISTORY)  # (plotted value, zone) since limits
-        self._since_fired: dict[int, int] = dict.fromkeys(self.settings.rules, 0)
+        self._rules = sorted(self.settings.rules)
+        self._since_fired: dict[int, int] = dict.fromkeys(self._rules, 0)
         self.last_violated_rule: int | None = None
 
     def add(self, value: float, sample_id: str | None = None) -> tuple[RuleViolation, ...]:
@@ -269,6 +329,11 @@ class SpcChart:
         if len(self._subgroup) < self.sample_size:
             return ()
         point = self._close_subgroup()
+        if self.sample_size > 1:
+            self._spreads.append(point.spread)
+        elif self._previous is not None:
+            self._spreads.append(abs(value - self._previous))
+        self._previous = value
         self._point_count += 1
         self._points.append(point)
         if self.limits is None:
@@ -335,16 +400,16 @@ class SpcChart:
         return ControlLimits(center, center + half_width, center - half_width, LimitSource.BASELINE)
 
     def capability(self) -> Capability | None:
-        values = list(self._values)
+        values = self._values
         if not values:
             return None
-        mean = math.fsum(values) / len(values)
-        window_points = math.ceil(len(values) / self.sample_size)
-        points = list(self._points)[-window_points:] if self._points else []
-        sigma_within = self._sigma_of_points(points)
-        sigma_overall = (
-            math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-        )
+        mean = values.mean
+        sigma_within: float | None = None
+        if self._spreads:
+            n = self.sample_size
+            divisor = d2(2) if n == 1 else (c4(n) if self.chart_type is ChartType.XBAR_S else d2(n))
+            sigma_within = self._spreads.mean / divisor
+        sigma_overall = values.sample_std
         cp, cpk = self._indices(mean, sigma_within)
         pp, ppk = self._indices(mean, sigma_overall)
         return Capability(len(values), mean, sigma_within, sigma_overall, cp, cpk, pp, ppk)
@@ -360,13 +425,14 @@ class SpcChart:
 
     def _judge(self, x: float, sample_id: str | None, limits: ControlLimits) -> tuple[RuleViolation, ...]:
         self._recent.append((x, limits.zone(x)))
+        recent = list(self._recent)
         fired: list[RuleViolation] = []
-        for rule in sorted(self._since_fired):
+        for rule in self._rules:
             self._since_fired[rule] += 1
             window = _WINDOW[rule]
-            if self._since_fired[rule] < window or len(self._recent) < window:
+            if self._since_fired[rule] < window or len(recent) < window:
                 continue
-            if _PATTERNS[rule](list(self._recent)[-window:]):
+            if _PATTERNS[rule](recent[-window:]):
                 self._since_fired[rule] = 0
                 fired.append(RuleViolation(rule, self._point_count, x, sample_id, limits))
         if fired:
