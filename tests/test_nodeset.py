@@ -36,6 +36,7 @@ QUALITY_BRIDGE_TYPE = 1006
 MEASUREMENT_REPORTED_EVENT_TYPE = 1010
 SPC_ALARM_EVENT_TYPE = 1011
 SPC_STATUS_TYPE = 1012
+SPC_ALARM_TYPE = 1013
 SPC_MEMBERS = {"CenterLine", "UCL", "LCL", "Cp", "Cpk", "SampleCount", "LastViolatedRule"}
 ORDER_STATE_ENUM = 3001
 CALIBRATION_STATUS_ENUM = 3002
@@ -78,6 +79,18 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "Spc",
     },
     SPC_STATUS_TYPE: SPC_MEMBERS,
+    SPC_ALARM_TYPE: {
+        "OrderNumber",
+        "OperationNumber",
+        "CharacteristicId",
+        "Rule",
+        "RuleNumber",
+        "ResultId",
+        "Value",
+        "CenterLine",
+        "UCL",
+        "LCL",
+    },
     TEST_EQUIPMENT_TYPE: {
         "EquipmentId",
         "Description",
@@ -143,6 +156,7 @@ SUPERTYPES = {
     MEASUREMENT_REPORTED_EVENT_TYPE: ua.ObjectIds.BaseEventType,
     SPC_ALARM_EVENT_TYPE: ua.ObjectIds.BaseEventType,
     SPC_STATUS_TYPE: ua.ObjectIds.BaseObjectType,
+    SPC_ALARM_TYPE: ua.ObjectIds.AlarmConditionType,
 }
 
 INPUT_ARGUMENTS = [
@@ -481,7 +495,7 @@ async def test_instantiation_gives_children_string_ids_from_the_parent(imported:
 
 
 @module_loop
-@pytest.mark.parametrize("event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE])
+@pytest.mark.parametrize("event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE, SPC_ALARM_TYPE])
 async def test_events_carry_their_fields(imported: Imported, event_type: int) -> None:
     generator = await imported.server.get_event_generator(
         ua.NodeId(event_type, imported.idx), ua.NodeId("QualityBridge", imported.idx)

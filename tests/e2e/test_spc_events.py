@@ -1,11 +1,15 @@
 """SPC through real processes: a planted stream reported over OPC UA raises each Nelson rule once, at the sample
 that completes it, as an SpcAlarmEventType event at the Server object (and at QualityBridge) with the business keys,
-updates the characteristic's Spc object, and reaches the QMS (the simulator) once per violation.
+updates the characteristic's Spc object, and reaches the QMS (the simulator) once per violation. The violation is
+also an SpcAlarmType condition that a quality engineer acknowledges and confirms (a machine may not), seen by a
+second subscriber, audited, and returned by ConditionRefresh after a reconnect while it is retained.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +24,7 @@ from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ORDER = "7140001"
+CONDITION_ORDER = "7140002"  # its own stream, for the condition's life cycle
 KEY = (ORDER, "0010", "C0010")  # a copy of seeded 1000417's part temperature, 18..22 °C, THERMOMETER
 THERMOMETER = "GA-TMP-0603"
 CENTER, SIGMA = 20.0, 0.5  # the plan's control limits: 20 ± 1.5
@@ -72,6 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 "operations": [{**operation, "characteristics": [{**characteristic, **limits}]}],
             }
             erp.post("/sim/orders", json=order).raise_for_status()
+            erp.post("/sim/orders", json={**order, "order_no": CONDITION_ORDER}).raise_for_status()
         yield started
 
 
@@ -79,11 +85,11 @@ def node(client: Client, idx: int, identifier: str | int) -> Any:
     return client.get_node(ua.NodeId(identifier, idx))
 
 
-async def published(client: Client, idx: int) -> None:
+async def published(client: Client, idx: int, order_no: str = ORDER) -> None:
     deadline = time.monotonic() + 15
     while True:
         try:
-            await node(client, idx, f"Order/{ORDER}.State").read_value()
+            await node(client, idx, f"Order/{order_no}.State").read_value()
             return
         except ua.uaerrors.BadNodeIdUnknown:
             assert time.monotonic() < deadline, f"order {ORDER} not published"
@@ -159,3 +165,136 @@ async def test_planted_patterns_raise_each_rule_once_at_server_and_quality_bridg
     alarms = wait_for(booked, 10.0, "the SPC alarms at the QMS")
     assert [(a["body"]["rule_number"], a["body"]["result_id"]) for a in alarms] == fired
     assert len({a["idempotency_key"] for a in alarms}) == len(PLANTED)
+
+
+SPC_ALARM_TYPE = 1013
+ACKNOWLEDGE = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
+CONFIRM = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Confirm)
+CONDITION_REFRESH = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+
+
+async def until(condition: Any, what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {within} s"
+        await asyncio.sleep(0.05)
+
+
+def field(event: Any, name: str) -> Any:
+    return event.get_event_props_as_fields_dict()[name].Value
+
+
+async def subscribe_conditions(client: Client, idx: int, handler: Events) -> Any:
+    subscription = await client.create_subscription(50, handler)
+    await subscription.subscribe_events(client.nodes.server, node(client, idx, SPC_ALARM_TYPE))
+    return subscription
+
+
+def audited(deployment: Deployment, action: str) -> list[tuple[str, str]]:
+    database = deployment.store_url.split("///", 1)[1]
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        rows = connection.execute(
+            "SELECT user_name, status_code FROM audit_log WHERE action = ? ORDER BY id", (action,)
+        ).fetchall()
+    return [(user, ua.StatusCode(code).name) for user, code in rows]
+
+
+async def test_a_violation_is_a_condition_that_a_quality_engineer_acknowledges_and_confirms(
+    deployment: Deployment,
+) -> None:
+    key = (CONDITION_ORDER, "0010", "C0010")
+    source = f"Order/{CONDITION_ORDER}/Op/0010/Char/C0010"
+    async with (
+        deployment.session("quality") as quality,
+        deployment.session("observer") as observer,
+        deployment.session("machine1") as machine,
+    ):
+        idx = await quality.get_namespace_index(NAMESPACE_URI)
+        await published(quality, idx, CONDITION_ORDER)
+        seen_by_quality, seen_by_observer = Events(), Events()
+        await subscribe_conditions(quality, idx, seen_by_quality)
+        await subscribe_conditions(observer, idx, seen_by_observer)
+
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        report = ua.NodeId("QualityBridge.ReportMeasurement", midx)
+        bridge = node(machine, midx, "QualityBridge")
+        for position, z in enumerate([0.5, -0.5, 4.0]):  # the third is beyond 3σ: rule 1
+            value = ua.Variant(CENTER + SIGMA * z, ua.VariantType.Double)
+            await bridge.call_method(report, *key, value, THERMOMETER, f"C-{position}", datetime.now(UTC), "")
+        await until(lambda: seen_by_observer.received and seen_by_quality.received, "condition event")
+        raised = seen_by_observer.received[0]
+        condition_id = field(raised, "NodeId")
+        assert condition_id == ua.NodeId(f"{source}.SpcAlarm", idx)
+        assert field(raised, "SourceNode") == ua.NodeId(source, idx)
+        assert field(raised, "ConditionClassId") == ua.NodeId(ua.ObjectIds.StatisticalConditionClassType)
+        assert (field(raised, "ActiveState/Id"), field(raised, "AckedState/Id")) == (True, False)
+        assert (field(raised, "ConfirmedState/Id"), field(raised, "Retain")) == (False, True)
+        assert (field(raised, "RuleNumber"), field(raised, "CharacteristicId")) == (1, "C0010")
+        assert field(raised, "Severity") == 400
+        event_id = field(raised, "EventId")
+
+        # A machine may not acknowledge (BadUserAccessDenied), and nothing changes.
+        machine_condition = machine.get_node(ua.NodeId(f"{source}.SpcAlarm", midx))
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await machine_condition.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("not mine"))
+        quality_condition = quality.get_node(condition_id)
+        with pytest.raises(ua.uaerrors.BadEventIdUnknown):
+            await quality_condition.call_method(ACKNOWLEDGE, b"no such event", ua.LocalizedText(""))
+        with pytest.raises(ua.uaerrors.BadInvalidState):
+            await quality_condition.call_method(CONFIRM, event_id, ua.LocalizedText("too early"))
+        assert len(seen_by_observer.received) == 1
+
+        await quality_condition.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("tool wear, checking"))
+        await until(lambda: len(seen_by_observer.received) == 2, "the acknowledgement at the second subscriber")
+        acked = seen_by_observer.received[1]
+        assert (field(acked, "AckedState/Id"), field(acked, "ConfirmedState/Id")) == (True, False)
+        assert field(acked, "Comment").Text == "tool wear, checking"
+        assert field(acked, "ClientUserId") == "quality"
+        assert field(acked, "Retain") is True
+        with pytest.raises(ua.uaerrors.BadConditionBranchAlreadyAcked):
+            await quality_condition.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("again"))
+
+    # After a reconnect, ConditionRefresh answers with the retained (acknowledged, unconfirmed) condition.
+    async with deployment.session("quality") as again:
+        refreshed = Events()
+        subscription = await subscribe_conditions(again, idx, refreshed)
+        condition_type = again.get_node(ua.NodeId(ua.ObjectIds.ConditionType))
+        await condition_type.call_method(
+            CONDITION_REFRESH, ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+        )
+
+        def this_condition() -> list[Any]:
+            return [e for e in refreshed.received if field(e, "NodeId") == condition_id]
+
+        await until(this_condition, "the refreshed condition")
+        (retained,) = this_condition()
+        assert (field(retained, "AckedState/Id"), field(retained, "ConfirmedState/Id")) == (True, False)
+        last_event = field(retained, "EventId")
+
+        await again.get_node(condition_id).call_method(CONFIRM, last_event, ua.LocalizedText("tool changed"))
+        await until(lambda: len(this_condition()) == 2, "the confirmation")
+        confirmed = this_condition()[1]
+        assert (field(confirmed, "ConfirmedState/Id"), field(confirmed, "ActiveState/Id")) == (True, False)
+        assert field(confirmed, "Retain") is False
+        await condition_type.call_method(
+            CONDITION_REFRESH, ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+        )
+        await asyncio.sleep(0.5)
+        assert len(this_condition()) == 2  # no longer retained: not refreshed
+        # The other order's condition (never acknowledged) is still retained and refreshed again.
+        assert {field(e, "NodeId").Identifier for e in refreshed.received} == {
+            f"Order/{ORDER}/Op/0010/Char/C0010.SpcAlarm",
+            f"{source}.SpcAlarm",
+        }
+
+    def acknowledgements() -> list[tuple[str, str]]:
+        found = audited(deployment, "Call Acknowledge")
+        return found if len(found) >= 4 else []
+
+    assert wait_for(acknowledgements, 5.0, "audited acknowledgements") == [
+        ("machine1", "BadUserAccessDenied"),
+        ("quality", "BadEventIdUnknown"),
+        ("quality", "Good"),
+        ("quality", "BadConditionBranchAlreadyAcked"),
+    ]
+    assert [user for user, _status in audited(deployment, "Call Confirm")] == ["quality", "quality"]
