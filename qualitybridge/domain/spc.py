@@ -260,7 +260,7 @@ class _Rolling:
         self._s1 += d
         self._s2 += d * d
         self._updates += 1
-        if self._updates >= len(items):
+        if self._updates >= (items.maxlen or 1):
             self._recompute()
 
     def _recompute(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -238,3 +239,32 @@ def test_a_value_that_is_not_finite_is_not_plotted() -> None:
     chart = SpcChart(1, 4.0, 16.0, PLAN)
     assert chart.add(math.nan) == ()
     assert chart.status().sample_count == 0
+
+
+@pytest.mark.parametrize("sample_size", [1, 5, 12])
+def test_rolling_capability_matches_a_direct_computation_over_the_window(sample_size: int) -> None:
+    rng = random.Random(7)
+    window = 60
+    chart = SpcChart(sample_size, 1000.0, 1012.0, settings=SpcSettings(capability_window=window))
+    values = [1006.0 + rng.gauss(0.0, 1.0) + (3.0 if 400 < i < 500 else 0.0) for i in range(1000)]
+    for value in values:
+        chart.add(value)
+    cap = chart.status().capability
+    assert cap is not None
+    last = values[-window:]
+    mean = sum(last) / window
+    overall = math.sqrt(sum((v - mean) ** 2 for v in last) / (window - 1))
+    assert cap.mean == pytest.approx(mean, rel=1e-12)
+    assert cap.ppk == pytest.approx(min(1012.0 - mean, mean - 1000.0) / (3 * overall), rel=1e-9)
+    if sample_size == 1:
+        moving = [abs(b - a) for a, b in itertools.pairwise(last)]
+        within = sum(moving) / len(moving) / d2(2)
+    else:
+        complete = len(values) // sample_size * sample_size  # a subgroup still filling has no spread yet
+        groups = [values[i : i + sample_size] for i in range(0, complete, sample_size)][-window // sample_size :]
+        if sample_size <= 10:
+            within = sum(max(g) - min(g) for g in groups) / len(groups) / d2(sample_size)
+        else:
+            spreads = [math.sqrt(sum((v - sum(g) / len(g)) ** 2 for v in g) / (len(g) - 1)) for g in groups]
+            within = sum(spreads) / len(spreads) / c4(sample_size)
+    assert cap.cp == pytest.approx(12.0 / (6 * within), rel=1e-9)
