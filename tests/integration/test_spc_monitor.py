@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from qualitybridge.domain.events import DomainEvent, SpcRuleViolated, SpcStatusChanged
 from qualitybridge.domain.model import (
     Classification,
@@ -240,3 +242,21 @@ async def test_a_new_plan_version_starts_a_new_chart(store: Store) -> None:
     rebuilt = restarted.spc.status(ORDER, OPERATION, "C1")
     assert rebuilt is not None
     assert rebuilt.sample_count == 1
+
+
+async def test_limits_are_recomputed_on_request_and_shown(store: Store) -> None:
+    bridge = Bridge(store, characteristic("C1", plan_limits=False))
+    await bridge.start()
+    assert await bridge.spc.recompute_limits(ORDER, OPERATION, "C1") is None  # no chart yet
+    await bridge.measure([10.0, 10.5] * 13)
+    await bridge.measure([12.0, 12.5] * 13)  # the process moved; the limits stay where the baseline put them
+    before = bridge.spc.status(ORDER, OPERATION, "C1")
+    assert before is not None
+    assert before.limits is not None
+    assert before.limits.center == pytest.approx((13 * 10.0 + 12 * 10.5) / 25)  # the first 25 values
+    after = await bridge.spc.recompute_limits(ORDER, OPERATION, "C1")
+    assert after is not None
+    assert after.limits is not None
+    assert after.limits.center == pytest.approx((12 * 12.0 + 13 * 12.5) / 25)  # the latest 25 values
+    shown = [e for e in bridge.recorder.events if isinstance(e, SpcStatusChanged)][-1]
+    assert shown.status == after
