@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.factory import erp_client_for
-from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
 from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
 from qualitybridge.domain.ports import ErpClient, Publisher
+from qualitybridge.domain.spc import SpcOverride, SpcPolicy
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
@@ -39,13 +40,34 @@ from qualitybridge.services.spc_monitor import SpcMonitor
 from qualitybridge.store import Store, open_store
 from qualitybridge.store.audit_log import AuditLogStore
 
-__all__ = ["QualityBridgeApp", "accounts_from_store"]
+__all__ = ["QualityBridgeApp", "accounts_from_store", "spc_policy"]
 
 _log = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def spc_policy(settings: SpcSettingsSection) -> SpcPolicy:
+    """The SPC engine's policy from the `[spc]` section (the services take settings as arguments, not config)."""
+    return SpcPolicy(
+        rules_by_classification={
+            "critical": frozenset(settings.rules.critical),
+            "major": frozenset(settings.rules.major),
+            "minor": frozenset(settings.rules.minor),
+        },
+        baseline_subgroups=settings.baseline_subgroups,
+        capability_window=settings.capability_window,
+        severity_by_classification=settings.severity.model_dump(),
+        overrides={
+            characteristic_id: SpcOverride(
+                rules=None if own.rules is None else frozenset(own.rules),
+                baseline_subgroups=own.baseline_subgroups,
+            )
+            for characteristic_id, own in settings.characteristics.items()
+        },
+    )
 
 
 @dataclass
@@ -142,7 +164,7 @@ class QualityBridgeApp:
             spc = SpcMonitor(
                 store,
                 master_data,
-                config.spc.policy(),
+                spc_policy(config.spc),
                 events=events,
                 catch_up=timedelta(minutes=config.spc.catch_up_minutes),
                 clock=clock,

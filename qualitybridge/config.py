@@ -14,8 +14,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from qualitybridge.domain.spc import DEFAULT_RULES, DEFAULT_SEVERITY, SpcOverride, SpcPolicy
-
 __all__ = [
     "ConfigError",
     "ErpSettings",
@@ -262,17 +260,19 @@ NelsonRules = Annotated[list[Annotated[int, Field(ge=1, le=8)]], Field(max_lengt
 class SpcRuleDefaults(_Section):
     """The Nelson rules (1..8) judged for a characteristic of each classification, unless it has its own list."""
 
-    critical: NelsonRules = Field(default_factory=lambda: sorted(DEFAULT_RULES["critical"]))
-    major: NelsonRules = Field(default_factory=lambda: sorted(DEFAULT_RULES["major"]))
-    minor: NelsonRules = Field(default_factory=lambda: sorted(DEFAULT_RULES["minor"]))
+    # The same defaults as qualitybridge.domain.spc.DEFAULT_RULES (the config imports nothing of QualityBridge;
+    # a unit test keeps the two equal).
+    critical: NelsonRules = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8])
+    major: NelsonRules = Field(default_factory=lambda: [1, 2, 5, 6])  # the Western Electric rules
+    minor: NelsonRules = Field(default_factory=lambda: [1])
 
 
 class SpcSeverity(_Section):
     """OPC UA severity (1..1000) of a rule violation, by the characteristic's classification."""
 
-    critical: int = Field(default=DEFAULT_SEVERITY["critical"], ge=1, le=1000)
-    major: int = Field(default=DEFAULT_SEVERITY["major"], ge=1, le=1000)
-    minor: int = Field(default=DEFAULT_SEVERITY["minor"], ge=1, le=1000)
+    critical: int = Field(default=900, ge=1, le=1000)
+    major: int = Field(default=700, ge=1, le=1000)
+    minor: int = Field(default=400, ge=1, le=1000)
 
 
 class SpcCharacteristicSettings(_Section):
@@ -305,25 +305,6 @@ class SpcSettingsSection(_Section):
     rules: SpcRuleDefaults = Field(default_factory=SpcRuleDefaults)
     severity: SpcSeverity = Field(default_factory=SpcSeverity)
     characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
-
-    def policy(self) -> SpcPolicy:
-        return SpcPolicy(
-            rules_by_classification={
-                "critical": frozenset(self.rules.critical),
-                "major": frozenset(self.rules.major),
-                "minor": frozenset(self.rules.minor),
-            },
-            baseline_subgroups=self.baseline_subgroups,
-            capability_window=self.capability_window,
-            severity_by_classification=self.severity.model_dump(),
-            overrides={
-                characteristic_id: SpcOverride(
-                    rules=None if own.rules is None else frozenset(own.rules),
-                    baseline_subgroups=own.baseline_subgroups,
-                )
-                for characteristic_id, own in self.characteristics.items()
-            },
-        )
 
 
 class QualityBridgeConfig(_Section):

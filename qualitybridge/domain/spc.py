@@ -27,6 +27,8 @@ from enum import StrEnum
 
 __all__ = [
     "ALL_RULES",
+    "DEFAULT_RULES",
+    "DEFAULT_SEVERITY",
     "RULE_DESCRIPTIONS",
     "Capability",
     "ChartType",

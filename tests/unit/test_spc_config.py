@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from qualitybridge.config import ConfigError, parse_config
-from qualitybridge.domain.spc import ALL_RULES
+from qualitybridge.app import spc_policy
+from qualitybridge.config import ConfigError, SpcRuleDefaults, SpcSettingsSection, parse_config
+from qualitybridge.domain.spc import ALL_RULES, DEFAULT_RULES, DEFAULT_SEVERITY, SpcPolicy
 
 
 def test_defaults_per_classification() -> None:
-    policy = parse_config({}, source="test").spc.policy()
+    policy = spc_policy(parse_config({}, source="test").spc)
     assert policy.settings_for("C1", "critical").rules == ALL_RULES
     assert policy.settings_for("C1", "major").rules == {1, 2, 5, 6}
     assert policy.settings_for("C1", "minor").rules == {1}
@@ -25,7 +26,7 @@ def test_a_characteristic_overrides_its_classification() -> None:
             "characteristics": {"C0010": {"rules": [], "baseline_subgroups": 50}, "C0020": {"baseline_subgroups": 8}},
         }
     }
-    policy = parse_config(raw, source="test").spc.policy()
+    policy = spc_policy(parse_config(raw, source="test").spc)
     assert policy.settings_for("C0010", "critical").rules == frozenset()
     assert policy.settings_for("C0010", "critical").baseline_subgroups == 50
     assert policy.settings_for("C0020", "major").rules == {1, 3}
@@ -38,3 +39,16 @@ def test_a_rule_outside_1_to_8_is_named() -> None:
         parse_config({"spc": {"rules": {"major": [9]}}}, source="test")
     with pytest.raises(ConfigError, match=r"spc\.characteristics\.C1\.baseline_subgroups"):
         parse_config({"spc": {"characteristics": {"C1": {"baseline_subgroups": 1}}}}, source="test")
+
+
+def test_config_defaults_are_the_domain_defaults() -> None:
+    """The config imports nothing of QualityBridge, so it repeats the domain's defaults: they must agree."""
+    section = SpcSettingsSection()
+    assert {name: frozenset(rules) for name, rules in section.rules.model_dump().items()} == dict(DEFAULT_RULES)
+    assert section.severity.model_dump() == dict(DEFAULT_SEVERITY)
+    domain = SpcPolicy()
+    assert (section.baseline_subgroups, section.capability_window) == (
+        domain.baseline_subgroups,
+        domain.capability_window,
+    )
+    assert set(SpcRuleDefaults.model_fields) == set(DEFAULT_RULES)
