@@ -192,7 +192,7 @@ class SpcMonitor:
         raised = 0
         for violation in violations:
             record = self._record(result, stream.characteristic, violation)
-            if not await self._store.record_spc_alarm(record):
+            if not await self._store.record_spc_alarm_once(record):
                 continue  # stored by an earlier run
             raised += 1
             _log.info(

@@ -206,37 +206,41 @@ class ShopFloorRecords:
 
     # ---- SPC alarms -------------------------------------------------------------------------------
 
-    async def record_spc_alarm(self, record: SpcAlarmRecord) -> bool:
-        """Store an SPC alarm and queue it for the QMS, atomically; False if this alarm id was stored before.
-
-        The SPC engine derives an alarm's id from the result and rule, so raising it again (a restart catching up
-        after a crash) stores and posts nothing a second time.
-        """
+    async def record_spc_alarm(self, record: SpcAlarmRecord) -> None:
+        """Store an SPC alarm and queue it for the QMS, atomically."""
         alarm = record.alarm
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tables.spc_alarms.insert().values(
+                    alarm_id=record.alarm_id,
+                    order_no=alarm.order_no,
+                    operation_no=alarm.operation_no,
+                    characteristic_id=alarm.characteristic_id,
+                    rule=alarm.rule,
+                    severity=alarm.severity,
+                    message=alarm.message,
+                    raised_at=alarm.raised_at,
+                    reported_by=record.reported_by,
+                    rule_number=alarm.rule_number,
+                    result_id=alarm.result_id,
+                    value=alarm.value,
+                    center_line=alarm.center_line,
+                    upper_control_limit=alarm.upper_control_limit,
+                    lower_control_limit=alarm.lower_control_limit,
+                )
+            )
+            await conn.execute(
+                tables.outbox.insert().values(**outbox_row(SpcAlarmPosting(record=record), now=alarm.raised_at))
+            )
+
+    async def record_spc_alarm_once(self, record: SpcAlarmRecord) -> bool:
+        """As `record_spc_alarm`, but an alarm id stored before is no error: answers False and stores nothing.
+
+        The SPC engine derives an alarm's id from the result and the rule, so raising it again (a restart catching
+        up after a crash) stores and posts nothing a second time.
+        """
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    tables.spc_alarms.insert().values(
-                        alarm_id=record.alarm_id,
-                        order_no=alarm.order_no,
-                        operation_no=alarm.operation_no,
-                        characteristic_id=alarm.characteristic_id,
-                        rule=alarm.rule,
-                        severity=alarm.severity,
-                        message=alarm.message,
-                        raised_at=alarm.raised_at,
-                        reported_by=record.reported_by,
-                        rule_number=alarm.rule_number,
-                        result_id=alarm.result_id,
-                        value=alarm.value,
-                        center_line=alarm.center_line,
-                        upper_control_limit=alarm.upper_control_limit,
-                        lower_control_limit=alarm.lower_control_limit,
-                    )
-                )
-                await conn.execute(
-                    tables.outbox.insert().values(**outbox_row(SpcAlarmPosting(record=record), now=alarm.raised_at))
-                )
+            await self.record_spc_alarm(record)
         except IntegrityError:
             async with self.engine.connect() as conn:
                 found = await conn.execute(
