@@ -21,6 +21,9 @@ __all__ = [
     "QualityBridgeConfig",
     "ReportingSettings",
     "ServerSettings",
+    "SpcCharacteristicSettings",
+    "SpcRuleDefaults",
+    "SpcSettingsSection",
     "StoreSettings",
     "load_config",
 ]
@@ -251,6 +254,59 @@ class ReportingSettings(_Section):
     )
 
 
+NelsonRules = Annotated[list[Annotated[int, Field(ge=1, le=8)]], Field(max_length=8)]
+
+
+class SpcRuleDefaults(_Section):
+    """The Nelson rules (1..8) judged for a characteristic of each classification, unless it has its own list."""
+
+    # The same defaults as qualitybridge.domain.spc.DEFAULT_RULES (the config imports nothing of QualityBridge;
+    # a unit test keeps the two equal).
+    critical: NelsonRules = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8])
+    major: NelsonRules = Field(default_factory=lambda: [1, 2, 5, 6])  # the Western Electric rules
+    minor: NelsonRules = Field(default_factory=lambda: [1])
+
+
+class SpcSeverity(_Section):
+    """OPC UA severity (1..1000) of a rule violation, by the characteristic's classification."""
+
+    critical: int = Field(default=900, ge=1, le=1000)
+    major: int = Field(default=700, ge=1, le=1000)
+    minor: int = Field(default=400, ge=1, le=1000)
+
+
+class SpcCharacteristicSettings(_Section):
+    """`[spc.characteristics.<characteristic id>]`: one characteristic's own rules or baseline length."""
+
+    rules: NelsonRules | None = None
+    baseline_subgroups: int | None = Field(default=None, ge=2, le=10_000)
+
+
+class SpcSettingsSection(_Section):
+    """Statistical process control by QualityBridge itself (docs/spc.md)."""
+
+    enabled: bool = Field(default=True, description="Judge every accepted measurement with the SPC engine")
+    baseline_subgroups: int = Field(
+        default=25,
+        ge=2,
+        le=10_000,
+        description="Points (subgroups) whose statistics set the control limits when the plan gives none",
+    )
+    capability_window: int = Field(
+        default=125, ge=2, le=100_000, description="Latest values over which Cp, Cpk, Pp and Ppk are computed"
+    )
+    catch_up_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        le=10_080,
+        description="At start, violations of results received this recently that have no alarm yet (a crash "
+        "between storing the result and its alarm) are raised and posted",
+    )
+    rules: SpcRuleDefaults = Field(default_factory=SpcRuleDefaults)
+    severity: SpcSeverity = Field(default_factory=SpcSeverity)
+    characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
@@ -261,6 +317,7 @@ class QualityBridgeConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
 
     @field_validator("log_level")
     @classmethod

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qualitybridge.app import QualityBridgeApp
 from qualitybridge.cli.common import install_stop_signals, setup_logging
-from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings
+from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings, SpcRuleDefaults, SpcSettingsSection
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
 from qualitybridge.store import Store, StoredUser
@@ -92,7 +92,12 @@ def demo_config(data_dir: Path, port: int, erp_port: int, host: str) -> QualityB
         data_dir=data_dir.resolve(),
         server=ServerSettings(host=host, port=port),
         erp=ErpSettings(base_url=f"http://127.0.0.1:{erp_port}", sync_interval_seconds=5, relay_interval_seconds=1),
+        # The demo shows every Nelson rule on every characteristic, whatever its classification.
+        spc=SpcSettingsSection(rules=SpcRuleDefaults(critical=ALL_EIGHT, major=ALL_EIGHT, minor=ALL_EIGHT)),
     )
+
+
+ALL_EIGHT = [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str) -> str:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
+from qualitybridge.domain.spc import SpcStatus
 
 __all__ = [
     "ConfirmationAccepted",
@@ -20,6 +21,8 @@ __all__ = [
     "MeasurementAccepted",
     "OrderStateChanged",
     "SpcAlarmRaised",
+    "SpcRuleViolated",
+    "SpcStatusChanged",
 ]
 
 
@@ -54,6 +57,24 @@ class SpcAlarmRaised(DomainEvent):
     """An SPC alarm is stored with its posting to the QMS."""
 
     record: SpcAlarmRecord
+
+
+@dataclass(frozen=True)
+class SpcRuleViolated(SpcAlarmRaised):
+    """The SPC engine found a Nelson rule violated; stored as an SPC alarm with its posting to the QMS.
+
+    A subclass of SpcAlarmRaised: whatever reacts to alarms (the relay, the OPC UA events) reacts to this too.
+    """
+
+
+@dataclass(frozen=True)
+class SpcStatusChanged(DomainEvent):
+    """A characteristic's control chart took a value: its limits, capability and sample count as they are now."""
+
+    order_no: str
+    operation_no: str
+    characteristic_id: str
+    status: SpcStatus
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class InspectionCharacteristic(_Frozen):
     classification: Classification = Classification.MAJOR
     gauge_type: str = ""
     plan_version: str = Field(min_length=1, max_length=32)
+    # SPC control limits of the plotted statistic (value, or subgroup mean) from the plan; all three or none.
+    # None: QualityBridge computes them from a baseline window (docs/spc.md).
+    center_line: float | None = None
+    upper_control_limit: float | None = None
+    lower_control_limit: float | None = None
 
     @model_validator(mode="after")
     def _limits_make_sense(self) -> InspectionCharacteristic:
@@ -76,7 +81,19 @@ class InspectionCharacteristic(_Frozen):
                 raise ValueError(f"{name} must be a finite number")
         if self.lower_limit > self.upper_limit:
             raise ValueError("lower_limit must not exceed upper_limit")
+        control = (self.lower_control_limit, self.center_line, self.upper_control_limit)
+        given = [value for value in control if value is not None]
+        if given and len(given) != len(control):
+            raise ValueError("control limits come as a set: center_line, upper_control_limit, lower_control_limit")
+        if given and not (all(math.isfinite(value) for value in given) and given == sorted(given)):
+            raise ValueError(
+                "control limits must be finite with lower_control_limit ≤ center_line ≤ upper_control_limit"
+            )
         return self
+
+    @property
+    def has_plan_control_limits(self) -> bool:
+        return self.center_line is not None
 
     def evaluate(self, value: float) -> ResultEvaluation:
         """Judge one measured value against the specification limits (limits inclusive)."""
@@ -171,6 +188,9 @@ class Confirmation(_Frozen):
 
 
 class SpcAlarm(_Frozen):
+    """An SPC alarm: reported by a machine (`rule` is its own name), or found by QualityBridge's SPC engine, which
+    also gives the Nelson rule number, the result that completed the pattern, its plotted value and the limits."""
+
     order_no: str
     operation_no: str
     characteristic_id: str
@@ -178,6 +198,12 @@ class SpcAlarm(_Frozen):
     severity: int = Field(ge=1, le=1000)
     message: str = ""
     raised_at: datetime
+    rule_number: int | None = Field(default=None, ge=1, le=8)
+    result_id: str | None = None
+    value: float | None = None
+    center_line: float | None = None
+    upper_control_limit: float | None = None
+    lower_control_limit: float | None = None
 
 
 class ErpSnapshot(_Frozen):

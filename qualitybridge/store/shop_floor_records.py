@@ -221,11 +221,35 @@ class ShopFloorRecords:
                     message=alarm.message,
                     raised_at=alarm.raised_at,
                     reported_by=record.reported_by,
+                    rule_number=alarm.rule_number,
+                    result_id=alarm.result_id,
+                    value=alarm.value,
+                    center_line=alarm.center_line,
+                    upper_control_limit=alarm.upper_control_limit,
+                    lower_control_limit=alarm.lower_control_limit,
                 )
             )
             await conn.execute(
                 tables.outbox.insert().values(**outbox_row(SpcAlarmPosting(record=record), now=alarm.raised_at))
             )
+
+    async def record_spc_alarm_once(self, record: SpcAlarmRecord) -> bool:
+        """As `record_spc_alarm`, but an alarm id stored before is no error: answers False and stores nothing.
+
+        The SPC engine derives an alarm's id from the result and the rule, so raising it again (a restart catching
+        up after a crash) stores and posts nothing a second time.
+        """
+        try:
+            await self.record_spc_alarm(record)
+        except IntegrityError:
+            async with self.engine.connect() as conn:
+                found = await conn.execute(
+                    select(tables.spc_alarms.c.alarm_id).where(tables.spc_alarms.c.alarm_id == record.alarm_id)
+                )
+                if found.first() is None:
+                    raise
+            return False
+        return True
 
     async def spc_alarms(self, order_no: str | None = None) -> list[SpcAlarmRecord]:
         query = select(tables.spc_alarms).order_by(tables.spc_alarms.c.raised_at)
@@ -378,6 +402,12 @@ def _spc_alarm_from_row(row: Any) -> SpcAlarmRecord:
             severity=row["severity"],
             message=row["message"],
             raised_at=_aware(row["raised_at"]),
+            rule_number=row["rule_number"],
+            result_id=row["result_id"],
+            value=row["value"],
+            center_line=row["center_line"],
+            upper_control_limit=row["upper_control_limit"],
+            lower_control_limit=row["lower_control_limit"],
         ),
         reported_by=row["reported_by"],
     )

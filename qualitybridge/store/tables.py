@@ -124,6 +124,13 @@ spc_alarms = Table(
     Column("message", Text, nullable=False),
     Column("raised_at", DateTime(timezone=True), nullable=False),
     Column("reported_by", String(64), nullable=False),
+    # Found by the SPC engine (migration 0004); empty for an alarm a machine reported.
+    Column("rule_number", Integer, nullable=True),
+    Column("result_id", String(36), nullable=True),
+    Column("value", Float, nullable=True),
+    Column("center_line", Float, nullable=True),
+    Column("upper_control_limit", Float, nullable=True),
+    Column("lower_control_limit", Float, nullable=True),
 )
 
 # Reports refused because the gauge was blocked: the audit trail of attempted use, never relayed to the ERP.

@@ -15,9 +15,11 @@ from qualitybridge.domain.events import (
     MeasurementAccepted,
     OrderStateChanged,
     SpcAlarmRaised,
+    SpcStatusChanged,
 )
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
+from qualitybridge.server.address_space.spc_conditions import SpcConditions
 from qualitybridge.server.address_space.view import AddressSpaceView
 from qualitybridge.services.master_data import MasterData
 
@@ -30,12 +32,14 @@ class OpcUaPublisher:
     def __init__(self, server: Server, namespace: QualityBridgeNamespace, master_data: MasterData) -> None:
         self.view = AddressSpaceView(server, namespace)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
+        self.spc_conditions = SpcConditions(server, namespace)
         self._master = master_data
 
     async def start(self) -> None:
         """Create the event generators; call once the server has started."""
         await self.view.start()
         await self._spc_alarms.start()
+        await self.spc_conditions.start()
 
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
@@ -49,6 +53,9 @@ class OpcUaPublisher:
                 await self.view.show_result(result)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
+                await self.spc_conditions.raise_alarm(record)
+            case SpcStatusChanged():
+                await self.view.show_spc(event)
             case DiagnosticsChanged():
                 await self.view.show_diagnostics(event)
             case _:
