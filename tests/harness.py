@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -42,10 +43,42 @@ STARTUP_TIMEOUT = 60.0
 ORDER_RUNNING = 3  # OrderStateEnum Running
 
 
+# Ports for servers the tests start. Asking the kernel for port 0 and closing it races between parallel workers
+# (pytest-xdist) and with outgoing connections, which draw from the same ephemeral range (32768-60999 on Linux).
+# So each worker takes ports from a block of its own below that range, starting at a random place in the block
+# (other checkouts on the same machine run the same code), skipping ports that are taken; Deployment.start
+# retries with new ports should one be taken between here and the server's bind all the same.
+PORT_BLOCK_BASE = 20000
+PORT_BLOCK_SIZE = 1000
+_port_cursor: list[int] = []
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...; absent without xdist
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    start = PORT_BLOCK_BASE + (index % 12) * PORT_BLOCK_SIZE  # 12 blocks end at 32000, below the ephemeral range
+    return range(start, start + PORT_BLOCK_SIZE)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    block = _port_block()
+    if not _port_cursor:
+        _port_cursor.append(random.randrange(len(block)))  # spreads checkouts over the block
+    for _ in range(len(block)):
+        port = block[_port_cursor[0] % len(block)]
+        _port_cursor[0] += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {block.start}-{block.stop - 1}")
+
+
+def address_in_use(logs: str) -> bool:
+    """Whether a child process failed because its port was taken (EADDRINUSE), a case for new ports, not a bug."""
+    return "[Errno 98]" in logs or "address already in use" in logs.lower()
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -246,11 +279,34 @@ relay_backoff_max_seconds = 1
         self.client_certificate = make_client_certificate(self.root / "client")
         commands.append(["pki", "trust", str(self.client_certificate.cert), *config])
         run_cli_commands(commands)
-        self.simulator.wait_ready()
+        self._until_bound(self.simulator.wait_ready, self._new_erp_port)
         self.server = ChildProcess(
             "server", ["serve", "--config", str(self.config_path)], self.root, "QualityBridge ready"
         )
-        self.server.start()
+        self._until_bound(self.server.start, self._new_opcua_port)
+
+    def _until_bound(self, start: Any, new_port: Any) -> None:
+        """Runs `start`; should its port have been taken meanwhile (another worker, another checkout on this
+        machine), moves to a new port and starts again, up to twice more."""
+        for attempt in range(3):
+            try:
+                start()
+                return
+            except RuntimeError as error:
+                if attempt == 2 or not address_in_use(str(error)):
+                    raise
+                new_port()
+
+    def _new_erp_port(self) -> None:
+        assert self.simulator is not None
+        self.erp_port = free_port()
+        self.simulator.args = ["simulator", "--port", str(self.erp_port)]
+        self.write_config()
+        self.simulator.launch()
+
+    def _new_opcua_port(self) -> None:
+        self.opcua_port = free_port()
+        self.write_config()
 
     def stop(self) -> None:
         for child in (self.server, self.simulator):
