@@ -81,14 +81,23 @@ def address_in_use(logs: str) -> bool:
     return "[Errno 98]" in logs or "address already in use" in logs.lower()
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1, progress: Any = None) -> Any:
+    """Polls `predicate` until it is truthy; gives up after `timeout` s.
+
+    With `progress` (a callable returning e.g. a count), the timeout counts from the last time its value changed:
+    work that keeps moving on a busy machine is waited for, work that has stopped still fails after `timeout`.
+    """
     deadline = time.monotonic() + timeout
+    last = progress() if progress is not None else None
     while True:
         value = predicate()
         if value:
             return value
+        if progress is not None and (now := progress()) != last:
+            last, deadline = now, time.monotonic() + timeout
         if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {timeout} s waiting for {what}")
+            stalled = " without progress" if progress is not None else ""
+            raise TimeoutError(f"gave up after {timeout} s{stalled} waiting for {what}")
         time.sleep(interval)
 
 
