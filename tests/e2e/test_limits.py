@@ -668,17 +668,19 @@ async def test_failed_logins_are_slowed_down_per_client_address(deployment: Depl
             assert durations[1] >= PENALTY_BASE * 0.8
             assert durations[2] >= 2 * PENALTY_BASE * 0.8
 
-            # While the address is in its penalty even the right password is refused, at once, unchecked.
+            # While the address is in its penalty (now PENALTY_MAX) even the right password is refused, at once,
+            # unchecked. "At once" is judged against the penalty it would otherwise wait out, not against a fixed
+            # fraction of a second a busy machine may need for any round trip.
             started = time.monotonic()
             with pytest.raises(UaStatusCodeError) as refused:
                 await prepared.activate_session("machine1", TEST_USERS["machine1"][1])
             assert status_of(refused.value) == ua.StatusCodes.BadUserAccessDenied
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < PENALTY_MAX / 2
 
-            # Sessions already open are not affected.
+            # Sessions already open are not affected: they do not wait out the penalty either.
             started = time.monotonic()
             assert await bystander.get_node(STATE).read_value() == ua.ServerState.Running
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < PENALTY_MAX / 2
         finally:
             with contextlib.suppress(Exception):
                 await prepared.disconnect()
