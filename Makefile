@@ -39,15 +39,15 @@ typecheck: install
 	ln -s ../../../adapters build/typecheck/qualitybridge/adapters
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p qualitybridge
 
-# Two pytest-xdist workers, one per core of the reference machine (TEST_WORKERS=0 runs in this process). loadgroup
-# keeps each test module (for end-to-end modules: each module on each backend) in one worker, so its deployment is
-# started once; tests/conftest.py hands the groups out longest first. pytest-cov combines the workers' data and that
-# of the server processes they start (coverage's subprocess patch).
+# Two pytest-xdist workers, one per core of the reference machine (TEST_WORKERS=0 runs in this process). loadfile
+# keeps each test module in one worker, so its deployments are started once; tests/conftest.py orders the modules
+# longest first. pytest-cov combines the workers' data and that of the server processes they start (coverage's
+# subprocess patch).
 TEST_WORKERS ?= 2
 
 test: install
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 	@echo "core (domain, store, adapters) line coverage, floor $(CORE_COVERAGE_FLOOR) %:"
 	$(BIN)/coverage report --include='$(CORE_SOURCES)' --fail-under=$(CORE_COVERAGE_FLOOR) --skip-covered

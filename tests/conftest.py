@@ -10,13 +10,13 @@ from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). The unit of work a worker takes is a
-# group: one test module, or for end-to-end modules whose deployment is parametrized by backend, one module on one
-# backend, so a deployment (module-scoped or not) is started by one worker and used by all its tests. Groups are
-# handed out longest first, so the long ones start at once and the short ones fill in at the end: both workers
-# finish at about the same time. The figures are rough seconds on a quiet machine (sqlite; a PostgreSQL group
-# costs about as much when QB_TEST_POSTGRES_URL is set and nothing when it is skipped); a module not listed counts
-# as short. Refresh them from `--durations` when a module grows by more than a few seconds.
+# `make test` runs the suite on two pytest-xdist workers with --dist loadfile: a test module is the unit of work a
+# worker takes, so a deployment (module-scoped or not) is started by the worker that runs all its tests. Modules
+# are handed out in collection order (--no-loadscope-reorder), and this hook orders them longest first, so the long
+# ones start at once and the short ones fill in at the end: both workers finish at about the same time. The figures
+# are rough seconds on a quiet machine for SQLite; a module with PostgreSQL variants costs about twice as much when
+# QB_TEST_POSTGRES_URL is set. A module not listed counts as short. Refresh them from `--durations` when a module
+# grows by more than a few seconds.
 EXPECTED_SECONDS = {
     "tests/e2e/test_chaos.py": 75,
     "tests/e2e/test_limits.py": 60,
@@ -31,7 +31,6 @@ EXPECTED_SECONDS = {
     "tests/integration/test_audit_trail.py": 10,
     "tests/integration/test_outbox_cli.py": 5,
 }
-BACKEND_FIXTURE = "deployment"
 
 
 def pytest_report_header() -> str:
@@ -39,32 +38,20 @@ def pytest_report_header() -> str:
     return f"PostgreSQL store tests: {state}"
 
 
-def _group(item: pytest.Item) -> tuple[str, str]:
-    """(module, backend or ""): what one worker runs as a whole."""
-    module = item.path.relative_to(REPO_ROOT).as_posix() if item.path.is_relative_to(REPO_ROOT) else str(item.path)
-    callspec = getattr(item, "callspec", None)
-    backend = (
-        callspec.params.get(BACKEND_FIXTURE, "") if callspec is not None and module.startswith("tests/e2e/") else ""
-    )
-    return module, str(backend)
+def _module(item: pytest.Item) -> str:
+    path = item.path
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def _expected_seconds(group: tuple[str, str]) -> float:
-    module, backend = group
-    if backend == "postgresql" and not POSTGRES_URL:
-        return 0.0
-    return EXPECTED_SECONDS.get(module, 0.0)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist turns the xdist_group marks into the node ids it schedules by
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    groups: dict[tuple[str, str], list[pytest.Item]] = {}
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    modules: dict[str, list[pytest.Item]] = {}
     for item in items:
-        groups.setdefault(_group(item), []).append(item)
-    ordered = sorted(groups, key=_expected_seconds, reverse=True)  # stable: equal ones keep collection order
-    items[:] = [item for group in ordered for item in groups[group]]
-    if config.pluginmanager.hasplugin("xdist"):
-        for (module, backend), members in groups.items():
-            name = f"{module}[{backend}]" if backend else module
-            for item in members:
-                item.add_marker(pytest.mark.xdist_group(name))
+        modules.setdefault(_module(item), []).append(item)
+
+    def expected_seconds(module: str) -> float:
+        on_postgres = POSTGRES_URL and any(item.get_closest_marker("postgres") for item in modules[module])
+        return EXPECTED_SECONDS.get(module, 0.0) * (2 if on_postgres else 1)
+
+    ordered = sorted(modules, key=expected_seconds, reverse=True)  # stable: equal ones keep collection order
+    items[:] = [item for module in ordered for item in modules[module]]
