@@ -517,9 +517,20 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
     # The reporting machine's verdict is its reports: each must be answered Good (within the request timeout) and
     # promptly. Not asyncua's one-second keep-alive probe in the background, which on a starved machine gives up
     # on a connection that is merely slow and turns every later report into a ConnectionError.
+    # Its session is kept alive as asyncua's watchdog would (the server's session timeout is 10 s, and the test
+    # waits longer than that for the flooder to start and for the flooder's sessions to expire).
     async with contextlib.AsyncExitStack() as stack:
         machine = await open_client(deployment, "machine1")
         stack.push_async_callback(machine.disconnect)
+
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await machine.get_node(STATE).read_value()
+
+        keeping_alive = asyncio.create_task(keep_alive())
+        stack.callback(keeping_alive.cancel)
         idx = await machine.get_namespace_index(NAMESPACE_URI)
         key = await first_characteristic(machine, idx, ORDER)
         gauge = await _reportable_gauge(machine, deployment, idx, key)
