@@ -187,6 +187,23 @@ class ErpSnapshot(_Frozen):
     equipment: tuple[TestEquipment, ...]
 
 
+class MasterDataChanges(_Frozen):
+    """What a master-data source changed since a watermark (or, with `full`, everything it publishes now).
+
+    `orders` are released orders added or changed; `withdrawn` are order numbers no longer released (closed,
+    technically completed, release taken back). With `full` the orders listed are all released orders and any
+    other one counts as withdrawn. `watermark` is opaque to the core: the source hands it back next time.
+    `findings` name data the source could not map (e.g. an unknown unit), so a planner can fix it at the source.
+    """
+
+    orders: tuple[ProductionOrder, ...] = ()
+    withdrawn: tuple[str, ...] = ()
+    equipment: tuple[TestEquipment, ...] = ()
+    watermark: str = ""
+    full: bool = False
+    findings: tuple[str, ...] = ()
+
+
 class OutboxState(StrEnum):
     PENDING = "pending"
     SENT = "sent"

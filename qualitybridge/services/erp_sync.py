@@ -1,4 +1,9 @@
-"""ERP → store → views: one sync round fetches what the ERP releases and makes the store match it."""
+"""ERP → store → views: one sync round fetches what the ERP releases and makes the store match it.
+
+A source that implements `MasterDataSource` is synced as a delta from the watermark the store keeps for it; a
+source without a watermark (and a round after `request_full_resync`) is fetched whole. A source with only the
+older `ErpClient.fetch_snapshot` is synced by snapshot, as before.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from datetime import UTC, datetime
 
 from qualitybridge.domain.events import MasterDataChanged
 from qualitybridge.domain.model import SnapshotChange
-from qualitybridge.domain.ports import ErpClient, ErpUnavailable
+from qualitybridge.domain.ports import ErpClient, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
@@ -21,7 +26,7 @@ _log = logging.getLogger(__name__)
 class ErpSync:
     def __init__(
         self,
-        erp: ErpClient,
+        erp: ErpClient | MasterDataSource,
         store: Store,
         master_data: MasterData,
         diagnostics: Diagnostics,
@@ -33,6 +38,24 @@ class ErpSync:
         self._master = master_data
         self._diagnostics = diagnostics
         self._events = events or EventBus()
+        # A restart resumes the delta from the stored watermark; only a source never synced is fetched whole.
+        self._full_resync = False
+
+    def request_full_resync(self) -> None:
+        """Make the next round fetch everything (e.g. after the ERP restored a backup)."""
+        self._full_resync = True
+
+    async def _fetch_and_apply(self) -> SnapshotChange:
+        erp = self._erp
+        if not isinstance(erp, MasterDataSource):
+            return await self._store.apply_snapshot(await erp.fetch_snapshot())
+        since = None if self._full_resync else await self._store.watermark(erp.source_id)
+        changes = await erp.fetch_all() if since is None else await erp.fetch_changes(since)
+        for finding in changes.findings:
+            _log.warning("ERP sync finding (%s): %s", erp.source_id, finding)
+        change = await self._store.apply_changes(changes, source=erp.source_id)
+        self._full_resync = False
+        return change
 
     async def load_from_store(self) -> None:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
@@ -40,7 +63,7 @@ class ErpSync:
 
     async def run_once(self) -> SnapshotChange:
         try:
-            snapshot = await self._erp.fetch_snapshot()
+            change = await self._fetch_and_apply()
         except ErpUnavailable as exc:
             self._diagnostics.last_sync_succeeded = False
             self._diagnostics.sync_error_count += 1
@@ -48,7 +71,6 @@ class ErpSync:
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
             await self._diagnostics.changed()
             return SnapshotChange()
-        change = await self._store.apply_snapshot(snapshot)
         if not change.is_empty:
             await self.load_from_store()
             _log.info(

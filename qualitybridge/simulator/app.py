@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Header, Response, status
+from fastapi import FastAPI, Header, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
@@ -34,6 +34,8 @@ from qualitybridge.adapters.rest_contract import (
     API_PREFIX,
     CONTRACT_VERSION,
     IDEMPOTENCY_HEADER,
+    BatchAnswer,
+    BatchOutcome,
     BookingReceipt,
     CalibrationStatusName,
     ConfirmationDTO,
@@ -43,7 +45,9 @@ from qualitybridge.adapters.rest_contract import (
     ErrorDetail,
     OrderDTO,
     OrdersPage,
+    PostingBatch,
     ResultDTO,
+    ResultPosting,
     SpcAlarmDTO,
     equipment_to_dto,
     order_from_dto,
@@ -80,6 +84,11 @@ IdempotencyKey = Annotated[
         max_length=255,
         description="Client-chosen key, unique per posting; a retry of the same posting sends the same key",
     ),
+]
+
+ChangedSince = Annotated[
+    int | None,
+    Query(ge=0, description="v1 addition: only what changed after this revision (a revision an earlier page gave)"),
 ]
 
 _POSTING_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -201,16 +210,84 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
     # ERP face, contract v1
 
     @app.get(f"{API_PREFIX}/orders", tags=[_ERP_TAG])
-    async def list_orders() -> OrdersPage:
-        """All orders currently released to the shop floor; an order missing from the list was withdrawn."""
-        revision, orders = sim.orders()
-        return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders])
+    async def list_orders(changed_since: ChangedSince = None) -> OrdersPage:
+        """All orders currently released to the shop floor; an order missing from the list was withdrawn.
+
+        With `changed_since` (v1 addition): only the orders released or changed after that revision, and in
+        `withdrawn` the orders withdrawn after it.
+        """
+        if changed_since is None:
+            revision, orders = sim.orders()
+            return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders])
+        revision, orders, withdrawn = sim.orders_changed_since(changed_since)
+        return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders], withdrawn=withdrawn)
 
     @app.get(f"{API_PREFIX}/equipment", tags=[_ERP_TAG])
-    async def list_equipment() -> EquipmentPage:
-        """All test equipment with its calibration status."""
-        revision, equipment = sim.equipment()
+    async def list_equipment(changed_since: ChangedSince = None) -> EquipmentPage:
+        """All test equipment with its calibration status; with `changed_since` only what changed after it."""
+        if changed_since is None:
+            revision, equipment = sim.equipment()
+        else:
+            revision, equipment = sim.equipment_changed_since(changed_since)
         return EquipmentPage(revision=revision, equipment=[equipment_to_dto(item) for item in equipment])
+
+    @app.post(f"{API_PREFIX}/postings", tags=[_ERP_TAG], responses={503: {"model": ErrorBody}})
+    async def post_batch(batch: PostingBatch) -> BatchAnswer:
+        """Book several postings in list order (v1 addition), each as its single path would, one outcome each.
+
+        After a temporary failure of one posting, the later postings of the same order are not attempted (424),
+        so an order's postings are never booked out of order; other orders go on.
+        """
+        outcomes: list[BatchOutcome] = []
+        stopped: set[str] = set()
+        for item in batch.postings:
+            order_no = item.body.order_no
+            if order_no in stopped:
+                detail = ErrorDetail(code="earlier_posting_failed", message=f"an earlier posting of {order_no} failed")
+                outcomes.append(BatchOutcome(idempotency_key=item.idempotency_key, status=424, error=detail))
+                continue
+            try:
+                if isinstance(item, ResultPosting):
+                    receipt = sim.book(
+                        "results",
+                        item.idempotency_key,
+                        item.body.model_dump(mode="json"),
+                        order_no=order_no,
+                        operation_no=item.body.operation_no,
+                        characteristic_id=item.body.characteristic_id,
+                    )
+                elif item.kind == "confirmation":
+                    receipt = sim.book(
+                        "confirmations",
+                        item.idempotency_key,
+                        item.body.model_dump(mode="json"),
+                        order_no=order_no,
+                        operation_no=item.body.operation_no,
+                    )
+                else:
+                    receipt = sim.book(
+                        "spc_alarms",
+                        item.idempotency_key,
+                        item.body.model_dump(mode="json"),
+                        order_no=order_no,
+                        operation_no=item.body.operation_no,
+                        characteristic_id=item.body.characteristic_id,
+                    )
+            except SimulatorError as exc:
+                if exc.status_code >= 500:
+                    stopped.add(order_no)
+                error = ErrorDetail(code=exc.code, message=exc.message)
+                outcomes.append(BatchOutcome(idempotency_key=item.idempotency_key, status=exc.status_code, error=error))
+                continue
+            outcomes.append(
+                BatchOutcome(
+                    idempotency_key=item.idempotency_key,
+                    status=200 if receipt.duplicate else 201,
+                    document_no=receipt.document_no,
+                    duplicate=receipt.duplicate,
+                )
+            )
+        return BatchAnswer(outcomes=outcomes)
 
     @app.post(f"{API_PREFIX}/results", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
     async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:

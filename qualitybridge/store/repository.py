@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
     ErpSnapshot,
+    MasterDataChanges,
     MeasurementResult,
     OrderState,
     OutboxState,
@@ -154,6 +155,125 @@ class Store(ShopFloorRecords, OutboxAdministration):
             withdrawn=tuple(withdrawn),
             equipment_changed=tuple(equipment_changed),
         )
+
+    async def apply_changes(self, changes: MasterDataChanges, *, source: str) -> SnapshotChange:
+        """Apply what a master-data source changed, and keep its watermark, in one transaction.
+
+        A full fetch is applied like a snapshot (orders not listed are withdrawn); a delta touches only the orders
+        and gauges it names. The watermark is stored with the data, so a crash never skips a change.
+        """
+        now = _utcnow()
+        released: list[str] = []
+        changed: list[str] = []
+        withdrawn: list[str] = []
+        equipment_changed: list[str] = []
+        async with self.engine.begin() as conn:
+            names = {order.order_no for order in changes.orders} | set(changes.withdrawn)
+            query = select(
+                tables.production_orders.c.order_no,
+                tables.production_orders.c.document,
+                tables.production_orders.c.state,
+                tables.production_orders.c.released,
+            )
+            if not changes.full:
+                query = query.where(tables.production_orders.c.order_no.in_(sorted(names)))
+            existing = {row.order_no: row for row in await conn.execute(query)}
+            for order in changes.orders:
+                previous = existing.get(order.order_no)
+                if previous is None:
+                    await conn.execute(
+                        tables.production_orders.insert().values(
+                            order_no=order.order_no,
+                            document=order.model_dump(mode="json"),
+                            state=int(order.state),
+                            released=True,
+                            updated_at=now,
+                        )
+                    )
+                    released.append(order.order_no)
+                    continue
+                document = order.model_copy(update={"state": OrderState(previous.state)}).model_dump(mode="json")
+                if previous.released and previous.document == document:
+                    continue
+                await conn.execute(
+                    update(tables.production_orders)
+                    .where(tables.production_orders.c.order_no == order.order_no)
+                    .values(document=document, released=True, updated_at=now)
+                )
+                (changed if previous.released else released).append(order.order_no)
+            listed = {order.order_no for order in changes.orders}
+            gone = (
+                [no for no, row in existing.items() if row.released and no not in listed]
+                if changes.full
+                else [no for no in changes.withdrawn if no in existing and existing[no].released and no not in listed]
+            )
+            for order_no in gone:
+                await conn.execute(
+                    update(tables.production_orders)
+                    .where(tables.production_orders.c.order_no == order_no)
+                    .values(released=False, updated_at=now)
+                )
+                withdrawn.append(order_no)
+            equipment_changed = await self._apply_equipment(conn, changes.equipment, now)
+            if changes.watermark:
+                await conn.execute(tables.source_watermarks.delete().where(tables.source_watermarks.c.source == source))
+                await conn.execute(
+                    tables.source_watermarks.insert().values(source=source, watermark=changes.watermark, updated_at=now)
+                )
+        return SnapshotChange(
+            released=tuple(released),
+            changed=tuple(changed),
+            withdrawn=tuple(withdrawn),
+            equipment_changed=tuple(equipment_changed),
+        )
+
+    @staticmethod
+    async def _apply_equipment(conn: AsyncConnection, equipment: Sequence[TestEquipment], now: datetime) -> list[str]:
+        if not equipment:
+            return []
+        known = {
+            row.equipment_id: row.document
+            for row in await conn.execute(
+                select(tables.test_equipment.c.equipment_id, tables.test_equipment.c.document).where(
+                    tables.test_equipment.c.equipment_id.in_([gauge.equipment_id for gauge in equipment])
+                )
+            )
+        }
+        changed: list[str] = []
+        for gauge in equipment:
+            document = gauge.model_dump(mode="json")
+            if gauge.equipment_id not in known:
+                await conn.execute(
+                    tables.test_equipment.insert().values(
+                        equipment_id=gauge.equipment_id,
+                        document=document,
+                        calibration_status=int(gauge.calibration_status),
+                        updated_at=now,
+                    )
+                )
+            elif known[gauge.equipment_id] != document:
+                await conn.execute(
+                    update(tables.test_equipment)
+                    .where(tables.test_equipment.c.equipment_id == gauge.equipment_id)
+                    .values(document=document, calibration_status=int(gauge.calibration_status), updated_at=now)
+                )
+            else:
+                continue
+            changed.append(gauge.equipment_id)
+        return changed
+
+    async def watermark(self, source: str) -> str | None:
+        """Where the delta sync of `source` continues; None before its first full fetch (or after a reset)."""
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(tables.source_watermarks.c.watermark).where(tables.source_watermarks.c.source == source)
+            )
+        return None if value is None else str(value)
+
+    async def forget_watermark(self, source: str) -> None:
+        """Make the next sync of `source` a full resync."""
+        async with self.engine.begin() as conn:
+            await conn.execute(tables.source_watermarks.delete().where(tables.source_watermarks.c.source == source))
 
     async def released_orders(self) -> list[ProductionOrder]:
         async with self.engine.connect() as conn:

@@ -50,6 +50,15 @@ test_equipment = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# Where each master-data source's delta sync continues: its own opaque watermark, so a restart resumes the delta.
+source_watermarks = Table(
+    "source_watermarks",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("watermark", String(512), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 measurement_results = Table(
     "measurement_results",
     metadata,
