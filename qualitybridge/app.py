@@ -80,7 +80,7 @@ class QualityBridgeApp:
         if store is None:
             store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
         if erp is None:
-            erp = erp_client_for(config.erp)
+            erp = erp_client_for(config.erp, config.qms)
         events = EventBus()
         master_data = MasterData()
         diagnostics = Diagnostics(events=events)

@@ -1,0 +1,541 @@
+"""The SAP S/4HANA adapter: the master-data source and posting target over SAP's OData V2 APIs, with httpx.
+
+Reading (docs/sap-s4hana.md has the field mapping both ways):
+
+- orders: `API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2` of the configured plant. A full fetch asks for the
+  released ones; a delta asks for every order of the plant whose `LastChangeDateTime` is at or after the watermark
+  (released or not, so that closing, technically completing or taking back a release is seen as a withdrawal).
+  The watermark is the newest `LastChangeDateTime` seen; `ge` rather than `gt` because the field has whole seconds:
+  an order changed again within that second is fetched again, which changes nothing, instead of being missed.
+- operations: `A_ProductionOrderOperation_2`; inspection lots: `API_INSPECTIONLOT_SRV/A_InspectionLot` of each
+  order; characteristics: `A_InspectionCharacteristic` of each lot. A characteristic belongs to the operation whose
+  `OrderIntBillOfOperationsItem` equals its `InspPlanOperationInternalID`. Several orders are asked for in one
+  request (`$filter` with `or`), pages are followed by `__next`.
+- units are mapped to UNECE codes; an unknown unit, a qualitative or limitless characteristic is left out and
+  reported as a finding (logged at each sync), never guessed.
+
+Writing, exactly once although SAP honours no idempotency header:
+
+- a measurement is an `A_InspectionResultValue` whose key the adapter derives from the outbox entry: lot, operation
+  and characteristic of the result, and `InspResultValueInternalID` = the outbox sequence number. A repeat of a
+  posting whose answer was lost collides with the first (SAP refuses an existing key); the adapter then reads that
+  key back and, when it holds the same value, takes it as the booking;
+- a confirmation (`ProdnOrdConf2`) gets its keys from SAP, so the adapter writes the confirmation id into
+  `ExternalSystemConfirmation` and looks it up before every post: found means booked, nothing is posted again;
+- SPC alarms have no SAP target in this adapter: they are refused for good and stay visible as dead letters
+  (configure `[qms]` to send them to a QMS).
+
+Every write carries the CSRF token fetched with `X-CSRF-Token: Fetch` and the session cookies; a 403 with
+`X-CSRF-Token: Required` fetches a new token once and repeats. OData error bodies become readable messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from qualitybridge.adapters.sap_odata import (
+    CONFIRMATION_SERVICE,
+    INSPECTION_LOT_SERVICE,
+    ODATA_ROOT,
+    ORDER_SERVICE,
+    SAP_TO_UNECE,
+    UNECE_TO_SAP,
+    alpha_equal,
+    alpha_out,
+    odata_error_text,
+    parse_date,
+    parse_duration,
+    quote,
+)
+from qualitybridge.domain.model import (
+    ErpSnapshot,
+    InspectionCharacteristic,
+    MasterDataChanges,
+    Operation,
+    OrderState,
+    ProductionOrder,
+)
+from qualitybridge.domain.ports import ErpRejected, ErpUnavailable, PostingFailure, PostingOutcome, PostingReceipt
+from qualitybridge.domain.postings import (
+    ConfirmationPosting,
+    MeasurementPosting,
+    OutboxEntry,
+    SpcAlarmPosting,
+    UnreadablePosting,
+)
+
+__all__ = ["ClientCredentials", "SapS4HanaClient"]
+
+_log = logging.getLogger(__name__)
+
+_EPOCH_WATERMARK = "19700101000000"
+_JSON = {"Accept": "application/json"}
+
+
+class ClientCredentials(httpx.Auth):
+    """OAuth2 client credentials: a bearer token from `token_url`, fetched when missing or refused (401)."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout_seconds: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._token_url = token_url
+        self._credentials = (client_id, client_secret)
+        self._timeout = timeout_seconds
+        self._transport = transport
+        self._token: str | None = None
+
+    async def _fetch_token(self) -> str:
+        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
+            response = await client.post(
+                self._token_url, data={"grant_type": "client_credentials"}, auth=self._credentials
+            )
+        if response.status_code != 200:
+            raise httpx.HTTPStatusError(
+                f"token endpoint answered {response.status_code}", request=response.request, response=response
+            )
+        return str(response.json()["access_token"])
+
+    async def async_auth_flow(self, request: httpx.Request) -> Any:
+        if self._token is None:
+            self._token = await self._fetch_token()
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:
+            self._token = await self._fetch_token()
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+
+@dataclass(frozen=True)
+class _OperationKeys:
+    """Where a result of an order operation goes in SAP: the inspection lot and the operation's internal id."""
+
+    lot: str
+    operation_internal_id: str
+
+
+def _number(value: Any) -> float | None:
+    """Edm.Decimal/Edm.Double arrive as strings ("6.2030000000000001E+01", "50"); empty means not set."""
+    if value is None or value == "":
+        return None
+    return float(value)
+
+
+def _format_measured(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+class SapS4HanaClient:
+    """Implements MasterDataSource, PostingTarget and ErpClient for SAP S/4HANA (OData V2)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        plant: str,
+        sap_client: str = "",
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeout_seconds: float = 10.0,
+        page_size: int = 500,
+        orders_per_request: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        params = {"sap-client": sap_client} if sap_client else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + ODATA_ROOT,
+            params=params,
+            auth=auth,
+            timeout=timeout_seconds,
+            transport=transport,
+            headers={"User-Agent": "QualityBridge", **_JSON},
+        )
+        self._plant = plant
+        self._sap_client = sap_client
+        self._page_size = page_size
+        self._chunk = orders_per_request
+        self._csrf: dict[str, str] = {}
+        self._operation_keys: dict[tuple[str, str], _OperationKeys] = {}
+        self._decimals: dict[tuple[str, str, str], int] = {}
+
+    @property
+    def source_id(self) -> str:
+        return "erp"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # ---- HTTP ---------------------------------------------------------------------------------------
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ErpUnavailable(f"SAP {method} {url}: {type(exc).__name__}: {exc or 'no answer'}") from exc
+
+    @staticmethod
+    def _failure(method: str, url: str, response: httpx.Response) -> ErpUnavailable | ErpRejected:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        text = f"SAP {method} {url.split('?')[0]}: {odata_error_text(response.status_code, body, response.text)}"
+        # 401/403 are a login or authorisation problem the basis team fixes; the posting must survive it.
+        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+            return ErpUnavailable(text)
+        return ErpRejected(text)
+
+    async def _get(self, url: str, params: dict[str, str] | None = None) -> Any:
+        response = await self._send("GET", url, params=params)
+        if response.status_code != 200:
+            raise self._failure("GET", url, response)
+        try:
+            return response.json()["d"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ErpUnavailable(f"SAP GET {url}: answer is not OData V2 JSON") from exc
+
+    async def _collection(self, service: str, entity_set: str, odata_filter: str) -> list[dict[str, Any]]:
+        """All entities matching the filter, page after page (`__next`)."""
+        url: str | None = f"/{service}/{entity_set}"
+        params: dict[str, str] | None = {"$filter": odata_filter, "$top": str(self._page_size), "$format": "json"}
+        found: list[dict[str, Any]] = []
+        while url is not None:
+            page = await self._get(url, params)
+            found.extend(page.get("results", []))
+            url = page.get("__next")
+            params = None  # the __next link carries the query, sap-client included
+        return found
+
+    async def _csrf_token(self, service: str, *, renew: bool = False) -> str:
+        if renew or service not in self._csrf:
+            response = await self._send("GET", f"/{service}/", headers={"X-CSRF-Token": "Fetch"})
+            token = response.headers.get("x-csrf-token", "")
+            if response.status_code != 200 or not token or token.lower() == "required":
+                raise ErpUnavailable(f"SAP {service}: no CSRF token ({response.status_code})")
+            self._csrf[service] = token
+        return self._csrf[service]
+
+    async def _write(self, service: str, entity_set: str, body: dict[str, Any]) -> httpx.Response:
+        """POST with the CSRF handshake: a 403 'Required' fetches a new token once and repeats."""
+        url = f"/{service}/{entity_set}"
+        for renew in (False, True):
+            token = await self._csrf_token(service, renew=renew)
+            response = await self._send("POST", url, json=body, headers={"X-CSRF-Token": token})
+            if response.status_code == 403 and response.headers.get("x-csrf-token", "").lower() == "required":
+                continue
+            return response
+        return response
+
+    # ---- master data --------------------------------------------------------------------------------
+
+    def _orders_filter(self, extra: str) -> str:
+        return f"ProductionPlant eq {quote(self._plant)} and {extra}"
+
+    async def fetch_all(self) -> MasterDataChanges:
+        headers = await self._collection(
+            ORDER_SERVICE, "A_ProductionOrder_2", self._orders_filter("OrderIsReleased eq 'X'")
+        )
+        released = [header for header in headers if self._is_open(header)]
+        orders, findings = await self._with_details(released)
+        watermark = max((str(h.get("LastChangeDateTime") or "") for h in headers), default="") or _EPOCH_WATERMARK
+        return MasterDataChanges(orders=orders, watermark=watermark, full=True, findings=findings)
+
+    async def fetch_changes(self, since: str) -> MasterDataChanges:
+        if not (len(since) == 14 and since.isdigit()):
+            _log.warning("unreadable SAP watermark %r: fetching everything once", since)
+            return await self.fetch_all()
+        headers = await self._collection(
+            ORDER_SERVICE, "A_ProductionOrder_2", self._orders_filter(f"LastChangeDateTime ge {quote(since)}")
+        )
+        open_orders = [header for header in headers if self._is_open(header)]
+        withdrawn = tuple(alpha_out(str(h["ManufacturingOrder"])) for h in headers if not self._is_open(h))
+        orders, findings = await self._with_details(open_orders)
+        watermark = max([since, *(str(h.get("LastChangeDateTime") or "") for h in headers)])
+        return MasterDataChanges(orders=orders, withdrawn=withdrawn, watermark=watermark, findings=findings)
+
+    @staticmethod
+    def _is_open(header: dict[str, Any]) -> bool:
+        """Released, and neither technically completed nor closed: the shop floor may work on it."""
+        return (
+            header.get("OrderIsReleased") == "X"
+            and header.get("OrderIsTechnicallyCompleted", "") != "X"
+            and header.get("OrderIsClosed", "") != "X"
+        )
+
+    async def _with_details(self, headers: list[dict[str, Any]]) -> tuple[tuple[ProductionOrder, ...], tuple[str, ...]]:
+        orders: list[ProductionOrder] = []
+        findings: list[str] = []
+        for start in range(0, len(headers), self._chunk):
+            chunk = headers[start : start + self._chunk]
+            numbers = [str(header["ManufacturingOrder"]) for header in chunk]
+            operations = await self._by_orders(ORDER_SERVICE, "A_ProductionOrderOperation_2", numbers)
+            lots = await self._by_orders(INSPECTION_LOT_SERVICE, "A_InspectionLot", numbers)
+            characteristics = await self._by_lots([str(lot["InspectionLot"]) for lot in lots])
+            for header in chunk:
+                order = self._order(header, operations, lots, characteristics, findings)
+                if order is not None:
+                    orders.append(order)
+        return tuple(orders), tuple(findings)
+
+    async def _by_orders(self, service: str, entity_set: str, numbers: Sequence[str]) -> list[dict[str, Any]]:
+        condition = " or ".join(f"ManufacturingOrder eq {quote(number)}" for number in numbers)
+        return await self._collection(service, entity_set, f"({condition})")
+
+    async def _by_lots(self, lots: Sequence[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(lots), self._chunk):
+            condition = " or ".join(f"InspectionLot eq {quote(lot)}" for lot in lots[start : start + self._chunk])
+            found += await self._collection(INSPECTION_LOT_SERVICE, "A_InspectionCharacteristic", f"({condition})")
+        return found
+
+    def _order(
+        self,
+        header: dict[str, Any],
+        operations: Iterable[dict[str, Any]],
+        lots: Iterable[dict[str, Any]],
+        characteristics: Iterable[dict[str, Any]],
+        findings: list[str],
+    ) -> ProductionOrder | None:
+        number = str(header["ManufacturingOrder"])
+        order_no = alpha_out(number)
+        mine = sorted(
+            (op for op in operations if alpha_equal(str(op["ManufacturingOrder"]), number)),
+            key=lambda op: str(op["ManufacturingOrderOperation"]),
+        )
+        lot = next((item for item in lots if alpha_equal(str(item["ManufacturingOrder"]), number)), None)
+        lot_no = alpha_out(str(lot["InspectionLot"])) if lot is not None else ""
+        lot_characteristics = (
+            [c for c in characteristics if alpha_equal(str(c["InspectionLot"]), lot_no)] if lot_no else []
+        )
+        quantity_unit = SAP_TO_UNECE.get(str(header.get("ProductionUnit") or "PC"))
+        if quantity_unit is None:
+            findings.append(f"order {order_no}: unknown SAP unit {header.get('ProductionUnit')!r}; order left out")
+            return None
+        built: list[Operation] = []
+        for op in mine:
+            internal_id = str(op["OrderIntBillOfOperationsItem"])
+            operation_no = str(op["ManufacturingOrderOperation"])
+            if lot_no:
+                self._operation_keys[(order_no, operation_no)] = _OperationKeys(lot_no, internal_id)
+            chars = []
+            for item in lot_characteristics:
+                if not alpha_equal(str(item["InspPlanOperationInternalID"]), internal_id):
+                    continue
+                characteristic = self._characteristic(item, lot_no, f"order {order_no}/{operation_no}", findings)
+                if characteristic is not None:
+                    chars.append(characteristic)
+                    key = (order_no, operation_no, characteristic.characteristic_id)
+                    self._decimals[key] = characteristic.decimal_places
+            built.append(
+                Operation(
+                    operation_no=operation_no,
+                    description=str(op.get("MfgOrderOperationText") or ""),
+                    work_centre=str(op.get("WorkCenter") or ""),
+                    characteristics=tuple(chars),
+                )
+            )
+        planned_start = self._moment(header.get("MfgOrderPlannedStartDate"), header.get("MfgOrderPlannedStartTime"))
+        planned_end = self._moment(header.get("MfgOrderPlannedEndDate"), header.get("MfgOrderPlannedEndTime"))
+        try:
+            return ProductionOrder(
+                order_no=order_no,
+                material_no=str(header.get("Material") or ""),
+                part_no=str(header.get("Material") or ""),
+                plant=str(header.get("ProductionPlant") or ""),
+                work_centre=built[0].work_centre if built else "",
+                planned_quantity=_number(header.get("TotalQuantity")) or 0.0,
+                quantity_unit=quantity_unit,
+                state=OrderState.ALLOWED_TO_START,
+                plan_version=lot_no,
+                planned_start=planned_start,
+                planned_end=planned_end,
+                operations=tuple(built),
+            )
+        except ValueError as exc:
+            findings.append(f"order {order_no}: {exc}; order left out")
+            return None
+
+    @staticmethod
+    def _moment(date_value: Any, time_value: Any) -> datetime | None:
+        day = parse_date(date_value)
+        return None if day is None else day + parse_duration(time_value)
+
+    @staticmethod
+    def _characteristic(
+        item: dict[str, Any], lot_no: str, where: str, findings: list[str]
+    ) -> InspectionCharacteristic | None:
+        characteristic_id = str(item["InspectionCharacteristic"])
+        label = f"{where} characteristic {characteristic_id}"
+        if item.get("InspSpecIsQuantitative", "X") != "X":
+            findings.append(f"{label}: qualitative, not measured through QualityBridge; left out")
+            return None
+        sap_unit = str(item.get("InspectionSpecificationUnit") or "")
+        unit = SAP_TO_UNECE.get(sap_unit)
+        if unit is None:
+            findings.append(f"{label}: unknown SAP unit {sap_unit!r} (no UNECE code known); left out")
+            return None
+        lower, upper = _number(item.get("InspSpecLowerLimit")), _number(item.get("InspSpecUpperLimit"))
+        if lower is None or upper is None:
+            findings.append(f"{label}: needs a lower and an upper limit; left out")
+            return None
+        target = _number(item.get("InspSpecTargetValue"))
+        try:
+            return InspectionCharacteristic(
+                characteristic_id=characteristic_id,
+                name=str(item.get("InspectionCharacteristicText") or characteristic_id),
+                nominal=target if target is not None else (lower + upper) / 2,
+                lower_limit=lower,
+                upper_limit=upper,
+                unit=unit,
+                decimal_places=int(item.get("InspSpecDecimalPlaces") or 3),
+                sample_size=max(1, int(_number(item.get("InspCharacteristicSampleSize")) or 1)),
+                gauge_type=str(item.get("InspLotTestEquipInternalID") or ""),
+                plan_version=lot_no,
+            )
+        except ValueError as exc:
+            findings.append(f"{label}: {exc}; left out")
+            return None
+
+    async def fetch_snapshot(self) -> ErpSnapshot:
+        changes = await self.fetch_all()
+        return ErpSnapshot(orders=changes.orders, equipment=changes.equipment)
+
+    # ---- postings -----------------------------------------------------------------------------------
+
+    async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
+        """One request per posting (SAP's $batch is not used); an order stops at its first temporary failure."""
+        outcomes: list[PostingOutcome] = []
+        stopped: set[str] = set()
+        for entry in entries:
+            if entry.order_no in stopped:
+                outcomes.append(PostingFailure(entry.seq, ErpUnavailable("held behind an earlier posting")))
+                continue
+            try:
+                outcomes.append(PostingReceipt(entry.seq, await self.post(entry)))
+            except ErpUnavailable as exc:
+                outcomes.append(PostingFailure(entry.seq, exc))
+                stopped.add(entry.order_no)
+            except ErpRejected as exc:
+                outcomes.append(PostingFailure(entry.seq, exc))
+        return outcomes
+
+    async def post(self, entry: OutboxEntry) -> str:
+        match entry.posting:
+            case MeasurementPosting():
+                return await self._post_result(entry)
+            case ConfirmationPosting():
+                return await self._post_confirmation(entry)
+            case SpcAlarmPosting():
+                raise ErpRejected(
+                    "SPC alarms are not deliverable to SAP S/4HANA by this adapter: configure [qms] for them "
+                    "(the alarm stays in the outbox)"
+                )
+            case UnreadablePosting(stored_kind=kind, reason=reason):
+                raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
+        raise ErpRejected(f"no SAP target for postings of kind {entry.kind!r}")  # pragma: no cover
+
+    async def _keys(self, order_no: str, operation_no: str) -> _OperationKeys:
+        """The lot and operation id of an order operation; asked of SAP when no sync has seen the order yet."""
+        keys = self._operation_keys.get((order_no, operation_no))
+        if keys is None:
+            operations = await self._by_orders(ORDER_SERVICE, "A_ProductionOrderOperation_2", [order_no])
+            lots = await self._by_orders(INSPECTION_LOT_SERVICE, "A_InspectionLot", [order_no])
+            if not lots:
+                raise ErpRejected(f"SAP has no inspection lot for order {order_no}")
+            lot_no = alpha_out(str(lots[0]["InspectionLot"]))
+            for op in operations:
+                self._operation_keys[(order_no, str(op["ManufacturingOrderOperation"]))] = _OperationKeys(
+                    lot_no, str(op["OrderIntBillOfOperationsItem"])
+                )
+            keys = self._operation_keys.get((order_no, operation_no))
+            if keys is None:
+                raise ErpRejected(f"SAP order {order_no} has no operation {operation_no}")
+        return keys
+
+    async def _post_result(self, entry: OutboxEntry) -> str:
+        assert isinstance(entry.posting, MeasurementPosting)  # noqa: S101 - dispatched by post()
+        result = entry.posting.result
+        report = result.report
+        keys = await self._keys(report.order_no, report.operation_no)
+        decimals = self._decimals.get((report.order_no, report.operation_no, report.characteristic_id), 3)
+        if report.value != report.value or report.value in (float("inf"), float("-inf")):
+            raise ErpRejected(f"result {result.result_id} has no finite value; SAP takes only measured values")
+        key = {
+            "InspectionLot": keys.lot,
+            "InspPlanOperationInternalID": keys.operation_internal_id,
+            "InspectionCharacteristic": report.characteristic_id,
+            # Derived from the outbox entry: a repeat of this posting collides instead of booking twice.
+            "InspResultValueInternalID": f"{entry.seq % 100_000_000:08d}",
+        }
+        body = {**key, "InspResultFrmtdMeasuredValue": _format_measured(report.value, decimals)}
+        response = await self._write(INSPECTION_LOT_SERVICE, "A_InspectionResultValue", body)
+        document = "/".join(key.values())
+        if response.status_code in (200, 201):
+            return document
+        failure = self._failure("POST", "A_InspectionResultValue", response)
+        if isinstance(failure, ErpRejected) and response.status_code in (400, 409):
+            # Refused: perhaps because an earlier delivery whose answer was lost booked this very key. Look.
+            booked = await self._result_value(key)
+            if booked is not None:
+                if booked.get("InspResultFrmtdMeasuredValue") == body["InspResultFrmtdMeasuredValue"]:
+                    _log.info("result %s was booked before (answer lost): %s", result.result_id, document)
+                    return document
+                raise ErpRejected(f"{failure}; SAP holds another value under {document}") from failure
+        raise failure
+
+    async def _result_value(self, key: dict[str, str]) -> dict[str, Any] | None:
+        path = ",".join(f"{name}={quote(value)}" for name, value in key.items())
+        url = f"/{INSPECTION_LOT_SERVICE}/A_InspectionResultValue({path})"
+        response = await self._send("GET", url)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._failure("GET", url, response)
+        found: dict[str, Any] = response.json()["d"]
+        return found
+
+    async def _post_confirmation(self, entry: OutboxEntry) -> str:
+        assert isinstance(entry.posting, ConfirmationPosting)  # noqa: S101 - dispatched by post()
+        record = entry.posting.record
+        confirmation = record.confirmation
+        # SAP assigns the keys; ours travels in ExternalSystemConfirmation and is looked up before each post.
+        external = record.confirmation_id
+        earlier = await self._collection(
+            CONFIRMATION_SERVICE, "ProdnOrdConf2", f"ExternalSystemConfirmation eq {quote(external)}"
+        )
+        if earlier:
+            _log.info("confirmation %s was booked before: not posted again", external)
+            return f"{earlier[0]['ConfirmationGroup']}/{earlier[0]['ConfirmationCount']}"
+        unit = UNECE_TO_SAP.get(confirmation.unit)
+        if unit is None:
+            raise ErpRejected(f"confirmation {external}: no SAP unit for UNECE {confirmation.unit!r}")
+        body = {
+            "OrderID": confirmation.order_no,
+            "OrderOperation": confirmation.operation_no,
+            "ConfirmationYieldQuantity": f"{confirmation.yield_quantity:g}",
+            "ConfirmationScrapQuantity": f"{confirmation.scrap_quantity:g}",
+            "ConfirmationReworkQuantity": f"{confirmation.rework_quantity:g}",
+            "ConfirmationUnit": unit,
+            "VarianceReasonCode": confirmation.reason_code,
+            "FinalConfirmationType": "X" if confirmation.final else "",
+            "ExternalSystemConfirmation": external,
+        }
+        response = await self._write(CONFIRMATION_SERVICE, "ProdnOrdConf2", body)
+        if response.status_code not in (200, 201):
+            raise self._failure("POST", "ProdnOrdConf2", response)
+        try:
+            created = response.json()["d"]
+            return f"{created['ConfirmationGroup']}/{created['ConfirmationCount']}"
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ErpUnavailable("SAP answered the confirmation without its keys (no booking receipt)") from exc
