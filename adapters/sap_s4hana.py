@@ -5,8 +5,10 @@ Reading (docs/sap-s4hana.md has the field mapping both ways):
 - orders: `API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2` of the configured plant. A full fetch asks for the
   released ones; a delta asks for every order of the plant whose `LastChangeDateTime` is at or after the watermark
   (released or not, so that closing, technically completing or taking back a release is seen as a withdrawal).
-  The watermark is the newest `LastChangeDateTime` seen; `ge` rather than `gt` because the field has whole seconds:
-  an order changed again within that second is fetched again, which changes nothing, instead of being missed.
+  The field has whole seconds, so the query says `ge`, and the watermark is the newest `LastChangeDateTime` seen,
+  plus one second when that second had passed by SAP's own clock (the `Date` of its answer) when the page was
+  read: a change saved later in the same second is fetched again next time, never missed, and an unchanged
+  plant costs one empty page.
 - operations: `A_ProductionOrderOperation_2`; inspection lots: `API_INSPECTIONLOT_SRV/A_InspectionLot` of each
   order; characteristics: `A_InspectionCharacteristic` of each lot. A characteristic belongs to the operation whose
   `OrderIntBillOfOperationsItem` equals its `InspPlanOperationInternalID`. Several orders are asked for in one
@@ -31,10 +33,12 @@ Every write carries the CSRF token fetched with `X-CSRF-Token: Fetch` and the se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -48,6 +52,7 @@ from qualitybridge.adapters.sap_odata import (
     UNECE_TO_SAP,
     alpha_equal,
     alpha_out,
+    format_change_time,
     odata_error_text,
     parse_date,
     parse_duration,
@@ -152,10 +157,9 @@ class SapS4HanaClient:
         orders_per_request: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        params = {"sap-client": sap_client} if sap_client else {}
+        # sap-client is added per request, not as client-wide params: httpx would replace a __next link's query.
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + ODATA_ROOT,
-            params=params,
             auth=auth,
             timeout=timeout_seconds,
             transport=transport,
@@ -168,6 +172,7 @@ class SapS4HanaClient:
         self._csrf: dict[str, str] = {}
         self._operation_keys: dict[tuple[str, str], _OperationKeys] = {}
         self._decimals: dict[tuple[str, str, str], int] = {}
+        self._server_second = ""  # SAP's clock at the first page of the last collection read (Date header)
 
     @property
     def source_id(self) -> str:
@@ -178,9 +183,13 @@ class SapS4HanaClient:
 
     # ---- HTTP ---------------------------------------------------------------------------------------
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, *, params: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        if self._sap_client and "sap-client=" not in url:
+            params = {**(params or {}), "sap-client": self._sap_client}
         try:
-            return await self._client.request(method, url, **kwargs)
+            return await self._client.request(method, url, params=params, **kwargs)
         except httpx.HTTPError as exc:
             raise ErpUnavailable(f"SAP {method} {url}: {type(exc).__name__}: {exc or 'no answer'}") from exc
 
@@ -200,6 +209,9 @@ class SapS4HanaClient:
         response = await self._send("GET", url, params=params)
         if response.status_code != 200:
             raise self._failure("GET", url, response)
+        if not self._server_second and "date" in response.headers:
+            with contextlib.suppress(TypeError, ValueError):
+                self._server_second = format_change_time(parsedate_to_datetime(response.headers["date"]))
         try:
             return response.json()["d"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -210,6 +222,7 @@ class SapS4HanaClient:
         url: str | None = f"/{service}/{entity_set}"
         params: dict[str, str] | None = {"$filter": odata_filter, "$top": str(self._page_size), "$format": "json"}
         found: list[dict[str, Any]] = []
+        self._server_second = ""
         while url is not None:
             page = await self._get(url, params)
             found.extend(page.get("results", []))
@@ -246,9 +259,9 @@ class SapS4HanaClient:
         headers = await self._collection(
             ORDER_SERVICE, "A_ProductionOrder_2", self._orders_filter("OrderIsReleased eq 'X'")
         )
+        watermark = self._watermark(_EPOCH_WATERMARK, headers)
         released = [header for header in headers if self._is_open(header)]
         orders, findings = await self._with_details(released)
-        watermark = max((str(h.get("LastChangeDateTime") or "") for h in headers), default="") or _EPOCH_WATERMARK
         return MasterDataChanges(orders=orders, watermark=watermark, full=True, findings=findings)
 
     async def fetch_changes(self, since: str) -> MasterDataChanges:
@@ -258,11 +271,19 @@ class SapS4HanaClient:
         headers = await self._collection(
             ORDER_SERVICE, "A_ProductionOrder_2", self._orders_filter(f"LastChangeDateTime ge {quote(since)}")
         )
+        watermark = self._watermark(since, headers)
         open_orders = [header for header in headers if self._is_open(header)]
         withdrawn = tuple(alpha_out(str(h["ManufacturingOrder"])) for h in headers if not self._is_open(h))
         orders, findings = await self._with_details(open_orders)
-        watermark = max([since, *(str(h.get("LastChangeDateTime") or "") for h in headers)])
         return MasterDataChanges(orders=orders, withdrawn=withdrawn, watermark=watermark, findings=findings)
+
+    def _watermark(self, since: str, headers: Iterable[dict[str, Any]]) -> str:
+        """The newest change seen; one second on when SAP's clock had left that second when the page was read."""
+        newest = max([since, *(str(h.get("LastChangeDateTime") or "") for h in headers)])
+        if self._server_second and newest < self._server_second:
+            moment = datetime.strptime(newest, "%Y%m%d%H%M%S").replace(tzinfo=UTC) + timedelta(seconds=1)
+            return format_change_time(moment)
+        return newest
 
     @staticmethod
     def _is_open(header: dict[str, Any]) -> bool:

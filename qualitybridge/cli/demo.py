@@ -14,10 +14,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from qualitybridge.app import QualityBridgeApp
 from qualitybridge.cli.common import install_stop_signals, setup_logging
-from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings
+from qualitybridge.config import ErpSettings, QmsSettings, QualityBridgeConfig, SapS4HanaSettings, ServerSettings
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
 from qualitybridge.store import Store, StoredUser
@@ -87,11 +88,34 @@ def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path
     return cert_path, key_path
 
 
-def demo_config(data_dir: Path, port: int, erp_port: int, host: str) -> QualityBridgeConfig:
+def demo_config(data_dir: Path, port: int, erp_port: int, host: str, erp: str = "rest") -> QualityBridgeConfig:
+    """The demo's configuration; with `erp="sap"` the simulator's SAP face is the ERP and its REST face the QMS."""
+    erp_url = f"http://127.0.0.1:{erp_port}"
+    if erp != "sap":
+        return QualityBridgeConfig(
+            data_dir=data_dir.resolve(),
+            server=ServerSettings(host=host, port=port),
+            erp=ErpSettings(base_url=erp_url, sync_interval_seconds=5, relay_interval_seconds=1),
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password_file = data_dir.resolve() / "sap-password"
+    if not password_file.exists():
+        password_file.write_text("demo-only\n", encoding="utf-8")  # the simulator takes any password
+        password_file.chmod(0o600)
     return QualityBridgeConfig(
         data_dir=data_dir.resolve(),
         server=ServerSettings(host=host, port=port),
-        erp=ErpSettings(base_url=f"http://127.0.0.1:{erp_port}", sync_interval_seconds=5, relay_interval_seconds=1),
+        erp=SapS4HanaSettings(
+            adapter="sap-s4hana",
+            base_url=erp_url,
+            sap_client="100",
+            plant="1010",
+            username="QB_COMM_USER",
+            password_file=password_file,
+            sync_interval_seconds=5,
+            relay_interval_seconds=1,
+        ),
+        qms=QmsSettings(base_url=erp_url),
     )
 
 
@@ -117,17 +141,26 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
     return "\n".join(lines)
 
 
-async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+async def run_demo(
+    data_dir: Path,
+    port: int,
+    erp_port: int,
+    host: str = "0.0.0.0",  # noqa: S104
+    erp: str = "rest",
+) -> None:
     from qualitybridge.simulator.app import serve as serve_simulator
 
     started = asyncio.Event()
-    simulator = asyncio.create_task(serve_simulator("127.0.0.1", erp_port, started=started), name="erp-simulator")
+    flavour: Literal["rest", "sap"] = "sap" if erp == "sap" else "rest"
+    simulator = asyncio.create_task(
+        serve_simulator("127.0.0.1", erp_port, started=started, flavour=flavour), name="erp-simulator"
+    )
     starting = asyncio.create_task(started.wait())
     await asyncio.wait({simulator, starting}, return_when=asyncio.FIRST_COMPLETED)
     if simulator.done():
         starting.cancel()
         simulator.result()  # raises why the simulator could not start (e.g. port in use)
-    config = demo_config(data_dir, port, erp_port, host)
+    config = demo_config(data_dir, port, erp_port, host, erp)
     app = await QualityBridgeApp.create(config)
     try:
         users = await ensure_demo_users(app.store, config.data_dir)
@@ -155,6 +188,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.add_argument("--port", type=int, default=4840, help="OPC UA port; endpoint opc.tcp://<host>:N/qualitybridge")
     demo.add_argument("--erp-port", type=int, default=8080, help="HTTP port of the ERP simulator (default 8080)")
     demo.add_argument("--host", default="0.0.0.0", help="interface the OPC UA server listens on")  # noqa: S104
+    demo.add_argument(
+        "--erp",
+        choices=("rest", "sap"),
+        default="rest",
+        help="rest: the generic REST contract; sap: the simulator's SAP S/4HANA face as ERP (docs/sap-s4hana.md)",
+    )
     demo.set_defaults(run=run)
 
 
@@ -167,7 +206,9 @@ def run(arguments: argparse.Namespace) -> int:
 async def _demo_until_stopped(arguments: argparse.Namespace) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
-    demo = asyncio.create_task(run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host))
+    demo = asyncio.create_task(
+        run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host, arguments.erp)
+    )
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({demo, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()

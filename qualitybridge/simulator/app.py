@@ -16,10 +16,10 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Header, Query, Response, status
@@ -158,14 +158,23 @@ def _error(status_code: int, code: str, message: str) -> JSONResponse:
 
 
 class FaultInjection:
-    """ASGI middleware making the /api/v1 face unreliable in the ways a real ERP connection is."""
+    """ASGI middleware making the ERP face (/api/v1, or the SAP face's OData root) unreliable in the ways a real ERP
+    connection is; `error` builds the face's own error answer."""
 
-    def __init__(self, app: ASGIApp, state: SimulatorState) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: SimulatorState,
+        prefix: str = API_PREFIX,
+        error: Callable[[int, str, str], Response] | None = None,
+    ) -> None:
         self.app = app
         self.state = state
+        self.prefix = prefix
+        self.error = error or _error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope["path"]).startswith(API_PREFIX + "/"):
+        if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix + "/"):
             await self.app(scope, receive, send)
             return
         fault = self.state.draw_fault()
@@ -179,7 +188,7 @@ class FaultInjection:
             await asyncio.sleep(timeout_seconds)
             await self.app(scope, receive, send)
         elif kind == "error":
-            await _error(503, "unavailable", "injected fault: ERP temporarily unavailable")(scope, receive, send)
+            await self.error(503, "unavailable", "injected fault: ERP temporarily unavailable")(scope, receive, send)
         else:
 
             async def discard(message: Message) -> None:
@@ -187,7 +196,7 @@ class FaultInjection:
 
             # The posting is booked but its answer never reaches the client: the case idempotency keys exist for.
             await self.app(scope, receive, discard)
-            await _error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
+            await self.error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
 
 
 def create_app(state: SimulatorState | None = None) -> FastAPI:
@@ -457,6 +466,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
+Flavour = Literal["rest", "sap"]
+
+
 async def serve(
     host: str,
     port: int,
@@ -464,9 +476,18 @@ async def serve(
     state: SimulatorState | None = None,
     started: asyncio.Event | None = None,
     handle_signals: bool = False,
+    flavour: Flavour = "rest",
 ) -> None:
-    """Serve the simulator in the running loop until cancelled (or, with handle_signals, until SIGINT/SIGTERM)."""
-    app = create_app(state)
+    """Serve the simulator in the running loop until cancelled (or, with handle_signals, until SIGINT/SIGTERM).
+
+    `flavour="sap"` adds the SAP S/4HANA OData face (`qualitybridge.simulator.sap_face`) to the REST one.
+    """
+    if flavour == "sap":
+        from qualitybridge.simulator.sap_face import create_sap_app
+
+        app = create_sap_app(state)
+    else:
+        app = create_app(state)
     config = uvicorn.Config(
         app, lifespan="off", log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=2
     )
@@ -493,10 +514,10 @@ async def serve(
         sock.close()
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, flavour: Flavour = "rest") -> None:
     """Blocking entry point for `qualitybridge simulator`; stops on Ctrl+C."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, port, handle_signals=True))
+        asyncio.run(serve(host, port, handle_signals=True, flavour=flavour))
 
 
 def openapi_document() -> dict[str, Any]:
