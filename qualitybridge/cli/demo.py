@@ -131,6 +131,11 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
         *[f"    {u.name:<10} {u.role:<16} {u.password}" for u in users],
         f"  Trusted client    certificate {client[0]}, key {client[1]}, ApplicationUri {DEMO_CLIENT_URI}",
         f"  ERP simulator     {erp_url}  (orders /api/v1/orders, received results /results, API /openapi.json)",
+        *(
+            [f"  SAP face          {erp_url}/sap/opu/odata/sap/  (booked /sap/results, /sap/confirmations, /sap/stats)"]
+            if app.config.erp.adapter == "sap-s4hana"
+            else []
+        ),
         "  UaExpert          add the endpoint above, pick Basic256Sha256 - SignAndEncrypt, log in as a demo user;",
         "                    the first attempt is refused: trust UaExpert's certificate with",
         f"                    qualitybridge pki trust <thumbprint> --data-dir {app.config.data_dir}",
