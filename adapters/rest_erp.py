@@ -215,14 +215,17 @@ class RestErpClient:
                 outcomes[entry.seq] = PostingReceipt(entry.seq, found.document_no or "")
                 continue
             error = f"{found.error.code}: {found.error.message}" if found.error else "no error body"
-            outcomes[entry.seq] = PostingFailure(entry.seq, _classified(found.status, f"HTTP {found.status}: {error}"))
+            classified = _classified(found.status, f"HTTP {found.status}: {error}")
+            outcomes[entry.seq] = PostingFailure(entry.seq, classified, attempted=found.status != 424)
 
     async def _post_each(self, entries: list[OutboxEntry], outcomes: dict[int, PostingOutcome]) -> None:
         """One request per posting; an order's temporary failure holds its later postings (not attempted)."""
         stopped: set[str] = set()
         for entry in entries:
             if entry.order_no in stopped:
-                outcomes[entry.seq] = PostingFailure(entry.seq, ErpUnavailable("held behind an earlier posting"))
+                outcomes[entry.seq] = PostingFailure(
+                    entry.seq, ErpUnavailable("held behind an earlier posting"), attempted=False
+                )
                 continue
             try:
                 outcomes[entry.seq] = PostingReceipt(entry.seq, await self.post(entry))

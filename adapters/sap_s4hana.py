@@ -83,6 +83,10 @@ _EPOCH_WATERMARK = "19700101000000"
 _JSON = {"Accept": "application/json"}
 
 
+class _NoAnswer(ErpUnavailable):
+    """SAP did not answer at all (connection refused, timeout): likely down, so the batch stops here."""
+
+
 class ClientCredentials(httpx.Auth):
     """OAuth2 client credentials: a bearer token from `token_url`, fetched when missing or refused (401)."""
 
@@ -190,6 +194,8 @@ class SapS4HanaClient:
             params = {**(params or {}), "sap-client": self._sap_client}
         try:
             return await self._client.request(method, url, params=params, **kwargs)
+        except httpx.TransportError as exc:
+            raise _NoAnswer(f"SAP {method} {url}: {type(exc).__name__}: {exc or 'no answer'}") from exc
         except httpx.HTTPError as exc:
             raise ErpUnavailable(f"SAP {method} {url}: {type(exc).__name__}: {exc or 'no answer'}") from exc
 
@@ -435,18 +441,22 @@ class SapS4HanaClient:
     # ---- postings -----------------------------------------------------------------------------------
 
     async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
-        """One request per posting (SAP's $batch is not used); an order stops at its first temporary failure."""
+        """One request per posting (SAP's $batch is not used); an order stops at its first temporary failure,
+        and the whole batch at a posting SAP did not answer at all (the rest is not attempted this round)."""
         outcomes: list[PostingOutcome] = []
         stopped: set[str] = set()
+        silent = False
         for entry in entries:
-            if entry.order_no in stopped:
-                outcomes.append(PostingFailure(entry.seq, ErpUnavailable("held behind an earlier posting")))
+            if silent or entry.order_no in stopped:
+                held = ErpUnavailable("not attempted: held behind an earlier posting")
+                outcomes.append(PostingFailure(entry.seq, held, attempted=False))
                 continue
             try:
                 outcomes.append(PostingReceipt(entry.seq, await self.post(entry)))
             except ErpUnavailable as exc:
                 outcomes.append(PostingFailure(entry.seq, exc))
                 stopped.add(entry.order_no)
+                silent = isinstance(exc, _NoAnswer)
             except ErpRejected as exc:
                 outcomes.append(PostingFailure(entry.seq, exc))
         return outcomes

@@ -52,10 +52,15 @@ class PostingReceipt:
 
 @dataclass(frozen=True)
 class PostingFailure:
-    """The entry `seq` was not booked; `error` says whether a retry may help."""
+    """The entry `seq` was not booked; `error` says whether a retry may help.
+
+    `attempted` False: the target did not try it (an earlier posting got no answer, or one of its order failed):
+    it waits for the next round without counting an attempt.
+    """
 
     seq: int
     error: ErpUnavailable | ErpRejected
+    attempted: bool = True
 
 
 PostingOutcome = PostingReceipt | PostingFailure

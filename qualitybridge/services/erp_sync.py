@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from qualitybridge.domain.events import MasterDataChanged
 from qualitybridge.domain.model import SnapshotChange
-from qualitybridge.domain.ports import ErpClient, ErpUnavailable, MasterDataSource
+from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
@@ -64,7 +64,7 @@ class ErpSync:
     async def run_once(self) -> SnapshotChange:
         try:
             change = await self._fetch_and_apply()
-        except ErpUnavailable as exc:
+        except (ErpUnavailable, ErpRejected) as exc:  # a refused query (4xx) is as much a failed sync as an outage
             self._diagnostics.last_sync_succeeded = False
             self._diagnostics.sync_error_count += 1
             self._diagnostics.last_sync_error = str(exc)

@@ -147,7 +147,8 @@ class OutboxRelay:
                         _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
                     delivered.append((entry.seq, outcome.document_no))
                     continue
-                if stopped:
+                if stopped or not outcome.attempted:
+                    stopped = True
                     continue  # not attempted by the target: it waits for the earlier one, uncounted
                 failed_retried, failed_dead = await self._failed(entry, outcome.error, now)
                 retried += failed_retried
@@ -163,7 +164,9 @@ class OutboxRelay:
         stopped: set[str] = set()
         for entry in due:
             if entry.order_no in stopped:
-                outcomes.append(PostingFailure(entry.seq, ErpUnavailable("held behind an earlier posting")))
+                outcomes.append(
+                    PostingFailure(entry.seq, ErpUnavailable("held behind an earlier posting"), attempted=False)
+                )
                 continue
             try:
                 outcomes.append(PostingReceipt(entry.seq, await self._erp.post(entry)))

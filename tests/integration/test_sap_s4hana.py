@@ -357,3 +357,17 @@ async def test_chaos_5xx_timeouts_and_lost_answers_book_each_posting_once(sqlite
     ), "every confirmation once"
     assert {entry.state for entry in await sqlite_store.outbox_entries()} == {OutboxState.SENT}
     await client.aclose()
+
+
+async def test_when_sap_does_not_answer_the_round_stops_at_the_first_posting(sqlite_store: Store, sap: SapSim) -> None:
+    client = _client(sap)
+    master = await _synced(sqlite_store, client)
+    await client.aclose()
+    for order_no in ("1000417", "1000418", "1000421"):
+        await sqlite_store.record_measurements([_measurement(master, order_no)])
+    unreachable = SapS4HanaClient(f"http://127.0.0.1:{free_port()}", plant="1010", auth=("U", "P"), timeout_seconds=2)
+    outcome = await OutboxRelay(sqlite_store, unreachable, Diagnostics()).run_once()
+    assert (outcome.sent, outcome.retried) == (0, 1), "one posting learnt that SAP is down; the others were spared"
+    attempts = [entry.attempts for entry in await sqlite_store.outbox_entries()]
+    assert attempts == [1, 0, 0]
+    await unreachable.aclose()
