@@ -45,17 +45,18 @@ class ErpSync:
         """Make the next round fetch everything (e.g. after the ERP restored a backup)."""
         self._full_resync = True
 
-    async def _fetch_and_apply(self) -> SnapshotChange:
+    async def _fetch_and_apply(self) -> tuple[SnapshotChange, bool]:
+        """Fetch and store; answers the change and whether it was a delta (memory then takes over only that)."""
         erp = self._erp
         if not isinstance(erp, MasterDataSource):
-            return await self._store.apply_snapshot(await erp.fetch_snapshot())
+            return await self._store.apply_snapshot(await erp.fetch_snapshot()), False
         since = None if self._full_resync else await self._store.watermark(erp.source_id)
         changes = await erp.fetch_all() if since is None else await erp.fetch_changes(since)
         for finding in changes.findings:
             _log.warning("ERP sync finding (%s): %s", erp.source_id, finding)
         change = await self._store.apply_changes(changes, source=erp.source_id)
         self._full_resync = False
-        return change
+        return change, not changes.full
 
     async def load_from_store(self) -> None:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
@@ -63,7 +64,7 @@ class ErpSync:
 
     async def run_once(self) -> SnapshotChange:
         try:
-            change = await self._fetch_and_apply()
+            change, delta = await self._fetch_and_apply()
         except (ErpUnavailable, ErpRejected) as exc:  # a refused query (4xx) is as much a failed sync as an outage
             self._diagnostics.last_sync_succeeded = False
             self._diagnostics.sync_error_count += 1
@@ -71,8 +72,16 @@ class ErpSync:
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
             await self._diagnostics.changed()
             return SnapshotChange()
-        if not change.is_empty:
+        if not change.is_empty and delta:
+            named = (*change.released, *change.changed)
+            self._master.update(
+                await self._store.released_orders_named(named),
+                change.withdrawn,
+                await self._store.equipment_named(change.equipment_changed),
+            )
+        elif not change.is_empty:
             await self.load_from_store()
+        if not change.is_empty:
             _log.info(
                 "ERP sync: %d released, %d changed, %d withdrawn orders, %d gauges changed",
                 len(change.released),

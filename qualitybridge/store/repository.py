@@ -287,6 +287,33 @@ class Store(ShopFloorRecords, OutboxAdministration):
                 for row in rows
             ]
 
+    async def released_orders_named(self, order_nos: Sequence[str]) -> list[ProductionOrder]:
+        """The released orders among `order_nos` (those withdrawn meanwhile are left out)."""
+        if not order_nos:
+            return []
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tables.production_orders.c.document, tables.production_orders.c.state).where(
+                    tables.production_orders.c.released.is_(True),
+                    tables.production_orders.c.order_no.in_(list(order_nos)),
+                )
+            )
+            return [
+                ProductionOrder.model_validate(row.document).model_copy(update={"state": OrderState(row.state)})
+                for row in rows
+            ]
+
+    async def equipment_named(self, equipment_ids: Sequence[str]) -> list[TestEquipment]:
+        if not equipment_ids:
+            return []
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tables.test_equipment.c.document).where(
+                    tables.test_equipment.c.equipment_id.in_(list(equipment_ids))
+                )
+            )
+            return [TestEquipment.model_validate(row.document) for row in rows]
+
     async def equipment(self) -> list[TestEquipment]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
