@@ -477,7 +477,8 @@ class SapS4HanaClient:
         raise ErpRejected(f"no SAP target for postings of kind {entry.kind!r}")  # pragma: no cover
 
     async def _keys(self, order_no: str, operation_no: str) -> _OperationKeys:
-        """The lot and operation id of an order operation; asked of SAP when no sync has seen the order yet."""
+        """The lot and operation id of an order operation; asked of SAP when no sync has seen the order yet (after a
+        restart the delta sync reads only changed orders), with the decimals its results are formatted with."""
         keys = self._operation_keys.get((order_no, operation_no))
         if keys is None:
             operations = await self._by_orders(ORDER_SERVICE, "A_ProductionOrderOperation_2", [order_no])
@@ -485,10 +486,19 @@ class SapS4HanaClient:
             if not lots:
                 raise ErpRejected(f"SAP has no inspection lot for order {order_no}")
             lot_no = alpha_out(str(lots[0]["InspectionLot"]))
-            for op in operations:
-                self._operation_keys[(order_no, str(op["ManufacturingOrderOperation"]))] = _OperationKeys(
-                    lot_no, str(op["OrderIntBillOfOperationsItem"])
+            decimals = {
+                (alpha_out(str(c["InspPlanOperationInternalID"])), str(c["InspectionCharacteristic"])): int(
+                    c.get("InspSpecDecimalPlaces") or 3
                 )
+                for c in await self._by_lots([lot_no])
+            }
+            for op in operations:
+                number = str(op["ManufacturingOrderOperation"])
+                internal_id = str(op["OrderIntBillOfOperationsItem"])
+                self._operation_keys[(order_no, number)] = _OperationKeys(lot_no, internal_id)
+                for (op_id, characteristic), places in decimals.items():
+                    if op_id == alpha_out(internal_id):
+                        self._decimals[(order_no, number, characteristic)] = places
             keys = self._operation_keys.get((order_no, operation_no))
             if keys is None:
                 raise ErpRejected(f"SAP order {order_no} has no operation {operation_no}")
@@ -519,7 +529,7 @@ class SapS4HanaClient:
             # Refused: perhaps because an earlier delivery whose answer was lost booked this very key. Look.
             booked = await self._result_value(key)
             if booked is not None:
-                if booked.get("InspResultFrmtdMeasuredValue") == body["InspResultFrmtdMeasuredValue"]:
+                if _number(booked.get("InspResultFrmtdMeasuredValue")) == _number(body["InspResultFrmtdMeasuredValue"]):
                     _log.info("result %s was booked before (answer lost): %s", result.result_id, document)
                     return document
                 raise ErpRejected(f"{failure}; SAP holds another value under {document}") from failure

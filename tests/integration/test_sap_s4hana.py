@@ -371,3 +371,18 @@ async def test_when_sap_does_not_answer_the_round_stops_at_the_first_posting(sql
     attempts = [entry.attempts for entry in await sqlite_store.outbox_entries()]
     assert attempts == [1, 0, 0]
     await unreachable.aclose()
+
+
+async def test_a_restarted_adapter_finds_lot_and_decimals_of_an_order_it_has_not_synced(
+    sqlite_store: Store, sap: SapSim
+) -> None:
+    client = _client(sap)
+    master = await _synced(sqlite_store, client)
+    await client.aclose()
+    item = _measurement(master, "1000417", value=62.0123456, index=4)  # flatness on the CMM, 4 decimals
+    await sqlite_store.record_measurements([item])
+    restarted = _client(sap)  # knows no order: the relay runs before (or without) a full sync
+    assert (await OutboxRelay(sqlite_store, restarted, Diagnostics()).run_once()).sent == 1
+    (result,) = await sap.get("/sap/results")
+    assert result["body"]["InspResultFrmtdMeasuredValue"] == "62.0123"
+    await restarted.aclose()
