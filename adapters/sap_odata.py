@@ -25,6 +25,7 @@ __all__ = [
     "odata_error_text",
     "parse_date",
     "parse_duration",
+    "quantity",
     "quote",
     "sap_date",
     "sap_time",
@@ -69,6 +70,12 @@ def alpha_out(key: str) -> str:
 def alpha_equal(left: str, right: str) -> bool:
     """SAP compares numeric-looking keys by ALPHA conversion: '00000042' equals '42'."""
     return alpha_out(left) == alpha_out(right)
+
+
+def quantity(value: float) -> str:
+    """Edm.Decimal(13,3) as SAP takes it: plain digits, at most three decimals, no exponent ('1234567.5')."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def quote(value: str) -> str:

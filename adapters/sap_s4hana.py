@@ -56,6 +56,7 @@ from qualitybridge.adapters.sap_odata import (
     odata_error_text,
     parse_date,
     parse_duration,
+    quantity,
     quote,
 )
 from qualitybridge.domain.model import (
@@ -564,9 +565,9 @@ class SapS4HanaClient:
         body = {
             "OrderID": confirmation.order_no,
             "OrderOperation": confirmation.operation_no,
-            "ConfirmationYieldQuantity": f"{confirmation.yield_quantity:g}",
-            "ConfirmationScrapQuantity": f"{confirmation.scrap_quantity:g}",
-            "ConfirmationReworkQuantity": f"{confirmation.rework_quantity:g}",
+            "ConfirmationYieldQuantity": quantity(confirmation.yield_quantity),
+            "ConfirmationScrapQuantity": quantity(confirmation.scrap_quantity),
+            "ConfirmationReworkQuantity": quantity(confirmation.rework_quantity),
             "ConfirmationUnit": unit,
             "VarianceReasonCode": confirmation.reason_code,
             "FinalConfirmationType": "X" if confirmation.final else "",

@@ -45,6 +45,7 @@ from qualitybridge.adapters.sap_odata import (
     alpha_out,
     format_change_time,
     odata_error,
+    quantity,
     sap_date,
     sap_time,
 )
@@ -87,7 +88,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
         "ManufacturingOrderType": "PP01",
         "Material": order.material_no,
         "ProductionPlant": order.plant,
-        "TotalQuantity": f"{order.planned_quantity:g}",
+        "TotalQuantity": quantity(order.planned_quantity),
         "ProductionUnit": UNECE_TO_SAP.get(order.quantity_unit, order.quantity_unit),
         "MfgOrderPlannedStartDate": sap_date(start),
         "MfgOrderPlannedStartTime": sap_time(start),
@@ -112,7 +113,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
                 "ManufacturingOrderOperation": operation.operation_no,
                 "MfgOrderOperationText": operation.description,
                 "WorkCenter": operation.work_centre,
-                "OpPlannedTotalQuantity": f"{order.planned_quantity:g}",
+                "OpPlannedTotalQuantity": quantity(order.planned_quantity),
                 "OpTotalConfirmedYieldQty": "0",
                 "LastChangeDateTime": format_change_time(changed_at),
             }
@@ -142,7 +143,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
         "ManufacturingOrder": order.order_no,
         "Material": order.material_no,
         "Batch": "",
-        "InspectionLotQuantity": f"{order.planned_quantity:g}",
+        "InspectionLotQuantity": quantity(order.planned_quantity),
         "InspectionLotHasUsageDecision": False,
     }
     return _OrderEntities(header, operations, lot_entity, characteristics, keys)

@@ -233,7 +233,8 @@ async def test_a_report_and_a_confirmation_arrive_with_the_right_fields(sqlite_s
     item = _measurement(master, "1000417", value=62.0123456)
     await sqlite_store.record_measurements([item])
     await sqlite_store.record_confirmation(_confirmation("1000417", "0010"))
-    assert (await OutboxRelay(sqlite_store, client, Diagnostics()).run_once()).sent == 2
+    await sqlite_store.record_confirmation(_confirmation("1000418", "0020", yield_quantity=1234567.5))
+    assert (await OutboxRelay(sqlite_store, client, Diagnostics()).run_once()).sent == 3
 
     (result,) = await sap.get("/sap/results")
     body = result["body"]
@@ -241,7 +242,8 @@ async def test_a_report_and_a_confirmation_arrive_with_the_right_fields(sqlite_s
     assert body["InspPlanOperationInternalID"] == "00000001"
     assert body["InspectionCharacteristic"] == "0020"
     assert body["InspResultFrmtdMeasuredValue"] == "62.012", "formatted with the characteristic's decimals"
-    (confirmation,) = await sap.get("/sap/confirmations")
+    confirmation, large = await sap.get("/sap/confirmations")
+    assert large["body"]["ConfirmationYieldQuantity"] == "1234567.5", "a decimal, never an exponent"
     fields = confirmation["body"]
     assert (fields["OrderID"], fields["OrderOperation"]) == ("1000417", "0010")
     assert (fields["ConfirmationYieldQuantity"], fields["ConfirmationScrapQuantity"]) == ("9", "1")
@@ -249,7 +251,7 @@ async def test_a_report_and_a_confirmation_arrive_with_the_right_fields(sqlite_s
     assert (fields["VarianceReasonCode"], fields["FinalConfirmationType"]) == ("S01", "X")
     documents = sorted(entry.erp_document or "" for entry in await sqlite_store.outbox_entries())
     assert documents[0].startswith("0100041701/"), "the confirmation's SAP keys are its document number"
-    assert documents[1].startswith("10001000417/00000001/0020/")
+    assert documents[2].startswith("10001000417/00000001/0020/")
     await client.aclose()
 
 
