@@ -287,6 +287,8 @@ class SapS4HanaClient:
     def _watermark(self, since: str, headers: Iterable[dict[str, Any]]) -> str:
         """The newest change seen; one second on when SAP's clock had left that second when the page was read."""
         newest = max([since, *(str(h.get("LastChangeDateTime") or "") for h in headers)])
+        if newest == _EPOCH_WATERMARK and self._server_second:
+            return self._server_second  # nothing released yet: not every closed order since 1970 next time
         if self._server_second and newest < self._server_second:
             moment = datetime.strptime(newest, "%Y%m%d%H%M%S").replace(tzinfo=UTC) + timedelta(seconds=1)
             return format_change_time(moment)

@@ -388,3 +388,16 @@ async def test_a_restarted_adapter_finds_lot_and_decimals_of_an_order_it_has_not
     (result,) = await sap.get("/sap/results")
     assert result["body"]["InspResultFrmtdMeasuredValue"] == "62.0123"
     await restarted.aclose()
+
+
+async def test_a_plant_without_released_orders_starts_its_deltas_at_sap_time_not_1970(sap: SapSim) -> None:
+    for order_no in ("1000417", "1000418", "1000421", "1000425"):
+        await sap.call("DELETE", f"/sim/orders/{order_no}")
+    await asyncio.sleep(1.1)  # closed a while before the first sync
+    client = _client(sap)
+    changes = await client.fetch_all()
+    assert changes.orders == ()
+    assert changes.watermark[:4] == str(datetime.now(UTC).year)
+    later = await client.fetch_changes(changes.watermark)
+    assert later.withdrawn == (), "the orders closed before the first sync are not asked for again"
+    await client.aclose()
