@@ -54,6 +54,8 @@ def sap_client_for(settings: SapS4HanaSettings) -> SapS4HanaClient:
         timeout_seconds=settings.timeout_seconds,
         page_size=settings.page_size,
         orders_per_request=settings.orders_per_request,
+        quality_notification_type=settings.quality_notification_type,
+        quality_notification_path=settings.quality_notification_path,
     )
 
 

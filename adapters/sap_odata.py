@@ -16,6 +16,7 @@ __all__ = [
     "INSPECTION_LOT_SERVICE",
     "ODATA_ROOT",
     "ORDER_SERVICE",
+    "QUALITY_NOTIFICATION_ROOT",
     "SAP_TO_UNECE",
     "UNECE_TO_SAP",
     "alpha_equal",
@@ -35,6 +36,8 @@ ODATA_ROOT = "/sap/opu/odata/sap"
 ORDER_SERVICE = "API_PRODUCTION_ORDER_2_SRV"
 INSPECTION_LOT_SERVICE = "API_INSPECTIONLOT_SRV"
 CONFIRMATION_SERVICE = "API_PROD_ORDER_CONFIRMATION_2_SRV"
+# OData V4: JSON without the "d" wrapper ({"value": [...]}), error messages as plain strings.
+QUALITY_NOTIFICATION_ROOT = "/sap/opu/odata4/sap/api_qualitynotification/srvd_a2x/sap/qualitynotification/0001"
 
 # SAP's internal unit codes (T006) → UNECE Rec. 20 common codes. Anything else is a sync finding, never a guess.
 SAP_TO_UNECE: dict[str, str] = {

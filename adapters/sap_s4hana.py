@@ -24,8 +24,9 @@ Writing, exactly once although SAP honours no idempotency header:
   key back and, when it holds the same value, takes it as the booking;
 - a confirmation (`ProdnOrdConf2`) gets its keys from SAP, so the adapter writes the confirmation id into
   `ExternalSystemConfirmation` and looks it up before every post: found means booked, nothing is posted again;
-- SPC alarms have no SAP target in this adapter: they are refused for good and stay visible as dead letters
-  (configure `[qms]` to send them to a QMS).
+- an SPC alarm becomes an OData V4 `QualityNotification` when a notification type is configured, looked up by
+  its text (which ends in the alarm id) before every post; without one it is refused for good and stays visible
+  as a dead letter (or `[qms]` takes it).
 
 Every write carries the CSRF token fetched with `X-CSRF-Token: Fetch` and the session cookies; a 403 with
 `X-CSRF-Token: Required` fetches a new token once and repeats. OData error bodies become readable messages.
@@ -48,6 +49,7 @@ from qualitybridge.adapters.sap_odata import (
     INSPECTION_LOT_SERVICE,
     ODATA_ROOT,
     ORDER_SERVICE,
+    QUALITY_NOTIFICATION_ROOT,
     SAP_TO_UNECE,
     UNECE_TO_SAP,
     alpha_equal,
@@ -76,7 +78,7 @@ from qualitybridge.domain.postings import (
     UnreadablePosting,
 )
 
-__all__ = ["ClientCredentials", "SapS4HanaClient"]
+__all__ = ["ClientCredentials", "SapS4HanaClient", "notification_priority", "notification_text"]
 
 _log = logging.getLogger(__name__)
 
@@ -160,6 +162,8 @@ class SapS4HanaClient:
         timeout_seconds: float = 10.0,
         page_size: int = 500,
         orders_per_request: int = 20,
+        quality_notification_type: str = "",
+        quality_notification_path: str = QUALITY_NOTIFICATION_ROOT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         # sap-client is added per request, not as client-wide params: httpx would replace a __next link's query.
@@ -178,6 +182,9 @@ class SapS4HanaClient:
         self._operation_keys: dict[tuple[str, str], _OperationKeys] = {}
         self._decimals: dict[tuple[str, str, str], int] = {}
         self._server_second = ""  # SAP's clock at the first page of the last collection read (Date header)
+        self._notification_type = quality_notification_type
+        self._notification_root = base_url.rstrip("/") + quality_notification_path.rstrip("/")
+        self._materials: dict[str, str] = {}
 
     @property
     def source_id(self) -> str:
@@ -237,20 +244,22 @@ class SapS4HanaClient:
             params = None  # the __next link carries the query, sap-client included
         return found
 
-    async def _csrf_token(self, service: str, *, renew: bool = False) -> str:
-        if renew or service not in self._csrf:
-            response = await self._send("GET", f"/{service}/", headers={"X-CSRF-Token": "Fetch"})
+    async def _csrf_token(self, root: str, *, renew: bool = False) -> str:
+        """The CSRF token for the service at `root` (a V2 service name's path, or a V4 service's absolute root)."""
+        if renew or root not in self._csrf:
+            response = await self._send("GET", f"{root}/", headers={"X-CSRF-Token": "Fetch"})
             token = response.headers.get("x-csrf-token", "")
             if response.status_code != 200 or not token or token.lower() == "required":
-                raise ErpUnavailable(f"SAP {service}: no CSRF token ({response.status_code})")
-            self._csrf[service] = token
-        return self._csrf[service]
+                raise ErpUnavailable(f"SAP {root}: no CSRF token ({response.status_code})")
+            self._csrf[root] = token
+        return self._csrf[root]
 
     async def _write(self, service: str, entity_set: str, body: dict[str, Any]) -> httpx.Response:
         """POST with the CSRF handshake: a 403 'Required' fetches a new token once and repeats."""
-        url = f"/{service}/{entity_set}"
+        root = service if service.startswith("http") else f"/{service}"
+        url = f"{root}/{entity_set}"
         for renew in (False, True):
-            token = await self._csrf_token(service, renew=renew)
+            token = await self._csrf_token(root, renew=renew)
             response = await self._send("POST", url, json=body, headers={"X-CSRF-Token": token})
             if response.status_code == 403 and response.headers.get("x-csrf-token", "").lower() == "required":
                 continue
@@ -339,6 +348,7 @@ class SapS4HanaClient:
     ) -> ProductionOrder | None:
         number = str(header["ManufacturingOrder"])
         order_no = alpha_out(number)
+        self._materials[order_no] = str(header.get("Material") or "")
         mine = sorted(
             (op for op in operations if alpha_equal(str(op["ManufacturingOrder"]), number)),
             key=lambda op: str(op["ManufacturingOrderOperation"]),
@@ -471,10 +481,12 @@ class SapS4HanaClient:
             case ConfirmationPosting():
                 return await self._post_confirmation(entry)
             case SpcAlarmPosting():
-                raise ErpRejected(
-                    "SPC alarms are not deliverable to SAP S/4HANA by this adapter: configure [qms] for them "
-                    "(the alarm stays in the outbox)"
-                )
+                if not self._notification_type:
+                    raise ErpRejected(
+                        "SPC alarms are not deliverable to SAP S/4HANA without [erp] quality_notification_type: "
+                        "set it, or configure [qms] for them (the alarm stays in the outbox)"
+                    )
+                return await self._post_notification(entry)
             case UnreadablePosting(stored_kind=kind, reason=reason):
                 raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
         raise ErpRejected(f"no SAP target for postings of kind {entry.kind!r}")  # pragma: no cover
@@ -583,3 +595,49 @@ class SapS4HanaClient:
             return f"{created['ConfirmationGroup']}/{created['ConfirmationCount']}"
         except (ValueError, KeyError, TypeError) as exc:
             raise ErpUnavailable("SAP answered the confirmation without its keys (no booking receipt)") from exc
+
+    async def _post_notification(self, entry: OutboxEntry) -> str:
+        """An SPC alarm as an OData V4 QualityNotification; looked up by its text (which carries the alarm id)
+        before every post, because SAP assigns the notification number."""
+        assert isinstance(entry.posting, SpcAlarmPosting)  # noqa: S101 - dispatched by post()
+        record = entry.posting.record
+        alarm = record.alarm
+        text = notification_text(
+            alarm.rule, alarm.order_no, alarm.operation_no, alarm.characteristic_id, record.alarm_id
+        )
+        url = f"{self._notification_root}/QualityNotification"
+        response = await self._send("GET", url, params={"$filter": f"NotificationText eq {quote(text)}"})
+        if response.status_code != 200:
+            raise self._failure("GET", url, response)
+        earlier = response.json().get("value", [])
+        if earlier:
+            _log.info("SPC alarm %s was notified before: not posted again", record.alarm_id)
+            return str(earlier[0]["QualityNotification"])
+        keys = await self._keys(alarm.order_no, alarm.operation_no)
+        body = {
+            "NotificationType": self._notification_type,
+            "NotificationText": text,
+            "NotificationPriority": notification_priority(alarm.severity),
+            "NotifProcessingPhase": "1",
+            "Material": self._materials.get(alarm.order_no, ""),
+            "Plant": self._plant,
+            "Batch": "",
+            "InspectionLot": keys.lot,
+        }
+        response = await self._write(self._notification_root, "QualityNotification", body)
+        if response.status_code not in (200, 201):
+            raise self._failure("POST", "QualityNotification", response)
+        try:
+            return str(response.json()["QualityNotification"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ErpUnavailable("SAP answered the quality notification without its number") from exc
+
+
+def notification_text(rule: str, order_no: str, operation_no: str, characteristic_id: str, alarm_id: str) -> str:
+    """At most 40 characters (SAP's short text), ending in the alarm id's first 8 characters: the lookup key."""
+    return f"SPC {rule} {order_no}/{operation_no}/{characteristic_id}"[:30] + f" #{alarm_id.replace('-', '')[:8]}"
+
+
+def notification_priority(severity: int) -> str:
+    """OPC UA severity 1..1000 → SAP priority 1 (very high) .. 4 (low)."""
+    return "1" if severity >= 800 else "2" if severity >= 500 else "3" if severity >= 200 else "4"

@@ -142,6 +142,16 @@ class SapS4HanaSettings(_ErpCommon):
     orders_per_request: int = Field(
         default=20, ge=1, le=100, description="Orders asked for in one operations/inspection lot request ($filter)"
     )
+    quality_notification_type: str = Field(
+        default="",
+        max_length=2,
+        description="SPC alarms become quality notifications of this type (e.g. 'Q3'); empty = they stay in the "
+        "outbox as not deliverable to SAP (or go to [qms])",
+    )
+    quality_notification_path: str = Field(
+        default="/sap/opu/odata4/sap/api_qualitynotification/srvd_a2x/sap/qualitynotification/0001",
+        description="Root of the OData V4 quality notification service, below base_url",
+    )
 
     _url = field_validator("base_url")(_http_url)
 

@@ -489,7 +489,14 @@ async def serve(
     else:
         app = create_app(state)
     config = uvicorn.Config(
-        app, lifespan="off", log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+        app,
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        # uvicorn's Date is refreshed once a second by its loop; the SAP face sets an exact one itself.
+        date_header=flavour != "sap",
     )
     server = _Server(config, handle_signals=handle_signals)
     sock = _bind(host, port)

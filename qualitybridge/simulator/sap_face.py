@@ -24,23 +24,26 @@ booked, and how often it was tried: `GET /sap/results`, `/sap/confirmations`, `/
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qualitybridge.adapters.sap_odata import (
     CONFIRMATION_SERVICE,
     INSPECTION_LOT_SERVICE,
     ODATA_ROOT,
     ORDER_SERVICE,
+    QUALITY_NOTIFICATION_ROOT,
     UNECE_TO_SAP,
     alpha_out,
     format_change_time,
@@ -62,6 +65,11 @@ _MAX_PAGE = 1000
 
 def _odata_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content=odata_error(code, message))
+
+
+def _odata4_response(status: int, code: str, message: str) -> JSONResponse:
+    """OData V4 error body: the message is a plain string."""
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
 def _lot_of(order_no: str) -> str:
@@ -164,6 +172,7 @@ class SapLedger:
     csrf_lifetime_seconds: float = 1800.0
     results: dict[str, _Booked] = field(default_factory=dict)
     confirmations: dict[str, _Booked] = field(default_factory=dict)
+    notifications: dict[str, _Booked] = field(default_factory=dict)
     duplicates_refused: int = 0
     csrf_refused: int = 0
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # session → (token, issued at)
@@ -174,8 +183,31 @@ class SapLedger:
         with self.lock:
             self.results.clear()
             self.confirmations.clear()
+            self.notifications.clear()
             self.duplicates_refused = self.csrf_refused = 0
             self.tokens.clear()
+
+
+class _ExactDate:
+    """ASGI middleware giving every answer the `Date` of the moment it is sent, as SAP Gateway does: the SAP adapter
+    reads SAP's clock from it to place its watermark (uvicorn's own Date may lag by a second or more)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", formatdate(usegmt=True).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class _RequestLog:
@@ -186,7 +218,7 @@ class _RequestLog:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope["path"]).startswith(ODATA_ROOT + "/"):
+        if scope["type"] == "http" and str(scope["path"]).startswith("/sap/opu/"):
             query = scope.get("query_string", b"").decode("latin-1")
             self.state.record_request(f"{scope['method']} {scope['path']}{'?' + query if query else ''}")
         await self.app(scope, receive, send)
@@ -199,7 +231,9 @@ def create_sap_app(state: SimulatorState | None = None, *, ledger: SapLedger | N
     app = create_app(sim)
     app.state.sap = sap
     app.add_middleware(FaultInjection, state=sim, prefix=ODATA_ROOT, error=_odata_response)
+    app.add_middleware(FaultInjection, state=sim, prefix="/sap/opu/odata4", error=_odata4_response)
     app.add_middleware(_RequestLog, state=sim)
+    app.add_middleware(_ExactDate)
 
     def entities() -> list[_OrderEntities]:
         derived: list[_OrderEntities] = []
@@ -261,12 +295,22 @@ def create_sap_app(state: SimulatorState | None = None, *, ledger: SapLedger | N
     async def service_root(service: str, request: Request) -> Response:
         if service not in (ORDER_SERVICE, INSPECTION_LOT_SERVICE, CONFIRMATION_SERVICE):
             return _odata_response(404, "/IWFND/MED/170", f"No service found for namespace '', name '{service}'")
-        response = JSONResponse({"d": {"EntitySets": []}})
+        return with_token(request, JSONResponse({"d": {"EntitySets": []}}))
+
+    @app.get(QUALITY_NOTIFICATION_ROOT + "/", include_in_schema=False)
+    async def notification_root(request: Request) -> Response:
+        return with_token(request, JSONResponse({"value": [{"name": "QualityNotification", "kind": "EntitySet"}]}))
+
+    def with_token(request: Request, response: Response) -> Response:
         if request.headers.get("x-csrf-token", "").lower() == "fetch":
             session = session_of(request) or secrets.token_hex(16)
-            token = secrets.token_urlsafe(18)
             with sap.lock:
-                sap.tokens[session] = (token, time.monotonic())
+                # One token per session, as SAP Gateway does: fetching it for a second service returns the same.
+                issued = sap.tokens.get(session)
+                if issued is None or time.monotonic() - issued[1] >= sap.csrf_lifetime_seconds:
+                    issued = (secrets.token_urlsafe(18), time.monotonic())
+                    sap.tokens[session] = issued
+                token = issued[0]
             response.headers["X-CSRF-Token"] = token
             response.set_cookie(_SESSION_COOKIE, session, httponly=True)
         return response
@@ -387,6 +431,33 @@ def create_sap_app(state: SimulatorState | None = None, *, ledger: SapLedger | N
             sap.confirmations[key] = _Booked(key, created, datetime.now(UTC))
         return JSONResponse(status_code=201, content={"d": created})
 
+    # ---- quality notifications (OData V4) ---------------------------------------------------------------
+
+    @app.get(f"{QUALITY_NOTIFICATION_ROOT}/QualityNotification", include_in_schema=False)
+    async def notifications(request: Request) -> Response:
+        with sap.lock:
+            rows = [booked.body for booked in sap.notifications.values()]
+        answer = collection(request, rows)
+        if answer.status_code != 200:
+            return answer
+        return JSONResponse({"value": json.loads(bytes(answer.body))["d"]["results"]})
+
+    @app.post(f"{QUALITY_NOTIFICATION_ROOT}/QualityNotification", include_in_schema=False)
+    async def post_notification(request: Request) -> Response:
+        refusal = csrf_refusal(request)
+        if refusal is not None:
+            return refusal
+        body = await request.json()
+        if not body.get("NotificationType") or not str(body.get("NotificationText", "")).strip():
+            return _odata4_response(400, "QM/001", "NotificationType and NotificationText are required")
+        if len(str(body["NotificationText"])) > 40:
+            return _odata4_response(400, "QM/002", "NotificationText is longer than 40 characters")
+        with sap.lock:
+            number = f"{200_000_001 + len(sap.notifications):012d}"
+            created = {**body, "QualityNotification": number}
+            sap.notifications[number] = _Booked(number, created, datetime.now(UTC))
+        return JSONResponse(status_code=201, content=created)
+
     # ---- observation -----------------------------------------------------------------------------------
 
     def listed(booked: Iterable[_Booked]) -> list[dict[str, Any]]:
@@ -406,11 +477,20 @@ def create_sap_app(state: SimulatorState | None = None, *, ledger: SapLedger | N
         with sap.lock:
             return listed(sap.confirmations.values())
 
+    @app.get("/sap/notifications", tags=["Observation"])
+    async def booked_notifications() -> list[dict[str, Any]]:
+        with sap.lock:
+            return listed(sap.notifications.values())
+
     @app.get("/sap/stats", tags=["Observation"])
     async def sap_stats() -> dict[str, Any]:
         with sap.lock:
             counts = {
-                "booked": {"results": len(sap.results), "confirmations": len(sap.confirmations)},
+                "booked": {
+                    "results": len(sap.results),
+                    "confirmations": len(sap.confirmations),
+                    "notifications": len(sap.notifications),
+                },
                 "duplicates_refused": sap.duplicates_refused,
                 "csrf_refused": sap.csrf_refused,
             }

@@ -401,3 +401,39 @@ async def test_a_plant_without_released_orders_starts_its_deltas_at_sap_time_not
     later = await client.fetch_changes(changes.watermark)
     assert later.withdrawn == (), "the orders closed before the first sync are not asked for again"
     await client.aclose()
+
+
+async def test_an_spc_alarm_becomes_one_quality_notification_where_configured(sqlite_store: Store, sap: SapSim) -> None:
+    client = _client(sap, quality_notification_type="Q3")
+    master = await _synced(sqlite_store, client)
+    alarm = SpcAlarmRecord(
+        alarm_id=new_record_id(),
+        alarm=SpcAlarm(
+            order_no="1000417",
+            operation_no="0010",
+            characteristic_id="0020",
+            rule="WE2",
+            severity=650,
+            message="9 points on one side of the centre line",
+            raised_at=datetime.now(UTC),
+        ),
+        reported_by="machine1",
+    )
+    await sqlite_store.record_spc_alarm(alarm)
+    await sqlite_store.record_measurements([_measurement(master, "1000417")])
+    await sap.call("PUT", "/sim/faults", json={"rate": 1.0, "kinds": ["lost_response"], "seed": 1})
+    relay = OutboxRelay(sqlite_store, client, Diagnostics(), backoff_base_seconds=0.01, backoff_max_seconds=0.02)
+    assert (await relay.run_once()).sent == 0, "booked at SAP, but the answers were lost"
+    await sap.call("DELETE", "/sim/faults")
+    await asyncio.sleep(0.05)
+    assert (await relay.run_once()).sent == 2, "the repeat finds the notification and collides on the result key"
+
+    (notification,) = await sap.get("/sap/notifications")
+    body = notification["body"]
+    assert body["NotificationType"] == "Q3"
+    assert body["NotificationText"] == f"SPC WE2 1000417/0010/0020 #{alarm.alarm_id.replace('-', '')[:8]}"
+    assert len(body["NotificationText"]) <= 40
+    assert (body["NotificationPriority"], body["Plant"], body["Material"]) == ("2", "1010", "MAT-100233")
+    assert body["InspectionLot"] == "10001000417"
+    assert len(await sap.get("/sap/results")) == 1
+    await client.aclose()
