@@ -1,7 +1,8 @@
 """An ERP and a QMS as one source and one target: `[erp]` for orders, results and confirmations, `[qms]` for test
 equipment and SPC alarms. Without `[qms]` the factory hands out the ERP adapter alone, as before.
 
-The watermark is the two sources' own, joined as JSON, so each resumes its own delta.
+The QMS is asked only for gauges (`GET /api/v1/equipment`), never for orders. The watermark joins the two
+sources' own as JSON, so each resumes its own delta.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from qualitybridge.adapters.rest_erp import RestErpClient
-from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges
+from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges, TestEquipment
 from qualitybridge.domain.ports import PostingOutcome
 from qualitybridge.domain.postings import OutboxEntry, SpcAlarmPosting
 
@@ -31,14 +32,14 @@ class FullErp(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _merged(orders: MasterDataChanges, equipment: MasterDataChanges, full: bool) -> MasterDataChanges:
+def _merged(orders: MasterDataChanges, equipment: tuple[TestEquipment, ...], revision: str) -> MasterDataChanges:
     return MasterDataChanges(
         orders=orders.orders,
         withdrawn=orders.withdrawn,
-        equipment=equipment.equipment,
-        watermark=json.dumps({"erp": orders.watermark, "qms": equipment.watermark}),
-        full=full,
-        findings=orders.findings + equipment.findings,
+        equipment=equipment,
+        watermark=json.dumps({"erp": orders.watermark, "qms": revision}),
+        full=orders.full,
+        findings=orders.findings,
     )
 
 
@@ -55,9 +56,9 @@ class ErpWithQms:
 
     async def fetch_all(self) -> MasterDataChanges:
         orders = await self._erp.fetch_all()
-        equipment = await self._qms.fetch_all()
         # Gauges are the QMS's: whatever the ERP adapter lists of them is not used.
-        return _merged(orders, equipment, full=True)
+        equipment, revision = await self._qms.fetch_equipment()
+        return _merged(orders, equipment, revision)
 
     async def fetch_changes(self, since: str) -> MasterDataChanges:
         try:
@@ -66,8 +67,8 @@ class ErpWithQms:
         except (ValueError, KeyError, TypeError):
             return await self.fetch_all()
         orders = await self._erp.fetch_changes(erp_since)
-        equipment = await self._qms.fetch_changes(qms_since)
-        return _merged(orders, equipment, full=orders.full)
+        equipment, revision = await self._qms.fetch_equipment(qms_since)
+        return _merged(orders, equipment, revision)
 
     async def fetch_snapshot(self) -> ErpSnapshot:
         changes = await self.fetch_all()

@@ -35,7 +35,7 @@ from qualitybridge.adapters.rest_contract import (
     result_to_dto,
     spc_alarm_to_dto,
 )
-from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges
+from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges, TestEquipment
 from qualitybridge.domain.ports import (
     ErpRejected,
     ErpUnavailable,
@@ -164,6 +164,20 @@ class RestErpClient:
                 f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
             ) from exc
         return orders, equipment
+
+    async def fetch_equipment(self, since: str = "") -> tuple[tuple[TestEquipment, ...], str]:
+        """Only the gauges (all, or changed since the revision `since`) and the equipment revision: what a QMS
+        serves next to an ERP that has its own adapter (the QMS need not list orders)."""
+        query = f"?changed_since={int(since)}" if since.isdigit() else ""
+        response = await self._request("GET", "/equipment" + query)
+        try:
+            page = EquipmentPage.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ErpUnavailable(
+                f"QMS data violates the contract: {exc.error_count()} errors, first: "
+                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+            ) from exc
+        return tuple(equipment_from_dto(dto) for dto in page.equipment), str(page.revision)
 
     async def _pages(self, query: str) -> tuple[ErpSnapshot, str]:
         orders_response = await self._request("GET", "/orders" + query)

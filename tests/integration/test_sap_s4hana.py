@@ -298,11 +298,22 @@ async def test_refusals_are_readable_and_spc_alarms_stay_visible(sqlite_store: S
 
 
 async def test_with_a_qms_gauges_come_from_it_and_spc_alarms_go_to_it(sqlite_store: Store, sap: SapSim) -> None:
-    combined = ErpWithQms(_client(sap), RestErpClient(sap.url, timeout_seconds=5))
+    asked: list[str] = []
+
+    class Recorder(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            asked.append(f"{request.method} {request.url.path}?{request.url.query.decode()}".rstrip("?"))
+            return await super().handle_async_request(request)
+
+    combined = ErpWithQms(_client(sap), RestErpClient(sap.url, timeout_seconds=5, transport=Recorder()))
     master = MasterData()
-    await ErpSync(combined, sqlite_store, master, Diagnostics()).run_once()
+    sync = ErpSync(combined, sqlite_store, master, Diagnostics())
+    await sync.run_once()
     assert len(master.orders) == 4
     assert len(master.equipment) == 9
+    await sap.call("PATCH", "/sim/equipment/GA-CAL-0101", json={"calibration_status": "LOCKED"})
+    assert (await sync.run_once()).equipment_changed == ("GA-CAL-0101",)
+    assert asked == ["GET /api/v1/equipment", "GET /api/v1/equipment?changed_since=1"], "gauges only, as a delta"
     alarm = SpcAlarmRecord(
         alarm_id=new_record_id(),
         alarm=SpcAlarm(
