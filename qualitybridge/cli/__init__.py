@@ -4,11 +4,12 @@
 | ---------------- | ---------------------------------------------------------------- |
 | `serve`          | `serve --config FILE`: the production server                     |
 | `demo`           | `demo`: simulator + server with demo data, users and certificate |
-| `simulator`      | `simulator`: the reference ERP/QMS on its own                    |
+| `simulator`      | `simulator [--flavour sap]`: the reference ERP/QMS on its own    |
 | `pki`            | `pki list|trust|reject|remove|show-own|install-own`              |
 | `users`          | `users add|remove|passwd|list`                                   |
 | `audit_log`      | `audit-log`: who did what                                        |
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
+| `resync`         | `resync`: the next ERP sync fetches everything once              |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -21,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, demo, outbox, pki, serve, simulator, users
+from qualitybridge.cli import audit_log, demo, outbox, pki, resync, serve, simulator, users
 from qualitybridge.config import ConfigError
 
 __all__ = ["main"]
@@ -42,7 +43,7 @@ examples:
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox)
+_COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox, resync)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -299,6 +299,20 @@ class Administration:
 
     # ---- audit log ----------------------------------------------------------------------------------
 
+    async def resync(self) -> AdminOutput:
+        """Forget where the delta syncs stand: the next sync round fetches all master data once."""
+        output = AdminOutput()
+        sources = await self.store.forget_watermarks()
+        await self._record("resync", ua.StatusCodes.Good, node=",".join(sources) or None)
+        if sources:
+            output.say(
+                f"the next sync of {', '.join(sources)} fetches everything once (a running server: within "
+                "[erp] sync_interval_seconds), then deltas again"
+            )
+        else:
+            output.say("no source has been synced yet: the first sync fetches everything anyway")
+        return output
+
     async def audit_log(self, *, since: str | None, user: str | None, limit: int) -> AdminOutput:
         output = AdminOutput()
         try:

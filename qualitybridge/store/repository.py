@@ -270,10 +270,13 @@ class Store(ShopFloorRecords, OutboxAdministration):
             )
         return None if value is None else str(value)
 
-    async def forget_watermark(self, source: str) -> None:
-        """Make the next sync of `source` a full resync."""
+    async def forget_watermarks(self) -> list[str]:
+        """Make the next sync of every source a full resync (a running server sees it at its next round);
+        answers the sources that had a watermark."""
         async with self.engine.begin() as conn:
-            await conn.execute(tables.source_watermarks.delete().where(tables.source_watermarks.c.source == source))
+            sources = [str(row.source) for row in await conn.execute(select(tables.source_watermarks.c.source))]
+            await conn.execute(tables.source_watermarks.delete())
+        return sorted(sources)
 
     async def released_orders(self) -> list[ProductionOrder]:
         async with self.engine.connect() as conn:

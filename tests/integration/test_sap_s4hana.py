@@ -25,6 +25,7 @@ from qualitybridge.adapters.sap_s4hana import SapS4HanaClient
 from qualitybridge.domain.ids import new_record_id, new_result_id
 from qualitybridge.domain.model import (
     Confirmation,
+    MasterDataChanges,
     MeasurementReport,
     MeasurementResult,
     OutboxState,
@@ -37,7 +38,7 @@ from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store, open_store
-from tests.harness import free_port
+from tests.harness import free_port, run_cli
 
 
 @dataclass
@@ -448,3 +449,36 @@ async def test_an_spc_alarm_becomes_one_quality_notification_where_configured(sq
     assert body["InspectionLot"] == "10001000417"
     assert len(await sap.get("/sap/results")) == 1
     await client.aclose()
+
+
+async def test_resync_on_demand_fetches_everything_once_then_deltas_again(
+    sqlite_store: Store, sap: SapSim, tmp_path: Path
+) -> None:
+    client = _client(sap)
+    sync = ErpSync(client, sqlite_store, MasterData(), Diagnostics())
+    await sync.run_once()
+    assert await sqlite_store.watermark("erp") is not None
+    # What `qualitybridge resync` does to the store of a running server:
+    assert await sqlite_store.forget_watermarks() == ["erp"]
+    before = len(await sap.requests())
+    await sync.run_once()
+    orders_query = next(line for line in (await sap.requests())[before:] if "A_ProductionOrder_2?" in line)
+    assert "OrderIsReleased eq 'X'" in orders_query, "a full fetch"
+    before = len(await sap.requests())
+    await sync.run_once()
+    orders_query = next(line for line in (await sap.requests())[before:] if "A_ProductionOrder_2?" in line)
+    assert "LastChangeDateTime ge" in orders_query, "then deltas again"
+    await client.aclose()
+
+
+async def test_the_resync_command_forgets_the_watermarks_and_says_so(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = await open_store(f"sqlite+aiosqlite:///{data_dir / 'qualitybridge.db'}")
+    await store.apply_changes(MasterDataChanges(watermark="20261129120000", full=True), source="erp")
+    await store.aclose()
+    said = await asyncio.to_thread(run_cli, "resync", "--data-dir", str(data_dir))
+    assert "the next sync of erp fetches everything once" in said
+    store = await open_store(f"sqlite+aiosqlite:///{data_dir / 'qualitybridge.db'}")
+    assert await store.watermark("erp") is None
+    await store.aclose()
