@@ -38,23 +38,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qualitybridge.adapters.sap_odata import (
+from qualitybridge.domain.model import ProductionOrder
+from qualitybridge.simulator.app import FaultInjection, create_app
+from qualitybridge.simulator.odata_filter import FilterError, Node, index_values, matches, parse_filter
+from qualitybridge.simulator.sap_wire import (
     CONFIRMATION_SERVICE,
     INSPECTION_LOT_SERVICE,
     ODATA_ROOT,
     ORDER_SERVICE,
     QUALITY_NOTIFICATION_ROOT,
-    UNECE_TO_SAP,
     alpha_out,
-    format_change_time,
+    change_time,
     odata_error,
     quantity,
     sap_date,
     sap_time,
+    sap_unit,
 )
-from qualitybridge.domain.model import ProductionOrder
-from qualitybridge.simulator.app import FaultInjection, create_app
-from qualitybridge.simulator.odata_filter import FilterError, Node, index_values, matches, parse_filter
 from qualitybridge.simulator.state import SimulatorState
 
 __all__ = ["SapLedger", "create_sap_app"]
@@ -97,7 +97,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
         "Material": order.material_no,
         "ProductionPlant": order.plant,
         "TotalQuantity": quantity(order.planned_quantity),
-        "ProductionUnit": UNECE_TO_SAP.get(order.quantity_unit, order.quantity_unit),
+        "ProductionUnit": sap_unit(order.quantity_unit),
         "MfgOrderPlannedStartDate": sap_date(start),
         "MfgOrderPlannedStartTime": sap_time(start),
         "MfgOrderPlannedEndDate": sap_date(end),
@@ -106,7 +106,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
         "OrderIsReleased": "X" if released else "",
         "OrderIsTechnicallyCompleted": "" if released else "X",
         "OrderIsClosed": "",
-        "LastChangeDateTime": format_change_time(changed_at),
+        "LastChangeDateTime": change_time(changed_at),
     }
     operations: list[dict[str, Any]] = []
     characteristics: list[dict[str, Any]] = []
@@ -123,7 +123,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
                 "WorkCenter": operation.work_centre,
                 "OpPlannedTotalQuantity": quantity(order.planned_quantity),
                 "OpTotalConfirmedYieldQty": "0",
-                "LastChangeDateTime": format_change_time(changed_at),
+                "LastChangeDateTime": change_time(changed_at),
             }
         )
         for index, characteristic in enumerate(operation.characteristics, start=1):
@@ -140,7 +140,7 @@ def _derive(order: ProductionOrder, released: bool, changed_at: datetime) -> _Or
                     "InspSpecLowerLimit": repr(characteristic.lower_limit),
                     "InspSpecUpperLimit": repr(characteristic.upper_limit),
                     "InspSpecDecimalPlaces": characteristic.decimal_places,
-                    "InspectionSpecificationUnit": UNECE_TO_SAP.get(characteristic.unit, characteristic.unit),
+                    "InspectionSpecificationUnit": sap_unit(characteristic.unit),
                     "InspCharacteristicSampleSize": str(characteristic.sample_size),
                     "InspLotTestEquipInternalID": characteristic.gauge_type,
                 }
