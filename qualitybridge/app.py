@@ -124,7 +124,7 @@ class QualityBridgeApp:
             limits=config.limits,
         )
         link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
-        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
+        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data, diagnostics)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
         async def wake_relay(_event: DomainEvent) -> None:

@@ -90,6 +90,7 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "LastSyncError",
         "OutboxDepth",
         "OutboxDeadLetters",
+        "SyncFindings",
     },
     QUALITY_BRIDGE_TYPE: {
         "Orders",
