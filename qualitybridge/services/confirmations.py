@@ -68,14 +68,20 @@ class ConfirmationService:
         self._lock = asyncio.Lock()
 
     async def report_confirmation(self, request: ConfirmationRequest, reported_by: str) -> ConfirmationRecord:
-        """Validate and store one confirmation; raises a ReportRefused subclass when refused."""
-        if request.client_confirmation_id:
-            first = await self._store.confirmation_by_client_id(request.client_confirmation_id)
-            if first is not None:
-                return first
+        """Validate and store one confirmation; raises a ReportRefused subclass when refused.
+
+        A repeated client id answers the stored confirmation: checked before anything else (a retry of a stored
+        confirmation is answered even if the order moved on since), and again as the first thing inside the lock,
+        because a concurrent call with the same id may have stored it in between; only then are the totals
+        checked, which the first call's quantities are already part of.
+        """
+        if (first := await self._repeat(request)) is not None:
+            return first
         order = self._order(request)
         unit = self._check_quantities(request, order)
         async with self._lock:
+            if (first := await self._repeat(request)) is not None:
+                return first
             await self._check_totals(request, order)
             record = ConfirmationRecord(
                 confirmation_id=new_record_id(),
@@ -109,6 +115,11 @@ class ConfirmationService:
             )
             await self._events.publish(ConfirmationAccepted(stored))
         return stored
+
+    async def _repeat(self, request: ConfirmationRequest) -> ConfirmationRecord | None:
+        if not request.client_confirmation_id:
+            return None
+        return await self._store.confirmation_by_client_id(request.client_confirmation_id)
 
     def _order(self, request: ConfirmationRequest) -> ProductionOrder:
         order = self._master.order(request.order_no)
