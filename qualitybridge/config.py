@@ -114,6 +114,19 @@ class LimitsSettings(_Section):
     activation_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection without an activated session after this is closed"
     )
+    max_unactivated_connections_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="Connections from one IP address without an activated session; more from it are closed at once, "
+        "so that a flood from one address leaves room for others",
+    )
+    hello_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent its Hello after this is closed (shorter than the activation "
+        "timeout: a real client sends Hello right after connecting)",
+    )
     max_sessions: int = Field(default=100, ge=1, description="Sessions at once; one more gets BadTooManySessions")
     max_session_timeout_seconds: float = Field(
         default=300.0,
