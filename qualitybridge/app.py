@@ -89,6 +89,7 @@ class QualityBridgeApp:
             master_data,
             events=events,
             future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds),
+            measured_at_margin=timedelta(days=config.reporting.measured_at_margin_days),
             clock=clock,
         )
         shop_floor = ShopFloorServices(

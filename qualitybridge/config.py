@@ -255,6 +255,13 @@ class ReportingSettings(_Section):
         description="How far a MeasuredAt may lie ahead of the server clock (machine clocks drift) before "
         "BadOutOfRange",
     )
+    measured_at_margin_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=3650,
+        description="How far a MeasuredAt may lie before the order's planned start (or before now, if the start "
+        "lies ahead) before BadOutOfRange: a PLC buffers measurements for a while, not for years",
+    )
     over_confirmation_percent: float = Field(
         default=10.0,
         ge=0,

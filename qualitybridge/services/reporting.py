@@ -59,11 +59,13 @@ class ReportingService:
         *,
         events: EventBus | None = None,
         future_tolerance: timedelta = timedelta(minutes=5),
+        measured_at_margin: timedelta = timedelta(days=30),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._master = master_data
         self._future_tolerance = future_tolerance
+        self._measured_at_margin = measured_at_margin
         self._clock = clock
         self._events = events or EventBus()
 
@@ -123,9 +125,9 @@ class ReportingService:
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
         characteristic = self._master.characteristic(report)
-        self._check_value(report, now)
-        gauge = self._check_gauge(report.equipment_id, characteristic)
         order = self._master.order(report.order_no)
+        self._check_value(report, now, order.planned_start if order is not None else None)
+        gauge = self._check_gauge(report.equipment_id, characteristic)
         if order is not None and not accepts_measurements(order.state):
             raise WrongOrderState(
                 "OrderNumber",
@@ -153,9 +155,17 @@ class ReportingService:
             report=report, calibration_status=status, reason=refusal.message, reported_by=reported_by, refused_at=now
         )
 
-    def _check_value(self, report: MeasurementReport, now: datetime) -> None:
+    def _check_value(self, report: MeasurementReport, now: datetime, planned_start: datetime | None) -> None:
         if not math.isfinite(report.value):
             raise InvalidValue("Value", f"value {report.value} is not a finite number")
+        start = now if planned_start is None else min(planned_start, now)
+        earliest = start - self._measured_at_margin
+        if report.measured_at < earliest:
+            raise InvalidValue(
+                "MeasuredAt",
+                f"measurement time {report.measured_at.isoformat()} lies before {earliest.isoformat()}: "
+                f"more than {self._measured_at_margin.days} days before the order's planned start (or now)",
+            )
         if report.measured_at > now + self._future_tolerance:
             raise InvalidValue(
                 "MeasuredAt",

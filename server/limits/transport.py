@@ -128,6 +128,24 @@ class _GuardedProtocol(OPCUAProtocol):
             )
             self.transport.close()
 
+    async def _process_one_msg(self, header: Any, buf: Any) -> bool:
+        """asyncua's message processing; a message it cannot parse closes the connection with one WARNING line
+        naming the peer and the reason, instead of asyncua's traceback per message."""
+        try:
+            return await super()._process_one_msg(header, buf)
+        except Exception as exc:
+            kind = getattr(header, "MessageType", b"?")
+            _log.warning(
+                "Closing connection from %s: malformed %s message: %s: %s",
+                self.peer_name,
+                kind.decode(errors="replace") if isinstance(kind, bytes) else kind,
+                type(exc).__name__,
+                str(exc)[:200] or "no detail",
+            )
+            if self.transport is not None:
+                self.transport.close()
+            return False
+
     def data_received(self, data: bytes) -> None:
         if not self._hello_seen and len(self._buffer) + len(data) >= 3:
             # The first message of a connection must be a Hello; anything else is asyncua's to refuse.

@@ -2,12 +2,19 @@
 
 3. Strings that are not valid UTF-8 are refused with BadInvalidArgument (per entry in a batch, whose valid entries
    are stored); a 2-D array where a 1-D one is declared is refused with BadTypeMismatch. Never BadUnexpectedError.
+8. MeasuredAt has a documented lower bound; a malformed transport message is one WARNING line naming the peer,
+   without a traceback; the simulator refuses what the contract forbids (duplicate keys, non-finite numbers, an
+   Idempotency-Key longer than 255 characters, said as such).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import socket
 import sqlite3
+import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -154,3 +161,93 @@ async def test_no_traceback_for_bad_input(deployment: Deployment, machine: Sessi
     logs = deployment.server.logs()
     assert "Traceback" not in logs
     assert "BadUnexpectedError" not in logs
+
+
+# ---- finding 8: MeasuredAt's lower bound, malformed transport messages, what the simulator accepts ----------
+
+
+@pytest.mark.parametrize(
+    "measured_at",
+    [datetime(1601, 1, 1, 0, 0, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC)],
+    ids=["a second after the null DateTime", "years before the order"],
+)
+async def test_measured_at_before_the_documented_lower_bound_is_out_of_range(
+    deployment: Deployment, machine: Session, measured_at: datetime
+) -> None:
+    before = stored_results(deployment)
+    status, _outputs = await machine.outcome("ReportMeasurement", *single(at=measured_at))
+    assert name(status) == "BadOutOfRange"
+    assert stored_results(deployment) == before
+
+
+def _raw_exchange(port: int, garbage: bytes) -> tuple[str, bytes]:
+    """Hello (answered by Acknowledge), then a malformed OpenSecureChannel chunk; answers (local address, reply)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        url = f"opc.tcp://127.0.0.1:{port}/qualitybridge".encode()
+        body = struct.pack("<IIIII", 0, 65535, 65535, 0, 0) + struct.pack("<i", len(url)) + url
+        sock.sendall(b"HELF" + struct.pack("<I", 8 + len(body)) + body)
+        assert sock.recv(8)[:3] == b"ACK"
+        sock.recv(65535)
+        sock.sendall(b"OPNF" + struct.pack("<I", 8 + len(garbage)) + garbage)
+        reply = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65535):
+                reply += chunk
+        host, local_port = sock.getsockname()[:2]
+        return f"{host}', {local_port}", reply
+
+
+async def test_a_malformed_message_is_one_warning_line_without_traceback(deployment: Deployment) -> None:
+    assert deployment.server is not None
+    logged_before = len(deployment.server.logs().splitlines())
+    peer, _reply = _raw_exchange(deployment.opcua_port, b"\x00\x00\x00\x00" + b"\xff" * 40)
+    await asyncio.sleep(0.5)
+    new_lines = deployment.server.logs().splitlines()[logged_before:]
+    assert "Traceback" not in "\n".join(new_lines), new_lines
+    about_peer = [line for line in new_lines if peer in line]
+    assert len(about_peer) == 1, new_lines
+    assert "WARNING" in about_peer[0]
+    assert "malformed" in about_peer[0]
+
+
+async def test_the_simulator_refuses_what_the_contract_forbids(deployment: Deployment) -> None:
+    with deployment.erp() as erp:
+        template = next(o for o in erp.get("/api/v1/orders").json()["orders"] if o["order_no"] == "1000418")
+        twice = {**template, "order_no": "7400001", "operations": [*template["operations"], template["operations"][0]]}
+        refused = erp.post("/sim/orders", json=twice)
+        assert refused.status_code == 400, refused.text
+        assert "twice" in refused.json()["error"]["message"]
+        infinite = json.dumps({**template, "order_no": "7400002", "planned_quantity": 1.5}).replace("1.5", "1e309")
+        refused = erp.post("/sim/orders", content=infinite, headers={"Content-Type": "application/json"})
+        assert refused.status_code in (400, 422), refused.text
+        assert "7400001" not in str(erp.get("/api/v1/orders").json())
+
+        booked = len(erp.get("/results").json())
+        result = {
+            "result_id": "R-NAN",
+            "order_no": RUNNING,
+            "operation_no": "0010",
+            "characteristic_id": "C0010",
+            "value": 1.5,
+            "unit": "CEL",
+            "evaluation": "OK",
+            "plan_version": "1",
+            "equipment_id": THERMOMETER,
+            "part_serial": "SN-1",
+            "measured_at": datetime.now(UTC).isoformat(),
+            "received_at": datetime.now(UTC).isoformat(),
+            "reported_by": "machine1",
+        }
+        nan = json.dumps(result).replace("1.5", "NaN")
+        answer = erp.post(
+            "/api/v1/results",
+            content=nan,
+            headers={"Content-Type": "application/json", "Idempotency-Key": "mr-nan"},
+        )
+        assert answer.status_code == 422, answer.text
+        assert len(erp.get("/results").json()) == booked
+
+        long_key = erp.post("/api/v1/results", json=result, headers={"Idempotency-Key": "k" * 256})
+        assert long_key.status_code == 400
+        assert "255" in long_key.json()["error"]["message"]
+        assert "required" not in long_key.json()["error"]["message"]
