@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from qualitybridge.domain.errors import (
+    ClientIdReused,
     GaugeBlocked,
     InconsistentReport,
     InvalidValue,
@@ -87,11 +88,13 @@ class ReportingService:
     ) -> list[MeasurementOutcome]:
         """Judge every report on its own and store all accepted ones (and blocked-gauge attempts) in one commit.
 
-        A report repeating a client result id stored before gets that first measurement back, even if it would
-        no longer be accepted now: the machine is retrying a call whose answer it lost.
+        A report repeating a client result id the same user stored before gets that first measurement back, even
+        if it would no longer be accepted now: the machine is retrying a call whose answer it lost. Client ids are
+        the caller's own (another user's id is another report); an id used before for a report of other content
+        is refused (ClientIdReused), not answered with the other report's result.
         """
         client_ids = {report.client_result_id for report in reports if report.client_result_id}
-        stored_before = await self._store.measurements_by_client_ids(client_ids)
+        stored_before = await self._store.measurements_by_client_ids(client_ids, reported_by)
         now = self._clock()
         outcomes: list[MeasurementOutcome] = []
         accepted: list[AcceptedMeasurement] = []
@@ -100,7 +103,7 @@ class ReportingService:
         for report in reports:
             first = stored_before.get(report.client_result_id) if report.client_result_id else None
             if first is not None:
-                outcomes.append(MeasurementOutcome(stored=first))
+                outcomes.append(_repeat_outcome(first, report))
                 continue
             try:
                 judged = self._judge(report, reported_by, now)
@@ -116,8 +119,10 @@ class ReportingService:
             accepted.append(judged)
         if accepted or refused_attempts:
             stored = await self._store.record_measurements(accepted, refused_attempts)
-            for position, (item, created) in zip(accepted_at, stored, strict=True):
-                outcomes[position] = MeasurementOutcome(stored=item, created=created)
+            for position, submitted, (item, created) in zip(accepted_at, accepted, stored, strict=True):
+                outcome = MeasurementOutcome(stored=item, created=created)
+                # A repeat within the batch, or an id a concurrent call stored first: the same content or refused.
+                outcomes[position] = outcome if created else _repeat_outcome(item, submitted.result.report)
         for outcome in outcomes:
             if outcome.created and outcome.stored is not None:
                 await self._events.publish(MeasurementAccepted(outcome.stored.result))
@@ -189,3 +194,16 @@ class ReportingService:
                 f"{characteristic.characteristic_id} must be measured with a {characteristic.gauge_type}",
             )
         return gauge
+
+
+def _repeat_outcome(first: AcceptedMeasurement, report: MeasurementReport) -> MeasurementOutcome:
+    """A report under a client id its caller used before: the first result if it is the same report, else refused."""
+    if first.result.report == report:
+        return MeasurementOutcome(stored=first)
+    return MeasurementOutcome(
+        refusal=ClientIdReused(
+            "ClientResultId",
+            f"ClientResultId {report.client_result_id!r} was used before for another measurement "
+            f"(result {first.result.result_id}); a retry repeats the report unchanged, a new report needs a new id",
+        )
+    )

@@ -52,6 +52,9 @@ class ArgumentSpec:
     required: bool = True
     max_length: int = 0  # strings: 0 = unlimited
     array: bool = False  # a one-dimensional array; each element follows the rules above
+    # May be left out by a caller (only trailing arguments): added to a method after clients were written
+    # against it, so that they keep working. Left out, it reads as an empty string.
+    omittable: bool = False
 
     @property
     def type_names(self) -> str:
@@ -69,15 +72,16 @@ class ArgumentError(Exception):
 
 
 def parse_arguments(specs: Sequence[ArgumentSpec], arguments: Sequence[ua.Variant]) -> dict[str, Any]:
-    if len(arguments) < len(specs):
-        missing = ", ".join(spec.name for spec in specs[len(arguments) :])
+    left_out = specs[len(arguments) :]
+    if any(not spec.omittable for spec in left_out):
+        missing = ", ".join(spec.name for spec in left_out)
         raise ArgumentError(ua.StatusCodes.BadArgumentsMissing, f"missing arguments: {missing}")
     if len(arguments) > len(specs):
         raise ArgumentError(
             ua.StatusCodes.BadTooManyArguments, f"expected {len(specs)} arguments, got {len(arguments)}"
         )
-    values: dict[str, Any] = {}
-    for index, (spec, variant) in enumerate(zip(specs, arguments, strict=True)):
+    values: dict[str, Any] = {spec.name: "" for spec in left_out}
+    for index, (spec, variant) in enumerate(zip(specs, arguments, strict=False)):
         values[spec.name] = _parse_one(spec, variant, index)
     return values
 

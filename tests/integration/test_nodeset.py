@@ -185,6 +185,7 @@ SHOP_FLOOR_METHODS: dict[str, tuple[list[tuple[str, int | str, int]], list[tuple
             ("Rule", _STRING, -1),
             ("Severity", ua.ObjectIds.UInt16, -1),
             ("Message", _STRING, -1),
+            ("ClientAlarmId", _STRING, -1),
         ],
         [("AlarmId", _STRING, -1)],
     ),
