@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 from asyncua import ua
-from tests.test_end_to_end import first_characteristic, gauge_for, results_at_erp
 
 from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
+from tests.test_end_to_end import first_characteristic, gauge_for, results_at_erp
 
 pytestmark = pytest.mark.slow
 
