@@ -113,6 +113,7 @@ class QualityBridgeApp:
             master_data,
             events=events,
             future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds),
+            measured_at_margin=timedelta(days=config.reporting.measured_at_margin_days),
             clock=clock,
         )
         shop_floor = ShopFloorServices(
@@ -148,7 +149,7 @@ class QualityBridgeApp:
             limits=config.limits,
         )
         link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
-        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
+        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data, diagnostics)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
         async def wake_relay(_event: DomainEvent) -> None:

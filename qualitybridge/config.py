@@ -117,6 +117,19 @@ class LimitsSettings(_Section):
     activation_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection without an activated session after this is closed"
     )
+    max_unactivated_connections_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="Connections from one IP address without an activated session; more from it are closed at once, "
+        "so that a flood from one address leaves room for others",
+    )
+    hello_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent its Hello after this is closed (shorter than the activation "
+        "timeout: a real client sends Hello right after connecting)",
+    )
     max_sessions: int = Field(default=100, ge=1, description="Sessions at once; one more gets BadTooManySessions")
     max_session_timeout_seconds: float = Field(
         default=300.0,
@@ -244,6 +257,13 @@ class ReportingSettings(_Section):
         le=86_400,
         description="How far a MeasuredAt may lie ahead of the server clock (machine clocks drift) before "
         "BadOutOfRange",
+    )
+    measured_at_margin_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=3650,
+        description="How far a MeasuredAt may lie before the order's planned start (or before now, if the start "
+        "lies ahead) before BadOutOfRange: a PLC buffers measurements for a while, not for years",
     )
     over_confirmation_percent: float = Field(
         default=10.0,

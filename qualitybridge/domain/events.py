@@ -94,3 +94,4 @@ class DiagnosticsChanged(DomainEvent):
     last_sync_error: str
     outbox_depth: int
     outbox_dead_letters: int
+    sync_findings: tuple[str, ...] = ()  # "<key>: <reason>" of each record refused by sync or view

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from qualitybridge.domain.events import MasterDataChanged
-from qualitybridge.domain.model import SnapshotChange
+from qualitybridge.domain.model import SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpUnavailable
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
@@ -33,10 +33,25 @@ class ErpSync:
         self._master = master_data
         self._diagnostics = diagnostics
         self._events = events or EventBus()
+        self._erp_findings: tuple[SyncFinding, ...] = ()
+        self._logged: set[SyncFinding] = set()
 
     async def load_from_store(self) -> None:
-        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
+        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
+
+        A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
         self._master.replace(await self._store.released_orders(), await self._store.equipment())
+        self._record_findings(self._erp_findings)
+
+    def _record_findings(self, erp_findings: tuple[SyncFinding, ...]) -> None:
+        """Diagnostics lists what the last sync refused; each finding is logged once, not once per sync."""
+        self._erp_findings = erp_findings
+        findings = (*erp_findings, *self._store.unreadable_orders)
+        for finding in findings:
+            if finding not in self._logged:
+                _log.warning("ERP sync: %s refused: %s; every other record syncs", finding.key, finding.reason)
+        self._logged = set(findings)
+        self._diagnostics.sync_findings = findings
 
     async def run_once(self) -> SnapshotChange:
         try:
@@ -49,6 +64,7 @@ class ErpSync:
             await self._diagnostics.changed()
             return SnapshotChange()
         change = await self._store.apply_snapshot(snapshot)
+        self._record_findings(snapshot.findings)
         if not change.is_empty:
             await self.load_from_store()
             _log.info(
