@@ -56,6 +56,13 @@ class CharacteristicDTO(_Wire):
     classification: ClassificationName = "major"
     gauge_type: str = Field(default="", description="equipment_type a gauge must have to measure this")
     plan_version: str
+    center_line: float | None = Field(
+        default=None,
+        description="SPC centre line of the plotted value (subgroup mean when sample_size > 1). Optional; with "
+        "upper_control_limit and lower_control_limit, all three or none. Absent: computed from a baseline",
+    )
+    upper_control_limit: float | None = Field(default=None, description="SPC upper control limit (UCL)")
+    lower_control_limit: float | None = Field(default=None, description="SPC lower control limit (LCL)")
 
 
 class OperationDTO(_Wire):
@@ -111,7 +118,9 @@ class ResultDTO(_Wire):
     order_no: str
     operation_no: str
     characteristic_id: str
-    value: float | None = Field(description="Measured value; null when no finite value could be measured")
+    value: float | None = Field(
+        allow_inf_nan=False, description="Measured value; null when no finite value could be measured"
+    )
     unit: str
     evaluation: EvaluationName
     plan_version: str
@@ -125,9 +134,9 @@ class ResultDTO(_Wire):
 class ConfirmationDTO(_Wire):
     order_no: str
     operation_no: str
-    yield_quantity: float = Field(ge=0)
-    scrap_quantity: float = Field(default=0, ge=0)
-    rework_quantity: float = Field(default=0, ge=0)
+    yield_quantity: float = Field(ge=0, allow_inf_nan=False)
+    scrap_quantity: float = Field(default=0, ge=0, allow_inf_nan=False)
+    rework_quantity: float = Field(default=0, ge=0, allow_inf_nan=False)
     unit: str = "C62"
     reason_code: str = ""
     final: bool = False
@@ -141,6 +150,14 @@ class SpcAlarmDTO(_Wire):
     severity: int = Field(ge=1, le=1000)
     message: str = ""
     raised_at: datetime
+    rule_number: int | None = Field(
+        default=None, ge=1, le=8, description="Nelson rule 1..8, when QualityBridge's SPC engine found the violation"
+    )
+    result_id: str | None = Field(default=None, description="The result whose value completed the pattern")
+    value: float | None = Field(default=None, description="The plotted value (subgroup mean when sample_size > 1)")
+    center_line: float | None = None
+    upper_control_limit: float | None = None
+    lower_control_limit: float | None = None
 
 
 class BookingReceipt(_Wire):
@@ -217,6 +234,9 @@ def characteristic_from_dto(dto: CharacteristicDTO) -> InspectionCharacteristic:
         classification=Classification(dto.classification),
         gauge_type=dto.gauge_type,
         plan_version=dto.plan_version,
+        center_line=dto.center_line,
+        upper_control_limit=dto.upper_control_limit,
+        lower_control_limit=dto.lower_control_limit,
     )
 
 
@@ -234,6 +254,9 @@ def characteristic_to_dto(characteristic: InspectionCharacteristic) -> Character
         classification=characteristic.classification.value,
         gauge_type=characteristic.gauge_type,
         plan_version=characteristic.plan_version,
+        center_line=characteristic.center_line,
+        upper_control_limit=characteristic.upper_control_limit,
+        lower_control_limit=characteristic.lower_control_limit,
     )
 
 

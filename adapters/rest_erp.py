@@ -24,8 +24,8 @@ from qualitybridge.adapters.rest_contract import (
     BatchItem,
     BookingReceipt,
     ConfirmationPostingDTO,
-    EquipmentPage,
-    OrdersPage,
+    EquipmentDTO,
+    OrderDTO,
     PostingBatch,
     ResultPosting,
     SpcAlarmPostingDTO,
@@ -35,7 +35,7 @@ from qualitybridge.adapters.rest_contract import (
     result_to_dto,
     spc_alarm_to_dto,
 )
-from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges, TestEquipment
+from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges, ProductionOrder, SyncFinding, TestEquipment
 from qualitybridge.domain.ports import (
     ErpRejected,
     ErpUnavailable,
@@ -88,6 +88,83 @@ def _classified(status: int, message: str) -> ErpUnavailable | ErpRejected:
     return ErpRejected(message)
 
 
+def _page(body: Any, member: str) -> list[Any]:
+    """The records of a contract page, not yet validated (each is validated on its own)."""
+    if not isinstance(body, dict) or not isinstance(body.get(member), list):
+        raise ValueError(f"the answer has no list {member!r}")
+    records: list[Any] = body[member]
+    return records
+
+
+def _revision(body: Any) -> int:
+    revision = body.get("revision") if isinstance(body, dict) else None
+    if not isinstance(revision, int) or isinstance(revision, bool):
+        raise ValueError("the answer has no integer 'revision'")
+    return revision
+
+
+def _withdrawn(body: Any) -> tuple[str, ...]:
+    """v1 addition: the orders withdrawn since `changed_since` (absent or empty otherwise)."""
+    withdrawn = body.get("withdrawn", []) if isinstance(body, dict) else []
+    if not isinstance(withdrawn, list) or not all(isinstance(no, str) for no in withdrawn):
+        raise ValueError("'withdrawn' is not a list of order numbers")
+    return tuple(withdrawn)
+
+
+def _snapshot(orders_page: list[Any], equipment_page: list[Any]) -> ErpSnapshot:
+    """A record that breaks the contract or an invariant of the domain (a key listed twice, a quantity that is
+    not finite, crossed limits) is refused as a finding; the others sync."""
+    findings: list[SyncFinding] = []
+    orders: dict[str, ProductionOrder] = {}
+    refused: set[str] = set()
+    for position, raw in enumerate(orders_page):
+        key = _record_key(raw, "order_no", position)
+        try:
+            order = order_from_dto(OrderDTO.model_validate(raw))
+        except ValidationError as exc:
+            findings.append(SyncFinding(key=f"order {key}", reason=_reason(exc)))
+            refused.add(key)
+            continue
+        if order.order_no in orders or order.order_no in refused:
+            findings.append(SyncFinding(key=f"order {key}", reason="order number listed twice in one snapshot"))
+            orders.pop(order.order_no, None)
+            refused.add(order.order_no)
+            continue
+        orders[order.order_no] = order
+    equipment: dict[str, TestEquipment] = {}
+    for position, raw in enumerate(equipment_page):
+        key = _record_key(raw, "equipment_id", position)
+        try:
+            gauge = equipment_from_dto(EquipmentDTO.model_validate(raw))
+        except ValidationError as exc:
+            findings.append(SyncFinding(key=f"equipment {key}", reason=_reason(exc)))
+            continue
+        if gauge.equipment_id in equipment:
+            findings.append(SyncFinding(key=f"equipment {key}", reason="equipment id listed twice"))
+            continue
+        equipment[gauge.equipment_id] = gauge
+    return ErpSnapshot(
+        orders=tuple(orders.values()),
+        equipment=tuple(equipment.values()),
+        findings=tuple(findings),
+        refused_order_numbers=tuple(sorted(refused)),
+    )
+
+
+def _record_key(raw: Any, field: str, position: int) -> str:
+    key = raw.get(field) if isinstance(raw, dict) else None
+    return key if isinstance(key, str) and key else f"#{position + 1} (no {field})"
+
+
+def _reason(exc: ValidationError) -> str:
+    """The first error in plain words: where, and what is wrong (pydantic's "Value error, " prefix dropped)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}" if where else f"{message}{more}"
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -127,8 +204,15 @@ class RestErpClient:
         return "erp"
 
     async def fetch_all(self) -> MasterDataChanges:
-        snapshot, revisions = await self._pages("")
-        return MasterDataChanges(orders=snapshot.orders, equipment=snapshot.equipment, watermark=revisions, full=True)
+        snapshot, revisions, _withdrawn = await self._read("", "")
+        return MasterDataChanges(
+            orders=snapshot.orders,
+            equipment=snapshot.equipment,
+            watermark=revisions,
+            full=True,
+            findings=snapshot.findings,
+            refused_order_numbers=snapshot.refused_order_numbers,
+        )
 
     async def fetch_changes(self, since: str) -> MasterDataChanges:
         try:
@@ -136,58 +220,48 @@ class RestErpClient:
         except ValueError:
             _log.warning("unreadable ERP watermark %r: fetching everything once", since)
             return await self.fetch_all()
-        query = (f"?changed_since={orders_revision}", f"?changed_since={equipment_revision}")
-        orders_response = await self._request("GET", "/orders" + query[0])
-        equipment_response = await self._request("GET", "/equipment" + query[1])
-        orders, equipment = self._parsed(orders_response, equipment_response)
+        snapshot, revisions, withdrawn = await self._read(
+            f"?changed_since={orders_revision}", f"?changed_since={equipment_revision}"
+        )
         return MasterDataChanges(
-            orders=tuple(order_from_dto(dto) for dto in orders.orders),
-            withdrawn=tuple(orders.withdrawn),
-            equipment=tuple(equipment_from_dto(dto) for dto in equipment.equipment),
-            watermark=f"{orders.revision}:{equipment.revision}",
+            orders=snapshot.orders,
+            withdrawn=withdrawn,
+            equipment=snapshot.equipment,
+            watermark=revisions,
+            findings=snapshot.findings,
+            refused_order_numbers=snapshot.refused_order_numbers,
         )
 
-    @staticmethod
-    def _parsed(
-        orders_response: httpx.Response, equipment_response: httpx.Response
-    ) -> tuple[OrdersPage, EquipmentPage]:
+    async def _read(self, orders_query: str, equipment_query: str) -> tuple[ErpSnapshot, str, tuple[str, ...]]:
+        """Both pages: the records (each validated on its own), the revisions as a watermark, the withdrawn."""
+        orders_response = await self._request("GET", "/orders" + orders_query)
+        equipment_response = await self._request("GET", "/equipment" + equipment_query)
         try:
-            orders = OrdersPage.model_validate_json(orders_response.content)
-            equipment = EquipmentPage.model_validate_json(equipment_response.content)
-            # Mapping to the domain validates too (e.g. crossed limits): do it here to report it the same way.
-            for dto in orders.orders:
-                order_from_dto(dto)
-        except ValidationError as exc:
-            # The ERP sent data that breaks the contract: keep serving the last good data, say what broke.
-            raise ErpUnavailable(
-                f"ERP data violates the contract: {exc.error_count()} errors, first: "
-                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-            ) from exc
-        return orders, equipment
+            # Python's parser: 1e309 arrives as inf and is refused by the domain, not the page
+            orders_body, equipment_body = orders_response.json(), equipment_response.json()
+            orders_page, equipment_page = _page(orders_body, "orders"), _page(equipment_body, "equipment")
+            revisions = f"{_revision(orders_body)}:{_revision(equipment_body)}"
+            withdrawn = _withdrawn(orders_body)
+        except ValueError as exc:
+            # The ERP sent something that is not the contract's page at all: keep serving the last good data.
+            raise ErpUnavailable(f"ERP data violates the contract: {exc}") from exc
+        return _snapshot(orders_page, equipment_page), revisions, withdrawn
 
     async def fetch_equipment(self, since: str = "") -> tuple[tuple[TestEquipment, ...], str]:
         """Only the gauges (all, or changed since the revision `since`) and the equipment revision: what a QMS
-        serves next to an ERP that has its own adapter (the QMS need not list orders)."""
+        serves next to an ERP that has its own adapter (the QMS need not list orders). Broken records are left
+        out (logged), as in a full sync."""
         query = f"?changed_since={int(since)}" if since.isdigit() else ""
         response = await self._request("GET", "/equipment" + query)
         try:
-            page = EquipmentPage.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ErpUnavailable(
-                f"QMS data violates the contract: {exc.error_count()} errors, first: "
-                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-            ) from exc
-        return tuple(equipment_from_dto(dto) for dto in page.equipment), str(page.revision)
-
-    async def _pages(self, query: str) -> tuple[ErpSnapshot, str]:
-        orders_response = await self._request("GET", "/orders" + query)
-        equipment_response = await self._request("GET", "/equipment" + query)
-        orders, equipment = self._parsed(orders_response, equipment_response)
-        snapshot = ErpSnapshot(
-            orders=tuple(order_from_dto(dto) for dto in orders.orders),
-            equipment=tuple(equipment_from_dto(dto) for dto in equipment.equipment),
-        )
-        return snapshot, f"{orders.revision}:{equipment.revision}"
+            body = response.json()
+            snapshot = _snapshot([], _page(body, "equipment"))
+            revision = _revision(body)
+        except ValueError as exc:
+            raise ErpUnavailable(f"QMS data violates the contract: {exc}") from exc
+        for finding in snapshot.findings:
+            _log.warning("QMS sync: %s refused: %s", finding.key, finding.reason)
+        return snapshot.equipment, str(revision)
 
     async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
         """All entries in one `POST /postings`; one outcome each. Raises ErpUnavailable when the batch got no answer."""
@@ -250,21 +324,10 @@ class RestErpClient:
                 outcomes[entry.seq] = PostingFailure(entry.seq, exc)
 
     async def fetch_snapshot(self) -> ErpSnapshot:
-        orders_response = await self._request("GET", "/orders")
-        equipment_response = await self._request("GET", "/equipment")
-        try:
-            orders = OrdersPage.model_validate_json(orders_response.content)
-            equipment = EquipmentPage.model_validate_json(equipment_response.content)
-            return ErpSnapshot(
-                orders=tuple(order_from_dto(dto) for dto in orders.orders),
-                equipment=tuple(equipment_from_dto(dto) for dto in equipment.equipment),
-            )
-        except ValidationError as exc:
-            # The ERP sent data that breaks the contract: keep serving the last good data, say what broke.
-            raise ErpUnavailable(
-                f"ERP data violates the contract: {exc.error_count()} errors, first: "
-                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-            ) from exc
+        """What the ERP releases now. A record that breaks the contract or an invariant of the domain (a key
+        listed twice, a quantity that is not finite, crossed limits) is refused as a finding; the others sync."""
+        snapshot, _revisions, _withdrawn = await self._read("", "")
+        return snapshot
 
     async def post(self, entry: OutboxEntry) -> str:
         path, body = _posting_request(entry)

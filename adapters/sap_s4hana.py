@@ -68,6 +68,7 @@ from qualitybridge.domain.model import (
     Operation,
     OrderState,
     ProductionOrder,
+    SyncFinding,
 )
 from qualitybridge.domain.ports import ErpRejected, ErpUnavailable, PostingFailure, PostingOutcome, PostingReceipt
 from qualitybridge.domain.postings import (
@@ -312,9 +313,11 @@ class SapS4HanaClient:
             and header.get("OrderIsClosed", "") != "X"
         )
 
-    async def _with_details(self, headers: list[dict[str, Any]]) -> tuple[tuple[ProductionOrder, ...], tuple[str, ...]]:
+    async def _with_details(
+        self, headers: list[dict[str, Any]]
+    ) -> tuple[tuple[ProductionOrder, ...], tuple[SyncFinding, ...]]:
         orders: list[ProductionOrder] = []
-        findings: list[str] = []
+        findings: list[SyncFinding] = []
         for start in range(0, len(headers), self._chunk):
             chunk = headers[start : start + self._chunk]
             numbers = [str(header["ManufacturingOrder"]) for header in chunk]
@@ -344,7 +347,7 @@ class SapS4HanaClient:
         operations: Iterable[dict[str, Any]],
         lots: Iterable[dict[str, Any]],
         characteristics: Iterable[dict[str, Any]],
-        findings: list[str],
+        findings: list[SyncFinding],
     ) -> ProductionOrder | None:
         number = str(header["ManufacturingOrder"])
         order_no = alpha_out(number)
@@ -360,7 +363,8 @@ class SapS4HanaClient:
         )
         quantity_unit = SAP_TO_UNECE.get(str(header.get("ProductionUnit") or "PC"))
         if quantity_unit is None:
-            findings.append(f"order {order_no}: unknown SAP unit {header.get('ProductionUnit')!r}; order left out")
+            unit = header.get("ProductionUnit")
+            findings.append(SyncFinding(key=f"order {order_no}", reason=f"unknown SAP unit {unit!r}; order left out"))
             return None
         built: list[Operation] = []
         for op in mine:
@@ -372,7 +376,7 @@ class SapS4HanaClient:
             for item in lot_characteristics:
                 if not alpha_equal(str(item["InspPlanOperationInternalID"]), internal_id):
                     continue
-                characteristic = self._characteristic(item, lot_no, f"order {order_no}/{operation_no}", findings)
+                characteristic = self._characteristic(item, lot_no, order_no, operation_no, findings)
                 if characteristic is not None:
                     chars.append(characteristic)
                     key = (order_no, operation_no, characteristic.characteristic_id)
@@ -403,7 +407,7 @@ class SapS4HanaClient:
                 operations=tuple(built),
             )
         except ValueError as exc:
-            findings.append(f"order {order_no}: {exc}; order left out")
+            findings.append(SyncFinding(key=f"order {order_no}", reason=f"{exc}; order left out"))
             return None
 
     @staticmethod
@@ -413,21 +417,25 @@ class SapS4HanaClient:
 
     @staticmethod
     def _characteristic(
-        item: dict[str, Any], lot_no: str, where: str, findings: list[str]
+        item: dict[str, Any], lot_no: str, order_no: str, operation_no: str, findings: list[SyncFinding]
     ) -> InspectionCharacteristic | None:
         characteristic_id = str(item["InspectionCharacteristic"])
-        label = f"{where} characteristic {characteristic_id}"
+        label = f"operation {operation_no} characteristic {characteristic_id}"
+
+        def left_out(reason: str) -> None:
+            findings.append(SyncFinding(key=f"order {order_no}", reason=f"{label}: {reason}; left out"))
+
         if item.get("InspSpecIsQuantitative", "X") != "X":
-            findings.append(f"{label}: qualitative, not measured through QualityBridge; left out")
+            left_out("qualitative, not measured through QualityBridge")
             return None
         sap_unit = str(item.get("InspectionSpecificationUnit") or "")
         unit = SAP_TO_UNECE.get(sap_unit)
         if unit is None:
-            findings.append(f"{label}: unknown SAP unit {sap_unit!r} (no UNECE code known); left out")
+            left_out(f"unknown SAP unit {sap_unit!r} (no UNECE code known)")
             return None
         lower, upper = _number(item.get("InspSpecLowerLimit")), _number(item.get("InspSpecUpperLimit"))
         if lower is None or upper is None:
-            findings.append(f"{label}: needs a lower and an upper limit; left out")
+            left_out("needs a lower and an upper limit")
             return None
         target = _number(item.get("InspSpecTargetValue"))
         try:
@@ -444,7 +452,7 @@ class SapS4HanaClient:
                 plan_version=lot_no,
             )
         except ValueError as exc:
-            findings.append(f"{label}: {exc}; left out")
+            left_out(str(exc))
             return None
 
     async def fetch_snapshot(self) -> ErpSnapshot:

@@ -12,6 +12,7 @@ and prints calls/s, accepted reports/s and the count that is durably in the stor
 
     .venv/bin/python bench/report_throughput.py --clients 4 --seconds 10 --batch 100
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
 
 Figures go to docs/performance.md. Shared machines are noisy: compare ratios within one run.
 """
@@ -40,6 +41,13 @@ sys.path.insert(0, str(ROOT))
 from tests.harness import NAMESPACE_URI, TEST_USERS, Deployment, free_port, postgres_database  # noqa: E402
 
 KEY = ("1000417", "0010", "C0010")
+
+
+def _value(sequence: int) -> float:
+    """Part temperatures around 20 °C with some spread (deterministic), so that SPC has a process to chart."""
+    return 20.0 + ((sequence * 7919) % 101 - 50) / 100
+
+
 GAUGE = "GA-TMP-0603"
 
 
@@ -93,7 +101,7 @@ async def _drive(job: Job) -> tuple[int, int, int]:
                 await bridge.call_method(
                     ua.NodeId("QualityBridge.ReportMeasurement", ns),
                     *KEY,
-                    ua.Variant(20.0, ua.VariantType.Double),
+                    ua.Variant(_value(sequence), ua.VariantType.Double),
                     GAUGE,
                     f"SN-{job.worker}-{sequence}",
                     datetime.now(UTC),
@@ -111,7 +119,7 @@ async def _drive(job: Job) -> tuple[int, int, int]:
                     ua.Variant([KEY[0]] * n, ua.VariantType.String),
                     ua.Variant([KEY[1]] * n, ua.VariantType.String),
                     ua.Variant([KEY[2]] * n, ua.VariantType.String),
-                    ua.Variant([20.0] * n, ua.VariantType.Double),
+                    ua.Variant([_value(sequence - n + i) for i in range(n)], ua.VariantType.Double),
                     ua.Variant([GAUGE] * n, ua.VariantType.String),
                     ua.Variant([f"SN-{i}" for i in ids], ua.VariantType.String),
                     ua.Variant([now] * n, ua.VariantType.DateTime),
@@ -186,6 +194,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="measurements per ReportMeasurements call")
     parser.add_argument("--work-dir", help="keep the deployment (logs, store) here instead of a temporary folder")
     parser.add_argument("--store-url", default="", help="PostgreSQL URL to measure that store instead of SQLite")
+    parser.add_argument(
+        "--spc",
+        choices=sorted(SPC_CONFIG),
+        default="defaults",
+        help="the server's SPC engine: off, the defaults of [spc], or all eight rules on every characteristic",
+    )
     arguments = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -201,9 +215,17 @@ def main() -> None:
             run(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}", arguments)
 
 
+SPC_CONFIG = {
+    "off": "\n[spc]\nenabled = false\n",
+    "defaults": "",
+    "all": "\n[spc.rules]\ncritical = [1, 2, 3, 4, 5, 6, 7, 8]\nmajor = [1, 2, 3, 4, 5, 6, 7, 8]\n"
+    "minor = [1, 2, 3, 4, 5, 6, 7, 8]\n",
+}
+
+
 def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace) -> None:
-    deployment = Deployment(root, backend, store_url)
-    print(f"starting simulator and QualityBridge ({backend}) ...", flush=True)
+    deployment = Deployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
+    print(f"starting simulator and QualityBridge ({backend}, SPC {arguments.spc}) ...", flush=True)
     deployment.start()
     bare_port = free_port()
     assert deployment.client_certificate is not None

@@ -7,7 +7,7 @@ The public surface, for users and extensions (a new ERP adapter implements `ErpC
 - the domain types the port speaks: orders, characteristics, gauges, results, outbox entries.
 
 Everything else (`qualitybridge.store`, `qualitybridge.server`, services) is internal and may change between
-releases; `tests/test_public_surface.py` keeps this list honest.
+releases; `tests/unit/test_public_surface.py` keeps this list honest.
 """
 
 from __future__ import annotations

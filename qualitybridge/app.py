@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.factory import erp_client_for
-from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
 from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
 from qualitybridge.domain.ports import ErpClient, Publisher
+from qualitybridge.domain.spc import SpcOverride, SpcPolicy
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
@@ -35,16 +36,38 @@ from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.services.reporting import ReportingService
 from qualitybridge.services.spc_alarms import SpcAlarmService
+from qualitybridge.services.spc_monitor import SpcMonitor
 from qualitybridge.store import Store, open_store
 from qualitybridge.store.audit_log import AuditLogStore
 
-__all__ = ["QualityBridgeApp", "accounts_from_store"]
+__all__ = ["QualityBridgeApp", "accounts_from_store", "spc_policy"]
 
 _log = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def spc_policy(settings: SpcSettingsSection) -> SpcPolicy:
+    """The SPC engine's policy from the `[spc]` section (the services take settings as arguments, not config)."""
+    return SpcPolicy(
+        rules_by_classification={
+            "critical": frozenset(settings.rules.critical),
+            "major": frozenset(settings.rules.major),
+            "minor": frozenset(settings.rules.minor),
+        },
+        baseline_subgroups=settings.baseline_subgroups,
+        capability_window=settings.capability_window,
+        severity_by_classification=settings.severity.model_dump(),
+        overrides={
+            characteristic_id: SpcOverride(
+                rules=None if own.rules is None else frozenset(own.rules),
+                baseline_subgroups=own.baseline_subgroups,
+            )
+            for characteristic_id, own in settings.characteristics.items()
+        },
+    )
 
 
 @dataclass
@@ -61,6 +84,7 @@ class QualityBridgeApp:
     opcua: OpcUaFace
     publisher: OpcUaPublisher
     security_jobs: SecurityJobs
+    spc: SpcMonitor | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -89,6 +113,7 @@ class QualityBridgeApp:
             master_data,
             events=events,
             future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds),
+            measured_at_margin=timedelta(days=config.reporting.measured_at_margin_days),
             clock=clock,
         )
         shop_floor = ShopFloorServices(
@@ -124,7 +149,7 @@ class QualityBridgeApp:
             limits=config.limits,
         )
         link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
-        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
+        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data, diagnostics)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
         async def wake_relay(_event: DomainEvent) -> None:
@@ -134,6 +159,18 @@ class QualityBridgeApp:
             events.subscribe(owed_to_erp, wake_relay)
         for extra in (publisher, *publishers):
             events.add_publisher(extra)
+        # SPC judges every accepted measurement; its alarms are SpcAlarmRaised events, so they wake the relay too.
+        spc: SpcMonitor | None = None
+        if config.spc.enabled:
+            spc = SpcMonitor(
+                store,
+                master_data,
+                spc_policy(config.spc),
+                events=events,
+                catch_up=timedelta(minutes=config.spc.catch_up_minutes),
+                clock=clock,
+            )
+            spc.subscribe()
         return cls(
             config=config,
             store=store,
@@ -147,6 +184,7 @@ class QualityBridgeApp:
             opcua=opcua,
             publisher=publisher,
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
+            spc=spc,
         )
 
     @property
@@ -158,6 +196,8 @@ class QualityBridgeApp:
         await self.publisher.start()
         await self.sync.load_from_store()
         await self.publisher.show_master_data()
+        if self.spc is not None:
+            await self.spc.rebuild()  # charts, limits and the last violated rule as before the restart
         # One sync before the server calls itself ready, so a client connecting right after sees what the ERP
         # releases now, not only what the store knew. An ERP outage costs at most the ERP timeout here; the
         # server then serves the last known data and the scheduled syncs catch up.

@@ -32,6 +32,9 @@ __all__ = [
     "ReportingSettings",
     "SapS4HanaSettings",
     "ServerSettings",
+    "SpcCharacteristicSettings",
+    "SpcRuleDefaults",
+    "SpcSettingsSection",
     "StoreSettings",
     "load_config",
 ]
@@ -233,6 +236,19 @@ class LimitsSettings(_Section):
     activation_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection without an activated session after this is closed"
     )
+    max_unactivated_connections_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="Connections from one IP address without an activated session; more from it are closed at once, "
+        "so that a flood from one address leaves room for others",
+    )
+    hello_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent its Hello after this is closed (shorter than the activation "
+        "timeout: a real client sends Hello right after connecting)",
+    )
     max_sessions: int = Field(default=100, ge=1, description="Sessions at once; one more gets BadTooManySessions")
     max_session_timeout_seconds: float = Field(
         default=300.0,
@@ -361,6 +377,13 @@ class ReportingSettings(_Section):
         description="How far a MeasuredAt may lie ahead of the server clock (machine clocks drift) before "
         "BadOutOfRange",
     )
+    measured_at_margin_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=3650,
+        description="How far a MeasuredAt may lie before the order's planned start (or before now, if the start "
+        "lies ahead) before BadOutOfRange: a PLC buffers measurements for a while, not for years",
+    )
     over_confirmation_percent: float = Field(
         default=10.0,
         ge=0,
@@ -368,6 +391,59 @@ class ReportingSettings(_Section):
         description="How far an operation's confirmed quantity (yield + scrap) may exceed the order's planned "
         "quantity, in percent, before BadOutOfRange",
     )
+
+
+NelsonRules = Annotated[list[Annotated[int, Field(ge=1, le=8)]], Field(max_length=8)]
+
+
+class SpcRuleDefaults(_Section):
+    """The Nelson rules (1..8) judged for a characteristic of each classification, unless it has its own list."""
+
+    # The same defaults as qualitybridge.domain.spc.DEFAULT_RULES (the config imports nothing of QualityBridge;
+    # a unit test keeps the two equal).
+    critical: NelsonRules = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8])
+    major: NelsonRules = Field(default_factory=lambda: [1, 2, 5, 6])  # the Western Electric rules
+    minor: NelsonRules = Field(default_factory=lambda: [1])
+
+
+class SpcSeverity(_Section):
+    """OPC UA severity (1..1000) of a rule violation, by the characteristic's classification."""
+
+    critical: int = Field(default=900, ge=1, le=1000)
+    major: int = Field(default=700, ge=1, le=1000)
+    minor: int = Field(default=400, ge=1, le=1000)
+
+
+class SpcCharacteristicSettings(_Section):
+    """`[spc.characteristics.<characteristic id>]`: one characteristic's own rules or baseline length."""
+
+    rules: NelsonRules | None = None
+    baseline_subgroups: int | None = Field(default=None, ge=2, le=10_000)
+
+
+class SpcSettingsSection(_Section):
+    """Statistical process control by QualityBridge itself (docs/spc.md)."""
+
+    enabled: bool = Field(default=True, description="Judge every accepted measurement with the SPC engine")
+    baseline_subgroups: int = Field(
+        default=25,
+        ge=2,
+        le=10_000,
+        description="Points (subgroups) whose statistics set the control limits when the plan gives none",
+    )
+    capability_window: int = Field(
+        default=125, ge=2, le=100_000, description="Latest values over which Cp, Cpk, Pp and Ppk are computed"
+    )
+    catch_up_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        le=10_080,
+        description="At start, violations of results received this recently that have no alarm yet (a crash "
+        "between storing the result and its alarm) are raised and posted",
+    )
+    rules: SpcRuleDefaults = Field(default_factory=SpcRuleDefaults)
+    severity: SpcSeverity = Field(default_factory=SpcSeverity)
+    characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
 
 
 class QualityBridgeConfig(_Section):
@@ -381,6 +457,7 @@ class QualityBridgeConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
 
     @field_validator("log_level")
     @classmethod

@@ -29,6 +29,13 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from qualitybridge.server.pki import make_self_signed_certificate
 from qualitybridge.server.security.identity import Role
 
+# The PostgreSQL server the store tests and PostgreSQL deployments use; without it they are skipped with the reason.
+POSTGRES_URL = os.environ.get("QB_TEST_POSTGRES_URL", "")
+POSTGRES_SKIP_REASON = (
+    "PostgreSQL store tests need QB_TEST_POSTGRES_URL, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test "
+    "(.ci/run sets it when that server answers)"
+)
+
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 CLIENT_URI = "urn:qualitybridge:test-client"
 STARTUP_TIMEOUT = 60.0
@@ -343,8 +350,6 @@ def deployed(backend: str, root: Path, **options: Any) -> Iterator[Deployment]:
     with the reason.
     """
     import pytest
-
-    from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
 
     with contextlib.ExitStack() as stack:
         if backend == "sqlite":

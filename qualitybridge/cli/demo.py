@@ -18,7 +18,15 @@ from typing import Literal
 
 from qualitybridge.app import QualityBridgeApp
 from qualitybridge.cli.common import install_stop_signals, setup_logging
-from qualitybridge.config import ErpSettings, QmsSettings, QualityBridgeConfig, SapS4HanaSettings, ServerSettings
+from qualitybridge.config import (
+    ErpSettings,
+    QmsSettings,
+    QualityBridgeConfig,
+    SapS4HanaSettings,
+    ServerSettings,
+    SpcRuleDefaults,
+    SpcSettingsSection,
+)
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
 from qualitybridge.store import Store, StoredUser
@@ -91,11 +99,14 @@ def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path
 def demo_config(data_dir: Path, port: int, erp_port: int, host: str, erp: str = "rest") -> QualityBridgeConfig:
     """The demo's configuration; with `erp="sap"` the simulator's SAP face is the ERP and its REST face the QMS."""
     erp_url = f"http://127.0.0.1:{erp_port}"
+    # The demo shows every Nelson rule on every characteristic, whatever its classification.
+    spc = SpcSettingsSection(rules=SpcRuleDefaults(critical=ALL_EIGHT, major=ALL_EIGHT, minor=ALL_EIGHT))
     if erp != "sap":
         return QualityBridgeConfig(
             data_dir=data_dir.resolve(),
             server=ServerSettings(host=host, port=port),
             erp=ErpSettings(base_url=erp_url, sync_interval_seconds=5, relay_interval_seconds=1),
+            spc=spc,
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     password_file = data_dir.resolve() / "sap-password"
@@ -116,7 +127,11 @@ def demo_config(data_dir: Path, port: int, erp_port: int, host: str, erp: str = 
             relay_interval_seconds=1,
         ),
         qms=QmsSettings(base_url=erp_url),
+        spc=spc,
     )
+
+
+ALL_EIGHT = [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str) -> str:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
+from qualitybridge.domain.spc import SpcStatus
 
 __all__ = [
     "ConfirmationAccepted",
@@ -20,6 +21,8 @@ __all__ = [
     "MeasurementAccepted",
     "OrderStateChanged",
     "SpcAlarmRaised",
+    "SpcRuleViolated",
+    "SpcStatusChanged",
 ]
 
 
@@ -57,6 +60,24 @@ class SpcAlarmRaised(DomainEvent):
 
 
 @dataclass(frozen=True)
+class SpcRuleViolated(SpcAlarmRaised):
+    """The SPC engine found a Nelson rule violated; stored as an SPC alarm with its posting to the QMS.
+
+    A subclass of SpcAlarmRaised: whatever reacts to alarms (the relay, the OPC UA events) reacts to this too.
+    """
+
+
+@dataclass(frozen=True)
+class SpcStatusChanged(DomainEvent):
+    """A characteristic's control chart took a value: its limits, capability and sample count as they are now."""
+
+    order_no: str
+    operation_no: str
+    characteristic_id: str
+    status: SpcStatus
+
+
+@dataclass(frozen=True)
 class OrderStateChanged(DomainEvent):
     """The shop floor moved an order to a new ISA-95 state; `order` is the order as it is now."""
 
@@ -73,3 +94,4 @@ class DiagnosticsChanged(DomainEvent):
     last_sync_error: str
     outbox_depth: int
     outbox_dead_letters: int
+    sync_findings: tuple[str, ...] = ()  # "<key>: <reason>" of each record refused by sync or view

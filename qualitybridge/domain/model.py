@@ -68,6 +68,11 @@ class InspectionCharacteristic(_Frozen):
     classification: Classification = Classification.MAJOR
     gauge_type: str = ""
     plan_version: str = Field(min_length=1, max_length=32)
+    # SPC control limits of the plotted statistic (value, or subgroup mean) from the plan; all three or none.
+    # None: QualityBridge computes them from a baseline window (docs/spc.md).
+    center_line: float | None = None
+    upper_control_limit: float | None = None
+    lower_control_limit: float | None = None
 
     @model_validator(mode="after")
     def _limits_make_sense(self) -> InspectionCharacteristic:
@@ -76,7 +81,19 @@ class InspectionCharacteristic(_Frozen):
                 raise ValueError(f"{name} must be a finite number")
         if self.lower_limit > self.upper_limit:
             raise ValueError("lower_limit must not exceed upper_limit")
+        control = (self.lower_control_limit, self.center_line, self.upper_control_limit)
+        given = [value for value in control if value is not None]
+        if given and len(given) != len(control):
+            raise ValueError("control limits come as a set: center_line, upper_control_limit, lower_control_limit")
+        if given and not (all(math.isfinite(value) for value in given) and given == sorted(given)):
+            raise ValueError(
+                "control limits must be finite with lower_control_limit ≤ center_line ≤ upper_control_limit"
+            )
         return self
+
+    @property
+    def has_plan_control_limits(self) -> bool:
+        return self.center_line is not None
 
     def evaluate(self, value: float) -> ResultEvaluation:
         """Judge one measured value against the specification limits (limits inclusive)."""
@@ -93,6 +110,17 @@ class Operation(_Frozen):
     work_centre: str = ""
     characteristics: tuple[InspectionCharacteristic, ...] = ()
 
+    @model_validator(mode="after")
+    def _characteristic_ids_unique(self) -> Operation:
+        seen: set[str] = set()
+        for characteristic in self.characteristics:
+            if characteristic.characteristic_id in seen:
+                raise ValueError(
+                    f"operation {self.operation_no} lists characteristic {characteristic.characteristic_id} twice"
+                )
+            seen.add(characteristic.characteristic_id)
+        return self
+
     def characteristic(self, characteristic_id: str) -> InspectionCharacteristic | None:
         for characteristic in self.characteristics:
             if characteristic.characteristic_id == characteristic_id:
@@ -106,7 +134,7 @@ class ProductionOrder(_Frozen):
     part_no: str = Field(default="", description="MES part number")
     plant: str = ""
     work_centre: str = ""
-    planned_quantity: float = Field(ge=0)
+    planned_quantity: float = Field(ge=0, allow_inf_nan=False)
     quantity_unit: str = "C62"
     state: OrderState = OrderState.ALLOWED_TO_START
     routing_version: str = ""
@@ -114,6 +142,15 @@ class ProductionOrder(_Frozen):
     planned_start: datetime | None = None
     planned_end: datetime | None = None
     operations: tuple[Operation, ...] = ()
+
+    @model_validator(mode="after")
+    def _operation_numbers_unique(self) -> ProductionOrder:
+        seen: set[str] = set()
+        for operation in self.operations:
+            if operation.operation_no in seen:
+                raise ValueError(f"order {self.order_no} lists operation {operation.operation_no} twice")
+            seen.add(operation.operation_no)
+        return self
 
     def operation(self, operation_no: str) -> Operation | None:
         for operation in self.operations:
@@ -171,6 +208,9 @@ class Confirmation(_Frozen):
 
 
 class SpcAlarm(_Frozen):
+    """An SPC alarm: reported by a machine (`rule` is its own name), or found by QualityBridge's SPC engine, which
+    also gives the Nelson rule number, the result that completed the pattern, its plotted value and the limits."""
+
     order_no: str
     operation_no: str
     characteristic_id: str
@@ -178,13 +218,38 @@ class SpcAlarm(_Frozen):
     severity: int = Field(ge=1, le=1000)
     message: str = ""
     raised_at: datetime
+    rule_number: int | None = Field(default=None, ge=1, le=8)
+    result_id: str | None = None
+    value: float | None = None
+    center_line: float | None = None
+    upper_control_limit: float | None = None
+    lower_control_limit: float | None = None
+
+
+class SyncFinding(_Frozen):
+    """An ERP record refused by a sync because it breaks an invariant; every other record syncs.
+
+    `key` names the record ("order 1000417", "equipment GA-TMP-0603"), `reason` says why in plain words.
+    """
+
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
 
 
 class ErpSnapshot(_Frozen):
-    """Everything the ERP/QMS currently publishes to the shop floor."""
+    """Everything the ERP/QMS currently publishes to the shop floor, and what of it was refused.
+
+    `refused_order_numbers` are orders the ERP lists but sent broken: the store keeps their last good version
+    (if any) rather than withdrawing them.
+    """
 
     orders: tuple[ProductionOrder, ...]
     equipment: tuple[TestEquipment, ...]
+    findings: tuple[SyncFinding, ...] = ()
+    refused_order_numbers: tuple[str, ...] = ()
 
 
 class MasterDataChanges(_Frozen):
@@ -193,7 +258,9 @@ class MasterDataChanges(_Frozen):
     `orders` are released orders added or changed; `withdrawn` are order numbers no longer released (closed,
     technically completed, release taken back). With `full` the orders listed are all released orders and any
     other one counts as withdrawn. `watermark` is opaque to the core: the source hands it back next time.
-    `findings` name data the source could not map (e.g. an unknown unit), so a planner can fix it at the source.
+    `findings` are records refused (or parts left out, e.g. a characteristic with an unknown unit) so a planner can
+    fix them at the source; `refused_order_numbers` are orders the source lists but sent broken: the store keeps
+    their last good version rather than withdrawing them (as for `ErpSnapshot`).
     """
 
     orders: tuple[ProductionOrder, ...] = ()
@@ -201,7 +268,8 @@ class MasterDataChanges(_Frozen):
     equipment: tuple[TestEquipment, ...] = ()
     watermark: str = ""
     full: bool = False
-    findings: tuple[str, ...] = ()
+    findings: tuple[SyncFinding, ...] = ()
+    refused_order_numbers: tuple[str, ...] = ()
 
 
 class OutboxState(StrEnum):

@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime
 
 from qualitybridge.domain.events import MasterDataChanged
-from qualitybridge.domain.model import SnapshotChange
+from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
@@ -40,31 +40,68 @@ class ErpSync:
         self._events = events or EventBus()
         # A restart resumes the delta from the stored watermark; only a source never synced is fetched whole.
         self._full_resync = False
+        self._erp_findings: tuple[SyncFinding, ...] = ()
+        self._findings_loaded = False
+        self._logged: set[SyncFinding] = set()
 
     def request_full_resync(self) -> None:
         """Make the next round fetch everything (e.g. after the ERP restored a backup)."""
         self._full_resync = True
 
-    async def _fetch_and_apply(self) -> tuple[SnapshotChange, bool]:
-        """Fetch and store; answers the change and whether it was a delta (memory then takes over only that)."""
+    async def _fetch_and_apply(self) -> tuple[SnapshotChange, bool, tuple[SyncFinding, ...]]:
+        """Fetch and store; answers the change, whether it was a delta (memory then takes over only that), and the
+        findings that stand after it."""
         erp = self._erp
         if not isinstance(erp, MasterDataSource):
-            return await self._store.apply_snapshot(await erp.fetch_snapshot()), False
+            snapshot = await erp.fetch_snapshot()
+            return await self._store.apply_snapshot(snapshot), False, snapshot.findings
         since = None if self._full_resync else await self._store.watermark(erp.source_id)
         changes = await erp.fetch_all() if since is None else await erp.fetch_changes(since)
-        for finding in changes.findings:
-            _log.warning("ERP sync finding (%s): %s", erp.source_id, finding)
-        change = await self._store.apply_changes(changes, source=erp.source_id)
+        await self._load_findings()
+        standing = self._standing_findings(changes)
+        change = await self._store.apply_changes(changes, source=erp.source_id, findings=standing)
         self._full_resync = False
-        return change, not changes.full
+        return change, not changes.full, standing
+
+    def _standing_findings(self, changes: MasterDataChanges) -> tuple[SyncFinding, ...]:
+        """A full fetch reports every refusal; a delta only those of the records it brought, so the earlier
+        findings of records it did not touch still stand."""
+        if changes.full:
+            return changes.findings
+        touched = {f"order {order.order_no}" for order in changes.orders}
+        touched |= {f"order {order_no}" for order_no in (*changes.withdrawn, *changes.refused_order_numbers)}
+        touched |= {f"equipment {gauge.equipment_id}" for gauge in changes.equipment}
+        kept = [finding for finding in self._erp_findings if finding.key not in touched]
+        return (*kept, *changes.findings)
 
     async def load_from_store(self) -> None:
-        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
+        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
+
+        A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
         self._master.replace(await self._store.released_orders(), await self._store.equipment())
+        await self._load_findings()
+        self._record_findings(self._erp_findings)
+
+    async def _load_findings(self) -> None:
+        """A delta does not repeat what an earlier sync refused: after a restart those findings come from the
+        store, kept with the watermark."""
+        if not self._findings_loaded and isinstance(self._erp, MasterDataSource):
+            self._erp_findings = await self._store.source_findings(self._erp.source_id)
+        self._findings_loaded = True
+
+    def _record_findings(self, erp_findings: tuple[SyncFinding, ...]) -> None:
+        """Diagnostics lists what the last sync refused; each finding is logged once, not once per sync."""
+        self._erp_findings = erp_findings
+        findings = (*erp_findings, *self._store.unreadable_orders)
+        for finding in findings:
+            if finding not in self._logged:
+                _log.warning("ERP sync: %s refused: %s; every other record syncs", finding.key, finding.reason)
+        self._logged = set(findings)
+        self._diagnostics.sync_findings = findings
 
     async def run_once(self) -> SnapshotChange:
         try:
-            change, delta = await self._fetch_and_apply()
+            change, delta, findings = await self._fetch_and_apply()
         except (ErpUnavailable, ErpRejected) as exc:  # a refused query (4xx) is as much a failed sync as an outage
             self._diagnostics.last_sync_succeeded = False
             self._diagnostics.sync_error_count += 1
@@ -72,6 +109,7 @@ class ErpSync:
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
             await self._diagnostics.changed()
             return SnapshotChange()
+        self._record_findings(findings)
         if not change.is_empty and delta:
             named = (*change.released, *change.changed)
             self._master.update(

@@ -55,6 +55,8 @@ class _Feature:
     classification: Classification = Classification.MAJOR
     sample_size: int = 1
     nominal: float | None = None
+    # The plan's SPC control limits: centre on the nominal, 3σ at half the tolerance (a process capable at Cp 2).
+    plan_control_limits: bool = False
 
 
 def _fit(
@@ -121,6 +123,7 @@ def _torque(name: str, nominal: float, tolerance_percent: float) -> _Feature:
         gauge_type=TORQUE_WRENCH,
         classification=Classification.CRITICAL,
         nominal=nominal,
+        plan_control_limits=True,
     )
 
 
@@ -307,7 +310,19 @@ def _characteristic(feature: _Feature, index: int, plan_version: str) -> Inspect
         classification=feature.classification,
         gauge_type=feature.gauge_type,
         plan_version=plan_version,
+        **_control_limits(feature, nominal),
     )
+
+
+def _control_limits(feature: _Feature, nominal: float) -> dict[str, float]:
+    if not feature.plan_control_limits:
+        return {}
+    half_width = (feature.upper - feature.lower) / 4
+    return {
+        "center_line": nominal,
+        "upper_control_limit": round(nominal + half_width, 5),
+        "lower_control_limit": round(nominal - half_width, 5),
+    }
 
 
 def _today() -> date:

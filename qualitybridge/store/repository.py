@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,6 +22,7 @@ from qualitybridge.domain.model import (
     OutboxState,
     ProductionOrder,
     SnapshotChange,
+    SyncFinding,
     TestEquipment,
 )
 from qualitybridge.domain.postings import OutboxEntry
@@ -60,6 +62,8 @@ class StoredUser:
 class Store(ShopFloorRecords, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Set by `released_orders`: stored orders it skipped because the domain cannot read them.
+        self.unreadable_orders: tuple[SyncFinding, ...] = ()
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -70,6 +74,7 @@ class Store(ShopFloorRecords, OutboxAdministration):
         """Make the store match what the ERP releases now; orders it no longer lists count as withdrawn.
 
         The shop-floor state of an order (ISA-95 state) is owned here, not by the ERP, so an update keeps it.
+        An order the ERP lists but sent broken (`snapshot.refused_order_numbers`) keeps its last good version.
         """
         now = _utcnow()
         released: list[str] = []
@@ -88,7 +93,7 @@ class Store(ShopFloorRecords, OutboxAdministration):
                     )
                 )
             }
-            listed = set()
+            listed = set(snapshot.refused_order_numbers)
             for order in snapshot.orders:
                 listed.add(order.order_no)
                 previous = existing.get(order.order_no)
@@ -156,7 +161,9 @@ class Store(ShopFloorRecords, OutboxAdministration):
             equipment_changed=tuple(equipment_changed),
         )
 
-    async def apply_changes(self, changes: MasterDataChanges, *, source: str) -> SnapshotChange:
+    async def apply_changes(
+        self, changes: MasterDataChanges, *, source: str, findings: Sequence[SyncFinding] | None = None
+    ) -> SnapshotChange:
         """Apply what a master-data source changed, and keep its watermark, in one transaction.
 
         A full fetch is applied like a snapshot (orders not listed are withdrawn); a delta touches only the orders
@@ -201,7 +208,8 @@ class Store(ShopFloorRecords, OutboxAdministration):
                     .values(document=document, released=True, updated_at=now)
                 )
                 (changed if previous.released else released).append(order.order_no)
-            listed = {order.order_no for order in changes.orders}
+            # An order the source lists but sent broken keeps its last good version: not withdrawn.
+            listed = {order.order_no for order in changes.orders} | set(changes.refused_order_numbers)
             gone = (
                 [no for no, row in existing.items() if row.released and no not in listed]
                 if changes.full
@@ -216,9 +224,15 @@ class Store(ShopFloorRecords, OutboxAdministration):
                 withdrawn.append(order_no)
             equipment_changed = await self._apply_equipment(conn, changes.equipment, now)
             if changes.watermark:
+                standing = changes.findings if findings is None else findings
                 await conn.execute(tables.source_watermarks.delete().where(tables.source_watermarks.c.source == source))
                 await conn.execute(
-                    tables.source_watermarks.insert().values(source=source, watermark=changes.watermark, updated_at=now)
+                    tables.source_watermarks.insert().values(
+                        source=source,
+                        watermark=changes.watermark,
+                        updated_at=now,
+                        findings=[finding.model_dump() for finding in standing],
+                    )
                 )
         return SnapshotChange(
             released=tuple(released),
@@ -270,6 +284,14 @@ class Store(ShopFloorRecords, OutboxAdministration):
             )
         return None if value is None else str(value)
 
+    async def source_findings(self, source: str) -> tuple[SyncFinding, ...]:
+        """The sync findings that stood for `source` after its last sync (kept with its watermark)."""
+        async with self.engine.connect() as conn:
+            stored = await conn.scalar(
+                select(tables.source_watermarks.c.findings).where(tables.source_watermarks.c.source == source)
+            )
+        return tuple(SyncFinding.model_validate(item) for item in stored or ())
+
     async def forget_watermarks(self) -> list[str]:
         """Make the next sync of every source a full resync (a running server sees it at its next round);
         answers the sources that had a watermark."""
@@ -279,16 +301,30 @@ class Store(ShopFloorRecords, OutboxAdministration):
         return sorted(sources)
 
     async def released_orders(self) -> list[ProductionOrder]:
+        """The released orders; one the domain cannot read (stored by an older version under looser rules) is
+        skipped and listed in `unreadable_orders`, never fatal: start-up must not fail on what the store holds."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(tables.production_orders.c.document, tables.production_orders.c.state)
+                select(
+                    tables.production_orders.c.order_no,
+                    tables.production_orders.c.document,
+                    tables.production_orders.c.state,
+                )
                 .where(tables.production_orders.c.released.is_(True))
                 .order_by(tables.production_orders.c.order_no)
             )
-            return [
-                ProductionOrder.model_validate(row.document).model_copy(update={"state": OrderState(row.state)})
-                for row in rows
-            ]
+            orders: list[ProductionOrder] = []
+            unreadable: list[SyncFinding] = []
+            for row in rows:
+                try:
+                    order = ProductionOrder.model_validate(row.document)
+                except ValidationError as exc:
+                    reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+                    unreadable.append(SyncFinding(key=f"order {row.order_no}", reason=f"stored order: {reason}"))
+                    continue
+                orders.append(order.model_copy(update={"state": OrderState(row.state)}))
+        self.unreadable_orders = tuple(unreadable)
+        return orders
 
     async def released_orders_named(self, order_nos: Sequence[str]) -> list[ProductionOrder]:
         """The released orders among `order_nos` (those withdrawn meanwhile are left out)."""

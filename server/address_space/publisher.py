@@ -15,10 +15,14 @@ from qualitybridge.domain.events import (
     MeasurementAccepted,
     OrderStateChanged,
     SpcAlarmRaised,
+    SpcStatusChanged,
 )
+from qualitybridge.domain.model import SyncFinding
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
+from qualitybridge.server.address_space.spc_conditions import SpcConditions
 from qualitybridge.server.address_space.view import AddressSpaceView
+from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.master_data import MasterData
 
 __all__ = ["OpcUaPublisher"]
@@ -27,19 +31,37 @@ __all__ = ["OpcUaPublisher"]
 class OpcUaPublisher:
     """Implements the domain's `Publisher` port for the address space."""
 
-    def __init__(self, server: Server, namespace: QualityBridgeNamespace, master_data: MasterData) -> None:
+    def __init__(
+        self,
+        server: Server,
+        namespace: QualityBridgeNamespace,
+        master_data: MasterData,
+        diagnostics: Diagnostics | None = None,
+    ) -> None:
         self.view = AddressSpaceView(server, namespace)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
+        self.spc_conditions = SpcConditions(server, namespace)
         self._master = master_data
+        self._diagnostics = diagnostics
 
     async def start(self) -> None:
         """Create the event generators; call once the server has started."""
         await self.view.start()
         await self._spc_alarms.start()
+        await self.spc_conditions.start()
 
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
         await self.view.show(self._master.orders, self._master.equipment)
+        if self._diagnostics is None:
+            return
+        unshown = tuple(
+            SyncFinding(key=f"order {order_no}", reason=f"not shown in the address space: {reason}")
+            for order_no, reason in sorted(self.view.unshown.items())
+        )
+        if unshown != self._diagnostics.view_findings:
+            self._diagnostics.view_findings = unshown
+            await self._diagnostics.changed()
 
     async def publish(self, event: DomainEvent) -> None:
         match event:
@@ -49,6 +71,9 @@ class OpcUaPublisher:
                 await self.view.show_result(result)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
+                await self.spc_conditions.raise_alarm(record)
+            case SpcStatusChanged():
+                await self.view.show_spc(event)
             case DiagnosticsChanged():
                 await self.view.show_diagnostics(event)
             case _:

@@ -3,6 +3,8 @@
 Nodes are created from the NodeSet's types (so every instance carries what its type declares) and then kept
 current by writing only what changed: a subscribed client sees a data change, not a node that vanished
 and came back. Orders the ERP withdraws are deleted with their whole subtree.
+
+asyncua internals: Server.iserver.aspace (get, del, delete_datachange_callback, NodeData references and attributes)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
-from qualitybridge.domain.events import DiagnosticsChanged
+from qualitybridge.domain.events import DiagnosticsChanged, SpcStatusChanged
 from qualitybridge.domain.model import (
     InspectionCharacteristic,
     MeasurementResult,
@@ -24,8 +26,10 @@ from qualitybridge.domain.model import (
     ResultEvaluation,
     TestEquipment,
 )
+from qualitybridge.domain.spc import SpcStatus
 from qualitybridge.domain.units import unit_description, unit_id, unit_symbol
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.notifiers import SERVER_OBJECT, trigger_along
 from qualitybridge.server.methods.arguments import status_code
 
 __all__ = ["AddressSpaceView"]
@@ -98,6 +102,38 @@ def _characteristic_members(characteristic: InspectionCharacteristic) -> list[Me
     ]
 
 
+def _spc_members(
+    status: SpcStatus | None, plan: InspectionCharacteristic | None = None
+) -> dict[str, tuple[Any, ua.VariantType]]:
+    """The Spc object's values; None where nothing is known yet (written as BadWaitingForInitialData, not 0).
+
+    Before the first value, the limits are the plan's if it gives them.
+    """
+    limits = status.limits if status is not None else None
+    capability = status.capability if status is not None else None
+    center: float | None
+    ucl: float | None
+    lcl: float | None
+    if limits is not None:
+        center, ucl, lcl = limits.center, limits.ucl, limits.lcl
+    elif status is None and plan is not None:
+        center, ucl, lcl = plan.center_line, plan.upper_control_limit, plan.lower_control_limit
+    else:
+        center = ucl = lcl = None
+    return {
+        "Spc.CenterLine": (center, _V.Double),
+        "Spc.UCL": (ucl, _V.Double),
+        "Spc.LCL": (lcl, _V.Double),
+        "Spc.Cp": (capability.cp if capability else None, _V.Double),
+        "Spc.Cpk": (capability.cpk if capability else None, _V.Double),
+        "Spc.SampleCount": (status.sample_count if status else 0, _V.UInt32),
+        "Spc.LastViolatedRule": ((status.last_violated_rule or 0) if status else 0, _V.Byte),
+    }
+
+
+_WAITING = ua.DataValue(StatusCode=status_code(ua.StatusCodes.BadWaitingForInitialData))
+
+
 def _equipment_members(gauge: TestEquipment) -> list[Member]:
     return [
         ("EquipmentId", gauge.equipment_id, _V.String),
@@ -117,6 +153,9 @@ class AddressSpaceView:
         self._orders: dict[str, ProductionOrder] = {}
         self._equipment: dict[str, TestEquipment] = {}
         self._result_events: Any = None
+        self._spc_shown: dict[str, dict[str, tuple[Any, ua.VariantType]]] = {}  # per characteristic node id
+        # Released orders the view could not show (order number -> why); skipped and reported, never fatal.
+        self.unshown: dict[str, str] = {}
 
     async def start(self) -> None:
         self._result_events = await self._server.get_event_generator(
@@ -135,18 +174,29 @@ class AddressSpaceView:
         for order_no in [no for no in self._orders if no not in wanted_orders]:
             await self._delete(self._ns.order(order_no))
             del self._orders[order_no]
+            prefix = f"{self._ns.order(order_no).Identifier!s}/"
+            for shown in [key for key in self._spc_shown if key.startswith(prefix)]:
+                del self._spc_shown[shown]
             _log.info("order %s withdrawn from the address space", order_no)
+        for order_no in [no for no in self.unshown if no not in wanted_orders]:
+            del self.unshown[order_no]
         for order_no, order in wanted_orders.items():
             previous = self._orders.get(order_no)
-            if previous is None:
-                await self._add_order(order)
-                _log.info(
-                    "order %s published (%d characteristics)",
-                    order_no,
-                    sum(len(op.characteristics) for op in order.operations),
-                )
-            elif previous != order:
-                await self._update_order(previous, order)
+            try:
+                if previous is None:
+                    await self._add_order(order)
+                    _log.info(
+                        "order %s published (%d characteristics)",
+                        order_no,
+                        sum(len(op.characteristics) for op in order.operations),
+                    )
+                elif previous != order:
+                    await self._update_order(previous, order)
+            except Exception as exc:  # one order the view cannot show must not keep the others from being shown
+                await self._set_aside(order_no, exc)
+                order_set_changed = True
+                continue
+            self.unshown.pop(order_no, None)
             self._orders[order_no] = order
         if order_set_changed:
             await self._server.write_attribute_value(
@@ -168,6 +218,18 @@ class AddressSpaceView:
             if previous_gauge != gauge:
                 await self._write_members(node_id, _equipment_members(gauge))
             self._equipment[equipment_id] = gauge
+
+    async def _set_aside(self, order_no: str, exc: Exception) -> None:
+        """Remove what was built of an order that failed, so that a later (fixed) version starts clean."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.unshown.get(order_no) != reason:
+            _log.error("order %s cannot be shown in the address space and is skipped: %s", order_no, reason)
+        self.unshown[order_no] = reason
+        self._orders.pop(order_no, None)
+        try:
+            await self._delete(self._ns.order(order_no))
+        except Exception:  # pragma: no cover - best effort; the order stays reported either way
+            _log.exception("could not remove what was built of order %s", order_no)
 
     async def _add_order(self, order: ProductionOrder) -> None:
         node_id = self._ns.order(order.order_no)
@@ -198,6 +260,8 @@ class AddressSpaceView:
             display_name=f"{char.characteristic_id} {char.name}",
         )
         await self._write_members(node_id, _characteristic_members(char))
+        self._spc_shown.pop(str(node_id.Identifier), None)
+        await self._write_spc(node_id, _spc_members(None, char))
 
     async def _update_order(self, previous: ProductionOrder, order: ProductionOrder) -> None:
         order_no = order.order_no
@@ -251,10 +315,28 @@ class AddressSpaceView:
             event.Value = report.value
             event.Evaluation = int(result.evaluation)
             event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
-            await self._result_events.trigger(
+            await trigger_along(
+                self._server,
+                self._result_events,
+                [SERVER_OBJECT],
                 message=f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
-                f"{result.unit}: {result.evaluation.name}"
+                f"{result.unit}: {result.evaluation.name}",
             )
+
+    async def show_spc(self, change: SpcStatusChanged) -> None:
+        """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""
+        node_id = self._ns.characteristic(change.order_no, change.operation_no, change.characteristic_id)
+        await self._write_spc(node_id, _spc_members(change.status))
+
+    async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]]) -> None:
+        key = str(node_id.Identifier)
+        shown = self._spc_shown.get(key, {})
+        for browse_path, (value, variant_type) in members.items():
+            if browse_path in shown and shown[browse_path] == (value, variant_type):
+                continue
+            data_value = _WAITING if value is None else ua.DataValue(ua.Variant(value, variant_type))
+            await self._server.write_attribute_value(self._ns.member(node_id, browse_path), data_value)
+        self._spc_shown[key] = members
 
     async def show_diagnostics(self, diagnostics: DiagnosticsChanged) -> None:
         await self._write_members(
@@ -266,6 +348,7 @@ class AddressSpaceView:
                 ("LastSyncError", diagnostics.last_sync_error, _V.String),
                 ("OutboxDepth", diagnostics.outbox_depth, _V.UInt32),
                 ("OutboxDeadLetters", diagnostics.outbox_dead_letters, _V.UInt32),
+                ("SyncFindings", list(diagnostics.sync_findings), _V.String),
             ],
         )
 

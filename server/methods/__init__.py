@@ -4,8 +4,7 @@
 | -------------------- | ------------------------------------------------------------------------ |
 | `arguments`          | checking the Variants a client sent, naming the argument that is wrong   |
 | `results`            | refusals mapped to StatusCodes; every answer built the same way          |
-| `measurement`        | ReportMeasurement                                                        |
-| `measurement_batch`  | ReportMeasurements: many entries, one answer per entry                   |
+| `measurements`       | ReportMeasurement and ReportMeasurements (one path; one answer per entry) |
 | `production_reports` | ReportConfirmation, ReportSpcAlarm                                       |
 | `orders`             | StartOrder, InterruptOrder, ResumeOrder, EndOrder, AbortOrder            |
 | `linking`            | every method bound to its node in one place                              |

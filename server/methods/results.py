@@ -7,6 +7,7 @@ The mapping of domain refusals to StatusCodes lives here and only here (document
     GaugeBlocked        BadInvalidState      test equipment expired or locked
     WrongOrderState     BadInvalidState      the order's state does not allow this
     InconsistentReport  BadInvalidArgument   inputs contradict each other or the master data
+    ClientIdReused      BadEntryExists       the caller's client id names an earlier report of other content
 
 `guarded_call` runs a method's whole life (permission, arguments, work centre, the action, the answer), so each
 method states only what is its own. Every refusal is logged with the caller and a readable reason.
@@ -21,6 +22,7 @@ from typing import Any
 from asyncua import ua
 
 from qualitybridge.domain.errors import (
+    ClientIdReused,
     GaugeBlocked,
     InconsistentReport,
     InvalidValue,
@@ -42,6 +44,7 @@ _REFUSAL_STATUS: tuple[tuple[type[ReportRefused], int], ...] = (
     (GaugeBlocked, ua.StatusCodes.BadInvalidState),
     (WrongOrderState, ua.StatusCodes.BadInvalidState),
     (InconsistentReport, ua.StatusCodes.BadInvalidArgument),
+    (ClientIdReused, ua.StatusCodes.BadEntryExists),
 )
 
 WorkCentreOf = Callable[[dict[str, Any]], str | None]

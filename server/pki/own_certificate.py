@@ -6,6 +6,8 @@ policy factories (one per endpoint) and the endpoint descriptions. `OwnCertifica
 them in all three places; secure channels opened afterwards use the new certificate, open ones keep theirs
 until they renew or reconnect. Clients that pinned the old certificate must trust the new one (self-signed)
 or already trust the plant CA (CA-signed).
+
+asyncua internals: Server.iserver (certificate, private_key, endpoints), Server._policies (the policy factories)
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from collections.abc import Callable, Sequence
 from asyncua import Server
 from cryptography.hazmat.primitives import serialization
 
-from qualitybridge.server.pki import (
+from qualitybridge.server.pki.certificates import thumbprint
+from qualitybridge.server.pki.layout import PkiLayout
+from qualitybridge.server.pki.own_pair import (
     RENEW_BEFORE,
     OwnPair,
-    PkiLayout,
     own_certificate_warnings,
     read_own_pair,
     renew_own_certificate_if_due,
-    thumbprint,
 )
 
 __all__ = ["OwnCertificateKeeper"]

@@ -4,6 +4,8 @@ asyncua asks the permission ruleset of the secure channel before it dispatches e
 task that then runs the request (method handlers included). The ruleset therefore also records the
 session user in a ContextVar, which ``caller()`` reads inside ``async def`` method handlers.
 Plain ``def`` handlers run in asyncua's thread pool without this context and always see ``None``.
+
+asyncua internals: UaProcessor calling PermissionRuleset.check_validity in the task that then runs the request
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ delivers each one only to subscriptions of sessions whose role has `Permission.R
 (asyncua's per-subscription trigger). What asyncua does not allow: events for OpenSecureChannel (it offers no
 hook there), the spec's ClientAuditEntryId (asyncua does not pass the request header on), and filling
 InputArguments/OldValue with typed values (the audit summary text goes into Message instead).
+
+asyncua internals: Server.iserver.subscription_service (subscriptions, trigger_event), Event.data_types
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ An account may also have a certificate bound (by thumbprint): an X.509 user toke
 certificate's key logs in as the account. asyncua hands the user manager only (user name, password,
 certificate), which cannot tell an anonymous token from an X.509 one, so `session_hooks` publishes the
 kind of token and the secure channel's certificate in `activation_context` while the session activates.
+
+asyncua internals: UserManager.get_user(iserver, ...) from asyncua.server.user_managers
 """
 
 from __future__ import annotations

@@ -49,6 +49,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     "ResumeOrder": Permission.CONTROL_ORDERS,
     "EndOrder": Permission.CONTROL_ORDERS,
     "AbortOrder": Permission.CONTROL_ORDERS,
+    # Not on the QualityBridge object: the standard methods of AcknowledgeableConditionType, called on an
+    # SpcAlarmType condition (server/address_space/spc_conditions.py).
+    "Acknowledge": Permission.ACKNOWLEDGE_ALARMS,
+    "Confirm": Permission.ACKNOWLEDGE_ALARMS,
 }
 
 

@@ -13,6 +13,8 @@ gets four of its methods wrapped:
 Requests the permission ruleset refuses before they reach the session are audited by
 `audit_refused_request`, which the ruleset calls. The hooks also keep the list of open sessions, so that
 removing a user or distrusting a certificate ends that user's or certificate's sessions (`revoke_where`).
+
+asyncua internals: InternalServer.create_session, InternalSession services (wrapped), iserver.aspace, asyncio_transports
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ It must run after ``init()`` (the application URI is written into the address sp
 ``start()`` (endpoints and security policies are fixed when the server starts listening).
 `ServerSecurity` is what stays adjustable while the server runs: accounts (`apply_accounts`), the trust
 list (`revalidate_sessions`) and the own certificate (`own_certificate.check`).
+
+asyncua internals: Server.bserver (None until started), Server.iserver.set_user_manager
 """
 
 from __future__ import annotations

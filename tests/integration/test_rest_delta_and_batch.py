@@ -9,6 +9,8 @@ without a document number is retried and reported, never taken as a booking.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -238,3 +240,43 @@ async def test_a_target_without_batches_is_served_one_posting_at_a_time(sqlite_s
     assert (await relay.run_once()).sent == 2
     assert len(single.posted) == 2
     await rest.aclose()
+
+
+@dataclass
+class BrokenOrderInFullPages(httpx.AsyncBaseTransport):
+    """The ERP lists one broken order (crossed limits) in its full order page; its deltas never mention it."""
+
+    inner: httpx.AsyncBaseTransport = field(default_factory=httpx.AsyncHTTPTransport)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != "/api/v1/orders" or request.url.query:
+            return response
+        page = json.loads(await response.aread())
+        broken = copy.deepcopy(page["orders"][0])
+        broken["order_no"] = "7300001"
+        broken["operations"][0]["characteristics"][0]["lower_limit"] = 1e6
+        page["orders"].append(broken)
+        return httpx.Response(200, json=page, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_refused_order_stays_a_finding_across_deltas_and_a_restart(sqlite_store: Store, erp_url: str) -> None:
+    diagnostics = Diagnostics()
+    client = RestErpClient(erp_url, timeout_seconds=5, transport=BrokenOrderInFullPages())
+    sync = ErpSync(client, sqlite_store, MasterData(), diagnostics)
+    await sync.run_once()
+    assert [finding.key for finding in diagnostics.sync_findings] == ["order 7300001"]
+    await sync.run_once()  # a delta: the broken order is not listed again, its finding stands
+    assert [finding.key for finding in diagnostics.sync_findings] == ["order 7300001"]
+    await client.aclose()
+
+    restarted_diagnostics = Diagnostics()
+    client = RestErpClient(erp_url, timeout_seconds=5, transport=BrokenOrderInFullPages())
+    restarted = ErpSync(client, sqlite_store, MasterData(), restarted_diagnostics)
+    await restarted.load_from_store()
+    await restarted.run_once()  # resumes the delta; the finding comes back from the store
+    assert [finding.key for finding in restarted_diagnostics.sync_findings] == ["order 7300001"]
+    await client.aclose()

@@ -178,7 +178,10 @@ async def test_an_unknown_sap_unit_is_a_finding_not_a_guess(sqlite_store: Store,
     client = _client(sap)
     changes = await client.fetch_all()
     (finding,) = changes.findings
-    assert "order 1000421/0010 characteristic 0010: unknown SAP unit 'KMH'" in finding
+    assert finding.key == "order 1000421"
+    assert (
+        finding.reason == "operation 0010 characteristic 0010: unknown SAP unit 'KMH' (no UNECE code known); left out"
+    )
     flange = next(o for o in changes.orders if o.order_no == "1000421")
     assert [c.characteristic_id for c in flange.operations[0].characteristics] == [
         "0020",

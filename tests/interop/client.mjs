@@ -1,6 +1,6 @@
 // QualityBridge as seen by a second, independent OPC UA stack (node-opcua).
 //
-// tests/test_interop_node_opcua.py runs this script and asserts on what it prints: one JSON object on stdout.
+// tests/interop/test_interop_node_opcua.py runs this script and asserts on what it prints: one JSON object on stdout.
 // One process per scenario group, so the ~1 s start-up of Node and node-opcua is paid once per group,
 // not once per assertion. The script decides nothing: it records what the server answered, and pytest judges.
 //

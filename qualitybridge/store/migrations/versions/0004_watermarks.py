@@ -1,7 +1,8 @@
 """Watermarks of master-data sources: where each source's delta sync continues after a restart.
 
-One row per source ("erp", "qms"); the watermark is the source's own opaque text (a REST revision pair, an SAP
-LastChangeDateTime). A missing row means: fetch everything once.
+One row per source ("erp", "erp+qms"); the watermark is the source's own opaque text (a REST revision pair, an SAP
+LastChangeDateTime), with the sync findings that stand for it (a delta does not repeat them, so a restart must
+not forget them). A missing row means: fetch everything once.
 
 Revision ID: 0004_watermarks
 Revises: 0001
@@ -25,6 +26,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(64), nullable=False),
         sa.Column("watermark", sa.String(512), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("findings", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("source", name="pk_source_watermarks"),
     )
 

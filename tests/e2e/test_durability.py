@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.builders import first_characteristic, report, results_at_erp
 from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
-from tests.test_end_to_end import first_characteristic, report, results_at_erp
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import open_store
 from qualitybridge.store.outbox_admin import DISCARDED
+from tests.builders import result
 from tests.harness import run_cli
-from tests.test_store import result
 
 
 def _outbox(*args: str) -> subprocess.CompletedProcess[str]:

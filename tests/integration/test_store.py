@@ -2,73 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import pytest
 from sqlalchemy import inspect
 
-from qualitybridge.domain.ids import new_result_id
-from qualitybridge.domain.model import (
-    CalibrationStatus,
-    ErpSnapshot,
-    InspectionCharacteristic,
-    MeasurementReport,
-    MeasurementResult,
-    Operation,
-    OrderState,
-    OutboxState,
-    ProductionOrder,
-    ResultEvaluation,
-    TestEquipment,
-)
+from qualitybridge.domain.model import CalibrationStatus, ErpSnapshot, OrderState, OutboxState
 from qualitybridge.domain.postings import MeasurementPosting
 from qualitybridge.store import Store
-
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def order(order_no: str, upper: float = 12.018) -> ProductionOrder:
-    bore = InspectionCharacteristic(
-        characteristic_id="C010",
-        name="Bore diameter",
-        nominal=12.009,
-        lower_limit=12.0,
-        upper_limit=upper,
-        unit="MMT",
-        plan_version="3",
-    )
-    return ProductionOrder(
-        order_no=order_no,
-        material_no="MAT-1",
-        planned_quantity=10,
-        plan_version="3",
-        operations=(Operation(operation_no="0010", characteristics=(bore,)),),
-    )
-
-
-def gauge(status: CalibrationStatus = CalibrationStatus.VALID) -> TestEquipment:
-    return TestEquipment(equipment_id="G-1", calibration_status=status)
-
-
-def result(order_no: str = "1000", client_result_id: str | None = None, value: float = 12.01) -> MeasurementResult:
-    return MeasurementResult(
-        result_id=new_result_id(),
-        report=MeasurementReport(
-            order_no=order_no,
-            operation_no="0010",
-            characteristic_id="C010",
-            value=value,
-            equipment_id="G-1",
-            part_serial="SN-1",
-            measured_at=NOW,
-            client_result_id=client_result_id,
-        ),
-        evaluation=ResultEvaluation.OK,
-        plan_version="3",
-        unit="MMT",
-        reported_by="machine1",
-        received_at=NOW,
-    )
+from tests.builders import NOW, gauge, order, result
 
 
 async def test_snapshot_release_change_withdraw(store: Store) -> None:
@@ -148,11 +89,3 @@ async def test_migration_creates_schema_and_is_repeatable(store: Store) -> None:
     async with store.engine.connect() as conn:
         names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     assert {"production_orders", "test_equipment", "measurement_results", "outbox", "users", "alembic_version"} <= names
-
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_characteristic_rejects_non_finite_limits(bad: float) -> None:
-    with pytest.raises(ValueError, match="finite"):
-        InspectionCharacteristic(
-            characteristic_id="C", name="n", nominal=bad, lower_limit=0, upper_limit=1, unit="MMT", plan_version="1"
-        )

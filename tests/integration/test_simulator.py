@@ -34,7 +34,7 @@ from qualitybridge.simulator.app import TITLE, openapi_document
 
 pytestmark = pytest.mark.asyncio
 
-OPENAPI_FILE = Path(__file__).resolve().parent.parent / "docs" / "erp-rest-contract.openapi.json"
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "erp-rest-contract.openapi.json"
 REGENERATE = "python -m qualitybridge.simulator.app --write-openapi docs/erp-rest-contract.openapi.json"
 
 

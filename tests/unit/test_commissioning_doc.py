@@ -2,7 +2,7 @@
 
 The tables between the `permission-tables` markers are generated from server/permissions.py and
 server/access.py; when they drift this test fails and prints the block to paste (or run
-`python -m tests.test_commissioning_doc` to print it).
+`python -m tests.unit.test_commissioning_doc` to print it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from qualitybridge.server.security.identity import Role
 from qualitybridge.server.security.permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS, Permission
 from qualitybridge.server.security.role_set import WELL_KNOWN_ROLES
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "commissioning.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "commissioning.md"
 BEGIN = "<!-- permission-tables: generated from server/permissions.py and server/access.py -->"
 END = "<!-- /permission-tables -->"
 

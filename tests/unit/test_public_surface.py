@@ -13,7 +13,7 @@ import pytest
 
 import qualitybridge
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_all_is_sorted_and_unique() -> None:

@@ -12,55 +12,21 @@ from sqlalchemy.exc import IntegrityError
 from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import (
     CalibrationStatus,
-    Confirmation,
     ErpSnapshot,
     OrderState,
     OutboxState,
     SpcAlarm,
 )
 from qualitybridge.domain.postings import ConfirmationPosting, SpcAlarmPosting
-from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
+from qualitybridge.domain.records import AcceptedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store, tables
 from qualitybridge.store.outbox_admin import DISCARDED
-from tests.test_store import NOW, order, result
+from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, result
 
 
 async def _count(store: Store, table: Table) -> int:
     async with store.engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
-
-
-def accepted(client_id: str | None = None, *, due_soon: bool = False, value: float = 12.01) -> AcceptedMeasurement:
-    return AcceptedMeasurement(result=result(client_result_id=client_id, value=value), gauge_due_soon=due_soon)
-
-
-def refused_attempt(reason: str = "calibration expired") -> RefusedMeasurement:
-    return RefusedMeasurement(
-        report=result().report,
-        calibration_status=CalibrationStatus.EXPIRED,
-        reason=reason,
-        reported_by="machine1",
-        refused_at=NOW,
-    )
-
-
-def confirmation_record(
-    client_id: str | None = None, yield_quantity: float = 5, scrap: float = 0, *, final: bool = False
-) -> ConfirmationRecord:
-    return ConfirmationRecord(
-        confirmation_id=new_record_id(),
-        confirmation=Confirmation(
-            order_no="1000",
-            operation_no="0010",
-            yield_quantity=yield_quantity,
-            scrap_quantity=scrap,
-            reason_code="R01" if scrap else "",
-            final=final,
-        ),
-        client_confirmation_id=client_id,
-        reported_by="machine1",
-        received_at=NOW,
-    )
 
 
 async def test_batch_stores_results_outbox_rows_and_refused_attempts_together(store: Store) -> None:

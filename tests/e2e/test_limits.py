@@ -3,7 +3,8 @@
 Each limit is exceeded once and must answer its standard Bad code. The flood test then runs a separate flooding
 process (sessions, subscriptions, monitored items and requests, all past their limits) while this process keeps
 reporting measurements as a well-behaved machine would, and checks the server's memory (VmRSS) before, during and
-after. The pure parts (token bucket, login throttle, configuration) are tested without a server.
+after. The pure parts (token bucket, login throttle, configuration) are tested without a server, in
+tests/unit/test_limit_rules.py.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from qualitybridge.config import ConfigError, LimitsSettings, parse_config
-from qualitybridge.server.limits import LoginThrottle, TokenBucket
+from tests.builders import VALID_GAUGE, first_characteristic, node, report
 from tests.harness import CLIENT_URI, NAMESPACE_URI, TEST_USERS, ClientCertificate, Deployment, secure_session
-from tests.test_end_to_end import VALID_GAUGE, first_characteristic, node, report
 
 MAX_SESSIONS = 8
 SUBSCRIPTIONS_PER_SESSION = 3
@@ -66,62 +65,9 @@ STATE = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
 START_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)
 CURRENT_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
 FLOOD_SECONDS = 12.0
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 e2e = pytest.mark.slow
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Pure parts
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_token_bucket_admits_a_burst_then_the_rate() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=10, burst=5, clock=clock)
-    assert [bucket.try_take() for _ in range(6)] == [True] * 5 + [False]
-    assert bucket.seconds_until_token() == pytest.approx(0.1)
-    clock.now += 0.25  # 2.5 tokens
-    assert [bucket.try_take() for _ in range(3)] == [True, True, False]
-    clock.now += 60
-    assert sum(bucket.try_take() for _ in range(10)) == 5, "refill stops at the burst size"
-
-
-def test_login_throttle_doubles_up_to_the_cap_per_address_and_forgets() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(base_seconds=0.5, max_seconds=4, memory_seconds=60, clock=clock, max_addresses=3)
-    assert [throttle.record_failure("10.0.0.1") for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
-    assert throttle.penalty_remaining("10.0.0.1") == 4
-    assert throttle.penalty_remaining("10.0.0.2") == 0, "another address is not slowed"
-    clock.now += 3
-    assert throttle.penalty_remaining("10.0.0.1") == pytest.approx(1)
-    throttle.record_success("10.0.0.1")
-    assert throttle.penalty_remaining("10.0.0.1") == 0
-    throttle.record_failure("10.0.0.1")
-    clock.now += 61
-    assert throttle.penalty_remaining("10.0.0.1") == 0
-    assert throttle.record_failure("10.0.0.1") == 0.5, "failures older than the memory are forgotten"
-    for address in ("a", "b", "c", "d"):
-        throttle.record_failure(address)
-    assert len(throttle) == 3, "the table of addresses is bounded"
-
-
-def test_limits_config_defaults_and_errors_name_the_key() -> None:
-    defaults = LimitsSettings()
-    assert defaults.effective_max_chunk_count * (defaults.max_chunk_size - 200) >= defaults.max_message_size
-    with pytest.raises(ConfigError, match=r"limits\.max_sessions"):
-        parse_config({"limits": {"max_sessions": 0}}, source="test")
-    with pytest.raises(ConfigError, match=r"login_penalty_max_seconds"):
-        parse_config({"limits": {"login_penalty_base_seconds": 5, "login_penalty_max_seconds": 1}}, source="test")
-    with pytest.raises(ConfigError, match=r"max_queued_chunks_per_connection"):
-        parse_config({"limits": {"max_message_size": 64 * 1024 * 1024}}, source="test")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -530,7 +476,7 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
         flooder = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "import sys; from tests.test_limits import run_flooder; run_flooder(sys.argv[1:])",
+            "import sys; from tests.e2e.test_limits import run_flooder; run_flooder(sys.argv[1:])",
             str(deployment.root),
             str(deployment.opcua_port),
             str(FLOOD_SECONDS),

@@ -25,7 +25,7 @@ from qualitybridge.domain.model import CalibrationStatus, OrderState, ResultEval
 
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 UA_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
-XSD_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "opcua-nodesets" / "UANodeSet.xsd"
+XSD_PATH = Path(__file__).resolve().parents[3] / "shared" / "opcua-nodesets" / "UANodeSet.xsd"
 
 PRODUCTION_ORDER_TYPE = 1001
 OPERATION_TYPE = 1002
@@ -35,6 +35,9 @@ DIAGNOSTICS_TYPE = 1005
 QUALITY_BRIDGE_TYPE = 1006
 MEASUREMENT_REPORTED_EVENT_TYPE = 1010
 SPC_ALARM_EVENT_TYPE = 1011
+SPC_STATUS_TYPE = 1012
+SPC_ALARM_TYPE = 1013
+SPC_MEMBERS = {"CenterLine", "UCL", "LCL", "Cp", "Cpk", "SampleCount", "LastViolatedRule"}
 ORDER_STATE_ENUM = 3001
 CALIBRATION_STATUS_ENUM = 3002
 RESULT_EVALUATION_ENUM = 3003
@@ -73,6 +76,20 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "LastEvaluation",
         "LastMeasuredAt",
         "LastResultId",
+        "Spc",
+    },
+    SPC_STATUS_TYPE: SPC_MEMBERS,
+    SPC_ALARM_TYPE: {
+        "OrderNumber",
+        "OperationNumber",
+        "CharacteristicId",
+        "Rule",
+        "RuleNumber",
+        "ResultId",
+        "Value",
+        "CenterLine",
+        "UCL",
+        "LCL",
     },
     TEST_EQUIPMENT_TYPE: {
         "EquipmentId",
@@ -90,6 +107,7 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "LastSyncError",
         "OutboxDepth",
         "OutboxDeadLetters",
+        "SyncFindings",
     },
     QUALITY_BRIDGE_TYPE: {
         "Orders",
@@ -114,7 +132,19 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "Value",
         "Evaluation",
     },
-    SPC_ALARM_EVENT_TYPE: {"OrderNumber", "OperationNumber", "CharacteristicId", "AlarmId", "Rule"},
+    SPC_ALARM_EVENT_TYPE: {
+        "OrderNumber",
+        "OperationNumber",
+        "CharacteristicId",
+        "AlarmId",
+        "Rule",
+        "RuleNumber",
+        "ResultId",
+        "Value",
+        "CenterLine",
+        "UCL",
+        "LCL",
+    },
 }
 
 SUPERTYPES = {
@@ -126,6 +156,8 @@ SUPERTYPES = {
     QUALITY_BRIDGE_TYPE: ua.ObjectIds.BaseObjectType,
     MEASUREMENT_REPORTED_EVENT_TYPE: ua.ObjectIds.BaseEventType,
     SPC_ALARM_EVENT_TYPE: ua.ObjectIds.BaseEventType,
+    SPC_STATUS_TYPE: ua.ObjectIds.BaseObjectType,
+    SPC_ALARM_TYPE: ua.ObjectIds.AlarmConditionType,
 }
 
 INPUT_ARGUMENTS = [
@@ -184,6 +216,7 @@ SHOP_FLOOR_METHODS: dict[str, tuple[list[tuple[str, int | str, int]], list[tuple
             ("Rule", _STRING, -1),
             ("Severity", ua.ObjectIds.UInt16, -1),
             ("Message", _STRING, -1),
+            ("ClientAlarmId", _STRING, -1),
         ],
         [("AlarmId", _STRING, -1)],
     ),
@@ -435,6 +468,11 @@ async def test_instantiation_gives_children_string_ids_from_the_parent(imported:
     assert await _child_ids(characteristic) == {
         f"{char_id}.{name}" for name in MANDATORY_CHILDREN[INSPECTION_CHARACTERISTIC_TYPE]
     }
+    spc = imported.node(f"{char_id}.Spc")
+    assert await spc.read_type_definition() == ua.NodeId(SPC_STATUS_TYPE, idx)
+    assert await _child_ids(spc) == {f"{char_id}.Spc.{name}" for name in SPC_MEMBERS}
+    assert await imported.node(f"{char_id}.Spc.SampleCount").read_data_type() == ua.NodeId(ua.ObjectIds.UInt32)
+    assert await imported.node(f"{char_id}.Spc.Cpk").read_data_type() == ua.NodeId(ua.ObjectIds.Double)
     last_value = imported.node(f"{char_id}.LastValue")
     assert await last_value.read_type_definition() == ua.NodeId(ua.ObjectIds.AnalogUnitRangeType)
     assert await _child_ids(last_value) == {f"{char_id}.LastValue.EURange", f"{char_id}.LastValue.EngineeringUnits"}
@@ -459,7 +497,7 @@ async def test_instantiation_gives_children_string_ids_from_the_parent(imported:
 
 
 @module_loop
-@pytest.mark.parametrize("event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE])
+@pytest.mark.parametrize("event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE, SPC_ALARM_TYPE])
 async def test_events_carry_their_fields(imported: Imported, event_type: int) -> None:
     generator = await imported.server.get_event_generator(
         ua.NodeId(event_type, imported.idx), ua.NodeId("QualityBridge", imported.idx)

@@ -13,85 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
+from tests.builders import EXPIRED_GAUGE, first_characteristic, node, report, results_at_erp
 from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 
 pytestmark = pytest.mark.slow
-
-VALID_GAUGE = "GA-CMM-0001"
-EXPIRED_GAUGE = "GA-BOR-0315"
-# A seeded gauge with a valid calibration for every GaugeType a seeded characteristic asks for: a report must use
-# test equipment of the type the characteristic names (else BadInvalidArgument).
-GAUGE_FOR_TYPE = {
-    "CALIPER": "GA-CAL-0101",
-    "MICROMETER": "GA-MIC-0207",
-    "BORE_GAUGE": "GA-BOR-0312",
-    "CMM": VALID_GAUGE,
-    "ROUGHNESS_TESTER": "GA-RGH-0402",
-    "TORQUE_WRENCH": "GA-TRQ-0518",
-    "THERMOMETER": "GA-TMP-0603",
-}
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     yield from deployed(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}"))
-
-
-def node(client: Client, idx: int, identifier: str) -> Any:
-    return client.get_node(ua.NodeId(identifier, idx))
-
-
-async def first_characteristic(client: Client, idx: int, order_no: str) -> tuple[str, str, str]:
-    operations = await node(client, idx, f"Order/{order_no}.Operations").get_children()
-    operation_no = (await operations[0].read_browse_name()).Name
-    characteristics = await node(client, idx, f"Order/{order_no}/Op/{operation_no}.Characteristics").get_children()
-    characteristic_id = (await characteristics[0].read_browse_name()).Name
-    return order_no, operation_no, characteristic_id
-
-
-async def gauge_for(client: Client, idx: int, key: tuple[str, str, str]) -> str:
-    """A valid gauge of the type the characteristic asks for (its GaugeType node); any for an unknown one."""
-    try:
-        gauge_type = await node(client, idx, f"Order/{key[0]}/Op/{key[1]}/Char/{key[2]}.GaugeType").read_value()
-    except ua.uaerrors.BadNodeIdUnknown:
-        return VALID_GAUGE  # the call under test refers to a characteristic that does not exist
-    return GAUGE_FOR_TYPE.get(gauge_type, VALID_GAUGE)
-
-
-async def report(
-    client: Client,
-    idx: int,
-    key: tuple[str, str, str],
-    value: Any,
-    *,
-    gauge: str | None = None,
-    measured_at: datetime | None = None,
-    client_result_id: str = "",
-) -> list[Any]:
-    order_no, operation_no, characteristic_id = key
-    root = node(client, idx, "QualityBridge")
-    gauge = gauge or await gauge_for(client, idx, key)
-    value_variant = value if isinstance(value, ua.Variant) else ua.Variant(value, ua.VariantType.Double)
-    result: list[Any] = await root.call_method(
-        ua.NodeId("QualityBridge.ReportMeasurement", idx),
-        order_no,
-        operation_no,
-        characteristic_id,
-        value_variant,
-        gauge,
-        "SN-0001",
-        measured_at or datetime.now(UTC),
-        client_result_id,
-    )
-    return result
-
-
-def results_at_erp(deployment: Deployment) -> list[dict[str, Any]]:
-    with deployment.erp() as erp:
-        answer: list[dict[str, Any]] = erp.get("/results").json()
-        return answer
 
 
 async def test_browse_orders_characteristics_and_limits(deployment: Deployment) -> None:
@@ -246,8 +178,10 @@ async def test_repeated_client_result_id_returns_the_first_answer(deployment: De
     async with deployment.session("machine1") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
         key = await first_characteristic(client, idx, "1000421")
-        first = await report(client, idx, key, 1.0, client_result_id=client_result_id)
-        again = await report(client, idx, key, 2.0, client_result_id=client_result_id)
+        # A retry repeats the report unchanged (issue 9: the same id with another report is BadEntryExists).
+        at = datetime.now(UTC)
+        first = await report(client, idx, key, 1.0, measured_at=at, client_result_id=client_result_id)
+        again = await report(client, idx, key, 1.0, measured_at=at, client_result_id=client_result_id)
     assert again == first
 
     def delivered() -> list[dict[str, Any]]:

@@ -1,0 +1,244 @@
+"""Judging every accepted measurement statistically: one SPC chart per order, operation and characteristic.
+
+Subscribed to MeasurementAccepted. A rule violation is stored as an SPC alarm with its posting to the QMS, in one
+transaction, and raised as SpcRuleViolated; after every value the chart's state goes out as SpcStatusChanged.
+
+The charts live in memory and are rebuilt at start by replaying the stored results of the released orders, in
+arrival order, so limits, counts and the last violated rule survive a restart. An alarm's id is derived from the
+result and the rule, so it is stored and posted exactly once: a restart that finds a recent violation without
+its alarm (the process died between the two commits) raises it then, and a replay never raises one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from qualitybridge.domain.errors import UnknownReference
+from qualitybridge.domain.events import MeasurementAccepted, SpcRuleViolated, SpcStatusChanged
+from qualitybridge.domain.model import InspectionCharacteristic, MeasurementResult, SpcAlarm
+from qualitybridge.domain.records import SpcAlarmRecord
+from qualitybridge.domain.spc import ControlLimits, RuleViolation, SpcChart, SpcPolicy, SpcStatus
+from qualitybridge.services.event_bus import EventBus
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.store import Store
+
+__all__ = ["SPC_ENGINE_USER", "SpcMonitor", "StreamKey", "spc_alarm_id"]
+
+_log = logging.getLogger(__name__)
+
+SPC_ENGINE_USER = "qualitybridge-spc"  # reported_by of the alarms the engine raises
+_ALARM_IDS = uuid.UUID("6f1c2a8e-14d5-4c5e-9b1a-5bc0a1e0f514")
+
+StreamKey = tuple[str, str, str]  # order, operation, characteristic
+
+
+def spc_alarm_id(result_id: str, rule: int) -> str:
+    """The alarm id of rule `rule` completed by result `result_id`: the same on every replay."""
+    return str(uuid.uuid5(_ALARM_IDS, f"{result_id}/nelson-{rule}"))
+
+
+def plan_limits(characteristic: InspectionCharacteristic) -> ControlLimits | None:
+    if (
+        characteristic.center_line is None
+        or characteristic.upper_control_limit is None
+        or characteristic.lower_control_limit is None
+    ):
+        return None
+    return ControlLimits(
+        characteristic.center_line, characteristic.upper_control_limit, characteristic.lower_control_limit
+    )
+
+
+def _chart_signature(characteristic: InspectionCharacteristic) -> tuple[object, ...]:
+    """What a chart depends on: a change of any of these starts a new chart (a new description does not)."""
+    return (
+        characteristic.plan_version,
+        characteristic.sample_size,
+        characteristic.lower_limit,
+        characteristic.upper_limit,
+        characteristic.center_line,
+        characteristic.upper_control_limit,
+        characteristic.lower_control_limit,
+        characteristic.classification,
+    )
+
+
+@dataclass
+class _Stream:
+    characteristic: InspectionCharacteristic
+    signature: tuple[object, ...]
+    chart: SpcChart
+
+
+class SpcMonitor:
+    def __init__(
+        self,
+        store: Store,
+        master_data: MasterData,
+        policy: SpcPolicy,
+        *,
+        events: EventBus,
+        catch_up: timedelta = timedelta(minutes=10),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._master = master_data
+        self._policy = policy
+        self._events = events
+        self._catch_up = catch_up
+        self._clock = clock
+        self._streams: dict[StreamKey, _Stream] = {}
+        self._lock = asyncio.Lock()  # a replay and live values never interleave
+        self._replayed_recent: set[str] = set()  # results a replay took that may still arrive as live events
+
+    def subscribe(self) -> None:
+        self._events.subscribe(MeasurementAccepted, self.on_measurement)
+
+    async def rebuild(self) -> int:
+        """Replay the stored results of the released orders; answers how many missing alarms were caught up."""
+        async with self._lock:
+            return await self._rebuild()
+
+    async def _rebuild(self) -> int:
+        self._streams.clear()
+        started = self._clock()
+        horizon = started - self._catch_up
+        recent = started - timedelta(minutes=1)
+        self._replayed_recent = set()
+        caught_up = 0
+        for order in self._master.orders:
+            stored = await self._store.stored_measurements(order.order_no)
+            # Arrival order; within one batch (one received_at) the machine's measuring order.
+            results = sorted((item.result for item in stored), key=lambda r: (r.received_at, r.report.measured_at))
+            for result in results:
+                if result.received_at >= recent:
+                    self._replayed_recent.add(result.result_id)
+                taken = self._take(result)
+                if taken is None:
+                    continue
+                stream, violations = taken
+                if violations and result.received_at >= horizon:
+                    caught_up += await self._raise(result, stream, violations)
+        for key in self._streams:
+            await self._publish_status(key)
+        if caught_up:
+            _log.warning("SPC: raised %d alarm(s) that a previous run stored no alarm for", caught_up)
+        _log.info("SPC: %d characteristic stream(s) rebuilt from the store", len(self._streams))
+        return caught_up
+
+    async def on_measurement(self, event: MeasurementAccepted) -> None:
+        result = event.result
+        async with self._lock:
+            if result.result_id in self._replayed_recent:
+                self._replayed_recent.discard(result.result_id)  # stored while the replay ran: already charted
+                return
+            taken = self._take(result)
+            if taken is None:
+                return
+            stream, violations = taken
+            if violations:
+                await self._raise(result, stream, violations)
+            await self._publish_status(_key(result))
+
+    def status(self, order_no: str, operation_no: str, characteristic_id: str) -> SpcStatus | None:
+        """The chart's state; None if the characteristic has no stream yet (no value since the start)."""
+        stream = self._streams.get((order_no, operation_no, characteristic_id))
+        return stream.chart.status() if stream is not None else None
+
+    async def recompute_limits(self, order_no: str, operation_no: str, characteristic_id: str) -> SpcStatus | None:
+        """New baseline limits from the latest points (kept until the next restart or plan version)."""
+        key = (order_no, operation_no, characteristic_id)
+        async with self._lock:
+            stream = self._streams.get(key)
+            if stream is None:
+                return None
+            stream.chart.recompute_limits()
+            await self._publish_status(key)
+            return stream.chart.status()
+
+    # ---- internals --------------------------------------------------------------------------------
+
+    def _take(self, result: MeasurementResult) -> tuple[_Stream, tuple[RuleViolation, ...]] | None:
+        key = _key(result)
+        try:
+            characteristic = self._master.find_characteristic(*key)
+        except UnknownReference:
+            return None  # withdrawn since: nothing to chart against
+        if result.plan_version != characteristic.plan_version:
+            return None  # judged under an earlier plan: not part of this plan's chart
+        stream = self._streams.get(key)
+        signature = _chart_signature(characteristic)
+        if stream is None or stream.signature != signature:
+            # A new plan version (or new limits, sample size, classification) starts a new chart.
+            stream = _Stream(characteristic, signature, self._new_chart(characteristic))
+            self._streams[key] = stream
+        return stream, stream.chart.add(result.report.value, result.result_id)
+
+    def _new_chart(self, characteristic: InspectionCharacteristic) -> SpcChart:
+        return SpcChart(
+            sample_size=characteristic.sample_size,
+            lower_spec=characteristic.lower_limit,
+            upper_spec=characteristic.upper_limit,
+            plan_limits=plan_limits(characteristic),
+            settings=self._policy.settings_for(characteristic.characteristic_id, characteristic.classification),
+        )
+
+    async def _raise(self, result: MeasurementResult, stream: _Stream, violations: tuple[RuleViolation, ...]) -> int:
+        raised = 0
+        for violation in violations:
+            record = self._record(result, stream.characteristic, violation)
+            if not await self._store.record_spc_alarm_once(record):
+                continue  # stored by an earlier run
+            raised += 1
+            _log.info(
+                "SPC rule %d on %s/%s/%s at result %s (value %s)",
+                violation.rule,
+                *_key(result),
+                result.result_id,
+                violation.value,
+            )
+            await self._events.publish(SpcRuleViolated(record))
+        return raised
+
+    def _record(
+        self, result: MeasurementResult, characteristic: InspectionCharacteristic, violation: RuleViolation
+    ) -> SpcAlarmRecord:
+        limits = violation.limits
+        places = characteristic.decimal_places
+        report = result.report
+        return SpcAlarmRecord(
+            alarm_id=spc_alarm_id(result.result_id, violation.rule),
+            alarm=SpcAlarm(
+                order_no=report.order_no,
+                operation_no=report.operation_no,
+                characteristic_id=report.characteristic_id,
+                rule=f"Nelson {violation.rule}",
+                severity=self._policy.severity_for(characteristic.classification),
+                message=(
+                    f"{violation.description}: {violation.value:.{places}f} {characteristic.unit} "
+                    f"(CL {limits.center:.{places}f}, UCL {limits.ucl:.{places}f}, LCL {limits.lcl:.{places}f})"
+                ),
+                raised_at=self._clock(),
+                rule_number=violation.rule,
+                result_id=result.result_id,
+                value=violation.value,
+                center_line=limits.center,
+                upper_control_limit=limits.ucl,
+                lower_control_limit=limits.lcl,
+            ),
+            reported_by=SPC_ENGINE_USER,
+        )
+
+    async def _publish_status(self, key: StreamKey) -> None:
+        stream = self._streams[key]
+        await self._events.publish(SpcStatusChanged(*key, status=stream.chart.status()))
+
+
+def _key(result: MeasurementResult) -> StreamKey:
+    report = result.report
+    return report.order_no, report.operation_no, report.characteristic_id

@@ -1,0 +1,158 @@
+"""The server with `[limits]` enforced: `LimitedServer`, used in place of `asyncua.Server`, and its
+`LimitedInternalServer`.
+
+asyncua's own knobs — TCP connections, activation timeout, session timeout cap, total subscriptions, and the
+transport limits (message size, chunk count) — are set on the InternalServer and `Server.limits`. The
+InternalServer creates a `session.LimitedSession` for each client and counts them (BadTooManySessions at
+CreateSession). `LimitedServer.start` repeats asyncua's `Server.start` only to use `transport.GuardedBinaryServer`.
+The limits are published in ServerCapabilities so that clients can stay within them.
+
+asyncua internals: InternalServer subclass (create_session, its limit knobs), Server.start's steps and _policies
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.common.utils import ServiceError
+from asyncua.crypto import uacrypto
+from asyncua.crypto.permission_rules import User
+from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import InternalSession
+
+from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits.rate import LoginThrottle
+from qualitybridge.server.limits.refusal_log import quiet_limit_faults
+from qualitybridge.server.limits.session import ANONYMOUS, LimitedSession, client_address
+from qualitybridge.server.limits.transport import GuardedBinaryServer, transport_limits
+
+# The package's name, as before it was split into modules: docs/configuration.md and log configurations name it.
+_log = logging.getLogger("qualitybridge.server.limits")
+
+# ServerCapabilities.OperationLimits properties that all say: at most max_operations_per_request per request.
+_OPERATION_LIMIT_NODES: tuple[int, ...] = (
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerHistoryReadData,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerHistoryReadEvents,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerHistoryUpdateData,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerHistoryUpdateEvents,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerMethodCall,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerTranslateBrowsePathsToNodeIds,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerNodeManagement,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+)
+
+
+class LimitedInternalServer(InternalServer):
+    """asyncua's InternalServer with the configured limits, creating `LimitedSession`s for clients."""
+
+    def __init__(self, settings: LimitsSettings) -> None:
+        super().__init__()
+        self.limit_settings = settings
+        self.login_throttle = LoginThrottle(
+            settings.login_penalty_base_seconds,
+            settings.login_penalty_max_seconds,
+            settings.login_failure_memory_seconds,
+        )
+        self._client_sessions: set[LimitedSession] = set()
+        # asyncua's own knobs, see InternalServer.__init__.
+        self.max_connections = settings.max_connections
+        self.max_pending_activation_seconds = settings.activation_timeout_seconds
+        self.max_pending_messages_per_connection = settings.max_queued_chunks_per_connection
+        self.max_session_timeout_ms = settings.max_session_timeout_seconds * 1000
+        self.min_session_timeout_ms = min(self.min_session_timeout_ms, self.max_session_timeout_ms)
+        self.max_subscriptions = settings.max_sessions * settings.max_subscriptions_per_session
+
+    @property
+    def client_session_count(self) -> int:
+        return len(self._client_sessions)
+
+    def create_session(
+        self,
+        name: str,
+        user: User = ANONYMOUS,
+        external: bool = False,
+    ) -> InternalSession:
+        if not external:
+            return super().create_session(name, user, external)
+        if len(self._client_sessions) >= self.limit_settings.max_sessions:
+            _log.warning(
+                "Refused CreateSession from %s with BadTooManySessions: %d sessions open",
+                client_address(name),
+                len(self._client_sessions),
+            )
+            raise ServiceError(ua.StatusCodes.BadTooManySessions)
+        session = LimitedSession(self, self.aspace, self.subscription_service, name, user=user, external=True)
+        self._client_sessions.add(session)
+        return session
+
+    def forget_session(self, session: LimitedSession) -> None:
+        self._client_sessions.discard(session)
+
+
+class LimitedServer(Server):
+    """asyncua Server enforcing `[limits]`; use it in place of `asyncua.Server`."""
+
+    def __init__(self, settings: LimitsSettings) -> None:
+        self.limited_iserver = LimitedInternalServer(settings)
+        super().__init__(iserver=self.limited_iserver)
+        quiet_limit_faults()
+        self.limit_settings = settings
+        self.limits = transport_limits(settings)
+
+    async def init(self, shelf_file: Any = None) -> None:
+        await super().init(shelf_file)
+        await self._publish_limits()
+
+    async def _publish_limits(self) -> None:
+        """Write the limits into ServerCapabilities so clients can stay within them (asyncua writes 10000 there)."""
+        settings = self.limit_settings
+        operations = ua.ObjectIds
+        values = dict.fromkeys(_OPERATION_LIMIT_NODES, settings.max_operations_per_request)
+        # OPC UA 1.05 capability properties; written only where asyncua's standard address space has them.
+        values.update(
+            {
+                operations.Server_ServerCapabilities_MaxSessions: settings.max_sessions,
+                operations.Server_ServerCapabilities_MaxSubscriptions: self.limited_iserver.max_subscriptions,
+                operations.Server_ServerCapabilities_MaxSubscriptionsPerSession: settings.max_subscriptions_per_session,
+                operations.Server_ServerCapabilities_MaxMonitoredItems: settings.max_sessions
+                * settings.max_monitored_items_per_session,
+                operations.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription: (
+                    settings.max_monitored_items_per_subscription
+                ),
+            }
+        )
+        for node_id, value in values.items():
+            node = self.get_node(ua.NodeId(ua.Int32(node_id)))
+            try:
+                await node.write_value(ua.Variant(value, ua.VariantType.UInt32))
+            except ua.uaerrors.BadNodeIdUnknown:
+                _log.debug("ServerCapabilities node %s not in the address space; not published", node_id)
+
+    async def start(self) -> None:
+        # The steps of asyncua 2.1's Server.start, with GuardedBinaryServer in place of BinaryServer; asyncua has
+        # no factory for it. tests/e2e/test_limits.py checks both that the guard is active and that the server works.
+        if self.iserver.certificate is not None:
+            uacrypto.check_certificate(self.iserver.certificate, self._application_uri, socket.gethostname())
+        await self._setup_server_nodes()
+        await self.iserver.start()
+        try:
+            address, port = self._get_bind_socket_info()
+            self.bserver = GuardedBinaryServer(
+                self.iserver,
+                address,
+                port,
+                self.limits,
+                settings=self.limit_settings,
+            )
+            self.bserver.set_policies(self._policies)
+            await self.bserver.start()
+        except Exception:
+            _log.exception("%s error starting server", self)
+            await self.iserver.stop()
+            raise

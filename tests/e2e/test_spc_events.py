@@ -1,0 +1,300 @@
+"""SPC through real processes: a planted stream reported over OPC UA raises each Nelson rule once, at the sample
+that completes it, as an SpcAlarmEventType event at the Server object (and at QualityBridge) with the business keys,
+updates the characteristic's Spc object, and reaches the QMS (the simulator) once per violation. The violation is
+also an SpcAlarmType condition that a quality engineer acknowledges and confirms (a machine may not), seen by a
+second subscriber, audited, and returned by ConditionRefresh after a reconnect while it is retained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+
+from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+ORDER = "7140001"
+CONDITION_ORDER = "7140002"  # its own stream, for the condition's life cycle
+KEY = (ORDER, "0010", "C0010")  # a copy of seeded 1000417's part temperature, 18..22 °C, THERMOMETER
+THERMOMETER = "GA-TMP-0603"
+CENTER, SIGMA = 20.0, 0.5  # the plan's control limits: 20 ± 1.5
+ALL_RULES_EVERYWHERE = """
+[spc.rules]
+critical = [1, 2, 3, 4, 5, 6, 7, 8]
+major = [1, 2, 3, 4, 5, 6, 7, 8]
+minor = [1, 2, 3, 4, 5, 6, 7, 8]
+"""
+
+# In σ units: a quiet background, and one pattern per rule whose last point completes it.
+QUIET = [0.5, 1.5, -0.5, -0.2, -1.5, -0.3]
+PLANTED = {
+    1: [4.0],
+    2: [0.4, 0.6, 0.3, 0.7, 0.4, 0.8, 0.3, 0.6, 0.5],
+    3: [-1.5, -1.0, -0.6, -0.2, 0.2, 0.6],
+    4: [-0.5] + [-1.2, 0.5] * 6 + [-1.2],
+    5: [2.5, 2.6],
+    6: [1.5, 1.2, 0.3, 1.4, 1.3],
+    7: [-1.5, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3],
+    8: [1.5, -1.5] * 4,
+}
+
+
+def planted_stream() -> tuple[list[float], dict[int, int]]:
+    """Values, and per rule the 0-based position of the sample that completes its pattern."""
+    zones = list(QUIET)
+    completing = {}
+    for rule, pattern in PLANTED.items():
+        zones += pattern
+        completing[rule] = len(zones) - 1
+        zones += QUIET * 2
+    return [CENTER + SIGMA * z for z in zones], completing
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root: Path = tmp_path_factory.mktemp("spc")
+    for started in deployed("sqlite", root, extra_config=ALL_RULES_EVERYWHERE):
+        with started.erp() as erp:
+            template = next(o for o in erp.get("/api/v1/orders").json()["orders"] if o["order_no"] == "1000417")
+            operation = next(op for op in template["operations"] if op["operation_no"] == "0010")
+            characteristic = next(c for c in operation["characteristics"] if c["characteristic_id"] == "C0010")
+            limits = {"center_line": CENTER, "upper_control_limit": CENTER + 3 * SIGMA}
+            limits["lower_control_limit"] = CENTER - 3 * SIGMA
+            order = {
+                **template,
+                "order_no": ORDER,
+                "state": "RUNNING",
+                "operations": [{**operation, "characteristics": [{**characteristic, **limits}]}],
+            }
+            erp.post("/sim/orders", json=order).raise_for_status()
+            erp.post("/sim/orders", json={**order, "order_no": CONDITION_ORDER}).raise_for_status()
+        yield started
+
+
+def node(client: Client, idx: int, identifier: str | int) -> Any:
+    return client.get_node(ua.NodeId(identifier, idx))
+
+
+async def published(client: Client, idx: int, order_no: str = ORDER) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await node(client, idx, f"Order/{order_no}.State").read_value()
+            return
+        except ua.uaerrors.BadNodeIdUnknown:
+            assert time.monotonic() < deadline, f"order {ORDER} not published"
+            await asyncio.sleep(0.2)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    def event_notification(self, event: Any) -> None:
+        self.received.append(event)
+
+
+async def test_planted_patterns_raise_each_rule_once_at_server_and_quality_bridge(deployment: Deployment) -> None:
+    values, completing = planted_stream()
+    char_node = f"Order/{ORDER}/Op/0010/Char/C0010"
+    async with deployment.session("observer") as watcher, deployment.session("machine1") as machine:
+        idx = await watcher.get_namespace_index(NAMESPACE_URI)
+        await published(watcher, idx)
+        # Before any value: the plan's limits, no sample, no rule; capability not known yet rather than zero.
+        assert await node(watcher, idx, f"{char_node}.Spc.CenterLine").read_value() == CENTER
+        assert await node(watcher, idx, f"{char_node}.Spc.UCL").read_value() == CENTER + 3 * SIGMA
+        assert await node(watcher, idx, f"{char_node}.Spc.SampleCount").read_value() == 0
+        assert await node(watcher, idx, f"{char_node}.Spc.LastViolatedRule").read_value() == 0
+        with pytest.raises(ua.uaerrors.BadWaitingForInitialData):
+            await node(watcher, idx, f"{char_node}.Spc.Cpk").read_value()
+
+        at_server, at_bridge = Events(), Events()
+        spc_alarm_type = node(watcher, idx, 1011)
+        server_subscription = await watcher.create_subscription(50, at_server)
+        await server_subscription.subscribe_events(watcher.nodes.server, spc_alarm_type)
+        bridge_subscription = await watcher.create_subscription(50, at_bridge)
+        await bridge_subscription.subscribe_events(node(watcher, idx, "QualityBridge"), spc_alarm_type)
+
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        root = node(machine, midx, "QualityBridge")
+        method = ua.NodeId("QualityBridge.ReportMeasurement", midx)
+        start = datetime.now(UTC) - timedelta(seconds=len(values))
+        result_ids = []
+        for position, value in enumerate(values):
+            result_id, _evaluation = await root.call_method(
+                method, *KEY, ua.Variant(value, ua.VariantType.Double), THERMOMETER, f"SN-{position}",
+                start + timedelta(seconds=position), "",
+            )  # fmt: skip
+            result_ids.append(result_id)
+
+        deadline = time.monotonic() + 10
+        while len(at_server.received) < len(PLANTED) or len(at_bridge.received) < len(PLANTED):
+            assert time.monotonic() < deadline, f"{len(at_server.received)} events at Server"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # a wrongly repeated event would arrive now
+        fired = [(int(e.RuleNumber), e.ResultId) for e in at_server.received]
+        assert fired == [(rule, result_ids[position]) for rule, position in completing.items()]
+        assert [e.EventId for e in at_bridge.received] == [e.EventId for e in at_server.received]
+        first = at_server.received[0]
+        assert (first.OrderNumber, first.OperationNumber, first.CharacteristicId) == KEY
+        assert first.Value == pytest.approx(CENTER + SIGMA * 4.0)
+        assert (first.CenterLine, first.UCL, first.LCL) == (CENTER, CENTER + 3 * SIGMA, CENTER - 3 * SIGMA)
+        assert first.Rule == "Nelson 1"
+        assert first.Severity == 400  # C0010 is classified minor
+        assert first.SourceNode == ua.NodeId(char_node, idx)
+
+        assert await node(watcher, idx, f"{char_node}.Spc.SampleCount").read_value() == len(values)
+        assert await node(watcher, idx, f"{char_node}.Spc.LastViolatedRule").read_value() == 8
+        assert await node(watcher, idx, f"{char_node}.Spc.Cpk").read_value() > 0
+
+    def booked() -> list[dict[str, Any]]:
+        with deployment.erp() as erp:
+            alarms = [a for a in erp.get("/spc-alarms").json() if a["body"]["order_no"] == ORDER]
+        return alarms if len(alarms) >= len(PLANTED) else []
+
+    alarms = wait_for(booked, 10.0, "the SPC alarms at the QMS")
+    assert [(a["body"]["rule_number"], a["body"]["result_id"]) for a in alarms] == fired
+    assert len({a["idempotency_key"] for a in alarms}) == len(PLANTED)
+
+
+SPC_ALARM_TYPE = 1013
+ACKNOWLEDGE = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
+CONFIRM = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Confirm)
+CONDITION_REFRESH = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+
+
+async def until(condition: Any, what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {within} s"
+        await asyncio.sleep(0.05)
+
+
+def field(event: Any, name: str) -> Any:
+    return event.get_event_props_as_fields_dict()[name].Value
+
+
+async def subscribe_conditions(client: Client, idx: int, handler: Events) -> Any:
+    subscription = await client.create_subscription(50, handler)
+    await subscription.subscribe_events(client.nodes.server, node(client, idx, SPC_ALARM_TYPE))
+    return subscription
+
+
+def audited(deployment: Deployment, action: str) -> list[tuple[str, str]]:
+    database = deployment.store_url.split("///", 1)[1]
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        rows = connection.execute(
+            "SELECT user_name, status_code FROM audit_log WHERE action = ? ORDER BY id", (action,)
+        ).fetchall()
+    return [(user, ua.StatusCode(code).name) for user, code in rows]
+
+
+async def test_a_violation_is_a_condition_that_a_quality_engineer_acknowledges_and_confirms(
+    deployment: Deployment,
+) -> None:
+    key = (CONDITION_ORDER, "0010", "C0010")
+    source = f"Order/{CONDITION_ORDER}/Op/0010/Char/C0010"
+    async with (
+        deployment.session("quality") as quality,
+        deployment.session("observer") as observer,
+        deployment.session("machine1") as machine,
+    ):
+        idx = await quality.get_namespace_index(NAMESPACE_URI)
+        await published(quality, idx, CONDITION_ORDER)
+        seen_by_quality, seen_by_observer = Events(), Events()
+        await subscribe_conditions(quality, idx, seen_by_quality)
+        await subscribe_conditions(observer, idx, seen_by_observer)
+
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        report = ua.NodeId("QualityBridge.ReportMeasurement", midx)
+        bridge = node(machine, midx, "QualityBridge")
+        for position, z in enumerate([0.5, -0.5, 4.0]):  # the third is beyond 3σ: rule 1
+            value = ua.Variant(CENTER + SIGMA * z, ua.VariantType.Double)
+            await bridge.call_method(report, *key, value, THERMOMETER, f"C-{position}", datetime.now(UTC), "")
+        await until(lambda: seen_by_observer.received and seen_by_quality.received, "condition event")
+        raised = seen_by_observer.received[0]
+        condition_id = field(raised, "NodeId")
+        assert condition_id == ua.NodeId(f"{source}.SpcAlarm", idx)
+        assert field(raised, "SourceNode") == ua.NodeId(source, idx)
+        assert field(raised, "ConditionClassId") == ua.NodeId(ua.ObjectIds.StatisticalConditionClassType)
+        assert (field(raised, "ActiveState/Id"), field(raised, "AckedState/Id")) == (True, False)
+        assert (field(raised, "ConfirmedState/Id"), field(raised, "Retain")) == (False, True)
+        assert (field(raised, "RuleNumber"), field(raised, "CharacteristicId")) == (1, "C0010")
+        assert field(raised, "Severity") == 400
+        event_id = field(raised, "EventId")
+
+        # A machine may not acknowledge (BadUserAccessDenied), and nothing changes.
+        machine_condition = machine.get_node(ua.NodeId(f"{source}.SpcAlarm", midx))
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await machine_condition.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("not mine"))
+        quality_condition = quality.get_node(condition_id)
+        with pytest.raises(ua.uaerrors.BadEventIdUnknown):
+            await quality_condition.call_method(ACKNOWLEDGE, b"no such event", ua.LocalizedText(""))
+        with pytest.raises(ua.uaerrors.BadInvalidState):
+            await quality_condition.call_method(CONFIRM, event_id, ua.LocalizedText("too early"))
+        assert len(seen_by_observer.received) == 1
+
+        await quality_condition.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("tool wear, checking"))
+        await until(lambda: len(seen_by_observer.received) == 2, "the acknowledgement at the second subscriber")
+        acked = seen_by_observer.received[1]
+        assert (field(acked, "AckedState/Id"), field(acked, "ConfirmedState/Id")) == (True, False)
+        assert field(acked, "Comment").Text == "tool wear, checking"
+        assert field(acked, "ClientUserId") == "quality"
+        assert field(acked, "Retain") is True
+        with pytest.raises(ua.uaerrors.BadConditionBranchAlreadyAcked):
+            await quality_condition.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("again"))
+
+    # After a reconnect, ConditionRefresh answers with the retained (acknowledged, unconfirmed) condition.
+    async with deployment.session("quality") as again:
+        refreshed = Events()
+        subscription = await subscribe_conditions(again, idx, refreshed)
+        condition_type = again.get_node(ua.NodeId(ua.ObjectIds.ConditionType))
+        await condition_type.call_method(
+            CONDITION_REFRESH, ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+        )
+
+        def this_condition() -> list[Any]:
+            return [e for e in refreshed.received if field(e, "NodeId") == condition_id]
+
+        await until(this_condition, "the refreshed condition")
+        (retained,) = this_condition()
+        assert (field(retained, "AckedState/Id"), field(retained, "ConfirmedState/Id")) == (True, False)
+        last_event = field(retained, "EventId")
+
+        await again.get_node(condition_id).call_method(CONFIRM, last_event, ua.LocalizedText("tool changed"))
+        await until(lambda: len(this_condition()) == 2, "the confirmation")
+        confirmed = this_condition()[1]
+        assert (field(confirmed, "ConfirmedState/Id"), field(confirmed, "ActiveState/Id")) == (True, False)
+        assert field(confirmed, "Retain") is False
+        await condition_type.call_method(
+            CONDITION_REFRESH, ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+        )
+        await asyncio.sleep(0.5)
+        assert len(this_condition()) == 2  # no longer retained: not refreshed
+        # The other order's condition (never acknowledged) is still retained and refreshed again.
+        assert {field(e, "NodeId").Identifier for e in refreshed.received} == {
+            f"Order/{ORDER}/Op/0010/Char/C0010.SpcAlarm",
+            f"{source}.SpcAlarm",
+        }
+
+    def acknowledgements() -> list[tuple[str, str]]:
+        found = audited(deployment, "Call Acknowledge")
+        return found if len(found) >= 4 else []
+
+    assert wait_for(acknowledgements, 5.0, "audited acknowledgements") == [
+        ("machine1", "BadUserAccessDenied"),
+        ("quality", "BadEventIdUnknown"),
+        ("quality", "Good"),
+        ("quality", "BadConditionBranchAlreadyAcked"),
+    ]
+    assert [user for user, _status in audited(deployment, "Call Confirm")] == ["quality", "quality"]

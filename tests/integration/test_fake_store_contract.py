@@ -1,0 +1,76 @@
+"""The unit tier's FakeStore answers as the real store does: the same calls on both, the answers compared.
+
+If the store's behaviour changes (a repeat answered differently, a compare-and-set that ignores the expected
+state), this fails and the fake must follow, or the unit tests of the service rules would test a fiction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qualitybridge.domain.model import ErpSnapshot, OrderState
+from qualitybridge.store import Store
+from tests.builders import accepted, confirmation_record, order, refused_attempt
+from tests.fakes import FakeStore
+
+S = OrderState
+
+
+async def test_measurement_batches_and_their_repeats(store: Store) -> None:
+    first_batch = [accepted("plc-7", due_soon=True)]
+    second_batch = [accepted("plc-7", value=99.0), accepted("plc-8"), accepted("plc-8", value=98.0), accepted()]
+    refused = [refused_attempt()]
+
+    async def story(target: Any) -> list[Any]:
+        return [
+            await target.measurements_by_client_ids([]),
+            await target.record_measurements(first_batch),
+            await target.record_measurements(second_batch, refused),
+            await target.measurements_by_client_ids(["plc-7", "plc-8", "never"]),
+        ]
+
+    real = await story(store)
+    assert real[2][0] == (first_batch[0], False), "the story must exercise a repeat"
+    assert await story(FakeStore()) == real
+    assert await store.refused_measurements() == refused
+
+
+async def test_order_state_compare_and_set(store: Store) -> None:
+    orders = (order("1000"), order("1001", state=S.NOT_ALLOWED_TO_START))
+    await store.apply_snapshot(ErpSnapshot(orders=orders, equipment=()))
+    steps = [
+        ("1000", S.ALLOWED_TO_START, S.RUNNING),
+        ("1000", S.ALLOWED_TO_START, S.RUNNING),
+        ("1000", S.RUNNING, S.INTERRUPTED),
+        ("1000", S.RUNNING, S.ENDED),
+        ("1001", S.ALLOWED_TO_START, S.ABORTED),
+        ("1001", S.NOT_ALLOWED_TO_START, S.ABORTED),
+        ("4711", S.ALLOWED_TO_START, S.RUNNING),
+    ]
+    real = [await store.change_order_state(*step) for step in steps]
+    fake_store = FakeStore(orders)
+    assert [await fake_store.change_order_state(*step) for step in steps] == real
+    assert real == [True, False, True, False, False, True, False]
+    assert {o.order_no: o.state for o in await store.released_orders()} == fake_store.order_states
+
+
+async def test_confirmations_their_repeats_and_totals(store: Store) -> None:
+    first = confirmation_record("mes-1", yield_quantity=4)
+    repeat = confirmation_record("mes-1", yield_quantity=40)
+    final = confirmation_record(yield_quantity=3, scrap=1, final=True)
+
+    async def story(target: Any) -> list[Any]:
+        return [
+            await target.confirmation_totals("1000", "0010"),
+            await target.record_confirmation(first),
+            await target.record_confirmation(repeat),
+            await target.confirmation_by_client_id("mes-1"),
+            await target.confirmation_by_client_id("never"),
+            await target.record_confirmation(final),
+            await target.confirmation_totals("1000", "0010"),
+            await target.confirmation_totals("1000", "0020"),
+        ]
+
+    real = await story(store)
+    assert real[2] == (first, False), "the story must exercise a repeat"
+    assert await story(FakeStore()) == real

@@ -1,0 +1,164 @@
+"""The event bus: dispatch by event type (subclasses included), publishers that see every event, and one error
+policy: a failing handler or publisher is logged and stops neither the others nor the service that published."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from qualitybridge.domain.events import (
+    ConfirmationAccepted,
+    DiagnosticsChanged,
+    DomainEvent,
+    MasterDataChanged,
+    MeasurementAccepted,
+    OrderStateChanged,
+)
+from qualitybridge.domain.model import SnapshotChange
+from qualitybridge.services.event_bus import EventBus
+from tests.builders import confirmation_record, order, result
+from tests.fakes import RecordingPublisher
+
+
+@dataclass(frozen=True)
+class RemeasurementAccepted(MeasurementAccepted):
+    """A subclass of a domain event, as a later feature might add one."""
+
+
+MEASURED = MeasurementAccepted(result())
+REMEASURED = RemeasurementAccepted(result())
+CONFIRMED = ConfirmationAccepted(confirmation_record())
+STARTED = OrderStateChanged(order("1000"))
+SYNCED = MasterDataChanged(SnapshotChange(released=("1000",)))
+HEALTH = DiagnosticsChanged(
+    last_sync_time=datetime(2026, 11, 25, tzinfo=UTC),
+    last_sync_succeeded=True,
+    sync_error_count=0,
+    last_sync_error="",
+    outbox_depth=3,
+    outbox_dead_letters=0,
+)
+
+
+class Collector:
+    """A handler that keeps what it is given, under a name."""
+
+    def __init__(self, name: str, log: list[tuple[str, DomainEvent]]) -> None:
+        self.name = name
+        self.log = log
+
+    async def __call__(self, event: DomainEvent) -> None:
+        self.log.append((self.name, event))
+
+    def seen(self) -> list[DomainEvent]:
+        return [event for name, event in self.log if name == self.name]
+
+
+async def failing(event: DomainEvent) -> None:
+    raise RuntimeError(f"handler broke on {type(event).__name__}")
+
+
+class FailingPublisher:
+    async def publish(self, event: DomainEvent) -> None:
+        raise ValueError("publisher broke")
+
+
+async def test_a_handler_gets_the_events_of_its_type_and_of_subtypes_only() -> None:
+    bus = EventBus()
+    log: list[tuple[str, DomainEvent]] = []
+    measurements, confirmations, everything = Collector("m", log), Collector("c", log), Collector("all", log)
+    bus.subscribe(MeasurementAccepted, measurements)
+    bus.subscribe(ConfirmationAccepted, confirmations)
+    bus.subscribe(DomainEvent, everything)
+    for event in (MEASURED, CONFIRMED, REMEASURED, STARTED):
+        await bus.publish(event)
+    assert measurements.seen() == [MEASURED, REMEASURED]
+    assert confirmations.seen() == [CONFIRMED]
+    assert everything.seen() == [MEASURED, CONFIRMED, REMEASURED, STARTED]
+
+
+async def test_a_subtype_handler_does_not_get_the_base_type() -> None:
+    bus = EventBus()
+    log: list[tuple[str, DomainEvent]] = []
+    remeasurements = Collector("r", log)
+    bus.subscribe(RemeasurementAccepted, remeasurements)
+    await bus.publish(MEASURED)
+    await bus.publish(REMEASURED)
+    assert remeasurements.seen() == [REMEASURED]
+
+
+async def test_handlers_of_one_type_run_in_subscription_order() -> None:
+    bus = EventBus()
+    log: list[tuple[str, DomainEvent]] = []
+    for name in ("first", "second", "third"):
+        bus.subscribe(MeasurementAccepted, Collector(name, log))
+    await bus.publish(MEASURED)
+    assert [name for name, _event in log] == ["first", "second", "third"]
+
+
+async def test_publishers_see_every_event_whether_or_not_a_handler_wants_it() -> None:
+    bus = EventBus()
+    first, second = RecordingPublisher(), RecordingPublisher()
+    bus.add_publisher(first)
+    bus.add_publisher(second)
+    bus.subscribe(MeasurementAccepted, Collector("m", []))
+    events = [MEASURED, CONFIRMED, STARTED, SYNCED, HEALTH, REMEASURED]
+    for event in events:
+        await bus.publish(event)
+    assert first.events == events
+    assert second.events == events
+
+
+async def test_a_failing_handler_is_logged_and_stops_neither_the_others_nor_the_publisher(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus()
+    log: list[tuple[str, DomainEvent]] = []
+    before, after, base = Collector("before", log), Collector("after", log), Collector("base", log)
+    publisher = RecordingPublisher()
+    bus.subscribe(MeasurementAccepted, before)
+    bus.subscribe(MeasurementAccepted, failing)
+    bus.subscribe(MeasurementAccepted, after)
+    bus.subscribe(DomainEvent, base)
+    bus.add_publisher(publisher)
+    with caplog.at_level(logging.ERROR, logger="qualitybridge.services.event_bus"):
+        await bus.publish(MEASURED)  # must not raise: the measurement is stored, the caller's answer is Good
+    assert (before.seen(), after.seen(), base.seen()) == ([MEASURED], [MEASURED], [MEASURED])
+    assert publisher.events == [MEASURED]
+    (record,) = [r for r in caplog.records if r.name == "qualitybridge.services.event_bus"]
+    assert record.levelno == logging.ERROR
+    assert "failing" in record.getMessage()
+    assert "MeasurementAccepted" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+async def test_a_failing_publisher_is_logged_and_does_not_stop_the_next(caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus()
+    after = RecordingPublisher()
+    bus.add_publisher(FailingPublisher())
+    bus.add_publisher(after)
+    with caplog.at_level(logging.ERROR, logger="qualitybridge.services.event_bus"):
+        await bus.publish(CONFIRMED)
+        await bus.publish(STARTED)
+    assert after.events == [CONFIRMED, STARTED]
+    messages = [r.getMessage() for r in caplog.records if r.name == "qualitybridge.services.event_bus"]
+    assert len(messages) == 2
+    assert all("FailingPublisher.publish" in message for message in messages)
+    assert "ConfirmationAccepted" in messages[0]
+    assert "OrderStateChanged" in messages[1]
+
+
+async def test_cancellation_is_not_swallowed() -> None:
+    # The policy covers a handler's errors; a cancelled task (shutdown) must still stop.
+    async def cancelled(_event: DomainEvent) -> None:
+        raise asyncio.CancelledError
+
+    bus = EventBus()
+    bus.subscribe(MeasurementAccepted, cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await bus.publish(MEASURED)
