@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from qualitybridge.cli import audit_log, demo, outbox, pki, serve, simulator, users
 from qualitybridge.config import ConfigError
+from qualitybridge.domain.build import installed_build
 
 __all__ = ["main"]
 
@@ -45,6 +46,11 @@ See docs/configuration.md for every setting, docs/commissioning.md for connectin
 _COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox)
 
 
+def _identity() -> str:
+    build = installed_build()
+    return f"{build.software_version} (build {build.build_number}, {build.build_date:%Y-%m-%d})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qualitybridge",
@@ -53,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"qualitybridge {_identity()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.register(commands)
