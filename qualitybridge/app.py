@@ -18,11 +18,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.factory import erp_client_for
 from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
+from qualitybridge.server.operations import Check, OperationsEndpoint, Readiness
+from qualitybridge.server.operations.status_page import render_status_page
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.security.jobs import SecurityJobs, accounts_from_store, security_options
 from qualitybridge.services.audit_trail import AuditTrail
@@ -31,11 +34,12 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.metrics import OperationsMetrics
 from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.services.reporting import ReportingService
 from qualitybridge.services.spc_alarms import SpcAlarmService
-from qualitybridge.store import Store, open_store
+from qualitybridge.store import Store, open_store, store_location
 from qualitybridge.store.audit_log import AuditLogStore
 
 __all__ = ["QualityBridgeApp", "accounts_from_store"]
@@ -45,6 +49,52 @@ _log = logging.getLogger(__name__)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _listening(opcua: OpcUaFace) -> bool:
+    """Whether the OPC UA listener accepts connections (asyncua keeps its asyncio server as bserver._server)."""
+    listener = getattr(opcua.server.bserver, "_server", None)
+    return listener is not None and bool(listener.is_serving())
+
+
+def _live_counts(opcua: OpcUaFace) -> dict[str, int]:
+    subscriptions = list(opcua.server.iserver.subscription_service.subscriptions.values())
+    return {
+        "Sessions": len(opcua.security.hooks.open_sessions()),
+        "Subscriptions": len(subscriptions),
+        # asyncua 2.1 has no public count of monitored items (server/limits reads the same dict).
+        "Monitored items": sum(len(s.monitored_item_srv._monitored_items) for s in subscriptions),
+    }
+
+
+def _operations_endpoint(
+    config: QualityBridgeConfig, store: Store, opcua: OpcUaFace, metrics: OperationsMetrics, build: BuildIdentity
+) -> OperationsEndpoint:
+    settings = config.operations
+    for name, label in (
+        ("qualitybridge_opcua_sessions", "Sessions"),
+        ("qualitybridge_opcua_subscriptions", "Subscriptions"),
+        ("qualitybridge_opcua_monitored_items", "Monitored items"),
+    ):
+        metrics.gauge(name, f"OPC UA {label.lower()} open now", lambda label=label: _live_counts(opcua)[label])  # type: ignore[misc]
+    readiness = Readiness(
+        store_ping=store.ping,
+        store_name=store_location(config.store_url),
+        endpoint_open=lambda: _listening(opcua),
+        endpoint_url=config.server.endpoint_url(),
+        sync_age=metrics.sync_age_seconds,
+        max_sync_age=settings.max_sync_age_seconds,
+        store_timeout=settings.store_timeout_seconds,
+    )
+
+    async def page(checks: list[Check]) -> str:
+        return render_status_page(
+            build, config.server.endpoint_url(), checks, metrics.health, lambda: _live_counts(opcua)
+        )
+
+    return OperationsEndpoint(
+        settings.host, settings.port, readiness=readiness, registry=metrics.registry, status_page=page
+    )
 
 
 @dataclass
@@ -61,6 +111,8 @@ class QualityBridgeApp:
     opcua: OpcUaFace
     publisher: OpcUaPublisher
     security_jobs: SecurityJobs
+    metrics: OperationsMetrics
+    operations: OperationsEndpoint | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,6 +134,8 @@ class QualityBridgeApp:
         if erp is None:
             erp = erp_client_for(config.erp)
         events = EventBus()
+        build = installed_build()
+        metrics = OperationsMetrics(build, clock=clock)
         master_data = MasterData()
         diagnostics = Diagnostics(events=events)
         reporting = ReportingService(
@@ -113,6 +167,7 @@ class QualityBridgeApp:
             max_attempts=config.erp.relay_max_attempts,
             backoff_max_seconds=config.erp.relay_backoff_max_seconds,
             clock=clock,
+            events=events,
         )
         # Audit entries are recorded from the first session on and written in batches off the report path.
         audit = AuditTrail(AuditLogStore(store.engine), flush_interval=config.audit.flush_interval_seconds)
@@ -122,8 +177,9 @@ class QualityBridgeApp:
             accounts_from_store(await store.users()),
             security_options=security_options(config, audit),
             limits=config.limits,
+            build=build,
         )
-        link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
+        link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor, events)
         publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
@@ -132,7 +188,8 @@ class QualityBridgeApp:
 
         for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised):
             events.subscribe(owed_to_erp, wake_relay)
-        for extra in (publisher, *publishers):
+        shown_by: tuple[Publisher, ...] = (publisher, metrics, *publishers)
+        for extra in shown_by:
             events.add_publisher(extra)
         return cls(
             config=config,
@@ -147,6 +204,10 @@ class QualityBridgeApp:
             opcua=opcua,
             publisher=publisher,
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
+            metrics=metrics,
+            operations=(
+                _operations_endpoint(config, store, opcua, metrics, build) if config.operations.enabled else None
+            ),
         )
 
     @property
@@ -154,6 +215,8 @@ class QualityBridgeApp:
         return self.shop_floor.reporting
 
     async def start(self) -> None:
+        if self.operations is not None:
+            await self.operations.start()  # /healthz answers while the rest starts; /readyz says what is missing
         await self.opcua.server.start()
         await self.publisher.start()
         await self.sync.load_from_store()
@@ -192,7 +255,13 @@ class QualityBridgeApp:
     def endpoint_url(self) -> str:
         return self.config.server.endpoint_url()
 
+    @property
+    def operations_url(self) -> str | None:
+        return self.operations.url if self.operations is not None else None
+
     async def stop(self) -> None:
+        if self.operations is not None:
+            await self.operations.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         for task in self._tasks:

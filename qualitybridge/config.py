@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "ErpSettings",
     "LimitsSettings",
+    "OperationsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
     "ServerSettings",
@@ -251,6 +252,24 @@ class ReportingSettings(_Section):
     )
 
 
+class OperationsSettings(_Section):
+    """The HTTP operations endpoint: /healthz, /readyz, /metrics and a status page (docs/operations.md)."""
+
+    enabled: bool = Field(default=False, description="Serve the operations endpoint")
+    host: str = Field(
+        default="127.0.0.1", description="Interface it listens on; loopback unless a monitoring host must reach it"
+    )
+    port: int = Field(default=9840, ge=0, le=65535, description="HTTP port (0 = any free port, logged at start)")
+    max_sync_age_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="/readyz reports not ready when the last successful ERP sync is older than this",
+    )
+    store_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="/readyz reports not ready when the store does not answer within this"
+    )
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
@@ -261,6 +280,7 @@ class QualityBridgeConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @field_validator("log_level")
     @classmethod

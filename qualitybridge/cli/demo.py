@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qualitybridge.app import QualityBridgeApp
 from qualitybridge.cli.common import install_stop_signals, setup_logging
-from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings
+from qualitybridge.config import ErpSettings, OperationsSettings, QualityBridgeConfig, ServerSettings
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
 from qualitybridge.store import Store, StoredUser
@@ -87,11 +87,14 @@ def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path
     return cert_path, key_path
 
 
-def demo_config(data_dir: Path, port: int, erp_port: int, host: str) -> QualityBridgeConfig:
+def demo_config(
+    data_dir: Path, port: int, erp_port: int, host: str, operations_port: int = 9840
+) -> QualityBridgeConfig:
     return QualityBridgeConfig(
         data_dir=data_dir.resolve(),
         server=ServerSettings(host=host, port=port),
         erp=ErpSettings(base_url=f"http://127.0.0.1:{erp_port}", sync_interval_seconds=5, relay_interval_seconds=1),
+        operations=OperationsSettings(enabled=True, port=operations_port, max_sync_age_seconds=30),
     )
 
 
@@ -107,6 +110,7 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
         *[f"    {u.name:<10} {u.role:<16} {u.password}" for u in users],
         f"  Trusted client    certificate {client[0]}, key {client[1]}, ApplicationUri {DEMO_CLIENT_URI}",
         f"  ERP simulator     {erp_url}  (orders /api/v1/orders, received results /results, API /openapi.json)",
+        f"  Operations        {app.operations_url}  (status page; /healthz, /readyz, /metrics)",
         "  UaExpert          add the endpoint above, pick Basic256Sha256 - SignAndEncrypt, log in as a demo user;",
         "                    the first attempt is refused: trust UaExpert's certificate with",
         f"                    qualitybridge pki trust <thumbprint> --data-dir {app.config.data_dir}",
@@ -117,7 +121,13 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
     return "\n".join(lines)
 
 
-async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+async def run_demo(
+    data_dir: Path,
+    port: int,
+    erp_port: int,
+    host: str = "0.0.0.0",  # noqa: S104
+    operations_port: int = 9840,
+) -> None:
     from qualitybridge.simulator.app import serve as serve_simulator
 
     started = asyncio.Event()
@@ -127,7 +137,7 @@ async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.
     if simulator.done():
         starting.cancel()
         simulator.result()  # raises why the simulator could not start (e.g. port in use)
-    config = demo_config(data_dir, port, erp_port, host)
+    config = demo_config(data_dir, port, erp_port, host, operations_port)
     app = await QualityBridgeApp.create(config)
     try:
         users = await ensure_demo_users(app.store, config.data_dir)
@@ -155,6 +165,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.add_argument("--port", type=int, default=4840, help="OPC UA port; endpoint opc.tcp://<host>:N/qualitybridge")
     demo.add_argument("--erp-port", type=int, default=8080, help="HTTP port of the ERP simulator (default 8080)")
     demo.add_argument("--host", default="0.0.0.0", help="interface the OPC UA server listens on")  # noqa: S104
+    demo.add_argument(
+        "--operations-port", type=int, default=9840, help="HTTP port of the operations endpoint on 127.0.0.1"
+    )
     demo.set_defaults(run=run)
 
 
@@ -167,7 +180,9 @@ def run(arguments: argparse.Namespace) -> int:
 async def _demo_until_stopped(arguments: argparse.Namespace) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
-    demo = asyncio.create_task(run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host))
+    demo = asyncio.create_task(
+        run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host, arguments.operations_port)
+    )
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({demo, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()

@@ -42,6 +42,8 @@ async def _serve(config: QualityBridgeConfig) -> None:
     try:
         await app.start()
         print(f"QualityBridge ready: {app.endpoint_url}", flush=True)  # noqa: T201 - scripts wait for this line
+        if app.operations_url:
+            print(f"Operations endpoint: {app.operations_url}", flush=True)  # noqa: T201
         stop = asyncio.Event()
         install_stop_signals(stop)
         await stop.wait()

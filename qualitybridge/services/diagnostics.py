@@ -19,6 +19,7 @@ class Diagnostics:
     last_sync_error: str = ""
     outbox_depth: int = 0
     outbox_dead_letters: int = 0
+    outbox_oldest_at: datetime | None = None
     events: EventBus = field(default_factory=EventBus, repr=False)
 
     async def changed(self) -> None:
@@ -31,5 +32,6 @@ class Diagnostics:
                 last_sync_error=self.last_sync_error,
                 outbox_depth=self.outbox_depth,
                 outbox_dead_letters=self.outbox_dead_letters,
+                outbox_oldest_at=self.outbox_oldest_at,
             )
         )

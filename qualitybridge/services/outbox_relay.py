@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from qualitybridge.domain.events import PostingAttempted
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable
 from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.store import Store
 
 __all__ = ["OutboxRelay", "RelayRound"]
@@ -45,7 +47,9 @@ class OutboxRelay:
         gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        self._events = events or EventBus()
         self._store = store
         self._erp = erp
         self._diagnostics = diagnostics
@@ -91,6 +95,7 @@ class OutboxRelay:
             counts = await self._store.outbox_counts()
             self._diagnostics.outbox_depth = counts.pending
             self._diagnostics.outbox_dead_letters = counts.dead
+            self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
             await self._diagnostics.changed()
             return outcome
 
@@ -118,6 +123,7 @@ class OutboxRelay:
                 attempts = entry.attempts + 1
                 give_up = attempts >= self._max_attempts
                 await self._store.mark_failed(entry.seq, str(exc), now + self.backoff(attempts), dead=give_up)
+                await self._events.publish(PostingAttempted(entry.kind, "dead" if give_up else "retry"))
                 if give_up:
                     dead += 1
                     _log.error("posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, exc)
@@ -129,10 +135,12 @@ class OutboxRelay:
                 break
             except ErpRejected as exc:
                 await self._store.mark_failed(entry.seq, str(exc), now, dead=True)
+                await self._events.publish(PostingAttempted(entry.kind, "dead"))
                 dead += 1
                 _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, exc)
             else:
                 delivered.append((entry.seq, document))
+                await self._events.publish(PostingAttempted(entry.kind, "sent"))
         sent = len(delivered)
         if sent or retried or dead:
             _log.info("outbox relay: %d sent, %d to retry, %d dead-lettered", sent, retried, dead)

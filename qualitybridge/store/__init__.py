@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from qualitybridge.store.database import create_engine, migrate
+from qualitybridge.store.database import create_engine, migrate, store_location
 from qualitybridge.store.repository import OutboxCounts, Store, StoredUser
 
-__all__ = ["OutboxCounts", "Store", "StoredUser", "create_engine", "migrate", "open_store"]
+__all__ = ["OutboxCounts", "Store", "StoredUser", "create_engine", "migrate", "open_store", "store_location"]
 
 
 async def open_store(url: str, *, sqlite_synchronous: str = "FULL", engine: AsyncEngine | None = None) -> Store:

@@ -9,10 +9,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "migrate"]
+__all__ = ["create_engine", "migrate", "store_location"]
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+def store_location(url: str) -> str:
+    """The store as messages name it: the SQLite file, or PostgreSQL's host, port, database and user (never the
+    password)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}"
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+    return f"PostgreSQL at {where}" + (f" as {parsed.username}" if parsed.username else "")
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
