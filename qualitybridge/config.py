@@ -273,6 +273,7 @@ class OperationsSettings(_Section):
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
+    log_format: str = Field(default="text", description="text (one line per entry) or json (one object per line)")
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     erp: ErpSettings = Field(default_factory=ErpSettings)
@@ -288,6 +289,13 @@ class QualityBridgeConfig(_Section):
         if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, log_format: str) -> str:
+        if log_format.lower() not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return log_format.lower()
 
     @property
     def store_url(self) -> str:

@@ -6,18 +6,71 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from qualitybridge.config import QualityBridgeConfig, load_config
+from qualitybridge.server.security.refusal_logging import DuplicateRefusalFilter
 
-__all__ = ["add_target", "config_for_admin", "install_stop_signals", "setup_logging"]
+__all__ = [
+    "BUSINESS_KEYS",
+    "JsonLogFormatter",
+    "add_target",
+    "config_for_admin",
+    "install_stop_signals",
+    "setup_logging",
+]
+
+# Attributes a log call may add with `extra=`; the JSON format carries them as fields of their own, so that a log
+# search can filter by order or user without parsing the message.
+BUSINESS_KEYS = (
+    "order_no",
+    "operation_no",
+    "characteristic_id",
+    "equipment_id",
+    "result_id",
+    "idempotency_key",
+    "method",
+    "status",
+    "user",
+    "client_address",
+    "client_thumbprint",
+)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: timestamp (UTC, ISO 8601), level, logger, message, and business keys present."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in BUSINESS_KEYS:
+            value = record.__dict__.get(key)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    # A refused login or certificate is one WARNING line from QualityBridge, not also an asyncua ERROR.
+    handler.addFilter(DuplicateRefusalFilter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     # Libraries that log every request or start-up step at INFO would drown the bridge's own messages.
     for noisy in ("apscheduler", "httpx", "alembic"):

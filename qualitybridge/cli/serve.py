@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(arguments: argparse.Namespace) -> int:
     config = load_config(arguments.config)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     asyncio.run(_serve(config))
     return 0
 

@@ -126,10 +126,22 @@ class OutboxRelay:
                 await self._events.publish(PostingAttempted(entry.kind, "dead" if give_up else "retry"))
                 if give_up:
                     dead += 1
-                    _log.error("posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, exc)
+                    _log.error(
+                        "posting %s dead-lettered after %d attempts: %s",
+                        entry.idempotency_key,
+                        attempts,
+                        exc,
+                        extra={"idempotency_key": entry.idempotency_key, "order_no": entry.order_no},
+                    )
                 else:
                     retried += 1
-                    _log.warning("posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, exc)
+                    _log.warning(
+                        "posting %s failed (attempt %d), will retry: %s",
+                        entry.idempotency_key,
+                        attempts,
+                        exc,
+                        extra={"idempotency_key": entry.idempotency_key, "order_no": entry.order_no},
+                    )
                 waiting_orders.add(entry.order_no)
                 # The ERP is struggling: stop this round instead of hammering it with the rest.
                 break
@@ -137,7 +149,12 @@ class OutboxRelay:
                 await self._store.mark_failed(entry.seq, str(exc), now, dead=True)
                 await self._events.publish(PostingAttempted(entry.kind, "dead"))
                 dead += 1
-                _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, exc)
+                _log.error(
+                    "posting %s refused by the ERP, dead-lettered: %s",
+                    entry.idempotency_key,
+                    exc,
+                    extra={"idempotency_key": entry.idempotency_key, "order_no": entry.order_no},
+                )
             else:
                 delivered.append((entry.seq, document))
                 await self._events.publish(PostingAttempted(entry.kind, "sent"))
