@@ -8,11 +8,12 @@ configuration, so a test can run the whole bridge against fakes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -39,7 +40,7 @@ from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.services.reporting import ReportingService
 from qualitybridge.services.spc_alarms import SpcAlarmService
-from qualitybridge.store import Store, open_store, store_location
+from qualitybridge.store import Store, open_store_waiting, store_location
 from qualitybridge.store.audit_log import AuditLogStore
 
 __all__ = ["QualityBridgeApp", "accounts_from_store"]
@@ -97,6 +98,25 @@ def _operations_endpoint(
     )
 
 
+class _StoppableScheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """apscheduler cancels running jobs at shutdown and logs each CancelledError with a traceback; a job cancelled
+    because the server stops has nothing to report."""
+
+    def add_job(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if asyncio.iscoroutinefunction(func):
+            job = func
+
+            @functools.wraps(job)
+            async def until_stopped(*job_args: Any, **job_kwargs: Any) -> Any:
+                try:
+                    return await job(*job_args, **job_kwargs)
+                except asyncio.CancelledError:
+                    return None
+
+            func = until_stopped
+        return super().add_job(func, *args, **kwargs)
+
+
 @dataclass
 class QualityBridgeApp:
     config: QualityBridgeConfig
@@ -113,7 +133,7 @@ class QualityBridgeApp:
     security_jobs: SecurityJobs
     metrics: OperationsMetrics
     operations: OperationsEndpoint | None = None
-    _scheduler: AsyncIOScheduler | None = None
+    _scheduler: _StoppableScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -130,7 +150,11 @@ class QualityBridgeApp:
         """Build every part; the slots given are used as they are, the others come from `config`."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         if store is None:
-            store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+            store = await open_store_waiting(
+                config.store_url,
+                sqlite_synchronous=config.store.sqlite_synchronous,
+                wait_seconds=config.store.connect_wait_seconds,
+            )
         if erp is None:
             erp = erp_client_for(config.erp)
         events = EventBus()
@@ -226,7 +250,7 @@ class QualityBridgeApp:
         # server then serves the last known data and the scheduled syncs catch up.
         await self.sync.run_once()
 
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler = _StoppableScheduler(timezone=UTC)
         self._scheduler.add_job(
             self.sync.run_once,
             "interval",
@@ -260,15 +284,29 @@ class QualityBridgeApp:
         return self.operations.url if self.operations is not None else None
 
     async def stop(self) -> None:
+        """Stop whatever is running; safe after a start that was interrupted at any point."""
         if self.operations is not None:
-            await self.operations.stop()
-        if self._scheduler is not None:
+            await self._stop_step("operations endpoint", self.operations.stop())
+        if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.opcua.server.stop()
-        await self.security_jobs.stop()
-        await self.erp.aclose()
-        await self.store.aclose()
+        # The relay ends its round and leaves; cancelling it outright can be lost in asyncio.wait_for (Python
+        # 3.11) when its wake-up comes at the same moment, and the stop would wait forever.
+        self.relay.stop_soon()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        if self.opcua.server.bserver is not None:
+            await self._stop_step("OPC UA server", self.opcua.server.stop())
+        await self._stop_step("security jobs", self.security_jobs.stop())
+        await self._stop_step("ERP client", self.erp.aclose())
+        await self._stop_step("store", self.store.aclose())
+
+    @staticmethod
+    async def _stop_step(what: str, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:  # stopping goes on: the other parts still need to close
+            _log.warning("stopping the %s failed: %s", what, exc)

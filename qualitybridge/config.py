@@ -67,6 +67,12 @@ class StoreSettings(_Section):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite PRAGMA synchronous: FULL survives power loss, NORMAL only process crashes"
     )
+    connect_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="At start, how long to wait for a store that is not reachable yet (retried every 2 s)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -334,6 +340,10 @@ def load_config(path: Path) -> QualityBridgeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -85,6 +85,7 @@ def test_shipped_configurations_are_valid(shipped: str) -> None:
 
 
 def test_users_add_list_and_refuse_a_short_password(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()  # admin commands refuse a data folder that does not exist
     data = str(tmp_path / "data")
     assert (
         qualitybridge(

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from qualitybridge.cli import audit_log, demo, outbox, pki, serve, simulator, users
 from qualitybridge.config import ConfigError
 from qualitybridge.domain.build import installed_build
+from qualitybridge.store import StoreMisconfigured, StoreUnavailable
 
 __all__ = ["main"]
 
@@ -70,9 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         return int(arguments.run(arguments))
-    except ConfigError as exc:
+    except (ConfigError, StoreMisconfigured) as exc:
         print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except StoreUnavailable as exc:
+        print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     except OSError as exc:
         print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
         return 1

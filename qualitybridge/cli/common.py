@@ -6,15 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qualitybridge.config import QualityBridgeConfig, load_config
+from qualitybridge.config import ConfigError, QualityBridgeConfig, load_config
 from qualitybridge.server.security.refusal_logging import DuplicateRefusalFilter
 
 __all__ = [
@@ -92,6 +95,32 @@ def add_target(sub: argparse.ArgumentParser) -> None:
 
 
 def config_for_admin(arguments: argparse.Namespace) -> QualityBridgeConfig:
+    """The deployment an admin command works on. A --data-dir (or the default ./data) must exist: run in the wrong
+    folder, a command would otherwise create an empty deployment and change that instead of the real one."""
     if arguments.config is not None:
         return load_config(arguments.config)
-    return QualityBridgeConfig(data_dir=arguments.data_dir.resolve())
+    data_dir = arguments.data_dir.resolve()
+    if not data_dir.is_dir():
+        raise ConfigError(
+            f"data folder {data_dir} does not exist: pass the server's with --data-dir DIR or --config FILE "
+            "(qualitybridge demo and serve create it)"
+        )
+    return QualityBridgeConfig(data_dir=data_dir)
+
+
+def check_ports_free(ports: Sequence[tuple[str, int, str]], source: str) -> None:
+    """Before anything is created: each (host, port, setting) must be free to listen on, else one line naming it."""
+    for host, port, setting in ports:
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.create_server((host, port), family=family, reuse_port=False):
+                pass
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use (another QualityBridge or service?): "
+                    f"stop it or change {setting} in {source}"
+                ) from None
+            raise ConfigError(f"cannot listen on {host}:{port} ({setting} in {source}): {exc.strerror}") from None

@@ -11,12 +11,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from qualitybridge.app import QualityBridgeApp
-from qualitybridge.cli.common import install_stop_signals, setup_logging
+from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
 from qualitybridge.config import ErpSettings, OperationsSettings, QualityBridgeConfig, ServerSettings
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
@@ -52,6 +53,14 @@ def _read_users_file(path: Path) -> list[DemoUser]:
     return users
 
 
+def _write_secret(path: Path, data: bytes) -> None:
+    """Owner-only from the first byte (a chmod after writing leaves a moment in which others may read)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
 async def ensure_demo_users(store: Store, data_dir: Path) -> list[DemoUser]:
     """Create the demo accounts once; later starts reuse the passwords in demo-users.txt."""
     users_file = data_dir / "demo-users.txt"
@@ -59,12 +68,13 @@ async def ensure_demo_users(store: Store, data_dir: Path) -> list[DemoUser]:
         users = _read_users_file(users_file)
     else:
         users = [DemoUser(name, role.value, secrets.token_urlsafe(9)) for name, role in _DEMO_ACCOUNTS]
-        users_file.write_text(
-            "# QualityBridge demo users: name role password\n"
-            + "".join(f"{u.name} {u.role} {u.password}\n" for u in users),
-            encoding="utf-8",
+        _write_secret(
+            users_file,
+            (
+                "# QualityBridge demo users: name role password\n"
+                + "".join(f"{u.name} {u.role} {u.password}\n" for u in users)
+            ).encode("utf-8"),
         )
-        users_file.chmod(0o600)
     stored = {user.name for user in await store.users()}
     for user in users:
         if user.name not in stored:
@@ -80,8 +90,7 @@ def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path
         folder.mkdir(parents=True, exist_ok=True)
         certificate, key = make_self_signed_certificate(DEMO_CLIENT_URI, "QualityBridge demo client", ["localhost"])
         cert_path.write_bytes(certificate)
-        key_path.write_bytes(key)
-        key_path.chmod(0o600)
+        _write_secret(key_path, key)
     pki.ensure()
     trust_certificate(pki, str(cert_path))
     return cert_path, key_path
@@ -173,6 +182,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(arguments: argparse.Namespace) -> int:
     setup_logging("INFO")
+    check_ports_free(
+        [
+            (arguments.host, arguments.port, "--port"),
+            ("127.0.0.1", arguments.erp_port, "--erp-port"),
+            ("127.0.0.1", arguments.operations_port, "--operations-port"),
+        ],
+        "the demo's command line",
+    )
     asyncio.run(_demo_until_stopped(arguments))
     return 0
 

@@ -63,10 +63,19 @@ class OutboxRelay:
         self._gather_seconds = gather_seconds
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
+        self._stopping = False
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
         self._wake.set()
+
+    def stop_soon(self) -> None:
+        """Let `run_forever` return after the round under way (the app stops)."""
+        self._stopping = True
+        self._wake.set()
+
+    def stop_requested(self) -> bool:
+        return self._stopping
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff with full jitter, capped: spreads retries after an ERP outage."""
@@ -74,9 +83,11 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
-        while True:
+        while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            if self.stop_requested():
+                return
             # Let the postings of a busy moment gather: one round per result cost the report path a third of
             # its database time, while a tenth of a second more latency is nothing against an ERP's.
             await asyncio.sleep(self._gather_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,12 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # The store holds password hashes and the audit log: owner only. SQLite gives its -wal and -shm
+                # files the database file's permissions.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         # One connection: SQLite has one writer at a time anyway, and a second connection that finds the database
         # locked waits in SQLite's busy handler (sleeping, up to seconds under load), which stalled OPC UA sessions
         # long enough for clients to declare the server dead. Waiting for the pooled connection is an asyncio wait.
