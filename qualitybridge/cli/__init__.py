@@ -9,6 +9,7 @@
 | `users`          | `users add|remove|passwd|list`                                   |
 | `audit_log`      | `audit-log`: who did what                                        |
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
+| `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -21,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, demo, outbox, pki, serve, simulator, users
+from qualitybridge.cli import audit_log, client, demo, outbox, pki, serve, simulator, users
 from qualitybridge.config import ConfigError
 from qualitybridge.domain.build import installed_build
 from qualitybridge.store import StoreMisconfigured, StoreUnavailable
@@ -34,6 +35,8 @@ examples:
   qualitybridge demo --data-dir /tmp/qb --port 4841 --erp-port 8091
   qualitybridge serve --config /etc/qualitybridge/qualitybridge.toml
   qualitybridge simulator --port 8080                 the reference ERP/QMS on its own
+  qualitybridge client browse                         the demo's address space, as its observer
+  qualitybridge client report-measurement OrderNumber=1000418 ...   one measurement, as the demo's machine
   qualitybridge pki list --data-dir ./data            trusted and rejected client certificates
   qualitybridge pki trust <thumbprint|file> --data-dir ./data
   qualitybridge pki install-own plant-signed.pem key.pem --config qualitybridge.toml
@@ -44,7 +47,7 @@ examples:
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox)
 
 
 def _identity() -> str:

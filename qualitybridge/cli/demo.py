@@ -13,6 +13,8 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +109,51 @@ def demo_config(
     )
 
 
+def command_name() -> str:
+    """How to run `qualitybridge` from here: the bare name when it is on PATH, else the venv's script."""
+    script = Path(sys.executable).parent / "qualitybridge"
+    if not script.exists() or shutil.which("qualitybridge") == str(script):
+        return "qualitybridge"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def example_report(app: QualityBridgeApp) -> str:
+    """A report-measurement the demo data accepts now: a running order's characteristic, a fitting valid gauge."""
+    from qualitybridge.domain.model import CalibrationStatus, OrderState
+
+    for order in app.master_data.orders:
+        if order.state is not OrderState.RUNNING:
+            continue
+        for operation in order.operations:
+            for characteristic in operation.characteristics:
+                gauge = next(
+                    (
+                        g.equipment_id
+                        for g in app.master_data.equipment
+                        if g.calibration_status is CalibrationStatus.VALID
+                        and (not characteristic.gauge_type or g.equipment_type == characteristic.gauge_type)
+                    ),
+                    None,
+                )
+                if gauge is not None:
+                    return (
+                        f"OrderNumber={order.order_no} OperationNumber={operation.operation_no} "
+                        f"CharacteristicId={characteristic.characteristic_id} Value={characteristic.nominal} "
+                        f"EquipmentId={gauge} PartSerial=SN-0001"
+                    )
+    return "OrderNumber=... (run without arguments to list them)"
+
+
 def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str) -> str:
     settings = app.config.server
+    command = command_name()
+    target = ""
+    if settings.port != 4840:
+        target += f" --endpoint {settings.endpoint_url('127.0.0.1')}"
+    if app.config.data_dir != Path("data").resolve():
+        target += f" --data-dir {app.config.data_dir}"
     lines = [
         "",
         "QualityBridge demo is running.",
@@ -120,10 +165,14 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
         f"  Trusted client    certificate {client[0]}, key {client[1]}, ApplicationUri {DEMO_CLIENT_URI}",
         f"  ERP simulator     {erp_url}  (orders /api/v1/orders, received results /results, API /openapi.json)",
         f"  Operations        {app.operations_url}  (status page; /healthz, /readyz, /metrics)",
+        f"  Try it            {command} client browse{target}",
+        f"                    {command} client report-measurement{target} \\",
+        f"                        {example_report(app)}",
+        f"                    then see it at {erp_url}/results",
         "  UaExpert          add the endpoint above, pick Basic256Sha256 - SignAndEncrypt, log in as a demo user;",
         "                    the first attempt is refused: trust UaExpert's certificate with",
-        f"                    qualitybridge pki trust <thumbprint> --data-dir {app.config.data_dir}",
-        "                    (qualitybridge pki list shows it under rejected), then connect again.",
+        f"                    {command} pki trust <thumbprint> --data-dir {app.config.data_dir}",
+        f"                    ({command} pki list shows it under rejected), then connect again.",
         "  Stop              Ctrl+C",
         "",
     ]
