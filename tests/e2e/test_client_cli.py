@@ -153,3 +153,18 @@ def test_a_wrong_password_is_one_line_naming_the_fix(demo: Demo) -> None:
     assert completed.returncode == 2
     assert "refused 'observer'" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_the_readme_snippet_runs_as_a_script(demo: Demo, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "report.py"
+    # The README's endpoint is the demo's default port; this demo runs on a free one.
+    script.write_text(snippet.replace("opc.tcp://localhost:4840/qualitybridge", demo.endpoint), encoding="utf-8")
+    completed = subprocess.run(
+        [sys.executable, str(script)], cwd=demo.data_dir.parent, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    result_id, evaluation = completed.stdout.split()
+    assert result_id
+    assert evaluation in ("1", "2")
