@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -146,6 +149,17 @@ async def test_metrics_count_what_the_test_did(deployment: Deployment) -> None:
     assert "QualityBridge 0.1.0" in page.text
     assert "ReportMeasurement" in page.text
     assert "BadNotFound" in page.text
+
+
+def test_the_compose_healthcheck_command_passes_when_ready(deployment: Deployment) -> None:
+    compose = (Path(__file__).resolve().parents[2] / "docker" / "compose.yaml").read_text(encoding="utf-8")
+    command = re.search(r'- "(import urllib\.request;[^"]+)"', compose)
+    assert command, "compose.yaml's healthcheck is a python -c one-liner"
+    port = base_url(deployment).rsplit(":", 1)[1]
+    probe = command.group(1).replace("127.0.0.1:9840", f"127.0.0.1:{port}")
+    wait_for(lambda: ready(base_url(deployment))[0], 10, "ready")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30, check=False)
+    assert completed.returncode == 0, completed.stderr
 
 
 def test_readyz_goes_unready_while_the_erp_is_down_and_ready_after(deployment: Deployment) -> None:
