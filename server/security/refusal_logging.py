@@ -1,10 +1,11 @@
-"""A refused login or client certificate is logged once, at WARNING, by QualityBridge.
+"""A refused login or client certificate (or a request the role may not make) is logged once, at WARNING, by
+QualityBridge.
 
 asyncua answers the refusal with a ServiceFault and logs ``sending service fault response: … (BadUserAccessDenied)``
 at ERROR from ``asyncua.server.uaprocessor`` — a second line for the same event, at a level that pages someone
 for a mistyped password. `DuplicateRefusalFilter` drops exactly that line, and only when QualityBridge has logged
-its own "Refused …" WARNING for the same request just before (same asyncio task, within a few seconds); every
-other asyncua error stays.
+its own "Refused …" or "Denied …" WARNING for the same request just before (same asyncio task, within a few
+seconds); every other asyncua error stays.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class DuplicateRefusalFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("qualitybridge.") and record.levelno == logging.WARNING:
-            if isinstance(record.msg, str) and record.msg.startswith("Refused"):
+            if isinstance(record.msg, str) and record.msg.startswith(("Refused", "Denied")):
                 _refusal_logged_at.set(time.monotonic())
             return True
         if record.name != _ASYNCUA_LOGGER or record.msg != _ASYNCUA_MESSAGE:

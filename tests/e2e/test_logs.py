@@ -87,6 +87,20 @@ async def test_an_untrusted_client_certificate_is_exactly_one_warning_line(
     assert entry["message"].startswith("Refused client certificate")
 
 
+async def test_a_call_the_role_may_not_make_is_exactly_one_warning_line(deployment: Deployment) -> None:
+    async with deployment.session("observer") as client:
+        idx = await client.get_namespace_index("https://qualitybridge.dev/UA/")
+        before = len(log_lines(deployment))
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await client.get_node(ua.NodeId("QualityBridge", idx)).call_method(
+                ua.NodeId("QualityBridge.StartOrder", idx), "1000418"
+            )
+        await asyncio.sleep(1.0)
+        new = log_lines(deployment)[before:]
+    assert len(new) == 1, "\n".join(new)
+    assert entries(new)[0]["level"] == "WARNING"
+
+
 async def test_a_refused_report_carries_its_business_keys(deployment: Deployment) -> None:
     from datetime import UTC, datetime
 
