@@ -68,6 +68,10 @@ def _live_counts(opcua: OpcUaFace) -> dict[str, int]:
     }
 
 
+def _live_count(opcua: OpcUaFace, label: str) -> Callable[[], float]:
+    return lambda: _live_counts(opcua)[label]
+
+
 def _operations_endpoint(
     config: QualityBridgeConfig, store: Store, opcua: OpcUaFace, metrics: OperationsMetrics, build: BuildIdentity
 ) -> OperationsEndpoint:
@@ -77,7 +81,7 @@ def _operations_endpoint(
         ("qualitybridge_opcua_subscriptions", "Subscriptions"),
         ("qualitybridge_opcua_monitored_items", "Monitored items"),
     ):
-        metrics.gauge(name, f"OPC UA {label.lower()} open now", lambda label=label: _live_counts(opcua)[label])  # type: ignore[misc]
+        metrics.gauge(name, f"OPC UA {label.lower()} open now", _live_count(opcua, label))
     readiness = Readiness(
         store_ping=store.ping,
         store_name=store_location(config.store_url),
@@ -159,7 +163,7 @@ class QualityBridgeApp:
             erp = erp_client_for(config.erp)
         events = EventBus()
         build = installed_build()
-        metrics = OperationsMetrics(build, clock=clock)
+        metrics = OperationsMetrics(build)  # ages against the wall clock, as ErpSync stamps its syncs
         master_data = MasterData()
         diagnostics = Diagnostics(events=events)
         reporting = ReportingService(

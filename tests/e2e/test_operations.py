@@ -134,7 +134,7 @@ async def test_metrics_count_what_the_test_did(deployment: Deployment) -> None:
         during = samples(base)
         assert during[("qualitybridge_opcua_sessions", ())] >= 1
     after = wait_for(
-        lambda: (s := samples(base))[sent] - before.get(sent, 0) >= 3 and s, 10, "three postings sent to the ERP"
+        lambda: (s := samples(base)).get(sent, 0) - before.get(sent, 0) >= 3 and s, 10, "three postings sent to the ERP"
     )
     assert after[accepted] - before.get(accepted, 0) == 3
     assert after[refused] - before.get(refused, 0) == 1
