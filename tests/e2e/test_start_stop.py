@@ -103,14 +103,21 @@ def test_store_not_up_is_retried_naming_the_store_then_one_line(tmp_path: Path) 
 
 
 @pytest.mark.postgres
-def test_database_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("missing", ["database", "user"])
+def test_database_or_user_that_does_not_exist_is_one_line(tmp_path: Path, missing: str) -> None:
     if not POSTGRES_URL:
         pytest.skip("needs QB_TEST_POSTGRES_URL")
-    missing = POSTGRES_URL.rsplit("/", 1)[0] + "/qb_no_such_database"
-    config = write_config(tmp_path, f'[server]\nhost = "127.0.0.1"\nport = {free_port()}\n[store]\nurl = "{missing}"\n')
+    head, database = POSTGRES_URL.rsplit("/", 1)
+    if missing == "database":
+        url, expected = f"{head}/qb_no_such_database", "database 'qb_no_such_database' does not exist"
+    else:
+        scheme, address = head.split("://", 1)
+        url = f"{scheme}://qb_no_such_user@{address.rsplit('@', 1)[-1]}/{database}"
+        expected = "refused the login"
+    config = write_config(tmp_path, f'[server]\nhost = "127.0.0.1"\nport = {free_port()}\n[store]\nurl = "{url}"\n')
     completed = qualitybridge("serve", "--config", str(config))
     assert completed.returncode == 2
-    assert "database 'qb_no_such_database' does not exist" in one_line(completed)
+    assert expected in one_line(completed)
 
 
 def test_admin_command_refuses_a_data_folder_that_does_not_exist(tmp_path: Path) -> None:
