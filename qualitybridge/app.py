@@ -58,22 +58,35 @@ def _listening(opcua: OpcUaFace) -> bool:
     return listener is not None and bool(listener.is_serving())
 
 
-def _live_counts(opcua: OpcUaFace) -> dict[str, int]:
-    subscriptions = list(opcua.server.iserver.subscription_service.subscriptions.values())
+@dataclass
+class _Built:
+    """The parts the operations endpoint reports on, filled in as `create` builds them (it starts before them)."""
+
+    store: Store | None = None
+    opcua: OpcUaFace | None = None
+
+
+_NO_COUNTS = {"Sessions": 0, "Subscriptions": 0, "Monitored items": 0}
+
+
+def _live_counts(built: _Built) -> dict[str, int]:
+    if built.opcua is None:
+        return dict(_NO_COUNTS)
+    subscriptions = list(built.opcua.server.iserver.subscription_service.subscriptions.values())
     return {
-        "Sessions": len(opcua.security.hooks.open_sessions()),
+        "Sessions": len(built.opcua.security.hooks.open_sessions()),
         "Subscriptions": len(subscriptions),
         # asyncua 2.1 has no public count of monitored items (server/limits reads the same dict).
         "Monitored items": sum(len(s.monitored_item_srv._monitored_items) for s in subscriptions),
     }
 
 
-def _live_count(opcua: OpcUaFace, label: str) -> Callable[[], float]:
-    return lambda: _live_counts(opcua)[label]
+def _live_count(built: _Built, label: str) -> Callable[[], float]:
+    return lambda: _live_counts(built)[label]
 
 
 def _operations_endpoint(
-    config: QualityBridgeConfig, store: Store, opcua: OpcUaFace, metrics: OperationsMetrics, build: BuildIdentity
+    config: QualityBridgeConfig, built: _Built, metrics: OperationsMetrics, build: BuildIdentity
 ) -> OperationsEndpoint:
     settings = config.operations
     for name, label in (
@@ -81,11 +94,17 @@ def _operations_endpoint(
         ("qualitybridge_opcua_subscriptions", "Subscriptions"),
         ("qualitybridge_opcua_monitored_items", "Monitored items"),
     ):
-        metrics.gauge(name, f"OPC UA {label.lower()} open now", _live_count(opcua, label))
+        metrics.gauge(name, f"OPC UA {label.lower()} open now", _live_count(built, label))
+
+    async def store_ping() -> None:
+        if built.store is None:
+            raise RuntimeError("not open yet (waiting for it at start)")
+        await built.store.ping()
+
     readiness = Readiness(
-        store_ping=store.ping,
+        store_ping=store_ping,
         store_name=store_location(config.store_url),
-        endpoint_open=lambda: _listening(opcua),
+        endpoint_open=lambda: built.opcua is not None and _listening(built.opcua),
         endpoint_url=config.server.endpoint_url(),
         sync_age=metrics.sync_age_seconds,
         max_sync_age=settings.max_sync_age_seconds,
@@ -94,7 +113,7 @@ def _operations_endpoint(
 
     async def page(checks: list[Check]) -> str:
         return render_status_page(
-            build, config.server.endpoint_url(), checks, metrics.health, lambda: _live_counts(opcua)
+            build, config.server.endpoint_url(), checks, metrics.health, lambda: _live_counts(built)
         )
 
     return OperationsEndpoint(
@@ -151,8 +170,37 @@ class QualityBridgeApp:
         publishers: Sequence[Publisher] = (),
         clock: Callable[[], datetime] = _utc_now,
     ) -> QualityBridgeApp:
-        """Build every part; the slots given are used as they are, the others come from `config`."""
+        """Build every part; the slots given are used as they are, the others come from `config`.
+
+        With [operations] enabled, the endpoint is served from here on: /healthz answers while the store is waited
+        for and the server is built, and /readyz says what is still missing.
+        """
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        build = installed_build()
+        metrics = OperationsMetrics(build)  # ages against the wall clock, as ErpSync stamps its syncs
+        built = _Built(store=store)
+        operations = _operations_endpoint(config, built, metrics, build) if config.operations.enabled else None
+        if operations is not None:
+            await operations.start()
+        try:
+            return await cls._build(config, built, metrics, operations, erp, publishers, clock)
+        except BaseException:
+            if operations is not None:
+                await operations.stop()
+            raise
+
+    @classmethod
+    async def _build(
+        cls,
+        config: QualityBridgeConfig,
+        built: _Built,
+        metrics: OperationsMetrics,
+        operations: OperationsEndpoint | None,
+        erp: ErpClient | None,
+        publishers: Sequence[Publisher],
+        clock: Callable[[], datetime],
+    ) -> QualityBridgeApp:
+        store = built.store
         if store is None:
             store = await open_store_waiting(
                 config.store_url,
@@ -161,9 +209,8 @@ class QualityBridgeApp:
             )
         if erp is None:
             erp = erp_client_for(config.erp)
+        built.store = store
         events = EventBus()
-        build = installed_build()
-        metrics = OperationsMetrics(build)  # ages against the wall clock, as ErpSync stamps its syncs
         master_data = MasterData()
         diagnostics = Diagnostics(events=events)
         reporting = ReportingService(
@@ -205,8 +252,9 @@ class QualityBridgeApp:
             accounts_from_store(await store.users()),
             security_options=security_options(config, audit),
             limits=config.limits,
-            build=build,
+            build=metrics.build,
         )
+        built.opcua = opcua
         link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor, events)
         publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
 
@@ -233,9 +281,7 @@ class QualityBridgeApp:
             publisher=publisher,
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
             metrics=metrics,
-            operations=(
-                _operations_endpoint(config, store, opcua, metrics, build) if config.operations.enabled else None
-            ),
+            operations=operations,
         )
 
     @property
@@ -243,8 +289,6 @@ class QualityBridgeApp:
         return self.shop_floor.reporting
 
     async def start(self) -> None:
-        if self.operations is not None:
-            await self.operations.start()  # /healthz answers while the rest starts; /readyz says what is missing
         await self.opcua.server.start()
         await self.publisher.start()
         await self.sync.load_from_store()

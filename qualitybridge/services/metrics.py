@@ -55,6 +55,7 @@ class OperationsMetrics:
 
     def __init__(self, build: BuildIdentity, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self._clock = clock
+        self.build = build
         self.health = HealthSnapshot()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -266,3 +267,38 @@ def test_operations_endpoint_is_off_unless_configured_and_on_loopback() -> None:
     settings = QualityBridgeConfig().operations
     assert settings.enabled is False
     assert settings.host == "127.0.0.1"
+
+
+def test_healthz_answers_while_the_store_is_waited_for(tmp_path: Path) -> None:
+    operations_port, nobody_port = free_port(), free_port()
+    config = tmp_path / "qualitybridge.toml"
+    config.write_text(
+        f'data_dir = "data"\n[server]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+        f'[store]\nurl = "postgresql+asyncpg://qb@127.0.0.1:{nobody_port}/plant"\nconnect_wait_seconds = 60\n'
+        f"[operations]\nenabled = true\nport = {operations_port}\n",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qualitybridge", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{operations_port}"
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 30, "/healthz while the store is not up")
+        is_ready, body = ready(base)
+        assert not is_ready
+        assert "not open yet" in body["checks"]["store"]["detail"]
+        assert not body["checks"]["opcua"]["ok"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, stderr = process.communicate(timeout=30)
+    assert "Traceback" not in stderr
