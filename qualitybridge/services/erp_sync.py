@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
-from qualitybridge.domain.events import MasterDataChanged
-from qualitybridge.domain.model import SnapshotChange, SyncFinding
+from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged
+from qualitybridge.domain.model import ErpSnapshot, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpUnavailable
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
@@ -54,6 +55,7 @@ class ErpSync:
         self._diagnostics.sync_findings = findings
 
     async def run_once(self) -> SnapshotChange:
+        started = time.perf_counter()
         try:
             snapshot = await self._erp.fetch_snapshot()
         except ErpUnavailable as exc:
@@ -61,8 +63,15 @@ class ErpSync:
             self._diagnostics.sync_error_count += 1
             self._diagnostics.last_sync_error = str(exc)
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
+            await self._events.publish(ErpSyncFinished(time.perf_counter() - started, error=str(exc) or "unavailable"))
             await self._diagnostics.changed()
             return SnapshotChange()
+        change = await self._sync(snapshot)
+        await self._events.publish(ErpSyncFinished(time.perf_counter() - started))
+        await self._diagnostics.changed()
+        return change
+
+    async def _sync(self, snapshot: ErpSnapshot) -> SnapshotChange:
         change = await self._store.apply_snapshot(snapshot)
         self._record_findings(snapshot.findings)
         if not change.is_empty:
@@ -78,5 +87,4 @@ class ErpSync:
         self._diagnostics.last_sync_time = datetime.now(UTC)
         self._diagnostics.last_sync_succeeded = True
         self._diagnostics.last_sync_error = ""
-        await self._diagnostics.changed()
         return change
