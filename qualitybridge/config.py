@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "ErpSettings",
     "LimitsSettings",
+    "OperationsSettings",
     "QmsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
@@ -79,6 +80,12 @@ class StoreSettings(_Section):
     )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite PRAGMA synchronous: FULL survives power loss, NORMAL only process crashes"
+    )
+    connect_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="At start, how long to wait for a store that is not reachable yet (retried every 2 s)",
     )
 
     @field_validator("url")
@@ -446,9 +453,28 @@ class SpcSettingsSection(_Section):
     characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
 
 
+class OperationsSettings(_Section):
+    """The HTTP operations endpoint: /healthz, /readyz, /metrics and a status page (docs/operations.md)."""
+
+    enabled: bool = Field(default=False, description="Serve the operations endpoint")
+    host: str = Field(
+        default="127.0.0.1", description="Interface it listens on; loopback unless a monitoring host must reach it"
+    )
+    port: int = Field(default=9840, ge=0, le=65535, description="HTTP port (0 = any free port, logged at start)")
+    max_sync_age_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="/readyz reports not ready when the last successful ERP sync is older than this",
+    )
+    store_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="/readyz reports not ready when the store does not answer within this"
+    )
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
+    log_format: str = Field(default="text", description="text (one line per entry) or json (one object per line)")
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     erp: ErpSection = Field(default_factory=ErpSettings)
@@ -458,6 +484,7 @@ class QualityBridgeConfig(_Section):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @field_validator("log_level")
     @classmethod
@@ -465,6 +492,13 @@ class QualityBridgeConfig(_Section):
         if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, log_format: str) -> str:
+        if log_format.lower() not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return log_format.lower()
 
     @property
     def store_url(self) -> str:
@@ -509,6 +543,10 @@ def load_config(path: Path) -> QualityBridgeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -24,6 +24,7 @@ class Diagnostics:
     sync_findings: tuple[SyncFinding, ...] = ()
     # ... and released orders the address space could not show (set by the OPC UA publisher).
     view_findings: tuple[SyncFinding, ...] = ()
+    outbox_oldest_at: datetime | None = None
     events: EventBus = field(default_factory=EventBus, repr=False)
 
     @property
@@ -45,5 +46,6 @@ class Diagnostics:
                 outbox_depth=self.outbox_depth,
                 outbox_dead_letters=self.outbox_dead_letters,
                 sync_findings=self.findings,
+                outbox_oldest_at=self.outbox_oldest_at,
             )
         )

@@ -8,9 +8,10 @@ older `ErpClient.fetch_snapshot` is synced by snapshot, as before.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
-from qualitybridge.domain.events import MasterDataChanged
+from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged
 from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
@@ -100,6 +101,7 @@ class ErpSync:
         self._diagnostics.sync_findings = findings
 
     async def run_once(self) -> SnapshotChange:
+        started = time.perf_counter()
         try:
             change, delta, findings = await self._fetch_and_apply()
         except (ErpUnavailable, ErpRejected) as exc:  # a refused query (4xx) is as much a failed sync as an outage
@@ -107,6 +109,7 @@ class ErpSync:
             self._diagnostics.sync_error_count += 1
             self._diagnostics.last_sync_error = str(exc)
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
+            await self._events.publish(ErpSyncFinished(time.perf_counter() - started, error=str(exc) or "unavailable"))
             await self._diagnostics.changed()
             return SnapshotChange()
         self._record_findings(findings)
@@ -131,5 +134,6 @@ class ErpSync:
         self._diagnostics.last_sync_time = datetime.now(UTC)
         self._diagnostics.last_sync_succeeded = True
         self._diagnostics.last_sync_error = ""
+        await self._events.publish(ErpSyncFinished(time.perf_counter() - started))
         await self._diagnostics.changed()
         return change

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from qualitybridge.domain.events import PostingAttempted
 from qualitybridge.domain.ports import (
     ErpClient,
     ErpRejected,
@@ -29,6 +30,7 @@ from qualitybridge.domain.ports import (
 )
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.store import Store
 
 __all__ = ["OutboxRelay", "RelayRound"]
@@ -58,7 +60,9 @@ class OutboxRelay:
         gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        self._events = events or EventBus()
         self._store = store
         self._erp = erp
         self._diagnostics = diagnostics
@@ -72,10 +76,19 @@ class OutboxRelay:
         self._gather_seconds = gather_seconds
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
+        self._stopping = False
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
         self._wake.set()
+
+    def stop_soon(self) -> None:
+        """Let `run_forever` return after the round under way (the app stops)."""
+        self._stopping = True
+        self._wake.set()
+
+    def stop_requested(self) -> bool:
+        return self._stopping
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff with full jitter, capped: spreads retries after an ERP outage."""
@@ -83,9 +96,11 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
-        while True:
+        while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            if self.stop_requested():
+                return
             # Let the postings of a busy moment gather: one round per result cost the report path a third of
             # its database time, while a tenth of a second more latency is nothing against an ERP's.
             await asyncio.sleep(self._gather_seconds)
@@ -104,6 +119,7 @@ class OutboxRelay:
             counts = await self._store.outbox_counts()
             self._diagnostics.outbox_depth = counts.pending
             self._diagnostics.outbox_dead_letters = counts.dead
+            self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
             await self._diagnostics.changed()
             return outcome
 
@@ -146,6 +162,7 @@ class OutboxRelay:
                     if stopped:
                         _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
                     delivered.append((entry.seq, outcome.document_no))
+                    await self._events.publish(PostingAttempted(entry.kind, "sent"))
                     continue
                 if stopped or not outcome.attempted:
                     stopped = True
@@ -191,17 +208,24 @@ class OutboxRelay:
 
     async def _failed(self, entry: OutboxEntry, error: ErpUnavailable | ErpRejected, now: datetime) -> tuple[int, int]:
         """Record one failed delivery; answers (retried, dead) counts."""
+        keys = {"idempotency_key": entry.idempotency_key, "order_no": entry.order_no}
         if isinstance(error, ErpRejected):
             await self._store.mark_failed(entry.seq, str(error), now, dead=True)
-            _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, error)
+            await self._events.publish(PostingAttempted(entry.kind, "dead"))
+            _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, error, extra=keys)
             return 0, 1
         attempts = entry.attempts + 1
         give_up = attempts >= self._max_attempts
         await self._store.mark_failed(entry.seq, str(error), now + self.backoff(attempts), dead=give_up)
+        await self._events.publish(PostingAttempted(entry.kind, "dead" if give_up else "retry"))
         if give_up:
-            _log.error("posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, error)
+            _log.error(
+                "posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, error, extra=keys
+            )
             return 0, 1
-        _log.warning("posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, error)
+        _log.warning(
+            "posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, error, extra=keys
+        )
         return 1, 0
 
     @staticmethod

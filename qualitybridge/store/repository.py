@@ -48,6 +48,7 @@ def _aware(moment: datetime) -> datetime:
 class OutboxCounts:
     pending: int
     dead: int
+    oldest_pending_at: datetime | None = None  # when the oldest undelivered posting was accepted
 
 
 @dataclass(frozen=True)
@@ -436,14 +437,22 @@ class Store(ShopFloorRecords, OutboxAdministration):
     async def outbox_counts(self) -> OutboxCounts:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(tables.outbox.c.state, func.count())
+                select(tables.outbox.c.state, func.count(), func.min(tables.outbox.c.created_at))
                 .where(tables.outbox.c.state != OutboxState.SENT.value)
                 .group_by(tables.outbox.c.state)
             )
-            counts = {str(state): int(count) for state, count in rows}
+            counts = {str(state): (int(count), oldest) for state, count, oldest in rows}
+        pending, oldest = counts.get(OutboxState.PENDING.value, (0, None))
         return OutboxCounts(
-            pending=counts.get(OutboxState.PENDING.value, 0), dead=counts.get(OutboxState.DEAD.value, 0)
+            pending=pending,
+            dead=counts.get(OutboxState.DEAD.value, (0, None))[0],
+            oldest_pending_at=_aware(oldest) if oldest is not None else None,
         )
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises when it cannot be reached (the readiness check)."""
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
 
     # ---- users ------------------------------------------------------------------------------------
 
