@@ -1,9 +1,10 @@
 """Fakes shared by the tests: an in-memory store for the service rules, clocks, and a publisher that records.
 
 `FakeStore` implements the store methods the shop-floor services call (ReportingService, ConfirmationService,
-SpcAlarmService, OrderControl) with the real store's answers: a repeated client id gets the first record back,
-order states change by compare-and-set. tests/unit/test_fakes.py keeps its method names and signatures equal to
-`Store`'s; tests/integration/test_fake_store_contract.py runs the same calls against both and compares.
+SpcAlarmService, OrderControl, SpcMonitor) with the real store's answers: a repeated client id gets the first
+record back, an SPC alarm id is stored once, order states change by compare-and-set. tests/unit/test_fakes.py
+keeps its method names and signatures equal to `Store`'s; tests/integration/test_fake_store_contract.py runs the
+same calls against both and compares.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class FakeStore:
         stored = self._by_client_id()
         return {client_id: stored[client_id] for client_id in client_result_ids if client_id in stored}
 
+    async def stored_measurements(self, order_no: str | None = None) -> list[AcceptedMeasurement]:
+        self.calls.append(("stored_measurements", (order_no,)))
+        mine = [item for item in self.measurements if order_no is None or item.result.report.order_no == order_no]
+        return sorted(mine, key=lambda item: item.result.received_at)
+
     def _by_client_id(self) -> dict[str, AcceptedMeasurement]:
         return {
             item.result.report.client_result_id: item
@@ -126,6 +132,17 @@ class FakeStore:
     async def record_spc_alarm(self, record: SpcAlarmRecord) -> None:
         self.calls.append(("record_spc_alarm", (record,)))
         self.alarms.append(record)
+
+    async def record_spc_alarms_once(self, records: Sequence[SpcAlarmRecord]) -> list[bool]:
+        self.calls.append(("record_spc_alarms_once", (list(records),)))
+        seen = {alarm.alarm_id for alarm in self.alarms}
+        answers: list[bool] = []
+        for record in records:
+            answers.append(record.alarm_id not in seen)
+            if record.alarm_id not in seen:
+                seen.add(record.alarm_id)
+                self.alarms.append(record)
+        return answers
 
 
 class FixedClock:

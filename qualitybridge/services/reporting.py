@@ -116,9 +116,14 @@ class ReportingService:
             stored = await self._store.record_measurements(accepted, refused_attempts)
             for position, (item, created) in zip(accepted_at, stored, strict=True):
                 outcomes[position] = MeasurementOutcome(stored=item, created=created)
-        for outcome in outcomes:
-            if outcome.created and outcome.stored is not None:
-                await self._events.publish(MeasurementAccepted(outcome.stored.result))
+        # One burst: the SPC monitor judges the whole batch and stores its alarms in one commit.
+        await self._events.publish_burst(
+            [
+                MeasurementAccepted(outcome.stored.result)
+                for outcome in outcomes
+                if outcome.created and outcome.stored is not None
+            ]
+        )
         return outcomes
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
