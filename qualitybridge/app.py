@@ -137,6 +137,7 @@ class QualityBridgeApp:
             max_attempts=config.erp.relay_max_attempts,
             backoff_max_seconds=config.erp.relay_backoff_max_seconds,
             clock=clock,
+            events=events,
         )
         # Audit entries are recorded from the first session on and written in batches off the report path.
         audit = AuditTrail(AuditLogStore(store.engine), flush_interval=config.audit.flush_interval_seconds)

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from qualitybridge.domain.events import PostingDeadLettered
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable
+from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.store import Store
 
 __all__ = ["OutboxRelay", "RelayRound"]
@@ -45,6 +48,7 @@ class OutboxRelay:
         gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self._store = store
         self._erp = erp
@@ -57,6 +61,7 @@ class OutboxRelay:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._gather_seconds = gather_seconds
+        self._events = events or EventBus()  # a PostingDeadLettered per posting given up
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
 
@@ -121,6 +126,7 @@ class OutboxRelay:
                 if give_up:
                     dead += 1
                     _log.error("posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, exc)
+                    await self._dead_lettered(entry, attempts, str(exc))
                 else:
                     retried += 1
                     _log.warning("posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, exc)
@@ -131,9 +137,15 @@ class OutboxRelay:
                 await self._store.mark_failed(entry.seq, str(exc), now, dead=True)
                 dead += 1
                 _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, exc)
+                await self._dead_lettered(entry, entry.attempts + 1, str(exc))
             else:
                 delivered.append((entry.seq, document))
         sent = len(delivered)
         if sent or retried or dead:
             _log.info("outbox relay: %d sent, %d to retry, %d dead-lettered", sent, retried, dead)
         return RelayRound(sent=sent, retried=retried, dead=dead)
+
+    async def _dead_lettered(self, entry: OutboxEntry, attempts: int, error: str) -> None:
+        await self._events.publish(
+            PostingDeadLettered(entry.idempotency_key, entry.kind, entry.order_no, attempts, error)
+        )
