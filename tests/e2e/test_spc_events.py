@@ -318,6 +318,15 @@ async def test_quality_events_reach_a_client_subscribed_at_the_server(deployment
         await subscription.subscribe_events(
             watcher.nodes.server, [node(watcher, idx, type_id) for type_id in QUALITY_EVENT_TYPES.values()]
         )
+        # The sources are event notifiers of their own: a client may watch just one order or one characteristic.
+        at_sources = Events()
+        source_subscription = await watcher.create_subscription(50, at_sources)
+        char_node = node(watcher, idx, f"Order/{ORDER}/Op/0010/Char/C0010")
+        await source_subscription.subscribe_events(
+            char_node, node(watcher, idx, QUALITY_EVENT_TYPES["out_of_tolerance"])
+        )
+        order_node = node(watcher, idx, f"Order/{ORDER}")
+        await source_subscription.subscribe_events(order_node, node(watcher, idx, QUALITY_EVENT_TYPES["order_state"]))
 
         midx = await machine.get_namespace_index(NAMESPACE_URI)
         method = ua.NodeId("QualityBridge.ReportMeasurement", midx)
@@ -350,5 +359,12 @@ async def test_quality_events_reach_a_client_subscribed_at_the_server(deployment
         (gauge,) = of_type(QUALITY_EVENT_TYPES["gauge"])
         assert (gauge.EquipmentId, gauge.CalibrationStatus, gauge.PreviousCalibrationStatus) == (THERMOMETER, 1, 0)
         assert gauge.SourceNode == ua.NodeId(f"TestEquipment/{THERMOMETER}", idx)
+        await until(lambda: len(at_sources.received) >= 2, "quality events at their source nodes")
         await asyncio.sleep(1.5)  # the next syncs see the same status: no second gauge event
         assert len(of_type(QUALITY_EVENT_TYPES["gauge"])) == 1
+        at_source = {(e.EventType.Identifier, e.SourceNode.Identifier) for e in at_sources.received}
+        assert at_source == {
+            (QUALITY_EVENT_TYPES["out_of_tolerance"], f"Order/{ORDER}/Op/0010/Char/C0010"),
+            (QUALITY_EVENT_TYPES["order_state"], f"Order/{ORDER}"),
+        }
+        assert {e.EventId for e in at_sources.received} <= {e.EventId for e in at_server.received}
