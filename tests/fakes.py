@@ -1,9 +1,10 @@
 """Fakes shared by the tests: an in-memory store for the service rules, clocks, and a publisher that records.
 
 `FakeStore` implements the store methods the shop-floor services call (ReportingService, ConfirmationService,
-SpcAlarmService, OrderControl) with the real store's answers: a repeated client id gets the first record back,
-order states change by compare-and-set. tests/unit/test_fakes.py keeps its method names and signatures equal to
-`Store`'s; tests/integration/test_fake_store_contract.py runs the same calls against both and compares.
+SpcAlarmService, OrderControl, SpcMonitor) with the real store's answers: a repeated client id gets the first
+record back, an SPC alarm id is stored once, order states change by compare-and-set. tests/unit/test_fakes.py
+keeps its method names and signatures equal to `Store`'s; tests/integration/test_fake_store_contract.py runs the
+same calls against both and compares.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class FakeStore:
                 found[client_id] = item
         return found
 
+    async def stored_measurements(self, order_no: str | None = None) -> list[AcceptedMeasurement]:
+        self.calls.append(("stored_measurements", (order_no,)))
+        mine = [item for item in self.measurements if order_no is None or item.result.report.order_no == order_no]
+        return sorted(mine, key=lambda item: item.result.received_at)
+
     # ---- order states -------------------------------------------------------------------------------
 
     async def change_order_state(self, order_no: str, expected: OrderState, new: OrderState) -> bool:
@@ -147,6 +153,17 @@ class FakeStore:
             if record.client_alarm_id == client_alarm_id and record.reported_by == reported_by:
                 return record
         return None
+
+    async def record_spc_alarms_once(self, records: Sequence[SpcAlarmRecord]) -> list[bool]:
+        self.calls.append(("record_spc_alarms_once", (list(records),)))
+        seen = {alarm.alarm_id for alarm in self.alarms}
+        answers: list[bool] = []
+        for record in records:
+            answers.append(record.alarm_id not in seen)
+            if record.alarm_id not in seen:
+                seen.add(record.alarm_id)
+                self.alarms.append(record)
+        return answers
 
 
 class FixedClock:

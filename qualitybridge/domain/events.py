@@ -23,6 +23,7 @@ __all__ = [
     "MethodCallAnswered",
     "OrderStateChanged",
     "PostingAttempted",
+    "PostingDeadLettered",
     "SpcAlarmRaised",
     "SpcRuleViolated",
     "SpcStatusChanged",
@@ -85,6 +86,17 @@ class OrderStateChanged(DomainEvent):
     """The shop floor moved an order to a new ISA-95 state; `order` is the order as it is now."""
 
     order: ProductionOrder
+
+
+@dataclass(frozen=True)
+class PostingDeadLettered(DomainEvent):
+    """The relay gave up on a posting (refused by the ERP, or out of attempts); it waits in the dead letters."""
+
+    idempotency_key: str
+    kind: str
+    order_no: str
+    attempts: int
+    last_error: str
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from qualitybridge.domain.events import PostingAttempted
+from qualitybridge.domain.events import PostingAttempted, PostingDeadLettered
 from qualitybridge.domain.ports import (
     ErpClient,
     ErpRejected,
@@ -74,6 +74,7 @@ class OutboxRelay:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._gather_seconds = gather_seconds
+        self._events = events or EventBus()  # a PostingDeadLettered per posting given up
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
         self._stopping = False
@@ -209,12 +210,13 @@ class OutboxRelay:
     async def _failed(self, entry: OutboxEntry, error: ErpUnavailable | ErpRejected, now: datetime) -> tuple[int, int]:
         """Record one failed delivery; answers (retried, dead) counts."""
         keys = {"idempotency_key": entry.idempotency_key, "order_no": entry.order_no}
+        attempts = entry.attempts + 1
         if isinstance(error, ErpRejected):
             await self._store.mark_failed(entry.seq, str(error), now, dead=True)
             await self._events.publish(PostingAttempted(entry.kind, "dead"))
             _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, error, extra=keys)
+            await self._dead_lettered(entry, attempts, str(error))
             return 0, 1
-        attempts = entry.attempts + 1
         give_up = attempts >= self._max_attempts
         await self._store.mark_failed(entry.seq, str(error), now + self.backoff(attempts), dead=give_up)
         await self._events.publish(PostingAttempted(entry.kind, "dead" if give_up else "retry"))
@@ -222,6 +224,7 @@ class OutboxRelay:
             _log.error(
                 "posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, error, extra=keys
             )
+            await self._dead_lettered(entry, attempts, str(error))
             return 0, 1
         _log.warning(
             "posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, error, extra=keys
@@ -235,3 +238,8 @@ class OutboxRelay:
                 "outbox relay: %d sent, %d to retry, %d dead-lettered", outcome.sent, outcome.retried, outcome.dead
             )
         return outcome
+
+    async def _dead_lettered(self, entry: OutboxEntry, attempts: int, error: str) -> None:
+        await self._events.publish(
+            PostingDeadLettered(entry.idempotency_key, entry.kind, entry.order_no, attempts, error)
+        )

@@ -123,9 +123,14 @@ class ReportingService:
                 outcome = MeasurementOutcome(stored=item, created=created)
                 # A repeat within the batch, or an id a concurrent call stored first: the same content or refused.
                 outcomes[position] = outcome if created else _repeat_outcome(item, submitted.result.report)
-        for outcome in outcomes:
-            if outcome.created and outcome.stored is not None:
-                await self._events.publish(MeasurementAccepted(outcome.stored.result))
+        # One burst: the SPC monitor judges the whole batch and stores its alarms in one commit.
+        await self._events.publish_burst(
+            [
+                MeasurementAccepted(outcome.stored.result)
+                for outcome in outcomes
+                if outcome.created and outcome.stored is not None
+            ]
+        )
         return outcomes
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:

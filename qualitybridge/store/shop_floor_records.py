@@ -245,26 +245,7 @@ class ShopFloorRecords:
     async def _insert_spc_alarm(self, record: SpcAlarmRecord) -> None:
         alarm = record.alarm
         async with self.engine.begin() as conn:
-            await conn.execute(
-                tables.spc_alarms.insert().values(
-                    alarm_id=record.alarm_id,
-                    order_no=alarm.order_no,
-                    operation_no=alarm.operation_no,
-                    characteristic_id=alarm.characteristic_id,
-                    rule=alarm.rule,
-                    severity=alarm.severity,
-                    message=alarm.message,
-                    raised_at=alarm.raised_at,
-                    reported_by=record.reported_by,
-                    rule_number=alarm.rule_number,
-                    result_id=alarm.result_id,
-                    value=alarm.value,
-                    center_line=alarm.center_line,
-                    upper_control_limit=alarm.upper_control_limit,
-                    lower_control_limit=alarm.lower_control_limit,
-                    client_alarm_id=record.client_alarm_id or None,
-                )
-            )
+            await conn.execute(tables.spc_alarms.insert().values(**_spc_alarm_row(record)))
             await conn.execute(
                 tables.outbox.insert().values(**outbox_row(SpcAlarmPosting(record=record), now=alarm.raised_at))
             )
@@ -278,14 +259,48 @@ class ShopFloorRecords:
         try:
             await self.record_spc_alarm(record)
         except IntegrityError:
-            async with self.engine.connect() as conn:
-                found = await conn.execute(
-                    select(tables.spc_alarms.c.alarm_id).where(tables.spc_alarms.c.alarm_id == record.alarm_id)
-                )
-                if found.first() is None:
-                    raise
+            if not await self._spc_alarms_stored([record.alarm_id]):
+                raise
             return False
         return True
+
+    async def record_spc_alarms_once(self, records: Sequence[SpcAlarmRecord]) -> list[bool]:
+        """Store SPC alarms with their postings to the QMS in one transaction, each alarm id at most once.
+
+        Answers, per record in order, whether it was stored now (False: its id was stored before, by an earlier
+        run or earlier in this batch). The SPC engine writes the violations of one report batch with one call, so
+        a batch costs one commit however many rules it trips, instead of one commit per alarm.
+        """
+        if not records:
+            return []
+        try:
+            return await self._record_spc_alarms_once(records)
+        except IntegrityError:
+            # A concurrent writer stored one of these ids first; the second pass finds it stored.
+            return await self._record_spc_alarms_once(records)
+
+    async def _record_spc_alarms_once(self, records: Sequence[SpcAlarmRecord]) -> list[bool]:
+        answers: list[bool] = []
+        async with self.engine.begin() as conn:
+            seen = await _stored_spc_alarm_ids(conn, {record.alarm_id for record in records})
+            alarm_rows: list[dict[str, Any]] = []
+            outbox_rows: list[dict[str, Any]] = []
+            for record in records:
+                if record.alarm_id in seen:
+                    answers.append(False)
+                    continue
+                seen.add(record.alarm_id)
+                alarm_rows.append(_spc_alarm_row(record))
+                outbox_rows.append(outbox_row(SpcAlarmPosting(record=record), now=record.alarm.raised_at))
+                answers.append(True)
+            if alarm_rows:
+                await conn.execute(tables.spc_alarms.insert(), alarm_rows)
+                await conn.execute(tables.outbox.insert(), outbox_rows)
+        return answers
+
+    async def _spc_alarms_stored(self, alarm_ids: Collection[str]) -> set[str]:
+        async with self.engine.connect() as conn:
+            return await _stored_spc_alarm_ids(conn, alarm_ids)
 
     async def spc_alarms(self, order_no: str | None = None) -> list[SpcAlarmRecord]:
         query = select(tables.spc_alarms).order_by(tables.spc_alarms.c.raised_at)
@@ -293,6 +308,36 @@ class ShopFloorRecords:
             query = query.where(tables.spc_alarms.c.order_no == order_no)
         async with self.engine.connect() as conn:
             return [_spc_alarm_from_row(row._mapping) for row in await conn.execute(query)]
+
+
+async def _stored_spc_alarm_ids(conn: AsyncConnection, alarm_ids: Collection[str]) -> set[str]:
+    column = tables.spc_alarms.c.alarm_id
+    found: set[str] = set()
+    for chunk in _chunks(alarm_ids):
+        found.update(row.alarm_id for row in await conn.execute(select(column).where(column.in_(chunk))))
+    return found
+
+
+def _spc_alarm_row(record: SpcAlarmRecord) -> dict[str, Any]:
+    alarm = record.alarm
+    return {
+        "alarm_id": record.alarm_id,
+        "order_no": alarm.order_no,
+        "operation_no": alarm.operation_no,
+        "characteristic_id": alarm.characteristic_id,
+        "rule": alarm.rule,
+        "severity": alarm.severity,
+        "message": alarm.message,
+        "raised_at": alarm.raised_at,
+        "reported_by": record.reported_by,
+        "rule_number": alarm.rule_number,
+        "result_id": alarm.result_id,
+        "value": alarm.value,
+        "center_line": alarm.center_line,
+        "upper_control_limit": alarm.upper_control_limit,
+        "lower_control_limit": alarm.lower_control_limit,
+        "client_alarm_id": record.client_alarm_id or None,
+    }
 
 
 def _chunks(values: Iterable[str]) -> Iterable[list[str]]:

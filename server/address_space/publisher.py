@@ -1,5 +1,5 @@
 """The OPC UA view as a publisher on the event bus: each domain event becomes what a client of the address space
-sees (nodes added or changed, a MeasurementReported or SpcAlarm event, the diagnostics values).
+sees (nodes added or changed, a MeasurementReported, SpcAlarm or quality event, the diagnostics values).
 
 A second publisher (MQTT, a status page) is one more class of this shape, added to the bus in the composition root.
 """
@@ -14,11 +14,13 @@ from qualitybridge.domain.events import (
     MasterDataChanged,
     MeasurementAccepted,
     OrderStateChanged,
+    PostingDeadLettered,
     SpcAlarmRaised,
     SpcStatusChanged,
 )
 from qualitybridge.domain.model import SyncFinding
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.quality_events import QualityEvents
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
 from qualitybridge.server.address_space.spc_conditions import SpcConditions
 from qualitybridge.server.address_space.view import AddressSpaceView
@@ -41,6 +43,7 @@ class OpcUaPublisher:
         self.view = AddressSpaceView(server, namespace)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
         self.spc_conditions = SpcConditions(server, namespace)
+        self.quality_events = QualityEvents(server, namespace, master_data)
         self._master = master_data
         self._diagnostics = diagnostics
 
@@ -49,6 +52,7 @@ class OpcUaPublisher:
         await self.view.start()
         await self._spc_alarms.start()
         await self.spc_conditions.start()
+        await self.quality_events.start()
 
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
@@ -65,10 +69,17 @@ class OpcUaPublisher:
 
     async def publish(self, event: DomainEvent) -> None:
         match event:
-            case MasterDataChanged() | OrderStateChanged():
+            case MasterDataChanged():
                 await self.show_master_data()
+                await self.quality_events.gauges_synced(self._master.equipment)
+            case OrderStateChanged(order=order):
+                await self.show_master_data()
+                await self.quality_events.order_state_changed(order)
             case MeasurementAccepted(result=result):
                 await self.view.show_result(result)
+                await self.quality_events.measurement_accepted(result)
+            case PostingDeadLettered():
+                await self.quality_events.posting_dead_lettered(event)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
                 await self.spc_conditions.raise_alarm(record)

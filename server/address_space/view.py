@@ -213,7 +213,11 @@ class AddressSpaceView:
             node_id = self._ns.equipment(equipment_id)
             if previous_gauge is None:
                 await self._instantiate(
-                    self._ns.root_child("TestEquipment"), node_id, equipment_id, self._ns.test_equipment_type
+                    self._ns.root_child("TestEquipment"),
+                    node_id,
+                    equipment_id,
+                    self._ns.test_equipment_type,
+                    event_source=True,
                 )
             if previous_gauge != gauge:
                 await self._write_members(node_id, _equipment_members(gauge))
@@ -233,7 +237,9 @@ class AddressSpaceView:
 
     async def _add_order(self, order: ProductionOrder) -> None:
         node_id = self._ns.order(order.order_no)
-        await self._instantiate(self._ns.root_child("Orders"), node_id, order.order_no, self._ns.production_order_type)
+        await self._instantiate(
+            self._ns.root_child("Orders"), node_id, order.order_no, self._ns.production_order_type, event_source=True
+        )
         await self._write_members(node_id, _order_members(order))
         for operation in order.operations:
             await self._add_operation(order.order_no, operation)
@@ -258,6 +264,7 @@ class AddressSpaceView:
             char.characteristic_id,
             self._ns.characteristic_type,
             display_name=f"{char.characteristic_id} {char.name}",
+            event_source=True,
         )
         await self._write_members(node_id, _characteristic_members(char))
         self._spc_shown.pop(str(node_id.Identifier), None)
@@ -355,7 +362,14 @@ class AddressSpaceView:
     # ---- node plumbing ----------------------------------------------------------------------------
 
     async def _instantiate(
-        self, parent: ua.NodeId, node_id: ua.NodeId, name: str, type_id: ua.NodeId, display_name: str | None = None
+        self,
+        parent: ua.NodeId,
+        node_id: ua.NodeId,
+        name: str,
+        type_id: ua.NodeId,
+        display_name: str | None = None,
+        *,
+        event_source: bool = False,
     ) -> None:
         node = await self._server.get_node(parent).add_object(
             node_id, ua.QualifiedName(name, self._ns.index), objecttype=type_id
@@ -363,6 +377,12 @@ class AddressSpaceView:
         if display_name:
             await node.write_attribute(
                 ua.AttributeIds.DisplayName, ua.DataValue(ua.Variant(ua.LocalizedText(display_name)))
+            )
+        if event_source:
+            # The source of quality events (and SPC alarms): a client may subscribe to events right here.
+            await node.write_attribute(
+                ua.AttributeIds.EventNotifier,
+                ua.DataValue(ua.Variant(int(ua.EventNotifierType.SubscribeToEvents), _V.Byte)),
             )
 
     async def _write_members(self, parent: ua.NodeId, members: Iterable[Member]) -> None:
