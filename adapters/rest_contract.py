@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,6 +101,10 @@ class EquipmentDTO(_Wire):
 class OrdersPage(_Wire):
     revision: int = Field(description="Increases whenever any released order is added, changed or withdrawn")
     orders: list[OrderDTO]
+    withdrawn: list[str] = Field(
+        default_factory=list,
+        description="v1 addition: with ?changed_since, the orders withdrawn after that revision (else empty)",
+    )
 
 
 class EquipmentPage(_Wire):
@@ -114,7 +118,9 @@ class ResultDTO(_Wire):
     order_no: str
     operation_no: str
     characteristic_id: str
-    value: float | None = Field(description="Measured value; null when no finite value could be measured")
+    value: float | None = Field(
+        allow_inf_nan=False, description="Measured value; null when no finite value could be measured"
+    )
     unit: str
     evaluation: EvaluationName
     plan_version: str
@@ -128,9 +134,9 @@ class ResultDTO(_Wire):
 class ConfirmationDTO(_Wire):
     order_no: str
     operation_no: str
-    yield_quantity: float = Field(ge=0)
-    scrap_quantity: float = Field(default=0, ge=0)
-    rework_quantity: float = Field(default=0, ge=0)
+    yield_quantity: float = Field(ge=0, allow_inf_nan=False)
+    scrap_quantity: float = Field(default=0, ge=0, allow_inf_nan=False)
+    rework_quantity: float = Field(default=0, ge=0, allow_inf_nan=False)
     unit: str = "C62"
     reason_code: str = ""
     final: bool = False
@@ -166,6 +172,52 @@ class ErrorDetail(_Wire):
 
 class ErrorBody(_Wire):
     error: ErrorDetail
+
+
+MAX_BATCH_POSTINGS = 500
+
+
+class ResultPosting(_Wire):
+    kind: Literal["result"] = "result"
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    body: ResultDTO
+
+
+class ConfirmationPostingDTO(_Wire):
+    kind: Literal["confirmation"] = "confirmation"
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    body: ConfirmationDTO
+
+
+class SpcAlarmPostingDTO(_Wire):
+    kind: Literal["spc_alarm"] = "spc_alarm"
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    body: SpcAlarmDTO
+
+
+BatchItem = Annotated[ResultPosting | ConfirmationPostingDTO | SpcAlarmPostingDTO, Field(discriminator="kind")]
+
+
+class PostingBatch(_Wire):
+    """v1 addition: several postings in one request, booked in list order, each under its own idempotency key."""
+
+    postings: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_POSTINGS)
+
+
+class BatchOutcome(_Wire):
+    idempotency_key: str
+    status: int = Field(
+        description="What the single posting's path would have answered: 201 booked, 200 repeat (duplicate), "
+        "409/422 refused, 424 not attempted because an earlier posting of the same order failed temporarily, "
+        "503 temporary failure"
+    )
+    document_no: str | None = Field(default=None, description="Set when status is 200 or 201")
+    duplicate: bool = False
+    error: ErrorDetail | None = None
+
+
+class BatchAnswer(_Wire):
+    outcomes: list[BatchOutcome] = Field(description="One per posting, in the order of the request")
 
 
 def characteristic_from_dto(dto: CharacteristicDTO) -> InspectionCharacteristic:

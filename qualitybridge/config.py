@@ -10,16 +10,28 @@ import math
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ConfigError",
     "ErpSettings",
     "LimitsSettings",
+    "OperationsSettings",
+    "QmsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
+    "SapS4HanaSettings",
     "ServerSettings",
     "SpcCharacteristicSettings",
     "SpcRuleDefaults",
@@ -69,6 +81,12 @@ class StoreSettings(_Section):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite PRAGMA synchronous: FULL survives power loss, NORMAL only process crashes"
     )
+    connect_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="At start, how long to wait for a store that is not reachable yet (retried every 2 s)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -88,20 +106,128 @@ class StoreSettings(_Section):
         return mode.upper()
 
 
-class ErpSettings(_Section):
-    base_url: str = Field(default="http://127.0.0.1:8080", description="Root URL of the ERP/QMS REST contract v1")
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://, e.g. 'http://erp.example:8080'")
+    return url.rstrip("/")
+
+
+class _ErpCommon(_Section):
+    """What every ERP adapter shares: how often to sync and relay, and how patiently."""
+
     sync_interval_seconds: float = Field(default=10.0, gt=0, le=86400)
     relay_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     relay_max_attempts: int = Field(default=20, ge=1, le=10_000)
     relay_backoff_max_seconds: float = Field(default=300.0, gt=0)
 
-    @field_validator("base_url")
+
+class ErpSettings(_ErpCommon):
+    """`[erp]` with `adapter = "rest"` (the default): the generic REST contract v1."""
+
+    adapter: Literal["rest"] = "rest"
+    base_url: str = Field(default="http://127.0.0.1:8080", description="Root URL of the ERP/QMS REST contract v1")
+
+    _url = field_validator("base_url")(_http_url)
+
+
+class SapS4HanaSettings(_ErpCommon):
+    """`[erp]` with `adapter = "sap-s4hana"`: SAP S/4HANA over its OData V2 APIs (docs/sap-s4hana.md).
+
+    Authentication is Basic (username with password_file or password_env) or OAuth2 client credentials (token_url,
+    client_id, client_secret_file); a password is never written into the file itself.
+    """
+
+    adapter: Literal["sap-s4hana"]
+    base_url: str = Field(description="Services are under <base_url>/sap/opu/odata/sap/<SERVICE>/")
+    sap_client: str = Field(default="", description="Sent as the sap-client query parameter; empty = default client")
+    plant: str = Field(min_length=1, max_length=4, description="Only this plant's production orders")
+    username: str = ""
+    password_file: Path | None = None
+    password_env: str = ""
+    token_url: str = ""
+    client_id: str = ""
+    client_secret_file: Path | None = None
+    page_size: int = Field(default=500, ge=1, le=5000, description="$top of one page; SAP pages further by __next")
+    orders_per_request: int = Field(
+        default=20, ge=1, le=100, description="Orders asked for in one operations/inspection lot request ($filter)"
+    )
+    quality_notification_type: str = Field(
+        default="",
+        max_length=2,
+        description="SPC alarms become quality notifications of this type (e.g. 'Q3'); empty = they stay in the "
+        "outbox as not deliverable to SAP (or go to [qms])",
+    )
+    quality_notification_path: str = Field(
+        default="/sap/opu/odata4/sap/api_qualitynotification/srvd_a2x/sap/qualitynotification/0001",
+        description="Root of the OData V4 quality notification service, below base_url",
+    )
+
+    _url = field_validator("base_url")(_http_url)
+
+    @model_validator(mode="before")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. 'http://erp.example:8080'")
-        return url.rstrip("/")
+    def _no_inline_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for inline in ("password", "client_secret"):
+                if inline in data:
+                    raise ValueError(
+                        f"erp.{inline}: never write a secret into the configuration — use "
+                        f"{'password_file or password_env' if inline == 'password' else 'client_secret_file'}"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> SapS4HanaSettings:
+        oauth = self.token_url or self.client_id or self.client_secret_file is not None
+        if oauth:
+            missing = [
+                f"erp.{key}"
+                for key, value in (
+                    ("token_url", self.token_url),
+                    ("client_id", self.client_id),
+                    ("client_secret_file", self.client_secret_file),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"OAuth2 client credentials need {', '.join(missing)} — add it")
+            if self.username:
+                raise ValueError("erp.username and erp.token_url: choose Basic or OAuth2, not both")
+            return self
+        if not self.username:
+            raise ValueError("erp.username is missing — add it (or token_url, client_id, client_secret_file)")
+        if (self.password_file is None) == (not self.password_env):
+            raise ValueError("erp.password_file or erp.password_env: set exactly one of them for erp.username")
+        return self
+
+    @property
+    def uses_oauth(self) -> bool:
+        return bool(self.token_url)
+
+
+class QmsSettings(_Section):
+    """`[qms]`, optional: test equipment from, and SPC alarms to, a QMS speaking the generic REST contract v1."""
+
+    adapter: Literal["rest"] = "rest"
+    base_url: str = Field(description="Root URL of the QMS's REST contract v1")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
+    _url = field_validator("base_url")(_http_url)
+
+
+ERP_ADAPTERS = ("rest", "sap-s4hana")
+
+
+def _erp_adapter(value: Any) -> str:
+    adapter = value.get("adapter", "rest") if isinstance(value, dict) else getattr(value, "adapter", "rest")
+    return str(adapter)
+
+
+ErpSection = Annotated[
+    Annotated[ErpSettings, Tag("rest")] | Annotated[SapS4HanaSettings, Tag("sap-s4hana")],
+    Discriminator(_erp_adapter),
+]
 
 
 class LimitsSettings(_Section):
@@ -116,6 +242,19 @@ class LimitsSettings(_Section):
     )
     activation_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection without an activated session after this is closed"
+    )
+    max_unactivated_connections_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="Connections from one IP address without an activated session; more from it are closed at once, "
+        "so that a flood from one address leaves room for others",
+    )
+    hello_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent its Hello after this is closed (shorter than the activation "
+        "timeout: a real client sends Hello right after connecting)",
     )
     max_sessions: int = Field(default=100, ge=1, description="Sessions at once; one more gets BadTooManySessions")
     max_session_timeout_seconds: float = Field(
@@ -245,6 +384,13 @@ class ReportingSettings(_Section):
         description="How far a MeasuredAt may lie ahead of the server clock (machine clocks drift) before "
         "BadOutOfRange",
     )
+    measured_at_margin_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=3650,
+        description="How far a MeasuredAt may lie before the order's planned start (or before now, if the start "
+        "lies ahead) before BadOutOfRange: a PLC buffers measurements for a while, not for years",
+    )
     over_confirmation_percent: float = Field(
         default=10.0,
         ge=0,
@@ -307,17 +453,38 @@ class SpcSettingsSection(_Section):
     characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
 
 
+class OperationsSettings(_Section):
+    """The HTTP operations endpoint: /healthz, /readyz, /metrics and a status page (docs/operations.md)."""
+
+    enabled: bool = Field(default=False, description="Serve the operations endpoint")
+    host: str = Field(
+        default="127.0.0.1", description="Interface it listens on; loopback unless a monitoring host must reach it"
+    )
+    port: int = Field(default=9840, ge=0, le=65535, description="HTTP port (0 = any free port, logged at start)")
+    max_sync_age_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="/readyz reports not ready when the last successful ERP sync is older than this",
+    )
+    store_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="/readyz reports not ready when the store does not answer within this"
+    )
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
+    log_format: str = Field(default="text", description="text (one line per entry) or json (one object per line)")
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
-    erp: ErpSettings = Field(default_factory=ErpSettings)
+    erp: ErpSection = Field(default_factory=ErpSettings)
+    qms: QmsSettings | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @field_validator("log_level")
     @classmethod
@@ -325,6 +492,13 @@ class QualityBridgeConfig(_Section):
         if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, log_format: str) -> str:
+        if log_format.lower() not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return log_format.lower()
 
     @property
     def store_url(self) -> str:
@@ -340,7 +514,13 @@ class ConfigError(Exception):
 
 
 def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+    # The adapter's name is part of pydantic's location for [erp]; the file has no such level.
+    key = ".".join(str(part) for part in error["loc"] if part not in ERP_ADAPTERS)
+    if error["type"] == "union_tag_invalid":
+        return f"{key}.adapter: unknown adapter {error['ctx']['tag']!r} — use one of {', '.join(ERP_ADAPTERS)}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "value_error" and message.startswith(f"{key}."):
+        return message  # a check across keys of one section names its keys itself
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown setting — remove it or check its spelling against docs/configuration.md"
     if error["type"] == "missing":
@@ -363,6 +543,10 @@ def load_config(path: Path) -> QualityBridgeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

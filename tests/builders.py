@@ -27,9 +27,10 @@ from qualitybridge.domain.model import (
     OrderState,
     ProductionOrder,
     ResultEvaluation,
+    SpcAlarm,
     TestEquipment,
 )
-from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement
+from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 
 if TYPE_CHECKING:
     from tests.harness import Deployment
@@ -112,6 +113,29 @@ def result(order_no: str = "1000", client_result_id: str | None = None, value: f
 
 def accepted(client_id: str | None = None, *, due_soon: bool = False, value: float = 12.01) -> AcceptedMeasurement:
     return AcceptedMeasurement(result=result(client_result_id=client_id, value=value), gauge_due_soon=due_soon)
+
+
+def spc_alarm_record(rule: int, result_id: str = "r-1") -> SpcAlarmRecord:
+    """An alarm as the SPC engine raises it: its id derived from the result and the rule."""
+    return SpcAlarmRecord(
+        alarm_id=f"{result_id}/nelson-{rule}",
+        alarm=SpcAlarm(
+            order_no="1000",
+            operation_no="0010",
+            characteristic_id="C010",
+            rule=f"Nelson {rule}",
+            severity=700,
+            message="pattern",
+            raised_at=NOW,
+            rule_number=rule,
+            result_id=result_id,
+            value=12.3,
+            center_line=12.0,
+            upper_control_limit=12.2,
+            lower_control_limit=11.8,
+        ),
+        reported_by="qualitybridge-spc",
+    )
 
 
 def refused_attempt(reason: str = "calibration expired") -> RefusedMeasurement:

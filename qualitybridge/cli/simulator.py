@@ -19,6 +19,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     simulator.add_argument("--host", default="127.0.0.1")
     simulator.add_argument("--port", type=int, default=8080)
+    simulator.add_argument(
+        "--flavour",
+        choices=("rest", "sap"),
+        default="rest",
+        help="rest: the generic contract only; sap: also SAP S/4HANA's OData entity sets under /sap/opu/odata/sap "
+        "(docs/sap-s4hana.md), the REST face then serving as the QMS",
+    )
     simulator.set_defaults(run=run)
 
 
@@ -26,5 +33,5 @@ def run(arguments: argparse.Namespace) -> int:
     from qualitybridge.simulator.app import run as run_simulator
 
     setup_logging("INFO")
-    run_simulator(arguments.host, arguments.port)
+    run_simulator(arguments.host, arguments.port, arguments.flavour)
     return 0

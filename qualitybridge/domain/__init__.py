@@ -2,13 +2,13 @@
 
 | module         | what it holds                                                                    |
 | -------------- | -------------------------------------------------------------------------------- |
-| `model`        | orders, operations, characteristics, gauges, reports, results, ERP snapshots      |
+| `model`        | orders, operations, characteristics, gauges, reports, results, ERP snapshots/deltas |
 | `records`      | what the store keeps of a report: accepted/refused measurements, confirmations, alarms |
 | `order_states` | the ISA-95 order state machine and what each state accepts                       |
 | `errors`       | refusals, each naming the argument at fault                                      |
 | `events`       | domain events in the past tense, raised on the bus after a fact is stored        |
 | `postings`     | the tagged union of what is owed to the ERP/QMS, and the outbox entry            |
-| `ports`        | what the core needs from outside: the ERP client, a publisher                    |
+| `ports`        | what the core needs from outside: master-data source, posting target, publisher  |
 | `audit`        | audit entries                                                                    |
 | `ids`          | identifiers given to accepted records                                            |
 | `units`        | UNECE unit codes for EUInformation                                               |

@@ -1,13 +1,19 @@
-"""ERP → store → views: one sync round fetches what the ERP releases and makes the store match it."""
+"""ERP → store → views: one sync round fetches what the ERP releases and makes the store match it.
+
+A source that implements `MasterDataSource` is synced as a delta from the watermark the store keeps for it; a
+source without a watermark (and a round after `request_full_resync`) is fetched whole. A source with only the
+older `ErpClient.fetch_snapshot` is synced by snapshot, as before.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
-from qualitybridge.domain.events import MasterDataChanged
-from qualitybridge.domain.model import SnapshotChange
-from qualitybridge.domain.ports import ErpClient, ErpUnavailable
+from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged
+from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
+from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
@@ -21,7 +27,7 @@ _log = logging.getLogger(__name__)
 class ErpSync:
     def __init__(
         self,
-        erp: ErpClient,
+        erp: ErpClient | MasterDataSource,
         store: Store,
         master_data: MasterData,
         diagnostics: Diagnostics,
@@ -33,24 +39,90 @@ class ErpSync:
         self._master = master_data
         self._diagnostics = diagnostics
         self._events = events or EventBus()
+        # A restart resumes the delta from the stored watermark; only a source never synced is fetched whole.
+        self._full_resync = False
+        self._erp_findings: tuple[SyncFinding, ...] = ()
+        self._findings_loaded = False
+        self._logged: set[SyncFinding] = set()
+
+    def request_full_resync(self) -> None:
+        """Make the next round fetch everything (e.g. after the ERP restored a backup)."""
+        self._full_resync = True
+
+    async def _fetch_and_apply(self) -> tuple[SnapshotChange, bool, tuple[SyncFinding, ...]]:
+        """Fetch and store; answers the change, whether it was a delta (memory then takes over only that), and the
+        findings that stand after it."""
+        erp = self._erp
+        if not isinstance(erp, MasterDataSource):
+            snapshot = await erp.fetch_snapshot()
+            return await self._store.apply_snapshot(snapshot), False, snapshot.findings
+        since = None if self._full_resync else await self._store.watermark(erp.source_id)
+        changes = await erp.fetch_all() if since is None else await erp.fetch_changes(since)
+        await self._load_findings()
+        standing = self._standing_findings(changes)
+        change = await self._store.apply_changes(changes, source=erp.source_id, findings=standing)
+        self._full_resync = False
+        return change, not changes.full, standing
+
+    def _standing_findings(self, changes: MasterDataChanges) -> tuple[SyncFinding, ...]:
+        """A full fetch reports every refusal; a delta only those of the records it brought, so the earlier
+        findings of records it did not touch still stand."""
+        if changes.full:
+            return changes.findings
+        touched = {f"order {order.order_no}" for order in changes.orders}
+        touched |= {f"order {order_no}" for order_no in (*changes.withdrawn, *changes.refused_order_numbers)}
+        touched |= {f"equipment {gauge.equipment_id}" for gauge in changes.equipment}
+        kept = [finding for finding in self._erp_findings if finding.key not in touched]
+        return (*kept, *changes.findings)
 
     async def load_from_store(self) -> None:
-        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage."""
+        """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
+
+        A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
         self._master.replace(await self._store.released_orders(), await self._store.equipment())
+        await self._load_findings()
+        self._record_findings(self._erp_findings)
+
+    async def _load_findings(self) -> None:
+        """A delta does not repeat what an earlier sync refused: after a restart those findings come from the
+        store, kept with the watermark."""
+        if not self._findings_loaded and isinstance(self._erp, MasterDataSource):
+            self._erp_findings = await self._store.source_findings(self._erp.source_id)
+        self._findings_loaded = True
+
+    def _record_findings(self, erp_findings: tuple[SyncFinding, ...]) -> None:
+        """Diagnostics lists what the last sync refused; each finding is logged once, not once per sync."""
+        self._erp_findings = erp_findings
+        findings = (*erp_findings, *self._store.unreadable_orders)
+        for finding in findings:
+            if finding not in self._logged:
+                _log.warning("ERP sync: %s refused: %s; every other record syncs", finding.key, finding.reason)
+        self._logged = set(findings)
+        self._diagnostics.sync_findings = findings
 
     async def run_once(self) -> SnapshotChange:
+        started = time.perf_counter()
         try:
-            snapshot = await self._erp.fetch_snapshot()
-        except ErpUnavailable as exc:
+            change, delta, findings = await self._fetch_and_apply()
+        except (ErpUnavailable, ErpRejected) as exc:  # a refused query (4xx) is as much a failed sync as an outage
             self._diagnostics.last_sync_succeeded = False
             self._diagnostics.sync_error_count += 1
             self._diagnostics.last_sync_error = str(exc)
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
+            await self._events.publish(ErpSyncFinished(time.perf_counter() - started, error=str(exc) or "unavailable"))
             await self._diagnostics.changed()
             return SnapshotChange()
-        change = await self._store.apply_snapshot(snapshot)
-        if not change.is_empty:
+        self._record_findings(findings)
+        if not change.is_empty and delta:
+            named = (*change.released, *change.changed)
+            self._master.update(
+                await self._store.released_orders_named(named),
+                change.withdrawn,
+                await self._store.equipment_named(change.equipment_changed),
+            )
+        elif not change.is_empty:
             await self.load_from_store()
+        if not change.is_empty:
             _log.info(
                 "ERP sync: %d released, %d changed, %d withdrawn orders, %d gauges changed",
                 len(change.released),
@@ -62,5 +134,6 @@ class ErpSync:
         self._diagnostics.last_sync_time = datetime.now(UTC)
         self._diagnostics.last_sync_succeeded = True
         self._diagnostics.last_sync_error = ""
+        await self._events.publish(ErpSyncFinished(time.perf_counter() - started))
         await self._diagnostics.changed()
         return change

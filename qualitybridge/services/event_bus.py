@@ -1,5 +1,9 @@
 """The one in-process path of domain events: services publish, handlers and publishers react.
 
+Events that one call produced together (the accepted measurements of one report batch) can be published as a
+burst: every handler and publisher still sees each event on its own, and a burst handler then sees them all at
+once, so it can store what they cause with one commit instead of one per event.
+
 One error policy for all of them: the event's fact is already stored, so a handler that fails is logged with the
 event and never turns the caller's Good answer into an error, nor stops the other handlers.
 """
@@ -7,39 +11,59 @@ event and never turns the caller's Good answer into an error, nor stops the othe
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from qualitybridge.domain.events import DomainEvent
 from qualitybridge.domain.ports import Publisher
 
-__all__ = ["EventBus", "EventHandler"]
+__all__ = ["BurstHandler", "EventBus", "EventHandler"]
 
 _log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=DomainEvent)
 EventHandler = Callable[[E], Awaitable[None]]
+BurstHandler = Callable[[Sequence[E]], Awaitable[None]]
 
 
 class EventBus:
     def __init__(self) -> None:
         self._handlers: dict[type[DomainEvent], list[EventHandler[DomainEvent]]] = {}
+        self._burst_handlers: dict[type[DomainEvent], list[BurstHandler[DomainEvent]]] = {}
         self._publishers: list[Publisher] = []
 
     def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> None:
         """Call `handler` for every event of `event_type` (and its subclasses), in subscription order."""
         self._handlers.setdefault(event_type, []).append(handler)  # type: ignore[arg-type]
 
+    def subscribe_burst(self, event_type: type[E], handler: BurstHandler[E]) -> None:
+        """Call `handler` once per published burst with its events of `event_type` (a single event is a burst of one).
+
+        It runs after every per-event handler and publisher has seen the burst's events.
+        """
+        self._burst_handlers.setdefault(event_type, []).append(handler)  # type: ignore[arg-type]
+
     def add_publisher(self, publisher: Publisher) -> None:
         """A publisher sees every event and picks what it shows."""
         self._publishers.append(publisher)
 
     async def publish(self, event: DomainEvent) -> None:
-        for event_type in type(event).__mro__:
-            for handler in self._handlers.get(event_type, ()):
-                await self._deliver(handler, event)
-        for publisher in self._publishers:
-            await self._deliver(publisher.publish, event)
+        await self.publish_burst((event,))
+
+    async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
+        """Publish events one call produced together: each as `publish` does, then the burst to burst handlers."""
+        for event in events:
+            for event_type in type(event).__mro__:
+                for handler in self._handlers.get(event_type, ()):
+                    await self._deliver(handler, event)
+            for publisher in self._publishers:
+                await self._deliver(publisher.publish, event)
+        for event_type, handlers in self._burst_handlers.items():
+            matching = [event for event in events if isinstance(event, event_type)]
+            if not matching:
+                continue
+            for burst_handler in handlers:
+                await self._deliver_burst(burst_handler, matching, event_type)
 
     @staticmethod
     async def _deliver(handler: EventHandler[DomainEvent], event: DomainEvent) -> None:
@@ -47,3 +71,17 @@ class EventBus:
             await handler(event)
         except Exception:
             _log.exception("%s failed on %s", getattr(handler, "__qualname__", handler), type(event).__name__)
+
+    @staticmethod
+    async def _deliver_burst(
+        handler: BurstHandler[DomainEvent], events: Sequence[DomainEvent], event_type: type[DomainEvent]
+    ) -> None:
+        try:
+            await handler(events)
+        except Exception:
+            _log.exception(
+                "%s failed on a burst of %d %s",
+                getattr(handler, "__qualname__", handler),
+                len(events),
+                event_type.__name__,
+            )

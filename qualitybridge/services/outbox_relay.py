@@ -1,7 +1,11 @@
 """Store → ERP: deliver the outbox, in acceptance order per order, retried until the ERP has it.
 
-A posting is marked sent only after the ERP confirmed it; the idempotency key travels with every attempt,
-so a delivery whose answer was lost is booked once at the ERP when it is repeated.
+A posting is marked sent only after the ERP confirmed it with a document number; the idempotency key travels
+with every attempt, so a delivery whose answer was lost is booked once at the ERP when it is repeated.
+
+Each round sends the due postings as one batch when the target has `post_batch` (else one at a time). Orders are
+independent: an order's temporary failure holds only that order's later postings, never another order's. Only a
+batch that got no answer at all ends the round (the ERP is struggling; the oldest posting carries the backoff).
 """
 
 from __future__ import annotations
@@ -10,12 +14,23 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable
+from qualitybridge.domain.events import PostingAttempted, PostingDeadLettered
+from qualitybridge.domain.ports import (
+    ErpClient,
+    ErpRejected,
+    ErpUnavailable,
+    PostingFailure,
+    PostingOutcome,
+    PostingReceipt,
+    PostingTarget,
+)
+from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.store import Store
 
 __all__ = ["OutboxRelay", "RelayRound"]
@@ -34,7 +49,7 @@ class OutboxRelay:
     def __init__(
         self,
         store: Store,
-        erp: ErpClient,
+        erp: ErpClient | PostingTarget,
         diagnostics: Diagnostics,
         *,
         interval_seconds: float = 2.0,
@@ -45,7 +60,9 @@ class OutboxRelay:
         gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        self._events = events or EventBus()
         self._store = store
         self._erp = erp
         self._diagnostics = diagnostics
@@ -57,12 +74,22 @@ class OutboxRelay:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._gather_seconds = gather_seconds
+        self._events = events or EventBus()  # a PostingDeadLettered per posting given up
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
+        self._stopping = False
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
         self._wake.set()
+
+    def stop_soon(self) -> None:
+        """Let `run_forever` return after the round under way (the app stops)."""
+        self._stopping = True
+        self._wake.set()
+
+    def stop_requested(self) -> bool:
+        return self._stopping
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff with full jitter, capped: spreads retries after an ERP outage."""
@@ -70,9 +97,11 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
-        while True:
+        while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            if self.stop_requested():
+                return
             # Let the postings of a busy moment gather: one round per result cost the report path a third of
             # its database time, while a tenth of a second more latency is nothing against an ERP's.
             await asyncio.sleep(self._gather_seconds)
@@ -91,6 +120,7 @@ class OutboxRelay:
             counts = await self._store.outbox_counts()
             self._diagnostics.outbox_depth = counts.pending
             self._diagnostics.outbox_dead_letters = counts.dead
+            self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
             await self._diagnostics.changed()
             return outcome
 
@@ -103,37 +133,113 @@ class OutboxRelay:
             await self._store.mark_sent_many(delivered)
 
     async def _deliver_page(self, delivered: list[tuple[int, str]]) -> RelayRound:
-        retried = dead = 0
-        waiting_orders: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
         now = self._clock()
+        runs: dict[str, list[OutboxEntry]] = {}  # per order: its due postings, in acceptance order
+        held: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
         for entry in await self._store.pending_outbox(self._batch_size):
-            if entry.order_no in waiting_orders:
+            if entry.order_no in held:
                 continue
             if entry.next_attempt_at > now:
-                waiting_orders.add(entry.order_no)
+                held.add(entry.order_no)
+                continue
+            runs.setdefault(entry.order_no, []).append(entry)
+        due = sorted((entry for run in runs.values() for entry in run), key=lambda entry: entry.seq)
+        if not due:
+            return RelayRound()
+        try:
+            outcomes = await self._post(due)
+        except ErpUnavailable as exc:
+            # The batch got no answer at all: the ERP is struggling. The oldest posting carries the attempt and
+            # its backoff; the rest wait for the next round instead of hammering the ERP.
+            retried, dead = await self._failed(due[0], exc, now)
+            return self._logged(RelayRound(retried=retried, dead=dead))
+        by_seq = {outcome.seq: outcome for outcome in outcomes}
+        retried = dead = 0
+        for run in runs.values():
+            stopped = False  # the order's first temporary failure holds its later postings
+            for entry in run:
+                outcome = self._checked(entry, by_seq.get(entry.seq))
+                if isinstance(outcome, PostingReceipt):
+                    if stopped:
+                        _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
+                    delivered.append((entry.seq, outcome.document_no))
+                    await self._events.publish(PostingAttempted(entry.kind, "sent"))
+                    continue
+                if stopped or not outcome.attempted:
+                    stopped = True
+                    continue  # not attempted by the target: it waits for the earlier one, uncounted
+                failed_retried, failed_dead = await self._failed(entry, outcome.error, now)
+                retried += failed_retried
+                dead += failed_dead
+                stopped = bool(failed_retried)
+        return self._logged(RelayRound(sent=len(delivered), retried=retried, dead=dead))
+
+    async def _post(self, due: list[OutboxEntry]) -> Sequence[PostingOutcome]:
+        """Through the target's batch call when it has one, else one posting at a time with the same rules."""
+        if isinstance(self._erp, PostingTarget):
+            return await self._erp.post_batch(due)
+        outcomes: list[PostingOutcome] = []
+        stopped: set[str] = set()
+        for entry in due:
+            if entry.order_no in stopped:
+                outcomes.append(
+                    PostingFailure(entry.seq, ErpUnavailable("held behind an earlier posting"), attempted=False)
+                )
                 continue
             try:
-                document = await self._erp.post(entry)
+                outcomes.append(PostingReceipt(entry.seq, await self._erp.post(entry)))
             except ErpUnavailable as exc:
-                attempts = entry.attempts + 1
-                give_up = attempts >= self._max_attempts
-                await self._store.mark_failed(entry.seq, str(exc), now + self.backoff(attempts), dead=give_up)
-                if give_up:
-                    dead += 1
-                    _log.error("posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, exc)
-                else:
-                    retried += 1
-                    _log.warning("posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, exc)
-                waiting_orders.add(entry.order_no)
-                # The ERP is struggling: stop this round instead of hammering it with the rest.
-                break
+                outcomes.append(PostingFailure(entry.seq, exc))
+                stopped.add(entry.order_no)
             except ErpRejected as exc:
-                await self._store.mark_failed(entry.seq, str(exc), now, dead=True)
-                dead += 1
-                _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, exc)
-            else:
-                delivered.append((entry.seq, document))
-        sent = len(delivered)
-        if sent or retried or dead:
-            _log.info("outbox relay: %d sent, %d to retry, %d dead-lettered", sent, retried, dead)
-        return RelayRound(sent=sent, retried=retried, dead=dead)
+                outcomes.append(PostingFailure(entry.seq, exc))
+        return outcomes
+
+    @staticmethod
+    def _checked(entry: OutboxEntry, outcome: PostingOutcome | None) -> PostingOutcome:
+        """An answer without a document number (or no answer for an entry) breaks the contract: not a booking."""
+        if outcome is None:
+            problem = "contract violation: the ERP's batch answer has no outcome for this posting"
+        elif isinstance(outcome, PostingReceipt) and not outcome.document_no.strip():
+            problem = "contract violation: the ERP answered success without a document number"
+        else:
+            return outcome
+        _log.error("posting %s: %s; it is retried", entry.idempotency_key, problem)
+        return PostingFailure(entry.seq, ErpUnavailable(problem))
+
+    async def _failed(self, entry: OutboxEntry, error: ErpUnavailable | ErpRejected, now: datetime) -> tuple[int, int]:
+        """Record one failed delivery; answers (retried, dead) counts."""
+        keys = {"idempotency_key": entry.idempotency_key, "order_no": entry.order_no}
+        attempts = entry.attempts + 1
+        if isinstance(error, ErpRejected):
+            await self._store.mark_failed(entry.seq, str(error), now, dead=True)
+            await self._events.publish(PostingAttempted(entry.kind, "dead"))
+            _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, error, extra=keys)
+            await self._dead_lettered(entry, attempts, str(error))
+            return 0, 1
+        give_up = attempts >= self._max_attempts
+        await self._store.mark_failed(entry.seq, str(error), now + self.backoff(attempts), dead=give_up)
+        await self._events.publish(PostingAttempted(entry.kind, "dead" if give_up else "retry"))
+        if give_up:
+            _log.error(
+                "posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, error, extra=keys
+            )
+            await self._dead_lettered(entry, attempts, str(error))
+            return 0, 1
+        _log.warning(
+            "posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, error, extra=keys
+        )
+        return 1, 0
+
+    @staticmethod
+    def _logged(outcome: RelayRound) -> RelayRound:
+        if outcome.sent or outcome.retried or outcome.dead:
+            _log.info(
+                "outbox relay: %d sent, %d to retry, %d dead-lettered", outcome.sent, outcome.retried, outcome.dead
+            )
+        return outcome
+
+    async def _dead_lettered(self, entry: OutboxEntry, attempts: int, error: str) -> None:
+        await self._events.publish(
+            PostingDeadLettered(entry.idempotency_key, entry.kind, entry.order_no, attempts, error)
+        )

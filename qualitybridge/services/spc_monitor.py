@@ -1,7 +1,9 @@
 """Judging every accepted measurement statistically: one SPC chart per order, operation and characteristic.
 
-Subscribed to MeasurementAccepted. A rule violation is stored as an SPC alarm with its posting to the QMS, in one
-transaction, and raised as SpcRuleViolated; after every value the chart's state goes out as SpcStatusChanged.
+Subscribed to bursts of MeasurementAccepted (the results one report call stored). The rule violations of a burst
+are stored as SPC alarms with their postings to the QMS in one transaction (one commit per report batch, not one
+per alarm), then raised as SpcRuleViolated; after the burst each touched chart's state goes out as
+SpcStatusChanged.
 
 The charts live in memory and are rebuilt at start by replaying the stored results of the released orders, in
 arrival order, so limits, counts and the last violated rule survive a restart. An alarm's id is derived from the
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -97,7 +99,7 @@ class SpcMonitor:
         self._replayed_recent: set[str] = set()  # results a replay took that may still arrive as live events
 
     def subscribe(self) -> None:
-        self._events.subscribe(MeasurementAccepted, self.on_measurement)
+        self._events.subscribe_burst(MeasurementAccepted, self.on_measurements)
 
     async def rebuild(self) -> int:
         """Replay the stored results of the released orders; answers how many missing alarms were caught up."""
@@ -110,7 +112,7 @@ class SpcMonitor:
         horizon = started - self._catch_up
         recent = started - timedelta(minutes=1)
         self._replayed_recent = set()
-        caught_up = 0
+        missing: list[SpcAlarmRecord] = []
         for order in self._master.orders:
             stored = await self._store.stored_measurements(order.order_no)
             # Arrival order; within one batch (one received_at) the machine's measuring order.
@@ -123,7 +125,8 @@ class SpcMonitor:
                     continue
                 stream, violations = taken
                 if violations and result.received_at >= horizon:
-                    caught_up += await self._raise(result, stream, violations)
+                    missing.extend(self._record(result, stream.characteristic, v) for v in violations)
+        caught_up = await self._raise(missing)
         for key in self._streams:
             await self._publish_status(key)
         if caught_up:
@@ -132,18 +135,27 @@ class SpcMonitor:
         return caught_up
 
     async def on_measurement(self, event: MeasurementAccepted) -> None:
-        result = event.result
+        await self.on_measurements((event,))
+
+    async def on_measurements(self, events: Sequence[MeasurementAccepted]) -> None:
+        """Chart a burst of results in order; store all the alarms it raises with one store call."""
         async with self._lock:
-            if result.result_id in self._replayed_recent:
-                self._replayed_recent.discard(result.result_id)  # stored while the replay ran: already charted
-                return
-            taken = self._take(result)
-            if taken is None:
-                return
-            stream, violations = taken
-            if violations:
-                await self._raise(result, stream, violations)
-            await self._publish_status(_key(result))
+            records: list[SpcAlarmRecord] = []
+            touched: dict[StreamKey, None] = {}  # in order of first appearance
+            for event in events:
+                result = event.result
+                if result.result_id in self._replayed_recent:
+                    self._replayed_recent.discard(result.result_id)  # stored while the replay ran: already charted
+                    continue
+                taken = self._take(result)
+                if taken is None:
+                    continue
+                stream, violations = taken
+                records.extend(self._record(result, stream.characteristic, v) for v in violations)
+                touched[_key(result)] = None
+            await self._raise(records)
+            for key in touched:
+                await self._publish_status(key)
 
     def status(self, order_no: str, operation_no: str, characteristic_id: str) -> SpcStatus | None:
         """The chart's state; None if the characteristic has no stream yet (no value since the start)."""
@@ -188,19 +200,25 @@ class SpcMonitor:
             settings=self._policy.settings_for(characteristic.characteristic_id, characteristic.classification),
         )
 
-    async def _raise(self, result: MeasurementResult, stream: _Stream, violations: tuple[RuleViolation, ...]) -> int:
+    async def _raise(self, records: Sequence[SpcAlarmRecord]) -> int:
+        """Store the alarms in one transaction (those stored by an earlier run are skipped), then raise each."""
+        if not records:
+            return 0
+        stored = await self._store.record_spc_alarms_once(records)
         raised = 0
-        for violation in violations:
-            record = self._record(result, stream.characteristic, violation)
-            if not await self._store.record_spc_alarm_once(record):
+        for record, new in zip(records, stored, strict=True):
+            if not new:
                 continue  # stored by an earlier run
             raised += 1
+            alarm = record.alarm
             _log.info(
-                "SPC rule %d on %s/%s/%s at result %s (value %s)",
-                violation.rule,
-                *_key(result),
-                result.result_id,
-                violation.value,
+                "SPC rule %s on %s/%s/%s at result %s (value %s)",
+                alarm.rule_number,
+                alarm.order_no,
+                alarm.operation_no,
+                alarm.characteristic_id,
+                alarm.result_id,
+                alarm.value,
             )
             await self._events.publish(SpcRuleViolated(record))
         return raised

@@ -16,13 +16,13 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import FastAPI, Header, Response, status
+from fastapi import FastAPI, Header, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
@@ -34,6 +34,8 @@ from qualitybridge.adapters.rest_contract import (
     API_PREFIX,
     CONTRACT_VERSION,
     IDEMPOTENCY_HEADER,
+    BatchAnswer,
+    BatchOutcome,
     BookingReceipt,
     CalibrationStatusName,
     ConfirmationDTO,
@@ -43,7 +45,9 @@ from qualitybridge.adapters.rest_contract import (
     ErrorDetail,
     OrderDTO,
     OrdersPage,
+    PostingBatch,
     ResultDTO,
+    ResultPosting,
     SpcAlarmDTO,
     equipment_to_dto,
     order_from_dto,
@@ -82,9 +86,14 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+ChangedSince = Annotated[
+    int | None,
+    Query(ge=0, description="v1 addition: only what changed after this revision (a revision an earlier page gave)"),
+]
+
 _POSTING_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": BookingReceipt, "description": "Already booked under this key with the same body (a retry)"},
-    400: {"model": ErrorBody, "description": "Idempotency-Key header missing"},
+    400: {"model": ErrorBody, "description": "Idempotency-Key header missing, empty or longer than 255 characters"},
     409: {"model": ErrorBody, "description": "Idempotency-Key already used for a different body"},
     422: {"model": ErrorBody, "description": "Invalid body, or unknown order, operation or characteristic"},
     503: {"model": ErrorBody, "description": "ERP temporarily unavailable; retry with the same key"},
@@ -149,14 +158,23 @@ def _error(status_code: int, code: str, message: str) -> JSONResponse:
 
 
 class FaultInjection:
-    """ASGI middleware making the /api/v1 face unreliable in the ways a real ERP connection is."""
+    """ASGI middleware making the ERP face (/api/v1, or the SAP face's OData root) unreliable in the ways a real ERP
+    connection is; `error` builds the face's own error answer."""
 
-    def __init__(self, app: ASGIApp, state: SimulatorState) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: SimulatorState,
+        prefix: str = API_PREFIX,
+        error: Callable[[int, str, str], Response] | None = None,
+    ) -> None:
         self.app = app
         self.state = state
+        self.prefix = prefix
+        self.error = error or _error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope["path"]).startswith(API_PREFIX + "/"):
+        if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix + "/"):
             await self.app(scope, receive, send)
             return
         fault = self.state.draw_fault()
@@ -170,7 +188,7 @@ class FaultInjection:
             await asyncio.sleep(timeout_seconds)
             await self.app(scope, receive, send)
         elif kind == "error":
-            await _error(503, "unavailable", "injected fault: ERP temporarily unavailable")(scope, receive, send)
+            await self.error(503, "unavailable", "injected fault: ERP temporarily unavailable")(scope, receive, send)
         else:
 
             async def discard(message: Message) -> None:
@@ -178,7 +196,7 @@ class FaultInjection:
 
             # The posting is booked but its answer never reaches the client: the case idempotency keys exist for.
             await self.app(scope, receive, discard)
-            await _error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
+            await self.error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
 
 
 def create_app(state: SimulatorState | None = None) -> FastAPI:
@@ -201,16 +219,84 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
     # ERP face, contract v1
 
     @app.get(f"{API_PREFIX}/orders", tags=[_ERP_TAG])
-    async def list_orders() -> OrdersPage:
-        """All orders currently released to the shop floor; an order missing from the list was withdrawn."""
-        revision, orders = sim.orders()
-        return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders])
+    async def list_orders(changed_since: ChangedSince = None) -> OrdersPage:
+        """All orders currently released to the shop floor; an order missing from the list was withdrawn.
+
+        With `changed_since` (v1 addition): only the orders released or changed after that revision, and in
+        `withdrawn` the orders withdrawn after it.
+        """
+        if changed_since is None:
+            revision, orders = sim.orders()
+            return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders])
+        revision, orders, withdrawn = sim.orders_changed_since(changed_since)
+        return OrdersPage(revision=revision, orders=[order_to_dto(order) for order in orders], withdrawn=withdrawn)
 
     @app.get(f"{API_PREFIX}/equipment", tags=[_ERP_TAG])
-    async def list_equipment() -> EquipmentPage:
-        """All test equipment with its calibration status."""
-        revision, equipment = sim.equipment()
+    async def list_equipment(changed_since: ChangedSince = None) -> EquipmentPage:
+        """All test equipment with its calibration status; with `changed_since` only what changed after it."""
+        if changed_since is None:
+            revision, equipment = sim.equipment()
+        else:
+            revision, equipment = sim.equipment_changed_since(changed_since)
         return EquipmentPage(revision=revision, equipment=[equipment_to_dto(item) for item in equipment])
+
+    @app.post(f"{API_PREFIX}/postings", tags=[_ERP_TAG], responses={503: {"model": ErrorBody}})
+    async def post_batch(batch: PostingBatch) -> BatchAnswer:
+        """Book several postings in list order (v1 addition), each as its single path would, one outcome each.
+
+        After a temporary failure of one posting, the later postings of the same order are not attempted (424),
+        so an order's postings are never booked out of order; other orders go on.
+        """
+        outcomes: list[BatchOutcome] = []
+        stopped: set[str] = set()
+        for item in batch.postings:
+            order_no = item.body.order_no
+            if order_no in stopped:
+                detail = ErrorDetail(code="earlier_posting_failed", message=f"an earlier posting of {order_no} failed")
+                outcomes.append(BatchOutcome(idempotency_key=item.idempotency_key, status=424, error=detail))
+                continue
+            try:
+                if isinstance(item, ResultPosting):
+                    receipt = sim.book(
+                        "results",
+                        item.idempotency_key,
+                        item.body.model_dump(mode="json"),
+                        order_no=order_no,
+                        operation_no=item.body.operation_no,
+                        characteristic_id=item.body.characteristic_id,
+                    )
+                elif item.kind == "confirmation":
+                    receipt = sim.book(
+                        "confirmations",
+                        item.idempotency_key,
+                        item.body.model_dump(mode="json"),
+                        order_no=order_no,
+                        operation_no=item.body.operation_no,
+                    )
+                else:
+                    receipt = sim.book(
+                        "spc_alarms",
+                        item.idempotency_key,
+                        item.body.model_dump(mode="json"),
+                        order_no=order_no,
+                        operation_no=item.body.operation_no,
+                        characteristic_id=item.body.characteristic_id,
+                    )
+            except SimulatorError as exc:
+                if exc.status_code >= 500:
+                    stopped.add(order_no)
+                error = ErrorDetail(code=exc.code, message=exc.message)
+                outcomes.append(BatchOutcome(idempotency_key=item.idempotency_key, status=exc.status_code, error=error))
+                continue
+            outcomes.append(
+                BatchOutcome(
+                    idempotency_key=item.idempotency_key,
+                    status=200 if receipt.duplicate else 201,
+                    document_no=receipt.document_no,
+                    duplicate=receipt.duplicate,
+                )
+            )
+        return BatchAnswer(outcomes=outcomes)
 
     @app.post(f"{API_PREFIX}/results", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
     async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
@@ -338,8 +424,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
         errors = exc.errors()
-        if any(tuple(error.get("loc", ())) == ("header", IDEMPOTENCY_HEADER) for error in errors):
+        header_errors = [e for e in errors if tuple(e.get("loc", ())) == ("header", IDEMPOTENCY_HEADER)]
+        if any(error.get("type") == "missing" for error in header_errors):
             return _error(400, "missing_idempotency_key", f"the {IDEMPOTENCY_HEADER} header is required")
+        if header_errors:
+            return _error(
+                400,
+                "invalid_idempotency_key",
+                f"the {IDEMPOTENCY_HEADER} header must be 1 to 255 characters: {header_errors[0].get('msg')}",
+            )
         details = "; ".join(f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
         return _error(422, "invalid_request", details)
 
@@ -380,6 +473,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
+Flavour = Literal["rest", "sap"]
+
+
 async def serve(
     host: str,
     port: int,
@@ -387,11 +483,27 @@ async def serve(
     state: SimulatorState | None = None,
     started: asyncio.Event | None = None,
     handle_signals: bool = False,
+    flavour: Flavour = "rest",
 ) -> None:
-    """Serve the simulator in the running loop until cancelled (or, with handle_signals, until SIGINT/SIGTERM)."""
-    app = create_app(state)
+    """Serve the simulator in the running loop until cancelled (or, with handle_signals, until SIGINT/SIGTERM).
+
+    `flavour="sap"` adds the SAP S/4HANA OData face (`qualitybridge.simulator.sap_face`) to the REST one.
+    """
+    if flavour == "sap":
+        from qualitybridge.simulator.sap_face import create_sap_app
+
+        app = create_sap_app(state)
+    else:
+        app = create_app(state)
     config = uvicorn.Config(
-        app, lifespan="off", log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+        app,
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        # uvicorn's Date is refreshed once a second by its loop; the SAP face sets an exact one itself.
+        date_header=flavour != "sap",
     )
     server = _Server(config, handle_signals=handle_signals)
     sock = _bind(host, port)
@@ -416,10 +528,10 @@ async def serve(
         sock.close()
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, flavour: Flavour = "rest") -> None:
     """Blocking entry point for `qualitybridge simulator`; stops on Ctrl+C."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, port, handle_signals=True))
+        asyncio.run(serve(host, port, handle_signals=True, flavour=flavour))
 
 
 def openapi_document() -> dict[str, Any]:

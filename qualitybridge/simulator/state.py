@@ -99,6 +99,13 @@ class SimulatorState:
         self._equipment: dict[str, TestEquipment] = {item.equipment_id: item for item in self._initial_equipment}
         self._orders_revision = 1
         self._equipment_revision = 1
+        # For changed-since queries: the revision and time each order or gauge last changed; withdrawn orders stay
+        # known (an SAP order is closed, not deleted) with the revision and time of their withdrawal.
+        started = datetime.now(UTC)
+        self._order_changes: dict[str, tuple[int, datetime]] = dict.fromkeys(self._orders, (1, started))
+        self._withdrawn: dict[str, tuple[int, datetime, ProductionOrder]] = {}
+        self._equipment_changes: dict[str, int] = dict.fromkeys(self._equipment, 1)
+        self._requests: list[str] = []
         self._bookings: dict[BookingKind, dict[str, Booking]] = {kind: {} for kind in BOOKING_KINDS}
         self._document_counter: dict[BookingKind, int] = dict.fromkeys(BOOKING_KINDS, 0)
         self._counters = _Counters()
@@ -120,12 +127,36 @@ class SimulatorState:
         with self._lock:
             return self._equipment_revision, list(self._equipment.values())
 
+    def orders_changed_since(self, revision: int) -> tuple[int, list[ProductionOrder], list[str]]:
+        """Released orders added or changed after `revision`, and the orders withdrawn after it."""
+        with self._lock:
+            changed = [order for no, order in self._orders.items() if self._order_changes[no][0] > revision]
+            withdrawn = [no for no, (at, _time, _order) in self._withdrawn.items() if at > revision]
+            return self._orders_revision, changed, withdrawn
+
+    def equipment_changed_since(self, revision: int) -> tuple[int, list[TestEquipment]]:
+        with self._lock:
+            changed = [item for no, item in self._equipment.items() if self._equipment_changes[no] > revision]
+            return self._equipment_revision, changed
+
+    def order_history(self) -> list[tuple[ProductionOrder, bool, datetime]]:
+        """Every order the ERP knows, released or withdrawn, with the time of its last change (the SAP face)."""
+        with self._lock:
+            known = [(order, True, self._order_changes[no][1]) for no, order in self._orders.items()]
+            known += [(order, False, at) for _rev, at, order in self._withdrawn.values()]
+            return known
+
+    def _order_changed(self, order_no: str) -> None:
+        self._orders_revision += 1
+        self._order_changes[order_no] = (self._orders_revision, datetime.now(UTC))
+
     def release_order(self, order: ProductionOrder) -> int:
         with self._lock:
             if order.order_no in self._orders:
                 raise AlreadyExists("order_exists", f"order {order.order_no} is already released")
             self._orders[order.order_no] = order
-            self._orders_revision += 1
+            self._withdrawn.pop(order.order_no, None)
+            self._order_changed(order.order_no)
             return self._orders_revision
 
     def change_order(self, order: ProductionOrder) -> int:
@@ -133,15 +164,28 @@ class SimulatorState:
             if order.order_no not in self._orders:
                 raise NotFound("unknown_order", f"order {order.order_no} is not released")
             self._orders[order.order_no] = order
-            self._orders_revision += 1
+            self._order_changed(order.order_no)
             return self._orders_revision
 
     def withdraw_order(self, order_no: str) -> int:
         with self._lock:
-            if self._orders.pop(order_no, None) is None:
+            order = self._orders.pop(order_no, None)
+            if order is None:
                 raise NotFound("unknown_order", f"order {order_no} is not released")
             self._orders_revision += 1
+            self._order_changes.pop(order_no, None)
+            self._withdrawn[order_no] = (self._orders_revision, datetime.now(UTC), order)
             return self._orders_revision
+
+    # requests seen (the SAP face records its queries, so a test can show what a sync asked for)
+
+    def record_request(self, line: str) -> None:
+        with self._lock:
+            self._requests.append(line)
+
+    def requests(self) -> list[str]:
+        with self._lock:
+            return list(self._requests)
 
     def update_equipment(
         self,
@@ -171,6 +215,7 @@ class SimulatorState:
             if updated != current:
                 self._equipment[equipment_id] = updated
                 self._equipment_revision += 1
+                self._equipment_changes[equipment_id] = self._equipment_revision
             return updated
 
     # postings from QualityBridge

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -50,11 +51,23 @@ test_equipment = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# Where each master-data source's delta sync continues: its own opaque watermark, so a restart resumes the delta.
+source_watermarks = Table(
+    "source_watermarks",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("watermark", String(512), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The sync findings that stand for this source ([{"key", "reason"}]): a delta does not repeat them.
+    Column("findings", JSON, nullable=False),
+)
+
 measurement_results = Table(
     "measurement_results",
     metadata,
     Column("result_id", String(36), primary_key=True),
-    Column("client_result_id", String(128), nullable=True, unique=True),
+    # A client result id is the caller's: unique per reporting user, not across users (migration 0005).
+    Column("client_result_id", String(128), nullable=True),
     Column("order_no", String(32), nullable=False, index=True),
     Column("operation_no", String(16), nullable=False),
     Column("characteristic_id", String(64), nullable=False),
@@ -69,6 +82,7 @@ measurement_results = Table(
     Column("reported_by", String(64), nullable=False),
     # Taken with a gauge whose calibration is due soon: accepted, but a quality engineer may want to look again.
     Column("gauge_due_soon", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("reported_by", "client_result_id", name="uq_measurement_results_client_scope"),
 )
 
 outbox = Table(
@@ -98,7 +112,7 @@ confirmations = Table(
     "confirmations",
     metadata,
     Column("confirmation_id", String(36), primary_key=True),
-    Column("client_confirmation_id", String(128), nullable=True, unique=True),
+    Column("client_confirmation_id", String(128), nullable=True),
     Column("order_no", String(32), nullable=False),
     Column("operation_no", String(16), nullable=False),
     Column("yield_quantity", Float, nullable=False),
@@ -110,6 +124,7 @@ confirmations = Table(
     Column("reported_by", String(64), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Index("ix_confirmations_order_operation", "order_no", "operation_no"),
+    UniqueConstraint("reported_by", "client_confirmation_id", name="uq_confirmations_client_scope"),
 )
 
 spc_alarms = Table(
@@ -131,6 +146,9 @@ spc_alarms = Table(
     Column("center_line", Float, nullable=True),
     Column("upper_control_limit", Float, nullable=True),
     Column("lower_control_limit", Float, nullable=True),
+    # A machine's own id for a reported alarm (migration 0005), unique per reporting user.
+    Column("client_alarm_id", String(128), nullable=True),
+    UniqueConstraint("reported_by", "client_alarm_id", name="uq_spc_alarms_client_scope"),
 )
 
 # Reports refused because the gauge was blocked: the audit trail of attempted use, never relayed to the ERP.

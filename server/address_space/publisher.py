@@ -1,5 +1,5 @@
 """The OPC UA view as a publisher on the event bus: each domain event becomes what a client of the address space
-sees (nodes added or changed, a MeasurementReported or SpcAlarm event, the diagnostics values).
+sees (nodes added or changed, a MeasurementReported, SpcAlarm or quality event, the diagnostics values).
 
 A second publisher (MQTT, a status page) is one more class of this shape, added to the bus in the composition root.
 """
@@ -14,13 +14,17 @@ from qualitybridge.domain.events import (
     MasterDataChanged,
     MeasurementAccepted,
     OrderStateChanged,
+    PostingDeadLettered,
     SpcAlarmRaised,
     SpcStatusChanged,
 )
+from qualitybridge.domain.model import SyncFinding
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.quality_events import QualityEvents
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
 from qualitybridge.server.address_space.spc_conditions import SpcConditions
 from qualitybridge.server.address_space.view import AddressSpaceView
+from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.master_data import MasterData
 
 __all__ = ["OpcUaPublisher"]
@@ -29,28 +33,53 @@ __all__ = ["OpcUaPublisher"]
 class OpcUaPublisher:
     """Implements the domain's `Publisher` port for the address space."""
 
-    def __init__(self, server: Server, namespace: QualityBridgeNamespace, master_data: MasterData) -> None:
+    def __init__(
+        self,
+        server: Server,
+        namespace: QualityBridgeNamespace,
+        master_data: MasterData,
+        diagnostics: Diagnostics | None = None,
+    ) -> None:
         self.view = AddressSpaceView(server, namespace)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
         self.spc_conditions = SpcConditions(server, namespace)
+        self.quality_events = QualityEvents(server, namespace, master_data)
         self._master = master_data
+        self._diagnostics = diagnostics
 
     async def start(self) -> None:
         """Create the event generators; call once the server has started."""
         await self.view.start()
         await self._spc_alarms.start()
         await self.spc_conditions.start()
+        await self.quality_events.start()
 
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
         await self.view.show(self._master.orders, self._master.equipment)
+        if self._diagnostics is None:
+            return
+        unshown = tuple(
+            SyncFinding(key=f"order {order_no}", reason=f"not shown in the address space: {reason}")
+            for order_no, reason in sorted(self.view.unshown.items())
+        )
+        if unshown != self._diagnostics.view_findings:
+            self._diagnostics.view_findings = unshown
+            await self._diagnostics.changed()
 
     async def publish(self, event: DomainEvent) -> None:
         match event:
-            case MasterDataChanged() | OrderStateChanged():
+            case MasterDataChanged():
                 await self.show_master_data()
+                await self.quality_events.gauges_synced(self._master.equipment)
+            case OrderStateChanged(order=order):
+                await self.show_master_data()
+                await self.quality_events.order_state_changed(order)
             case MeasurementAccepted(result=result):
                 await self.view.show_result(result)
+                await self.quality_events.measurement_accepted(result)
+            case PostingDeadLettered():
+                await self.quality_events.posting_dead_lettered(event)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
                 await self.spc_conditions.raise_alarm(record)

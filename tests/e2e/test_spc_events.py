@@ -298,3 +298,73 @@ async def test_a_violation_is_a_condition_that_a_quality_engineer_acknowledges_a
         ("quality", "BadConditionBranchAlreadyAcked"),
     ]
     assert [user for user, _status in audited(deployment, "Call Confirm")] == ["quality", "quality"]
+
+
+QUALITY_EVENT_TYPES = {"out_of_tolerance": 1015, "gauge": 1016, "order_state": 1017, "dead_letter": 1018}
+
+
+async def test_quality_events_reach_a_client_subscribed_at_the_server(deployment: Deployment) -> None:
+    """Out of tolerance, a gauge's calibration turning DueSoon, an order's state: at Server, with business keys."""
+    async with (
+        deployment.session("observer") as watcher,
+        deployment.session("machine1") as machine,
+        deployment.session("quality") as quality,
+    ):
+        idx = await watcher.get_namespace_index(NAMESPACE_URI)
+        await published(watcher, idx)
+        at_server = Events()
+        subscription = await watcher.create_subscription(50, at_server)
+        # The EventFilter selects the fields of all four types (asyncua joins their select clauses).
+        await subscription.subscribe_events(
+            watcher.nodes.server, [node(watcher, idx, type_id) for type_id in QUALITY_EVENT_TYPES.values()]
+        )
+        # The sources are event notifiers of their own: a client may watch just one order or one characteristic.
+        at_sources = Events()
+        source_subscription = await watcher.create_subscription(50, at_sources)
+        char_node = node(watcher, idx, f"Order/{ORDER}/Op/0010/Char/C0010")
+        await source_subscription.subscribe_events(
+            char_node, node(watcher, idx, QUALITY_EVENT_TYPES["out_of_tolerance"])
+        )
+        order_node = node(watcher, idx, f"Order/{ORDER}")
+        await source_subscription.subscribe_events(order_node, node(watcher, idx, QUALITY_EVENT_TYPES["order_state"]))
+
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        method = ua.NodeId("QualityBridge.ReportMeasurement", midx)
+        result_id, evaluation = await node(machine, midx, "QualityBridge").call_method(
+            method, *KEY, ua.Variant(25.0, ua.VariantType.Double), THERMOMETER, "SN-hot",
+            datetime.now(UTC) - timedelta(seconds=1), "",
+        )  # fmt: skip
+        assert evaluation != 0
+        qidx = await quality.get_namespace_index(NAMESPACE_URI)
+        interrupt = ua.NodeId("QualityBridge.InterruptOrder", qidx)
+        assert await node(quality, qidx, "QualityBridge").call_method(interrupt, ORDER) == 4
+        with deployment.erp() as erp:
+            erp.patch(f"/sim/equipment/{THERMOMETER}", json={"calibration_status": "DUE_SOON"}).raise_for_status()
+
+        def of_type(type_id: int) -> list[Any]:
+            wanted = ua.NodeId(type_id, idx)
+            return [e for e in at_server.received if e.EventType == wanted]
+
+        await until(
+            lambda: all(of_type(QUALITY_EVENT_TYPES[kind]) for kind in ("out_of_tolerance", "gauge", "order_state")),
+            "quality events at Server",
+        )
+        (hot,) = of_type(QUALITY_EVENT_TYPES["out_of_tolerance"])
+        assert (hot.OrderNumber, hot.OperationNumber, hot.CharacteristicId) == KEY
+        assert (hot.ResultId, hot.Value, hot.EquipmentId, hot.PartSerial) == (result_id, 25.0, THERMOMETER, "SN-hot")
+        assert (hot.LowerLimit, hot.UpperLimit, hot.Evaluation) == (18.0, 22.0, evaluation)
+        assert hot.SourceNode == ua.NodeId(f"Order/{ORDER}/Op/0010/Char/C0010", idx)
+        (state,) = of_type(QUALITY_EVENT_TYPES["order_state"])
+        assert (state.OrderNumber, state.State, state.SourceNode) == (ORDER, 4, ua.NodeId(f"Order/{ORDER}", idx))
+        (gauge,) = of_type(QUALITY_EVENT_TYPES["gauge"])
+        assert (gauge.EquipmentId, gauge.CalibrationStatus, gauge.PreviousCalibrationStatus) == (THERMOMETER, 1, 0)
+        assert gauge.SourceNode == ua.NodeId(f"TestEquipment/{THERMOMETER}", idx)
+        await until(lambda: len(at_sources.received) >= 2, "quality events at their source nodes")
+        await asyncio.sleep(1.5)  # the next syncs see the same status: no second gauge event
+        assert len(of_type(QUALITY_EVENT_TYPES["gauge"])) == 1
+        at_source = {(e.EventType.Identifier, e.SourceNode.Identifier) for e in at_sources.received}
+        assert at_source == {
+            (QUALITY_EVENT_TYPES["out_of_tolerance"], f"Order/{ORDER}/Op/0010/Char/C0010"),
+            (QUALITY_EVENT_TYPES["order_state"], f"Order/{ORDER}"),
+        }
+        assert {e.EventId for e in at_sources.received} <= {e.EventId for e in at_server.received}

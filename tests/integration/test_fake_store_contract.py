@@ -10,7 +10,7 @@ from typing import Any
 
 from qualitybridge.domain.model import ErpSnapshot, OrderState
 from qualitybridge.store import Store
-from tests.builders import accepted, confirmation_record, order, refused_attempt
+from tests.builders import accepted, confirmation_record, order, refused_attempt, spc_alarm_record
 from tests.fakes import FakeStore
 
 S = OrderState
@@ -73,4 +73,24 @@ async def test_confirmations_their_repeats_and_totals(store: Store) -> None:
 
     real = await story(store)
     assert real[2] == (first, False), "the story must exercise a repeat"
+    assert await story(FakeStore()) == real
+
+
+async def test_spc_alarm_batches_and_stored_measurements(store: Store) -> None:
+    alarms = [spc_alarm_record(rule) for rule in (1, 2, 5)]
+    batch = [accepted(), accepted("plc-9"), accepted()]
+
+    async def story(target: Any) -> list[Any]:
+        return [
+            await target.record_spc_alarms_once([]),
+            await target.record_spc_alarms_once(alarms[:2]),
+            await target.record_spc_alarms_once([alarms[1], alarms[2], alarms[2]]),
+            await target.record_measurements(batch),
+            await target.stored_measurements(),
+            await target.stored_measurements("1000"),
+            await target.stored_measurements("4711"),
+        ]
+
+    real = await story(store)
+    assert real[2] == [False, True, False], "the story must exercise repeats"
     assert await story(FakeStore()) == real

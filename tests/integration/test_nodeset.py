@@ -37,6 +37,17 @@ MEASUREMENT_REPORTED_EVENT_TYPE = 1010
 SPC_ALARM_EVENT_TYPE = 1011
 SPC_STATUS_TYPE = 1012
 SPC_ALARM_TYPE = 1013
+QUALITY_EVENT_TYPE = 1014
+MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE = 1015
+GAUGE_CALIBRATION_EVENT_TYPE = 1016
+ORDER_STATE_CHANGED_EVENT_TYPE = 1017
+POSTING_DEAD_LETTERED_EVENT_TYPE = 1018
+QUALITY_EVENTS = (
+    MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE,
+    GAUGE_CALIBRATION_EVENT_TYPE,
+    ORDER_STATE_CHANGED_EVENT_TYPE,
+    POSTING_DEAD_LETTERED_EVENT_TYPE,
+)
 SPC_MEMBERS = {"CenterLine", "UCL", "LCL", "Cp", "Cpk", "SampleCount", "LastViolatedRule"}
 ORDER_STATE_ENUM = 3001
 CALIBRATION_STATUS_ENUM = 3002
@@ -107,6 +118,7 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "LastSyncError",
         "OutboxDepth",
         "OutboxDeadLetters",
+        "SyncFindings",
     },
     QUALITY_BRIDGE_TYPE: {
         "Orders",
@@ -144,6 +156,21 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "UCL",
         "LCL",
     },
+    MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE: {
+        "OrderNumber",
+        "OperationNumber",
+        "CharacteristicId",
+        "ResultId",
+        "Value",
+        "LowerLimit",
+        "UpperLimit",
+        "Evaluation",
+        "EquipmentId",
+        "PartSerial",
+    },
+    GAUGE_CALIBRATION_EVENT_TYPE: {"EquipmentId", "CalibrationStatus", "PreviousCalibrationStatus", "NextDue"},
+    ORDER_STATE_CHANGED_EVENT_TYPE: {"OrderNumber", "State", "MaterialNumber"},
+    POSTING_DEAD_LETTERED_EVENT_TYPE: {"IdempotencyKey", "PostingKind", "OrderNumber", "Attempts", "LastError"},
 }
 
 SUPERTYPES = {
@@ -215,6 +242,7 @@ SHOP_FLOOR_METHODS: dict[str, tuple[list[tuple[str, int | str, int]], list[tuple
             ("Rule", _STRING, -1),
             ("Severity", ua.ObjectIds.UInt16, -1),
             ("Message", _STRING, -1),
+            ("ClientAlarmId", _STRING, -1),
         ],
         [("AlarmId", _STRING, -1)],
     ),
@@ -339,7 +367,12 @@ async def _modelling_rule(node: Node) -> int | None:
 async def test_object_types_declare_their_members_as_mandatory(imported: Imported, type_id: int) -> None:
     type_node = imported.node(type_id)
     assert await type_node.read_node_class() == ua.NodeClass.ObjectType
-    assert await _supertype(type_node) == ua.NodeId(SUPERTYPES[type_id])
+    if type_id in QUALITY_EVENTS:
+        assert await _supertype(type_node) == ua.NodeId(QUALITY_EVENT_TYPE, imported.idx)
+        assert await _supertype(imported.node(QUALITY_EVENT_TYPE)) == ua.NodeId(ua.ObjectIds.BaseEventType)
+        assert (await imported.node(QUALITY_EVENT_TYPE).read_attribute(ua.AttributeIds.IsAbstract)).Value.Value is True
+    else:
+        assert await _supertype(type_node) == ua.NodeId(SUPERTYPES[type_id])
     children = {(await child.read_browse_name()).to_string(): child for child in await type_node.get_children()}
     assert set(children) == {f"{imported.idx}:{name}" for name in MANDATORY_CHILDREN[type_id]}
     for browse_name, child in children.items():
@@ -495,7 +528,9 @@ async def test_instantiation_gives_children_string_ids_from_the_parent(imported:
 
 
 @module_loop
-@pytest.mark.parametrize("event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE, SPC_ALARM_TYPE])
+@pytest.mark.parametrize(
+    "event_type", [MEASUREMENT_REPORTED_EVENT_TYPE, SPC_ALARM_EVENT_TYPE, SPC_ALARM_TYPE, *QUALITY_EVENTS]
+)
 async def test_events_carry_their_fields(imported: Imported, event_type: int) -> None:
     generator = await imported.server.get_event_generator(
         ua.NodeId(event_type, imported.idx), ua.NodeId("QualityBridge", imported.idx)

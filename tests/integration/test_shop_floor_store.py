@@ -21,7 +21,7 @@ from qualitybridge.domain.postings import ConfirmationPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store, tables
 from qualitybridge.store.outbox_admin import DISCARDED
-from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, result
+from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, result, spc_alarm_record
 
 
 async def _count(store: Store, table: Table) -> int:
@@ -134,6 +134,27 @@ async def test_spc_alarm_with_outbox_row(store: Store) -> None:
     (entry,) = await store.pending_outbox()
     assert (entry.kind, entry.idempotency_key, entry.order_no) == ("spc_alarm", f"sa-{record.alarm_id}", "1000")
     assert entry.posting == SpcAlarmPosting(record=record)
+
+
+async def test_spc_alarms_of_a_batch_are_stored_once_each_in_one_transaction(store: Store) -> None:
+    first, second, third = spc_alarm_record(1), spc_alarm_record(5), spc_alarm_record(2, "r-2")
+    assert await store.record_spc_alarms_once([]) == []
+    assert await store.record_spc_alarms_once([first, second]) == [True, True]
+    # A replay repeats the first two; a repeat within the batch is stored once too.
+    assert await store.record_spc_alarms_once([first, third, second, third]) == [False, True, False, False]
+    assert await store.record_spc_alarm_once(third) is False
+    assert sorted(r.alarm_id for r in await store.spc_alarms()) == sorted(r.alarm_id for r in (first, second, third))
+    postings = [e.posting for e in await store.pending_outbox()]
+    assert postings == [SpcAlarmPosting(record=r) for r in (first, second, third)]
+    assert await store.spc_alarms() == [first, second, third]
+
+
+async def test_a_failing_spc_alarm_batch_stores_none_of_it(store: Store) -> None:
+    broken = spc_alarm_record(3).model_copy(update={"reported_by": None})  # NOT NULL in the table
+    with pytest.raises(IntegrityError):
+        await store.record_spc_alarms_once([spc_alarm_record(1), broken])
+    assert await store.spc_alarms() == []
+    assert await store.pending_outbox() == []
 
 
 async def test_outbox_list_retry_and_discard_never_delete(store: Store) -> None:

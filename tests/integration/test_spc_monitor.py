@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from qualitybridge.domain.model import (
     TestEquipment,
 )
 from qualitybridge.domain.postings import SpcAlarmPosting
-from qualitybridge.domain.records import AcceptedMeasurement
+from qualitybridge.domain.records import AcceptedMeasurement, SpcAlarmRecord
 from qualitybridge.domain.spc import SpcPolicy
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
@@ -260,3 +261,30 @@ async def test_limits_are_recomputed_on_request_and_shown(store: Store) -> None:
     assert after.limits.center == pytest.approx((12 * 12.0 + 13 * 12.5) / 25)  # the latest 25 values
     shown = [e for e in bridge.recorder.events if isinstance(e, SpcStatusChanged)][-1]
     assert shown.status == after
+
+
+async def test_the_alarms_of_one_report_batch_are_stored_with_one_store_call(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bridge = Bridge(store)
+    await bridge.start()
+    batches: list[int] = []
+    batch_write = store.record_spc_alarms_once
+
+    async def counted(records: Sequence[SpcAlarmRecord]) -> list[bool]:
+        batches.append(len(records))
+        return await batch_write(records)
+
+    monkeypatch.setattr(store, "record_spc_alarms_once", counted)
+    bridge.now += timedelta(seconds=1)
+    reports = [report(10.0 + z, "C1", bridge.now + timedelta(milliseconds=n)) for n, z in enumerate(STREAM)]
+    outcomes = await bridge.reporting.report_measurements(reports, "machine-1")
+    ids = [outcome.stored.result.result_id for outcome in outcomes if outcome.stored is not None]
+    assert batches == [2], "one store call (one transaction) for both violations of the batch"
+    raised = [(e.record.alarm.rule_number, e.record.alarm.result_id) for e in bridge.recorder.violations()]
+    assert raised == [(1, ids[12]), (5, ids[26])]
+    postings = await spc_postings(store)
+    assert [(p.record.alarm.rule_number, p.record.alarm.result_id) for p in postings] == raised
+    statuses = [e for e in bridge.recorder.events if isinstance(e, SpcStatusChanged)]
+    assert len(statuses) == 1, "the chart's state once after the batch, not once per value"
+    assert statuses[0].status.sample_count == len(STREAM)

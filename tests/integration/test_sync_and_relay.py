@@ -12,10 +12,12 @@ import httpx
 import pytest
 
 from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.domain.events import PostingDeadLettered
 from qualitybridge.domain.ids import new_result_id
 from qualitybridge.domain.model import MeasurementReport, MeasurementResult, OutboxState, ResultEvaluation
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.simulator.app import serve
@@ -196,4 +198,29 @@ async def test_evaluation_is_carried_to_the_erp(store: Store, erp: Erp) -> None:
     await OutboxRelay(store, client, diagnostics).run_once()
     booked = await erp.booked()
     assert booked[-1]["body"]["evaluation"] == "NOT_OK"  # type: ignore[index]
+    await client.aclose()
+
+
+async def test_a_dead_lettered_posting_is_raised_on_the_bus(store: Store, erp: Erp) -> None:
+    _sync, master, diagnostics, client = await _synced(store, erp)
+    result = _result(master)
+    await erp.http.delete(f"/sim/orders/{result.report.order_no}")  # the ERP no longer knows the order
+    await store.record_measurement(result)
+    events = EventBus()
+    raised: list[PostingDeadLettered] = []
+
+    async def seen(event: PostingDeadLettered) -> None:
+        raised.append(event)
+
+    events.subscribe(PostingDeadLettered, seen)
+    assert (await OutboxRelay(store, client, diagnostics, events=events).run_once()).dead == 1
+    (event,) = raised
+    entry = (await store.outbox_entries())[0]
+    assert (event.idempotency_key, event.kind, event.order_no) == (
+        f"mr-{result.result_id}",
+        "measurement",
+        entry.order_no,
+    )
+    assert event.attempts == entry.attempts == 1
+    assert event.last_error == entry.last_error
     await client.aclose()

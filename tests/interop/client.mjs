@@ -4,10 +4,11 @@
 // One process per scenario group, so the ~1 s start-up of Node and node-opcua is paid once per group,
 // not once per assertion. The script decides nothing: it records what the server answered, and pytest judges.
 //
-//   node client.mjs --scenario session|security --endpoint opc.tcp://... --user U --password P
+//   node client.mjs --scenario session|security|spc --endpoint opc.tcp://... --user U --password P
 //                   --cert client.pem --key client.key.pem --application-uri urn:... --server-cert server.der
 //                   --pki DIR [--operator-user U --operator-password P]
 //                   [--untrusted-cert C --untrusted-key K --untrusted-application-uri urn:...]
+//                   [--spc-target ORDER/OPERATION/CHARACTERISTIC/GAUGE --spc-value V]
 //
 // session:  SignAndEncrypt + user name; browse the whole QualityBridge tree; read limits and units of every
 //           characteristic; subscribe to one LastValue and report a measurement into it; a call with a
@@ -15,6 +16,9 @@
 // security: the endpoints offered, a session on each; SecurityPolicy None; an untrusted client certificate; a wrong
 //           password and an unknown user; an untrusted server certificate; two sessions on one secure channel;
 //           a call by the given (Observer) user.
+// spc:      subscribe at the Server object with an EventFilter that selects the SPC alarm's business keys (and
+//           OfType SpcAlarmEventType in its where clause), report a value beyond the control limits, and record the
+//           events received, field by field as selected.
 
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -34,6 +38,8 @@ import {
     SecurityPolicy,
     TimestampsToReturn,
     UserNameIdentityToken,
+    constructEventFilter,
+    ofType,
     UserTokenType,
     makeBrowsePath,
 } from "node-opcua-client";
@@ -60,6 +66,8 @@ const { values: options } = parseArgs({
         "server-cert": { type: "string" },
         pki: { type: "string" },
         "operator-user": { type: "string" },
+        "spc-target": { type: "string" },
+        "spc-value": { type: "string" },
         "operator-password": { type: "string" },
         "untrusted-cert": { type: "string" },
         "untrusted-key": { type: "string" },
@@ -578,7 +586,92 @@ async function scenarioSecurity() {
     return out;
 }
 
-const scenarios = { session: scenarioSession, security: scenarioSecurity };
+// ---- the SPC scenario -----------------------------------------------------------------------------------
+
+const SPC_ALARM_EVENT_TYPE = 1011; // ns=<QualityBridge>;i=1011, fixed in the NodeSet
+const STANDARD_FIELDS = ["EventId", "EventType", "SourceNode", "SourceName", "Severity", "Message"];
+const SPC_FIELDS = ["OrderNumber", "OperationNumber", "CharacteristicId", "RuleNumber", "ResultId", "Value", "CenterLine", "UCL", "LCL"];
+
+async function scenarioSpc() {
+    const out = { scenario: "spc", timings: {} };
+    const started = Date.now();
+    const manager = await certificateManager();
+    const client = secureClient(manager);
+    await withTimeout(client.connect(options.endpoint), "connect");
+    const session = await withTimeout(client.createSession(userIdentity(options.user, options.password)), "createSession");
+    out.timings.connectMs = Date.now() - started;
+    try {
+        const namespaceArray = (await session.read({ nodeId: "i=2255", attributeId: AttributeIds.Value })).value.value;
+        const namespaceIndex = namespaceArray.indexOf(NAMESPACE_URI);
+        const rootId = `ns=${namespaceIndex};s=QualityBridge`;
+        const spcAlarmEventType = `ns=${namespaceIndex};i=${SPC_ALARM_EVENT_TYPE}`;
+        const fields = [...STANDARD_FIELDS, ...SPC_FIELDS.map((name) => ({ namespaceIndex, name }))];
+        const filter = constructEventFilter(fields, ofType(spcAlarmEventType));
+        out.filter = { selectClauses: filter.selectClauses.length, whereClauseElements: filter.whereClause.elements.length };
+
+        const subscription = await session.createSubscription2({
+            requestedPublishingInterval: 100,
+            requestedLifetimeCount: 600,
+            requestedMaxKeepAliveCount: 20,
+            maxNotificationsPerPublish: 100,
+            publishingEnabled: true,
+            priority: 1,
+        });
+        const events = [];
+        let notify = () => {};
+        const monitored = await subscription.monitor(
+            { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier }, // the Server object
+            { samplingInterval: 0, discardOldest: true, queueSize: 100, filter },
+            TimestampsToReturn.Both,
+        );
+        out.monitorStatus = monitored.statusCode ? monitored.statusCode.name : "Good";
+        monitored.on("changed", (eventFields) => {
+            const event = {};
+            fields.forEach((field, i) => {
+                const name = typeof field === "string" ? field : field.name;
+                const variant = eventFields[i];
+                let value = variant.value;
+                if (name === "EventId") value = value ? Buffer.from(value).toString("hex") : null;
+                else if (name === "Message") value = value ? value.text : null;
+                else if (value && typeof value === "object" && "toString" in value && !(value instanceof Date)) value = value.toString();
+                event[name] = { dataType: DataType[variant.dataType], value: jsonValue(value) };
+            });
+            events.push(event);
+            notify();
+        });
+
+        const [order, operation, characteristic, gauge] = options["spc-target"].split("/");
+        const target = { order, operation, characteristic, gauge };
+        const value = Number(options["spc-value"]);
+        const mark = Date.now();
+        const methodId = `ns=${namespaceIndex};s=QualityBridge.ReportMeasurement`;
+        out.report = await callMethod(session, rootId, methodId, reportArguments(target, value, `node-opcua-spc-${process.pid}-${Date.now()}`));
+        const resultId = out.report.outputArguments[0]?.value;
+        if (out.report.status === "Good") {
+            out.alarmWait = await withTimeout(
+                new Promise((resolve) => {
+                    notify = () => events.some((e) => e.ResultId.value === resultId) && resolve();
+                    notify();
+                }),
+                "the SPC alarm event",
+            ).then(() => true, failure);
+        }
+        out.timings.alarmMs = Date.now() - mark;
+        await new Promise((resolve) => setTimeout(resolve, 500)); // a wrongly repeated event would arrive now
+        out.events = events;
+        out.target = target;
+        out.value = value;
+        out.spcAlarmEventType = spcAlarmEventType;
+        await subscription.terminate();
+    } finally {
+        await session.close();
+        await client.disconnect();
+    }
+    out.timings.totalMs = Date.now() - started;
+    return out;
+}
+
+const scenarios = { session: scenarioSession, security: scenarioSecurity, spc: scenarioSpc };
 
 async function main() {
     const run = scenarios[options.scenario];

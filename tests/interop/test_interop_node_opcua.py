@@ -12,6 +12,7 @@ assertions are all here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -446,3 +447,78 @@ def test_a_second_session_on_one_channel_leaves_the_first_intact(security_run: d
     assert two["secondRead"] == "Good"
     assert two["firstBesideSecond"] == "Good"
     assert two["firstAfterSecondClosed"] == "Good", two
+
+
+# ---- SPC: an alarm received by node-opcua with an EventFilter selecting the business keys ---------------------
+
+
+def _spc_target(deployment: Deployment) -> tuple[str, float, dict[str, float]]:
+    """A characteristic with the plan's control limits and a valid gauge of its type, and a value beyond its UCL."""
+    with deployment.erp() as erp:
+        orders = erp.get("/api/v1/orders").json()["orders"]
+        gauges = erp.get("/api/v1/equipment").json()["equipment"]
+    for order in sorted(orders, key=lambda o: o["order_no"]):
+        for operation in order["operations"]:
+            for char in operation["characteristics"]:
+                if char.get("center_line") is None or char.get("classification") != "critical":
+                    continue
+                gauge = next(
+                    (
+                        g
+                        for g in gauges
+                        if g["calibration_status"] == "VALID" and g["equipment_type"] == char.get("gauge_type")
+                    ),
+                    None,
+                )
+                if gauge is None:
+                    continue
+                limits = {k: char[k] for k in ("center_line", "upper_control_limit", "lower_control_limit")}
+                # Beyond 3σ (rule 1 at this very point), still inside the specification.
+                value = (limits["upper_control_limit"] + char["upper_limit"]) / 2
+                key = f"{order['order_no']}/{operation['operation_no']}/{char['characteristic_id']}"
+                return f"{key}/{gauge['equipment_id']}", value, limits
+    pytest.fail("the seeded ERP has no critical characteristic with plan control limits and a valid gauge")
+
+
+@pytest.fixture(scope="module")
+def spc_run(node_binary: Path, deployment: Deployment) -> dict[str, Any]:
+    target, value, limits = _spc_target(deployment)
+    asyncio.run(deployment.ensure_running(target.split("/")[0]))
+    run = _run_scenario(node_binary, deployment, "spc", "machine1", f"--spc-target={target}", f"--spc-value={value}")
+    return {**run, "limits": limits}
+
+
+def test_an_spc_alarm_reaches_node_opcua_with_the_selected_business_keys(spc_run: dict[str, Any]) -> None:
+    assert spc_run["monitorStatus"] == "Good"
+    assert spc_run["filter"] == {"selectClauses": 15, "whereClauseElements": 1}
+    report = spc_run["report"]
+    assert report["status"] == "Good", report
+    result_id = report["outputArguments"][0]["value"]
+    assert spc_run["alarmWait"] is True, spc_run["alarmWait"]
+    target = spc_run["target"]
+    order, operation, characteristic = target["order"], target["operation"], target["characteristic"]
+    mine = [e for e in spc_run["events"] if e["ResultId"]["value"] == result_id]
+    rule_1 = [e for e in mine if e["RuleNumber"]["value"] == 1]
+    assert len(rule_1) == 1, mine
+    (event,) = rule_1
+    fields = {name: field["value"] for name, field in event.items()}
+    assert fields["EventType"] == spc_run["spcAlarmEventType"], "the where clause OfType(SpcAlarmEventType) held"
+    assert (fields["OrderNumber"], fields["OperationNumber"], fields["CharacteristicId"]) == (
+        order,
+        operation,
+        characteristic,
+    )
+    assert fields["Value"] == pytest.approx(spc_run["value"])
+    limits = spc_run["limits"]
+    assert (fields["CenterLine"], fields["UCL"], fields["LCL"]) == pytest.approx(
+        (limits["center_line"], limits["upper_control_limit"], limits["lower_control_limit"])
+    )
+    assert fields["Severity"] == 900  # critical
+    assert fields["SourceNode"].endswith(f"s=Order/{order}/Op/{operation}/Char/{characteristic}")
+    assert fields["EventId"]
+    # The selected fields arrive with the NodeSet's data types, as a second stack decodes them.
+    types = {name: field["dataType"] for name, field in event.items()}
+    assert types["RuleNumber"] == "Byte"
+    assert {types[n] for n in ("OrderNumber", "OperationNumber", "CharacteristicId", "ResultId")} == {"String"}
+    assert {types[n] for n in ("Value", "CenterLine", "UCL", "LCL")} == {"Double"}
+    assert all(e["EventType"]["value"] == spc_run["spcAlarmEventType"] for e in spc_run["events"])

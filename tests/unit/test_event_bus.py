@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -162,3 +163,47 @@ async def test_cancellation_is_not_swallowed() -> None:
     bus.subscribe(MeasurementAccepted, cancelled)
     with pytest.raises(asyncio.CancelledError):
         await bus.publish(MEASURED)
+
+
+async def test_a_burst_reaches_every_handler_event_by_event_then_burst_handlers_at_once() -> None:
+    bus = EventBus()
+    log: list[tuple[str, object]] = []
+    publisher = RecordingPublisher()
+
+    async def each(event: MeasurementAccepted) -> None:
+        log.append(("each", event))
+
+    async def burst(events: Sequence[MeasurementAccepted]) -> None:
+        log.append(("burst", tuple(events)))
+
+    bus.subscribe(MeasurementAccepted, each)
+    bus.subscribe_burst(MeasurementAccepted, burst)
+    bus.add_publisher(publisher)
+    await bus.publish_burst([MEASURED, CONFIRMED, REMEASURED])
+    assert log == [("each", MEASURED), ("each", REMEASURED), ("burst", (MEASURED, REMEASURED))]
+    assert publisher.events == [MEASURED, CONFIRMED, REMEASURED]
+    log.clear()
+    await bus.publish(MEASURED)  # a single event is a burst of one
+    await bus.publish(CONFIRMED)  # no burst handler for it: not called with an empty burst
+    await bus.publish_burst([])
+    assert log == [("each", MEASURED), ("burst", (MEASURED,))]
+
+
+async def test_a_failing_burst_handler_is_logged_and_does_not_stop_the_next(caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus()
+    seen: list[Sequence[DomainEvent]] = []
+
+    async def failing_burst(_events: Sequence[DomainEvent]) -> None:
+        raise RuntimeError("boom")
+
+    async def after(events: Sequence[DomainEvent]) -> None:
+        seen.append(events)
+
+    bus.subscribe_burst(MeasurementAccepted, failing_burst)
+    bus.subscribe_burst(MeasurementAccepted, after)
+    with caplog.at_level(logging.ERROR, logger="qualitybridge.services.event_bus"):
+        await bus.publish_burst([MEASURED, REMEASURED])
+    assert seen == [[MEASURED, REMEASURED]]
+    (record,) = [r for r in caplog.records if r.name == "qualitybridge.services.event_bus"]
+    assert "failing_burst" in record.getMessage()
+    assert "2 MeasurementAccepted" in record.getMessage()

@@ -14,7 +14,7 @@ import qualitybridge.services
 from qualitybridge.store import Store
 from tests.fakes import FakeStore
 
-SERVICES = ("reporting", "confirmations", "spc_alarms", "order_control")
+SERVICES = ("reporting", "confirmations", "spc_alarms", "order_control", "spc_monitor")
 FAKE_ONLY = {"as_store", "called"}  # helpers of the fake, not store methods
 
 
