@@ -21,6 +21,7 @@ from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
 from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.domain.spc import SpcOverride, SpcPolicy
+from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
@@ -148,6 +149,9 @@ class QualityBridgeApp:
             limits=config.limits,
         )
         link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
+        install_store_history(
+            opcua.server, opcua.namespace.index, store, max_values=config.history.max_values_per_answer
+        )
         publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
@@ -212,10 +216,27 @@ class QualityBridgeApp:
             coalesce=True,
         )
         await self.security_jobs.start(self._scheduler)
+        if self.config.history.retention_days:
+            self._scheduler.add_job(
+                self.purge_measurements,
+                "interval",
+                hours=self.config.history.purge_interval_hours,
+                id="measurement-purge",
+                max_instances=1,
+                coalesce=True,
+            )
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox
         _log.info("QualityBridge serving %s", self.endpoint_url)
+
+    async def purge_measurements(self) -> int:
+        """Remove measurements past `[history] retention_days` that the ERP has (the outbox owes nothing for them)."""
+        cutoff = _utc_now() - timedelta(days=self.config.history.retention_days)
+        removed = await self.store.purge_measurements(cutoff)
+        if removed:
+            _log.info("purged %d measurements taken before %s", removed, cutoff.isoformat())
+        return removed
 
     async def reload_users(self) -> None:
         """Take user changes made in the store into effect now (the security-refresh job does it every few s)."""

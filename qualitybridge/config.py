@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "ConfigError",
     "ErpSettings",
+    "HistorySettings",
     "LimitsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
@@ -232,6 +233,25 @@ class AuditSettings(_Section):
     opcua_events: bool = Field(default=True, description="Raise OPC UA AuditEvents (delivered to Admin sessions only)")
 
 
+class HistorySettings(_Section):
+    """HistoryRead of measured values and how long measurements are kept (docs/information-model.md#history)."""
+
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Measurements taken longer ago than this are purged, except those the outbox still owes the "
+        "ERP; 0 keeps them for ever",
+    )
+    purge_interval_hours: float = Field(default=24.0, gt=0, le=720, description="How often the purge runs")
+    max_values_per_answer: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Values in one HistoryRead answer per node; the rest follows through a continuation point",
+    )
+
+
 class ReportingSettings(_Section):
     """What the report methods accept (docs/report-methods.md)."""
 
@@ -317,6 +337,7 @@ class QualityBridgeConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
 
     @field_validator("log_level")

@@ -25,6 +25,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
@@ -56,7 +57,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store(ShopFloorRecords, OutboxAdministration):
+class Store(ShopFloorRecords, MeasurementHistory, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 

@@ -69,6 +69,8 @@ measurement_results = Table(
     Column("reported_by", String(64), nullable=False),
     # Taken with a gauge whose calibration is due soon: accepted, but a quality engineer may want to look again.
     Column("gauge_due_soon", Boolean, nullable=False, server_default=false()),
+    # One characteristic's series in measurement-time order: HistoryRead pages through it (migration 0005).
+    Index("ix_measurement_results_series", "order_no", "operation_no", "characteristic_id", "measured_at", "result_id"),
 )
 
 outbox = Table(
