@@ -139,10 +139,10 @@ def kpi_figures(
     for measured in measurements:
         part = (measured.order_no, measured.part_serial)
         for scope in wanted:
-            key = (scope, _scope_key(scope, measured.order_no, measured.material_no, measured.work_centre))
-            inspected[key].add(part)
+            slot = (scope, _scope_key(scope, measured.order_no, measured.material_no, measured.work_centre))
+            inspected[slot].add(part)
             if measured.not_ok:
-                defective[key].add(part)
+                defective[slot].add(part)
     figures = []
     for scope, key in sorted(tallies.keys() | inspected.keys(), key=lambda k: (_SCOPES.index(k[0]), k[1])):
         tally = tallies.get((scope, key), _Tally())
