@@ -20,6 +20,7 @@ from qualitybridge.adapters.rest_contract import (
     OrdersPage,
     confirmation_to_dto,
     equipment_from_dto,
+    kpi_report_to_dto,
     order_from_dto,
     result_to_dto,
     spc_alarm_to_dto,
@@ -28,6 +29,7 @@ from qualitybridge.domain.model import ErpSnapshot
 from qualitybridge.domain.ports import ErpRejected, ErpUnavailable
 from qualitybridge.domain.postings import (
     ConfirmationPosting,
+    KpiPosting,
     MeasurementPosting,
     OutboxEntry,
     SpcAlarmPosting,
@@ -48,6 +50,8 @@ def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
             return "/confirmations", confirmation_to_dto(record.confirmation).model_dump(mode="json")
         case SpcAlarmPosting(record=record):
             return "/spc-alarms", spc_alarm_to_dto(record.alarm).model_dump(mode="json")
+        case KpiPosting(report=report):
+            return "/quality-kpis", kpi_report_to_dto(report).model_dump(mode="json")
         case UnreadablePosting(stored_kind=kind, reason=reason):
             raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
     raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")  # pragma: no cover - union is closed

@@ -18,7 +18,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.factory import erp_client_for
 from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
-from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
+from qualitybridge.domain.events import (
+    ConfirmationAccepted,
+    DomainEvent,
+    KpiReportQueued,
+    MeasurementAccepted,
+    SpcAlarmRaised,
+)
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.domain.spc import SpcOverride, SpcPolicy
 from qualitybridge.server.address_space.history import install_store_history
@@ -32,6 +38,7 @@ from qualitybridge.services.confirmations import ConfirmationService
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
+from qualitybridge.services.kpis import KpiService
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
@@ -86,6 +93,7 @@ class QualityBridgeApp:
     publisher: OpcUaPublisher
     security_jobs: SecurityJobs
     spc: SpcMonitor | None = None
+    kpis: KpiService | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -158,7 +166,7 @@ class QualityBridgeApp:
         async def wake_relay(_event: DomainEvent) -> None:
             relay.wake()
 
-        for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised):
+        for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised, KpiReportQueued):
             events.subscribe(owed_to_erp, wake_relay)
         for extra in (publisher, *publishers):
             events.add_publisher(extra)
@@ -174,6 +182,10 @@ class QualityBridgeApp:
                 clock=clock,
             )
             spc.subscribe()
+        kpis: KpiService | None = None
+        if config.kpis.enabled:
+            kpis = KpiService(store, events=events, clock=clock)
+            kpis.subscribe()  # an order's KPIs when it ends
         return cls(
             config=config,
             store=store,
@@ -188,6 +200,7 @@ class QualityBridgeApp:
             publisher=publisher,
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
             spc=spc,
+            kpis=kpis,
         )
 
     @property
@@ -225,6 +238,12 @@ class QualityBridgeApp:
                 max_instances=1,
                 coalesce=True,
             )
+        if self.kpis is not None:
+            hour, minute = (int(part) for part in self.config.kpis.daily_at.split(":"))
+            self._scheduler.add_job(
+                self.kpis.post_finished_days, "cron", hour=hour, minute=minute, id="kpi-daily", coalesce=True
+            )
+            await self.kpis.post_finished_days()  # catch up a daily run missed while the server was down
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "ErpSettings",
     "HistorySettings",
+    "KpiSettings",
     "LimitsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
@@ -252,6 +253,17 @@ class HistorySettings(_Section):
     )
 
 
+class KpiSettings(_Section):
+    """Quality KPIs posted to the ERP/QMS (docs/kpis.md)."""
+
+    enabled: bool = Field(default=True, description="Compute and post daily and per-order KPIs")
+    daily_at: str = Field(
+        default="00:15",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="UTC time of day (HH:MM) at which the previous day's KPIs are computed and posted",
+    )
+
+
 class ReportingSettings(_Section):
     """What the report methods accept (docs/report-methods.md)."""
 
@@ -338,6 +350,7 @@ class QualityBridgeConfig(_Section):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    kpis: KpiSettings = Field(default_factory=KpiSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
 
     @field_validator("log_level")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from qualitybridge.domain.kpis import KpiReport
 from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.domain.spc import SpcStatus
@@ -17,6 +18,7 @@ __all__ = [
     "ConfirmationAccepted",
     "DiagnosticsChanged",
     "DomainEvent",
+    "KpiReportQueued",
     "MasterDataChanged",
     "MeasurementAccepted",
     "OrderStateChanged",
@@ -82,6 +84,13 @@ class OrderStateChanged(DomainEvent):
     """The shop floor moved an order to a new ISA-95 state; `order` is the order as it is now."""
 
     order: ProductionOrder
+
+
+@dataclass(frozen=True)
+class KpiReportQueued(DomainEvent):
+    """The KPIs of a period were computed and queued for the QMS (once per period)."""
+
+    report: KpiReport
 
 
 @dataclass(frozen=True)

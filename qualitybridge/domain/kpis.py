@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "ConfirmedQuantities",
     "KpiFigures",
+    "KpiPeriod",
     "KpiReport",
     "KpiScope",
     "PartMeasurement",

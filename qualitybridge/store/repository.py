@@ -28,6 +28,7 @@ from qualitybridge.store import tables
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
+from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
 
 __all__ = ["OutboxCounts", "Store", "StoredUser"]
@@ -57,7 +58,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store(ShopFloorRecords, MeasurementHistory, OutboxAdministration):
+class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
