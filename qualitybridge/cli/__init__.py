@@ -9,6 +9,7 @@
 | `users`          | `users add|remove|passwd|list`                                   |
 | `audit_log`      | `audit-log`: who did what                                        |
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
+| `report`         | `report ORDER`: an order's quality report as one HTML file        |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -21,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, demo, outbox, pki, serve, simulator, users
+from qualitybridge.cli import audit_log, demo, outbox, pki, report, serve, simulator, users
 from qualitybridge.config import ConfigError
 
 __all__ = ["main"]
@@ -38,11 +39,12 @@ examples:
   qualitybridge users add machine7 --role Machine --config qualitybridge.toml
   qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
   qualitybridge outbox list --state dead --config qualitybridge.toml
+  qualitybridge report 1000417 --config qualitybridge.toml   an order's quality report (HTML)
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox)
+_COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

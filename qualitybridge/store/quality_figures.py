@@ -1,5 +1,6 @@
 """What the KPIs are computed from (confirmations and measurements with their orders' material and work centre),
-and the one queueing of a KPI report: its outbox row, refused a second time by the period's idempotency key.
+the one queueing of a KPI report (its outbox row, refused a second time by the period's idempotency key), and
+what the order report reads: the order as the ERP sent it (withdrawn or not) and all its values, lean rows.
 
 Mixed into `Store`.
 """
@@ -7,7 +8,8 @@ Mixed into `Store`.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -20,14 +22,70 @@ from qualitybridge.domain.postings import KpiPosting
 from qualitybridge.store import tables
 from qualitybridge.store.outbox import outbox_row
 
-__all__ = ["KpiInputs", "QualityFigures"]
+__all__ = ["KpiInputs", "QualityFigures", "ReportedValue"]
 
 _IN_CHUNK = 500
 KpiInputs = tuple[list[ConfirmedQuantities], list[PartMeasurement]]
 
 
+@dataclass(frozen=True, slots=True)
+class ReportedValue:
+    """One stored measurement as the order report shows it (no pydantic: an order may have 100k of them)."""
+
+    operation_no: str
+    characteristic_id: str
+    result_id: str
+    value: float
+    evaluation: ResultEvaluation
+    equipment_id: str
+    part_serial: str
+    measured_at: datetime
+    gauge_due_soon: bool
+
+
 class QualityFigures:
     engine: AsyncEngine
+
+    async def order_by_number(self, order_no: str) -> ProductionOrder | None:
+        """The order as last received from the ERP, also after it was withdrawn from the shop floor."""
+        async with self.engine.connect() as conn:
+            return (await _orders(conn, [order_no])).get(order_no)
+
+    async def order_values(self, order_no: str) -> list[ReportedValue]:
+        """Every stored measurement of the order, by measurement time."""
+        c = tables.measurement_results.c
+        query = (
+            select(
+                c.operation_no,
+                c.characteristic_id,
+                c.result_id,
+                c.value,
+                c.evaluation,
+                c.equipment_id,
+                c.part_serial,
+                c.measured_at,
+                c.gauge_due_soon,
+            )
+            .where(c.order_no == order_no)
+            .order_by(c.measured_at, c.result_id)
+        )
+        evaluations = {int(e): e for e in ResultEvaluation}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            ReportedValue(
+                row.operation_no,
+                row.characteristic_id,
+                row.result_id,
+                row.value,
+                evaluations[row.evaluation],
+                row.equipment_id,
+                row.part_serial,
+                row.measured_at if row.measured_at.tzinfo else row.measured_at.replace(tzinfo=UTC),
+                bool(row.gauge_due_soon),
+            )
+            for row in rows
+        ]
 
     async def kpi_inputs(
         self, *, since: datetime | None = None, until: datetime | None = None, order_no: str | None = None
