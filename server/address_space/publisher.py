@@ -11,12 +11,14 @@ from asyncua import Server
 from qualitybridge.domain.events import (
     DiagnosticsChanged,
     DomainEvent,
+    KpiReportQueued,
     MasterDataChanged,
     MeasurementAccepted,
     OrderStateChanged,
     SpcAlarmRaised,
     SpcStatusChanged,
 )
+from qualitybridge.server.address_space.kpi_nodes import KpiNodes
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
 from qualitybridge.server.address_space.spc_conditions import SpcConditions
@@ -33,6 +35,7 @@ class OpcUaPublisher:
         self.view = AddressSpaceView(server, namespace)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
         self.spc_conditions = SpcConditions(server, namespace)
+        self.kpis = KpiNodes(server, namespace)
         self._master = master_data
 
     async def start(self) -> None:
@@ -40,6 +43,7 @@ class OpcUaPublisher:
         await self.view.start()
         await self._spc_alarms.start()
         await self.spc_conditions.start()
+        await self.kpis.start()
 
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
@@ -56,6 +60,8 @@ class OpcUaPublisher:
                 await self.spc_conditions.raise_alarm(record)
             case SpcStatusChanged():
                 await self.view.show_spc(event)
+            case KpiReportQueued(report=report):
+                await self.kpis.show(report)
             case DiagnosticsChanged():
                 await self.view.show_diagnostics(event)
             case _:
