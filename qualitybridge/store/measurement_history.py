@@ -14,10 +14,12 @@ from sqlalchemy import String, and_, delete, exists, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qualitybridge.domain.model import OutboxState, ResultEvaluation
+from qualitybridge.domain.records import AcceptedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
 from qualitybridge.store.outbox_admin import DISCARDED
+from qualitybridge.store.shop_floor_records import _accepted_from_row, _spc_alarm_from_row
 
-__all__ = ["MeasurementHistory", "SeriesPoint", "SeriesQuery"]
+__all__ = ["MeasurementHistory", "QualityEvent", "SeriesPoint", "SeriesQuery"]
 
 # Rows deleted per statement by the purge: short transactions, so the report path never waits long for the lock.
 _PURGE_CHUNK = 2000
@@ -57,8 +59,53 @@ class SeriesQuery:
     after: tuple[datetime, str] | None = None
 
 
+@dataclass(frozen=True)
+class QualityEvent:
+    """A stored quality event: an accepted measurement (at its arrival) or an SPC alarm (when raised).
+
+    `key` orders events of the same instant and names the last one of a page ("m:<result>" / "a:<alarm>").
+    """
+
+    at: datetime
+    key: str
+    measurement: AcceptedMeasurement | None = None
+    alarm: SpcAlarmRecord | None = None
+
+
 class MeasurementHistory:
     engine: AsyncEngine
+
+    async def quality_events(
+        self, start: datetime, end: datetime | None, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[QualityEvent]:
+        """Measurements (by arrival) and SPC alarms (by raising) in [start, end), oldest first, after `after`."""
+        results, alarms = tables.measurement_results, tables.spc_alarms
+        sources = (
+            (results, results.c.received_at, literal("m:", String) + results.c.result_id, "m:"),
+            (alarms, alarms.c.raised_at, literal("a:", String) + alarms.c.alarm_id, "a:"),
+        )
+        found: list[QualityEvent] = []
+        async with self.engine.connect() as conn:
+            for table, at_column, key_column, prefix in sources:
+                conditions = [at_column >= start]
+                if end is not None:
+                    conditions.append(at_column < end)
+                if after is not None:
+                    at, key = after
+                    conditions.append(or_(at_column > at, and_(at_column == at, key_column > key)))
+                query = select(table).where(*conditions).order_by(at_column, key_column).limit(limit)
+                for row in await conn.execute(query):
+                    mapping = row._mapping
+                    if prefix == "m:":
+                        measurement = _accepted_from_row(mapping)
+                        found.append(
+                            QualityEvent(measurement.result.received_at, f"m:{row.result_id}", measurement=measurement)
+                        )
+                    else:
+                        alarm = _spc_alarm_from_row(mapping)
+                        found.append(QualityEvent(alarm.alarm.raised_at, f"a:{row.alarm_id}", alarm=alarm))
+        found.sort(key=lambda event: (event.at, event.key))
+        return found[:limit]
 
     async def measurement_series(self, query: SeriesQuery) -> list[SeriesPoint]:
         """The page of points `query` asks for, in measurement-time order (ties by result id)."""

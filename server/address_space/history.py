@@ -11,11 +11,16 @@ supported (measurements are discrete samples; no bounding values are invented).
 StatusCode of each value (docs/information-model.md#history): OK → Good; NotOK (outside the tolerance, i.e.
 outside LastValue.EURange) → UncertainEngineeringUnitsExceeded; Undefined/NotDecidable → Uncertain.
 
+HistoryRead of events (ReadEventDetails) at the QualityBridge object or the Server object answers the quality events
+from the store: a MeasurementReportedEventType per accepted measurement (Time = arrival) and an SpcAlarmEventType
+per SPC alarm, forwards from StartTime, with the EventFilter's select clauses and (asyncua's) where-clause evaluation.
+
 asyncua internals: InternalServer.history_manager (HistoryManager.read_history, called by InternalSession)
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from dataclasses import dataclass
@@ -23,12 +28,18 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from asyncua import Server, ua
+from asyncua.common.events import get_event_obj_from_type_node
+from asyncua.common.node import Node
 from asyncua.server.history import HistoryManager
 from asyncua.server.internal_server import InternalServer
+from asyncua.server.monitored_item_service import WhereClauseEvaluator
 
 from qualitybridge.domain.model import ResultEvaluation
+from qualitybridge.server.address_space.notifiers import SERVER_OBJECT
+from qualitybridge.server.address_space.spc_alarm_events import _FIELD_TYPES as _ALARM_FIELD_TYPES
+from qualitybridge.server.address_space.spc_alarm_events import SPC_ALARM_EVENT_TYPE
 from qualitybridge.server.methods.arguments import status_code
-from qualitybridge.store.measurement_history import SeriesPoint, SeriesQuery
+from qualitybridge.store.measurement_history import QualityEvent, SeriesPoint, SeriesQuery
 
 __all__ = ["SeriesSource", "StoreHistoryManager", "install_store_history", "value_status"]
 
@@ -47,8 +58,23 @@ _STATUS_BY_EVALUATION = {
 }
 
 
+MEASUREMENT_REPORTED_EVENT_TYPE = 1010  # ns=QualityBridge;i=1010 in the NodeSet
+_MEASUREMENT_FIELD_TYPES = {
+    "OrderNumber": ua.VariantType.String,
+    "OperationNumber": ua.VariantType.String,
+    "CharacteristicId": ua.VariantType.String,
+    "ResultId": ua.VariantType.String,
+    "Value": ua.VariantType.Double,
+    "Evaluation": ua.VariantType.Int32,
+}
+
+
 class SeriesSource(Protocol):
     async def measurement_series(self, query: SeriesQuery) -> list[SeriesPoint]: ...
+
+    async def quality_events(
+        self, start: datetime, end: datetime | None, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[QualityEvent]: ...
 
 
 def value_status(evaluation: ResultEvaluation) -> ua.StatusCode:
@@ -64,7 +90,11 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def _encode_continuation(point: SeriesPoint) -> bytes:
-    return f"{_CONTINUATION_PREFIX}|{point.measured_at.astimezone(UTC).isoformat()}|{point.result_id}".encode()
+    return _cursor(point.measured_at, point.result_id)
+
+
+def _cursor(moment: datetime, key: str) -> bytes:
+    return f"{_CONTINUATION_PREFIX}|{moment.astimezone(UTC).isoformat()}|{key}".encode()
 
 
 def _decode_continuation(raw: bytes) -> tuple[datetime, str] | None:
@@ -97,6 +127,7 @@ class StoreHistoryManager(HistoryManager):
         self._source = source
         self._namespace_index = namespace_index
         self._max_values = max_values
+        self._templates: dict[int, Any] = {}  # asyncua Events: fields are set as attributes
 
     def series_key(self, node_id: ua.NodeId) -> _SeriesKey | None:
         if node_id.NamespaceIndex != self._namespace_index or not isinstance(node_id.Identifier, str):
@@ -111,6 +142,8 @@ class StoreHistoryManager(HistoryManager):
         if params.ReleaseContinuationPoints:
             # Stateless points: nothing is held, so releasing always succeeds and returns no data.
             return [ua.HistoryReadResult() for _ in params.NodesToRead]
+        if isinstance(details, ua.ReadEventDetails):
+            return [await self._read_events(details, item) for item in params.NodesToRead]
         if not isinstance(details, ua.ReadRawModifiedDetails):
             return await super().read_history(params)
         results = []
@@ -171,7 +204,103 @@ class StoreHistoryManager(HistoryManager):
             ContinuationPoint=_encode_continuation(points[-1]) if more and points else None,
         )
 
+    async def _read_events(self, details: ua.ReadEventDetails, item: ua.HistoryReadValueId) -> ua.HistoryReadResult:
+        if item.NodeId not in (SERVER_OBJECT, ua.NodeId(ua.String("QualityBridge"), ua.Int16(self._namespace_index))):
+            return _failed(ua.StatusCodes.BadHistoryOperationUnsupported)
+        start, end = _utc(details.StartTime), _utc(details.EndTime)
+        if start is None or (end is not None and end < start):
+            # Only forwards reading is offered for events.
+            return _failed(ua.StatusCodes.BadHistoryOperationUnsupported)
+        after = None
+        if item.ContinuationPoint:
+            after = _decode_continuation(item.ContinuationPoint)
+            if after is None:
+                return _failed(ua.StatusCodes.BadContinuationPointInvalid)
+        requested = int(details.NumValuesPerNode or 0)
+        page_size = min(requested, self._max_values) if requested else self._max_values
+        stored = await self._source.quality_events(start, end, page_size + 1, after)
+        more = len(stored) > page_size
+        stored = stored[:page_size]
+        where = WhereClauseEvaluator(_log, self.iserver.aspace, details.Filter.WhereClause)
+        fields = []
+        for record in stored:
+            event = await self._event(record)
+            if where.eval(event):
+                fields.append(ua.HistoryEventFieldList(EventFields=event.to_event_fields(details.Filter.SelectClauses)))
+        return ua.HistoryReadResult(
+            HistoryData=ua.HistoryEvent(Events=fields),
+            ContinuationPoint=_cursor(stored[-1].at, stored[-1].key) if more and stored else None,
+        )
+
+    async def _template(self, type_id: int, field_types: dict[str, ua.VariantType]) -> Any:
+        template = self._templates.get(type_id)
+        if template is None:
+            template = await get_event_obj_from_type_node(
+                Node(self.iserver.isession, ua.NodeId(ua.Int32(type_id), ua.Int16(self._namespace_index)))
+            )
+            for name, variant_type in field_types.items():
+                template.add_property(name, None, variant_type)
+            self._templates[type_id] = template
+        event = copy.copy(template)
+        event.data_types = dict(template.data_types)
+        return event
+
+    async def _event(self, record: QualityEvent) -> Any:
+        root = ua.NodeId(ua.String("QualityBridge"), ua.Int16(self._namespace_index))
+        if record.measurement is not None:
+            result = record.measurement.result
+            report = result.report
+            event = await self._template(MEASUREMENT_REPORTED_EVENT_TYPE, _MEASUREMENT_FIELD_TYPES)
+            event.OrderNumber = report.order_no
+            event.OperationNumber = report.operation_no
+            event.CharacteristicId = report.characteristic_id
+            event.ResultId = result.result_id
+            event.Value = report.value
+            event.Evaluation = int(result.evaluation)
+            event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
+            event.SourceNode = root
+            event.SourceName = "QualityBridge"
+            event.Message = ua.LocalizedText(
+                f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
+                f"{result.unit}: {result.evaluation.name}"
+            )
+        elif record.alarm is not None:
+            alarm = record.alarm.alarm
+            event = await self._template(SPC_ALARM_EVENT_TYPE, _ALARM_FIELD_TYPES)
+            event.OrderNumber = alarm.order_no
+            event.OperationNumber = alarm.operation_no
+            event.CharacteristicId = alarm.characteristic_id
+            event.AlarmId = record.alarm.alarm_id
+            event.Rule = alarm.rule
+            event.RuleNumber = alarm.rule_number or 0
+            event.ResultId = alarm.result_id or ""
+            event.Value = alarm.value
+            event.CenterLine = alarm.center_line
+            event.UCL = alarm.upper_control_limit
+            event.LCL = alarm.lower_control_limit
+            event.Severity = alarm.severity
+            event.SourceNode = ua.NodeId(
+                ua.String(f"Order/{alarm.order_no}/Op/{alarm.operation_no}/Char/{alarm.characteristic_id}"),
+                ua.Int16(self._namespace_index),
+            )
+            event.SourceName = alarm.characteristic_id
+            event.Message = ua.LocalizedText(alarm.message)
+        else:
+            raise ValueError(f"quality event {record.key} has neither a measurement nor an alarm")
+        event.EventId = record.key.encode()
+        event.Time = record.at
+        event.ReceiveTime = record.at
+        return event
+
 
 def install_store_history(server: Server, namespace_index: int, source: SeriesSource, *, max_values: int) -> None:
-    """Make the server answer HistoryRead of LastValue nodes from `source` (replaces asyncua's HistoryManager)."""
+    """Make the server answer HistoryRead of LastValue nodes and of quality events from `source` (replaces asyncua's
+    HistoryManager), and advertise event history on the QualityBridge and Server objects (EventNotifier bit 2)."""
     server.iserver.history_manager = StoreHistoryManager(server.iserver, source, namespace_index, max_values)
+    for notifier in (SERVER_OBJECT, ua.NodeId(ua.String("QualityBridge"), ua.Int16(namespace_index))):
+        node_data = server.iserver.aspace.get(notifier)
+        if node_data is None:
+            continue
+        attribute = node_data.attributes[ua.AttributeIds.EventNotifier]
+        current = int(attribute.value.Value.Value or 0) if attribute.value and attribute.value.Value else 0
+        attribute.value = ua.DataValue(ua.Variant(current | ua.EventNotifier.HistoryRead.mask, ua.VariantType.Byte))

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from asyncua import Client, Server, ua
+from asyncua.common.events import Event, get_filter_from_event_type
 
-from qualitybridge.domain.model import MeasurementReport, MeasurementResult, OutboxState, ResultEvaluation
-from qualitybridge.domain.records import AcceptedMeasurement
+from qualitybridge.domain.model import MeasurementReport, MeasurementResult, OutboxState, ResultEvaluation, SpcAlarm
+from qualitybridge.domain.records import AcceptedMeasurement, SpcAlarmRecord
 from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.view import AddressSpaceView
@@ -33,6 +34,21 @@ COUNT = 250  # values 0..249, one per second; every 10th out of tolerance
 ANSWER_LIMIT = 100
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
+ALARM = SpcAlarmRecord(
+    alarm_id="alarm-1",
+    alarm=SpcAlarm(
+        order_no="1000",
+        operation_no="0010",
+        characteristic_id="C010",
+        rule="Nelson 1",
+        severity=900,
+        message="one point beyond 3 sigma",
+        raised_at=START + timedelta(seconds=100, milliseconds=6),
+        rule_number=1,
+        value=12.5,
+    ),
+    reported_by="qualitybridge-spc",
+)
 
 
 def _free_port() -> int:
@@ -80,6 +96,7 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run
     random.Random(15).shuffle(seeded)
     await store.record_measurements(seeded)
     await store.record_measurements([_measurement(i, order_no="2000") for i in range(5)])  # another series
+    await store.record_spc_alarm(ALARM)
     url = f"opc.tcp://127.0.0.1:{_free_port()}/qb"
     server = Server()
     await server.init()
@@ -260,3 +277,60 @@ async def test_purge_keeps_what_the_outbox_still_owes(running: Running, tmp_path
         assert all(state is OutboxState.PENDING for state in states.values())
     finally:
         await store.aclose()
+
+
+async def _events(
+    client: Client, running: Running, type_ids: list[int], count: int
+) -> tuple[list[Event], int, list[ua.SimpleAttributeOperand]]:
+    """All quality events of the first hour at the QualityBridge object, page by page; (events, pages, selects)."""
+    event_filter = await get_filter_from_event_type([client.get_node(ua.NodeId(t, running.index)) for t in type_ids])
+    details = ua.ReadEventDetails(
+        NumValuesPerNode=count, StartTime=START, EndTime=START + timedelta(hours=1), Filter=event_filter
+    )
+    events: list[Event] = []
+    pages = 0
+    point: bytes | None = None
+    while True:
+        params = ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            ReleaseContinuationPoints=False,  # asyncua's default is True
+            NodesToRead=[
+                ua.HistoryReadValueId(NodeId=ua.NodeId("QualityBridge", running.index), ContinuationPoint=point)
+            ],
+        )
+        answer = (await client.uaclient.history_read(params))[0]
+        assert answer.StatusCode.is_good(), answer.StatusCode
+        pages += 1
+        events.extend(
+            Event.from_event_fields(event_filter.SelectClauses, e.EventFields) for e in answer.HistoryData.Events
+        )
+        point = answer.ContinuationPoint
+        if not point:
+            return events, pages, event_filter.SelectClauses
+
+
+@module_loop
+async def test_event_history_returns_measurements_and_alarms_in_time_order_with_the_filter(
+    client: Client, running: Running
+) -> None:
+    root = client.get_node(ua.NodeId("QualityBridge", running.index))
+    notifier = (await root.read_attribute(ua.AttributeIds.EventNotifier)).Value.Value
+    assert notifier & ua.EventNotifier.HistoryRead.mask
+
+    events, pages, _ = await _events(client, running, [1010, 1011], count=60)
+    # 250 + 5 measurements (orders 1000 and 2000) and one SPC alarm in the hour, in pages of 60.
+    assert len(events) == COUNT + 5 + 1
+    assert pages == 5
+    times = [event.Time for event in events]
+    assert times == sorted(times)
+    alarms = [event for event in events if getattr(event, "AlarmId", None) == "alarm-1"]
+    assert len(alarms) == 1
+    assert alarms[0].Severity == 900
+    measured = [event for event in events if getattr(event, "ResultId", None) == "r-1000-00010"]
+    assert measured[0].OrderNumber == "1000"
+    assert measured[0].Evaluation == int(ResultEvaluation.NOT_OK)
+    assert measured[0].Value == 12.5
+
+    only_alarms, _, _ = await _events(client, running, [1011], count=0)
+    assert [event.AlarmId for event in only_alarms] == ["alarm-1"]
