@@ -4,7 +4,6 @@ however often it is computed (a rerun, a restart catching up, a second EndOrder)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,7 +38,6 @@ class KpiService:
         self._store = store
         self._events = events
         self._clock = clock
-        self._running: set[asyncio.Task[bool]] = set()
 
     async def report_for_day(self, day: date) -> KpiReport:
         since = datetime.combine(day, time(), tzinfo=UTC)
@@ -76,17 +74,11 @@ class KpiService:
         return queued
 
     def subscribe(self) -> None:
-        """Post an order's KPIs when it ends; off the EndOrder call, so the caller never waits for the figures."""
+        """Post an order's KPIs when it ends, before EndOrder answers: the posting is part of what EndOrder stored,
+        so a caller that looks at the outbox right after sees it (one indexed query of the order's rows)."""
 
         async def on_order_state(event: OrderStateChanged) -> None:
             if event.order.state is OrderState.ENDED:
-                task = asyncio.create_task(self.post_order(event.order.order_no), name="kpi-order")
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                await self.post_order(event.order.order_no)
 
         self._events.subscribe(OrderStateChanged, on_order_state)
-
-    async def drain(self) -> None:
-        """Wait for order postings under way (tests, shutdown)."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
