@@ -24,7 +24,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from asyncua import Server, ua
@@ -168,6 +168,9 @@ class StoreHistoryManager(HistoryManager):
             # An open interval needs a count (OPC 10000-11 6.4.3.2), else the answer would be "everything".
             return _failed(ua.StatusCodes.BadHistoryOperationInvalid)
         backwards = start is None or (end is not None and start > end)
+        if start is None and end is not None:
+            # Only EndTime: the values before it, newest first; EndTime itself stays excluded (store precision: 1 µs).
+            start, end = end - timedelta(microseconds=1), None
         after = None
         if item.ContinuationPoint:
             after = _decode_continuation(item.ContinuationPoint)

@@ -219,6 +219,14 @@ async def test_start_after_end_reads_backwards(client: Client, running: Running)
 
 
 @module_loop
+async def test_only_end_time_reads_the_values_before_it_newest_first(client: Client, running: Running) -> None:
+    answer = await _read(client, _node(client, running), _details(None, START + timedelta(seconds=100), count=3))
+    stamps = [v.SourceTimestamp for v in answer.HistoryData.DataValues]
+    assert stamps == [START + timedelta(seconds=i) for i in (99, 98, 97)]
+    assert answer.ContinuationPoint
+
+
+@module_loop
 async def test_release_continuation_points_answers_good_without_data(client: Client, running: Running) -> None:
     node_id = _node(client, running)
     details = _details(START, START + timedelta(hours=1), count=10)
