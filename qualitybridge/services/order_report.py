@@ -35,7 +35,7 @@ from qualitybridge.store.quality_figures import ReportedValue
 
 __all__ = ["CharacteristicSection", "OrderReport", "gather_order_report", "render_order_report"]
 
-_WIDTH, _HEIGHT, _PAD_LEFT, _PAD_RIGHT, _PAD_Y = 960, 260, 64, 12, 14
+_WIDTH, _HEIGHT, _PAD_LEFT, _PAD_RIGHT, _PAD_Y = 960, 260, 84, 12, 14
 _MAX_MARKERS = 2000
 _MAX_TABLE_ROWS = 500
 
@@ -205,9 +205,12 @@ def _chart(section: CharacteristicSection) -> str:
     ]
     for name, level, colour, dash in lines:
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        # Labels left of the plot; the nominal's inside on the right, as it often coincides with CL.
+        label_x, anchor = (_WIDTH - _PAD_RIGHT - 4, "end") if name == "Nominal" else (_PAD_LEFT - 4, "end")
+        label_y = y(level) - 3 if name == "Nominal" else y(level) + 4
         parts.append(
             f'<line x1="{_PAD_LEFT}" x2="{_WIDTH - _PAD_RIGHT}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
-            f'stroke="{colour}"{dash_attr}/><text x="{_PAD_LEFT - 4}" y="{y(level) + 4:.1f}" text-anchor="end" '
+            f'stroke="{colour}"{dash_attr}/><text x="{label_x}" y="{label_y:.1f}" text-anchor="{anchor}" '
             f'font-size="10" fill="{colour}">{name} {_num(level, char.decimal_places)}</text>'
         )
     if count:
