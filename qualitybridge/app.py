@@ -243,7 +243,10 @@ class QualityBridgeApp:
             self._scheduler.add_job(
                 self.kpis.post_finished_days, "cron", hour=hour, minute=minute, id="kpi-daily", coalesce=True
             )
-            await self.kpis.post_finished_days()  # catch up a daily run missed while the server was down
+            try:
+                await self.kpis.post_finished_days()  # catch up a daily run missed while the server was down
+            except Exception:  # the KPIs must not keep the server from serving; the next daily run retries
+                _log.exception("could not post yesterday's KPIs at start")
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox
