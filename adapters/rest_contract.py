@@ -115,7 +115,9 @@ class ResultDTO(_Wire):
     order_no: str
     operation_no: str
     characteristic_id: str
-    value: float | None = Field(description="Measured value; null when no finite value could be measured")
+    value: float | None = Field(
+        allow_inf_nan=False, description="Measured value; null when no finite value could be measured"
+    )
     unit: str
     evaluation: EvaluationName
     plan_version: str
@@ -129,9 +131,9 @@ class ResultDTO(_Wire):
 class ConfirmationDTO(_Wire):
     order_no: str
     operation_no: str
-    yield_quantity: float = Field(ge=0)
-    scrap_quantity: float = Field(default=0, ge=0)
-    rework_quantity: float = Field(default=0, ge=0)
+    yield_quantity: float = Field(ge=0, allow_inf_nan=False)
+    scrap_quantity: float = Field(default=0, ge=0, allow_inf_nan=False)
+    rework_quantity: float = Field(default=0, ge=0, allow_inf_nan=False)
     unit: str = "C62"
     reason_code: str = ""
     final: bool = False

@@ -16,8 +16,8 @@ from qualitybridge.adapters.rest_contract import (
     API_PREFIX,
     IDEMPOTENCY_HEADER,
     BookingReceipt,
-    EquipmentPage,
-    OrdersPage,
+    EquipmentDTO,
+    OrderDTO,
     confirmation_to_dto,
     equipment_from_dto,
     kpi_report_to_dto,
@@ -25,7 +25,7 @@ from qualitybridge.adapters.rest_contract import (
     result_to_dto,
     spc_alarm_to_dto,
 )
-from qualitybridge.domain.model import ErpSnapshot
+from qualitybridge.domain.model import ErpSnapshot, ProductionOrder, SyncFinding, TestEquipment
 from qualitybridge.domain.ports import ErpRejected, ErpUnavailable
 from qualitybridge.domain.postings import (
     ConfirmationPosting,
@@ -55,6 +55,29 @@ def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
         case UnreadablePosting(stored_kind=kind, reason=reason):
             raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
     raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")  # pragma: no cover - union is closed
+
+
+def _page(response: httpx.Response, member: str) -> list[Any]:
+    """The records of a contract page, not yet validated (each is validated on its own)."""
+    body = response.json()  # Python's parser: 1e309 arrives as inf and is refused by the domain, not the page
+    if not isinstance(body, dict) or not isinstance(body.get(member), list):
+        raise ValueError(f"the answer has no list {member!r}")
+    records: list[Any] = body[member]
+    return records
+
+
+def _record_key(raw: Any, field: str, position: int) -> str:
+    key = raw.get(field) if isinstance(raw, dict) else None
+    return key if isinstance(key, str) and key else f"#{position + 1} (no {field})"
+
+
+def _reason(exc: ValidationError) -> str:
+    """The first error in plain words: where, and what is wrong (pydantic's "Value error, " prefix dropped)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}" if where else f"{message}{more}"
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -91,21 +114,51 @@ class RestErpClient:
         return response
 
     async def fetch_snapshot(self) -> ErpSnapshot:
+        """What the ERP releases now. A record that breaks the contract or an invariant of the domain (a key
+        listed twice, a quantity that is not finite, crossed limits) is refused as a finding; the others sync."""
         orders_response = await self._request("GET", "/orders")
         equipment_response = await self._request("GET", "/equipment")
         try:
-            orders = OrdersPage.model_validate_json(orders_response.content)
-            equipment = EquipmentPage.model_validate_json(equipment_response.content)
-            return ErpSnapshot(
-                orders=tuple(order_from_dto(dto) for dto in orders.orders),
-                equipment=tuple(equipment_from_dto(dto) for dto in equipment.equipment),
-            )
-        except ValidationError as exc:
-            # The ERP sent data that breaks the contract: keep serving the last good data, say what broke.
-            raise ErpUnavailable(
-                f"ERP data violates the contract: {exc.error_count()} errors, first: "
-                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-            ) from exc
+            orders_page = _page(orders_response, "orders")
+            equipment_page = _page(equipment_response, "equipment")
+        except ValueError as exc:
+            # The ERP sent something that is not the contract's page at all: keep serving the last good data.
+            raise ErpUnavailable(f"ERP data violates the contract: {exc}") from exc
+        findings: list[SyncFinding] = []
+        orders: dict[str, ProductionOrder] = {}
+        refused: set[str] = set()
+        for position, raw in enumerate(orders_page):
+            key = _record_key(raw, "order_no", position)
+            try:
+                order = order_from_dto(OrderDTO.model_validate(raw))
+            except ValidationError as exc:
+                findings.append(SyncFinding(key=f"order {key}", reason=_reason(exc)))
+                refused.add(key)
+                continue
+            if order.order_no in orders or order.order_no in refused:
+                findings.append(SyncFinding(key=f"order {key}", reason="order number listed twice in one snapshot"))
+                orders.pop(order.order_no, None)
+                refused.add(order.order_no)
+                continue
+            orders[order.order_no] = order
+        equipment: dict[str, TestEquipment] = {}
+        for position, raw in enumerate(equipment_page):
+            key = _record_key(raw, "equipment_id", position)
+            try:
+                gauge = equipment_from_dto(EquipmentDTO.model_validate(raw))
+            except ValidationError as exc:
+                findings.append(SyncFinding(key=f"equipment {key}", reason=_reason(exc)))
+                continue
+            if gauge.equipment_id in equipment:
+                findings.append(SyncFinding(key=f"equipment {key}", reason="equipment id listed twice"))
+                continue
+            equipment[gauge.equipment_id] = gauge
+        return ErpSnapshot(
+            orders=tuple(orders.values()),
+            equipment=tuple(equipment.values()),
+            findings=tuple(findings),
+            refused_order_numbers=tuple(sorted(refused)),
+        )
 
     async def post(self, entry: OutboxEntry) -> str:
         path, body = _posting_request(entry)

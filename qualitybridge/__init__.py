@@ -33,7 +33,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable
 from qualitybridge.domain.postings import OutboxEntry
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # pyproject.toml's version; the running identity is qualitybridge.domain.build
 
 __all__ = [
     "CalibrationStatus",

@@ -8,16 +8,18 @@ configuration, so a test can run the whole bridge against fakes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.factory import erp_client_for
 from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
+from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.domain.events import (
     ConfirmationAccepted,
     DomainEvent,
@@ -31,6 +33,8 @@ from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
+from qualitybridge.server.operations import Check, OperationsEndpoint, Readiness
+from qualitybridge.server.operations.status_page import render_status_page
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.security.jobs import SecurityJobs, accounts_from_store, security_options
 from qualitybridge.services.audit_trail import AuditTrail
@@ -40,12 +44,13 @@ from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.kpis import KpiService
 from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.metrics import OperationsMetrics
 from qualitybridge.services.order_control import OrderControl
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.services.reporting import ReportingService
 from qualitybridge.services.spc_alarms import SpcAlarmService
 from qualitybridge.services.spc_monitor import SpcMonitor
-from qualitybridge.store import Store, open_store
+from qualitybridge.store import Store, open_store_waiting, store_location
 from qualitybridge.store.audit_log import AuditLogStore
 
 __all__ = ["QualityBridgeApp", "accounts_from_store", "spc_policy"]
@@ -78,6 +83,94 @@ def spc_policy(settings: SpcSettingsSection) -> SpcPolicy:
     )
 
 
+def _listening(opcua: OpcUaFace) -> bool:
+    """Whether the OPC UA listener accepts connections (asyncua keeps its asyncio server as bserver._server)."""
+    listener = getattr(opcua.server.bserver, "_server", None)
+    return listener is not None and bool(listener.is_serving())
+
+
+@dataclass
+class _Built:
+    """The parts the operations endpoint reports on, filled in as `create` builds them (it starts before them)."""
+
+    store: Store | None = None
+    opcua: OpcUaFace | None = None
+
+
+_NO_COUNTS = {"Sessions": 0, "Subscriptions": 0, "Monitored items": 0}
+
+
+def _live_counts(built: _Built) -> dict[str, int]:
+    if built.opcua is None:
+        return dict(_NO_COUNTS)
+    subscriptions = list(built.opcua.server.iserver.subscription_service.subscriptions.values())
+    return {
+        "Sessions": len(built.opcua.security.hooks.open_sessions()),
+        "Subscriptions": len(subscriptions),
+        # asyncua 2.1 has no public count of monitored items (server/limits reads the same dict).
+        "Monitored items": sum(len(s.monitored_item_srv._monitored_items) for s in subscriptions),
+    }
+
+
+def _live_count(built: _Built, label: str) -> Callable[[], float]:
+    return lambda: _live_counts(built)[label]
+
+
+def _operations_endpoint(
+    config: QualityBridgeConfig, built: _Built, metrics: OperationsMetrics, build: BuildIdentity
+) -> OperationsEndpoint:
+    settings = config.operations
+    for name, label in (
+        ("qualitybridge_opcua_sessions", "Sessions"),
+        ("qualitybridge_opcua_subscriptions", "Subscriptions"),
+        ("qualitybridge_opcua_monitored_items", "Monitored items"),
+    ):
+        metrics.gauge(name, f"OPC UA {label.lower()} open now", _live_count(built, label))
+
+    async def store_ping() -> None:
+        if built.store is None:
+            raise RuntimeError("not open yet (waiting for it at start)")
+        await built.store.ping()
+
+    readiness = Readiness(
+        store_ping=store_ping,
+        store_name=store_location(config.store_url),
+        endpoint_open=lambda: built.opcua is not None and _listening(built.opcua),
+        endpoint_url=config.server.endpoint_url(),
+        sync_age=metrics.sync_age_seconds,
+        max_sync_age=settings.max_sync_age_seconds,
+        store_timeout=settings.store_timeout_seconds,
+    )
+
+    async def page(checks: list[Check]) -> str:
+        return render_status_page(
+            build, config.server.endpoint_url(), checks, metrics.health, lambda: _live_counts(built)
+        )
+
+    return OperationsEndpoint(
+        settings.host, settings.port, readiness=readiness, registry=metrics.registry, status_page=page
+    )
+
+
+class _StoppableScheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """apscheduler cancels running jobs at shutdown and logs each CancelledError with a traceback; a job cancelled
+    because the server stops has nothing to report."""
+
+    def add_job(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if asyncio.iscoroutinefunction(func):
+            job = func
+
+            @functools.wraps(job)
+            async def until_stopped(*job_args: Any, **job_kwargs: Any) -> Any:
+                try:
+                    return await job(*job_args, **job_kwargs)
+                except asyncio.CancelledError:
+                    return None
+
+            func = until_stopped
+        return super().add_job(func, *args, **kwargs)
+
+
 @dataclass
 class QualityBridgeApp:
     config: QualityBridgeConfig
@@ -92,9 +185,11 @@ class QualityBridgeApp:
     opcua: OpcUaFace
     publisher: OpcUaPublisher
     security_jobs: SecurityJobs
+    metrics: OperationsMetrics
     spc: SpcMonitor | None = None
     kpis: KpiService | None = None
-    _scheduler: AsyncIOScheduler | None = None
+    operations: OperationsEndpoint | None = None
+    _scheduler: _StoppableScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -108,12 +203,46 @@ class QualityBridgeApp:
         publishers: Sequence[Publisher] = (),
         clock: Callable[[], datetime] = _utc_now,
     ) -> QualityBridgeApp:
-        """Build every part; the slots given are used as they are, the others come from `config`."""
+        """Build every part; the slots given are used as they are, the others come from `config`.
+
+        With [operations] enabled, the endpoint is served from here on: /healthz answers while the store is waited
+        for and the server is built, and /readyz says what is still missing.
+        """
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        build = installed_build()
+        metrics = OperationsMetrics(build)  # ages against the wall clock, as ErpSync stamps its syncs
+        built = _Built(store=store)
+        operations = _operations_endpoint(config, built, metrics, build) if config.operations.enabled else None
+        if operations is not None:
+            await operations.start()
+        try:
+            return await cls._build(config, built, metrics, operations, erp, publishers, clock)
+        except BaseException:
+            if operations is not None:
+                await operations.stop()
+            raise
+
+    @classmethod
+    async def _build(
+        cls,
+        config: QualityBridgeConfig,
+        built: _Built,
+        metrics: OperationsMetrics,
+        operations: OperationsEndpoint | None,
+        erp: ErpClient | None,
+        publishers: Sequence[Publisher],
+        clock: Callable[[], datetime],
+    ) -> QualityBridgeApp:
+        store = built.store
         if store is None:
-            store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+            store = await open_store_waiting(
+                config.store_url,
+                sqlite_synchronous=config.store.sqlite_synchronous,
+                wait_seconds=config.store.connect_wait_seconds,
+            )
         if erp is None:
             erp = erp_client_for(config.erp)
+        built.store = store
         events = EventBus()
         master_data = MasterData()
         diagnostics = Diagnostics(events=events)
@@ -122,6 +251,7 @@ class QualityBridgeApp:
             master_data,
             events=events,
             future_tolerance=timedelta(seconds=config.reporting.future_tolerance_seconds),
+            measured_at_margin=timedelta(days=config.reporting.measured_at_margin_days),
             clock=clock,
         )
         shop_floor = ShopFloorServices(
@@ -146,6 +276,7 @@ class QualityBridgeApp:
             max_attempts=config.erp.relay_max_attempts,
             backoff_max_seconds=config.erp.relay_backoff_max_seconds,
             clock=clock,
+            events=events,
         )
         # Audit entries are recorded from the first session on and written in batches off the report path.
         audit = AuditTrail(AuditLogStore(store.engine), flush_interval=config.audit.flush_interval_seconds)
@@ -155,12 +286,14 @@ class QualityBridgeApp:
             accounts_from_store(await store.users()),
             security_options=security_options(config, audit),
             limits=config.limits,
+            build=metrics.build,
         )
-        link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor)
+        built.opcua = opcua
+        link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor, events)
         install_store_history(
             opcua.server, opcua.namespace.index, store, max_values=config.history.max_values_per_answer
         )
-        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data)
+        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data, diagnostics)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
         async def wake_relay(_event: DomainEvent) -> None:
@@ -168,7 +301,8 @@ class QualityBridgeApp:
 
         for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised, KpiReportQueued):
             events.subscribe(owed_to_erp, wake_relay)
-        for extra in (publisher, *publishers):
+        shown_by: tuple[Publisher, ...] = (publisher, metrics, *publishers)
+        for extra in shown_by:
             events.add_publisher(extra)
         # SPC judges every accepted measurement; its alarms are SpcAlarmRaised events, so they wake the relay too.
         spc: SpcMonitor | None = None
@@ -201,6 +335,8 @@ class QualityBridgeApp:
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
             spc=spc,
             kpis=kpis,
+            metrics=metrics,
+            operations=operations,
         )
 
     @property
@@ -219,7 +355,7 @@ class QualityBridgeApp:
         # server then serves the last known data and the scheduled syncs catch up.
         await self.sync.run_once()
 
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler = _StoppableScheduler(timezone=UTC)
         self._scheduler.add_job(
             self.sync.run_once,
             "interval",
@@ -274,14 +410,34 @@ class QualityBridgeApp:
     def endpoint_url(self) -> str:
         return self.config.server.endpoint_url()
 
+    @property
+    def operations_url(self) -> str | None:
+        return self.operations.url if self.operations is not None else None
+
     async def stop(self) -> None:
-        if self._scheduler is not None:
+        """Stop whatever is running; safe after a start that was interrupted at any point."""
+        if self.operations is not None:
+            await self._stop_step("operations endpoint", self.operations.stop())
+        if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.opcua.server.stop()
-        await self.security_jobs.stop()
-        await self.erp.aclose()
-        await self.store.aclose()
+        # The relay ends its round and leaves; cancelling it outright can be lost in asyncio.wait_for (Python
+        # 3.11) when its wake-up comes at the same moment, and the stop would wait forever.
+        self.relay.stop_soon()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        if self.opcua.server.bserver is not None:
+            await self._stop_step("OPC UA server", self.opcua.server.stop())
+        await self._stop_step("security jobs", self.security_jobs.stop())
+        await self._stop_step("ERP client", self.erp.aclose())
+        await self._stop_step("store", self.store.aclose())
+
+    @staticmethod
+    async def _stop_step(what: str, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:  # stopping goes on: the other parts still need to close
+            _log.warning("stopping the %s failed: %s", what, exc)

@@ -20,6 +20,7 @@ __all__ = [
     "HistorySettings",
     "KpiSettings",
     "LimitsSettings",
+    "OperationsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
     "ServerSettings",
@@ -71,6 +72,12 @@ class StoreSettings(_Section):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite PRAGMA synchronous: FULL survives power loss, NORMAL only process crashes"
     )
+    connect_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="At start, how long to wait for a store that is not reachable yet (retried every 2 s)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -118,6 +125,19 @@ class LimitsSettings(_Section):
     )
     activation_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection without an activated session after this is closed"
+    )
+    max_unactivated_connections_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="Connections from one IP address without an activated session; more from it are closed at once, "
+        "so that a flood from one address leaves room for others",
+    )
+    hello_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent its Hello after this is closed (shorter than the activation "
+        "timeout: a real client sends Hello right after connecting)",
     )
     max_sessions: int = Field(default=100, ge=1, description="Sessions at once; one more gets BadTooManySessions")
     max_session_timeout_seconds: float = Field(
@@ -277,6 +297,13 @@ class ReportingSettings(_Section):
         description="How far a MeasuredAt may lie ahead of the server clock (machine clocks drift) before "
         "BadOutOfRange",
     )
+    measured_at_margin_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=3650,
+        description="How far a MeasuredAt may lie before the order's planned start (or before now, if the start "
+        "lies ahead) before BadOutOfRange: a PLC buffers measurements for a while, not for years",
+    )
     over_confirmation_percent: float = Field(
         default=10.0,
         ge=0,
@@ -339,9 +366,28 @@ class SpcSettingsSection(_Section):
     characteristics: dict[str, SpcCharacteristicSettings] = Field(default_factory=dict)
 
 
+class OperationsSettings(_Section):
+    """The HTTP operations endpoint: /healthz, /readyz, /metrics and a status page (docs/operations.md)."""
+
+    enabled: bool = Field(default=False, description="Serve the operations endpoint")
+    host: str = Field(
+        default="127.0.0.1", description="Interface it listens on; loopback unless a monitoring host must reach it"
+    )
+    port: int = Field(default=9840, ge=0, le=65535, description="HTTP port (0 = any free port, logged at start)")
+    max_sync_age_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="/readyz reports not ready when the last successful ERP sync is older than this",
+    )
+    store_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="/readyz reports not ready when the store does not answer within this"
+    )
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
+    log_format: str = Field(default="text", description="text (one line per entry) or json (one object per line)")
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     erp: ErpSettings = Field(default_factory=ErpSettings)
@@ -352,6 +398,7 @@ class QualityBridgeConfig(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @field_validator("log_level")
     @classmethod
@@ -359,6 +406,13 @@ class QualityBridgeConfig(_Section):
         if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, log_format: str) -> str:
+        if log_format.lower() not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return log_format.lower()
 
     @property
     def store_url(self) -> str:
@@ -397,6 +451,10 @@ def load_config(path: Path) -> QualityBridgeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

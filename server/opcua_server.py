@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from asyncua import Server
 
 from qualitybridge.config import LimitsSettings, ServerSettings
+from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.limits import LimitedServer
 from qualitybridge.server.pki import PkiLayout
@@ -38,15 +39,26 @@ async def build_opcua_server(
     accounts: Iterable[UserAccount],
     security_options: SecurityOptions | None = None,
     limits: LimitsSettings | None = None,
+    build: BuildIdentity | None = None,
 ) -> OpcUaFace:
     quiet_asyncua_loggers()
     # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins).
     server = LimitedServer(limits or LimitsSettings())
     await server.init()
     server.set_endpoint(f"opc.tcp://{settings.host}:{settings.port}/{settings.path}")
-    server.set_server_name("QualityBridge")
-    server.product_uri = "https://qualitybridge.dev"
-    server.manufacturer_name = "QualityBridge"
+    build = build or installed_build()
+    server.set_server_name(build.product_name)
+    server.product_uri = build.product_uri
+    server.manufacturer_name = build.manufacturer_name
+    # Server.ServerStatus.BuildInfo: what UaExpert and asset inventories show as the product and its version.
+    await server.set_build_info(
+        product_uri=build.product_uri,
+        manufacturer_name=build.manufacturer_name,
+        product_name=build.product_name,
+        software_version=build.software_version,
+        build_number=build.build_number,
+        build_date=build.build_date,
+    )
     # ClientAndServer is asyncua's default; QualityBridge only serves.
     server.application_type = server.application_type.Server
     security = await apply_security(

@@ -50,32 +50,38 @@ class FakeStore:
         self, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement] = ()
     ) -> list[tuple[AcceptedMeasurement, bool]]:
         self.calls.append(("record_measurements", (list(accepted), list(refused))))
-        stored_before = self._by_client_id()
+        # Client ids are scoped to the reporting user, as in the store.
+        stored_before = {
+            (item.result.reported_by, item.result.report.client_result_id): item
+            for item in self.measurements
+            if item.result.report.client_result_id
+        }
         answers: list[tuple[AcceptedMeasurement, bool]] = []
         for item in accepted:
             client_id = item.result.report.client_result_id
             if client_id:
-                first = stored_before.get(client_id)
+                scoped = (item.result.reported_by, client_id)
+                first = stored_before.get(scoped)
                 if first is not None:
                     answers.append((first, False))
                     continue
-                stored_before[client_id] = item
+                stored_before[scoped] = item
             self.measurements.append(item)
             answers.append((item, True))
         self.refused.extend(refused)
         return answers
 
-    async def measurements_by_client_ids(self, client_result_ids: Collection[str]) -> dict[str, AcceptedMeasurement]:
-        self.calls.append(("measurements_by_client_ids", (set(client_result_ids),)))
-        stored = self._by_client_id()
-        return {client_id: stored[client_id] for client_id in client_result_ids if client_id in stored}
-
-    def _by_client_id(self) -> dict[str, AcceptedMeasurement]:
-        return {
-            item.result.report.client_result_id: item
-            for item in self.measurements
-            if item.result.report.client_result_id
-        }
+    async def measurements_by_client_ids(
+        self, client_result_ids: Collection[str], reported_by: str | None = None
+    ) -> dict[str, AcceptedMeasurement]:
+        self.calls.append(("measurements_by_client_ids", (set(client_result_ids), reported_by)))
+        found: dict[str, AcceptedMeasurement] = {}
+        for item in self.measurements:
+            client_id = item.result.report.client_result_id
+            mine = reported_by is None or item.result.reported_by == reported_by
+            if client_id in client_result_ids and mine and client_id not in found:
+                found[client_id] = item
+        return found
 
     # ---- order states -------------------------------------------------------------------------------
 
@@ -91,19 +97,22 @@ class FakeStore:
     async def record_confirmation(self, record: ConfirmationRecord) -> tuple[ConfirmationRecord, bool]:
         self.calls.append(("record_confirmation", (record,)))
         if record.client_confirmation_id:
-            first = self._confirmation(record.client_confirmation_id)
+            first = self._confirmation(record.client_confirmation_id, record.reported_by)
             if first is not None:
                 return first, False
         self.confirmation_records.append(record)
         return record, True
 
-    async def confirmation_by_client_id(self, client_confirmation_id: str) -> ConfirmationRecord | None:
-        self.calls.append(("confirmation_by_client_id", (client_confirmation_id,)))
-        return self._confirmation(client_confirmation_id)
+    async def confirmation_by_client_id(
+        self, client_confirmation_id: str, reported_by: str | None = None
+    ) -> ConfirmationRecord | None:
+        self.calls.append(("confirmation_by_client_id", (client_confirmation_id, reported_by)))
+        return self._confirmation(client_confirmation_id, reported_by)
 
-    def _confirmation(self, client_confirmation_id: str) -> ConfirmationRecord | None:
+    def _confirmation(self, client_confirmation_id: str, reported_by: str | None) -> ConfirmationRecord | None:
         for record in self.confirmation_records:
-            if record.client_confirmation_id == client_confirmation_id:
+            mine = reported_by is None or record.reported_by == reported_by
+            if record.client_confirmation_id == client_confirmation_id and mine:
                 return record
         return None
 
@@ -123,9 +132,21 @@ class FakeStore:
 
     # ---- SPC alarms ---------------------------------------------------------------------------------
 
-    async def record_spc_alarm(self, record: SpcAlarmRecord) -> None:
+    async def record_spc_alarm(self, record: SpcAlarmRecord) -> tuple[SpcAlarmRecord, bool]:
         self.calls.append(("record_spc_alarm", (record,)))
+        if record.client_alarm_id:
+            first = await self.spc_alarm_by_client_id(record.client_alarm_id, record.reported_by)
+            if first is not None:
+                return first, False
         self.alarms.append(record)
+        return record, True
+
+    async def spc_alarm_by_client_id(self, client_alarm_id: str, reported_by: str) -> SpcAlarmRecord | None:
+        self.calls.append(("spc_alarm_by_client_id", (client_alarm_id, reported_by)))
+        for record in self.alarms:
+            if record.client_alarm_id == client_alarm_id and record.reported_by == reported_by:
+                return record
+        return None
 
 
 class FixedClock:

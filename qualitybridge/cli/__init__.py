@@ -9,6 +9,7 @@
 | `users`          | `users add|remove|passwd|list`                                   |
 | `audit_log`      | `audit-log`: who did what                                        |
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
+| `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
 | `report`         | `report ORDER`: an order's quality report as one HTML file        |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
@@ -22,8 +23,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, demo, outbox, pki, report, serve, simulator, users
+from qualitybridge.cli import audit_log, client, demo, outbox, pki, report, serve, simulator, users
 from qualitybridge.config import ConfigError
+from qualitybridge.domain.build import installed_build
+from qualitybridge.store import StoreMisconfigured, StoreUnavailable
 
 __all__ = ["main"]
 
@@ -33,6 +36,8 @@ examples:
   qualitybridge demo --data-dir /tmp/qb --port 4841 --erp-port 8091
   qualitybridge serve --config /etc/qualitybridge/qualitybridge.toml
   qualitybridge simulator --port 8080                 the reference ERP/QMS on its own
+  qualitybridge client browse                         the demo's address space, as its observer
+  qualitybridge client report-measurement OrderNumber=1000418 ...   one measurement, as the demo's machine
   qualitybridge pki list --data-dir ./data            trusted and rejected client certificates
   qualitybridge pki trust <thumbprint|file> --data-dir ./data
   qualitybridge pki install-own plant-signed.pem key.pem --config qualitybridge.toml
@@ -44,7 +49,12 @@ examples:
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, pki, users, audit_log, outbox, report)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, report)
+
+
+def _identity() -> str:
+    build = installed_build()
+    return f"{build.software_version} (build {build.build_number}, {build.build_date:%Y-%m-%d})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"qualitybridge {_identity()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.register(commands)
@@ -65,9 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         return int(arguments.run(arguments))
-    except ConfigError as exc:
+    except (ConfigError, StoreMisconfigured) as exc:
         print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except StoreUnavailable as exc:
+        print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     except OSError as exc:
         print(f"qualitybridge: {exc}", file=sys.stderr)  # noqa: T201
         return 1

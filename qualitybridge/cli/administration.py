@@ -140,10 +140,24 @@ class Administration:
                 output.say("  (none)")
         return output
 
+    def _full_thumbprint(self, text: str, *folders: str) -> str:
+        """A thumbprint as `audit-log` and `pki list` print it (a prefix of 6+ hex digits, colons allowed) becomes the
+        full one when exactly one certificate in `folders` starts with it; anything else is passed on unchanged."""
+        wanted = text.strip().replace(":", "").replace(" ", "").lower()
+        if Path(text).is_file() or not 6 <= len(wanted) < 40 or not re.fullmatch(r"[0-9a-f]+", wanted):
+            return text
+        listed = list_certificates(self.layout)
+        found = sorted(
+            {info.thumbprint for folder in folders for info in listed[folder] if info.thumbprint.startswith(wanted)}
+        )
+        if len(found) > 1:
+            raise ValueError(f"{text!r} matches {len(found)} certificates ({', '.join(found)}): give more digits")
+        return found[0] if found else text
+
     async def pki_trust(self, file_or_thumbprint: str) -> AdminOutput:
         output = AdminOutput()
         try:
-            path = trust_certificate(self.layout, file_or_thumbprint)
+            path = trust_certificate(self.layout, self._full_thumbprint(file_or_thumbprint, "rejected"))
         except (FileNotFoundError, ValueError) as exc:
             return await self._refused(output, "pki trust", exc, node=file_or_thumbprint)
         await self._record("pki trust", ua.StatusCodes.Good, node=path.stem, arguments=f"from {file_or_thumbprint}")
@@ -153,8 +167,8 @@ class Administration:
     async def pki_reject(self, certificate_thumbprint: str) -> AdminOutput:
         output = AdminOutput()
         try:
-            path = reject_certificate(self.layout, certificate_thumbprint)
-        except FileNotFoundError as exc:
+            path = reject_certificate(self.layout, self._full_thumbprint(certificate_thumbprint, "trusted"))
+        except (FileNotFoundError, ValueError) as exc:
             return await self._refused(output, "pki reject", exc, node=certificate_thumbprint)
         await self._record("pki reject", ua.StatusCodes.Good, node=path.stem)
         output.say(f"rejected: {path} (its open sessions end within seconds)")
@@ -163,8 +177,10 @@ class Administration:
     async def pki_remove(self, certificate_thumbprint: str) -> AdminOutput:
         output = AdminOutput()
         try:
-            removed = remove_certificate(self.layout, certificate_thumbprint)
-        except FileNotFoundError as exc:
+            removed = remove_certificate(
+                self.layout, self._full_thumbprint(certificate_thumbprint, "trusted", "issuer", "rejected")
+            )
+        except (FileNotFoundError, ValueError) as exc:
             return await self._refused(output, "pki remove", exc, node=certificate_thumbprint)
         await self._record(
             "pki remove",

@@ -11,13 +11,23 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from qualitybridge.app import QualityBridgeApp
-from qualitybridge.cli.common import install_stop_signals, setup_logging
-from qualitybridge.config import ErpSettings, QualityBridgeConfig, ServerSettings, SpcRuleDefaults, SpcSettingsSection
+from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
+from qualitybridge.config import (
+    ErpSettings,
+    OperationsSettings,
+    QualityBridgeConfig,
+    ServerSettings,
+    SpcRuleDefaults,
+    SpcSettingsSection,
+)
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
 from qualitybridge.store import Store, StoredUser
@@ -52,6 +62,14 @@ def _read_users_file(path: Path) -> list[DemoUser]:
     return users
 
 
+def _write_secret(path: Path, data: bytes) -> None:
+    """Owner-only from the first byte (a chmod after writing leaves a moment in which others may read)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
 async def ensure_demo_users(store: Store, data_dir: Path) -> list[DemoUser]:
     """Create the demo accounts once; later starts reuse the passwords in demo-users.txt."""
     users_file = data_dir / "demo-users.txt"
@@ -59,12 +77,13 @@ async def ensure_demo_users(store: Store, data_dir: Path) -> list[DemoUser]:
         users = _read_users_file(users_file)
     else:
         users = [DemoUser(name, role.value, secrets.token_urlsafe(9)) for name, role in _DEMO_ACCOUNTS]
-        users_file.write_text(
-            "# QualityBridge demo users: name role password\n"
-            + "".join(f"{u.name} {u.role} {u.password}\n" for u in users),
-            encoding="utf-8",
+        _write_secret(
+            users_file,
+            (
+                "# QualityBridge demo users: name role password\n"
+                + "".join(f"{u.name} {u.role} {u.password}\n" for u in users)
+            ).encode("utf-8"),
         )
-        users_file.chmod(0o600)
     stored = {user.name for user in await store.users()}
     for user in users:
         if user.name not in stored:
@@ -80,28 +99,73 @@ def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path
         folder.mkdir(parents=True, exist_ok=True)
         certificate, key = make_self_signed_certificate(DEMO_CLIENT_URI, "QualityBridge demo client", ["localhost"])
         cert_path.write_bytes(certificate)
-        key_path.write_bytes(key)
-        key_path.chmod(0o600)
+        _write_secret(key_path, key)
     pki.ensure()
     trust_certificate(pki, str(cert_path))
     return cert_path, key_path
 
 
-def demo_config(data_dir: Path, port: int, erp_port: int, host: str) -> QualityBridgeConfig:
+def demo_config(
+    data_dir: Path, port: int, erp_port: int, host: str, operations_port: int = 9840
+) -> QualityBridgeConfig:
     return QualityBridgeConfig(
         data_dir=data_dir.resolve(),
         server=ServerSettings(host=host, port=port),
         erp=ErpSettings(base_url=f"http://127.0.0.1:{erp_port}", sync_interval_seconds=5, relay_interval_seconds=1),
         # The demo shows every Nelson rule on every characteristic, whatever its classification.
         spc=SpcSettingsSection(rules=SpcRuleDefaults(critical=ALL_EIGHT, major=ALL_EIGHT, minor=ALL_EIGHT)),
+        operations=OperationsSettings(enabled=True, port=operations_port, max_sync_age_seconds=30),
     )
 
 
 ALL_EIGHT = [1, 2, 3, 4, 5, 6, 7, 8]
 
 
+def command_name() -> str:
+    """How to run `qualitybridge` from here: the bare name when it is on PATH, else the venv's script."""
+    script = Path(sys.executable).parent / "qualitybridge"
+    if not script.exists() or shutil.which("qualitybridge") == str(script):
+        return "qualitybridge"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def example_report(app: QualityBridgeApp) -> str:
+    """A report-measurement the demo data accepts now: a running order's characteristic, a fitting valid gauge."""
+    from qualitybridge.domain.model import CalibrationStatus, OrderState
+
+    for order in app.master_data.orders:
+        if order.state is not OrderState.RUNNING:
+            continue
+        for operation in order.operations:
+            for characteristic in operation.characteristics:
+                gauge = next(
+                    (
+                        g.equipment_id
+                        for g in app.master_data.equipment
+                        if g.calibration_status is CalibrationStatus.VALID
+                        and (not characteristic.gauge_type or g.equipment_type == characteristic.gauge_type)
+                    ),
+                    None,
+                )
+                if gauge is not None:
+                    return (
+                        f"OrderNumber={order.order_no} OperationNumber={operation.operation_no} "
+                        f"CharacteristicId={characteristic.characteristic_id} Value={characteristic.nominal} "
+                        f"EquipmentId={gauge} PartSerial=SN-0001"
+                    )
+    return "OrderNumber=... (run without arguments to list them)"
+
+
 def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str) -> str:
     settings = app.config.server
+    command = command_name()
+    target = ""
+    if settings.port != 4840:
+        target += f" --endpoint {settings.endpoint_url('127.0.0.1')}"
+    if app.config.data_dir != Path("data").resolve():
+        target += f" --data-dir {app.config.data_dir}"
     lines = [
         "",
         "QualityBridge demo is running.",
@@ -112,17 +176,28 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
         *[f"    {u.name:<10} {u.role:<16} {u.password}" for u in users],
         f"  Trusted client    certificate {client[0]}, key {client[1]}, ApplicationUri {DEMO_CLIENT_URI}",
         f"  ERP simulator     {erp_url}  (orders /api/v1/orders, received results /results, API /openapi.json)",
+        f"  Operations        {app.operations_url}  (status page; /healthz, /readyz, /metrics)",
+        f"  Try it            {command} client browse{target}",
+        f"                    {command} client report-measurement{target} \\",
+        f"                        {example_report(app)}",
+        f"                    then see it at {erp_url}/results",
         "  UaExpert          add the endpoint above, pick Basic256Sha256 - SignAndEncrypt, log in as a demo user;",
         "                    the first attempt is refused: trust UaExpert's certificate with",
-        f"                    qualitybridge pki trust <thumbprint> --data-dir {app.config.data_dir}",
-        "                    (qualitybridge pki list shows it under rejected), then connect again.",
+        f"                    {command} pki trust <thumbprint> --data-dir {app.config.data_dir}",
+        f"                    ({command} pki list shows it under rejected), then connect again.",
         "  Stop              Ctrl+C",
         "",
     ]
     return "\n".join(lines)
 
 
-async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+async def run_demo(
+    data_dir: Path,
+    port: int,
+    erp_port: int,
+    host: str = "0.0.0.0",  # noqa: S104
+    operations_port: int = 9840,
+) -> None:
     from qualitybridge.simulator.app import serve as serve_simulator
 
     started = asyncio.Event()
@@ -132,7 +207,7 @@ async def run_demo(data_dir: Path, port: int, erp_port: int, host: str = "0.0.0.
     if simulator.done():
         starting.cancel()
         simulator.result()  # raises why the simulator could not start (e.g. port in use)
-    config = demo_config(data_dir, port, erp_port, host)
+    config = demo_config(data_dir, port, erp_port, host, operations_port)
     app = await QualityBridgeApp.create(config)
     try:
         users = await ensure_demo_users(app.store, config.data_dir)
@@ -160,11 +235,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.add_argument("--port", type=int, default=4840, help="OPC UA port; endpoint opc.tcp://<host>:N/qualitybridge")
     demo.add_argument("--erp-port", type=int, default=8080, help="HTTP port of the ERP simulator (default 8080)")
     demo.add_argument("--host", default="0.0.0.0", help="interface the OPC UA server listens on")  # noqa: S104
+    demo.add_argument(
+        "--operations-port", type=int, default=9840, help="HTTP port of the operations endpoint on 127.0.0.1"
+    )
     demo.set_defaults(run=run)
 
 
 def run(arguments: argparse.Namespace) -> int:
     setup_logging("INFO")
+    check_ports_free(
+        [
+            (arguments.host, arguments.port, "--port"),
+            ("127.0.0.1", arguments.erp_port, "--erp-port"),
+            ("127.0.0.1", arguments.operations_port, "--operations-port"),
+        ],
+        "the demo's command line",
+    )
     asyncio.run(_demo_until_stopped(arguments))
     return 0
 
@@ -172,7 +258,9 @@ def run(arguments: argparse.Namespace) -> int:
 async def _demo_until_stopped(arguments: argparse.Namespace) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
-    demo = asyncio.create_task(run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host))
+    demo = asyncio.create_task(
+        run_demo(arguments.data_dir, arguments.port, arguments.erp_port, arguments.host, arguments.operations_port)
+    )
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({demo, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
-from qualitybridge.cli.common import install_stop_signals, setup_logging
+from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
 from qualitybridge.config import QualityBridgeConfig, load_config
 
 __all__ = ["register"]
@@ -30,21 +31,43 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(arguments: argparse.Namespace) -> int:
     config = load_config(arguments.config)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
+    ports = [(config.server.host, config.server.port, "[server] port")]
+    if config.operations.enabled:
+        ports.append((config.operations.host, config.operations.port, "[operations] port"))
+    check_ports_free(ports, str(arguments.config))  # before any certificate, folder or store is created
     asyncio.run(_serve(config))
     return 0
 
 
 async def _serve(config: QualityBridgeConfig) -> None:
+    """Start, serve until SIGTERM/SIGINT, stop. A signal during start ends the start where it is and stops what
+    is already running, without a traceback."""
+    stop, started = asyncio.Event(), asyncio.Event()
+    install_stop_signals(stop)
+    life = asyncio.create_task(_live(config, stop, started), name="qualitybridge")
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({life, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not life.done() and not started.is_set():
+        life.cancel()  # still starting: stop now rather than after the start's ERP timeout
+    with contextlib.suppress(asyncio.CancelledError):
+        await life
+
+
+async def _live(config: QualityBridgeConfig, stop: asyncio.Event, started: asyncio.Event) -> None:
     from qualitybridge.app import QualityBridgeApp
 
-    app = await QualityBridgeApp.create(config)
+    app: QualityBridgeApp | None = None
     try:
+        app = await QualityBridgeApp.create(config)
         await app.start()
+        started.set()
         print(f"QualityBridge ready: {app.endpoint_url}", flush=True)  # noqa: T201 - scripts wait for this line
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+        if app.operations_url:
+            print(f"Operations endpoint: {app.operations_url}", flush=True)  # noqa: T201
         await stop.wait()
         _log.info("stopping")
     finally:
-        await app.stop()
+        if app is not None:
+            await app.stop()

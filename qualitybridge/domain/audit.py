@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-__all__ = ["AuditEntry", "AuditKind"]
+__all__ = ["AuditEntry", "AuditKind", "escaped"]
+
+
+def escaped(text: str) -> str:
+    """`text` with what is not valid Unicode written as backslash escapes.
+
+    A string that was not valid UTF-8 on the wire arrives (decoded by asyncua with surrogateescape) holding lone
+    surrogates, which no database driver, log file or encoder takes; "op\\udcff" is what a person can read.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class AuditKind(StrEnum):
@@ -32,6 +46,15 @@ class AuditEntry:
     node: str | None = None
     arguments: str | None = None
     id: int | None = None
+
+    def escaped(self) -> AuditEntry:
+        """This entry with every text escaped (see `escaped`); itself when all is valid Unicode already."""
+        changes: dict[str, Any] = {
+            f.name: escaped(value)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), str) and escaped(value) != value
+        }
+        return replace(self, **changes) if changes else self
 
     @property
     def is_good(self) -> bool:

@@ -6,8 +6,10 @@
         ├── InvalidValue         a value outside what the characteristic or the clock allows (NaN, future time)
         ├── GaugeBlocked         the test equipment's calibration is expired or it is locked
         ├── WrongOrderState      the order's ISA-95 state does not allow this report or state change
-        └── InconsistentReport   inputs that contradict each other or the master data (scrap without a reason
-                                 code, nothing confirmed, a gauge of another type than the characteristic needs)
+        ├── InconsistentReport   inputs that contradict each other or the master data (scrap without a reason
+        │                        code, nothing confirmed, a gauge of another type than the characteristic needs)
+        └── ClientIdReused       the caller's client id (ClientResultId, ClientConfirmationId, ClientAlarmId) names
+                                 a report of another content that this caller made before: not a retry
 
 A report refused for a blocked gauge is kept as a refused attempt (for the audit trail), never relayed.
 The OPC UA layer maps each to one StatusCode (docs/report-methods.md); the domain knows nothing of them.
@@ -16,6 +18,7 @@ The OPC UA layer maps each to one StatusCode (docs/report-methods.md); the domai
 from __future__ import annotations
 
 __all__ = [
+    "ClientIdReused",
     "GaugeBlocked",
     "InconsistentReport",
     "InvalidValue",
@@ -56,4 +59,8 @@ class WrongOrderState(ReportRefused):
 
 
 class InconsistentReport(ReportRefused):
+    pass
+
+
+class ClientIdReused(ReportRefused):
     pass

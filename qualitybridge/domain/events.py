@@ -18,10 +18,13 @@ __all__ = [
     "ConfirmationAccepted",
     "DiagnosticsChanged",
     "DomainEvent",
+    "ErpSyncFinished",
     "KpiReportQueued",
     "MasterDataChanged",
     "MeasurementAccepted",
+    "MethodCallAnswered",
     "OrderStateChanged",
+    "PostingAttempted",
     "SpcAlarmRaised",
     "SpcRuleViolated",
     "SpcStatusChanged",
@@ -103,3 +106,33 @@ class DiagnosticsChanged(DomainEvent):
     last_sync_error: str
     outbox_depth: int
     outbox_dead_letters: int
+    sync_findings: tuple[str, ...] = ()  # "<key>: <reason>" of each record refused by sync or view
+    outbox_oldest_at: datetime | None = None
+
+
+# Operational events: how the bridge is doing rather than what the plant did. Metrics and status pages show them.
+
+
+@dataclass(frozen=True)
+class MethodCallAnswered(DomainEvent):
+    """A shop-floor method (ReportMeasurement, StartOrder, …) answered a client; `status` is the StatusCode's name."""
+
+    method: str
+    status: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ErpSyncFinished(DomainEvent):
+    """One ERP sync round ended; `error` is empty when it succeeded."""
+
+    seconds: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PostingAttempted(DomainEvent):
+    """The relay tried to deliver one posting: `outcome` is "sent", "retry" (ERP unavailable) or "dead"."""
+
+    target: str
+    outcome: str

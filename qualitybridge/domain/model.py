@@ -110,6 +110,17 @@ class Operation(_Frozen):
     work_centre: str = ""
     characteristics: tuple[InspectionCharacteristic, ...] = ()
 
+    @model_validator(mode="after")
+    def _characteristic_ids_unique(self) -> Operation:
+        seen: set[str] = set()
+        for characteristic in self.characteristics:
+            if characteristic.characteristic_id in seen:
+                raise ValueError(
+                    f"operation {self.operation_no} lists characteristic {characteristic.characteristic_id} twice"
+                )
+            seen.add(characteristic.characteristic_id)
+        return self
+
     def characteristic(self, characteristic_id: str) -> InspectionCharacteristic | None:
         for characteristic in self.characteristics:
             if characteristic.characteristic_id == characteristic_id:
@@ -123,7 +134,7 @@ class ProductionOrder(_Frozen):
     part_no: str = Field(default="", description="MES part number")
     plant: str = ""
     work_centre: str = ""
-    planned_quantity: float = Field(ge=0)
+    planned_quantity: float = Field(ge=0, allow_inf_nan=False)
     quantity_unit: str = "C62"
     state: OrderState = OrderState.ALLOWED_TO_START
     routing_version: str = ""
@@ -131,6 +142,15 @@ class ProductionOrder(_Frozen):
     planned_start: datetime | None = None
     planned_end: datetime | None = None
     operations: tuple[Operation, ...] = ()
+
+    @model_validator(mode="after")
+    def _operation_numbers_unique(self) -> ProductionOrder:
+        seen: set[str] = set()
+        for operation in self.operations:
+            if operation.operation_no in seen:
+                raise ValueError(f"order {self.order_no} lists operation {operation.operation_no} twice")
+            seen.add(operation.operation_no)
+        return self
 
     def operation(self, operation_no: str) -> Operation | None:
         for operation in self.operations:
@@ -206,11 +226,30 @@ class SpcAlarm(_Frozen):
     lower_control_limit: float | None = None
 
 
+class SyncFinding(_Frozen):
+    """An ERP record refused by a sync because it breaks an invariant; every other record syncs.
+
+    `key` names the record ("order 1000417", "equipment GA-TMP-0603"), `reason` says why in plain words.
+    """
+
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
+
+
 class ErpSnapshot(_Frozen):
-    """Everything the ERP/QMS currently publishes to the shop floor."""
+    """Everything the ERP/QMS currently publishes to the shop floor, and what of it was refused.
+
+    `refused_order_numbers` are orders the ERP lists but sent broken: the store keeps their last good version
+    (if any) rather than withdrawing them.
+    """
 
     orders: tuple[ProductionOrder, ...]
     equipment: tuple[TestEquipment, ...]
+    findings: tuple[SyncFinding, ...] = ()
+    refused_order_numbers: tuple[str, ...] = ()
 
 
 class OutboxState(StrEnum):

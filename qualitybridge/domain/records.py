@@ -47,6 +47,9 @@ class ConfirmationRecord(_Record):
 
 
 class SpcAlarmRecord(_Record):
+    """An accepted SPC alarm; the client alarm id (scoped to `reported_by`) makes a repeated call return it."""
+
     alarm_id: str
     alarm: SpcAlarm
     reported_by: str
+    client_alarm_id: str | None = None

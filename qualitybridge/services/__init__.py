@@ -10,7 +10,7 @@
 | `erp_sync`       | ERP → store → master data, one sync round at a time                            |
 | `outbox_relay`   | store → ERP: the outbox delivered in order per order, retried, dead-lettered   |
 | `audit_trail`    | who did what, written in batches off the report path                           |
-| `diagnostics`    | health figures: sync freshness, outbox backlog                                 |
+| `diagnostics`    | health figures: sync freshness, sync findings, outbox backlog                  |
 | `event_bus`      | the one in-process path domain events take to the publishers                   |
 
 Services import the domain and the store, never the OPC UA server, the adapters or the CLI.

@@ -5,6 +5,11 @@ wait for a database. `AuditTrail.record` only appends to a bounded buffer; one t
 gathered every `flush_interval` seconds (or sooner when a batch is full) in one transaction. OPC UA
 AuditEvents get every entry from the security layer's fan-out, not from here: audit entries are recorded from
 synchronous asyncua hooks, so they do not travel on the (async) event bus.
+
+No entry can stall the writer: texts that are not valid Unicode are escaped when recorded, and an entry the
+store still refuses while it takes others is set aside, counted (`set_aside`) and replaced in the trail by a
+note saying so. While the store is unreachable, entries are kept and retried (one WARNING per outage, not a
+traceback per attempt). `stop` (the server's SIGTERM path) writes whatever is queued.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
-from qualitybridge.domain.audit import AuditEntry, AuditKind
+from qualitybridge.domain.audit import AuditEntry, AuditKind, escaped
 from qualitybridge.store.audit_log import AuditLogStore
 
 __all__ = ["AuditTrail"]
@@ -47,13 +52,15 @@ class AuditTrail:
         self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failing = False
         self.written = 0
+        self.set_aside = 0
 
     def record(self, entry: AuditEntry) -> None:
         """Queue an entry; never blocks and never raises into the caller's request."""
         if len(self._pending) == self._pending.maxlen:
             self._dropped += 1
-        self._pending.append(entry)
+        self._pending.append(entry.escaped())
         if len(self._pending) >= self._batch_size:
             self._wake.set()
 
@@ -105,11 +112,50 @@ class AuditTrail:
         batch = self._take_batch()
         try:
             await self._store.append(batch)
+        except Exception as exc:
+            if not await self._store.reachable():
+                # An outage: put them back in front (newer ones stay behind them); the buffer bound still applies.
+                self._pending.extendleft(reversed(batch))
+                raise
+            await self._write_one_by_one(batch, exc)
         except BaseException:
-            # Put them back in front (newer ones stay behind them); the buffer bound still applies.
             self._pending.extendleft(reversed(batch))
             raise
         self.written += len(batch)
+        if self._failing:
+            self._failing = False
+            _log.info("audit log writes again; %d entries pending", len(self._pending))
+
+    async def _write_one_by_one(self, batch: list[AuditEntry], batch_error: Exception) -> None:
+        """The store answers but refused the batch: write each entry alone, setting aside those it refuses."""
+        for entry in batch:
+            try:
+                await self._store.append([entry])
+                continue
+            except Exception as exc:
+                if not await self._store.reachable():
+                    raise
+                reason = escaped(f"{type(exc).__name__}: {exc}")[:300]
+            self.set_aside += 1
+            _log.warning(
+                "audit entry set aside (%d so far), the store refuses it: %s; entry: %s",
+                self.set_aside,
+                reason,
+                escaped(repr(entry))[:500],
+            )
+            note = AuditEntry(
+                at=entry.at,
+                kind=entry.kind,
+                action="audit entry set aside",
+                status_code=entry.status_code,
+                status_name=entry.status_name[:64],
+                arguments=f"{entry.action} by {entry.user_name!r} could not be stored: {reason}",
+            )
+            try:
+                await self._store.append([note.escaped()])
+            except Exception:
+                _log.warning("audit note for a set-aside entry could not be written either: %s", reason)
+        del batch_error  # each entry was decided on its own
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -118,8 +164,16 @@ class AuditTrail:
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:
-                _log.exception("audit log write failed; %d entries kept for the next attempt", len(self._pending))
+            except Exception as exc:
+                if not self._failing:
+                    self._failing = True
+                    _log.warning(
+                        "audit log write failed (%s: %s); %d entries kept and retried every %g s",
+                        type(exc).__name__,
+                        escaped(str(exc))[:300],
+                        len(self._pending),
+                        _RETRY_PAUSE_SECONDS,
+                    )
                 if not self._stopping:
                     await asyncio.sleep(_RETRY_PAUSE_SECONDS)
 

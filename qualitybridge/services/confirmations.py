@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from qualitybridge.domain.errors import InconsistentReport, InvalidValue, UnknownReference, WrongOrderState
+from qualitybridge.domain.errors import (
+    ClientIdReused,
+    InconsistentReport,
+    InvalidValue,
+    UnknownReference,
+    WrongOrderState,
+)
 from qualitybridge.domain.events import ConfirmationAccepted
 from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import Confirmation, OrderState, ProductionOrder
@@ -68,14 +74,20 @@ class ConfirmationService:
         self._lock = asyncio.Lock()
 
     async def report_confirmation(self, request: ConfirmationRequest, reported_by: str) -> ConfirmationRecord:
-        """Validate and store one confirmation; raises a ReportRefused subclass when refused."""
-        if request.client_confirmation_id:
-            first = await self._store.confirmation_by_client_id(request.client_confirmation_id)
-            if first is not None:
-                return first
+        """Validate and store one confirmation; raises a ReportRefused subclass when refused.
+
+        A repeated client id answers the stored confirmation: checked before anything else (a retry of a stored
+        confirmation is answered even if the order moved on since), and again as the first thing inside the lock,
+        because a concurrent call with the same id may have stored it in between; only then are the totals
+        checked, which the first call's quantities are already part of.
+        """
+        if (first := await self._repeat(request, reported_by)) is not None:
+            return first
         order = self._order(request)
         unit = self._check_quantities(request, order)
         async with self._lock:
+            if (first := await self._repeat(request, reported_by)) is not None:
+                return first
             await self._check_totals(request, order)
             record = ConfirmationRecord(
                 confirmation_id=new_record_id(),
@@ -109,6 +121,42 @@ class ConfirmationService:
             )
             await self._events.publish(ConfirmationAccepted(stored))
         return stored
+
+    async def _repeat(self, request: ConfirmationRequest, reported_by: str) -> ConfirmationRecord | None:
+        """The confirmation this caller stored under the request's client id; ClientIdReused if it differs."""
+        if not request.client_confirmation_id:
+            return None
+        first = await self._store.confirmation_by_client_id(request.client_confirmation_id, reported_by)
+        if first is None:
+            return None
+        stored = first.confirmation
+        asked = (
+            request.order_no,
+            request.operation_no,
+            request.yield_quantity,
+            request.scrap_quantity,
+            request.rework_quantity,
+            request.unit or stored.unit,
+            request.reason_code,
+            request.final,
+        )
+        kept = (
+            stored.order_no,
+            stored.operation_no,
+            stored.yield_quantity,
+            stored.scrap_quantity,
+            stored.rework_quantity,
+            stored.unit,
+            stored.reason_code,
+            stored.final,
+        )
+        if asked != kept:
+            raise ClientIdReused(
+                "ClientConfirmationId",
+                f"ClientConfirmationId {request.client_confirmation_id!r} was used before for another confirmation "
+                f"({first.confirmation_id}); a retry repeats it unchanged, a new confirmation needs a new id",
+            )
+        return first
 
     def _order(self, request: ConfirmationRequest) -> ProductionOrder:
         order = self._master.order(request.order_no)

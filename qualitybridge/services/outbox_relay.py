@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from qualitybridge.domain.events import PostingAttempted
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable
 from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.store import Store
 
 __all__ = ["OutboxRelay", "RelayRound"]
@@ -45,7 +47,9 @@ class OutboxRelay:
         gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        self._events = events or EventBus()
         self._store = store
         self._erp = erp
         self._diagnostics = diagnostics
@@ -59,10 +63,19 @@ class OutboxRelay:
         self._gather_seconds = gather_seconds
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
+        self._stopping = False
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
         self._wake.set()
+
+    def stop_soon(self) -> None:
+        """Let `run_forever` return after the round under way (the app stops)."""
+        self._stopping = True
+        self._wake.set()
+
+    def stop_requested(self) -> bool:
+        return self._stopping
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff with full jitter, capped: spreads retries after an ERP outage."""
@@ -70,9 +83,11 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
-        while True:
+        while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            if self.stop_requested():
+                return
             # Let the postings of a busy moment gather: one round per result cost the report path a third of
             # its database time, while a tenth of a second more latency is nothing against an ERP's.
             await asyncio.sleep(self._gather_seconds)
@@ -91,6 +106,7 @@ class OutboxRelay:
             counts = await self._store.outbox_counts()
             self._diagnostics.outbox_depth = counts.pending
             self._diagnostics.outbox_dead_letters = counts.dead
+            self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
             await self._diagnostics.changed()
             return outcome
 
@@ -118,21 +134,41 @@ class OutboxRelay:
                 attempts = entry.attempts + 1
                 give_up = attempts >= self._max_attempts
                 await self._store.mark_failed(entry.seq, str(exc), now + self.backoff(attempts), dead=give_up)
+                await self._events.publish(PostingAttempted(entry.kind, "dead" if give_up else "retry"))
                 if give_up:
                     dead += 1
-                    _log.error("posting %s dead-lettered after %d attempts: %s", entry.idempotency_key, attempts, exc)
+                    _log.error(
+                        "posting %s dead-lettered after %d attempts: %s",
+                        entry.idempotency_key,
+                        attempts,
+                        exc,
+                        extra={"idempotency_key": entry.idempotency_key, "order_no": entry.order_no},
+                    )
                 else:
                     retried += 1
-                    _log.warning("posting %s failed (attempt %d), will retry: %s", entry.idempotency_key, attempts, exc)
+                    _log.warning(
+                        "posting %s failed (attempt %d), will retry: %s",
+                        entry.idempotency_key,
+                        attempts,
+                        exc,
+                        extra={"idempotency_key": entry.idempotency_key, "order_no": entry.order_no},
+                    )
                 waiting_orders.add(entry.order_no)
                 # The ERP is struggling: stop this round instead of hammering it with the rest.
                 break
             except ErpRejected as exc:
                 await self._store.mark_failed(entry.seq, str(exc), now, dead=True)
+                await self._events.publish(PostingAttempted(entry.kind, "dead"))
                 dead += 1
-                _log.error("posting %s refused by the ERP, dead-lettered: %s", entry.idempotency_key, exc)
+                _log.error(
+                    "posting %s refused by the ERP, dead-lettered: %s",
+                    entry.idempotency_key,
+                    exc,
+                    extra={"idempotency_key": entry.idempotency_key, "order_no": entry.order_no},
+                )
             else:
                 delivered.append((entry.seq, document))
+                await self._events.publish(PostingAttempted(entry.kind, "sent"))
         sent = len(delivered)
         if sent or retried or dead:
             _log.info("outbox relay: %d sent, %d to retry, %d dead-lettered", sent, retried, dead)

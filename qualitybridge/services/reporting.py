@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from qualitybridge.domain.errors import (
+    ClientIdReused,
     GaugeBlocked,
     InconsistentReport,
     InvalidValue,
@@ -59,11 +60,13 @@ class ReportingService:
         *,
         events: EventBus | None = None,
         future_tolerance: timedelta = timedelta(minutes=5),
+        measured_at_margin: timedelta = timedelta(days=30),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._master = master_data
         self._future_tolerance = future_tolerance
+        self._measured_at_margin = measured_at_margin
         self._clock = clock
         self._events = events or EventBus()
 
@@ -85,11 +88,13 @@ class ReportingService:
     ) -> list[MeasurementOutcome]:
         """Judge every report on its own and store all accepted ones (and blocked-gauge attempts) in one commit.
 
-        A report repeating a client result id stored before gets that first measurement back, even if it would
-        no longer be accepted now: the machine is retrying a call whose answer it lost.
+        A report repeating a client result id the same user stored before gets that first measurement back, even
+        if it would no longer be accepted now: the machine is retrying a call whose answer it lost. Client ids are
+        the caller's own (another user's id is another report); an id used before for a report of other content
+        is refused (ClientIdReused), not answered with the other report's result.
         """
         client_ids = {report.client_result_id for report in reports if report.client_result_id}
-        stored_before = await self._store.measurements_by_client_ids(client_ids)
+        stored_before = await self._store.measurements_by_client_ids(client_ids, reported_by)
         now = self._clock()
         outcomes: list[MeasurementOutcome] = []
         accepted: list[AcceptedMeasurement] = []
@@ -98,7 +103,7 @@ class ReportingService:
         for report in reports:
             first = stored_before.get(report.client_result_id) if report.client_result_id else None
             if first is not None:
-                outcomes.append(MeasurementOutcome(stored=first))
+                outcomes.append(_repeat_outcome(first, report))
                 continue
             try:
                 judged = self._judge(report, reported_by, now)
@@ -114,8 +119,10 @@ class ReportingService:
             accepted.append(judged)
         if accepted or refused_attempts:
             stored = await self._store.record_measurements(accepted, refused_attempts)
-            for position, (item, created) in zip(accepted_at, stored, strict=True):
-                outcomes[position] = MeasurementOutcome(stored=item, created=created)
+            for position, submitted, (item, created) in zip(accepted_at, accepted, stored, strict=True):
+                outcome = MeasurementOutcome(stored=item, created=created)
+                # A repeat within the batch, or an id a concurrent call stored first: the same content or refused.
+                outcomes[position] = outcome if created else _repeat_outcome(item, submitted.result.report)
         for outcome in outcomes:
             if outcome.created and outcome.stored is not None:
                 await self._events.publish(MeasurementAccepted(outcome.stored.result))
@@ -123,9 +130,9 @@ class ReportingService:
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
         characteristic = self._master.characteristic(report)
-        self._check_value(report, now)
-        gauge = self._check_gauge(report.equipment_id, characteristic)
         order = self._master.order(report.order_no)
+        self._check_value(report, now, order.planned_start if order is not None else None)
+        gauge = self._check_gauge(report.equipment_id, characteristic)
         if order is not None and not accepts_measurements(order.state):
             raise WrongOrderState(
                 "OrderNumber",
@@ -153,9 +160,17 @@ class ReportingService:
             report=report, calibration_status=status, reason=refusal.message, reported_by=reported_by, refused_at=now
         )
 
-    def _check_value(self, report: MeasurementReport, now: datetime) -> None:
+    def _check_value(self, report: MeasurementReport, now: datetime, planned_start: datetime | None) -> None:
         if not math.isfinite(report.value):
             raise InvalidValue("Value", f"value {report.value} is not a finite number")
+        start = now if planned_start is None else min(planned_start, now)
+        earliest = start - self._measured_at_margin
+        if report.measured_at < earliest:
+            raise InvalidValue(
+                "MeasuredAt",
+                f"measurement time {report.measured_at.isoformat()} lies before {earliest.isoformat()}: "
+                f"more than {self._measured_at_margin.days} days before the order's planned start (or now)",
+            )
         if report.measured_at > now + self._future_tolerance:
             raise InvalidValue(
                 "MeasuredAt",
@@ -179,3 +194,16 @@ class ReportingService:
                 f"{characteristic.characteristic_id} must be measured with a {characteristic.gauge_type}",
             )
         return gauge
+
+
+def _repeat_outcome(first: AcceptedMeasurement, report: MeasurementReport) -> MeasurementOutcome:
+    """A report under a client id its caller used before: the first result if it is the same report, else refused."""
+    if first.result.report == report:
+        return MeasurementOutcome(stored=first)
+    return MeasurementOutcome(
+        refusal=ClientIdReused(
+            "ClientResultId",
+            f"ClientResultId {report.client_result_id!r} was used before for another measurement "
+            f"(result {first.result.result_id}); a retry repeats the report unchanged, a new report needs a new id",
+        )
+    )

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from qualitybridge.domain.errors import InvalidValue
+from qualitybridge.domain.errors import ClientIdReused, InvalidValue
 from qualitybridge.domain.events import SpcAlarmRaised
 from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import SpcAlarm
@@ -52,8 +52,18 @@ class SpcAlarmService:
         severity: int,
         message: str,
         reported_by: str,
+        client_alarm_id: str | None = None,
     ) -> SpcAlarmRecord:
-        """Validate and store one alarm; raises a ReportRefused subclass when refused."""
+        """Validate and store one alarm; raises a ReportRefused subclass when refused.
+
+        A client alarm id the caller used before answers that alarm (a retry after a lost answer books nothing
+        new), or is refused with ClientIdReused if the alarm differs.
+        """
+        content = (order_no, operation_no, characteristic_id, rule, severity, message)
+        if client_alarm_id:
+            first = await self._store.spc_alarm_by_client_id(client_alarm_id, reported_by)
+            if first is not None:
+                return _repeat(first, content, client_alarm_id)
         self._master.find_characteristic(order_no, operation_no, characteristic_id)
         if not MIN_SEVERITY <= severity <= MAX_SEVERITY:
             raise InvalidValue("Severity", f"severity must be {MIN_SEVERITY}..{MAX_SEVERITY}, got {severity}")
@@ -69,8 +79,11 @@ class SpcAlarmService:
                 raised_at=self._clock(),
             ),
             reported_by=reported_by,
+            client_alarm_id=client_alarm_id or None,
         )
-        await self._store.record_spc_alarm(record)
+        stored, created = await self._store.record_spc_alarm(record)
+        if not created:  # a concurrent call with the same client alarm id stored first
+            return _repeat(stored, content, client_alarm_id or "")
         _log.info(
             "SPC alarm %s on %s/%s/%s by %s: rule %s, severity %d",
             record.alarm_id,
@@ -83,3 +96,17 @@ class SpcAlarmService:
         )
         await self._events.publish(SpcAlarmRaised(record))
         return record
+
+
+def _repeat(
+    first: SpcAlarmRecord, content: tuple[str, str, str, str, int, str], client_alarm_id: str
+) -> SpcAlarmRecord:
+    alarm = first.alarm
+    kept = (alarm.order_no, alarm.operation_no, alarm.characteristic_id, alarm.rule, alarm.severity, alarm.message)
+    if kept != content:
+        raise ClientIdReused(
+            "ClientAlarmId",
+            f"ClientAlarmId {client_alarm_id!r} was used before for another alarm ({first.alarm_id}); a retry "
+            "repeats it unchanged, a new alarm needs a new id",
+        )
+    return first

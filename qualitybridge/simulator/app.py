@@ -85,7 +85,7 @@ IdempotencyKey = Annotated[
 
 _POSTING_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": BookingReceipt, "description": "Already booked under this key with the same body (a retry)"},
-    400: {"model": ErrorBody, "description": "Idempotency-Key header missing"},
+    400: {"model": ErrorBody, "description": "Idempotency-Key header missing, empty or longer than 255 characters"},
     409: {"model": ErrorBody, "description": "Idempotency-Key already used for a different body"},
     422: {"model": ErrorBody, "description": "Invalid body, or unknown order, operation or characteristic"},
     503: {"model": ErrorBody, "description": "ERP temporarily unavailable; retry with the same key"},
@@ -356,8 +356,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
         errors = exc.errors()
-        if any(tuple(error.get("loc", ())) == ("header", IDEMPOTENCY_HEADER) for error in errors):
+        header_errors = [e for e in errors if tuple(e.get("loc", ())) == ("header", IDEMPOTENCY_HEADER)]
+        if any(error.get("type") == "missing" for error in header_errors):
             return _error(400, "missing_idempotency_key", f"the {IDEMPOTENCY_HEADER} header is required")
+        if header_errors:
+            return _error(
+                400,
+                "invalid_idempotency_key",
+                f"the {IDEMPOTENCY_HEADER} header must be 1 to 255 characters: {header_errors[0].get('msg')}",
+            )
         details = "; ".join(f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
         return _error(422, "invalid_request", details)
 

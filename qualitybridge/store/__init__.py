@@ -11,6 +11,7 @@ truth of which the address space is a view.
 | `quality_figures`    | the facts KPIs are computed from; queueing a KPI report once per period         |
 | `outbox`             | the one encoding of postings into outbox rows and back                        |
 | `outbox_admin`       | listing, retrying and discarding outbox entries for `qualitybridge outbox`    |
+| `connect`            | opening at start: waiting for a store that is not up, naming one that never will be |
 | `audit_log`          | the audit_log table: batched append, filtered read, purge                     |
 | `migrations/`        | Alembic revisions                                                             |
 
@@ -21,14 +22,28 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from qualitybridge.store.database import create_engine, migrate
+from qualitybridge.store.connect import StoreMisconfigured, StoreUnavailable, open_store_waiting
+from qualitybridge.store.database import create_engine, migrate, store_location
 from qualitybridge.store.repository import OutboxCounts, Store, StoredUser
 
-__all__ = ["OutboxCounts", "Store", "StoredUser", "create_engine", "migrate", "open_store"]
+__all__ = [
+    "OutboxCounts",
+    "Store",
+    "StoreMisconfigured",
+    "StoreUnavailable",
+    "StoredUser",
+    "create_engine",
+    "migrate",
+    "open_store",
+    "open_store_waiting",
+    "store_location",
+]
 
 
 async def open_store(url: str, *, sqlite_synchronous: str = "FULL", engine: AsyncEngine | None = None) -> Store:
-    """Connect, bring the schema to head, and hand back the store."""
-    engine = engine or create_engine(url, sqlite_synchronous=sqlite_synchronous)
-    await migrate(engine)
-    return Store(engine)
+    """Connect, bring the schema to head, and hand back the store (errors named as `StoreMisconfigured` or
+    `StoreUnavailable`; `open_store_waiting` retries the latter)."""
+    if engine is not None:
+        await migrate(engine)
+        return Store(engine)
+    return await open_store_waiting(url, sqlite_synchronous=sqlite_synchronous, wait_seconds=0)

@@ -58,6 +58,15 @@ class AuditLogStore:
         async with self._engine.begin() as conn:
             await conn.execute(insert(tables.audit_log), [_row(entry) for entry in entries])
 
+    async def reachable(self) -> bool:
+        """Whether the database answers at all (to tell an outage from an entry it cannot take)."""
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(select(1))
+        except Exception:
+            return False
+        return True
+
     async def entries(
         self, *, since: datetime | None = None, user_name: str | None = None, limit: int = 100
     ) -> list[AuditEntry]:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "migrate"]
+__all__ = ["create_engine", "migrate", "store_location"]
 
 _log = logging.getLogger(__name__)
 
@@ -22,7 +23,12 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # The store holds password hashes and the audit log: owner only. SQLite gives its -wal and -shm
+                # files the database file's permissions.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         # One connection: SQLite has one writer at a time anyway, and a second connection that finds the database
         # locked waits in SQLite's busy handler (sleeping, up to seconds under load), which stalled OPC UA sessions
         # long enough for clients to declare the server dead. Waiting for the pooled connection is an asyncio wait.
@@ -38,6 +44,16 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+def store_location(url: str) -> str:
+    """The store as messages name it: the SQLite file, or PostgreSQL's host, port, database and user (never the
+    password)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}"
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+    return f"PostgreSQL at {where}" + (f" as {parsed.username}" if parsed.username else "")
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:

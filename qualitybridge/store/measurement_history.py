@@ -2,7 +2,7 @@
 it; there is no second copy), and the retention purge that never removes what the outbox still owes the ERP.
 
 Mixed into `Store`. A page is a keyset query on (order, operation, characteristic, measured_at, result_id), which
-the index of migration 0005 answers without sorting, so the 100th page costs what the first did.
+the index of migration 0006 answers without sorting, so the 100th page costs what the first did.
 """
 
 from __future__ import annotations

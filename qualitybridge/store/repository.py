@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,7 @@ from qualitybridge.domain.model import (
     OutboxState,
     ProductionOrder,
     SnapshotChange,
+    SyncFinding,
     TestEquipment,
 )
 from qualitybridge.domain.postings import OutboxEntry
@@ -47,6 +49,7 @@ def _aware(moment: datetime) -> datetime:
 class OutboxCounts:
     pending: int
     dead: int
+    oldest_pending_at: datetime | None = None  # when the oldest undelivered posting was accepted
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class StoredUser:
 class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Set by `released_orders`: stored orders it skipped because the domain cannot read them.
+        self.unreadable_orders: tuple[SyncFinding, ...] = ()
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -71,6 +76,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         """Make the store match what the ERP releases now; orders it no longer lists count as withdrawn.
 
         The shop-floor state of an order (ISA-95 state) is owned here, not by the ERP, so an update keeps it.
+        An order the ERP lists but sent broken (`snapshot.refused_order_numbers`) keeps its last good version.
         """
         now = _utcnow()
         released: list[str] = []
@@ -89,7 +95,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
                     )
                 )
             }
-            listed = set()
+            listed = set(snapshot.refused_order_numbers)
             for order in snapshot.orders:
                 listed.add(order.order_no)
                 previous = existing.get(order.order_no)
@@ -158,16 +164,30 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         )
 
     async def released_orders(self) -> list[ProductionOrder]:
+        """The released orders; one the domain cannot read (stored by an older version under looser rules) is
+        skipped and listed in `unreadable_orders`, never fatal: start-up must not fail on what the store holds."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(tables.production_orders.c.document, tables.production_orders.c.state)
+                select(
+                    tables.production_orders.c.order_no,
+                    tables.production_orders.c.document,
+                    tables.production_orders.c.state,
+                )
                 .where(tables.production_orders.c.released.is_(True))
                 .order_by(tables.production_orders.c.order_no)
             )
-            return [
-                ProductionOrder.model_validate(row.document).model_copy(update={"state": OrderState(row.state)})
-                for row in rows
-            ]
+            orders: list[ProductionOrder] = []
+            unreadable: list[SyncFinding] = []
+            for row in rows:
+                try:
+                    order = ProductionOrder.model_validate(row.document)
+                except ValidationError as exc:
+                    reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+                    unreadable.append(SyncFinding(key=f"order {row.order_no}", reason=f"stored order: {reason}"))
+                    continue
+                orders.append(order.model_copy(update={"state": OrderState(row.state)}))
+        self.unreadable_orders = tuple(unreadable)
+        return orders
 
     async def equipment(self) -> list[TestEquipment]:
         async with self.engine.connect() as conn:
@@ -252,14 +272,22 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
     async def outbox_counts(self) -> OutboxCounts:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(tables.outbox.c.state, func.count())
+                select(tables.outbox.c.state, func.count(), func.min(tables.outbox.c.created_at))
                 .where(tables.outbox.c.state != OutboxState.SENT.value)
                 .group_by(tables.outbox.c.state)
             )
-            counts = {str(state): int(count) for state, count in rows}
+            counts = {str(state): (int(count), oldest) for state, count, oldest in rows}
+        pending, oldest = counts.get(OutboxState.PENDING.value, (0, None))
         return OutboxCounts(
-            pending=counts.get(OutboxState.PENDING.value, 0), dead=counts.get(OutboxState.DEAD.value, 0)
+            pending=pending,
+            dead=counts.get(OutboxState.DEAD.value, (0, None))[0],
+            oldest_pending_at=_aware(oldest) if oldest is not None else None,
         )
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises when it cannot be reached (the readiness check)."""
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
 
     # ---- users ------------------------------------------------------------------------------------
 

@@ -62,8 +62,8 @@ class ShopFloorRecords:
         """Store judged results with their outbox rows, and refused attempts, in one transaction.
 
         Answers (stored measurement, created) per accepted entry, in order. An entry whose client result id was
-        stored before (by an earlier call, or earlier in this batch) is not stored again: it gets the first
-        measurement back with `created` False.
+        stored before by the same user (by an earlier call, or earlier in this batch) is not stored again: it
+        gets the first measurement back with `created` False. Client ids are scoped to `reported_by`.
         """
         try:
             return await self._record_measurements(accepted, refused)
@@ -76,20 +76,26 @@ class ShopFloorRecords:
     ) -> list[tuple[AcceptedMeasurement, bool]]:
         answers: list[tuple[AcceptedMeasurement, bool]] = []
         async with self.engine.begin() as conn:
-            client_ids = {
-                item.result.report.client_result_id for item in accepted if item.result.report.client_result_id
-            }
-            stored_before = await _measurements_by_client_ids(conn, client_ids)
+            stored_before: dict[tuple[str, str], AcceptedMeasurement] = {}
+            for user in {item.result.reported_by for item in accepted}:
+                client_ids = {
+                    item.result.report.client_result_id
+                    for item in accepted
+                    if item.result.report.client_result_id and item.result.reported_by == user
+                }
+                found = await _measurements_by_client_ids(conn, client_ids, user)
+                stored_before.update({(user, client_id): item for client_id, item in found.items()})
             result_rows: list[dict[str, Any]] = []
             outbox_rows: list[dict[str, Any]] = []
             for item in accepted:
                 client_id = item.result.report.client_result_id
                 if client_id:
-                    first = stored_before.get(client_id)
+                    scoped = (item.result.reported_by, client_id)
+                    first = stored_before.get(scoped)
                     if first is not None:
                         answers.append((first, False))
                         continue
-                    stored_before[client_id] = item
+                    stored_before[scoped] = item
                 result = item.result
                 result_rows.append(_result_row(item))
                 outbox_rows.append(outbox_row(MeasurementPosting(result=result), now=result.received_at))
@@ -101,12 +107,15 @@ class ShopFloorRecords:
                 await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
         return answers
 
-    async def measurements_by_client_ids(self, client_result_ids: Collection[str]) -> dict[str, AcceptedMeasurement]:
-        """The stored measurements for these client result ids (those never seen are absent)."""
+    async def measurements_by_client_ids(
+        self, client_result_ids: Collection[str], reported_by: str | None = None
+    ) -> dict[str, AcceptedMeasurement]:
+        """The stored measurements of `reported_by` (None: of anyone) for these client result ids (those never
+        seen are absent)."""
         if not client_result_ids:
             return {}
         async with self.engine.connect() as conn:
-            return await _measurements_by_client_ids(conn, client_result_ids)
+            return await _measurements_by_client_ids(conn, client_result_ids, reported_by)
 
     async def stored_measurements(self, order_no: str | None = None) -> list[AcceptedMeasurement]:
         query = select(tables.measurement_results).order_by(tables.measurement_results.c.received_at)
@@ -150,9 +159,10 @@ class ShopFloorRecords:
     # ---- confirmations ----------------------------------------------------------------------------
 
     async def record_confirmation(self, record: ConfirmationRecord) -> tuple[ConfirmationRecord, bool]:
-        """Store a confirmation and queue it for the ERP, atomically; a repeated client id gets the first back."""
+        """Store a confirmation and queue it for the ERP, atomically; a client id the same user used before gets
+        the first back."""
         if record.client_confirmation_id:
-            first = await self.confirmation_by_client_id(record.client_confirmation_id)
+            first = await self.confirmation_by_client_id(record.client_confirmation_id, record.reported_by)
             if first is not None:
                 return first, False
         try:
@@ -165,21 +175,23 @@ class ShopFloorRecords:
                 )
         except IntegrityError:
             if record.client_confirmation_id:
-                first = await self.confirmation_by_client_id(record.client_confirmation_id)
+                first = await self.confirmation_by_client_id(record.client_confirmation_id, record.reported_by)
                 if first is not None:
                     return first, False
             raise
         return record, True
 
-    async def confirmation_by_client_id(self, client_confirmation_id: str) -> ConfirmationRecord | None:
+    async def confirmation_by_client_id(
+        self, client_confirmation_id: str, reported_by: str | None = None
+    ) -> ConfirmationRecord | None:
+        """The confirmation `reported_by` (None: anyone) stored under this client id, if any."""
+        query = select(tables.confirmations).where(
+            tables.confirmations.c.client_confirmation_id == client_confirmation_id
+        )
+        if reported_by is not None:
+            query = query.where(tables.confirmations.c.reported_by == reported_by)
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(tables.confirmations).where(
-                        tables.confirmations.c.client_confirmation_id == client_confirmation_id
-                    )
-                )
-            ).first()
+            row = (await conn.execute(query)).first()
         return None if row is None else _confirmation_from_row(row._mapping)
 
     async def confirmation_totals(self, order_no: str, operation_no: str) -> ConfirmationTotals:
@@ -206,8 +218,31 @@ class ShopFloorRecords:
 
     # ---- SPC alarms -------------------------------------------------------------------------------
 
-    async def record_spc_alarm(self, record: SpcAlarmRecord) -> None:
-        """Store an SPC alarm and queue it for the QMS, atomically."""
+    async def record_spc_alarm(self, record: SpcAlarmRecord) -> tuple[SpcAlarmRecord, bool]:
+        """Store an SPC alarm and queue it for the QMS, atomically; a client alarm id the same user used before
+        gets the first back (created False)."""
+        if record.client_alarm_id:
+            first = await self.spc_alarm_by_client_id(record.client_alarm_id, record.reported_by)
+            if first is not None:
+                return first, False
+        try:
+            await self._insert_spc_alarm(record)
+        except IntegrityError:
+            if record.client_alarm_id:
+                first = await self.spc_alarm_by_client_id(record.client_alarm_id, record.reported_by)
+                if first is not None:
+                    return first, False
+            raise
+        return record, True
+
+    async def spc_alarm_by_client_id(self, client_alarm_id: str, reported_by: str) -> SpcAlarmRecord | None:
+        table = tables.spc_alarms
+        query = select(table).where(table.c.client_alarm_id == client_alarm_id, table.c.reported_by == reported_by)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _spc_alarm_from_row(row._mapping)
+
+    async def _insert_spc_alarm(self, record: SpcAlarmRecord) -> None:
         alarm = record.alarm
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -227,6 +262,7 @@ class ShopFloorRecords:
                     center_line=alarm.center_line,
                     upper_control_limit=alarm.upper_control_limit,
                     lower_control_limit=alarm.lower_control_limit,
+                    client_alarm_id=record.client_alarm_id or None,
                 )
             )
             await conn.execute(
@@ -266,12 +302,15 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 
 
 async def _measurements_by_client_ids(
-    conn: AsyncConnection, client_result_ids: Collection[str]
+    conn: AsyncConnection, client_result_ids: Collection[str], reported_by: str | None
 ) -> dict[str, AcceptedMeasurement]:
     found: dict[str, AcceptedMeasurement] = {}
     column = tables.measurement_results.c.client_result_id
     for chunk in _chunks(client_result_ids):
-        for row in await conn.execute(select(tables.measurement_results).where(column.in_(chunk))):
+        query = select(tables.measurement_results).where(column.in_(chunk))
+        if reported_by is not None:
+            query = query.where(tables.measurement_results.c.reported_by == reported_by)
+        for row in await conn.execute(query):
             found[row.client_result_id] = _accepted_from_row(row._mapping)
     return found
 
@@ -410,4 +449,5 @@ def _spc_alarm_from_row(row: Any) -> SpcAlarmRecord:
             lower_control_limit=row["lower_control_limit"],
         ),
         reported_by=row["reported_by"],
+        client_alarm_id=row["client_alarm_id"],
     )

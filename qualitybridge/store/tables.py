@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -54,7 +55,8 @@ measurement_results = Table(
     "measurement_results",
     metadata,
     Column("result_id", String(36), primary_key=True),
-    Column("client_result_id", String(128), nullable=True, unique=True),
+    # A client result id is the caller's: unique per reporting user, not across users (migration 0005).
+    Column("client_result_id", String(128), nullable=True),
     Column("order_no", String(32), nullable=False, index=True),
     Column("operation_no", String(16), nullable=False),
     Column("characteristic_id", String(64), nullable=False),
@@ -69,7 +71,8 @@ measurement_results = Table(
     Column("reported_by", String(64), nullable=False),
     # Taken with a gauge whose calibration is due soon: accepted, but a quality engineer may want to look again.
     Column("gauge_due_soon", Boolean, nullable=False, server_default=false()),
-    # One characteristic's series in measurement-time order: HistoryRead pages through it (migration 0005).
+    UniqueConstraint("reported_by", "client_result_id", name="uq_measurement_results_client_scope"),
+    # One characteristic's series in measurement-time order: HistoryRead pages through it (migration 0006).
     Index("ix_measurement_results_series", "order_no", "operation_no", "characteristic_id", "measured_at", "result_id"),
 )
 
@@ -100,7 +103,7 @@ confirmations = Table(
     "confirmations",
     metadata,
     Column("confirmation_id", String(36), primary_key=True),
-    Column("client_confirmation_id", String(128), nullable=True, unique=True),
+    Column("client_confirmation_id", String(128), nullable=True),
     Column("order_no", String(32), nullable=False),
     Column("operation_no", String(16), nullable=False),
     Column("yield_quantity", Float, nullable=False),
@@ -112,6 +115,7 @@ confirmations = Table(
     Column("reported_by", String(64), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Index("ix_confirmations_order_operation", "order_no", "operation_no"),
+    UniqueConstraint("reported_by", "client_confirmation_id", name="uq_confirmations_client_scope"),
 )
 
 spc_alarms = Table(
@@ -133,6 +137,9 @@ spc_alarms = Table(
     Column("center_line", Float, nullable=True),
     Column("upper_control_limit", Float, nullable=True),
     Column("lower_control_limit", Float, nullable=True),
+    # A machine's own id for a reported alarm (migration 0005), unique per reporting user.
+    Column("client_alarm_id", String(128), nullable=True),
+    UniqueConstraint("reported_by", "client_alarm_id", name="uq_spc_alarms_client_scope"),
 )
 
 # Reports refused because the gauge was blocked: the audit trail of attempted use, never relayed to the ERP.

@@ -18,11 +18,13 @@ from qualitybridge.domain.events import (
     SpcAlarmRaised,
     SpcStatusChanged,
 )
+from qualitybridge.domain.model import SyncFinding
 from qualitybridge.server.address_space.kpi_nodes import KpiNodes
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
 from qualitybridge.server.address_space.spc_conditions import SpcConditions
 from qualitybridge.server.address_space.view import AddressSpaceView
+from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.master_data import MasterData
 
 __all__ = ["OpcUaPublisher"]
@@ -31,12 +33,19 @@ __all__ = ["OpcUaPublisher"]
 class OpcUaPublisher:
     """Implements the domain's `Publisher` port for the address space."""
 
-    def __init__(self, server: Server, namespace: QualityBridgeNamespace, master_data: MasterData) -> None:
+    def __init__(
+        self,
+        server: Server,
+        namespace: QualityBridgeNamespace,
+        master_data: MasterData,
+        diagnostics: Diagnostics | None = None,
+    ) -> None:
         self.view = AddressSpaceView(server, namespace)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
         self.spc_conditions = SpcConditions(server, namespace)
         self.kpis = KpiNodes(server, namespace)
         self._master = master_data
+        self._diagnostics = diagnostics
 
     async def start(self) -> None:
         """Create the event generators; call once the server has started."""
@@ -48,6 +57,15 @@ class OpcUaPublisher:
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
         await self.view.show(self._master.orders, self._master.equipment)
+        if self._diagnostics is None:
+            return
+        unshown = tuple(
+            SyncFinding(key=f"order {order_no}", reason=f"not shown in the address space: {reason}")
+            for order_no, reason in sorted(self.view.unshown.items())
+        )
+        if unshown != self._diagnostics.view_findings:
+            self._diagnostics.view_findings = unshown
+            await self._diagnostics.changed()
 
     async def publish(self, event: DomainEvent) -> None:
         match event:

@@ -155,6 +155,8 @@ class AddressSpaceView:
         self._equipment: dict[str, TestEquipment] = {}
         self._result_events: Any = None
         self._spc_shown: dict[str, dict[str, tuple[Any, ua.VariantType]]] = {}  # per characteristic node id
+        # Released orders the view could not show (order number -> why); skipped and reported, never fatal.
+        self.unshown: dict[str, str] = {}
 
     async def start(self) -> None:
         self._result_events = await self._server.get_event_generator(
@@ -177,17 +179,25 @@ class AddressSpaceView:
             for shown in [key for key in self._spc_shown if key.startswith(prefix)]:
                 del self._spc_shown[shown]
             _log.info("order %s withdrawn from the address space", order_no)
+        for order_no in [no for no in self.unshown if no not in wanted_orders]:
+            del self.unshown[order_no]
         for order_no, order in wanted_orders.items():
             previous = self._orders.get(order_no)
-            if previous is None:
-                await self._add_order(order)
-                _log.info(
-                    "order %s published (%d characteristics)",
-                    order_no,
-                    sum(len(op.characteristics) for op in order.operations),
-                )
-            elif previous != order:
-                await self._update_order(previous, order)
+            try:
+                if previous is None:
+                    await self._add_order(order)
+                    _log.info(
+                        "order %s published (%d characteristics)",
+                        order_no,
+                        sum(len(op.characteristics) for op in order.operations),
+                    )
+                elif previous != order:
+                    await self._update_order(previous, order)
+            except Exception as exc:  # one order the view cannot show must not keep the others from being shown
+                await self._set_aside(order_no, exc)
+                order_set_changed = True
+                continue
+            self.unshown.pop(order_no, None)
             self._orders[order_no] = order
         if order_set_changed:
             await self._server.write_attribute_value(
@@ -209,6 +219,18 @@ class AddressSpaceView:
             if previous_gauge != gauge:
                 await self._write_members(node_id, _equipment_members(gauge))
             self._equipment[equipment_id] = gauge
+
+    async def _set_aside(self, order_no: str, exc: Exception) -> None:
+        """Remove what was built of an order that failed, so that a later (fixed) version starts clean."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.unshown.get(order_no) != reason:
+            _log.error("order %s cannot be shown in the address space and is skipped: %s", order_no, reason)
+        self.unshown[order_no] = reason
+        self._orders.pop(order_no, None)
+        try:
+            await self._delete(self._ns.order(order_no))
+        except Exception:  # pragma: no cover - best effort; the order stays reported either way
+            _log.exception("could not remove what was built of order %s", order_no)
 
     async def _add_order(self, order: ProductionOrder) -> None:
         node_id = self._ns.order(order.order_no)
@@ -331,6 +353,7 @@ class AddressSpaceView:
                 ("LastSyncError", diagnostics.last_sync_error, _V.String),
                 ("OutboxDepth", diagnostics.outbox_depth, _V.UInt32),
                 ("OutboxDeadLetters", diagnostics.outbox_dead_letters, _V.UInt32),
+                ("SyncFindings", list(diagnostics.sync_findings), _V.String),
             ],
         )
 

@@ -143,7 +143,13 @@ class LimitedServer(Server):
         await self.iserver.start()
         try:
             address, port = self._get_bind_socket_info()
-            self.bserver = GuardedBinaryServer(self.iserver, address, port, self.limits)  # type: ignore[arg-type]
+            self.bserver = GuardedBinaryServer(
+                self.iserver,
+                address,
+                port,
+                self.limits,
+                settings=self.limit_settings,
+            )
             self.bserver.set_policies(self._policies)
             await self.bserver.start()
         except Exception:

@@ -183,7 +183,7 @@ class LimitedSession(InternalSession):
         except ServiceError as exc:
             if exc.code in _LOGIN_FAILURES:
                 delay = throttle.record_failure(self.client_address)
-                _log.warning("Failed login from %s; its next attempt waits %.1f s", self.client_address, delay)
+                _log.debug("Failed login from %s; its next attempt waits %.1f s", self.client_address, delay)
             raise
         throttle.record_success(self.client_address)
         return result

@@ -1,17 +1,23 @@
 """Limits on the wire: asyncua's transport limits (message size, chunk count) from `[limits]`, and a connection
-protocol that refuses an oversized chunk as soon as its header is in.
+protocol that refuses an oversized chunk as soon as its header is in, closes a connection that sends no Hello
+within `hello_timeout_seconds`, and refuses a connection from an address that already holds
+`max_unactivated_connections_per_address` connections without an activated session (an idle flood from one
+address must leave room in `max_connections` for everyone else).
 
 asyncua buffers a whole chunk (up to 4 GiB) and checks its size only afterwards; `GuardedBinaryServer` creates
 connections whose protocol refuses a chunk whose header declares more bytes than `max_chunk_size` *before*
 buffering it, answering BadTcpMessageTooLarge as OPC UA Part 6 says.
 
-asyncua internals: OPCUAProtocol subclass (data_received, _buffer), BinaryServer._make_protocol, uatcp_to_binary
+asyncua internals: OPCUAProtocol subclass (connection_made, connection_lost, data_received, _buffer, clients,
+processor.session), BinaryServer._make_protocol, uatcp_to_binary
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
@@ -19,6 +25,7 @@ from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.ua.ua_binary import uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
 
 # The package's name, as before it was split into modules: docs/configuration.md and log configurations name it.
@@ -41,14 +48,110 @@ def _send_tcp_error(transport: asyncio.Transport, status: int, reason: str) -> N
     transport.write(uatcp_to_binary(ua.MessageType.Error, error))  # type: ignore[arg-type]
 
 
-class _ChunkSizeGuardProtocol(OPCUAProtocol):
-    """asyncua's connection protocol, refusing a chunk whose header declares more than the chunk size limit.
+_LOG_INTERVAL_SECONDS = 10.0
 
-    asyncua collects all bytes a header announces (up to 4 GiB, re-copying the buffer on every read) before the
-    size is checked; here the header is checked as soon as its first eight bytes are in.
+
+class AddressRefusals:
+    """Connection refusals of one kind logged at most once per interval per address, with a count."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._counts: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}
+
+    def refused(self, address: str, detail: str) -> None:
+        self._counts[address] = self._counts.get(address, 0) + 1
+        now = time.monotonic()
+        if now - self._logged_at.get(address, -_LOG_INTERVAL_SECONDS) < _LOG_INTERVAL_SECONDS:
+            return
+        self._logged_at[address] = now
+        count = self._counts.pop(address)
+        _log.warning("%d connection(s) from %s %s (%s)", count, address, self._what, detail)
+        if len(self._logged_at) > 10_000:  # a scan from many addresses must not grow this without bound
+            self._logged_at.clear()
+
+
+class _GuardedProtocol(OPCUAProtocol):
+    """asyncua's connection protocol with three guards asyncua lacks.
+
+    - A chunk whose header declares more than the chunk size limit is refused as soon as the header is in;
+      asyncua collects all bytes a header announces (up to 4 GiB, re-copying the buffer on every read) first.
+    - A connection from an address that already holds `max_unactivated_connections_per_address` connections
+      without an activated session is closed at once, before it takes a place in `max_connections`.
+    - A connection that sends no Hello within `hello_timeout_seconds` is closed; the activation timeout (longer)
+      still applies to the rest of the handshake.
     """
 
+    def __init__(self, *args: Any, settings: LimitsSettings, refusals: dict[str, AddressRefusals], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._settings = settings
+        self._refusals = refusals
+        self._hello_seen = False
+        self._hello_watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return client_address(self.peer_name)
+
+    @property
+    def activated(self) -> bool:
+        session = self.processor.session if self.processor is not None else None
+        return session is not None and bool(session.is_activated())
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        address = client_address(transport.get_extra_info("peername"))
+        waiting = sum(
+            1 for c in self.clients if isinstance(c, _GuardedProtocol) and c.address == address and not c.activated
+        )
+        limit = self._settings.max_unactivated_connections_per_address
+        if waiting >= limit:
+            self.peer_name = transport.get_extra_info("peername")
+            self._refusals["unactivated"].refused(
+                address, f"closed at once: {waiting} connections without an activated session, limit {limit}"
+            )
+            transport.close()
+            return
+        super().connection_made(transport)
+        if self.transport is not None:
+            self._hello_watchdog = asyncio.create_task(self._close_without_hello())
+
+    def connection_lost(self, ex: BaseException | None) -> None:
+        if self._hello_watchdog is not None:
+            self._hello_watchdog.cancel()
+        super().connection_lost(ex)
+
+    async def _close_without_hello(self) -> None:
+        await asyncio.sleep(self._settings.hello_timeout_seconds)
+        if not self._hello_seen and self.transport is not None:
+            self._refusals["hello"].refused(
+                self.address, f"closed: no Hello within {self._settings.hello_timeout_seconds:g} s"
+            )
+            self.transport.close()
+
+    async def _process_one_msg(self, header: Any, buf: Any) -> bool:
+        """asyncua's message processing; a message it cannot parse closes the connection with one WARNING line
+        naming the peer and the reason, instead of asyncua's traceback per message."""
+        try:
+            return await super()._process_one_msg(header, buf)
+        except Exception as exc:
+            kind = getattr(header, "MessageType", b"?")
+            _log.warning(
+                "Closing connection from %s: malformed %s message: %s: %s",
+                self.peer_name,
+                kind.decode(errors="replace") if isinstance(kind, bytes) else kind,
+                type(exc).__name__,
+                str(exc)[:200] or "no detail",
+            )
+            if self.transport is not None:
+                self.transport.close()
+            return False
+
     def data_received(self, data: bytes) -> None:
+        if not self._hello_seen and len(self._buffer) + len(data) >= 3:
+            # The first message of a connection must be a Hello; anything else is asyncua's to refuse.
+            self._hello_seen = (self._buffer + data)[:3] == b"HEL"
+            if self._hello_seen and self._hello_watchdog is not None:
+                self._hello_watchdog.cancel()
         super().data_received(data)
         # What is left in the buffer is the start of a chunk still incomplete: type (3), chunk type (1), size (4).
         if len(self._buffer) < 8 or self.transport is None:
@@ -72,13 +175,23 @@ class _ChunkSizeGuardProtocol(OPCUAProtocol):
 
 
 class GuardedBinaryServer(BinaryServer):
-    """asyncua's binary server, creating connections with the chunk size guard."""
+    """asyncua's binary server, creating connections with the guards of `_GuardedProtocol`."""
+
+    def __init__(self, *args: Any, settings: LimitsSettings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings = settings
+        self._refusals = {
+            "unactivated": AddressRefusals("refused"),
+            "hello": AddressRefusals("without a Hello"),
+        }
 
     def _make_protocol(self) -> OPCUAProtocol:
-        return _ChunkSizeGuardProtocol(
+        return _GuardedProtocol(
             iserver=self.iserver,
             policies=self._policies,
             clients=self.clients,
             closing_tasks=self.closing_tasks,
             limits=self.limits,
+            settings=self._settings,
+            refusals=self._refusals,
         )

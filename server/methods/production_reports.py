@@ -49,6 +49,7 @@ REPORT_SPC_ALARM_ARGUMENTS: tuple[ArgumentSpec, ...] = (
     ArgumentSpec("Rule", (_S,), max_length=64),
     ArgumentSpec("Severity", _INTEGER),
     ArgumentSpec("Message", (_S,), required=False, max_length=1000),
+    ArgumentSpec("ClientAlarmId", (_S,), required=False, max_length=128, omittable=True),
 )
 
 
@@ -111,5 +112,6 @@ class ReportSpcAlarmMethod:
             severity=int(values["Severity"]),
             message=values["Message"],
             reported_by=who,
+            client_alarm_id=values["ClientAlarmId"] or None,
         )
         return [ua.Variant(record.alarm_id, _S)]

@@ -7,6 +7,7 @@ The mapping of domain refusals to StatusCodes lives here and only here (document
     GaugeBlocked        BadInvalidState      test equipment expired or locked
     WrongOrderState     BadInvalidState      the order's state does not allow this
     InconsistentReport  BadInvalidArgument   inputs contradict each other or the master data
+    ClientIdReused      BadEntryExists       the caller's client id names an earlier report of other content
 
 `guarded_call` runs a method's whole life (permission, arguments, work centre, the action, the answer), so each
 method states only what is its own. Every refusal is logged with the caller and a readable reason.
@@ -21,6 +22,7 @@ from typing import Any
 from asyncua import ua
 
 from qualitybridge.domain.errors import (
+    ClientIdReused,
     GaugeBlocked,
     InconsistentReport,
     InvalidValue,
@@ -42,6 +44,7 @@ _REFUSAL_STATUS: tuple[tuple[type[ReportRefused], int], ...] = (
     (GaugeBlocked, ua.StatusCodes.BadInvalidState),
     (WrongOrderState, ua.StatusCodes.BadInvalidState),
     (InconsistentReport, ua.StatusCodes.BadInvalidArgument),
+    (ClientIdReused, ua.StatusCodes.BadEntryExists),
 )
 
 WorkCentreOf = Callable[[dict[str, Any]], str | None]
@@ -83,6 +86,28 @@ def answered(outputs: list[ua.Variant], argument_count: int) -> ua.CallMethodRes
     return result
 
 
+_KEY_ARGUMENTS = {
+    "OrderNumber": "order_no",
+    "OperationNumber": "operation_no",
+    "CharacteristicId": "characteristic_id",
+    "EquipmentId": "equipment_id",
+}
+
+
+def _business_keys(
+    method: str, who: str, status: str, arguments: Sequence[ua.Variant], index: dict[str, int]
+) -> dict[str, Any]:
+    """The log record's business keys (for the JSON log): method, user, status and the scalar references sent."""
+    keys: dict[str, Any] = {"method": method, "user": who, "status": status}
+    for argument, key in _KEY_ARGUMENTS.items():
+        position = index.get(argument)
+        if position is not None and position < len(arguments):
+            value = getattr(arguments[position], "Value", None)
+            if isinstance(value, str):
+                keys[key] = value[:128]
+    return keys
+
+
 async def guarded_call(
     method: str,
     permission: Permission,
@@ -109,13 +134,18 @@ async def guarded_call(
         authorize(permission, work_centre=work_centre_of(values))
         outputs = await action(values, who)
     except AccessDenied as exc:
-        _log.warning("%s by %s refused (BadUserAccessDenied): %s", method, who, exc)
+        keys = _business_keys(method, who, "BadUserAccessDenied", arguments, index)
+        _log.warning("%s by %s refused (BadUserAccessDenied): %s", method, who, exc, extra=keys)
         return refused(ua.StatusCodes.BadUserAccessDenied, count, None)
     except ArgumentError as exc:
-        _log.warning("%s by %s refused (%s): %s", method, who, status_code(exc.status).name, exc.message)
+        name = status_code(exc.status).name
+        keys = _business_keys(method, who, name, arguments, index)
+        _log.warning("%s by %s refused (%s): %s", method, who, name, exc.message, extra=keys)
         return refused(exc.status, count, exc.index, exc.message)
     except ReportRefused as exc:
         status = status_for(exc)
-        _log.warning("%s by %s refused (%s): %s", method, who, status_code(status).name, exc.message)
+        name = status_code(status).name
+        keys = _business_keys(method, who, name, arguments, index)
+        _log.warning("%s by %s refused (%s): %s", method, who, name, exc.message, extra=keys)
         return refused(status, count, index.get(exc.field), exc.message)
     return answered(outputs, count)

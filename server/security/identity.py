@@ -272,7 +272,16 @@ class PasswordUserManager(UserManager):
         if account is None:
             verify_password(password or "", _DUMMY_HASH)
         if account is None or not self._check_password(account, username, password or ""):
-            _logger.warning("Refused session for user %r: unknown user or wrong password", username)
+            _logger.warning(
+                "Refused session for user %r from %s: unknown user or wrong password",
+                username,
+                context.remote_address if context is not None else "?",
+                extra={
+                    "user": username,
+                    "status": "BadUserAccessDenied",
+                    "client_address": context.remote_address if context is not None else None,
+                },
+            )
             return None
         return QualityBridgeUser.for_account(account, context)
 

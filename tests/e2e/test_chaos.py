@@ -91,6 +91,7 @@ async def _targets(deployment: Deployment) -> list[tuple[str, str, str, str]]:
 async def _machine(deployment: Deployment, number: int, target: tuple[str, str, str, str], ledger: Ledger) -> None:
     report = 0
     measured = -1  # the last report whose measurement got its answer (a retry then only repeats the confirmation)
+    measured_at: dict[int, datetime] = {}  # when each report was measured, kept for its retries
     while report < REPORTS_PER_MACHINE:
         try:
             async with deployment.session("machine1") as client:
@@ -109,7 +110,8 @@ async def _machine(deployment: Deployment, number: int, target: tuple[str, str, 
                             ua.Variant(value, ua.VariantType.Double),
                             target[3],
                             f"SN-{report}",
-                            datetime.now(UTC),
+                            # A retry after a lost answer repeats the report, its time included.
+                            measured_at.setdefault(report, datetime.now(UTC)),
                             client_result_id,
                         )
                         ledger.good[target[0]].append(result_id)

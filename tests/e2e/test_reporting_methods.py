@@ -232,7 +232,10 @@ async def test_mixed_batch_answers_each_entry_and_stores_the_good_ones_together(
     deployment: Deployment, machine: Session, accepted: dict[str, set[str]]
 ) -> None:
     earlier_id = f"plc-earlier-{time.time_ns()}"
-    (earlier_result, _evaluation) = await machine.call("ReportMeasurement", *single(entry(client_id=earlier_id)))
+    earlier_at = datetime.now(UTC)
+    (earlier_result, _evaluation) = await machine.call(
+        "ReportMeasurement", *single(entry(client_id=earlier_id, at=earlier_at))
+    )
     accepted["/results"].add(earlier_result)
     repeated = f"plc-twice-{time.time_ns()}"
     cases: list[tuple[dict[str, Any], int, str]] = [
@@ -240,8 +243,8 @@ async def test_mixed_batch_answers_each_entry_and_stores_the_good_ones_together(
         (entry(value=25.0), S.Good, "out of tolerance"),
         (entry(ROUGHNESS, 0.4, DUE_SOON_ROUGHNESS_TESTER), S.Good, "gauge due soon"),
         (entry(client_id=repeated), S.Good, "first of a repeated client id"),
-        (entry(value=21.0, client_id=repeated), S.Good, "repeat within the batch"),
-        (entry(value=19.0, client_id=earlier_id), S.Good, "repeat of an earlier call"),
+        (entry(client_id=repeated), S.Good, "repeat within the batch"),
+        (entry(client_id=earlier_id, at=earlier_at), S.Good, "repeat of an earlier call"),
         (entry(("9999999", "0010", "C0010")), S.BadNotFound, "unknown order"),
         (entry((RUNNING, "9990", "C0010")), S.BadNotFound, "unknown operation"),
         (entry((RUNNING, "0010", "NOPE")), S.BadNotFound, "unknown characteristic"),
@@ -255,6 +258,9 @@ async def test_mixed_batch_answers_each_entry_and_stores_the_good_ones_together(
         (entry(serial=""), S.BadInvalidArgument, "empty part serial"),
         (entry(("1" * 33, "0010", "C0010")), S.BadOutOfRange, "order number too long"),
         (entry((NOT_ALLOWED, "0010", "C0010"), 16.01, VALID_BORE_GAUGE), S.BadInvalidState, "order not started"),
+        # Issue 9, finding 5: an id reused for another report is not a retry, and is not answered as one.
+        (entry(value=21.0, client_id=repeated), S.BadEntryExists, "same id within the batch, another value"),
+        (entry(value=19.0, client_id=earlier_id, at=earlier_at), S.BadEntryExists, "same id, earlier call, other"),
     ]
     before = await table_counts(deployment)
     result_ids, evaluations, statuses, messages, due_soon = await machine.call(
@@ -273,6 +279,7 @@ async def test_mixed_batch_answers_each_entry_and_stores_the_good_ones_together(
     assert "calibration expired" in messages[10]
     assert "CALIPER" in messages[11]
     assert "NotAllowedToStart" in messages[18]
+    assert earlier_result in messages[20], "the refusal names the stored result"
 
     created = {result_ids[i] for i in range(4)}
     accepted["/results"] |= created

@@ -41,6 +41,7 @@ def test_serve_with_a_bad_config_exits_2_before_opening_a_port(tmp_path: Path) -
 
 
 def test_users_add_list_and_refuse_a_short_password(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()  # admin commands refuse a data folder that does not exist
     data = str(tmp_path / "data")
     assert (
         qualitybridge(

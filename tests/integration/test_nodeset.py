@@ -107,6 +107,7 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "LastSyncError",
         "OutboxDepth",
         "OutboxDeadLetters",
+        "SyncFindings",
     },
     QUALITY_BRIDGE_TYPE: {
         "Orders",
@@ -215,6 +216,7 @@ SHOP_FLOOR_METHODS: dict[str, tuple[list[tuple[str, int | str, int]], list[tuple
             ("Rule", _STRING, -1),
             ("Severity", ua.ObjectIds.UInt16, -1),
             ("Message", _STRING, -1),
+            ("ClientAlarmId", _STRING, -1),
         ],
         [("AlarmId", _STRING, -1)],
     ),

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from qualitybridge.domain.errors import (
+    ClientIdReused,
     InconsistentReport,
     InvalidValue,
     ReportRefused,
@@ -243,17 +244,28 @@ async def test_a_repeated_client_confirmation_id_returns_the_first_record(confir
         request(yield_quantity=4, client_confirmation_id="mes-1"), "machine1"
     )
     again = await confirming.service.report_confirmation(
-        request(yield_quantity=40, client_confirmation_id="mes-1"), "machine1"
+        request(yield_quantity=4, client_confirmation_id="mes-1"), "machine1"
     )
     assert again == first
     assert confirming.store.confirmation_records == [first]
     assert confirming.published.events == [ConfirmationAccepted(first)], "only the new record is announced"
 
 
+async def test_a_client_confirmation_id_reused_for_other_quantities_is_refused(confirming: Confirming) -> None:
+    first = await confirming.service.report_confirmation(
+        request(yield_quantity=4, client_confirmation_id="mes-1"), "machine1"
+    )
+    with pytest.raises(ClientIdReused):
+        await confirming.service.report_confirmation(
+            request(yield_quantity=40, client_confirmation_id="mes-1"), "machine1"
+        )
+    assert confirming.store.confirmation_records == [first]
+
+
 async def test_a_repeat_is_answered_before_any_check(confirming: Confirming) -> None:
     first = await confirming.service.report_confirmation(request(client_confirmation_id="mes-2"), "machine1")
     confirming.master.set_order_state(ORDER, OrderState.ABORTED)
     assert type(await confirming.refusal(client_confirmation_id="mes-3")) is WrongOrderState
-    repeat = request(yield_quantity=float("nan"), client_confirmation_id="mes-2")
+    repeat = request(client_confirmation_id="mes-2")
     assert await confirming.service.report_confirmation(repeat, "machine1") == first
     assert len(confirming.published.events) == 1

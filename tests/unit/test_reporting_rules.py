@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from qualitybridge.domain.errors import (
+    ClientIdReused,
     GaugeBlocked,
     InconsistentReport,
     InvalidValue,
@@ -265,15 +266,31 @@ async def test_the_first_failing_check_answers(
 
 
 async def test_a_repeated_client_result_id_returns_the_first_result(reporting: Reporting) -> None:
-    first = await reporting.service.report_measurement(
-        measurement_report(RUNNING, value=12.01, client_result_id="plc-7/000123"), "machine1"
-    )
-    again = await reporting.service.report_measurement(
-        measurement_report(RUNNING, value=99.0, client_result_id="plc-7/000123"), "machine1"
-    )
+    report = measurement_report(RUNNING, value=12.01, client_result_id="plc-7/000123")
+    first = await reporting.service.report_measurement(report, "machine1")
+    again = await reporting.service.report_measurement(report, "machine1")
     assert again == first
     assert [item.result for item in reporting.store.measurements] == [first]
     assert reporting.published.events == [MeasurementAccepted(first)], "only the new record is announced"
+
+
+async def test_a_client_result_id_reused_for_another_value_is_refused(reporting: Reporting) -> None:
+    first = await reporting.service.report_measurement(
+        measurement_report(RUNNING, value=12.01, client_result_id="plc-7/000123"), "machine1"
+    )
+    with pytest.raises(ClientIdReused):
+        await reporting.service.report_measurement(
+            measurement_report(RUNNING, value=99.0, client_result_id="plc-7/000123"), "machine1"
+        )
+    assert [item.result for item in reporting.store.measurements] == [first]
+
+
+async def test_client_result_ids_are_scoped_to_the_reporting_user(reporting: Reporting) -> None:
+    report = measurement_report(RUNNING, value=12.01, client_result_id="plc-7/000123")
+    mine = await reporting.service.report_measurement(report, "machine1")
+    theirs = await reporting.service.report_measurement(report, "machine2")
+    assert theirs.result_id != mine.result_id
+    assert len(reporting.store.measurements) == 2
 
 
 async def test_a_repeat_is_answered_even_when_the_report_would_be_refused_now(reporting: Reporting) -> None:
@@ -290,7 +307,7 @@ async def test_a_repeat_within_one_batch_gets_the_batchs_first(reporting: Report
     outcomes = await reporting.service.report_measurements(
         [
             measurement_report(RUNNING, value=12.01, client_result_id="plc-8"),
-            measurement_report(RUNNING, value=12.015, client_result_id="plc-8"),
+            measurement_report(RUNNING, value=12.01, client_result_id="plc-8"),
         ],
         "machine1",
     )

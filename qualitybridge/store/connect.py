@@ -1,0 +1,108 @@
+"""Opening the store at start: wait for a database that is not up yet, name the cause of one that never will be.
+
+A PostgreSQL server that is still starting (or a network not yet up) is waited for with retries, each logged with
+the store's location (host, port, database, user — never the password). A database or user that does not exist,
+a refused password, or a SQLite path that cannot be a database file will not get better by waiting: they end at
+once with one line naming the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
+
+from qualitybridge.store.database import create_engine, migrate, store_location
+from qualitybridge.store.repository import Store
+
+__all__ = ["StoreMisconfigured", "StoreUnavailable", "classify_store_error", "open_store_waiting"]
+
+_log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached within the wait; it may come up later (exit code 1)."""
+
+
+class StoreMisconfigured(Exception):
+    """The store cannot work as configured (no such database or user, a folder as SQLite file); exit code 2."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return seen
+
+
+def classify_store_error(url: str, exc: BaseException) -> StoreMisconfigured | StoreUnavailable:
+    """What an error opening the store means: worth waiting for, or a configuration to fix."""
+    where = store_location(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":  # a local file: nothing to wait for
+        database = Path(parsed.database or "")
+        if database.is_dir():
+            return StoreMisconfigured(f"store: {database} is a folder, not a SQLite file — fix [store] url")
+        cause = _chain(exc)[-1]
+        return StoreMisconfigured(
+            f"store: cannot open {where}: {(str(cause).splitlines() or [type(cause).__name__])[0]}"
+        )
+    for cause in _chain(exc):
+        name = type(cause).__name__
+        first_line = (str(cause).splitlines() or [name])[0]
+        if name == "InvalidCatalogNameError":
+            return StoreMisconfigured(
+                f"store: database {parsed.database!r} does not exist on {where} — create it "
+                f"(createdb -O {parsed.username or 'USER'} {parsed.database}) or fix [store] url"
+            )
+        if name in ("InvalidAuthorizationSpecificationError", "InvalidPasswordError"):
+            return StoreMisconfigured(f"store: {where} refused the login: {first_line} — fix [store] url or the role")
+    for cause in _chain(exc):
+        if isinstance(cause, (OSError, TimeoutError)) or type(cause).__name__ in (
+            "CannotConnectNowError",
+            "TooManyConnectionsError",
+            "ConnectionDoesNotExistError",
+        ):
+            reason = (str(cause).splitlines() or [type(cause).__name__])[0]
+            return StoreUnavailable(f"store: {where} not reachable: {reason}")
+    if isinstance(exc, DBAPIError):
+        return StoreMisconfigured(f"store: {where}: {(str(exc.orig).splitlines() or ['error'])[0]}")
+    return StoreUnavailable(f"store: {where}: {type(exc).__name__}: {exc}")
+
+
+async def open_store_waiting(
+    url: str, *, sqlite_synchronous: str = "FULL", wait_seconds: float = 60.0, retry_seconds: float = 2.0
+) -> Store:
+    """Connect and migrate; retry what may get better for up to `wait_seconds`, raise the other at once."""
+    deadline = time.monotonic() + wait_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        engine = None
+        try:
+            engine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+            await migrate(engine)
+        except Exception as exc:
+            if engine is not None:
+                await engine.dispose()
+            problem = classify_store_error(url, exc)
+            if isinstance(problem, StoreMisconfigured):
+                raise problem from None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(
+                    f"{problem} — gave up after {wait_seconds:g} s ([store] connect_wait_seconds)"
+                ) from None
+            _log.warning(
+                "%s; retrying in %g s (attempt %d, giving up in %.0f s)", problem, retry_seconds, attempt, left
+            )
+            await asyncio.sleep(min(retry_seconds, left))
+            continue
+        return Store(engine)
