@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qualitybridge.domain.kpis import KpiReport
 from qualitybridge.domain.model import (
     CalibrationStatus,
     Classification,
@@ -158,6 +159,28 @@ class SpcAlarmDTO(_Wire):
     center_line: float | None = None
     upper_control_limit: float | None = None
     lower_control_limit: float | None = None
+
+
+class KpiFiguresDTO(_Wire):
+    scope: Literal["order", "material", "work_centre", "plant"]
+    key: str = Field(description="Order number, material number, work centre, or * for the plant")
+    processed_quantity: float = Field(ge=0, description="yield + scrap + rework, summed over operation passages")
+    yield_quantity: float = Field(ge=0)
+    scrap_quantity: float = Field(ge=0)
+    rework_quantity: float = Field(ge=0)
+    inspected_parts: int = Field(ge=0, description="Distinct parts (order, part serial) with a result")
+    defective_parts: int = Field(ge=0, description="Inspected parts with at least one NOT_OK result")
+    first_pass_yield: float | None = Field(description="yield / processed; null without a basis")
+    scrap_rate: float | None = Field(description="scrap / processed; null without a basis")
+    rework_rate: float | None = Field(description="rework / processed; null without a basis")
+    ppm: float | None = Field(description="defective / inspected parts x 1,000,000; null without a basis")
+
+
+class KpiReportDTO(_Wire):
+    period: Literal["day", "order"]
+    period_key: str = Field(description="The UTC day (YYYY-MM-DD) or the order number")
+    computed_at: datetime
+    figures: list[KpiFiguresDTO]
 
 
 class BookingReceipt(_Wire):
@@ -397,3 +420,7 @@ def spc_alarm_to_dto(alarm: SpcAlarm) -> SpcAlarmDTO:
 
 def spc_alarm_from_dto(dto: SpcAlarmDTO) -> SpcAlarm:
     return SpcAlarm.model_validate(dto.model_dump())
+
+
+def kpi_report_to_dto(report: KpiReport) -> KpiReportDTO:
+    return KpiReportDTO.model_validate(report.model_dump())

@@ -31,6 +31,7 @@ from qualitybridge.adapters.rest_contract import (
     SpcAlarmPostingDTO,
     confirmation_to_dto,
     equipment_from_dto,
+    kpi_report_to_dto,
     order_from_dto,
     result_to_dto,
     spc_alarm_to_dto,
@@ -45,6 +46,7 @@ from qualitybridge.domain.ports import (
 )
 from qualitybridge.domain.postings import (
     ConfirmationPosting,
+    KpiPosting,
     MeasurementPosting,
     OutboxEntry,
     SpcAlarmPosting,
@@ -65,6 +67,8 @@ def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
             return "/confirmations", confirmation_to_dto(record.confirmation).model_dump(mode="json")
         case SpcAlarmPosting(record=record):
             return "/spc-alarms", spc_alarm_to_dto(record.alarm).model_dump(mode="json")
+        case KpiPosting(report=report):
+            return "/quality-kpis", kpi_report_to_dto(report).model_dump(mode="json")
         case UnreadablePosting(stored_kind=kind, reason=reason):
             raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
     raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")  # pragma: no cover - union is closed
@@ -267,7 +271,11 @@ class RestErpClient:
         """All entries in one `POST /postings`; one outcome each. Raises ErpUnavailable when the batch got no answer."""
         outcomes: dict[int, PostingOutcome] = {}
         sendable: list[tuple[OutboxEntry, BatchItem]] = []
+        # KPI postings have their own path (POST /quality-kpis) and are not items of the batch contract.
+        own_path = [entry for entry in entries if isinstance(entry.posting, KpiPosting)]
         for entry in entries:
+            if isinstance(entry.posting, KpiPosting):
+                continue
             try:
                 sendable.append((entry, _batch_item(entry)))
             except ErpRejected as exc:
@@ -276,6 +284,8 @@ class RestErpClient:
             await self._post_each([entry for entry, _item in sendable], outcomes)
         elif sendable:
             await self._post_together(sendable, outcomes)
+        if own_path:
+            await self._post_each(own_path, outcomes)
         return [outcomes[entry.seq] for entry in entries if entry.seq in outcomes]
 
     async def _post_together(

@@ -20,9 +20,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from qualitybridge.adapters.factory import erp_client_for
 from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
 from qualitybridge.domain.build import BuildIdentity, installed_build
-from qualitybridge.domain.events import ConfirmationAccepted, DomainEvent, MeasurementAccepted, SpcAlarmRaised
+from qualitybridge.domain.events import (
+    ConfirmationAccepted,
+    DomainEvent,
+    KpiReportQueued,
+    MeasurementAccepted,
+    SpcAlarmRaised,
+)
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.domain.spc import SpcOverride, SpcPolicy
+from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
 from qualitybridge.server.opcua_server import OpcUaFace, build_opcua_server
@@ -35,6 +42,7 @@ from qualitybridge.services.confirmations import ConfirmationService
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
+from qualitybridge.services.kpis import KpiService
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.metrics import OperationsMetrics
 from qualitybridge.services.order_control import OrderControl
@@ -179,6 +187,7 @@ class QualityBridgeApp:
     security_jobs: SecurityJobs
     metrics: OperationsMetrics
     spc: SpcMonitor | None = None
+    kpis: KpiService | None = None
     operations: OperationsEndpoint | None = None
     _scheduler: _StoppableScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -281,13 +290,16 @@ class QualityBridgeApp:
         )
         built.opcua = opcua
         link_shop_floor_methods(opcua.server, opcua.namespace, shop_floor, events)
+        install_store_history(
+            opcua.server, opcua.namespace.index, store, max_values=config.history.max_values_per_answer
+        )
         publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data, diagnostics)
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
         async def wake_relay(_event: DomainEvent) -> None:
             relay.wake()
 
-        for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised):
+        for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised, KpiReportQueued):
             events.subscribe(owed_to_erp, wake_relay)
         shown_by: tuple[Publisher, ...] = (publisher, metrics, *publishers)
         for extra in shown_by:
@@ -304,6 +316,10 @@ class QualityBridgeApp:
                 clock=clock,
             )
             spc.subscribe()
+        kpis: KpiService | None = None
+        if config.kpis.enabled:
+            kpis = KpiService(store, events=events, clock=clock)
+            kpis.subscribe()  # an order's KPIs when it ends
         return cls(
             config=config,
             store=store,
@@ -318,6 +334,7 @@ class QualityBridgeApp:
             publisher=publisher,
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
             spc=spc,
+            kpis=kpis,
             metrics=metrics,
             operations=operations,
         )
@@ -348,10 +365,36 @@ class QualityBridgeApp:
             coalesce=True,
         )
         await self.security_jobs.start(self._scheduler)
+        if self.config.history.retention_days:
+            self._scheduler.add_job(
+                self.purge_measurements,
+                "interval",
+                hours=self.config.history.purge_interval_hours,
+                id="measurement-purge",
+                max_instances=1,
+                coalesce=True,
+            )
+        if self.kpis is not None:
+            hour, minute = (int(part) for part in self.config.kpis.daily_at.split(":"))
+            self._scheduler.add_job(
+                self.kpis.post_finished_days, "cron", hour=hour, minute=minute, id="kpi-daily", coalesce=True
+            )
+            try:
+                await self.kpis.post_finished_days()  # catch up a daily run missed while the server was down
+            except Exception:  # the KPIs must not keep the server from serving; the next daily run retries
+                _log.exception("could not post yesterday's KPIs at start")
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox
         _log.info("QualityBridge serving %s", self.endpoint_url)
+
+    async def purge_measurements(self) -> int:
+        """Remove measurements past `[history] retention_days` that the ERP has (the outbox owes nothing for them)."""
+        cutoff = _utc_now() - timedelta(days=self.config.history.retention_days)
+        removed = await self.store.purge_measurements(cutoff)
+        if removed:
+            _log.info("purged %d measurements taken before %s", removed, cutoff.isoformat())
+        return removed
 
     async def reload_users(self) -> None:
         """Take user changes made in the store into effect now (the security-refresh job does it every few s)."""

@@ -26,6 +26,8 @@ from pydantic import (
 __all__ = [
     "ConfigError",
     "ErpSettings",
+    "HistorySettings",
+    "KpiSettings",
     "LimitsSettings",
     "OperationsSettings",
     "QmsSettings",
@@ -371,6 +373,36 @@ class AuditSettings(_Section):
     opcua_events: bool = Field(default=True, description="Raise OPC UA AuditEvents (delivered to Admin sessions only)")
 
 
+class HistorySettings(_Section):
+    """HistoryRead of measured values and how long measurements are kept (docs/information-model.md#history)."""
+
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Measurements taken longer ago than this are purged, except those the outbox still owes the "
+        "ERP; 0 keeps them for ever",
+    )
+    purge_interval_hours: float = Field(default=24.0, gt=0, le=720, description="How often the purge runs")
+    max_values_per_answer: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Values in one HistoryRead answer per node; the rest follows through a continuation point",
+    )
+
+
+class KpiSettings(_Section):
+    """Quality KPIs posted to the ERP/QMS (docs/kpis.md)."""
+
+    enabled: bool = Field(default=True, description="Compute and post daily and per-order KPIs")
+    daily_at: str = Field(
+        default="00:15",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="UTC time of day (HH:MM) at which the previous day's KPIs are computed and posted",
+    )
+
+
 class ReportingSettings(_Section):
     """What the report methods accept (docs/report-methods.md)."""
 
@@ -483,6 +515,8 @@ class QualityBridgeConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
+    kpis: KpiSettings = Field(default_factory=KpiSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
 

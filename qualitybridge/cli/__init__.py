@@ -11,6 +11,7 @@
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
 | `resync`         | `resync`: the next ERP sync fetches everything once              |
 | `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
+| `report`         | `report ORDER`: an order's quality report as one HTML file        |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -23,7 +24,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, client, demo, outbox, pki, resync, serve, simulator, users
+from qualitybridge.cli import audit_log, client, demo, outbox, pki, report, resync, serve, simulator, users
 from qualitybridge.config import ConfigError
 from qualitybridge.domain.build import installed_build
 from qualitybridge.store import StoreMisconfigured, StoreUnavailable
@@ -44,11 +45,12 @@ examples:
   qualitybridge users add machine7 --role Machine --config qualitybridge.toml
   qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
   qualitybridge outbox list --state dead --config qualitybridge.toml
+  qualitybridge report 1000417 --config qualitybridge.toml   an order's quality report (HTML)
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, report)
 
 
 def _identity() -> str:

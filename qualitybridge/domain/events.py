@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from qualitybridge.domain.kpis import KpiReport
 from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.domain.spc import SpcStatus
@@ -18,6 +19,7 @@ __all__ = [
     "DiagnosticsChanged",
     "DomainEvent",
     "ErpSyncFinished",
+    "KpiReportQueued",
     "MasterDataChanged",
     "MeasurementAccepted",
     "MethodCallAnswered",
@@ -97,6 +99,13 @@ class PostingDeadLettered(DomainEvent):
     order_no: str
     attempts: int
     last_error: str
+
+
+@dataclass(frozen=True)
+class KpiReportQueued(DomainEvent):
+    """The KPIs of a period were computed and queued for the QMS (once per period)."""
+
+    report: KpiReport
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qualitybridge.domain.kpis import KpiReport
 from qualitybridge.domain.model import MeasurementResult, OutboxState
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 
 __all__ = [
     "ConfirmationPosting",
+    "KpiPosting",
     "MeasurementPosting",
     "OutboxEntry",
     "Posting",
@@ -50,6 +52,13 @@ class SpcAlarmPosting(_Posting):
     record: SpcAlarmRecord
 
 
+class KpiPosting(_Posting):
+    """The quality KPIs of one period (a day, or an order's life), for the QMS; once per period (docs/kpis.md)."""
+
+    kind: Literal["kpi"] = "kpi"
+    report: KpiReport
+
+
 class UnreadablePosting(_Posting):
     """A stored posting that no longer decodes (unknown kind, damaged payload): dead-lettered, never guessed."""
 
@@ -59,9 +68,10 @@ class UnreadablePosting(_Posting):
 
 
 Posting = Annotated[
-    MeasurementPosting | ConfirmationPosting | SpcAlarmPosting | UnreadablePosting, Field(discriminator="kind")
+    MeasurementPosting | ConfirmationPosting | SpcAlarmPosting | KpiPosting | UnreadablePosting,
+    Field(discriminator="kind"),
 ]
-PostingKind = Literal["measurement", "confirmation", "spc_alarm"]
+PostingKind = Literal["measurement", "confirmation", "spc_alarm", "kpi"]
 
 
 class OutboxEntry(_Posting):
@@ -79,6 +89,6 @@ class OutboxEntry(_Posting):
 
     @property
     def kind(self) -> str:
-        """The posting's kind as stored ("measurement", "confirmation", "spc_alarm")."""
+        """The posting's kind as stored ("measurement", "confirmation", "spc_alarm", "kpi")."""
         posting = self.posting
         return posting.stored_kind if isinstance(posting, UnreadablePosting) else posting.kind

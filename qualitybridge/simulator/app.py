@@ -2,8 +2,8 @@
 
 /api/v1 is what a real ERP integration implements (docs/erp-rest-contract.md); only there are faults injected.
 /sim/* lets a demo or a test act as the ERP's planners (release, change, withdraw orders; recalibrate gauges; make
-the ERP unreliable). /results, /confirmations, /spc-alarms and /stats show what the ERP booked, so tests can prove
-that every measurement arrived exactly once.
+the ERP unreliable). /results, /confirmations, /spc-alarms, /kpis and /stats show what the ERP booked, so tests can
+prove that every posting arrived exactly once.
 
 Run it with `qualitybridge simulator --host 127.0.0.1 --port 8081` or `python -m qualitybridge.simulator.app`.
 """
@@ -43,6 +43,7 @@ from qualitybridge.adapters.rest_contract import (
     EquipmentPage,
     ErrorBody,
     ErrorDetail,
+    KpiReportDTO,
     OrderDTO,
     OrdersPage,
     PostingBatch,
@@ -139,6 +140,10 @@ class BookedConfirmation(_BookedPosting):
 
 class BookedSpcAlarm(_BookedPosting):
     body: SpcAlarmDTO
+
+
+class BookedKpiReport(_BookedPosting):
+    body: KpiReportDTO
 
 
 class SimulatorStats(BaseModel):
@@ -338,6 +343,15 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
         )
         return _answer(receipt, response)
 
+    @app.post(f"{API_PREFIX}/quality-kpis", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
+    async def post_kpis(report: KpiReportDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
+        """Book the quality KPIs of one period (a UTC day, or an order's life); sent once per period.
+
+        Not checked against released orders: an ended order may have left the shop floor already.
+        """
+        receipt = sim.book("kpis", idempotency_key, report.model_dump(mode="json"), order_no=None, operation_no=None)
+        return _answer(receipt, response)
+
     # simulation control
 
     @app.post("/sim/orders", tags=[_SIM_TAG], status_code=201)
@@ -393,6 +407,10 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
     @app.get("/spc-alarms", tags=[_OBSERVATION_TAG])
     async def booked_spc_alarms() -> list[BookedSpcAlarm]:
         return [BookedSpcAlarm.model_validate(vars(item)) for item in sim.bookings("spc_alarms")]
+
+    @app.get("/kpis", tags=[_OBSERVATION_TAG])
+    async def booked_kpis() -> list[BookedKpiReport]:
+        return [BookedKpiReport.model_validate(vars(item)) for item in sim.bookings("kpis")]
 
     @app.get("/stats", tags=[_OBSERVATION_TAG])
     async def stats() -> SimulatorStats:

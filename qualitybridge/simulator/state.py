@@ -18,12 +18,12 @@ from qualitybridge.adapters.rest_contract import BookingReceipt
 from qualitybridge.domain.model import CalibrationStatus, ProductionOrder, TestEquipment
 from qualitybridge.simulator.seed import seed_equipment, seed_orders
 
-BookingKind = Literal["results", "confirmations", "spc_alarms"]
+BookingKind = Literal["results", "confirmations", "spc_alarms", "kpis"]
 BOOKING_KINDS: tuple[BookingKind, ...] = get_args(BookingKind)
 FaultKind = Literal["error", "timeout", "lost_response"]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
-_DOCUMENT_PREFIX: dict[BookingKind, str] = {"results": "QR", "confirmations": "QC", "spc_alarms": "QA"}
+_DOCUMENT_PREFIX: dict[BookingKind, str] = {"results": "QR", "confirmations": "QC", "spc_alarms": "QA", "kpis": "QK"}
 
 
 class SimulatorError(Exception):
@@ -226,8 +226,8 @@ class SimulatorState:
         idempotency_key: str,
         body: dict[str, Any],
         *,
-        order_no: str,
-        operation_no: str,
+        order_no: str | None,
+        operation_no: str | None,
         characteristic_id: str | None = None,
     ) -> BookingReceipt:
         """Book a posting once per idempotency key.
@@ -249,7 +249,8 @@ class SimulatorState:
                 self._counters.duplicates_suppressed[kind] += 1
                 return BookingReceipt(document_no=earlier.document_no, duplicate=True)
             try:
-                self._check_references(order_no, operation_no, characteristic_id)
+                if order_no is not None and operation_no is not None:
+                    self._check_references(order_no, operation_no, characteristic_id)
             except UnknownReference:
                 self._counters.rejected[kind] += 1
                 raise

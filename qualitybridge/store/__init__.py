@@ -7,6 +7,8 @@ truth of which the address space is a view.
 | `tables`             | the schema as SQLAlchemy Core tables                                          |
 | `repository`         | `Store`: master data from the ERP, results, the outbox, users                 |
 | `shop_floor_records` | measurements, confirmations, SPC alarms, order states, each with its posting  |
+| `measurement_history`| a characteristic's series for HistoryRead (keyset pages), the retention purge   |
+| `quality_figures`    | the facts KPIs are computed from; queueing a KPI report once per period         |
 | `outbox`             | the one encoding of postings into outbox rows and back                        |
 | `outbox_admin`       | listing, retrying and discarding outbox entries for `qualitybridge outbox`    |
 | `connect`            | opening at start: waiting for a store that is not up, naming one that never will be |

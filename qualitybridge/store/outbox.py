@@ -12,9 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from qualitybridge.domain.kpis import KpiReport
 from qualitybridge.domain.model import MeasurementResult, OutboxState
 from qualitybridge.domain.postings import (
     ConfirmationPosting,
+    KpiPosting,
     MeasurementPosting,
     OutboxEntry,
     Posting,
@@ -41,6 +43,10 @@ def outbox_row(posting: Posting, *, now: datetime) -> dict[str, Any]:
             payload = record.model_dump(mode="json")
         case SpcAlarmPosting(record=alarm):
             key, order_no, payload = f"sa-{alarm.alarm_id}", alarm.alarm.order_no, alarm.model_dump(mode="json")
+        case KpiPosting(report=report):
+            # Once per period: the key is the period's, so a second computation of it cannot be queued.
+            key, payload = report.idempotency_key, report.model_dump(mode="json")
+            order_no = report.period_key if report.period == "order" else ""
         case _:
             raise ValueError(f"a {posting.kind} posting is never queued")
     return {
@@ -64,6 +70,8 @@ def decode_posting(kind: str, payload: Any) -> Posting:
             return ConfirmationPosting(record=ConfirmationRecord.model_validate(payload))
         if kind == "spc_alarm":
             return SpcAlarmPosting(record=SpcAlarmRecord.model_validate(payload))
+        if kind == "kpi":
+            return KpiPosting(report=KpiReport.model_validate(payload))
     except ValidationError as exc:
         first = exc.errors()[0]
         return UnreadablePosting(

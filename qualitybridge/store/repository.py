@@ -28,8 +28,10 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
+from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
 
 __all__ = ["OutboxCounts", "Store", "StoredUser"]
@@ -60,7 +62,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store(ShopFloorRecords, OutboxAdministration):
+class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # Set by `released_orders`: stored orders it skipped because the domain cannot read them.

@@ -83,6 +83,8 @@ measurement_results = Table(
     # Taken with a gauge whose calibration is due soon: accepted, but a quality engineer may want to look again.
     Column("gauge_due_soon", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("reported_by", "client_result_id", name="uq_measurement_results_client_scope"),
+    # One characteristic's series in measurement-time order: HistoryRead pages through it (migration 0006).
+    Index("ix_measurement_results_series", "order_no", "operation_no", "characteristic_id", "measured_at", "result_id"),
 )
 
 outbox = Table(

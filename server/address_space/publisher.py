@@ -11,6 +11,7 @@ from asyncua import Server
 from qualitybridge.domain.events import (
     DiagnosticsChanged,
     DomainEvent,
+    KpiReportQueued,
     MasterDataChanged,
     MeasurementAccepted,
     OrderStateChanged,
@@ -19,6 +20,7 @@ from qualitybridge.domain.events import (
     SpcStatusChanged,
 )
 from qualitybridge.domain.model import SyncFinding
+from qualitybridge.server.address_space.kpi_nodes import KpiNodes
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.quality_events import QualityEvents
 from qualitybridge.server.address_space.spc_alarm_events import SpcAlarmEvents
@@ -44,6 +46,7 @@ class OpcUaPublisher:
         self._spc_alarms = SpcAlarmEvents(server, namespace)
         self.spc_conditions = SpcConditions(server, namespace)
         self.quality_events = QualityEvents(server, namespace, master_data)
+        self.kpis = KpiNodes(server, namespace)
         self._master = master_data
         self._diagnostics = diagnostics
 
@@ -53,6 +56,7 @@ class OpcUaPublisher:
         await self._spc_alarms.start()
         await self.spc_conditions.start()
         await self.quality_events.start()
+        await self.kpis.start()
 
     async def show_master_data(self) -> None:
         """Publish the released orders and gauges as the in-memory master data has them now."""
@@ -85,6 +89,8 @@ class OpcUaPublisher:
                 await self.spc_conditions.raise_alarm(record)
             case SpcStatusChanged():
                 await self.view.show_spc(event)
+            case KpiReportQueued(report=report):
+                await self.kpis.show(report)
             case DiagnosticsChanged():
                 await self.view.show_diagnostics(event)
             case _:

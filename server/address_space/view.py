@@ -131,6 +131,7 @@ def _spc_members(
     }
 
 
+_HISTORIZING = ua.DataValue(ua.Variant(True, _V.Boolean))
 _WAITING = ua.DataValue(StatusCode=status_code(ua.StatusCodes.BadWaitingForInitialData))
 
 
@@ -267,6 +268,10 @@ class AddressSpaceView:
             event_source=True,
         )
         await self._write_members(node_id, _characteristic_members(char))
+        # asyncua's instantiate does not copy Historizing from the type; AccessLevel (HistoryRead) it does.
+        await self._server.write_attribute_value(
+            self._ns.member(node_id, "LastValue"), _HISTORIZING, ua.AttributeIds.Historizing
+        )
         self._spc_shown.pop(str(node_id.Identifier), None)
         await self._write_spc(node_id, _spc_members(None, char))
 

@@ -86,6 +86,36 @@ async def test_in_and_out_of_tolerance_results_reach_the_erp(deployment: Deploym
     assert all(r["deliveries"] == 1 for r in arrived)
 
 
+async def test_history_read_returns_reported_values_in_measurement_order_with_their_status(
+    deployment: Deployment,
+) -> None:
+    await deployment.ensure_running("1000418")
+    async with deployment.session("observer") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        key = await first_characteristic(client, idx, "1000418")
+    base = f"Order/{key[0]}/Op/{key[1]}/Char/{key[2]}"
+    # Measured in the order late, early, middle: HistoryRead sorts by MeasuredAt, not by arrival.
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    async with deployment.session("machine1") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        nominal = await node(client, idx, f"{base}.Nominal").read_value()
+        upper = await node(client, idx, f"{base}.UpperLimit").read_value()
+        late, _ = await report(client, idx, key, nominal, measured_at=at + timedelta(seconds=2))
+        early, _ = await report(client, idx, key, upper + 1.0, measured_at=at)
+        middle, _ = await report(client, idx, key, nominal, measured_at=at + timedelta(seconds=1))
+    async with deployment.session("observer") as client:
+        idx = await client.get_namespace_index(NAMESPACE_URI)
+        values = await node(client, idx, f"{base}.LastValue").read_raw_history(at, at + timedelta(seconds=3))
+    assert [v.SourceTimestamp for v in values] == [at + timedelta(seconds=s) for s in range(3)]
+    assert [v.Value.Value for v in values] == [upper + 1.0, nominal, nominal]
+    assert [v.StatusCode.value for v in values] == [
+        ua.StatusCodes.UncertainEngineeringUnitsExceeded,
+        ua.StatusCodes.Good,
+        ua.StatusCodes.Good,
+    ]
+    assert len({late, early, middle}) == 3  # three results were stored, none taken for a repeat
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [

@@ -12,7 +12,7 @@
 //
 // session:  SignAndEncrypt + user name; browse the whole QualityBridge tree; read limits and units of every
 //           characteristic; subscribe to one LastValue and report a measurement into it; a call with a
-//           wrongly typed argument.
+//           wrongly typed argument; HistoryRead of that LastValue across continuation points.
 // security: the endpoints offered, a session on each; SecurityPolicy None; an untrusted client certificate; a wrong
 //           password and an unknown user; an untrusted server certificate; two sessions on one secure channel;
 //           a call by the given (Observer) user.
@@ -393,6 +393,32 @@ async function scenarioSession() {
         out.report.changes = changes;
         out.report.wrongType = await report("12.0", "wrong-type", DataType.String);
         out.timings.reportMs = Date.now() - mark;
+
+        // HistoryRead (raw) of the same LastValue, one value per answer, so that every value but the last comes
+        // back through a continuation point.
+        mark = Date.now();
+        const history = { pages: 0, values: [], status: null, start: new Date(Date.now() - 3_600_000).toISOString() };
+        const historyEnd = new Date(Date.now() + 600_000);
+        history.end = historyEnd.toISOString();
+        let point;
+        do {
+            const page = await session.readHistoryValue(
+                { nodeId: lastValueId, continuationPoint: point },
+                new Date(history.start),
+                historyEnd,
+                { numValuesPerNode: 1, returnBounds: false },
+            );
+            history.status = page.statusCode.name;
+            if (page.statusCode.isNotGood()) break;
+            history.pages += 1;
+            for (const dv of page.historyData?.dataValues ?? []) {
+                history.values.push({ value: jsonValue(dv.value.value), status: dv.statusCode.name, sourceTimestamp: dv.sourceTimestamp?.toISOString() ?? null });
+            }
+            point = page.continuationPoint && page.continuationPoint.length ? page.continuationPoint : undefined;
+        } while (point && history.pages < 200);
+        history.lastValueId = lastValueId;
+        out.history = history;
+        out.timings.historyMs = Date.now() - mark;
         await subscription.terminate();
     } finally {
         await session.close();

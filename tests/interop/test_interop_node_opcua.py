@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +354,29 @@ async def test_report_measurement_from_node_opcua_changes_the_subscribed_value(
 
     delivered = wait_for(at_erp, 10.0, "node-opcua's results at the ERP simulator")
     assert {r["body"]["order_no"] for r in delivered} == {target["order"]}
+
+
+async def test_history_read_from_node_opcua_equals_asyncua_across_continuation_points(
+    session_run: dict[str, Any], deployment: Deployment
+) -> None:
+    history, report = session_run["history"], session_run["report"]
+    assert history["status"] == "Good", history
+    values = history["values"]
+    assert history["pages"] == len(values) >= 2, "one value per answer: every page but the last has a point"
+    assert [v["value"] for v in values[-2:]] == [report["nominal"], report["upper"] + OUT_OF_TOLERANCE_MARGIN]
+    assert [v["status"] for v in values[-2:]] == ["Good", "UncertainEngineeringUnitsExceeded"]
+    stamps = [v["sourceTimestamp"] for v in values]
+    assert stamps == sorted(stamps)
+
+    async with deployment.session("observer") as client:
+        last_value = client.get_node(history["lastValueId"])
+        start = datetime.fromisoformat(history["start"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(history["end"].replace("Z", "+00:00"))
+        seen_by_asyncua = await last_value.read_raw_history(start, end)
+    assert [v.Value.Value for v in seen_by_asyncua] == [v["value"] for v in values]
+    assert [v.SourceTimestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z") for v in seen_by_asyncua] == [
+        v["sourceTimestamp"] for v in values
+    ]
 
 
 def test_wrongly_typed_argument_is_bad_type_mismatch(session_run: dict[str, Any]) -> None:

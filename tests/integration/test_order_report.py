@@ -1,0 +1,241 @@
+"""`qualitybridge report ORDER`: a seeded order renders to one self-contained HTML file with what an auditor
+asks for; 100k measurements render in seconds; headless Chromium shows the charts where it is installed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import shutil
+import subprocess
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from qualitybridge.cli import main
+from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.domain.ids import new_record_id
+from qualitybridge.domain.model import (
+    CalibrationStatus,
+    Confirmation,
+    ErpSnapshot,
+    InspectionCharacteristic,
+    MeasurementReport,
+    MeasurementResult,
+    Operation,
+    ProductionOrder,
+    ResultEvaluation,
+    TestEquipment,
+)
+from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord
+from qualitybridge.services.order_report import gather_order_report, render_order_report
+from qualitybridge.store import Store, open_store, tables
+
+START = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def _order(order_no: str) -> ProductionOrder:
+    bore = InspectionCharacteristic(
+        characteristic_id="C010",
+        name="Bore diameter",
+        nominal=12.009,
+        lower_limit=12.0,
+        upper_limit=12.018,
+        unit="MMT",
+        plan_version="3",
+        classification="critical",
+        center_line=12.009,
+        upper_control_limit=12.015,
+        lower_control_limit=12.003,
+    )
+    length = InspectionCharacteristic(
+        characteristic_id="C020",
+        name="Length",
+        nominal=40.0,
+        lower_limit=39.9,
+        upper_limit=40.1,
+        unit="MMT",
+        plan_version="3",
+    )
+    return ProductionOrder(
+        order_no=order_no,
+        material_no="MAT-7",
+        part_no="P-7",
+        work_centre="WC-10",
+        planned_quantity=10,
+        plan_version="3",
+        operations=(Operation(operation_no="0010", characteristics=(bore, length)),),
+    )
+
+
+GAUGES = (
+    TestEquipment(
+        equipment_id="G-BORE-1",
+        description="Bore gauge 12 mm",
+        calibration_status=CalibrationStatus.DUE_SOON,
+        last_calibration=date(2025, 12, 1),
+        next_due=date(2026, 12, 1),
+        certificate_no="CAL-4711",
+    ),
+)
+
+
+def _result(order_no: str, characteristic_id: str, value: float, index: int, *, not_ok: bool) -> AcceptedMeasurement:
+    at = START + timedelta(minutes=index)
+    return AcceptedMeasurement(
+        result=MeasurementResult(
+            result_id=new_record_id(),
+            report=MeasurementReport(
+                order_no=order_no,
+                operation_no="0010",
+                characteristic_id=characteristic_id,
+                value=value,
+                equipment_id="G-BORE-1",
+                part_serial=f"SN-{index:04d}",
+                measured_at=at,
+            ),
+            evaluation=ResultEvaluation.NOT_OK if not_ok else ResultEvaluation.OK,
+            plan_version="3",
+            unit="MMT",
+            reported_by="machine1",
+            received_at=at,
+        ),
+        gauge_due_soon=index >= 20,
+    )
+
+
+async def _seed(store: Store) -> None:
+    await store.apply_snapshot(ErpSnapshot(orders=(_order("1000"),), equipment=GAUGES))
+    rng = random.Random(7)
+    bore = [12.009 + rng.gauss(0, 0.0015) for _ in range(30)]
+    bore[12] = 12.025  # out of tolerance (and beyond UCL: Nelson rule 1)
+    bore[25] = 11.990  # out of tolerance
+    measured = [_result("1000", "C010", v, i, not_ok=not 12.0 <= v <= 12.018) for i, v in enumerate(bore)]
+    measured += [_result("1000", "C020", 40.0 + i / 1000, i, not_ok=False) for i in range(5)]
+    await store.record_measurements(measured)
+    for good, scrap, rework in ((8, 1, 1), (1, 0, 0)):
+        await store.record_confirmation(
+            ConfirmationRecord(
+                confirmation_id=new_record_id(),
+                confirmation=Confirmation(
+                    order_no="1000",
+                    operation_no="0010",
+                    yield_quantity=good,
+                    scrap_quantity=scrap,
+                    rework_quantity=rework,
+                    reason_code="R07" if scrap else "",
+                ),
+                reported_by="machine1",
+                received_at=START + timedelta(hours=1),
+            )
+        )
+
+
+async def _seeded(data_dir: Path) -> Path:
+    store = await open_store(QualityBridgeConfig(data_dir=data_dir).store_url)
+    try:
+        await _seed(store)
+    finally:
+        await store.aclose()
+    return data_dir / "report-1000.html"
+
+
+def test_cli_writes_a_self_contained_report_with_charts_gauges_confirmations_and_kpis(tmp_path: Path) -> None:
+    output = asyncio.run(_seeded(tmp_path))
+    assert main(["report", "1000", "--data-dir", str(tmp_path), "-o", str(output)]) == 0
+    page = output.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)=["']https?:""", page), "the report must not load anything"
+    assert page.count("<svg") == 2  # one control chart per characteristic
+    assert "0010 / C010 Bore diameter" in page
+    assert "0010 / C020 Length" in page
+    for line in ("USL 12.018", "LSL 12.000", "UCL 12.015", "CL 12.009", "LCL 12.003"):
+        assert line in page
+    assert page.count('class="nok"') == 2  # the two values out of tolerance are marked
+    assert "Nelson rule 1" in page  # the value beyond UCL is marked as a rule violation
+    assert "<th>Cp</th>" in page
+    assert "<th>Cpk</th>" in page
+    # The gauge: its calibration at measurement time (due soon for bore results 20..29, 10 of 35) and now.
+    assert "G-BORE-1" in page
+    assert "CAL-4711" in page
+    assert "due soon for 10, valid for 25" in page
+    # Confirmations and the KPIs: yield 9, scrap 1, rework 1 of 11; 2 defective of 30 inspected parts.
+    assert "R07" in page
+    assert "81.82 %" in page  # first-pass yield 9/11
+    assert "66667" in page  # PPM 2/30 × 10⁶
+
+
+def test_unknown_order_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
+    asyncio.run(_seeded(tmp_path))
+    assert main(["report", "9999", "--data-dir", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
+    assert not (tmp_path / "x.html").exists()
+
+
+async def test_an_order_of_100k_measurements_renders_in_seconds(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'big.db'}")
+    try:
+        await store.apply_snapshot(ErpSnapshot(orders=(_order("2000"),), equipment=GAUGES))
+        rng = random.Random(100)
+        rows = [
+            {
+                "result_id": f"r{i:06d}",
+                "order_no": "2000",
+                "operation_no": "0010",
+                "characteristic_id": "C010" if i % 2 else "C020",
+                "value": (12.009 + rng.gauss(0, 0.002)) if i % 2 else (40.0 + rng.gauss(0, 0.02)),
+                "unit": "MMT",
+                "evaluation": int(ResultEvaluation.NOT_OK if i % 997 == 0 else ResultEvaluation.OK),
+                "plan_version": "3",
+                "equipment_id": "G-BORE-1",
+                "part_serial": f"SN-{i // 2:06d}",
+                "measured_at": START + timedelta(seconds=i),
+                "received_at": START + timedelta(seconds=i),
+                "reported_by": "machine1",
+                "gauge_due_soon": False,
+            }
+            for i in range(100_000)
+        ]
+        async with store.engine.begin() as conn:
+            await conn.execute(insert(tables.measurement_results), rows)
+        began = time.perf_counter()
+        report = await gather_order_report(store, "2000")
+        gathered = time.perf_counter() - began
+        page = render_order_report(report)
+        elapsed = time.perf_counter() - began
+    finally:
+        await store.aclose()
+    assert report.value_count == 100_000
+    assert "100000 measurements" in page
+    assert len(page) < 2_000_000, f"{len(page)} bytes: the envelope should keep the file small"
+    print(f"100k measurements: gathered {gathered:.2f} s, rendered {elapsed - gathered:.2f} s, {len(page)} bytes")
+    assert elapsed < 20, f"report of 100k measurements took {elapsed:.1f} s"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package chromium) is not installed here")
+def test_headless_chromium_screenshot_shows_the_charts(tmp_path: Path) -> None:
+    output = asyncio.run(_seeded(tmp_path))
+    assert main(["report", "1000", "--data-dir", str(tmp_path), "-o", str(output)]) == 0
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,1400",
+            f"--screenshot={shot}",
+            output.as_uri(),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # A blank page compresses to a few KiB; the charts' lines, labels and markers make it much larger.
+    assert len(data) > 20_000, f"screenshot of {len(data)} bytes looks blank"
