@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,7 @@ GAUGE_FOR_TYPE = {
     "THERMOMETER": "GA-TMP-0603",
 }
 POSTGRES_URL = os.environ.get("QB_TEST_POSTGRES_URL", "")
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
 
 def operations_section(port: int) -> str:
@@ -150,6 +152,34 @@ async def test_metrics_count_what_the_test_did(deployment: Deployment) -> None:
     assert "QualityBridge 0.1.0" in page.text
     assert "ReportMeasurement" in page.text
     assert "BadNotFound" in page.text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package chromium) is not installed here")
+def test_the_status_page_renders_in_headless_chromium(deployment: Deployment, tmp_path: Path) -> None:
+    base = base_url(deployment)
+    wait_for(lambda: ready(base)[0], 10, "readyz to report ready")
+    browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    browser += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    browser += [f"--user-data-dir={tmp_path / 'profile'}"]
+    # The DOM as the browser built it: the page is plain HTML, so what a person sees is what this holds.
+    dom = subprocess.run(
+        [*browser, "--dump-dom", f"{base}/"], check=True, timeout=120, capture_output=True, text=True
+    ).stdout
+    assert "QualityBridge 0.1.0" in dom
+    assert f":{deployment.opcua_port}/qualitybridge" in dom, "the page names the OPC UA endpoint"
+    for check in ("store", "opcua", "erp"):
+        assert check in dom
+    shot = tmp_path / "status.png"
+    subprocess.run(
+        [*browser, "--hide-scrollbars", "--window-size=1000,900", f"--screenshot={shot}", f"{base}/"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # A blank page compresses to a few KiB; the page's tables and text make it larger.
+    assert len(data) > 10_000, f"screenshot of {len(data)} bytes looks blank"
 
 
 def test_the_compose_healthcheck_command_passes_when_ready(deployment: Deployment) -> None:
