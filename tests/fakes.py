@@ -87,7 +87,10 @@ class FakeStore:
     async def stored_measurements(self, order_no: str | None = None) -> list[AcceptedMeasurement]:
         self.calls.append(("stored_measurements", (order_no,)))
         mine = [item for item in self.measurements if order_no is None or item.result.report.order_no == order_no]
-        return sorted(mine, key=lambda item: item.result.received_at)
+        return sorted(
+            mine,
+            key=lambda item: (item.result.received_at, item.result.report.measured_at, item.result.result_id),
+        )
 
     # ---- order states -------------------------------------------------------------------------------
 

@@ -77,10 +77,20 @@ def classify_store_error(url: str, exc: BaseException) -> StoreMisconfigured | S
     return StoreUnavailable(f"store: {where}: {type(exc).__name__}: {exc}")
 
 
+def _sqlite_file_is_a_folder(url: str) -> str | None:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return database if parsed.get_backend_name() == "sqlite" and database and Path(database).is_dir() else None
+
+
 async def open_store_waiting(
     url: str, *, sqlite_synchronous: str = "FULL", wait_seconds: float = 60.0, retry_seconds: float = 2.0
 ) -> Store:
     """Connect and migrate; retry what may get better for up to `wait_seconds`, raise the other at once."""
+    # Said before any connection is tried: aiosqlite's worker thread for a failed connect can outlive the event
+    # loop and print a traceback after the one line this case deserves.
+    if folder := _sqlite_file_is_a_folder(url):
+        raise StoreMisconfigured(f"store: {folder} is a folder, not a SQLite file — fix [store] url")
     deadline = time.monotonic() + wait_seconds
     attempt = 0
     while True:

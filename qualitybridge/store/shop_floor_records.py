@@ -118,9 +118,12 @@ class ShopFloorRecords:
             return await _measurements_by_client_ids(conn, client_result_ids, reported_by)
 
     async def stored_measurements(self, order_no: str | None = None) -> list[AcceptedMeasurement]:
-        query = select(tables.measurement_results).order_by(tables.measurement_results.c.received_at)
+        table = tables.measurement_results
+        # Arrival order; the results of one batch share received_at, so within it they follow their measuring time
+        # (the SPC monitor replays them so), and the result id makes ties the same on every backend.
+        query = select(table).order_by(table.c.received_at, table.c.measured_at, table.c.result_id)
         if order_no is not None:
-            query = query.where(tables.measurement_results.c.order_no == order_no)
+            query = query.where(table.c.order_no == order_no)
         async with self.engine.connect() as conn:
             return [_accepted_from_row(row._mapping) for row in await conn.execute(query)]
 
