@@ -83,7 +83,6 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         released: list[str] = []
         changed: list[str] = []
         withdrawn: list[str] = []
-        equipment_changed: list[str] = []
         async with self.engine.begin() as conn:
             existing = {
                 row.order_no: row
@@ -131,32 +130,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
                     )
                     withdrawn.append(order_no)
 
-            known_equipment = {
-                row.equipment_id: row.document
-                for row in await conn.execute(
-                    select(tables.test_equipment.c.equipment_id, tables.test_equipment.c.document)
-                )
-            }
-            for gauge in snapshot.equipment:
-                document = gauge.model_dump(mode="json")
-                if gauge.equipment_id not in known_equipment:
-                    await conn.execute(
-                        tables.test_equipment.insert().values(
-                            equipment_id=gauge.equipment_id,
-                            document=document,
-                            calibration_status=int(gauge.calibration_status),
-                            updated_at=now,
-                        )
-                    )
-                elif known_equipment[gauge.equipment_id] != document:
-                    await conn.execute(
-                        update(tables.test_equipment)
-                        .where(tables.test_equipment.c.equipment_id == gauge.equipment_id)
-                        .values(document=document, calibration_status=int(gauge.calibration_status), updated_at=now)
-                    )
-                else:
-                    continue
-                equipment_changed.append(gauge.equipment_id)
+            equipment_changed = await self._apply_equipment(conn, snapshot.equipment, now)
         return SnapshotChange(
             released=tuple(released),
             changed=tuple(changed),
