@@ -44,13 +44,14 @@ class MappingTableStore:
     engine: AsyncEngine
 
     async def list_mappings(self, kind: MappingKind | None = None) -> list[MappingEntry]:
-        """The entries of one table (or all four), ordered by table and source key."""
-        query = select(tables.mappings).order_by(tables.mappings.c.kind, tables.mappings.c.source_key)
+        """The entries of one table (or all four), ordered by table and source key (code-point order, the same on
+        every backend whatever the database's collation)."""
+        query = select(tables.mappings)
         if kind is not None:
             query = query.where(tables.mappings.c.kind == kind.value)
         async with self.engine.connect() as conn:
             rows = await conn.execute(query)
-            return [
+            entries = [
                 MappingEntry(
                     kind=MappingKind(row.kind),
                     source_key=row.source_key,
@@ -60,6 +61,7 @@ class MappingTableStore:
                 )
                 for row in rows
             ]
+        return sorted(entries, key=lambda entry: (entry.kind.value, entry.source_key))
 
     async def set_mapping(self, entry: MappingEntry) -> None:
         """Add an entry, or give its source key a new target; `changed_at` is now unless the entry says when."""
