@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from qualitybridge.domain.mapping import MappingKind, MappingTables
 from qualitybridge.domain.model import InspectionCharacteristic, Operation, ProductionOrder
@@ -49,8 +49,9 @@ class MappingGap:
     def line(self) -> str:
         """The readable line Diagnostics/MasterDataGaps shows: "table, key, since …: holds back order …"."""
         held = ", ".join(self.orders)
+        since = f"{self.since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
         return (
-            f"{self.kind.value}, {self.source_key or '(empty)'}, since {self.since:%Y-%m-%dT%H:%M:%SZ}: "
+            f"{self.kind.value}, {self.source_key or '(empty)'}, since {since}: "
             f"holds back order{'s' if len(self.orders) > 1 else ''} {held}"
         )
 
