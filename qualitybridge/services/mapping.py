@@ -97,11 +97,15 @@ class MappingGate:
             return result.order
         self._held[order.order_no] = result.missing
         if result.missing != before:  # logged once, and again only when what it lacks changes
+            first = result.missing[0]
             _log.warning(
-                "order %s held back: no mapping for %s; add %s (qualitybridge mapping set --kind KIND KEY TARGET)",
+                "order %s held back: no mapping for %s; add %s, e.g. qualitybridge mapping set --kind %s %s <%s>",
                 order.order_no,
                 ", ".join(map(str, result.missing)),
                 "them" if len(result.missing) > 1 else "it",
+                first.kind.value,
+                first.source_key or "''",
+                first.kind.target_name,
             )
         return None
 
