@@ -18,7 +18,15 @@ from qualitybridge.cli.common import add_target
 from qualitybridge.domain.mapping import InvalidMapping, MappingEntry, MappingKind
 from qualitybridge.domain.mapping_csv import COLUMNS, read_mapping_csv, write_mapping_csv
 
-__all__ = ["mapping_export", "mapping_import", "mapping_list", "mapping_remove", "mapping_set", "register"]
+__all__ = [
+    "mapping_export",
+    "mapping_gaps",
+    "mapping_import",
+    "mapping_list",
+    "mapping_remove",
+    "mapping_set",
+    "register",
+]
 
 _KINDS = ", ".join(f"{kind.value} ({kind.source_name} -> {kind.target_name})" for kind in MappingKind)
 
@@ -34,6 +42,7 @@ examples:
   qualitybridge mapping import materials.csv --kind material        the file becomes the whole table
   qualitybridge mapping import more.csv --kind material --merge     adds and changes, removes nothing
   qualitybridge mapping import materials.csv --kind material --dry-run
+  qualitybridge mapping gaps                                          what the server holds back, since when
 
 CSV: a header line {",".join(COLUMNS)}, then one line per entry (UTF-8, comma-separated, quotes as usual).
 An import is all or nothing: any bad line (empty or duplicate key, unknown column, a unit that is not a UNECE
@@ -79,6 +88,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_kind(removing)
     removing.add_argument("source_key")
     add_target(removing)
+
+    gaps = mapping_commands.add_parser(
+        "gaps", help="keys the tables in force lack, with the orders held back and since when (as the server found)"
+    )
+    add_target(gaps)
     mapping.set_defaults(run=lambda arguments: run_admin(arguments, _dispatch))
 
 
@@ -105,6 +119,8 @@ async def _dispatch(admin: Administration, arguments: argparse.Namespace) -> Adm
         return await mapping_export(admin, arguments.kind, arguments.output)
     if command == "set":
         return await mapping_set(admin, arguments.kind, arguments.source_key, arguments.target_key)
+    if command == "gaps":
+        return await mapping_gaps(admin)
     return await mapping_remove(admin, arguments.kind, arguments.source_key)
 
 
@@ -217,4 +233,16 @@ async def mapping_remove(admin: Administration, kind: MappingKind, source_key: s
         f"{kind.source_name} {source_key} removed from the {kind.value} table (where the table is in force, a "
         "running server holds its records back from the next sync round)"
     )
+    return output
+
+
+async def mapping_gaps(admin: Administration) -> AdminOutput:
+    """The gaps as the server's last sync round recorded them: the lines of Diagnostics/MasterDataGaps."""
+    output = AdminOutput()
+    gaps = await admin.store.mapping_gaps()
+    for gap in gaps:
+        output.say(gap.line)
+    if not gaps:
+        in_force = ", ".join(admin.config.master_data.required_mappings) or "none"
+        output.say(f"(no gaps; tables in force: {in_force})")
     return output

@@ -13,6 +13,7 @@ import pytest
 from qualitybridge.cli import main
 from qualitybridge.domain.audit import AuditEntry
 from qualitybridge.domain.mapping import MappingEntry, MappingKind
+from qualitybridge.domain.mapping_gaps import MissingMapping
 from qualitybridge.store import open_store
 from qualitybridge.store.audit_log import AuditLogStore
 
@@ -171,3 +172,23 @@ def test_the_installed_command_explains_itself() -> None:
     assert completed.returncode == 0
     assert "source_key,target_key" in completed.stdout
     assert "--kind {material,characteristic,work-centre,unit}" in completed.stdout
+
+
+def test_gaps_lists_what_the_server_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "qb.toml"
+    config.write_text('data_dir = "data"\n[master_data]\nrequired_mappings = ["material"]\n', encoding="utf-8")
+    target = ("--config", str(config))
+    assert run(capsys, "mapping", "gaps", *target)[1] == "(no gaps; tables in force: material)\n"
+
+    async def record() -> None:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'qualitybridge.db'}")
+        try:
+            await store.record_mapping_gaps({MissingMapping(MappingKind.MATERIAL, "MAT-1"): ["1000", "1001"]})
+        finally:
+            await store.aclose()
+
+    asyncio.run(record())
+    code, out, _ = run(capsys, "mapping", "gaps", *target)
+    assert code == 0
+    assert out.startswith("material, MAT-1, since ")
+    assert out.endswith(": holds back orders 1000, 1001\n")

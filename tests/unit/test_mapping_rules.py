@@ -9,10 +9,13 @@ import typing
 import pytest
 
 from qualitybridge.config import MappingKindName, QualityBridgeConfig
+from qualitybridge.domain.build import installed_build
+from qualitybridge.domain.events import DiagnosticsChanged
 from qualitybridge.domain.mapping import MappingEntry, MappingKind, MappingTables, entry_problems
 from qualitybridge.domain.mapping_gaps import MissingMapping, apply_mappings, waiting_for
 from qualitybridge.domain.model import ProductionOrder
 from qualitybridge.services.mapping import GateOutcome, MappingGate
+from qualitybridge.services.metrics import OperationsMetrics
 from tests.builders import order
 from tests.fakes import FakeStore
 
@@ -146,3 +149,21 @@ async def test_the_gate_hides_an_order_whose_mapping_is_removed_or_that_is_withd
     outcome = await gate.update([changed], ["1000"])
     assert outcome == GateOutcome(show=(), hide=("1000", "1001"))
     assert [(gap.source_key, gap.orders) for gap in gate.gaps] == [("MAT-3", ("1001",))]
+
+
+async def test_the_gap_figures_reach_the_metrics() -> None:
+    metrics = OperationsMetrics(installed_build())
+    await metrics.publish(
+        DiagnosticsChanged(
+            last_sync_time=None,
+            last_sync_succeeded=True,
+            sync_error_count=0,
+            last_sync_error="",
+            outbox_depth=0,
+            outbox_dead_letters=0,
+            master_data_gaps=("material, MAT-1, since 2026-11-25T12:00:00Z: holds back orders 1000, 1001",),
+            held_back_orders=2,
+        )
+    )
+    assert metrics.registry.get_sample_value("qualitybridge_master_data_held_back_orders") == 2
+    assert metrics.registry.get_sample_value("qualitybridge_master_data_gaps") == 1
