@@ -159,7 +159,7 @@ class ErpSync:
                 await self.load_from_store()
             return change
         before = {order.order_no: order for order in self._master.orders}
-        if delta or change.is_empty:  # an unchanged full fetch still takes the tables as they are now
+        if (delta or change.is_empty) and not await self._gate.tables_changed():
             named = (*change.released, *change.changed)
             outcome = await self._gate.update(
                 await self._store.released_orders_named(named) if named else [], change.withdrawn
@@ -167,7 +167,7 @@ class ErpSync:
             equipment = await self._store.equipment_named(change.equipment_changed) if change.equipment_changed else []
             self._master.update(outcome.show, outcome.hide, equipment)
             self._show_gaps()
-        elif not change.is_empty:
+        else:  # a full fetch that changed something, or new tables: every stored order passes the gate again
             await self.load_from_store()
         after = {order.order_no: order for order in self._master.orders}
         return SnapshotChange(

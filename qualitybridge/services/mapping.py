@@ -1,11 +1,11 @@
 """Between the store and the in-memory master data: the mapping tables in force applied, the unmapped held back.
 
-The store keeps every released order as the ERP sent it; the gate keeps those orders too and decides, each sync
-round, which the shop floor sees (mapped: part number, characteristic names, UNECE units filled in) and which wait
-for a mapping. It reads the tables at every round, so a mapping added with `qualitybridge mapping` releases the
-orders that waited for it at the next round, although the ERP's delta does not mention them again; a mapping
-removed holds its orders back the same way. Each held-back order is logged once (again only if what it lacks
-changes); the gaps are recorded in the store with since when.
+The store keeps every released order as the ERP sent it; the gate decides, each sync round, which of them the shop
+floor sees (mapped: part number, characteristic names, UNECE units filled in) and which wait for a mapping. The sync
+asks it at every round whether the tables changed and then passes every stored order through again, so a mapping
+added with `qualitybridge mapping` releases the orders that waited for it at the next round, although the ERP's
+delta does not mention them again; a mapping removed holds its orders back the same way. Each held-back order is
+logged once (again only if what it lacks changes); the gaps are recorded in the store with since when.
 """
 
 from __future__ import annotations
@@ -53,29 +53,34 @@ class MappingGate:
         self._raw = {order.order_no: order for order in orders}
         tables = self._tables = await self._store.mapping_tables()
         previously_held, self._held = self._held, {}
-        shown = [mapped for order in self._raw.values() if (mapped := self._examine(order, tables, previously_held))]
+        shown = [
+            mapped
+            for order in self._raw.values()
+            if (mapped := self._examine(order, tables, previously_held.get(order.order_no)))
+        ]
         await self._record()
         return shown
 
+    async def tables_changed(self) -> bool:
+        """Whether the tables differ from those last applied; the sync then takes every order over again from the
+        store (`replace`), fresh documents and shop-floor states included."""
+        return await self._store.mapping_tables() != self._tables
+
     async def update(self, orders: Iterable[ProductionOrder], withdrawn: Iterable[str]) -> GateOutcome:
-        """Take over a delta (may be empty) and the tables as they are now; when the tables changed, every order is
-        examined again, so one that waited for a mapping is shown without the ERP sending it again."""
-        orders = list(orders)
+        """Take over a delta with the tables last applied: the orders it brought are examined, the others keep their
+        verdict (a change of the tables goes through `replace`)."""
+        tables = self._tables or MappingTables()
         withdrawn = list(withdrawn)
-        tables = await self._store.mapping_tables()
         for order_no in withdrawn:
             self._raw.pop(order_no, None)
             if self._held.pop(order_no, None) is not None:
                 _log.info("order %s, held back for want of a mapping, is withdrawn by the ERP", order_no)
-        self._raw.update((order.order_no, order) for order in orders)
-        considered = list(self._raw.values()) if tables != self._tables else orders
-        self._tables = tables
         show: list[ProductionOrder] = []
         hide: list[str] = list(withdrawn)
-        previously_held = dict(self._held)
-        for order in considered:
-            self._held.pop(order.order_no, None)
-            mapped = self._examine(order, tables, previously_held)
+        for order in orders:
+            self._raw[order.order_no] = order
+            previously = self._held.pop(order.order_no, None)
+            mapped = self._examine(order, tables, previously)
             if mapped is None:
                 hide.append(order.order_no)
             else:
@@ -87,10 +92,10 @@ class MappingGate:
         self,
         order: ProductionOrder,
         tables: MappingTables,
-        previously_held: dict[str, tuple[MissingMapping, ...]],
+        before: tuple[MissingMapping, ...] | None,
     ) -> ProductionOrder | None:
+        """The order as shown, or None when held back; `before` is what it lacked until now (None: nothing)."""
         result = apply_mappings(order, tables, self.in_force)
-        before = previously_held.get(order.order_no)
         if result.order is not None:
             if before is not None:
                 _log.info("order %s: its mappings are complete now; shown on the shop floor", order.order_no)

@@ -12,6 +12,7 @@ import pytest
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.domain.events import MasterDataChanged
 from qualitybridge.domain.mapping import MappingEntry, MappingKind
+from qualitybridge.domain.model import OrderState
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
@@ -106,3 +107,28 @@ async def test_held_back_across_rounds_and_a_restart_then_shown_while_the_erp_is
     assert await store.mapping_gaps() == []
     [change] = recorded.of(MasterDataChanged)
     assert change.change.released == (waiting,)
+
+
+async def test_an_order_held_back_and_shown_again_keeps_its_shop_floor_state(
+    store: Store, erp_url: str, clients: list[RestErpClient]
+) -> None:
+    synced = _sync(erp_url, store, clients)
+    await synced.sync.run_once()
+    released = {order.order_no: order.material_no for order in await store.released_orders()}
+    await store.replace_mappings(MATERIAL, [MappingEntry(MATERIAL, m, f"MES-{m}") for m in set(released.values())])
+    await synced.sync.run_once()
+    order_no = min(released)
+    # A state change on the shop floor, as OrderControl makes it: the store first, then memory.
+    current = next(order.state for order in await store.released_orders() if order.order_no == order_no)
+    moved = OrderState.INTERRUPTED if current is not OrderState.INTERRUPTED else OrderState.RUNNING
+    assert await store.change_order_state(order_no, current, moved)
+    synced.master.set_order_state(order_no, moved)
+
+    assert await store.remove_mapping(MATERIAL, released[order_no])
+    await synced.sync.run_once()
+    assert synced.master.order(order_no) is None
+    await store.set_mapping(MappingEntry(MATERIAL, released[order_no], "MES-AGAIN"))
+    await synced.sync.run_once()
+    shown = synced.master.order(order_no)
+    assert shown is not None
+    assert (shown.part_no, shown.state) == ("MES-AGAIN", moved)

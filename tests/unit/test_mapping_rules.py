@@ -106,11 +106,11 @@ def test_the_config_names_the_tables_as_the_cli_does() -> None:
 async def test_the_gate_holds_back_then_releases_when_the_mapping_arrives(caplog: pytest.LogCaptureFixture) -> None:
     store = FakeStore()
     gate = MappingGate(store.as_store(), {M})
-    first, second = erp_order("1000", "MAT-1"), erp_order("1001", "MAT-2")
+    stored = [erp_order("1000", "MAT-1"), erp_order("1001", "MAT-2")]
     await store.set_mapping(MappingEntry(M, "MAT-1", "P-100"))
     caplog.set_level(logging.INFO, logger="qualitybridge.services.mapping")
 
-    shown = await gate.replace([first, second])
+    shown = await gate.replace(stored)
     assert [o.part_no for o in shown] == ["P-100"]
     assert gate.held_back == {"1001": (MissingMapping(M, "MAT-2"),)}
     [gap] = gate.gaps
@@ -119,36 +119,45 @@ async def test_the_gate_holds_back_then_releases_when_the_mapping_arrives(caplog
     assert gap.line.endswith(": holds back order 1001")
 
     for _ in range(3):  # rounds in which nothing changes: no new log line, no new store write
+        assert not await gate.tables_changed()
         assert await gate.update([], []) == GateOutcome()
     held_lines = [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
     assert len(held_lines) == 1, held_lines
-    assert "order 1001 held back: no mapping for material MAT-2" in held_lines[0]
+    assert (
+        "order 1001 held back: no mapping for material MAT-2; add it, e.g. qualitybridge mapping set --kind "
+        in (held_lines[0])
+    )
+    assert held_lines[0].endswith("material MAT-2 <MES part number>")
     assert len(store.called("record_mapping_gaps")) == 1
 
     await store.set_mapping(MappingEntry(M, "MAT-2", "P-200"))
-    outcome = await gate.update([], [])  # the ERP's delta is empty: the tables changed, so all are looked at again
-    assert {o.order_no: o.part_no for o in outcome.show} == {"1000": "P-100", "1001": "P-200"}
-    assert outcome.hide == ()
+    assert await gate.tables_changed(), "the sync then passes every stored order through the gate again"
+    shown = await gate.replace(stored)
+    assert {o.order_no: o.part_no for o in shown} == {"1000": "P-100", "1001": "P-200"}
     assert gate.held_back == {}
     assert gate.gaps == ()
     assert await store.mapping_gaps() == []
+    assert "order 1001: its mappings are complete now; shown on the shop floor" in caplog.text
 
 
-async def test_the_gate_hides_an_order_whose_mapping_is_removed_or_that_is_withdrawn() -> None:
+async def test_the_gate_holds_back_a_delta_order_and_forgets_a_withdrawn_one() -> None:
     store = FakeStore()
     await store.replace_mappings(M, [MappingEntry(M, "MAT-1", "P-100"), MappingEntry(M, "MAT-2", "P-200")])
     gate = MappingGate(store.as_store(), {M})
     await gate.replace([erp_order("1000", "MAT-1"), erp_order("1001", "MAT-2")])
 
     await store.remove_mapping(M, "MAT-1")
-    outcome = await gate.update([], [])
-    assert outcome.hide == ("1000",)
+    assert await gate.tables_changed()
+    assert [o.order_no for o in await gate.replace([erp_order("1000", "MAT-1"), erp_order("1001", "MAT-2")])] == [
+        "1001"
+    ]
     assert [gap.source_key for gap in gate.gaps] == ["MAT-1"]
 
     changed = erp_order("1001", "MAT-3")  # the ERP moves an order to a material nobody mapped
     outcome = await gate.update([changed], ["1000"])
     assert outcome == GateOutcome(show=(), hide=("1000", "1001"))
     assert [(gap.source_key, gap.orders) for gap in gate.gaps] == [("MAT-3", ("1001",))]
+    assert list(gate.held_back) == ["1001"]
 
 
 async def test_the_gap_figures_reach_the_metrics() -> None:
