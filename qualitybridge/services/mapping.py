@@ -37,7 +37,6 @@ class MappingGate:
     def __init__(self, store: Store, in_force: Collection[MappingKind]) -> None:
         self._store = store
         self.in_force = frozenset(in_force)
-        self._raw: dict[str, ProductionOrder] = {}  # every released order, as the ERP sent it
         self._tables: MappingTables | None = None
         self._held: dict[str, tuple[MissingMapping, ...]] = {}
         self._recorded: dict[MissingMapping, tuple[str, ...]] | None = None
@@ -50,13 +49,10 @@ class MappingGate:
 
     async def replace(self, orders: Iterable[ProductionOrder]) -> list[ProductionOrder]:
         """Take over every released order (at start, after a full sync); answers those the shop floor sees."""
-        self._raw = {order.order_no: order for order in orders}
         tables = self._tables = await self._store.mapping_tables()
         previously_held, self._held = self._held, {}
         shown = [
-            mapped
-            for order in self._raw.values()
-            if (mapped := self._examine(order, tables, previously_held.get(order.order_no)))
+            mapped for order in orders if (mapped := self._examine(order, tables, previously_held.get(order.order_no)))
         ]
         await self._record()
         return shown
@@ -72,13 +68,11 @@ class MappingGate:
         tables = self._tables or MappingTables()
         withdrawn = list(withdrawn)
         for order_no in withdrawn:
-            self._raw.pop(order_no, None)
             if self._held.pop(order_no, None) is not None:
                 _log.info("order %s, held back for want of a mapping, is withdrawn by the ERP", order_no)
         show: list[ProductionOrder] = []
         hide: list[str] = list(withdrawn)
         for order in orders:
-            self._raw[order.order_no] = order
             previously = self._held.pop(order.order_no, None)
             mapped = self._examine(order, tables, previously)
             if mapped is None:
