@@ -108,6 +108,8 @@ def entry_problems(entry: MappingEntry) -> list[str]:
             problems.append(f"the {side} is empty: give the key")
         elif key != key.strip():
             problems.append(f"the {side} {key!r} has leading or trailing spaces: remove them")
+        elif any(ord(char) < 32 or ord(char) == 127 for char in key):
+            problems.append(f"the {side} {key!r} contains a line break or control character: remove it")
         elif len(key) > KEY_LENGTH:
             problems.append(f"the {side} {key[:20]!r}… is {len(key)} characters long: at most {KEY_LENGTH} fit")
     if kind is MappingKind.UNIT and entry.target_key.strip() and entry.target_key not in UNECE_UNITS:

@@ -98,6 +98,16 @@ def test_a_unit_target_must_be_a_unece_code() -> None:
     assert problem.startswith("'millimetre' (for ERP unit 'mm') is not a UNECE code QualityBridge knows: use one of")
 
 
+def test_keys_are_one_clean_line_each() -> None:
+    assert entry_problems(MappingEntry(M, "MAT-1\n", "P-1")) == [
+        "the ERP material number 'MAT-1\\n' has leading or trailing spaces: remove them"
+    ]
+    assert entry_problems(MappingEntry(M, "MAT\t1", "P-1")) == [
+        "the ERP material number 'MAT\\t1' contains a line break or control character: remove it"
+    ]
+    assert entry_problems(MappingEntry(C, "C0010", "")) == ["the QMS characteristic name is empty: give the key"]
+
+
 def test_the_config_names_the_tables_as_the_cli_does() -> None:
     assert typing.get_args(MappingKindName) == tuple(kind.value for kind in MappingKind)
     assert QualityBridgeConfig().master_data.required_mappings == [], "documented default: no table in force"
