@@ -4,9 +4,9 @@ is imported, with no restart; the Diagnostics gap list empties.
 The real server runs with `[master_data] required_mappings = ["material"]` against the simulator, whose orders come
 with ERP material numbers and no mapping. `qualitybridge mapping import` (a separate process, on the same store)
 maps every material but one; that one order stays out of the address space and is the one line of
-Diagnostics/MasterDataGaps. `qualitybridge mapping set` maps it, and the sync round that starts next shows it. "Within
-one sync interval" is counted in sync rounds (Diagnostics.LastSyncTime), not in seconds, so machine load cannot
-change the verdict.
+Diagnostics/MasterDataGaps. `qualitybridge mapping import --merge` maps it, and the sync round that starts next
+shows it. "Within one sync interval" is counted in sync rounds (Diagnostics.LastSyncTime), not in seconds, so
+machine load cannot change the verdict.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ async def test_a_held_back_order_appears_within_one_sync_round_of_its_mapping(de
         assert line.endswith(f"holds back order {waiting}"), line
         assert waiting not in await space.read("QualityBridge.ReleasedOrders")
 
-        run_cli("mapping", "set", "--kind", "material", missing_material, "MES-NOW-MAPPED", *config)
+        late = _write_mappings(deployment.root / "late.csv", {missing_material: "MES-NOW-MAPPED"})
+        run_cli("mapping", "import", str(late), "--kind", "material", "--merge", *config)
         # The round under way when the mapping landed may have read the tables before it; the one after cannot have.
         await space.sync_rounds(2)
         assert await space.part_number(waiting) == "MES-NOW-MAPPED"
