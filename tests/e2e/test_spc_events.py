@@ -19,15 +19,26 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
+from tests.builders import (
+    PLANTED,
+    PLANTED_CENTER,
+    PLANTED_GAUGE,
+    PLANTED_SIGMA,
+    PLANTED_TEMPLATE,
+    add_planted_order,
+    planted_stream,
+    report_planted_stream,
+)
 from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ORDER = "7140001"
 CONDITION_ORDER = "7140002"  # its own stream, for the condition's life cycle
-KEY = (ORDER, "0010", "C0010")  # a copy of seeded 1000417's part temperature, 18..22 °C, THERMOMETER
-THERMOMETER = "GA-TMP-0603"
-CENTER, SIGMA = 20.0, 0.5  # the plan's control limits: 20 ± 1.5
+# The planted characteristic: a copy of seeded 1000417's part temperature (minor), 18..22 °C, control limits 20 ± 1.5.
+KEY = (ORDER, *PLANTED_TEMPLATE[1:])
+THERMOMETER = PLANTED_GAUGE
+CENTER, SIGMA = PLANTED_CENTER, PLANTED_SIGMA
 ALL_RULES_EVERYWHERE = """
 [spc.rules]
 critical = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -35,49 +46,14 @@ major = [1, 2, 3, 4, 5, 6, 7, 8]
 minor = [1, 2, 3, 4, 5, 6, 7, 8]
 """
 
-# In σ units: a quiet background, and one pattern per rule whose last point completes it.
-QUIET = [0.5, 1.5, -0.5, -0.2, -1.5, -0.3]
-PLANTED = {
-    1: [4.0],
-    2: [0.4, 0.6, 0.3, 0.7, 0.4, 0.8, 0.3, 0.6, 0.5],
-    3: [-1.5, -1.0, -0.6, -0.2, 0.2, 0.6],
-    4: [-0.5] + [-1.2, 0.5] * 6 + [-1.2],
-    5: [2.5, 2.6],
-    6: [1.5, 1.2, 0.3, 1.4, 1.3],
-    7: [-1.5, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3],
-    8: [1.5, -1.5] * 4,
-}
-
-
-def planted_stream() -> tuple[list[float], dict[int, int]]:
-    """Values, and per rule the 0-based position of the sample that completes its pattern."""
-    zones = list(QUIET)
-    completing = {}
-    for rule, pattern in PLANTED.items():
-        zones += pattern
-        completing[rule] = len(zones) - 1
-        zones += QUIET * 2
-    return [CENTER + SIGMA * z for z in zones], completing
-
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root: Path = tmp_path_factory.mktemp("spc")
     for started in deployed("sqlite", root, extra_config=ALL_RULES_EVERYWHERE):
         with started.erp() as erp:
-            template = next(o for o in erp.get("/api/v1/orders").json()["orders"] if o["order_no"] == "1000417")
-            operation = next(op for op in template["operations"] if op["operation_no"] == "0010")
-            characteristic = next(c for c in operation["characteristics"] if c["characteristic_id"] == "C0010")
-            limits = {"center_line": CENTER, "upper_control_limit": CENTER + 3 * SIGMA}
-            limits["lower_control_limit"] = CENTER - 3 * SIGMA
-            order = {
-                **template,
-                "order_no": ORDER,
-                "state": "RUNNING",
-                "operations": [{**operation, "characteristics": [{**characteristic, **limits}]}],
-            }
-            erp.post("/sim/orders", json=order).raise_for_status()
-            erp.post("/sim/orders", json={**order, "order_no": CONDITION_ORDER}).raise_for_status()
+            add_planted_order(erp, ORDER)
+            add_planted_order(erp, CONDITION_ORDER)
         yield started
 
 
@@ -126,16 +102,7 @@ async def test_planted_patterns_raise_each_rule_once_at_server_and_quality_bridg
         await bridge_subscription.subscribe_events(node(watcher, idx, "QualityBridge"), spc_alarm_type)
 
         midx = await machine.get_namespace_index(NAMESPACE_URI)
-        root = node(machine, midx, "QualityBridge")
-        method = ua.NodeId("QualityBridge.ReportMeasurement", midx)
-        start = datetime.now(UTC) - timedelta(seconds=len(values))
-        result_ids = []
-        for position, value in enumerate(values):
-            result_id, _evaluation = await root.call_method(
-                method, *KEY, ua.Variant(value, ua.VariantType.Double), THERMOMETER, f"SN-{position}",
-                start + timedelta(seconds=position), "",
-            )  # fmt: skip
-            result_ids.append(result_id)
+        result_ids = await report_planted_stream(machine, midx, KEY, values)
 
         deadline = time.monotonic() + 10
         while len(at_server.received) < len(PLANTED) or len(at_bridge.received) < len(PLANTED):

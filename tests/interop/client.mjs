@@ -8,7 +8,7 @@
 //                   --cert client.pem --key client.key.pem --application-uri urn:... --server-cert server.der
 //                   --pki DIR [--operator-user U --operator-password P]
 //                   [--untrusted-cert C --untrusted-key K --untrusted-application-uri urn:...]
-//                   [--spc-target ORDER/OPERATION/CHARACTERISTIC/GAUGE --spc-value V]
+//                   [--spc-target ORDER/OPERATION/CHARACTERISTIC/GAUGE --spc-value V [--await-planting]]
 //
 // session:  SignAndEncrypt + user name; browse the whole QualityBridge tree; read limits and units of every
 //           characteristic; subscribe to one LastValue and report a measurement into it; a call with a
@@ -18,10 +18,15 @@
 //           a call by the given (Observer) user.
 // spc:      subscribe at the Server object with an EventFilter that selects the SPC alarm's business keys (and
 //           OfType SpcAlarmEventType in its where clause), report a value beyond the control limits, and record the
-//           events received, field by field as selected.
+//           events received, field by field as selected. With --await-planting, once subscribed it prints
+//           {"listening":true} on a line of its own and waits for one line on stdin (the caller's word that it has
+//           reported a stream of its own, through another client) before reporting its value: the alarms of that
+//           stream are recorded too, and they all precede the alarm of its own value.
 
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
@@ -68,6 +73,7 @@ const { values: options } = parseArgs({
         "operator-user": { type: "string" },
         "spc-target": { type: "string" },
         "spc-value": { type: "string" },
+        "await-planting": { type: "boolean" },
         "operator-password": { type: "string" },
         "untrusted-cert": { type: "string" },
         "untrusted-key": { type: "string" },
@@ -615,6 +621,22 @@ async function scenarioSecurity() {
 // ---- the SPC scenario -----------------------------------------------------------------------------------
 
 const SPC_ALARM_EVENT_TYPE = 1011; // ns=<QualityBridge>;i=1011, fixed in the NodeSet
+// The caller reports a whole planted stream meanwhile, one call at a time, on a machine that may be busy.
+const PLANTING_TIMEOUT_MS = 300_000;
+const SPC_ALARM_TIMEOUT_MS = 30_000;
+
+async function untilPlanted() {
+    // stdout stays pure JSON: this line is the first, the result is the last.
+    process.stdout.write(`${JSON.stringify({ listening: true })}\n`);
+    const lines = createInterface({ input: process.stdin });
+    try {
+        const [line] = await withTimeout(once(lines, "line"), "the caller's planted stream", PLANTING_TIMEOUT_MS);
+        return JSON.parse(line);
+    } finally {
+        lines.close();
+    }
+}
+
 const STANDARD_FIELDS = ["EventId", "EventType", "SourceNode", "SourceName", "Severity", "Message"];
 const SPC_FIELDS = ["OrderNumber", "OperationNumber", "CharacteristicId", "RuleNumber", "ResultId", "Value", "CenterLine", "UCL", "LCL"];
 
@@ -666,6 +688,12 @@ async function scenarioSpc() {
             notify();
         });
 
+        if (options["await-planting"]) {
+            const listening = Date.now();
+            out.planting = await untilPlanted();
+            out.timings.plantingMs = Date.now() - listening;
+        }
+
         const [order, operation, characteristic, gauge] = options["spc-target"].split("/");
         const target = { order, operation, characteristic, gauge };
         const value = Number(options["spc-value"]);
@@ -680,6 +708,7 @@ async function scenarioSpc() {
                     notify();
                 }),
                 "the SPC alarm event",
+                SPC_ALARM_TIMEOUT_MS,
             ).then(() => true, failure);
         }
         out.timings.alarmMs = Date.now() - mark;
