@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ORDER = "7140001"
 CONDITION_ORDER = "7140002"  # its own stream, for the condition's life cycle
+REFRESH_ORDER = "7140003"  # its own condition, for an Observer's ConditionRefresh
 # The planted characteristic: a copy of seeded 1000417's part temperature (minor), 18..22 °C, control limits 20 ± 1.5.
 KEY = (ORDER, *PLANTED_TEMPLATE[1:])
 THERMOMETER = PLANTED_GAUGE
@@ -54,6 +55,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         with started.erp() as erp:
             add_planted_order(erp, ORDER)
             add_planted_order(erp, CONDITION_ORDER)
+            add_planted_order(erp, REFRESH_ORDER)
         yield started
 
 
@@ -335,3 +337,49 @@ async def test_quality_events_reach_a_client_subscribed_at_the_server(deployment
             (QUALITY_EVENT_TYPES["order_state"], f"Order/{ORDER}"),
         }
         assert {e.EventId for e in at_sources.received} <= {e.EventId for e in at_server.received}
+
+
+async def test_an_observer_refreshes_the_retained_conditions_but_may_call_nothing_else(deployment: Deployment) -> None:
+    """OPC UA Part 9: ConditionRefresh is for any client with a subscription, an HMI logged in as Observer too."""
+    condition_source = f"Order/{REFRESH_ORDER}/Op/0010/Char/C0010"
+    async with deployment.session("machine1") as machine:
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        await published(machine, midx, REFRESH_ORDER)
+        beyond_3_sigma = ua.Variant(CENTER + SIGMA * 4.0, ua.VariantType.Double)
+        await node(machine, midx, "QualityBridge").call_method(
+            ua.NodeId("QualityBridge.ReportMeasurement", midx),
+            REFRESH_ORDER, "0010", "C0010", beyond_3_sigma, THERMOMETER, "R-1", datetime.now(UTC), "",
+        )  # fmt: skip
+
+    # Subscribed only after the alarm: what arrives for the condition comes from the refresh.
+    async with deployment.session("observer") as observer:
+        idx = await observer.get_namespace_index(NAMESPACE_URI)
+        refreshed = Events()
+        subscription = await subscribe_conditions(observer, idx, refreshed)
+        refresh = ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+        await observer.get_node(ua.NodeId(ua.ObjectIds.ConditionType)).call_method(CONDITION_REFRESH, refresh)
+        condition_id = ua.NodeId(f"{condition_source}.SpcAlarm", idx)
+
+        def this_condition() -> list[Any]:
+            return [e for e in refreshed.received if field(e, "NodeId") == condition_id]
+
+        await until(this_condition, "the retained condition, refreshed for the observer")
+        (retained,) = this_condition()
+        assert (field(retained, "Retain"), field(retained, "ActiveState/Id")) == (True, True)
+        assert (field(retained, "RuleNumber"), field(retained, "AckedState/Id")) == (1, False)
+
+        # Only ConditionRefresh: a Call that carries another method beside it is refused whole.
+        both = [
+            ua.CallMethodRequest(
+                ObjectId=ua.NodeId(ua.ObjectIds.ConditionType), MethodId=CONDITION_REFRESH, InputArguments=[refresh]
+            ),
+            ua.CallMethodRequest(
+                ObjectId=ua.NodeId("QualityBridge", idx), MethodId=ua.NodeId("QualityBridge.ReportMeasurement", idx)
+            ),
+        ]
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await observer.uaclient.call(both)
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await observer.get_node(condition_id).call_method(
+                ACKNOWLEDGE, field(retained, "EventId"), ua.LocalizedText("not mine")
+            )
