@@ -2,7 +2,8 @@
 that completes it, as an SpcAlarmEventType event at the Server object (and at QualityBridge) with the business keys,
 updates the characteristic's Spc object, and reaches the QMS (the simulator) once per violation. The violation is
 also an SpcAlarmType condition that a quality engineer acknowledges and confirms (a machine may not), seen by a
-second subscriber, audited, and returned by ConditionRefresh after a reconnect while it is retained.
+second subscriber, audited, and returned by ConditionRefresh after a reconnect while it is retained; an Observer may
+call ConditionRefresh (and nothing else), and an alarm a machine reports with ReportSpcAlarm is the same condition.
 """
 
 from __future__ import annotations
@@ -383,3 +384,33 @@ async def test_an_observer_refreshes_the_retained_conditions_but_may_call_nothin
             await observer.get_node(condition_id).call_method(
                 ACKNOWLEDGE, field(retained, "EventId"), ua.LocalizedText("not mine")
             )
+
+
+async def test_a_machine_reported_alarm_is_the_same_condition_as_a_computed_one(deployment: Deployment) -> None:
+    """ReportSpcAlarm makes the characteristic's SpcAlarmType condition active, as a Nelson rule violation does."""
+    source = f"Order/{REFRESH_ORDER}/Op/0010/Char/C0010"
+    async with deployment.session("observer") as observer, deployment.session("machine1") as machine:
+        idx = await observer.get_namespace_index(NAMESPACE_URI)
+        await published(observer, idx, REFRESH_ORDER)
+        conditions = Events()
+        await subscribe_conditions(observer, idx, conditions)
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        alarm_id = await node(machine, midx, "QualityBridge").call_method(
+            ua.NodeId("QualityBridge.ReportSpcAlarm", midx),
+            REFRESH_ORDER, "0010", "C0010", "WE2", ua.Variant(650, ua.VariantType.UInt16), "nine above the centre line",
+        )  # fmt: skip
+        assert alarm_id
+
+        await until(lambda: conditions.received, "the condition event of the machine's alarm")
+        (event,) = conditions.received
+        assert field(event, "NodeId") == ua.NodeId(f"{source}.SpcAlarm", idx)  # the one condition of the characteristic
+        assert field(event, "SourceNode") == ua.NodeId(source, idx)
+        assert field(event, "ConditionClassId") == ua.NodeId(ua.ObjectIds.StatisticalConditionClassType)
+        assert (field(event, "ActiveState/Id"), field(event, "AckedState/Id"), field(event, "Retain")) == (
+            True,
+            False,
+            True,
+        )
+        assert (field(event, "Rule"), field(event, "Severity")) == ("WE2", 650)  # the machine's rule and severity
+        assert (field(event, "RuleNumber"), field(event, "ResultId"), field(event, "Value")) == (0, "", None)
+        assert "nine above the centre line" in field(event, "Message").Text
