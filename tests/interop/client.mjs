@@ -21,7 +21,9 @@
 //           events received, field by field as selected. With --await-planting, once subscribed it prints
 //           {"listening":true} on a line of its own and waits for one line on stdin (the caller's word that it has
 //           reported a stream of its own, through another client) before reporting its value: the alarms of that
-//           stream are recorded too, and they all precede the alarm of its own value.
+//           stream are recorded too, and they all precede the alarm of its own value. A second monitored item
+//           records the same alarms as events of the SpcAlarmType conditions (OfType SpcAlarmType, ConditionId and
+//           the condition's states selected).
 
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
@@ -639,6 +641,33 @@ async function untilPlanted() {
 
 const STANDARD_FIELDS = ["EventId", "EventType", "SourceNode", "SourceName", "Severity", "Message"];
 const SPC_FIELDS = ["OrderNumber", "OperationNumber", "CharacteristicId", "RuleNumber", "ResultId", "Value", "CenterLine", "UCL", "LCL"];
+const SPC_ALARM_TYPE = 1013; // the condition type, ns=<QualityBridge>;i=1013, fixed in the NodeSet
+// "ConditionId" is node-opcua's name for the condition's NodeId (ConditionType, empty browse path); dots are paths.
+const CONDITION_FIELDS = ["ConditionId", "EventId", "EventType", "SourceNode", "Severity", "ActiveState.Id", "AckedState.Id", "ConfirmedState.Id", "Retain"];
+
+async function monitorEvents(subscription, fields, filter, received, onEvent) {
+    // At the Server object; every event recorded field by field as selected, with the data type it arrived with.
+    const monitored = await subscription.monitor(
+        { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier },
+        { samplingInterval: 0, discardOldest: true, queueSize: 100, filter },
+        TimestampsToReturn.Both,
+    );
+    monitored.on("changed", (eventFields) => {
+        const event = {};
+        fields.forEach((field, i) => {
+            const name = typeof field === "string" ? field : field.name;
+            const variant = eventFields[i];
+            let value = variant.value;
+            if (name === "EventId") value = value ? Buffer.from(value).toString("hex") : null;
+            else if (name === "Message") value = value ? value.text : null;
+            else if (value && typeof value === "object" && "toString" in value && !(value instanceof Date)) value = value.toString();
+            event[name] = { dataType: DataType[variant.dataType], value: jsonValue(value) };
+        });
+        received.push(event);
+        onEvent();
+    });
+    return monitored.statusCode ? monitored.statusCode.name : "Good";
+}
 
 async function scenarioSpc() {
     const out = { scenario: "spc", timings: {} };
@@ -666,27 +695,14 @@ async function scenarioSpc() {
             priority: 1,
         });
         const events = [];
+        const conditions = [];
         let notify = () => {};
-        const monitored = await subscription.monitor(
-            { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier }, // the Server object
-            { samplingInterval: 0, discardOldest: true, queueSize: 100, filter },
-            TimestampsToReturn.Both,
-        );
-        out.monitorStatus = monitored.statusCode ? monitored.statusCode.name : "Good";
-        monitored.on("changed", (eventFields) => {
-            const event = {};
-            fields.forEach((field, i) => {
-                const name = typeof field === "string" ? field : field.name;
-                const variant = eventFields[i];
-                let value = variant.value;
-                if (name === "EventId") value = value ? Buffer.from(value).toString("hex") : null;
-                else if (name === "Message") value = value ? value.text : null;
-                else if (value && typeof value === "object" && "toString" in value && !(value instanceof Date)) value = value.toString();
-                event[name] = { dataType: DataType[variant.dataType], value: jsonValue(value) };
-            });
-            events.push(event);
-            notify();
-        });
+        out.monitorStatus = await monitorEvents(subscription, fields, filter, events, () => notify());
+        // A second monitored item: the same alarms as events of the characteristic's SpcAlarmType condition.
+        const spcAlarmType = `ns=${namespaceIndex};i=${SPC_ALARM_TYPE}`;
+        const conditionFields = [...CONDITION_FIELDS, ...SPC_FIELDS.map((name) => ({ namespaceIndex, name }))];
+        const conditionFilter = constructEventFilter(conditionFields, ofType(spcAlarmType));
+        out.conditionMonitorStatus = await monitorEvents(subscription, conditionFields, conditionFilter, conditions, () => notify());
 
         if (options["await-planting"]) {
             const listening = Date.now();
@@ -704,19 +720,22 @@ async function scenarioSpc() {
         if (out.report.status === "Good") {
             out.alarmWait = await withTimeout(
                 new Promise((resolve) => {
-                    notify = () => events.some((e) => e.ResultId.value === resultId) && resolve();
+                    const mine = (received) => received.some((e) => e.ResultId.value === resultId);
+                    notify = () => mine(events) && mine(conditions) && resolve();
                     notify();
                 }),
-                "the SPC alarm event",
+                "the SPC alarm event and its condition's event",
                 SPC_ALARM_TIMEOUT_MS,
             ).then(() => true, failure);
         }
         out.timings.alarmMs = Date.now() - mark;
         await new Promise((resolve) => setTimeout(resolve, 500)); // a wrongly repeated event would arrive now
         out.events = events;
+        out.conditions = conditions;
         out.target = target;
         out.value = value;
         out.spcAlarmEventType = spcAlarmEventType;
+        out.spcAlarmType = spcAlarmType;
         await subscription.terminate();
     } finally {
         await session.close();

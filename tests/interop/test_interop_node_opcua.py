@@ -539,7 +539,8 @@ def test_a_second_session_on_one_channel_leaves_the_first_intact(security_run: d
 # tests/builders.py, one pattern per Nelson rule, on an order of its own; then node-opcua reports one value beyond
 # the control limits of a seeded critical characteristic and waits for that alarm. The server raises each alarm
 # before the report call that caused it answers, and one monitored item delivers its events in order, so by the
-# time node-opcua has its own alarm it has received every alarm the planted stream raised.
+# time node-opcua has its own alarm it has received every alarm the planted stream raised. A second monitored item
+# (OfType SpcAlarmType) receives the same alarms as events of the characteristics' conditions.
 
 PLANTED_ORDER = "7140301"  # a copy of PLANTED_TEMPLATE, classified critical: the default rules are all eight
 
@@ -671,3 +672,26 @@ def test_the_planted_stream_reaches_node_opcua_as_one_alarm_per_rule_at_its_comp
         assert {event[n]["dataType"] for n in ("Value", "CenterLine", "UCL", "LCL")} == {"Double"}
         assert event["RuleNumber"]["dataType"] == "Byte"
     assert len({e["EventId"]["value"] for e in of_stream}) == len(of_stream)
+
+
+def test_the_planted_alarms_reach_node_opcua_as_events_of_the_characteristics_condition(
+    spc_run: dict[str, Any],
+) -> None:
+    assert spc_run["conditionMonitorStatus"] == "Good"
+    planted = spc_run["planted"]
+    order, operation, characteristic = planted["key"]
+    of_stream = [c for c in spc_run["conditions"] if c["OrderNumber"]["value"] == order]
+    result_ids = planted["resultIds"]
+    expected = [(rule, result_ids[position]) for rule, position in planted["completing"].items()]
+    assert [(c["RuleNumber"]["value"], c["ResultId"]["value"]) for c in of_stream] == expected
+    condition = f"s=Order/{order}/Op/{operation}/Char/{characteristic}.SpcAlarm"
+    for event in of_stream:
+        fields = {name: field["value"] for name, field in event.items()}
+        assert fields["EventType"] == spc_run["spcAlarmType"]
+        assert fields["ConditionId"].endswith(condition), "one condition per characteristic, every violation an event"
+        assert fields["SourceNode"].endswith(f"s=Order/{order}/Op/{operation}/Char/{characteristic}")
+        assert (fields["ActiveState.Id"], fields["AckedState.Id"], fields["ConfirmedState.Id"]) == (True, False, False)
+        assert (fields["Retain"], fields["Severity"]) == (True, 900)
+        assert {event[n]["dataType"] for n in ("ActiveState.Id", "AckedState.Id", "Retain")} == {"Boolean"}
+        assert event["ConditionId"]["dataType"] == "NodeId"
+    assert len({c["EventId"]["value"] for c in of_stream}) == len(of_stream)
