@@ -11,7 +11,8 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged
+from qualitybridge.domain.errors import UnknownReference
+from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged, PlanVersionChanged
 from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
@@ -79,7 +80,9 @@ class ErpSync:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
 
         A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
-        self._master.replace(await self._store.released_orders(), await self._store.equipment())
+        self._master.replace(
+            await self._store.released_orders(), await self._store.equipment(), await self._store.plan_history()
+        )
         await self._load_findings()
         self._record_findings(self._erp_findings)
 
@@ -100,6 +103,29 @@ class ErpSync:
         self._logged = set(findings)
         self._diagnostics.sync_findings = findings
 
+    def _plan_version_changes(self, change: SnapshotChange) -> list[PlanVersionChanged]:
+        """One event per characteristic the sync gave a new plan version (a new routing version alone raises none)."""
+        events: list[PlanVersionChanged] = []
+        for superseded in change.superseded:
+            try:
+                current = self._master.find_characteristic(
+                    superseded.order_no, superseded.operation_no, superseded.characteristic_id
+                )
+            except UnknownReference:
+                continue  # not released in memory (e.g. a stored order the domain cannot read)
+            if current.plan_version == superseded.characteristic.plan_version:
+                continue
+            events.append(
+                PlanVersionChanged(
+                    order_no=superseded.order_no,
+                    operation_no=superseded.operation_no,
+                    previous=superseded.characteristic,
+                    current=current,
+                    changed_at=superseded.superseded_at,
+                )
+            )
+        return events
+
     async def run_once(self) -> SnapshotChange:
         started = time.perf_counter()
         try:
@@ -119,6 +145,7 @@ class ErpSync:
                 await self._store.released_orders_named(named),
                 change.withdrawn,
                 await self._store.equipment_named(change.equipment_changed),
+                await self._store.plan_history(named),
             )
         elif not change.is_empty:
             await self.load_from_store()
@@ -131,6 +158,16 @@ class ErpSync:
                 len(change.equipment_changed),
             )
             await self._events.publish(MasterDataChanged(change))
+            for plan_change in self._plan_version_changes(change):
+                _log.info(
+                    "ERP sync: plan version of %s/%s/%s changed %s -> %s",
+                    plan_change.order_no,
+                    plan_change.operation_no,
+                    plan_change.current.characteristic_id,
+                    plan_change.previous.plan_version,
+                    plan_change.current.plan_version,
+                )
+                await self._events.publish(plan_change)
         self._diagnostics.last_sync_time = datetime.now(UTC)
         self._diagnostics.last_sync_succeeded = True
         self._diagnostics.last_sync_error = ""
