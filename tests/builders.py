@@ -7,11 +7,16 @@ with gauge G-1.
 
 Deployment helpers (end-to-end tier): the seeded gauges of the simulator and the calls a machine makes through a
 real asyncua client against `tests.harness.Deployment`.
+
+The planted SPC stream (every tier): one pattern per Nelson rule in a quiet background, `QUIET` and `PLANTED` in σ
+units; `planted_stream` lays them out for a characteristic with control limits, `add_planted_order` gives the
+simulator an order with such a characteristic, and `report_planted_stream` reports the stream as a machine does.
+The engine's unit tests, the e2e test and the node-opcua interop test all judge this one stream.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncua import Client, ua
@@ -33,6 +38,8 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from tests.harness import Deployment
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -240,3 +247,72 @@ def results_at_erp(deployment: Deployment) -> list[dict[str, Any]]:
     with deployment.erp() as erp:
         answer: list[dict[str, Any]] = erp.get("/results").json()
         return answer
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The planted SPC stream: one pattern per Nelson rule
+
+# A quiet background in σ units: crosses the centre line often, leaves 1σ now and then, never rises six times.
+QUIET = [0.5, 1.5, -0.5, -0.2, -1.5, -0.3]
+# One pattern per rule, in σ units around the centre line; the last point of each completes the pattern.
+PLANTED = {
+    1: [4.0],
+    2: [0.4, 0.6, 0.3, 0.7, 0.4, 0.8, 0.3, 0.6, 0.5],
+    3: [-1.5, -1.0, -0.6, -0.2, 0.2, 0.6],
+    4: [-0.5] + [-1.2, 0.5] * 6 + [-1.2],
+    5: [2.5, 2.6],
+    6: [1.5, 1.2, 0.3, 1.4, 1.3],
+    7: [-1.5, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3],
+    8: [1.5, -1.5] * 4,
+}
+
+# The seeded characteristic the simulator orders of the stream copy: order 1000417's part temperature
+# (18..22 °C, minor, measured with a thermometer), given the plan control limits 20 ± 3 · 0.5.
+PLANTED_TEMPLATE = ("1000417", "0010", "C0010")
+PLANTED_GAUGE = GAUGE_FOR_TYPE["THERMOMETER"]
+PLANTED_CENTER, PLANTED_SIGMA = 20.0, 0.5
+
+
+def planted_stream(center: float = PLANTED_CENTER, sigma: float = PLANTED_SIGMA) -> tuple[list[float], dict[int, int]]:
+    """Values, and per rule the 0-based position of the sample that completes its pattern (rules 1..8 in order)."""
+    zones = list(QUIET)
+    completing = {}
+    for rule, pattern in PLANTED.items():
+        zones += pattern
+        completing[rule] = len(zones) - 1
+        zones += QUIET * 2
+    return [center + sigma * z for z in zones], completing
+
+
+def add_planted_order(erp: httpx.Client, order_no: str, **characteristic: Any) -> tuple[str, str, str]:
+    """A Running order in the ERP simulator with just the planted characteristic; `characteristic` overrides its
+    fields (e.g. classification). Answers the stream's key (order, operation, characteristic)."""
+    template_no, operation_no, characteristic_id = PLANTED_TEMPLATE
+    template = next(o for o in erp.get("/api/v1/orders").json()["orders"] if o["order_no"] == template_no)
+    operation = next(op for op in template["operations"] if op["operation_no"] == operation_no)
+    seeded = next(c for c in operation["characteristics"] if c["characteristic_id"] == characteristic_id)
+    limits = {
+        "center_line": PLANTED_CENTER,
+        "upper_control_limit": PLANTED_CENTER + 3 * PLANTED_SIGMA,
+        "lower_control_limit": PLANTED_CENTER - 3 * PLANTED_SIGMA,
+    }
+    order = {
+        **template,
+        "order_no": order_no,
+        "state": "RUNNING",
+        "operations": [{**operation, "characteristics": [{**seeded, **limits, **characteristic}]}],
+    }
+    erp.post("/sim/orders", json=order).raise_for_status()
+    return order_no, operation_no, characteristic_id
+
+
+async def report_planted_stream(client: Client, idx: int, key: tuple[str, str, str], values: list[float]) -> list[str]:
+    """Report `values` one call each, in order, measured a second apart and ending now; answers their result ids."""
+    start = datetime.now(UTC) - timedelta(seconds=len(values))
+    result_ids = []
+    for position, value in enumerate(values):
+        result_id, _evaluation = await report(
+            client, idx, key, value, gauge=PLANTED_GAUGE, measured_at=start + timedelta(seconds=position)
+        )
+        result_ids.append(result_id)
+    return result_ids

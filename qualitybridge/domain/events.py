@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from qualitybridge.domain.kpis import KpiReport
-from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
+from qualitybridge.domain.model import InspectionCharacteristic, MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.domain.spc import SpcStatus
 
@@ -24,6 +24,7 @@ __all__ = [
     "MeasurementAccepted",
     "MethodCallAnswered",
     "OrderStateChanged",
+    "PlanVersionChanged",
     "PostingAttempted",
     "PostingDeadLettered",
     "SpcAlarmRaised",
@@ -42,6 +43,19 @@ class MasterDataChanged(DomainEvent):
     """An ERP sync changed released orders or gauges; the in-memory master data is already current."""
 
     change: SnapshotChange
+
+
+@dataclass(frozen=True)
+class PlanVersionChanged(DomainEvent):
+    """An ERP sync brought a new plan version of a characteristic (raised after MasterDataChanged, so the views
+    already show the new limits). `previous` is kept in the plan history, in force until `changed_at`; a late
+    measurement taken before then is judged against it. Not raised when only the routing version changed."""
+
+    order_no: str
+    operation_no: str
+    previous: InspectionCharacteristic
+    current: InspectionCharacteristic
+    changed_at: datetime
 
 
 @dataclass(frozen=True)

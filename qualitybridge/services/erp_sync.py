@@ -15,7 +15,8 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged
+from qualitybridge.domain.errors import UnknownReference
+from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged, PlanVersionChanged
 from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
@@ -90,7 +91,8 @@ class ErpSync:
         if self._gate is not None:
             orders = await self._gate.replace(orders)
             self._show_gaps()
-        self._master.replace(orders, await self._store.equipment())
+        # The plan history of an order held back is left out with it (MasterData keeps only that of its orders).
+        self._master.replace(orders, await self._store.equipment(), await self._store.plan_history())
         await self._load_findings()
         self._record_findings(self._erp_findings)
 
@@ -110,6 +112,29 @@ class ErpSync:
                 _log.warning("ERP sync: %s refused: %s; every other record syncs", finding.key, finding.reason)
         self._logged = set(findings)
         self._diagnostics.sync_findings = findings
+
+    def _plan_version_changes(self, change: SnapshotChange) -> list[PlanVersionChanged]:
+        """One event per characteristic the sync gave a new plan version (a new routing version alone raises none)."""
+        events: list[PlanVersionChanged] = []
+        for superseded in change.superseded:
+            try:
+                current = self._master.find_characteristic(
+                    superseded.order_no, superseded.operation_no, superseded.characteristic_id
+                )
+            except UnknownReference:
+                continue  # not released in memory (e.g. a stored order the domain cannot read)
+            if current.plan_version == superseded.characteristic.plan_version:
+                continue
+            events.append(
+                PlanVersionChanged(
+                    order_no=superseded.order_no,
+                    operation_no=superseded.operation_no,
+                    previous=superseded.characteristic,
+                    current=current,
+                    changed_at=superseded.superseded_at,
+                )
+            )
+        return events
 
     async def run_once(self) -> SnapshotChange:
         started = time.perf_counter()
@@ -138,6 +163,16 @@ class ErpSync:
                 len(change.equipment_changed),
             )
             await self._events.publish(MasterDataChanged(change))
+            for plan_change in self._plan_version_changes(change):
+                _log.info(
+                    "ERP sync: plan version of %s/%s/%s changed %s -> %s",
+                    plan_change.order_no,
+                    plan_change.operation_no,
+                    plan_change.current.characteristic_id,
+                    plan_change.previous.plan_version,
+                    plan_change.current.plan_version,
+                )
+                await self._events.publish(plan_change)
         self._diagnostics.last_sync_time = datetime.now(UTC)
         self._diagnostics.last_sync_succeeded = True
         self._diagnostics.last_sync_error = ""
@@ -150,10 +185,12 @@ class ErpSync:
         orders held back are not in it, orders a new mapping releases are)."""
         if self._gate is None:
             if not change.is_empty and delta:
+                named = (*change.released, *change.changed)
                 self._master.update(
-                    await self._store.released_orders_named((*change.released, *change.changed)),
+                    await self._store.released_orders_named(named),
                     change.withdrawn,
                     await self._store.equipment_named(change.equipment_changed),
+                    await self._store.plan_history(named),
                 )
             elif not change.is_empty:
                 await self.load_from_store()
@@ -165,7 +202,8 @@ class ErpSync:
                 await self._store.released_orders_named(named) if named else [], change.withdrawn
             )
             equipment = await self._store.equipment_named(change.equipment_changed) if change.equipment_changed else []
-            self._master.update(outcome.show, outcome.hide, equipment)
+            history = await self._store.plan_history(named) if named else []
+            self._master.update(outcome.show, outcome.hide, equipment, history)  # held back: in hide, history too
             self._show_gaps()
         else:  # a full fetch that changed something, or new tables: every stored order passes the gate again
             await self.load_from_store()
@@ -175,6 +213,7 @@ class ErpSync:
             changed=tuple(no for no, order in after.items() if no in before and before[no] != order),
             withdrawn=tuple(no for no in before if no not in after),
             equipment_changed=change.equipment_changed,
+            superseded=change.superseded,  # of an order held back: skipped, it is not in memory to compare with
         )
 
     def _show_gaps(self) -> None:
