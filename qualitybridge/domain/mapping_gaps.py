@@ -9,6 +9,8 @@ the mapping is added, never guessed. What each table fills in:
 | `characteristic` | each characteristic's ERP characteristic id  | the characteristic's name (the QMS name)      |
 | `unit`           | each characteristic's ERP unit               | the characteristic's UNECE unit code          |
 | `work-centre`    | the order's and each operation's work centre | a cost centre must exist (not shown yet)      |
+
+An order's superseded plan versions pass the characteristic and unit tables as well.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from qualitybridge.domain.mapping import MappingKind, MappingTables
-from qualitybridge.domain.model import InspectionCharacteristic, Operation, ProductionOrder
+from qualitybridge.domain.model import InspectionCharacteristic, Operation, ProductionOrder, SupersededPlanVersion
 
 __all__ = ["MappedOrder", "MappingGap", "MissingMapping", "apply_mappings", "waiting_for"]
 
@@ -58,14 +60,25 @@ class MappingGap:
 
 @dataclass(frozen=True)
 class MappedOrder:
-    """An order with the tables in force applied (`order`), or None and every key it lacks (`missing`)."""
+    """An order with the tables in force applied (`order`) and its plan history likewise (`history`), or None and
+    every key it lacks (`missing`)."""
 
     order: ProductionOrder | None
     missing: tuple[MissingMapping, ...] = ()
+    history: tuple[SupersededPlanVersion, ...] = ()
 
 
-def apply_mappings(order: ProductionOrder, tables: MappingTables, in_force: Collection[MappingKind]) -> MappedOrder:
-    """The order as the shop floor sees it through the tables in force; held back when any key lacks a mapping."""
+def apply_mappings(
+    order: ProductionOrder,
+    tables: MappingTables,
+    in_force: Collection[MappingKind],
+    history: Sequence[SupersededPlanVersion] = (),
+) -> MappedOrder:
+    """The order as the shop floor sees it through the tables in force; held back when any key lacks a mapping.
+
+    Its superseded plan versions (`history`) pass the characteristic and unit tables too: a late measurement judged
+    against one of them must carry the same UNECE unit as one judged today, so a key they lack holds the order back
+    as well."""
     missing: dict[MissingMapping, None] = {}  # a dict keeps the order the keys were met in, each once
 
     def look_up(kind: MappingKind, key: str) -> str | None:
@@ -82,11 +95,21 @@ def apply_mappings(order: ProductionOrder, tables: MappingTables, in_force: Coll
         for centre in dict.fromkeys(centres):
             look_up(MappingKind.WORK_CENTRE, centre)
     operations = tuple(_mapped_operation(operation, look_up, in_force) for operation in order.operations)
+    mapped_history = tuple(_mapped_version(version, look_up, in_force) for version in history)
     if missing:
         return MappedOrder(None, tuple(missing))
     if part_no == order.part_no and operations == order.operations:
-        return MappedOrder(order)
-    return MappedOrder(order.model_copy(update={"part_no": part_no, "operations": operations}))
+        return MappedOrder(order, history=mapped_history)
+    return MappedOrder(order.model_copy(update={"part_no": part_no, "operations": operations}), history=mapped_history)
+
+
+def _mapped_version(
+    version: SupersededPlanVersion, look_up: _LookUp, in_force: Collection[MappingKind]
+) -> SupersededPlanVersion:
+    characteristic = _mapped_characteristic(version.characteristic, look_up, in_force)
+    if characteristic == version.characteristic:
+        return version
+    return version.model_copy(update={"characteristic": characteristic})
 
 
 def _mapped_operation(operation: Operation, look_up: _LookUp, in_force: Collection[MappingKind]) -> Operation:

@@ -87,12 +87,12 @@ class ErpSync:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
 
         A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
-        orders = await self._store.released_orders()
+        orders, history = await self._store.released_orders(), await self._store.plan_history()
         if self._gate is not None:
-            orders = await self._gate.replace(orders)
+            admitted = await self._gate.replace(orders, history)
+            orders, history = list(admitted.show), list(admitted.history)
             self._show_gaps()
-        # The plan history of an order held back is left out with it (MasterData keeps only that of its orders).
-        self._master.replace(orders, await self._store.equipment(), await self._store.plan_history())
+        self._master.replace(orders, await self._store.equipment(), history)
         await self._load_findings()
         self._record_findings(self._erp_findings)
 
@@ -199,11 +199,12 @@ class ErpSync:
         if (delta or change.is_empty) and not await self._gate.tables_changed():
             named = (*change.released, *change.changed)
             outcome = await self._gate.update(
-                await self._store.released_orders_named(named) if named else [], change.withdrawn
+                await self._store.released_orders_named(named) if named else [],
+                change.withdrawn,
+                await self._store.plan_history(named) if named else [],
             )
             equipment = await self._store.equipment_named(change.equipment_changed) if change.equipment_changed else []
-            history = await self._store.plan_history(named) if named else []
-            self._master.update(outcome.show, outcome.hide, equipment, history)  # held back: in hide, history too
+            self._master.update(outcome.show, outcome.hide, equipment, outcome.history)
             self._show_gaps()
         else:  # a full fetch that changed something, or new tables: every stored order passes the gate again
             await self.load_from_store()

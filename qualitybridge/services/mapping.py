@@ -11,12 +11,12 @@ logged once (again only if what it lacks changes); the gaps are recorded in the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from qualitybridge.domain.mapping import MappingKind, MappingTables
-from qualitybridge.domain.mapping_gaps import MappingGap, MissingMapping, apply_mappings, waiting_for
-from qualitybridge.domain.model import ProductionOrder
+from qualitybridge.domain.mapping_gaps import MappedOrder, MappingGap, MissingMapping, apply_mappings, waiting_for
+from qualitybridge.domain.model import ProductionOrder, SupersededPlanVersion
 from qualitybridge.store import Store
 
 __all__ = ["GateOutcome", "MappingGate"]
@@ -27,10 +27,11 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GateOutcome:
     """What the shop floor's view of the orders must take over: orders to show as given (new, changed, or now
-    mapped) and order numbers to take out (withdrawn by the ERP, or now held back)."""
+    mapped) with their plan history, and order numbers to take out (withdrawn by the ERP, or now held back)."""
 
     show: tuple[ProductionOrder, ...] = ()
     hide: tuple[str, ...] = ()
+    history: tuple[SupersededPlanVersion, ...] = ()
 
 
 class MappingGate:
@@ -47,53 +48,78 @@ class MappingGate:
         """Each order held back, with the keys it lacks."""
         return dict(self._held)
 
-    async def replace(self, orders: Iterable[ProductionOrder]) -> list[ProductionOrder]:
-        """Take over every released order (at start, after a full sync); answers those the shop floor sees."""
+    async def replace(
+        self, orders: Iterable[ProductionOrder], history: Iterable[SupersededPlanVersion] = ()
+    ) -> GateOutcome:
+        """Take over every released order and its plan history (at start, after a full sync, when the tables
+        changed); answers those the shop floor sees (`hide` is empty: nothing was shown before)."""
         tables = self._tables = await self._store.mapping_tables()
         previously_held, self._held = self._held, {}
-        shown = [
-            mapped for order in orders if (mapped := self._examine(order, tables, previously_held.get(order.order_no)))
-        ]
+        outcome = self._pass(list(orders), history, tables, previously_held)
         await self._record()
-        return shown
+        return GateOutcome(outcome.show, (), outcome.history)
 
     async def tables_changed(self) -> bool:
         """Whether the tables differ from those last applied; the sync then takes every order over again from the
         store (`replace`), fresh documents and shop-floor states included."""
         return await self._store.mapping_tables() != self._tables
 
-    async def update(self, orders: Iterable[ProductionOrder], withdrawn: Iterable[str]) -> GateOutcome:
-        """Take over a delta with the tables last applied: the orders it brought are examined, the others keep their
-        verdict (a change of the tables goes through `replace`)."""
-        tables = self._tables or MappingTables()
+    async def update(
+        self,
+        orders: Iterable[ProductionOrder],
+        withdrawn: Iterable[str],
+        history: Iterable[SupersededPlanVersion] = (),
+    ) -> GateOutcome:
+        """Take over a delta (its orders and their plan history) with the tables last applied: the orders it brought
+        are examined, the others keep their verdict (a change of the tables goes through `replace`)."""
         withdrawn = list(withdrawn)
         for order_no in withdrawn:
             if self._held.pop(order_no, None) is not None:
                 _log.info("order %s, held back for want of a mapping, is withdrawn by the ERP", order_no)
+        orders = list(orders)
+        previously_held: dict[str, tuple[MissingMapping, ...]] = {}
+        for order in orders:  # a delta's orders are judged anew; what they lacked before only decides the log line
+            if order.order_no in self._held:
+                previously_held[order.order_no] = self._held.pop(order.order_no)
+        outcome = self._pass(orders, history, self._tables or MappingTables(), previously_held)
+        await self._record()
+        return GateOutcome(outcome.show, (*withdrawn, *outcome.hide), outcome.history)
+
+    def _pass(
+        self,
+        orders: list[ProductionOrder],
+        history: Iterable[SupersededPlanVersion],
+        tables: MappingTables,
+        previously_held: dict[str, tuple[MissingMapping, ...]],
+    ) -> GateOutcome:
+        versions: dict[str, list[SupersededPlanVersion]] = {}
+        for version in history:
+            versions.setdefault(version.order_no, []).append(version)
         show: list[ProductionOrder] = []
-        hide: list[str] = list(withdrawn)
+        hide: list[str] = []
+        shown_history: list[SupersededPlanVersion] = []
         for order in orders:
-            previously = self._held.pop(order.order_no, None)
-            mapped = self._examine(order, tables, previously)
-            if mapped is None:
+            mapped = self._examine(order, tables, previously_held.get(order.order_no), versions.get(order.order_no, ()))
+            if mapped.order is None:
                 hide.append(order.order_no)
             else:
-                show.append(mapped)
-        await self._record()
-        return GateOutcome(tuple(show), tuple(hide))
+                show.append(mapped.order)
+                shown_history.extend(mapped.history)
+        return GateOutcome(tuple(show), tuple(hide), tuple(shown_history))
 
     def _examine(
         self,
         order: ProductionOrder,
         tables: MappingTables,
         before: tuple[MissingMapping, ...] | None,
-    ) -> ProductionOrder | None:
-        """The order as shown, or None when held back; `before` is what it lacked until now (None: nothing)."""
-        result = apply_mappings(order, tables, self.in_force)
+        history: Sequence[SupersededPlanVersion],
+    ) -> MappedOrder:
+        """The order as shown, or held back; `before` is what it lacked until now (None: nothing)."""
+        result = apply_mappings(order, tables, self.in_force, history)
         if result.order is not None:
             if before is not None:
                 _log.info("order %s: its mappings are complete now; shown on the shop floor", order.order_no)
-            return result.order
+            return result
         self._held[order.order_no] = result.missing
         if result.missing != before:  # logged once, and again only when what it lacks changes
             first = result.missing[0]
@@ -106,7 +132,7 @@ class MappingGate:
                 first.source_key or "''",
                 first.kind.target_name,
             )
-        return None
+        return result
 
     async def _record(self) -> None:
         waiting = waiting_for(self._held)

@@ -13,10 +13,10 @@ from qualitybridge.domain.build import installed_build
 from qualitybridge.domain.events import DiagnosticsChanged
 from qualitybridge.domain.mapping import MappingEntry, MappingKind, MappingTables, entry_problems
 from qualitybridge.domain.mapping_gaps import MissingMapping, apply_mappings, waiting_for
-from qualitybridge.domain.model import ProductionOrder
+from qualitybridge.domain.model import ProductionOrder, SupersededPlanVersion
 from qualitybridge.services.mapping import GateOutcome, MappingGate
 from qualitybridge.services.metrics import OperationsMetrics
-from tests.builders import order
+from tests.builders import NOW, order
 from tests.fakes import FakeStore
 
 M, C, W, U = MappingKind.MATERIAL, MappingKind.CHARACTERISTIC, MappingKind.WORK_CENTRE, MappingKind.UNIT
@@ -83,6 +83,23 @@ def test_a_table_not_in_force_is_not_applied_even_with_entries() -> None:
     assert mapped.order.operations[0].characteristics[0].unit == "MMT"
 
 
+def test_superseded_plan_versions_pass_the_unit_table_too() -> None:
+    """A late measurement judged against an old version must carry a UNECE unit like one judged today."""
+    sent = erp_order(unit="mm")
+    old = sent.operations[0].characteristics[0].model_copy(update={"unit": "MIM", "plan_version": "1"})
+    history = [
+        SupersededPlanVersion(
+            order_no="1000", operation_no="0010", characteristic=old, routing_version="", superseded_at=NOW
+        )
+    ]
+    held = apply_mappings(sent, tables((U, "mm", "MMT")), {U}, history)
+    assert (held.order, held.missing) == (None, (MissingMapping(U, "MIM"),))
+    mapped = apply_mappings(sent, tables((U, "mm", "MMT"), (U, "MIM", "4H")), {U}, history)
+    assert mapped.order is not None
+    [version] = mapped.history
+    assert (version.characteristic.unit, version.characteristic.plan_version) == ("4H", "1")
+
+
 def test_gaps_list_each_key_once_with_the_orders_waiting() -> None:
     material, unit = MissingMapping(M, "MAT-1"), MissingMapping(U, "Grd")
     assert waiting_for({"1002": (material,), "1001": (unit, material)}) == {
@@ -120,7 +137,7 @@ async def test_the_gate_holds_back_then_releases_when_the_mapping_arrives(caplog
     await store.set_mapping(MappingEntry(M, "MAT-1", "P-100"))
     caplog.set_level(logging.INFO, logger="qualitybridge.services.mapping")
 
-    shown = await gate.replace(stored)
+    shown = (await gate.replace(stored)).show
     assert [o.part_no for o in shown] == ["P-100"]
     assert gate.held_back == {"1001": (MissingMapping(M, "MAT-2"),)}
     [gap] = gate.gaps
@@ -142,7 +159,7 @@ async def test_the_gate_holds_back_then_releases_when_the_mapping_arrives(caplog
 
     await store.set_mapping(MappingEntry(M, "MAT-2", "P-200"))
     assert await gate.tables_changed(), "the sync then passes every stored order through the gate again"
-    shown = await gate.replace(stored)
+    shown = (await gate.replace(stored)).show
     assert {o.order_no: o.part_no for o in shown} == {"1000": "P-100", "1001": "P-200"}
     assert gate.held_back == {}
     assert gate.gaps == ()
@@ -158,9 +175,8 @@ async def test_the_gate_holds_back_a_delta_order_and_forgets_a_withdrawn_one() -
 
     await store.remove_mapping(M, "MAT-1")
     assert await gate.tables_changed()
-    assert [o.order_no for o in await gate.replace([erp_order("1000", "MAT-1"), erp_order("1001", "MAT-2")])] == [
-        "1001"
-    ]
+    again = await gate.replace([erp_order("1000", "MAT-1"), erp_order("1001", "MAT-2")])
+    assert [o.order_no for o in again.show] == ["1001"]
     assert [gap.source_key for gap in gate.gaps] == ["MAT-1"]
 
     changed = erp_order("1001", "MAT-3")  # the ERP moves an order to a material nobody mapped
