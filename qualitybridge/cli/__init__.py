@@ -12,6 +12,7 @@
 | `resync`         | `resync`: the next ERP sync fetches everything once              |
 | `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
 | `report`         | `report ORDER`: an order's quality report as one HTML file        |
+| `master_data`    | `master-data audit`: the master-data checklist before go-live     |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -24,7 +25,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, client, demo, outbox, pki, report, resync, serve, simulator, users
+from qualitybridge.cli import (
+    audit_log,
+    client,
+    demo,
+    master_data,
+    outbox,
+    pki,
+    report,
+    resync,
+    serve,
+    simulator,
+    users,
+)
 from qualitybridge.config import ConfigError
 from qualitybridge.domain.build import installed_build
 from qualitybridge.store import StoreMisconfigured, StoreUnavailable
@@ -46,11 +59,12 @@ examples:
   qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
   qualitybridge outbox list --state dead --config qualitybridge.toml
   qualitybridge report 1000417 --config qualitybridge.toml   an order's quality report (HTML)
+  qualitybridge master-data audit --data-dir ./data --report audit.md   master-data gaps before go-live
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, report)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, report, master_data)
 
 
 def _identity() -> str:
