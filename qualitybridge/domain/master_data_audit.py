@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,8 +196,14 @@ def run_audit(inputs: AuditInputs, progress: Progress | None = None) -> AuditRes
 _LETTER, _DIGIT = "A", "9"
 
 
+# str.translate does ASCII keys (nearly all) in C; others take the per-character path.
+_ASCII_SHAPES = str.maketrans(dict.fromkeys(string.ascii_letters, _LETTER) | dict.fromkeys(string.digits, _DIGIT))
+
+
 def key_shape(key: str) -> str:
     """A key's shape: each letter A, each digit 9, anything else as it is ("MAT-100233" -> "AAA-999999")."""
+    if key.isascii():
+        return key.translate(_ASCII_SHAPES)
     return "".join(_LETTER if char.isalpha() else _DIGIT if char.isdigit() else char for char in key)
 
 
@@ -236,7 +243,7 @@ def _orders_text(order_nos: Iterable[str]) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    return f"{value:.12g}"
 
 
 def _limits_equal(first: float, second: float) -> bool:
@@ -358,15 +365,16 @@ class _Audit:
             orders_of[order.material_no].append(order.order_no)
             if order.part_no:
                 named_parts[order.material_no].add(order.part_no)
-        similar = _similar_index(part_numbers)
         reached = {part for part in material_map.values() if part in part_numbers}
         missing: list[dict[str, str]] = []
+        similar: dict[str, str] | None = None  # built on the first gap: a clean plant never pays for it
         for material, order_nos in orders_of.items():
             part, why_not = self._part_of(material, material_map, named_parts[material], part_numbers)
             if part is not None:
                 reached.add(part)
                 continue
             record = {"material_no": material, "orders": _orders_text(order_nos), "reason": why_not}
+            similar = similar if similar is not None else _similar_index(part_numbers)
             hint = similar.get(_normalised(material))
             if hint is not None and material not in material_map:
                 record["similar_part"] = hint
@@ -401,7 +409,7 @@ class _Audit:
             if mapped in part_numbers:
                 return mapped, ""
             return None, f"mapped to MES part {mapped}, which the MES part list does not have"
-        for part in sorted(named):
+        for part in named:
             if part in part_numbers:
                 return part, ""
         if material in part_numbers:
