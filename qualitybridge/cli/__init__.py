@@ -10,6 +10,7 @@
 | `audit_log`      | `audit-log`: who did what                                        |
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
 | `resync`         | `resync`: the next ERP sync fetches everything once              |
+| `mapping`        | `mapping list|import|export|set|remove`: the sync's mapping tables |
 | `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
 | `report`         | `report ORDER`: an order's quality report as one HTML file        |
 | `master_data`    | `master-data audit`: the master-data checklist before go-live     |
@@ -29,6 +30,7 @@ from qualitybridge.cli import (
     audit_log,
     client,
     demo,
+    mapping,
     master_data,
     outbox,
     pki,
@@ -58,13 +60,14 @@ examples:
   qualitybridge users add machine7 --role Machine --config qualitybridge.toml
   qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
   qualitybridge outbox list --state dead --config qualitybridge.toml
+  qualitybridge mapping import materials.csv --kind material --config qualitybridge.toml
   qualitybridge report 1000417 --config qualitybridge.toml   an order's quality report (HTML)
   qualitybridge master-data audit --data-dir ./data --report audit.md   master-data gaps before go-live
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, report, master_data)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, mapping, report, master_data)
 
 
 def _identity() -> str:

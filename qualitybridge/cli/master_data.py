@@ -237,7 +237,7 @@ async def _gather(arguments: argparse.Namespace) -> _Gathered:
 
     if config is not None and _store_exists(config):
         store_mappings, published = await _read_store(config, need_orders="shop_floor_routings" not in inputs)
-        if mapping_entries is None and store_mappings is not None:
+        if mapping_entries is None:
             mapping_entries = store_mappings
             described["mappings"] = f"the store ({store_location(config.store_url)})"
         if published is not None:
@@ -264,14 +264,14 @@ def _store_exists(config: QualityBridgeConfig) -> bool:
 
 async def _read_store(
     config: QualityBridgeConfig, *, need_orders: bool
-) -> tuple[list[MappingEntry] | None, list[ShopFloorRouting] | None]:
+) -> tuple[list[MappingEntry], list[ShopFloorRouting] | None]:
     _progress(f"reading the store ({store_location(config.store_url)})")
     try:
         store = await open_store(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
     except (StoreMisconfigured, StoreUnavailable) as exc:
         raise AuditCannotRun(str(exc)) from None
     try:
-        mappings = await _store_mappings(store)
+        mappings = await store.list_mappings()
         published = None
         if need_orders:
             published = [
@@ -281,15 +281,6 @@ async def _read_store(
         return mappings, published
     finally:
         await store.aclose()
-
-
-async def _store_mappings(store: Any) -> list[MappingEntry] | None:
-    """The store's mapping tables, where the store has them (None: a store before mapping tables)."""
-    list_mappings = getattr(store, "list_mappings", None)
-    if list_mappings is None:
-        return None
-    entries: list[MappingEntry] = await list_mappings()
-    return entries
 
 
 def _erp_settings(

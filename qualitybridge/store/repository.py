@@ -28,6 +28,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
@@ -62,7 +63,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration):
+class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration, MappingTableStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # Set by `released_orders`: stored orders it skipped because the domain cannot read them.

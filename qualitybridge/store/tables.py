@@ -200,3 +200,17 @@ audit_log = Table(
     Column("status_code", BigInteger, nullable=False),
     Column("status_name", String(64), nullable=False),
 )
+
+# How one system's key names the same thing in another (domain/mapping.py): ERP material -> MES part, ERP
+# characteristic -> QMS name, work centre -> cost centre, ERP unit -> UNECE code (migration 0007).
+mappings = Table(
+    "mappings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("source_key", String(128), nullable=False),
+    Column("target_key", String(128), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_by", String(64), nullable=False),
+    UniqueConstraint("kind", "source_key", name="uq_mappings_kind_source_key"),
+)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from qualitybridge.domain.mapping import InvalidMapping, MappingEntry, MappingKind
 from qualitybridge.domain.model import ErpSnapshot, OrderState
 from qualitybridge.store import Store
-from tests.builders import accepted, confirmation_record, order, refused_attempt, spc_alarm_record
+from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, spc_alarm_record
 from tests.fakes import FakeStore
 
 S = OrderState
@@ -93,4 +96,49 @@ async def test_spc_alarm_batches_and_stored_measurements(store: Store) -> None:
 
     real = await story(store)
     assert real[2] == [False, True, False], "the story must exercise repeats"
+    assert await story(FakeStore()) == real
+
+
+async def test_mapping_tables_set_replace_remove(store: Store) -> None:
+    material, unit = MappingKind.MATERIAL, MappingKind.UNIT
+    stamped = {"changed_at": NOW, "changed_by": "admin"}
+    first_import = [
+        MappingEntry(material, "MAT-1", "P-100", **stamped),
+        MappingEntry(material, "MAT-2", "P-200", **stamped),
+    ]
+    broken_import = [
+        MappingEntry(material, "MAT-3", "P-300", **stamped),
+        MappingEntry(material, "MAT-3", "P-301", **stamped),
+        MappingEntry(material, "", "P-302", **stamped),
+    ]
+
+    async def story(target: Any) -> list[Any]:
+        answers: list[Any] = [await target.list_mappings(), await target.mapping_tables()]
+        await target.replace_mappings(material, first_import)
+        await target.set_mapping(MappingEntry(unit, "mm", "MMT", **stamped))
+        await target.set_mapping(MappingEntry(material, "MAT-2", "P-222", changed_at=NOW, changed_by="quality"))
+        answers.append(await target.list_mappings())
+        for bad in (
+            lambda: target.replace_mappings(material, broken_import),
+            lambda: target.set_mapping(MappingEntry(unit, "Grad", "degree", **stamped)),
+        ):
+            with pytest.raises(InvalidMapping) as refused:
+                await bad()
+            answers.append(refused.value.problems)
+        answers += [
+            await target.list_mappings(material),
+            await target.remove_mapping(material, "MAT-1"),
+            await target.remove_mapping(material, "MAT-1"),
+            await target.remove_mapping(unit, "MAT-2"),
+            await target.mapping_tables(),
+        ]
+        await target.replace_mappings(material, [])
+        answers.append(await target.list_mappings())
+        return answers
+
+    real = await story(store)
+    assert len(real[3]) == 2, "the story must exercise a duplicate and an empty key in one import"
+    assert [(e.source_key, e.target_key) for e in real[5]] == [("MAT-1", "P-100"), ("MAT-2", "P-222")], (
+        "a refused import leaves the table as it was"
+    )
     assert await story(FakeStore()) == real
