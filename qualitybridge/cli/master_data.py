@@ -245,6 +245,7 @@ async def _gather(arguments: argparse.Namespace) -> _Gathered:
             inputs["shop_floor_source"] = "QualityBridge's store"
             described["shop_floor_routings"] = f"orders QualityBridge publishes ({store_location(config.store_url)})"
     tables = MappingTables.of(mapping_entries or ())
+    inputs["required_mappings"] = _required_mappings(config)
     described.setdefault("mappings", "none given (all four tables empty)")
     inputs["mappings"] = tables
 
@@ -255,6 +256,12 @@ async def _gather(arguments: argparse.Namespace) -> _Gathered:
     inputs["paths"] = _paths(settings, config, tables)
     gathered.inputs = AuditInputs(**inputs)
     return gathered
+
+
+def _required_mappings(config: QualityBridgeConfig | None) -> tuple[MappingKind, ...]:
+    """The tables in force per the configuration (`[master_data] required_mappings`); none without one."""
+    section = getattr(config, "master_data", None)
+    return tuple(MappingKind(str(name)) for name in getattr(section, "required_mappings", None) or ())
 
 
 def _store_exists(config: QualityBridgeConfig) -> bool:

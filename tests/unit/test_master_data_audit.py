@@ -267,6 +267,24 @@ def test_the_work_centre_and_unit_mappings_close_those_gaps() -> None:
     assert "check 5" not in summary_line(run_audit(_inputs(plant, cost_centres=None)))
 
 
+def test_keys_a_required_table_lacks_are_listed_once_as_held_back() -> None:
+    plant = audit_plant()
+    plant.mappings += [MappingEntry(MappingKind.UNIT, code, code) for code in ("MMT", "NU")]
+    required = {MappingKind.MATERIAL, MappingKind.UNIT}
+
+    found = _found(run_audit(_inputs(plant, required_mappings=required)))
+
+    # Materials the required table lacks are held back, not judged by equal numbers (and not listed twice).
+    assert found == {
+        "key-without-required-mapping": [
+            {"table": "material", "key": "M-100001", "orders": "5001"},
+            {"table": "material", "key": "M-100002", "orders": "5002"},
+            {"table": "material", "key": "M-100003", "orders": "5003"},
+            {"table": "unit", "key": "CEL", "orders": "5001 5002 5003 5004"},
+        ]
+    }
+
+
 def test_checks_without_their_inputs_are_skipped_saying_what_they_need() -> None:
     result = run_audit(AuditInputs(mes_parts=[MesPart("M-1")]))
     assert [(s.check, s.needs) for s in result.skipped] == [
