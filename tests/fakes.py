@@ -10,7 +10,7 @@ same calls against both and compares.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -24,6 +24,7 @@ from qualitybridge.domain.mapping import (
     entry_problems,
     table_problems,
 )
+from qualitybridge.domain.mapping_gaps import MappingGap, MissingMapping
 from qualitybridge.domain.model import OrderState, ProductionOrder
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store
@@ -46,6 +47,7 @@ class FakeStore:
         # The released orders' states as stored (the real store keeps them with the order).
         self.order_states: dict[str, OrderState] = {o.order_no: o.state for o in orders}
         self.mappings: dict[tuple[MappingKind, str], MappingEntry] = {}
+        self.gaps: dict[MissingMapping, MappingGap] = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
     def as_store(self) -> Store:
@@ -209,6 +211,19 @@ class FakeStore:
     async def mapping_tables(self) -> MappingTables:
         self.calls.append(("mapping_tables", ()))
         return MappingTables.of(self.mappings.values())
+
+    async def mapping_gaps(self) -> list[MappingGap]:
+        self.calls.append(("mapping_gaps", ()))
+        return sorted(self.gaps.values(), key=lambda gap: (gap.kind.value, gap.source_key))
+
+    async def record_mapping_gaps(self, waiting: Mapping[MissingMapping, Sequence[str]]) -> list[MappingGap]:
+        self.calls.append(("record_mapping_gaps", (dict(waiting),)))
+        now = datetime.now(UTC)
+        self.gaps = {
+            key: MappingGap(key.kind, key.source_key, self.gaps[key].since if key in self.gaps else now, tuple(orders))
+            for key, orders in waiting.items()
+        }
+        return sorted(self.gaps.values(), key=lambda gap: (gap.kind.value, gap.source_key))
 
 
 def _stamped(entry: MappingEntry, now: datetime) -> MappingEntry:

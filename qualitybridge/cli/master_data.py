@@ -260,8 +260,9 @@ async def _gather(arguments: argparse.Namespace) -> _Gathered:
 
 def _required_mappings(config: QualityBridgeConfig | None) -> tuple[MappingKind, ...]:
     """The tables in force per the configuration (`[master_data] required_mappings`); none without one."""
-    section = getattr(config, "master_data", None)
-    return tuple(MappingKind(str(name)) for name in getattr(section, "required_mappings", None) or ())
+    if config is None:
+        return ()
+    return tuple(MappingKind(name) for name in config.master_data.required_mappings)
 
 
 def _store_exists(config: QualityBridgeConfig) -> bool:

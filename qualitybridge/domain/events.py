@@ -120,6 +120,8 @@ class DiagnosticsChanged(DomainEvent):
     outbox_dead_letters: int
     sync_findings: tuple[str, ...] = ()  # "<key>: <reason>" of each record refused by sync or view
     outbox_oldest_at: datetime | None = None
+    master_data_gaps: tuple[str, ...] = ()  # "<table>, <key>, since <UTC>: holds back order …" per missing mapping
+    held_back_orders: int = 0  # released orders waiting for a mapping of a table in force
 
 
 # Operational events: how the bridge is doing rather than what the plant did. Metrics and status pages show them.

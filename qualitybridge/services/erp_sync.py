@@ -3,6 +3,10 @@
 A source that implements `MasterDataSource` is synced as a delta from the watermark the store keeps for it; a
 source without a watermark (and a round after `request_full_resync`) is fetched whole. A source with only the
 older `ErpClient.fetch_snapshot` is synced by snapshot, as before.
+
+With mapping tables in force (`MappingGate`), what the store holds passes the gate on its way into memory: every
+round, even one whose fetch failed, takes the tables as they are now, so a mapping added shows the orders that
+waited for it within one sync interval.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFi
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
+from qualitybridge.services.mapping import MappingGate
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
 
@@ -33,12 +38,14 @@ class ErpSync:
         diagnostics: Diagnostics,
         *,
         events: EventBus | None = None,
+        mapping: MappingGate | None = None,
     ) -> None:
         self._erp = erp
         self._store = store
         self._master = master_data
         self._diagnostics = diagnostics
         self._events = events or EventBus()
+        self._gate = mapping
         # A restart resumes the delta from the stored watermark; only a source never synced is fetched whole.
         self._full_resync = False
         self._erp_findings: tuple[SyncFinding, ...] = ()
@@ -79,7 +86,11 @@ class ErpSync:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
 
         A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
-        self._master.replace(await self._store.released_orders(), await self._store.equipment())
+        orders = await self._store.released_orders()
+        if self._gate is not None:
+            orders = await self._gate.replace(orders)
+            self._show_gaps()
+        self._master.replace(orders, await self._store.equipment())
         await self._load_findings()
         self._record_findings(self._erp_findings)
 
@@ -109,19 +120,15 @@ class ErpSync:
             self._diagnostics.sync_error_count += 1
             self._diagnostics.last_sync_error = str(exc)
             _log.warning("ERP sync failed (%s); serving the last known orders and gauges", exc)
+            # The mapping tables are local: a mapping added during an ERP outage still shows its orders.
+            shown = await self._take_over(SnapshotChange(), delta=True)
+            if not shown.is_empty:
+                await self._events.publish(MasterDataChanged(shown))
             await self._events.publish(ErpSyncFinished(time.perf_counter() - started, error=str(exc) or "unavailable"))
             await self._diagnostics.changed()
             return SnapshotChange()
         self._record_findings(findings)
-        if not change.is_empty and delta:
-            named = (*change.released, *change.changed)
-            self._master.update(
-                await self._store.released_orders_named(named),
-                change.withdrawn,
-                await self._store.equipment_named(change.equipment_changed),
-            )
-        elif not change.is_empty:
-            await self.load_from_store()
+        change = await self._take_over(change, delta=delta)
         if not change.is_empty:
             _log.info(
                 "ERP sync: %d released, %d changed, %d withdrawn orders, %d gauges changed",
@@ -137,3 +144,40 @@ class ErpSync:
         await self._events.publish(ErpSyncFinished(time.perf_counter() - started))
         await self._diagnostics.changed()
         return change
+
+    async def _take_over(self, change: SnapshotChange, *, delta: bool) -> SnapshotChange:
+        """Bring memory up to what the store now holds; answers what changed on the shop floor's side (with a gate,
+        orders held back are not in it, orders a new mapping releases are)."""
+        if self._gate is None:
+            if not change.is_empty and delta:
+                self._master.update(
+                    await self._store.released_orders_named((*change.released, *change.changed)),
+                    change.withdrawn,
+                    await self._store.equipment_named(change.equipment_changed),
+                )
+            elif not change.is_empty:
+                await self.load_from_store()
+            return change
+        before = {order.order_no: order for order in self._master.orders}
+        if delta or change.is_empty:  # an unchanged full fetch still takes the tables as they are now
+            named = (*change.released, *change.changed)
+            outcome = await self._gate.update(
+                await self._store.released_orders_named(named) if named else [], change.withdrawn
+            )
+            equipment = await self._store.equipment_named(change.equipment_changed) if change.equipment_changed else []
+            self._master.update(outcome.show, outcome.hide, equipment)
+            self._show_gaps()
+        elif not change.is_empty:
+            await self.load_from_store()
+        after = {order.order_no: order for order in self._master.orders}
+        return SnapshotChange(
+            released=tuple(no for no in after if no not in before),
+            changed=tuple(no for no, order in after.items() if no in before and before[no] != order),
+            withdrawn=tuple(no for no in before if no not in after),
+            equipment_changed=change.equipment_changed,
+        )
+
+    def _show_gaps(self) -> None:
+        if self._gate is not None:
+            self._diagnostics.master_data_gaps = tuple(gap.line for gap in self._gate.gaps)
+            self._diagnostics.held_back_orders = len(self._gate.held_back)

@@ -1,4 +1,5 @@
-"""The mapping tables (domain/mapping.py) in the store: listed, set one entry at a time, or replaced whole.
+"""The mapping tables (domain/mapping.py) in the store: listed, set one entry at a time, or replaced whole; and
+the gaps the sync found in them (keys a table in force lacks), with since when.
 
 Mixed into `Store`. Every write checks its entries first (`InvalidMapping` names every problem) and runs in one
 transaction, so an import either lands complete or leaves the table as it was.
@@ -6,7 +7,7 @@ transaction, so an import either lands complete or leaves the table as it was.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from qualitybridge.domain.mapping import (
     entry_problems,
     table_problems,
 )
+from qualitybridge.domain.mapping_gaps import MappingGap, MissingMapping
 from qualitybridge.store import tables
 
 __all__ = ["MappingTableStore"]
@@ -92,6 +94,48 @@ class MappingTableStore:
     async def mapping_tables(self) -> MappingTables:
         """All four tables in one read, for the sync to look keys up in."""
         return MappingTables.of(await self.list_mappings())
+
+    async def mapping_gaps(self) -> list[MappingGap]:
+        """The gaps the last sync round recorded, by table and key."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(tables.mapping_gaps))).all()
+        gaps = [MappingGap(MappingKind(row.kind), row.source_key, _aware(row.since), tuple(row.orders)) for row in rows]
+        return sorted(gaps, key=lambda gap: (gap.kind.value, gap.source_key))
+
+    async def record_mapping_gaps(self, waiting: Mapping[MissingMapping, Sequence[str]]) -> list[MappingGap]:
+        """Make the recorded gaps these (each missing key with the orders waiting for it): a gap already recorded
+        keeps its `since`, a new one is stamped now, one no longer listed is closed. Answers the gaps as recorded."""
+        now = datetime.now(UTC)
+        gap_table = tables.mapping_gaps
+        async with self.engine.begin() as conn:
+            recorded = {
+                MissingMapping(MappingKind(row.kind), row.source_key): row
+                for row in await conn.execute(select(gap_table))
+            }
+            for key, row in recorded.items():
+                if key not in waiting:
+                    await conn.execute(gap_table.delete().where(gap_table.c.id == row.id))
+                elif list(row.orders) != list(waiting[key]):
+                    await conn.execute(
+                        gap_table.update().where(gap_table.c.id == row.id).values(orders=list(waiting[key]))
+                    )
+            fresh = [
+                {"kind": key.kind.value, "source_key": key.source_key, "since": now, "orders": list(orders)}
+                for key, orders in waiting.items()
+                if key not in recorded
+            ]
+            if fresh:
+                await conn.execute(gap_table.insert(), fresh)
+        gaps = [
+            MappingGap(
+                key.kind,
+                key.source_key,
+                _aware(recorded[key].since) if key in recorded else now,
+                tuple(orders),
+            )
+            for key, orders in waiting.items()
+        ]
+        return sorted(gaps, key=lambda gap: (gap.kind.value, gap.source_key))
 
     @staticmethod
     async def _delete(conn: AsyncConnection, kind: MappingKind, source_key: str) -> bool:

@@ -214,3 +214,16 @@ mappings = Table(
     Column("changed_by", String(64), nullable=False),
     UniqueConstraint("kind", "source_key", name="uq_mappings_kind_source_key"),
 )
+
+# The mapping gaps that hold records back now, kept so that "since when" survives a restart (migration 0007).
+# The key is the ERP's, unchecked in length, hence Text; `orders` lists the order numbers waiting for it.
+mapping_gaps = Table(
+    "mapping_gaps",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("source_key", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("orders", JSON, nullable=False),
+    UniqueConstraint("kind", "source_key", name="uq_mapping_gaps_kind_source_key"),
+)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from qualitybridge.domain.mapping import InvalidMapping, MappingEntry, MappingKind
+from qualitybridge.domain.mapping_gaps import MissingMapping
 from qualitybridge.domain.model import ErpSnapshot, OrderState
 from qualitybridge.store import Store
 from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, spc_alarm_record
@@ -142,3 +143,40 @@ async def test_mapping_tables_set_replace_remove(store: Store) -> None:
         "a refused import leaves the table as it was"
     )
     assert await story(FakeStore()) == real
+
+
+async def test_mapping_gaps_keep_their_since_until_closed(store: Store) -> None:
+    material = MissingMapping(MappingKind.MATERIAL, "4711-000")
+    unit = MissingMapping(MappingKind.UNIT, "Grad")
+    rounds = [
+        {material: ["1000"]},
+        {material: ["1000", "1001"], unit: ["1001"]},
+        {unit: ["1001"]},
+        {},
+        {material: ["1002"]},
+    ]
+
+    async def story(target: Any) -> list[Any]:
+        answers = [await target.mapping_gaps()]
+        for waiting in rounds:
+            recorded = await target.record_mapping_gaps(waiting)
+            assert recorded == await target.mapping_gaps(), "the answer is what a later read finds"
+            answers.append(recorded)
+        return answers
+
+    real = await story(store)
+    since = {(gap.kind, gap.source_key, index): gap.since for index, gaps in enumerate(real) for gap in gaps}
+    assert since[(MappingKind.MATERIAL, "4711-000", 1)] == since[(MappingKind.MATERIAL, "4711-000", 2)]
+    assert since[(MappingKind.UNIT, "Grad", 2)] == since[(MappingKind.UNIT, "Grad", 3)]
+    assert since[(MappingKind.MATERIAL, "4711-000", 5)] >= since[(MappingKind.MATERIAL, "4711-000", 2)], (
+        "a gap closed and opened again starts anew"
+    )
+
+    def without_since(answers: list[Any]) -> list[Any]:
+        return [[(gap.kind, gap.source_key, gap.orders) for gap in gaps] for gaps in answers]
+
+    assert without_since(await story(FakeStore())) == without_since(real)
+    assert without_since(real)[2] == [
+        (MappingKind.MATERIAL, "4711-000", ("1000", "1001")),
+        (MappingKind.UNIT, "Grad", ("1001",)),
+    ]

@@ -185,7 +185,9 @@ async def test_a_clean_plant_passes_and_one_planted_gap_per_checklist_item_is_fo
     assert "check 4: ERP characteristics against" in gaps.stderr  # progress, per step
 
 
-async def test_the_store_gives_the_mappings_and_what_qualitybridge_publishes(erp: Erp, tmp_path: Path) -> None:
+async def test_the_store_gives_the_mappings_and_what_qualitybridge_publishes_and_the_config_the_tables_in_force(
+    erp: Erp, tmp_path: Path
+) -> None:
     plant = audit_plant()
     data_dir = tmp_path / "data"
     store = await open_store(f"sqlite+aiosqlite:///{(data_dir / 'qualitybridge.db').resolve()}")
@@ -204,6 +206,22 @@ async def test_the_store_gives_the_mappings_and_what_qualitybridge_publishes(erp
     assert audit.document is not None
     assert audit.document["inputs"]["mappings"].startswith("the store (SQLite file ")
     assert audit.document["inputs"]["shop_floor_routings"].startswith("orders QualityBridge publishes")
+
+    # The server's configuration: its ERP adapter, its store, and the material table in force.
+    config = tmp_path / "qualitybridge.toml"
+    config.write_text(
+        f'data_dir = "{data_dir}"\n[erp]\nbase_url = "{erp.url}"\n[master_data]\nrequired_mappings = ["material"]\n',
+        encoding="utf-8",
+    )
+    in_force = await _audit(tmp_path, "--config", str(config), *exports)
+    assert in_force.found() == {
+        (3, "blocking", "version-differs", "5002"),
+        (5, "blocking", "key-without-required-mapping", "M-100001"),
+        (5, "blocking", "key-without-required-mapping", "M-100002"),
+        (5, "blocking", "key-without-required-mapping", "M-100003"),
+    }
+    assert in_force.document is not None
+    assert in_force.document["inputs"]["erp"] == f"ERP (rest) at {erp.url}"
 
 
 def _audits_in_one_process(*runs: list[str]) -> list[tuple[int, str]]:

@@ -119,6 +119,8 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "OutboxDepth",
         "OutboxDeadLetters",
         "SyncFindings",
+        "MasterDataGaps",
+        "HeldBackOrders",
     },
     QUALITY_BRIDGE_TYPE: {
         "Orders",
