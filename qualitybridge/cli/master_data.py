@@ -349,7 +349,8 @@ def _paths(
             MasterDataPath(
                 f"{kind.source_name} -> {kind.target_name}",
                 "manual",
-                f"mapping table {kind.value} ({entries} entries), `qualitybridge mapping import`",
+                f"mapping table {kind.value} ({entries} {'entry' if entries == 1 else 'entries'}), "
+                "`qualitybridge mapping import`",
             )
         )
     return paths

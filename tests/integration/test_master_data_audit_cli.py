@@ -222,6 +222,12 @@ async def test_the_store_gives_the_mappings_and_what_qualitybridge_publishes_and
     }
     assert in_force.document is not None
     assert in_force.document["inputs"]["erp"] == f"ERP (rest) at {erp.url}"
+    paths = {path["kind"]: (path["path"], path["via"]) for path in in_force.document["paths"]}
+    assert paths["production orders and routings"] == ("automatic", "ERP adapter rest, every 10 s")
+    assert paths["ERP material number -> MES part number"] == (
+        "manual",
+        "mapping table material (1 entry), `qualitybridge mapping import`",
+    )
 
 
 def _audits_in_one_process(*runs: list[str]) -> list[tuple[int, str]]:
