@@ -21,6 +21,11 @@ from qualitybridge.adapters.rest_contract import order_to_dto
 from qualitybridge.domain.mapping import MappingEntry, MappingKind
 from qualitybridge.domain.master_data_audit import MesPart, ShopFloorRouting
 from qualitybridge.domain.master_data_exports import (
+    COST_CENTRES_FILE,
+    MAPPINGS_FILE,
+    MES_PARTS_FILE,
+    MES_ROUTINGS_FILE,
+    QMS_CATALOGUE_FILE,
     cost_centres_csv,
     mes_parts_csv,
     qms_catalogue_csv,
@@ -109,12 +114,12 @@ def _write_exports(folder: Path, plant: AuditPlant, *, leave_out: tuple[str, ...
     """The plant's export files in `folder`, as command-line options (but those in `leave_out`)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        "--mes-parts": ("parts.csv", mes_parts_csv(plant.parts)),
-        "--mes-routings": ("routings.csv", shop_floor_routings_csv(plant.routings)),
-        "--qms-catalogue": ("qms.csv", qms_catalogue_csv(plant.catalogue)),
-        "--cost-centres": ("cost-centres.csv", cost_centres_csv(plant.cost_centres)),
+        "--mes-parts": (MES_PARTS_FILE, mes_parts_csv(plant.parts)),
+        "--mes-routings": (MES_ROUTINGS_FILE, shop_floor_routings_csv(plant.routings)),
+        "--qms-catalogue": (QMS_CATALOGUE_FILE, qms_catalogue_csv(plant.catalogue)),
+        "--cost-centres": (COST_CENTRES_FILE, cost_centres_csv(plant.cost_centres)),
         "--mappings": (
-            "mappings.csv",
+            MAPPINGS_FILE,
             "kind,source_key,target_key\n"
             + "".join(f"{m.kind.value},{m.source_key},{m.target_key}\n" for m in plant.mappings),
         ),
@@ -259,10 +264,18 @@ def test_an_unreadable_file_and_an_erp_that_is_down_stop_the_audit_with_exit_2_n
     down = f"http://127.0.0.1:{free_port()}"
     report = tmp_path / "audit.json"
 
-    bad_file, no_file, no_erp = _audits_in_one_process(
+    bad_mappings = tmp_path / "mappings.csv"
+    bad_mappings.write_text("kind,source_key,target_key\nparts,M-1,P-1\n", encoding="utf-8")
+    exports = tmp_path / "exports"
+    _write_exports(exports, audit_plant(), leave_out=("--mappings",))  # under the names --exports looks for
+
+    bad_file, no_file, no_erp, bad_kind, no_folder, files_only = _audits_in_one_process(
         ["--no-erp", "--qms-catalogue", str(catalogue), "--json", str(report)],
         ["--no-erp", "--mes-parts", str(missing)],
         ["--erp-url", down],
+        ["--no-erp", "--mappings", str(bad_mappings)],
+        ["--data-dir", str(tmp_path / "no-such-folder")],
+        ["--no-erp", "--exports", str(exports)],
     )
 
     assert bad_file[0] == 2
@@ -275,3 +288,11 @@ def test_an_unreadable_file_and_an_erp_that_is_down_stop_the_audit_with_exit_2_n
     assert no_erp[0] == 2
     assert f"could not run: the ERP (rest) at {down} did not answer" in no_erp[1]
     assert "--no-erp" in no_erp[1]
+    assert bad_kind[0] == 2
+    assert f"{bad_mappings}, line 2, column 1 (kind): kind 'parts' is not one of material" in bad_kind[1]
+    assert no_folder[0] == 2
+    assert "no-such-folder does not exist" in no_folder[1]
+    # Files only, found by their default names: without the ERP, checks 2 to 5 say what they need.
+    assert files_only[0] == 0, files_only[1]
+    assert f"reading {exports / 'mes-parts.csv'}" in files_only[1]
+    assert f"reading {exports / 'cost-centres.csv'}" in files_only[1]
