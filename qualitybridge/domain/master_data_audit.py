@@ -34,6 +34,7 @@ from qualitybridge.domain.model import ProductionOrder
 from qualitybridge.domain.units import UNECE_UNITS
 
 __all__ = [
+    "CHECK_TITLES",
     "AuditInputs",
     "AuditResult",
     "CostCentreAssignment",
@@ -214,21 +215,15 @@ def _leading_prefix(keys: Iterable[str]) -> str:
     prefix: str | None = None
     for key in keys:
         if prefix is None:
-            prefix = key
-            continue
-        length = 0
-        for mine, theirs in zip(prefix, key, strict=False):
-            if mine != theirs:
-                break
-            length += 1
-        prefix = prefix[:length]
+            prefix = next((key[:position] for position, char in enumerate(key) if char.isdigit()), key)
+        elif not key.startswith(prefix):
+            length = next(
+                (n for n, (mine, theirs) in enumerate(zip(prefix, key, strict=False)) if mine != theirs), None
+            )
+            prefix = prefix[: min(len(prefix), len(key)) if length is None else length]
         if not prefix:
             return ""
-    prefix = prefix or ""
-    for position, char in enumerate(prefix):
-        if char.isdigit():
-            return prefix[:position]
-    return prefix
+    return prefix or ""
 
 
 # A shape used by at least this share of a system's keys (and by two keys or more) is one of its number ranges.
@@ -253,6 +248,7 @@ def _limits_equal(first: float, second: float) -> bool:
 
 
 _CODE_SHAPED = re.compile(r"[A-Z0-9]{2,3}")
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 _UNECE_BY_SYMBOL = {symbol: code for code, (symbol, _name) in UNECE_UNITS.items() if symbol}
 
 
@@ -705,7 +701,7 @@ class _Audit:
 
 def _normalised(key: str) -> str:
     """A key without case, separators and leading zeros: only to suggest a likely partner, never to match."""
-    compact = "".join(char for char in key.upper() if char.isalnum())
+    compact = _NOT_ALPHANUMERIC.sub("", key.upper())
     return compact.lstrip("0") or compact
 
 
