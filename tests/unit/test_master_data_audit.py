@@ -12,6 +12,7 @@ from qualitybridge.domain.master_data_audit import (
     AuditInputs,
     AuditResult,
     CostCentreAssignment,
+    MasterDataPath,
     MesPart,
     QmsCharacteristic,
     Severity,
@@ -329,3 +330,23 @@ def test_the_reports_carry_every_finding_with_its_records_and_what_to_do() -> No
     table = audit_table(result)
     assert "2      BLOCKING        1  ERP materials without an MES part: M-100005" in table
     assert table.endswith("master-data audit: 2 blocking findings (2 records); 0 warnings (0 records) — exit 1")
+
+
+def test_the_reports_of_a_partial_run_say_which_checks_did_not_run_and_how_data_gets_in() -> None:
+    paths = [MasterDataPath("production orders and routings", "automatic", "ERP adapter rest, every 10 s")]
+    result = run_audit(AuditInputs(mes_parts=[MesPart("M-1")], paths=paths))
+    moment = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
+
+    table = audit_table(result).splitlines()
+    assert table[1:3] == ["(no findings)", "check 2 not run (common component key): needs the ERP and an MES part list"]
+    assert table[-1] == (
+        "master-data audit: 0 blocking findings (0 records); 0 warnings (0 records); "
+        "checks not run: 2, 3, 4, 5 — exit 0"
+    )
+    markdown = audit_markdown(result, {"mes_parts": "parts.csv"}, moment)
+    assert "| MES part list | parts.csv |" in markdown
+    assert "- Check 4 (characteristic definitions): needs the ERP and a QMS characteristic catalogue." in markdown
+    assert "| production orders and routings | automatic | ERP adapter rest, every 10 s |" in markdown
+    assert audit_json(result, {}, moment)["paths"] == [
+        {"kind": "production orders and routings", "path": "automatic", "via": "ERP adapter rest, every 10 s"}
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from qualitybridge.domain import master_data_exports
 from qualitybridge.domain.mapping import MappingEntry, MappingKind
 from qualitybridge.domain.master_data_audit import CostCentreAssignment, MesPart, QmsCharacteristic, ShopFloorRouting
 from qualitybridge.domain.master_data_exports import (
@@ -127,8 +128,9 @@ def test_mappings_name_their_kind_as_the_mapping_command_does() -> None:
     )
 
 
-def test_progress_is_reported_on_large_files() -> None:
+def test_progress_is_reported_on_large_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(master_data_exports, "PROGRESS_EVERY_ROWS", 1_000)
     heard: list[str] = []
-    lines = ["part_no\n", *(f"P-{n:06d}\n" for n in range(100_001))]
-    assert len(read_mes_parts(lines, "big.csv", heard.append)) == 100_001
-    assert heard == ["big.csv: 50000 rows read", "big.csv: 100000 rows read"]
+    lines = ["part_no\n", *(f"P-{n:06d}\n" for n in range(2_500))]
+    assert len(read_mes_parts(lines, "big.csv", heard.append)) == 2_500
+    assert heard == ["big.csv: 1000 rows read", "big.csv: 2000 rows read"]
