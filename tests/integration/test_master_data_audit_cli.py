@@ -9,11 +9,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -35,7 +37,7 @@ from qualitybridge.domain.model import ErpSnapshot, ProductionOrder
 from qualitybridge.simulator import SimulatorState, serve
 from qualitybridge.store import open_store
 from tests.builders import AuditPlant, audit_order, audit_plant
-from tests.harness import free_port
+from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, free_port
 
 
 @dataclass
@@ -233,6 +235,50 @@ async def test_the_store_gives_the_mappings_and_what_qualitybridge_publishes_and
         "manual",
         "mapping table material (1 entry), `qualitybridge mapping import`",
     )
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for the server's [store], dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    name = f"qb_audit_{uuid.uuid4().hex[:10]}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(admin)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_store_gives_the_mappings_and_what_qualitybridge_publishes(
+    erp: Erp, postgres_url: str, tmp_path: Path
+) -> None:
+    plant = audit_plant()
+    store = await open_store(postgres_url)
+    try:
+        await store.set_mapping(MappingEntry(MappingKind.MATERIAL, "M-100004", "M-900004"))
+        published = [
+            o if o.order_no != "5001" else o.model_copy(update={"routing_version": "R00"}) for o in plant.orders
+        ]
+        await store.apply_snapshot(ErpSnapshot(orders=tuple(published), equipment=()))
+    finally:
+        await store.aclose()
+    config = tmp_path / "qualitybridge.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\n[store]\nurl = "{postgres_url}"\n[erp]\nbase_url = "{erp.url}"\n', encoding="utf-8"
+    )
+    exports = _write_exports(tmp_path / "exports", plant, leave_out=("--mes-routings", "--mappings"))
+
+    audit = await _audit(tmp_path, "--config", str(config), *exports)
+
+    assert audit.code == 1, audit.stdout + audit.stderr
+    assert audit.found() == {(3, "blocking", "version-differs", "5001")}
+    assert audit.document is not None
+    assert audit.document["inputs"]["mappings"].startswith("the store (PostgreSQL at ")
 
 
 def _audits_in_one_process(*runs: list[str]) -> list[tuple[int, str]]:
