@@ -30,7 +30,6 @@ from qualitybridge.domain.master_data_audit import (
 )
 from qualitybridge.domain.master_data_exports import (
     COST_CENTRES_FILE,
-    MAPPINGS_FILE,
     MES_PARTS_FILE,
     MES_ROUTINGS_FILE,
     QMS_CATALOGUE_FILE,
@@ -230,7 +229,8 @@ async def _gather(arguments: argparse.Namespace) -> _Gathered:
         inputs["shop_floor_source"] = "the MES routing export"
 
     mapping_entries: list[MappingEntry] | None = None
-    mappings_file = _export_file(arguments, "mappings", MAPPINGS_FILE, config)
+    # Only when named: a stale mapping file lying in an exports folder must not silently replace the store's tables.
+    mappings_file: Path | None = arguments.mappings
     if mappings_file is not None:
         mapping_entries = _read(mappings_file, read_mappings)
         described["mappings"] = str(mappings_file)
