@@ -1,7 +1,8 @@
 """Builders shared by the tests: domain objects with sensible defaults, and the OPC UA calls of a deployment.
 
 Domain objects (every tier): `order`, `gauge`, `measurement_report`, `result`, `accepted`, `refused_attempt`,
-`confirmation_record`, all at the fixed instant `NOW`. Every order has the same shape: operation 0010 (or the ones
+`confirmation_record`, all at the fixed instant `NOW`; `audit_plant` (with `audit_order`), master data that agree
+across ERP, MES and QMS, for the master-data audit. Every order has the same shape: operation 0010 (or the ones
 named) with the bore diameter C010 (12.0 .. 12.018 mm, plan version 3), ten pieces planned; a report measures it
 with gauge G-1.
 
@@ -16,12 +17,20 @@ The engine's unit tests, the e2e test and the node-opcua interop test all judge 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncua import Client, ua
 
 from qualitybridge.domain.ids import new_record_id, new_result_id
+from qualitybridge.domain.mapping import MappingEntry, MappingKind
+from qualitybridge.domain.master_data_audit import (
+    CostCentreAssignment,
+    MesPart,
+    QmsCharacteristic,
+    ShopFloorRouting,
+)
 from qualitybridge.domain.model import (
     CalibrationStatus,
     Confirmation,
@@ -76,6 +85,105 @@ def order(
         plan_version="3",
         operations=tuple(Operation(operation_no=no, characteristics=(bore,)) for no in operation_nos),
     )
+
+
+# A plant whose master data agree across ERP, MES and QMS (the master-data audit finds nothing in it). Materials
+# reach their MES parts three ways: equal numbers (M-100001, M-100003), the part number on the ERP order
+# (M-100002) and the material mapping (M-100004 -> M-900004).
+AUDIT_CHARACTERISTICS = (
+    ("C0010", "Bore diameter", "MMT", 12.0, 12.018, 3),
+    ("C0020", "Tightening torque", "NU", 22.5, 27.5, 1),
+    ("C0030", "Part temperature", "CEL", 18.0, 22.0, 1),
+)
+
+
+def audit_order(
+    order_no: str,
+    material_no: str,
+    *,
+    part_no: str = "",
+    work_centre: str = "WC-01",
+    routing_version: str = "R01",
+    plan_version: str = "P01",
+    units: dict[str, str] | None = None,
+) -> ProductionOrder:
+    """An order of the audit plant: operation 0010 with the three AUDIT_CHARACTERISTICS (`units` overrides some)."""
+    characteristics = tuple(
+        InspectionCharacteristic(
+            characteristic_id=cid,
+            name=name,
+            nominal=round((lower + upper) / 2, 4),
+            lower_limit=lower,
+            upper_limit=upper,
+            unit=(units or {}).get(cid, unit),
+            decimal_places=decimals,
+            plan_version=plan_version,
+        )
+        for cid, name, unit, lower, upper, decimals in AUDIT_CHARACTERISTICS
+    )
+    return ProductionOrder(
+        order_no=order_no,
+        material_no=material_no,
+        part_no=part_no,
+        work_centre=work_centre,
+        planned_quantity=10,
+        routing_version=routing_version,
+        plan_version=plan_version,
+        operations=(Operation(operation_no="0010", work_centre=work_centre, characteristics=characteristics),),
+    )
+
+
+@dataclass
+class AuditPlant:
+    """The audit plant's ERP orders and its other systems' exports; tests change copies to plant gaps."""
+
+    orders: list[ProductionOrder]
+    parts: list[MesPart]
+    routings: list[ShopFloorRouting]
+    catalogue: list[QmsCharacteristic]
+    cost_centres: list[CostCentreAssignment]
+    mappings: list[MappingEntry]
+
+    def catalogue_entries_for(self, order: ProductionOrder) -> list[QmsCharacteristic]:
+        return [
+            QmsCharacteristic(
+                order.material_no,
+                operation.operation_no,
+                c.characteristic_id,
+                c.name,
+                c.unit,
+                c.lower_limit,
+                c.upper_limit,
+                c.decimal_places,
+            )
+            for operation in order.operations
+            for c in operation.characteristics
+        ]
+
+    def add_order(self, order: ProductionOrder) -> None:
+        """An order whose material, routing, characteristics and work centre are all known to the other systems."""
+        self.orders.append(order)
+        self.routings.append(ShopFloorRouting(order.order_no, order.routing_version, order.plan_version))
+        self.catalogue.extend(self.catalogue_entries_for(order))
+
+
+def audit_plant() -> AuditPlant:
+    plant = AuditPlant(
+        orders=[],
+        parts=[MesPart(part) for part in ("M-100001", "M-100002", "M-100003", "M-900004")],
+        routings=[],
+        catalogue=[],
+        cost_centres=[CostCentreAssignment("WC-01", "CC-4711"), CostCentreAssignment("WC-02", "CC-4712")],
+        mappings=[MappingEntry(MappingKind.MATERIAL, "M-100004", "M-900004")],
+    )
+    for order_no, material, part, work_centre in (
+        ("5001", "M-100001", "", "WC-01"),
+        ("5002", "M-100002", "M-100002", "WC-02"),
+        ("5003", "M-100003", "", "WC-01"),
+        ("5004", "M-100004", "", "WC-02"),
+    ):
+        plant.add_order(audit_order(order_no, material, part_no=part, work_centre=work_centre))
+    return plant
 
 
 def gauge(

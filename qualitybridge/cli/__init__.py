@@ -13,6 +13,7 @@
 | `mapping`        | `mapping list|import|export|set|remove`: the sync's mapping tables |
 | `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
 | `report`         | `report ORDER`: an order's quality report as one HTML file        |
+| `master_data`    | `master-data audit`: the master-data checklist before go-live     |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -25,7 +26,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, client, demo, mapping, outbox, pki, report, resync, serve, simulator, users
+from qualitybridge.cli import (
+    audit_log,
+    client,
+    demo,
+    mapping,
+    master_data,
+    outbox,
+    pki,
+    report,
+    resync,
+    serve,
+    simulator,
+    users,
+)
 from qualitybridge.config import ConfigError
 from qualitybridge.domain.build import installed_build
 from qualitybridge.store import StoreMisconfigured, StoreUnavailable
@@ -48,11 +62,12 @@ examples:
   qualitybridge outbox list --state dead --config qualitybridge.toml
   qualitybridge mapping import materials.csv --kind material --config qualitybridge.toml
   qualitybridge report 1000417 --config qualitybridge.toml   an order's quality report (HTML)
+  qualitybridge master-data audit --data-dir ./data --report audit.md   master-data gaps before go-live
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, mapping, report)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, mapping, report, master_data)
 
 
 def _identity() -> str:
