@@ -28,6 +28,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.group_commit import GroupCommit
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
@@ -65,6 +66,9 @@ class StoredUser:
 class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # The shop floor's writes (measurements, confirmations, order states, SPC alarms) go through one group
+        # commit: concurrent calls share a transaction, one fsync serves them all (store/group_commit.py).
+        self.writes = GroupCommit(engine)
         # Set by `released_orders`: stored orders it skipped because the domain cannot read them.
         self.unreadable_orders: tuple[SyncFinding, ...] = ()
 
