@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
@@ -386,19 +386,25 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         if not deliveries:
             return
         sent_at = _utcnow()
-        async with self.engine.begin() as conn:
-            for seq, erp_document in deliveries:
-                await conn.execute(
-                    update(tables.outbox)
-                    .where(tables.outbox.c.seq == seq)
-                    .values(
-                        state=OutboxState.SENT.value,
-                        erp_document=erp_document,
-                        sent_at=sent_at,
-                        attempts=tables.outbox.c.attempts + 1,
-                        last_error=None,
-                    )
-                )
+        outbox = tables.outbox
+        # One statement for the whole round (executemany), not one round trip per posting.
+        statement = (
+            update(outbox)
+            .where(outbox.c.seq == bindparam("delivered_seq"))
+            .values(
+                state=OutboxState.SENT.value,
+                erp_document=bindparam("delivered_document"),
+                sent_at=sent_at,
+                attempts=outbox.c.attempts + 1,
+                last_error=None,
+            )
+        )
+        rows = [{"delivered_seq": seq, "delivered_document": document} for seq, document in deliveries]
+
+        async def mark(conn: AsyncConnection) -> None:
+            await conn.execute(statement, rows)
+
+        await self.writes.run(mark)  # shares its commit with the reports under way
 
     async def mark_failed(self, seq: int, error: str, next_attempt_at: datetime, *, dead: bool) -> None:
         state = OutboxState.DEAD if dead else OutboxState.PENDING
@@ -418,7 +424,8 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(tables.outbox.c.state, func.count(), func.min(tables.outbox.c.created_at))
-                .where(tables.outbox.c.state != OutboxState.SENT.value)
+                # IN, not "!= sent": the index on state finds the few unsent rows among the many sent ones.
+                .where(tables.outbox.c.state.in_([OutboxState.PENDING.value, OutboxState.DEAD.value]))
                 .group_by(tables.outbox.c.state)
             )
             counts = {str(state): (int(count), oldest) for state, count, oldest in rows}
