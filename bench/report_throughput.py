@@ -88,44 +88,56 @@ async def _client(job: Job) -> Client:
     return client
 
 
-async def _drive(job: Job, all_connected: Any) -> tuple[int, int, int]:
-    """Returns (calls, accepted reports, refused reports) within the time box.
+async def _crew_member(job: Job, commands: Any, results: Any, all_ready: Any) -> None:
+    """One client process: opens its sessions once, then runs each workload it is sent on all of them.
 
-    Each of the process's `job.sessions` sessions (a machine each) makes one call after the other: asyncua serves
-    the requests of one connection one at a time, so concurrency at the server comes from sessions, as in a plant.
+    Each session is a machine making one call after the other: asyncua serves the requests of one connection one at
+    a time, so concurrency at the server comes from sessions, as in a plant. The sessions stay open across
+    workloads, as a plant's machines stay connected; every session is open before the first call.
     """
     # One after the other: the server holds at most 16 not yet activated connections per address.
     clients = [await _client(job) for _ in range(job.sessions)]
-    totals = [0, 0, 0]
     try:
-        await asyncio.to_thread(all_connected.wait, 300)
-        start_at = time.monotonic()
-        deadline = start_at + job.seconds
-
-        async def one_machine(lane: int, client: Client) -> None:
-            if job.kind == "bare":
-                idx = await client.get_namespace_index("urn:bench")
-                call = _bare_call(client.nodes.objects, ua.NodeId("Noop", idx))
-            else:
-                ns = await client.get_namespace_index(NAMESPACE_URI)
-                call = _report_call(job, client.get_node(ua.NodeId("QualityBridge", ns)), ns)
-            sequence = 0
-            interval = 1 / job.rate if job.rate else 0.0
-            # Paced machines start spread over one interval, so that the calls arrive evenly, not in waves.
-            next_at = start_at + interval * (lane * job.processes + job.worker) / (job.sessions * job.processes)
-            while time.monotonic() < deadline:
-                if interval:
-                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-                    next_at += interval
-                sequence += 1
-                accepted, refused = await call(lane, sequence)
-                totals[0] += 1
-                totals[1] += accepted
-                totals[2] += refused
-
-        await asyncio.gather(*(one_machine(lane, client) for lane, client in enumerate(clients)))
+        while (command := await asyncio.to_thread(commands.get)) is not None:
+            kind, rate = command
+            await asyncio.to_thread(all_ready.wait, 300)
+            results.put(await _drive(replace(job, kind=kind, rate=rate), clients))
     finally:
         await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
+
+
+async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
+    """Returns (calls, accepted reports, refused reports) within the time box."""
+    totals = [0, 0, 0]
+    start_at = time.monotonic()
+    deadline = start_at + job.seconds
+
+    async def one_machine(lane: int, client: Client) -> None:
+        if job.kind == "bare":
+            idx = await client.get_namespace_index("urn:bench")
+            call = _bare_call(client.nodes.objects, ua.NodeId("Noop", idx))
+        else:
+            ns = await client.get_namespace_index(NAMESPACE_URI)
+            call = _report_call(job, client.get_node(ua.NodeId("QualityBridge", ns)), ns)
+        sequence = 0
+        interval = 1 / job.rate if job.rate else 0.0
+        # Paced machines start spread over one interval, so that the calls arrive evenly, not in waves.
+        next_at = start_at + interval * (lane * job.processes + job.worker) / (job.sessions * job.processes)
+        while time.monotonic() < deadline:
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+            sequence += 1
+            accepted, refused = await call(lane, sequence)
+            totals[0] += 1
+            totals[1] += accepted
+            totals[2] += refused
+
+    # Batches go from one session per process: an asyncua client drops its session when its keep-alive probe is not
+    # answered within a second, and the probe waits behind the session's own batch call, which takes longer than
+    # that when many sessions send big batches at once.
+    active = clients[:1] if job.kind == "batch" else clients
+    await asyncio.gather(*(one_machine(lane, client) for lane, client in enumerate(active)))
     return totals[0], totals[1], totals[2]
 
 
@@ -179,39 +191,52 @@ def _report_call(job: Job, bridge: Any, ns: int) -> Call:
     return call
 
 
-def _worker(job: Job, results: Any, all_connected: Any) -> None:
+def _worker(job: Job, commands: Any, results: Any, all_ready: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format=f"client {job.worker}: %(name)s: %(message)s")
     try:
-        results.put(asyncio.run(_drive(job, all_connected)))
+        asyncio.run(_crew_member(job, commands, results, all_ready))
     except BaseException as exc:  # a client that fails must say so, not leave the parent waiting
         results.put(exc)
         raise
 
 
-def run_workload(jobs: list[Job]) -> tuple[int, int, int, float]:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    # Every session is open before the first call: a session opened under load measures the load, not the path.
-    all_connected = context.Barrier(len(jobs))
-    processes = [context.Process(target=_worker, args=(job, results, all_connected)) for job in jobs]
-    started = time.monotonic()
-    for process in processes:
-        process.start()
-    totals = [results.get(timeout=jobs[0].seconds + 120) for _ in processes]
-    failures = [total for total in totals if isinstance(total, BaseException)]
-    if failures:
-        raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
-    for process in processes:
-        process.join(timeout=30)
-    elapsed = time.monotonic() - started
-    return (
-        sum(t[0] for t in totals),
-        sum(t[1] for t in totals),
-        sum(t[2] for t in totals),
-        elapsed,
-    )
+class Crew:
+    """The client processes of one server, each with its sessions, kept for every workload against that server."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._seconds = jobs[0].seconds
+        self._results = context.Queue()
+        self._commands = [context.Queue() for _ in jobs]
+        # Reusable: once per workload. Held here: a spawned child unpickles it after the start, and a barrier
+        # the parent no longer references is gone by then.
+        self._all_ready = context.Barrier(len(jobs))
+        self._processes = [
+            context.Process(target=_worker, args=(job, commands, self._results, self._all_ready))
+            for job, commands in zip(jobs, self._commands, strict=True)
+        ]
+        for process in self._processes:
+            process.start()
+
+    def run(self, kind: str, rate: float = 0.0) -> tuple[int, int, int]:
+        """One workload on every session at once; answers (calls, accepted, refused) summed over the processes."""
+        for commands in self._commands:
+            commands.put((kind, rate))
+        totals = [self._results.get(timeout=self._seconds + 120) for _ in self._processes]
+        failures = [total for total in totals if isinstance(total, BaseException)]
+        if failures:
+            raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
+        return sum(t[0] for t in totals), sum(t[1] for t in totals), sum(t[2] for t in totals)
+
+    def close(self) -> None:
+        for commands in self._commands:
+            commands.put(None)
+        for process in self._processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
 
 
 async def _start_order_if_needed(deployment: Deployment) -> None:
@@ -287,6 +312,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         stdout=subprocess.PIPE,
         text=True,
     )
+    stack = contextlib.ExitStack()  # the crew's processes, closed before the servers stop
     try:
         assert bare.stdout is not None
         assert "bare server ready" in bare.stdout.readline()
@@ -319,20 +345,24 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             flush=True,
         )
         machine = ("machine1", TEST_USERS["machine1"][1])
-        bare_calls, *_rest = run_workload(
-            jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret")
-        )
+        bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
+        try:
+            bare_calls, *_rest = bare_crew.run("bare")
+        finally:
+            bare_crew.close()
         bare_rate = bare_calls / arguments.seconds
         print(f"bare no-op: {bare_rate:.0f} calls/s", flush=True)
+        crew = Crew(jobs("single", deployment.endpoint, *machine))
+        stack.callback(crew.close)
         before = asyncio.run(deployment.stored_result_count())
-        calls, single_accepted, _refused, _elapsed = run_workload(jobs("single", deployment.endpoint, *machine))
+        calls, single_accepted, _refused = crew.run("single")
         single_stored = asyncio.run(deployment.stored_result_count()) - before
         single_rate = single_accepted / arguments.seconds
         print(f"single: {single_rate:.0f} reports/s", flush=True)
 
         # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
         paced_rate = single_rate / 2
-        latencies = _paced_run(deployment, jobs("paced", deployment.endpoint, *machine, rate=paced_rate / sessions))
+        latencies = _paced_run(deployment, crew, jobs("paced", deployment.endpoint, *machine)[0], paced_rate / sessions)
         booking = _booking_latencies(deployment)
         print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
 
@@ -341,7 +371,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         watch = _BookingWatch(erp)
         watch.start()
         before = asyncio.run(deployment.stored_result_count())
-        calls, batch_accepted, refused, _elapsed = run_workload(jobs("batch", deployment.endpoint, *machine))
+        calls, batch_accepted, refused = crew.run("batch")
         batch_stored = asyncio.run(deployment.stored_result_count()) - before
         batch_end = time.monotonic()
         everything = asyncio.run(deployment.stored_result_count())
@@ -380,6 +410,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
         print(f"  report -> booking at the ERP simulator:                    {_percentiles(booking)}")
     finally:
+        stack.close()
         bare.terminate()
         bare.wait(timeout=10)
         deployment.stop()
@@ -447,17 +478,17 @@ class _BookingWatch:
         self._thread.join(timeout=5)
 
 
-def _paced_run(deployment: Deployment, jobs: list[Job]) -> list[float]:
-    """Runs the paced jobs with a subscriber on the characteristic's LastMeasuredAt; answers its latencies (s)."""
+def _paced_run(deployment: Deployment, crew: Crew, job: Job, rate_per_session: float) -> list[float]:
+    """Runs the paced workload with a subscriber on the characteristic's LastMeasuredAt; answers its latencies (s)."""
     context = multiprocessing.get_context("spawn")
     latencies = context.Queue()
     ready, done = context.Event(), context.Event()
-    subscriber = context.Process(target=_subscriber, args=(deployment.endpoint, jobs[0], latencies, ready, done))
+    subscriber = context.Process(target=_subscriber, args=(deployment.endpoint, job, latencies, ready, done))
     subscriber.start()
     if not ready.wait(60):
         raise RuntimeError("the subscriber did not get its subscription within 60 s")
     try:
-        run_workload(jobs)
+        crew.run("paced", rate_per_session)
     finally:
         done.set()
     found = latencies.get(timeout=120)
