@@ -290,8 +290,20 @@ SPC_CONFIG = {
 }
 
 
+class _BenchDeployment(Deployment):
+    """The tests' deployment with the product's default ERP sync interval (10 s): the tests sync every second,
+    which put a sync of the master data (and its store transaction) between the reports of every second."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        text = self.config_path.read_text(encoding="utf-8")
+        self.config_path.write_text(
+            text.replace("sync_interval_seconds = 1\n", "sync_interval_seconds = 10\n"), encoding="utf-8"
+        )
+
+
 def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace) -> None:
-    deployment = Deployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
+    deployment = _BenchDeployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
     print(f"starting simulator and QualityBridge ({backend}, SPC {arguments.spc}) ...", flush=True)
     print(f"machine load at start (1/5/15 min): {_load()}", flush=True)
     deployment.start()

@@ -21,17 +21,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["GroupCommit", "Work"]
+__all__ = ["GroupCommit", "Merged", "Work"]
 
 _log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[R]]
-_Queued = tuple[Work[Any], "asyncio.Future[Any]"]
+
+
+@dataclass(frozen=True)
+class Merged(Generic[T, R]):
+    """A work that merges with its kind: all `Merged` works of one group with the same `write` are done by one
+    call, `write(conn, items)`, which answers one result per item in their order (e.g. the measurements of many
+    calls stored with one statement per table instead of three statements per call)."""
+
+    write: Callable[[AsyncConnection, list[T]], Awaitable[list[R]]]
+    item: T
+
+
+_Queued = tuple["Work[Any] | Merged[Any, Any]", "asyncio.Future[Any]"]
 
 
 class GroupCommit:
@@ -46,7 +60,7 @@ class GroupCommit:
         self.commits = 0  # transactions committed; with `works` it tells how many calls one fsync served
         self.works = 0
 
-    async def run(self, work: Work[R]) -> R:
+    async def run(self, work: Work[R] | Merged[Any, R]) -> R:
         """Run `work` in a transaction shared with the calls that arrive at the same time; answer after the commit."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((work, future))
@@ -96,9 +110,22 @@ class GroupCommit:
             if not future.done():  # a caller that gave up (cancelled) gets nothing; its write stands
                 future.set_result(result)
 
-    async def _transaction(self, works: list[Work[Any]]) -> list[Any]:
+    async def _transaction(self, works: list[Work[Any] | Merged[Any, Any]]) -> list[Any]:
+        results: list[Any] = [None] * len(works)
         async with self._engine.begin() as conn:
-            results = [await work(conn) for work in works]
+            done: set[Any] = set()
+            for position, work in enumerate(works):
+                if not isinstance(work, Merged):
+                    results[position] = await work(conn)
+                elif work.write not in done:
+                    # All of this kind at the place of the first: they are independent of the works in between.
+                    done.add(work.write)
+                    kin = [
+                        at for at, other in enumerate(works) if isinstance(other, Merged) and other.write == work.write
+                    ]
+                    answers = await work.write(conn, [works[at].item for at in kin])  # type: ignore[union-attr]
+                    for at, answer in zip(kin, answers, strict=True):
+                        results[at] = answer
         self.commits += 1
         self.works += len(works)
         return results

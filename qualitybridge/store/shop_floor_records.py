@@ -28,7 +28,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.postings import ConfirmationPosting, MeasurementPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
-from qualitybridge.store.group_commit import GroupCommit
+from qualitybridge.store.group_commit import GroupCommit, Merged
 from qualitybridge.store.outbox import outbox_row
 
 __all__ = ["ConfirmationTotals", "ShopFloorRecords"]
@@ -76,8 +76,9 @@ class ShopFloorRecords:
     async def _record_measurements(
         self, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement]
     ) -> list[tuple[AcceptedMeasurement, bool]]:
-        # Through the group commit: concurrent calls' measurements share one transaction and one fsync.
-        return await self.writes.run(lambda conn: _record_measurements_in(conn, accepted, refused))
+        # Through the group commit: concurrent calls' measurements share one transaction and one fsync, and are
+        # written together (one statement per table for the whole group).
+        return await self.writes.run(Merged(_record_measurement_calls, (accepted, refused)))
 
     async def measurements_by_client_ids(
         self, client_result_ids: Collection[str], reported_by: str | None = None
@@ -314,6 +315,27 @@ async def _measurements_by_client_ids(
         for row in await conn.execute(query):
             found[row.client_result_id] = _accepted_from_row(row._mapping)
     return found
+
+
+_MeasurementCall = tuple[Sequence[AcceptedMeasurement], Sequence[RefusedMeasurement]]
+
+
+async def _record_measurement_calls(
+    conn: AsyncConnection, calls: list[_MeasurementCall]
+) -> list[list[tuple[AcceptedMeasurement, bool]]]:
+    """The measurements of several calls as one batch (repeats are found across them as within one call); answers
+    each call's part."""
+    answers = await _record_measurements_in(
+        conn,
+        [item for accepted, _refused in calls for item in accepted],
+        [item for _accepted, refused in calls for item in refused],
+    )
+    parts: list[list[tuple[AcceptedMeasurement, bool]]] = []
+    start = 0
+    for accepted, _refused in calls:
+        parts.append(answers[start : start + len(accepted)])
+        start += len(accepted)
+    return parts
 
 
 async def _record_measurements_in(

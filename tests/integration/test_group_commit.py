@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from qualitybridge.domain.model import ErpSnapshot, OrderState
 from qualitybridge.domain.records import RefusedMeasurement
 from qualitybridge.store import Store, tables
-from qualitybridge.store.group_commit import GroupCommit
+from qualitybridge.store.group_commit import GroupCommit, Merged
 from tests.builders import accepted, confirmation_record, order, refused_attempt
 
 
@@ -107,6 +107,28 @@ async def test_confirmations_and_order_states_join_the_group(store: Store) -> No
     )
     assert (stored, created, changed, measured[0][1]) == (record, True, True, True)
     assert store.writes.commits - commits_before < 3
+
+
+async def test_merged_works_are_written_by_one_call_and_answered_each(store: Store) -> None:
+    group = GroupCommit(store.engine)
+    calls: list[list[int]] = []
+
+    async def write_all(_conn: AsyncConnection, items: list[int]) -> list[int]:
+        calls.append(items)
+        return [item * 10 for item in items]
+
+    async def plain(_conn: AsyncConnection) -> str:
+        return "plain"
+
+    answers = await asyncio.gather(
+        group.run(Merged(write_all, 1)),
+        group.run(plain),
+        group.run(Merged(write_all, 2)),
+        group.run(Merged(write_all, 3)),
+    )
+    assert answers == [10, "plain", 20, 30]
+    assert calls == [[1, 2, 3]], "the merged works of one group were not written by one call"
+    assert group.commits == 1
 
 
 def test_the_group_refuses_a_negative_window() -> None:
