@@ -1,16 +1,20 @@
-"""Report throughput of QualityBridge against the ceiling of the stack, measured in one run.
+"""Report throughput and latency of QualityBridge against the ceiling of the stack, measured in one run.
 
 Starts the ERP simulator, `qualitybridge serve` (SQLite by default) and a bare asyncua server with a no-op method,
-all over Basic256Sha256 SignAndEncrypt with a user login; then N client processes drive, one workload after the
-other for the same duration:
+all over Basic256Sha256 SignAndEncrypt with a user login; then N client processes with M sessions each (a session
+is a machine making one call after the other) drive, one workload after the other for the same duration:
 
-  bare no-op        the no-op method on the bare asyncua server: the ceiling of asyncua itself
-  single            ReportMeasurement, one measurement per call
-  batched           ReportMeasurements, --batch measurements per call (when the server has the method)
+  bare no-op   the no-op method on the bare asyncua server: the ceiling of asyncua itself, on the same sessions
+  single       ReportMeasurement, one measurement per call, as fast as answered
+  paced        ReportMeasurement at half the single-call rate just measured, spread evenly over the sessions, while
+               a subscriber (publishing interval 10 ms) watches the characteristic's LastMeasuredAt: latency from
+               the call (its MeasuredAt) to the data change, and to the booking at the ERP simulator
+  batched      ReportMeasurements, --batch measurements per call; meanwhile the simulator's count of booked results
+               is sampled, and after it until the relay has delivered everything: the relay's postings/s
 
-and prints calls/s, accepted reports/s and the count that is durably in the store afterwards.
+and prints them side by side with the machine load. "stored" counts rows that are in the store afterwards.
 
-    .venv/bin/python bench/report_throughput.py --clients 4 --seconds 10 --batch 100
+    .venv/bin/python bench/report_throughput.py --clients 4 --sessions 4 --seconds 10 --batch 100
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
 
@@ -23,15 +27,19 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
@@ -63,6 +71,9 @@ class Job:
     seconds: float
     batch: int
     worker: int
+    sessions: int = 1
+    rate: float = 0.0  # calls per second and session; 0: one after the other as fast as they are answered
+    processes: int = 1
 
 
 async def _client(job: Job) -> Client:
@@ -77,105 +88,155 @@ async def _client(job: Job) -> Client:
     return client
 
 
-async def _drive(job: Job) -> tuple[int, int, int]:
-    """Returns (calls, accepted reports, refused reports) within the time box."""
-    client = await _client(job)
-    calls = accepted = refused = 0
+async def _crew_member(job: Job, commands: Any, results: Any, all_ready: Any) -> None:
+    """One client process: opens its sessions once, then runs each workload it is sent on all of them.
+
+    Each session is a machine making one call after the other: asyncua serves the requests of one connection one at
+    a time, so concurrency at the server comes from sessions, as in a plant. The sessions stay open across
+    workloads, as a plant's machines stay connected; every session is open before the first call.
+    """
+    # One after the other: the server holds at most 16 not yet activated connections per address.
+    clients = [await _client(job) for _ in range(job.sessions)]
     try:
+        while (command := await asyncio.to_thread(commands.get)) is not None:
+            kind, rate = command
+            await asyncio.to_thread(all_ready.wait, 300)
+            results.put(await _drive(replace(job, kind=kind, rate=rate), clients))
+    finally:
+        await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
+
+
+async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
+    """Returns (calls, accepted reports, refused reports) within the time box."""
+    totals = [0, 0, 0]
+    start_at = time.monotonic()
+    deadline = start_at + job.seconds
+
+    async def one_machine(lane: int, client: Client) -> None:
         if job.kind == "bare":
             idx = await client.get_namespace_index("urn:bench")
-            objects = client.nodes.objects
-            method = ua.NodeId("Noop", idx)
-            deadline = time.monotonic() + job.seconds
-            while time.monotonic() < deadline:
-                await objects.call_method(method, "x")
-                calls += 1
-            return calls, calls, 0
-        ns = await client.get_namespace_index(NAMESPACE_URI)
-        bridge = client.get_node(ua.NodeId("QualityBridge", ns))
+            call = _bare_call(client.nodes.objects, ua.NodeId("Noop", idx))
+        else:
+            ns = await client.get_namespace_index(NAMESPACE_URI)
+            call = _report_call(job, client.get_node(ua.NodeId("QualityBridge", ns)), ns)
         sequence = 0
-        deadline = time.monotonic() + job.seconds
+        interval = 1 / job.rate if job.rate else 0.0
+        # Paced machines start spread over one interval, so that the calls arrive evenly, not in waves.
+        next_at = start_at + interval * (lane * job.processes + job.worker) / (job.sessions * job.processes)
         while time.monotonic() < deadline:
-            if job.kind == "single":
-                sequence += 1
-                await bridge.call_method(
-                    ua.NodeId("QualityBridge.ReportMeasurement", ns),
-                    *KEY,
-                    ua.Variant(_value(sequence), ua.VariantType.Double),
-                    GAUGE,
-                    f"SN-{job.worker}-{sequence}",
-                    datetime.now(UTC),
-                    f"bench-{job.worker}-{sequence}-{time.time_ns()}",
-                )
-                calls += 1
-                accepted += 1
-            else:
-                now = datetime.now(UTC)
-                ids = [f"bench-{job.worker}-{sequence + n}-{time.time_ns()}" for n in range(job.batch)]
-                sequence += job.batch
-                n = job.batch
-                outputs = await bridge.call_method(
-                    ua.NodeId("QualityBridge.ReportMeasurements", ns),
-                    ua.Variant([KEY[0]] * n, ua.VariantType.String),
-                    ua.Variant([KEY[1]] * n, ua.VariantType.String),
-                    ua.Variant([KEY[2]] * n, ua.VariantType.String),
-                    ua.Variant([_value(sequence - n + i) for i in range(n)], ua.VariantType.Double),
-                    ua.Variant([GAUGE] * n, ua.VariantType.String),
-                    ua.Variant([f"SN-{i}" for i in ids], ua.VariantType.String),
-                    ua.Variant([now] * n, ua.VariantType.DateTime),
-                    ua.Variant(ids, ua.VariantType.String),
-                )
-                statuses = outputs[2]
-                good = sum(1 for status in statuses if status.is_good())
-                calls += 1
-                accepted += good
-                refused += n - good
-    finally:
-        await client.disconnect()
-    return calls, accepted, refused
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+            sequence += 1
+            accepted, refused = await call(lane, sequence)
+            totals[0] += 1
+            totals[1] += accepted
+            totals[2] += refused
+
+    # Batches go from one session per process: an asyncua client drops its session when its keep-alive probe is not
+    # answered within a second, and the probe waits behind the session's own batch call, which takes longer than
+    # that when many sessions send big batches at once.
+    active = clients[:1] if job.kind == "batch" else clients
+    await asyncio.gather(*(one_machine(lane, client) for lane, client in enumerate(active)))
+    return totals[0], totals[1], totals[2]
 
 
-def _worker(job: Job, results: Any) -> None:
+Call = Callable[[int, int], Awaitable[tuple[int, int]]]
+
+
+def _bare_call(objects: Any, method: ua.NodeId) -> Call:
+    async def call(_lane: int, _sequence: int) -> tuple[int, int]:
+        await objects.call_method(method, "x")
+        return 1, 0
+
+    return call
+
+
+def _report_call(job: Job, bridge: Any, ns: int) -> Call:
+    single = ua.NodeId("QualityBridge.ReportMeasurement", ns)
+    batch = ua.NodeId("QualityBridge.ReportMeasurements", ns)
+
+    async def call(lane: int, sequence: int) -> tuple[int, int]:
+        tag = f"{job.kind}-{job.worker}-{lane}-{sequence}-{time.time_ns()}"
+        if job.kind != "batch":
+            await bridge.call_method(
+                single,
+                *KEY,
+                ua.Variant(_value(sequence * 97 + lane * 13 + job.worker), ua.VariantType.Double),
+                GAUGE,
+                f"SN-{tag}",
+                datetime.now(UTC),
+                tag,
+            )
+            return 1, 0
+        n = job.batch
+        now = datetime.now(UTC)
+        ids = [f"{tag}-{i}" for i in range(n)]
+        outputs = await bridge.call_method(
+            batch,
+            ua.Variant([KEY[0]] * n, ua.VariantType.String),
+            ua.Variant([KEY[1]] * n, ua.VariantType.String),
+            ua.Variant([KEY[2]] * n, ua.VariantType.String),
+            ua.Variant(
+                [_value((sequence * n + i) * 97 + lane * 13 + job.worker) for i in range(n)], ua.VariantType.Double
+            ),
+            ua.Variant([GAUGE] * n, ua.VariantType.String),
+            ua.Variant([f"SN-{i}" for i in ids], ua.VariantType.String),
+            ua.Variant([now] * n, ua.VariantType.DateTime),
+            ua.Variant(ids, ua.VariantType.String),
+        )
+        good = sum(1 for status in outputs[2] if status.is_good())
+        return good, n - good
+
+    return call
+
+
+def _worker(job: Job, commands: Any, results: Any, all_ready: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format=f"client {job.worker}: %(name)s: %(message)s")
     try:
-        results.put(asyncio.run(_drive(job)))
+        asyncio.run(_crew_member(job, commands, results, all_ready))
     except BaseException as exc:  # a client that fails must say so, not leave the parent waiting
         results.put(exc)
         raise
 
 
-def run_workload(jobs: list[Job]) -> tuple[int, int, int, float]:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    processes = [context.Process(target=_worker, args=(job, results)) for job in jobs]
-    started = time.monotonic()
-    for process in processes:
-        process.start()
-    totals = [results.get(timeout=jobs[0].seconds + 120) for _ in processes]
-    failures = [total for total in totals if isinstance(total, BaseException)]
-    if failures:
-        raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
-    for process in processes:
-        process.join(timeout=30)
-    elapsed = time.monotonic() - started
-    return (
-        sum(t[0] for t in totals),
-        sum(t[1] for t in totals),
-        sum(t[2] for t in totals),
-        elapsed,
-    )
+class Crew:
+    """The client processes of one server, each with its sessions, kept for every workload against that server."""
 
+    def __init__(self, jobs: list[Job]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._seconds = jobs[0].seconds
+        self._results = context.Queue()
+        self._commands = [context.Queue() for _ in jobs]
+        # Reusable: once per workload. Held here: a spawned child unpickles it after the start, and a barrier
+        # the parent no longer references is gone by then.
+        self._all_ready = context.Barrier(len(jobs))
+        self._processes = [
+            context.Process(target=_worker, args=(job, commands, self._results, self._all_ready))
+            for job, commands in zip(jobs, self._commands, strict=True)
+        ]
+        for process in self._processes:
+            process.start()
 
-async def _has_batch_method(deployment: Deployment) -> bool:
-    async with deployment.session("machine1") as client:
-        ns = await client.get_namespace_index(NAMESPACE_URI)
-        try:
-            await client.get_node(ua.NodeId("QualityBridge.ReportMeasurements", ns)).read_browse_name()
-        except ua.UaStatusCodeError:
-            return False
-        return True
+    def run(self, kind: str, rate: float = 0.0) -> tuple[int, int, int]:
+        """One workload on every session at once; answers (calls, accepted, refused) summed over the processes."""
+        for commands in self._commands:
+            commands.put((kind, rate))
+        totals = [self._results.get(timeout=self._seconds + 120) for _ in self._processes]
+        failures = [total for total in totals if isinstance(total, BaseException)]
+        if failures:
+            raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
+        return sum(t[0] for t in totals), sum(t[1] for t in totals), sum(t[2] for t in totals)
+
+    def close(self) -> None:
+        for commands in self._commands:
+            commands.put(None)
+        for process in self._processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
 
 
 async def _start_order_if_needed(deployment: Deployment) -> None:
@@ -200,6 +261,12 @@ def main() -> None:
         default="defaults",
         help="the server's SPC engine: off, the defaults of [spc], or all eight rules on every characteristic",
     )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=4,
+        help="sessions per client process, each a machine making one call after the other (default 4)",
+    )
     arguments = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -223,10 +290,26 @@ SPC_CONFIG = {
 }
 
 
+class _BenchDeployment(Deployment):
+    """The tests' deployment with the product's default ERP sync interval (10 s): the tests sync every second,
+    which put a sync of the master data (and its store transaction) between the reports of every second."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        text = self.config_path.read_text(encoding="utf-8")
+        self.config_path.write_text(
+            text.replace("sync_interval_seconds = 1\n", "sync_interval_seconds = 10\n"), encoding="utf-8"
+        )
+
+
 def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace) -> None:
-    deployment = Deployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
+    deployment = _BenchDeployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
     print(f"starting simulator and QualityBridge ({backend}, SPC {arguments.spc}) ...", flush=True)
+    print(f"machine load at start (1/5/15 min): {_load()}", flush=True)
     deployment.start()
+    assert deployment.server is not None
+    assert deployment.server.process is not None
+    print(f"server pid {deployment.server.process.pid} (for a profiler: py-spy record -p PID)", flush=True)
     bare_port = free_port()
     assert deployment.client_certificate is not None
     certificate = deployment.client_certificate
@@ -241,13 +324,13 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         stdout=subprocess.PIPE,
         text=True,
     )
+    stack = contextlib.ExitStack()  # the crew's processes, closed before the servers stop
     try:
         assert bare.stdout is not None
         assert "bare server ready" in bare.stdout.readline()
         asyncio.run(_start_order_if_needed(deployment))
-        batched = asyncio.run(_has_batch_method(deployment))
 
-        def jobs(kind: str, endpoint: str, user: str, password: str) -> list[Job]:
+        def jobs(kind: str, endpoint: str, user: str, password: str, rate: float = 0.0) -> list[Job]:
             return [
                 Job(
                     kind,
@@ -260,52 +343,233 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                     arguments.seconds,
                     arguments.batch,
                     worker,
+                    arguments.sessions,
+                    rate,
+                    arguments.clients,
                 )
                 for worker in range(arguments.clients)
             ]
 
-        rows = []
-        bare_endpoint = f"opc.tcp://127.0.0.1:{bare_port}/bare"
-        print(f"{arguments.clients} client processes, {arguments.seconds:g} s per workload", flush=True)
-        calls, *_rest = run_workload(jobs("bare", bare_endpoint, "bench", "bench-secret"))
-        rows.append(("bare asyncua no-op method", calls / arguments.seconds, calls / arguments.seconds, None))
-        machine_password = TEST_USERS["machine1"][1]
-        before = asyncio.run(deployment.stored_result_count())
-        calls, accepted, _refused, _elapsed = run_workload(
-            jobs("single", deployment.endpoint, "machine1", machine_password)
+        sessions = arguments.clients * arguments.sessions
+        print(
+            f"{arguments.clients} client processes x {arguments.sessions} sessions ({sessions} machines), "
+            f"{arguments.seconds:g} s per workload",
+            flush=True,
         )
-        stored = asyncio.run(deployment.stored_result_count()) - before
-        rows.append(("ReportMeasurement (1 per call)", calls / arguments.seconds, accepted / arguments.seconds, stored))
-        if batched:
-            before = asyncio.run(deployment.stored_result_count())
-            calls, accepted, refused, _elapsed = run_workload(
-                jobs("batch", deployment.endpoint, "machine1", machine_password)
-            )
-            stored = asyncio.run(deployment.stored_result_count()) - before
-            rows.append(
-                (
-                    f"ReportMeasurements ({arguments.batch} per call)",
-                    calls / arguments.seconds,
-                    accepted / arguments.seconds,
-                    stored,
-                )
-            )
-            if refused:
-                print(f"warning: {refused} batch entries refused", flush=True)
+        machine = ("machine1", TEST_USERS["machine1"][1])
+        bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
+        try:
+            bare_calls, *_rest = bare_crew.run("bare")
+        finally:
+            bare_crew.close()
+        bare_rate = bare_calls / arguments.seconds
+        print(f"bare no-op: {bare_rate:.0f} calls/s", flush=True)
+        crew = Crew(jobs("single", deployment.endpoint, *machine))
+        stack.callback(crew.close)
+        before = asyncio.run(deployment.stored_result_count())
+        calls, single_accepted, _refused = crew.run("single")
+        single_stored = asyncio.run(deployment.stored_result_count()) - before
+        single_rate = single_accepted / arguments.seconds
+        print(f"single: {single_rate:.0f} reports/s", flush=True)
+
+        # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
+        paced_rate = single_rate / 2
+        latencies = _paced_run(deployment, crew, jobs("paced", deployment.endpoint, *machine)[0], paced_rate / sessions)
+        booking = _booking_latencies(deployment)
+        print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
+
+        erp = deployment.erp()
+        booked_before = _booked(erp)
+        watch = _BookingWatch(erp)
+        watch.start()
+        before = asyncio.run(deployment.stored_result_count())
+        try:
+            calls, batch_accepted, refused = crew.run("batch")
+        except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
+            print(f"batched workload failed: {exc}", flush=True)
+            calls = batch_accepted = refused = 0
+        batch_stored = asyncio.run(deployment.stored_result_count()) - before
+        batch_end = time.monotonic()
+        everything = asyncio.run(deployment.stored_result_count())
+        drained_at = watch.until(everything, timeout=300)
+        watch.stop()
+        stats = erp.get("/stats").json()
+        stack.pop_all()  # the crew may have lost processes; close what is left without waiting on the dead
+        crew.close()
+        print(f"machine load at end (1/5/15 min): {_load()}", flush=True)
+
         print()
-        print(f"{'workload':<36} {'calls/s':>10} {'reports/s':>10} {'stored':>8}")
-        for name, call_rate, report_rate, stored_count in rows:
-            stored_text = "-" if stored_count is None else str(stored_count)
-            print(f"{name:<36} {call_rate:>10.0f} {report_rate:>10.0f} {stored_text:>8}")
-        if batched:
-            print(
-                f"\nbatched / single reports per second: {rows[2][2] / rows[1][2]:.1f}x; "
-                f"single / bare ceiling: {rows[1][1] / rows[0][1]:.0%}"
-            )
+        print(f"{'workload':<44} {'calls/s':>9} {'reports/s':>10} {'vs bare':>8} {'stored':>8}")
+        print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
+        print(
+            f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
+            f"{single_rate / bare_rate:>8.0%} {single_stored:>8}"
+        )
+        batch_rate = batch_accepted / arguments.seconds
+        print(
+            f"{f'ReportMeasurements, {arguments.batch} per call':<44} {calls / arguments.seconds:>9.0f} "
+            f"{batch_rate:>10.0f} {calls / arguments.seconds / bare_rate:>8.0%} {batch_stored:>8}"
+        )
+        if refused:
+            print(f"warning: {refused} batch entries refused", flush=True)
+        relayed = watch.last - booked_before
+        during = watch.booked_by(batch_end) - booked_before
+        drain_seconds = (drained_at or time.monotonic()) - watch.started
+        print(
+            f"relay to the ERP simulator: {relayed} results booked in {drain_seconds:.1f} s from the batched "
+            f"workload's start = {relayed / drain_seconds:.0f} postings/s ({during / arguments.seconds:.0f}/s while "
+            f"the machines reported){'' if drained_at else '; NOT drained within 300 s'}"
+        )
+        print(
+            f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "
+            f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
+        )
+        print(f"at half the single maximum ({paced_rate:.0f} reports/s, {sessions} sessions paced):")
+        print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
+        print(f"  report -> booking at the ERP simulator:                    {_percentiles(booking)}")
     finally:
+        stack.close()
         bare.terminate()
         bare.wait(timeout=10)
         deployment.stop()
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _percentiles(seconds: list[float]) -> str:
+    if not seconds:
+        return "no samples"
+    ordered = sorted(seconds)
+
+    def at(share: float) -> float:
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
+
+    return f"p50 {at(0.5):.0f} ms, p99 {at(0.99):.0f} ms, max {ordered[-1] * 1000:.0f} ms ({len(ordered)} samples)"
+
+
+def _booked(erp: httpx.Client) -> int:
+    return int(erp.get("/stats").json()["booked"]["results"])
+
+
+class _BookingWatch:
+    """Samples the simulator's count of booked results four times a second, from a thread."""
+
+    def __init__(self, erp: httpx.Client) -> None:
+        self._erp = erp
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                self.samples.append((time.monotonic(), _booked(self._erp)))
+            self._stop.wait(0.25)
+
+    @property
+    def last(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def booked_by(self, moment: float) -> int:
+        before = [count for at, count in self.samples if at <= moment]
+        return before[-1] if before else 0
+
+    def until(self, count: int, timeout: float) -> float | None:
+        """When the simulator had `count` results booked (None: not within `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reached = [at for at, booked in self.samples if booked >= count]
+            if reached:
+                return reached[0]
+            time.sleep(0.1)
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _paced_run(deployment: Deployment, crew: Crew, job: Job, rate_per_session: float) -> list[float]:
+    """Runs the paced workload with a subscriber on the characteristic's LastMeasuredAt; answers its latencies (s)."""
+    context = multiprocessing.get_context("spawn")
+    latencies = context.Queue()
+    ready, done = context.Event(), context.Event()
+    subscriber = context.Process(target=_subscriber, args=(deployment.endpoint, job, latencies, ready, done))
+    subscriber.start()
+    if not ready.wait(60):
+        raise RuntimeError("the subscriber did not get its subscription within 60 s")
+    try:
+        crew.run("paced", rate_per_session)
+    finally:
+        done.set()
+    found = latencies.get(timeout=120)
+    subscriber.join(timeout=30)
+    if isinstance(found, BaseException):
+        raise RuntimeError(f"the subscriber failed: {found!r}")
+    return list(found)
+
+
+def _subscriber(endpoint: str, job: Job, latencies: Any, ready: Any, done: Any) -> None:
+    try:
+        latencies.put(asyncio.run(_subscribe(endpoint, job, ready, done)))
+    except BaseException as exc:
+        latencies.put(exc)
+        raise
+
+
+class _Arrivals:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def datachange_notification(self, _node: Any, value: Any, _data: Any) -> None:
+        if isinstance(value, datetime):
+            sent = value if value.tzinfo else value.replace(tzinfo=UTC)
+            self.seconds.append((datetime.now(UTC) - sent).total_seconds())
+
+
+async def _subscribe(endpoint: str, job: Job, ready: Any, done: Any) -> list[float]:
+    client = await _client(replace(job, endpoint=endpoint, user="observer", password=TEST_USERS["observer"][1]))
+    try:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        node = client.get_node(ua.NodeId(f"Order/{KEY[0]}/Op/{KEY[1]}/Char/{KEY[2]}.LastMeasuredAt", ns))
+        arrivals = _Arrivals()
+        subscription = await client.create_subscription(10, arrivals)
+        await subscription.subscribe_data_change(node, queuesize=1000)
+        await asyncio.sleep(1)
+        arrivals.seconds.clear()  # the initial value is no report of this run
+        ready.set()
+        await asyncio.to_thread(done.wait, 600)
+        await asyncio.sleep(2)  # the last reports' data changes are still on their way
+        return arrivals.seconds
+    finally:
+        await client.disconnect()
+
+
+def _booking_latencies(deployment: Deployment) -> list[float]:
+    """Report (its MeasuredAt, set by the client as it calls) to booking at the simulator, for the paced reports."""
+    erp = deployment.erp()
+    deadline = time.monotonic() + 120
+    while True:
+        bookings = [
+            item for item in erp.get("/results").json() if item["body"]["client_result_id"].startswith("paced-")
+        ]
+        stored = asyncio.run(deployment.stored_result_count())
+        if _booked(erp) >= stored or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return [
+        (
+            datetime.fromisoformat(item["received_at"]) - datetime.fromisoformat(item["body"]["measured_at"])
+        ).total_seconds()
+        for item in bookings
+    ]
 
 
 if __name__ == "__main__":

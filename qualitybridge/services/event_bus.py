@@ -10,6 +10,7 @@ event and never turns the caller's Good answer into an error, nor stops the othe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -20,6 +21,8 @@ from qualitybridge.domain.ports import Publisher
 __all__ = ["BurstHandler", "EventBus", "EventHandler"]
 
 _log = logging.getLogger(__name__)
+
+_EVENTS_BETWEEN_YIELDS = 32
 
 E = TypeVar("E", bound=DomainEvent)
 EventHandler = Callable[[E], Awaitable[None]]
@@ -52,7 +55,11 @@ class EventBus:
 
     async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
         """Publish events one call produced together: each as `publish` does, then the burst to burst handlers."""
-        for event in events:
+        for position, event in enumerate(events):
+            if position and not position % _EVENTS_BETWEEN_YIELDS:
+                # A big burst (a PLC's buffer of measurements) must not hold the event loop: other sessions'
+                # requests, keep-alive probes among them (asyncua clients give up after one second), go in between.
+                await asyncio.sleep(0)
             for event_type in type(event).__mro__:
                 for handler in self._handlers.get(event_type, ()):
                     await self._deliver(handler, event)

@@ -56,7 +56,7 @@ class OutboxRelay:
         max_attempts: int = 20,
         backoff_base_seconds: float = 1.0,
         backoff_max_seconds: float = 300.0,
-        batch_size: int = 200,
+        batch_size: int = 500,
         gather_seconds: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
@@ -97,21 +97,26 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
+        backlog = False
         while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             if self.stop_requested():
                 return
-            # Let the postings of a busy moment gather: one round per result cost the report path a third of
-            # its database time, while a tenth of a second more latency is nothing against an ERP's.
-            await asyncio.sleep(self._gather_seconds)
+            if not backlog:
+                # Let the postings of a busy moment gather: one round per result cost the report path a third of
+                # its database time, while a tenth of a second more latency is nothing against an ERP's. A backlog
+                # goes on without this pause (it capped the relay at ten pages a second).
+                await asyncio.sleep(self._gather_seconds)
             self._wake.clear()
             try:
                 outcome = await self.run_once()
             except Exception:  # the relay must outlive a store hiccup; the next round retries
                 _log.exception("outbox relay round failed")
+                backlog = False
                 continue
-            if outcome.sent >= self._batch_size:
+            backlog = outcome.sent >= self._batch_size
+            if backlog:
                 self._wake.set()  # a full page went out: there is more backlog, go on without waiting
 
     async def run_once(self) -> RelayRound:
@@ -155,6 +160,7 @@ class OutboxRelay:
             return self._logged(RelayRound(retried=retried, dead=dead))
         by_seq = {outcome.seq: outcome for outcome in outcomes}
         retried = dead = 0
+        sent_events: list[PostingAttempted] = []
         for run in runs.values():
             stopped = False  # the order's first temporary failure holds its later postings
             for entry in run:
@@ -163,7 +169,7 @@ class OutboxRelay:
                     if stopped:
                         _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
                     delivered.append((entry.seq, outcome.document_no))
-                    await self._events.publish(PostingAttempted(entry.kind, "sent"))
+                    sent_events.append(PostingAttempted(entry.kind, "sent"))
                     continue
                 if stopped or not outcome.attempted:
                     stopped = True
@@ -172,6 +178,7 @@ class OutboxRelay:
                 retried += failed_retried
                 dead += failed_dead
                 stopped = bool(failed_retried)
+        await self._events.publish_burst(sent_events)  # one burst per page, not an await per posting
         return self._logged(RelayRound(sent=len(delivered), retried=retried, dead=dead))
 
     async def _post(self, due: list[OutboxEntry]) -> Sequence[PostingOutcome]:

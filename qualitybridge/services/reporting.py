@@ -93,30 +93,25 @@ class ReportingService:
         the caller's own (another user's id is another report); an id used before for a report of other content
         is refused (ClientIdReused), not answered with the other report's result.
         """
-        client_ids = {report.client_result_id for report in reports if report.client_result_id}
-        stored_before = await self._store.measurements_by_client_ids(client_ids, reported_by)
         now = self._clock()
         outcomes: list[MeasurementOutcome] = []
         accepted: list[AcceptedMeasurement] = []
         accepted_at: list[int] = []
-        refused_attempts: list[RefusedMeasurement] = []
+        refused: list[tuple[int, MeasurementReport, ReportRefused]] = []
         for report in reports:
-            first = stored_before.get(report.client_result_id) if report.client_result_id else None
-            if first is not None:
-                outcomes.append(_repeat_outcome(first, report))
-                continue
             try:
                 judged = self._judge(report, reported_by, now)
-            except GaugeBlocked as exc:
-                refused_attempts.append(self._refused_attempt(report, exc, reported_by, now))
-                outcomes.append(MeasurementOutcome(refusal=exc))
-                continue
             except ReportRefused as exc:
+                refused.append((len(outcomes), report, exc))
                 outcomes.append(MeasurementOutcome(refusal=exc))
                 continue
             accepted_at.append(len(outcomes))
             outcomes.append(MeasurementOutcome(stored=judged, created=True))
             accepted.append(judged)
+        # Repeats of stored reports are found by the store inside the write; only a refused report needs a look
+        # now (a retry is answered with its first result even if it would no longer be accepted). Most calls are
+        # accepted, so most calls read nothing before their write.
+        refused_attempts = await self._refusals(refused, outcomes, reported_by, now)
         if accepted or refused_attempts:
             stored = await self._store.record_measurements(accepted, refused_attempts)
             for position, submitted, (item, created) in zip(accepted_at, accepted, stored, strict=True):
@@ -132,6 +127,26 @@ class ReportingService:
             ]
         )
         return outcomes
+
+    async def _refusals(
+        self,
+        refused: list[tuple[int, MeasurementReport, ReportRefused]],
+        outcomes: list[MeasurementOutcome],
+        reported_by: str,
+        now: datetime,
+    ) -> list[RefusedMeasurement]:
+        """Settle the refused reports in `outcomes` (a retry of a stored report gets that one back); answers the
+        blocked-gauge attempts to keep on record."""
+        client_ids = {report.client_result_id for _at, report, _exc in refused if report.client_result_id}
+        stored_before = await self._store.measurements_by_client_ids(client_ids, reported_by) if client_ids else {}
+        attempts: list[RefusedMeasurement] = []
+        for position, report, refusal in refused:
+            first = stored_before.get(report.client_result_id) if report.client_result_id else None
+            if first is not None:
+                outcomes[position] = _repeat_outcome(first, report)
+            elif isinstance(refusal, GaugeBlocked):
+                attempts.append(self._refused_attempt(report, refusal, reported_by, now))
+        return attempts
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
         # A late measurement is judged against the plan version in force at its MeasuredAt, and marked so.

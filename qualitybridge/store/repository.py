@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
@@ -32,6 +32,7 @@ from qualitybridge.domain.plan_versions import superseded_versions
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.group_commit import GroupCommit
 from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
@@ -98,6 +99,9 @@ class StoredUser:
 class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration, MappingTableStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # The shop floor's writes (measurements, confirmations, order states, SPC alarms) go through one group
+        # commit: concurrent calls share a transaction, one fsync serves them all (store/group_commit.py).
+        self.writes = GroupCommit(engine)
         # Set by `released_orders`: stored orders it skipped because the domain cannot read them.
         self.unreadable_orders: tuple[SyncFinding, ...] = ()
 
@@ -448,19 +452,25 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         if not deliveries:
             return
         sent_at = _utcnow()
-        async with self.engine.begin() as conn:
-            for seq, erp_document in deliveries:
-                await conn.execute(
-                    update(tables.outbox)
-                    .where(tables.outbox.c.seq == seq)
-                    .values(
-                        state=OutboxState.SENT.value,
-                        erp_document=erp_document,
-                        sent_at=sent_at,
-                        attempts=tables.outbox.c.attempts + 1,
-                        last_error=None,
-                    )
-                )
+        outbox = tables.outbox
+        # One statement for the whole round (executemany), not one round trip per posting.
+        statement = (
+            update(outbox)
+            .where(outbox.c.seq == bindparam("delivered_seq"))
+            .values(
+                state=OutboxState.SENT.value,
+                erp_document=bindparam("delivered_document"),
+                sent_at=sent_at,
+                attempts=outbox.c.attempts + 1,
+                last_error=None,
+            )
+        )
+        rows = [{"delivered_seq": seq, "delivered_document": document} for seq, document in deliveries]
+
+        async def mark(conn: AsyncConnection) -> None:
+            await conn.execute(statement, rows)
+
+        await self.writes.run(mark)  # shares its commit with the reports under way
 
     async def mark_failed(self, seq: int, error: str, next_attempt_at: datetime, *, dead: bool) -> None:
         state = OutboxState.DEAD if dead else OutboxState.PENDING
@@ -480,7 +490,8 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(tables.outbox.c.state, func.count(), func.min(tables.outbox.c.created_at))
-                .where(tables.outbox.c.state != OutboxState.SENT.value)
+                # IN, not "!= sent": the index on state finds the few unsent rows among the many sent ones.
+                .where(tables.outbox.c.state.in_([OutboxState.PENDING.value, OutboxState.DEAD.value]))
                 .group_by(tables.outbox.c.state)
             )
             counts = {str(state): (int(count), oldest) for state, count, oldest in rows}

@@ -28,6 +28,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.postings import ConfirmationPosting, MeasurementPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
+from qualitybridge.store.group_commit import GroupCommit, Merged
 from qualitybridge.store.outbox import outbox_row
 
 __all__ = ["ConfirmationTotals", "ShopFloorRecords"]
@@ -53,6 +54,7 @@ class ConfirmationTotals:
 
 class ShopFloorRecords:
     engine: AsyncEngine
+    writes: GroupCommit
 
     # ---- measurements -----------------------------------------------------------------------------
 
@@ -74,38 +76,9 @@ class ShopFloorRecords:
     async def _record_measurements(
         self, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement]
     ) -> list[tuple[AcceptedMeasurement, bool]]:
-        answers: list[tuple[AcceptedMeasurement, bool]] = []
-        async with self.engine.begin() as conn:
-            stored_before: dict[tuple[str, str], AcceptedMeasurement] = {}
-            for user in {item.result.reported_by for item in accepted}:
-                client_ids = {
-                    item.result.report.client_result_id
-                    for item in accepted
-                    if item.result.report.client_result_id and item.result.reported_by == user
-                }
-                found = await _measurements_by_client_ids(conn, client_ids, user)
-                stored_before.update({(user, client_id): item for client_id, item in found.items()})
-            result_rows: list[dict[str, Any]] = []
-            outbox_rows: list[dict[str, Any]] = []
-            for item in accepted:
-                client_id = item.result.report.client_result_id
-                if client_id:
-                    scoped = (item.result.reported_by, client_id)
-                    first = stored_before.get(scoped)
-                    if first is not None:
-                        answers.append((first, False))
-                        continue
-                    stored_before[scoped] = item
-                result = item.result
-                result_rows.append(_result_row(item))
-                outbox_rows.append(outbox_row(MeasurementPosting(result=result), now=result.received_at))
-                answers.append((item, True))
-            if result_rows:
-                await conn.execute(tables.measurement_results.insert(), result_rows)
-                await conn.execute(tables.outbox.insert(), outbox_rows)
-            if refused:
-                await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
-        return answers
+        # Through the group commit: concurrent calls' measurements share one transaction and one fsync, and are
+        # written together (one statement per table for the whole group).
+        return await self.writes.run(Merged(_record_measurement_calls, (accepted, refused)))
 
     async def measurements_by_client_ids(
         self, client_result_ids: Collection[str], reported_by: str | None = None
@@ -141,23 +114,7 @@ class ShopFloorRecords:
 
         The ERP document keeps the state too, so that the next sync does not count the order as changed.
         """
-        orders = tables.production_orders
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(orders.c.document, orders.c.state)
-                    .where(orders.c.order_no == order_no, orders.c.released.is_(True))
-                    .with_for_update()
-                )
-            ).first()
-            if row is None or row.state != int(expected):
-                return False
-            changed = await conn.execute(
-                update(orders)
-                .where(orders.c.order_no == order_no, orders.c.state == int(expected))
-                .values(state=int(new), document={**row.document, "state": int(new)}, updated_at=datetime.now(UTC))
-            )
-            return bool(changed.rowcount)
+        return await self.writes.run(lambda conn: _change_order_state_in(conn, order_no, expected, new))
 
     # ---- confirmations ----------------------------------------------------------------------------
 
@@ -169,13 +126,7 @@ class ShopFloorRecords:
             if first is not None:
                 return first, False
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(tables.confirmations.insert().values(**_confirmation_row(record)))
-                await conn.execute(
-                    tables.outbox.insert().values(
-                        **outbox_row(ConfirmationPosting(record=record), now=record.received_at)
-                    )
-                )
+            await self.writes.run(lambda conn: _insert_confirmation_in(conn, record))
         except IntegrityError:
             if record.client_confirmation_id:
                 first = await self.confirmation_by_client_id(record.client_confirmation_id, record.reported_by)
@@ -283,23 +234,7 @@ class ShopFloorRecords:
             return await self._record_spc_alarms_once(records)
 
     async def _record_spc_alarms_once(self, records: Sequence[SpcAlarmRecord]) -> list[bool]:
-        answers: list[bool] = []
-        async with self.engine.begin() as conn:
-            seen = await _stored_spc_alarm_ids(conn, {record.alarm_id for record in records})
-            alarm_rows: list[dict[str, Any]] = []
-            outbox_rows: list[dict[str, Any]] = []
-            for record in records:
-                if record.alarm_id in seen:
-                    answers.append(False)
-                    continue
-                seen.add(record.alarm_id)
-                alarm_rows.append(_spc_alarm_row(record))
-                outbox_rows.append(outbox_row(SpcAlarmPosting(record=record), now=record.alarm.raised_at))
-                answers.append(True)
-            if alarm_rows:
-                await conn.execute(tables.spc_alarms.insert(), alarm_rows)
-                await conn.execute(tables.outbox.insert(), outbox_rows)
-        return answers
+        return await self.writes.run(lambda conn: _record_spc_alarms_once_in(conn, records))
 
     async def _spc_alarms_stored(self, alarm_ids: Collection[str]) -> set[str]:
         async with self.engine.connect() as conn:
@@ -319,6 +254,25 @@ async def _stored_spc_alarm_ids(conn: AsyncConnection, alarm_ids: Collection[str
     for chunk in _chunks(alarm_ids):
         found.update(row.alarm_id for row in await conn.execute(select(column).where(column.in_(chunk))))
     return found
+
+
+async def _record_spc_alarms_once_in(conn: AsyncConnection, records: Sequence[SpcAlarmRecord]) -> list[bool]:
+    answers: list[bool] = []
+    seen = await _stored_spc_alarm_ids(conn, {record.alarm_id for record in records})
+    alarm_rows: list[dict[str, Any]] = []
+    outbox_rows: list[dict[str, Any]] = []
+    for record in records:
+        if record.alarm_id in seen:
+            answers.append(False)
+            continue
+        seen.add(record.alarm_id)
+        alarm_rows.append(_spc_alarm_row(record))
+        outbox_rows.append(outbox_row(SpcAlarmPosting(record=record), now=record.alarm.raised_at))
+        answers.append(True)
+    if alarm_rows:
+        await conn.execute(tables.spc_alarms.insert(), alarm_rows)
+        await conn.execute(tables.outbox.insert(), outbox_rows)
+    return answers
 
 
 def _spc_alarm_row(record: SpcAlarmRecord) -> dict[str, Any]:
@@ -361,6 +315,89 @@ async def _measurements_by_client_ids(
         for row in await conn.execute(query):
             found[row.client_result_id] = _accepted_from_row(row._mapping)
     return found
+
+
+_MeasurementCall = tuple[Sequence[AcceptedMeasurement], Sequence[RefusedMeasurement]]
+
+
+async def _record_measurement_calls(
+    conn: AsyncConnection, calls: list[_MeasurementCall]
+) -> list[list[tuple[AcceptedMeasurement, bool]]]:
+    """The measurements of several calls as one batch (repeats are found across them as within one call); answers
+    each call's part."""
+    answers = await _record_measurements_in(
+        conn,
+        [item for accepted, _refused in calls for item in accepted],
+        [item for _accepted, refused in calls for item in refused],
+    )
+    parts: list[list[tuple[AcceptedMeasurement, bool]]] = []
+    start = 0
+    for accepted, _refused in calls:
+        parts.append(answers[start : start + len(accepted)])
+        start += len(accepted)
+    return parts
+
+
+async def _record_measurements_in(
+    conn: AsyncConnection, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement]
+) -> list[tuple[AcceptedMeasurement, bool]]:
+    answers: list[tuple[AcceptedMeasurement, bool]] = []
+    stored_before: dict[tuple[str, str], AcceptedMeasurement] = {}
+    for user in {item.result.reported_by for item in accepted}:
+        client_ids = {
+            item.result.report.client_result_id
+            for item in accepted
+            if item.result.report.client_result_id and item.result.reported_by == user
+        }
+        found = await _measurements_by_client_ids(conn, client_ids, user)
+        stored_before.update({(user, client_id): item for client_id, item in found.items()})
+    result_rows: list[dict[str, Any]] = []
+    outbox_rows: list[dict[str, Any]] = []
+    for item in accepted:
+        client_id = item.result.report.client_result_id
+        if client_id:
+            scoped = (item.result.reported_by, client_id)
+            first = stored_before.get(scoped)
+            if first is not None:
+                answers.append((first, False))
+                continue
+            stored_before[scoped] = item
+        result = item.result
+        result_rows.append(_result_row(item))
+        outbox_rows.append(outbox_row(MeasurementPosting(result=result), now=result.received_at))
+        answers.append((item, True))
+    if result_rows:
+        await conn.execute(tables.measurement_results.insert(), result_rows)
+        await conn.execute(tables.outbox.insert(), outbox_rows)
+    if refused:
+        await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
+    return answers
+
+
+async def _change_order_state_in(conn: AsyncConnection, order_no: str, expected: OrderState, new: OrderState) -> bool:
+    orders = tables.production_orders
+    row = (
+        await conn.execute(
+            select(orders.c.document, orders.c.state)
+            .where(orders.c.order_no == order_no, orders.c.released.is_(True))
+            .with_for_update()
+        )
+    ).first()
+    if row is None or row.state != int(expected):
+        return False
+    changed = await conn.execute(
+        update(orders)
+        .where(orders.c.order_no == order_no, orders.c.state == int(expected))
+        .values(state=int(new), document={**row.document, "state": int(new)}, updated_at=datetime.now(UTC))
+    )
+    return bool(changed.rowcount)
+
+
+async def _insert_confirmation_in(conn: AsyncConnection, record: ConfirmationRecord) -> None:
+    await conn.execute(tables.confirmations.insert().values(**_confirmation_row(record)))
+    await conn.execute(
+        tables.outbox.insert().values(**outbox_row(ConfirmationPosting(record=record), now=record.received_at))
+    )
 
 
 def _result_row(item: AcceptedMeasurement) -> dict[str, Any]:

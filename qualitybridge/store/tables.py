@@ -128,6 +128,8 @@ outbox = Table(
     Column("discarded_by", String(64), nullable=True),
     Column("discarded_at", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_state_next_attempt", "state", "next_attempt_at"),
+    # The relay's page: pending postings in acceptance order, without a scan of the sent ones (migration 0009).
+    Index("ix_outbox_state_seq", "state", "seq"),
 )
 
 confirmations = Table(

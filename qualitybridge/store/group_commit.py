@@ -1,0 +1,131 @@
+"""Group commit: the writes of concurrent calls share one transaction, so one commit (one fsync) serves them all.
+
+A write is a *work*: a coroutine function that gets the open connection and does its reads and writes in it.
+`GroupCommit.run(work)` queues it; one flusher takes whatever has queued (at most `max_works`), runs the works one
+after the other in one transaction and commits. Every caller's answer is handed out only after that commit
+returned, so a Good answer still means "on disk" (with SQLite `synchronous=FULL`: after the fsync).
+
+The gathering window is natural: works that arrive while a commit is under way go into the next one, so a lone
+call waits for nothing but its own commit, and under load each commit carries many calls. `window_seconds` adds a
+short wait before each commit for callers that arrive a moment apart (bounded; 0 by default).
+
+A work sees the writes of the works before it in the same group (one transaction), so a client id used twice in one
+group is found by the second work exactly as if the first had committed alone. Should a work raise, the whole
+group is rolled back (nothing half-written) and every work of it runs again in a transaction of its own: only the
+failing call gets the error, the others their answers. Works must therefore do all their writing through the
+connection they are given (never a second connection: SQLite has one) and be safe to run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["GroupCommit", "Merged", "Work"]
+
+_log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+T = TypeVar("T")
+Work = Callable[[AsyncConnection], Awaitable[R]]
+
+
+@dataclass(frozen=True)
+class Merged(Generic[T, R]):
+    """A work that merges with its kind: all `Merged` works of one group with the same `write` are done by one
+    call, `write(conn, items)`, which answers one result per item in their order (e.g. the measurements of many
+    calls stored with one statement per table instead of three statements per call)."""
+
+    write: Callable[[AsyncConnection, list[T]], Awaitable[list[R]]]
+    item: T
+
+
+_Queued = tuple["Work[Any] | Merged[Any, Any]", "asyncio.Future[Any]"]
+
+
+class GroupCommit:
+    def __init__(self, engine: AsyncEngine, *, window_seconds: float = 0.0, max_works: int = 256) -> None:
+        if window_seconds < 0 or max_works < 1:
+            raise ValueError("group commit needs window_seconds >= 0 and max_works >= 1")
+        self._engine = engine
+        self._window = window_seconds
+        self._max_works = max_works
+        self._queue: list[_Queued] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions committed; with `works` it tells how many calls one fsync served
+        self.works = 0
+
+    async def run(self, work: Work[R] | Merged[Any, R]) -> R:
+        """Run `work` in a transaction shared with the calls that arrive at the same time; answer after the commit."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future))
+        if self._flusher is None:
+            # A task of its own, not the first caller's: a caller that is cancelled must not cancel the commit
+            # that carries the others.
+            self._flusher = asyncio.create_task(self._flush(), name="store-group-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                # Lets the callers that are ready in this turn of the event loop (or within the window) join.
+                await asyncio.sleep(self._window)
+                group, self._queue = self._queue[: self._max_works], self._queue[self._max_works :]
+                await self._commit(group)
+        except BaseException:
+            # Stopping (the task is cancelled): no caller may be left waiting for an answer that never comes.
+            for _work, future in self._queue:
+                if not future.done():
+                    future.cancel()
+            self._queue = []
+            raise
+        finally:
+            self._flusher = None
+
+    async def _commit(self, group: list[_Queued]) -> None:
+        try:
+            results = await self._transaction([work for work, _future in group])
+        except Exception as exc:
+            if len(group) > 1:
+                # One work failed, or the commit did: nothing of the group is written. Each runs again alone, so
+                # that only a failing one fails.
+                _log.debug("group of %d writes failed (%s); writing each alone", len(group), exc)
+                for queued in group:
+                    await self._commit([queued])
+                return
+            _work, future = group[0]
+            if not future.done():
+                future.set_exception(exc)
+            return
+        except BaseException:
+            for _work, future in group:
+                future.cancel()
+            raise
+        for (_work, future), result in zip(group, results, strict=True):
+            if not future.done():  # a caller that gave up (cancelled) gets nothing; its write stands
+                future.set_result(result)
+
+    async def _transaction(self, works: list[Work[Any] | Merged[Any, Any]]) -> list[Any]:
+        results: list[Any] = [None] * len(works)
+        async with self._engine.begin() as conn:
+            done: set[Any] = set()
+            for position, work in enumerate(works):
+                if not isinstance(work, Merged):
+                    results[position] = await work(conn)
+                elif work.write not in done:
+                    # All of this kind at the place of the first: they are independent of the works in between.
+                    done.add(work.write)
+                    kin = [
+                        at for at, other in enumerate(works) if isinstance(other, Merged) and other.write == work.write
+                    ]
+                    answers = await work.write(conn, [works[at].item for at in kin])  # type: ignore[union-attr]
+                    for at, answer in zip(kin, answers, strict=True):
+                        results[at] = answer
+        self.commits += 1
+        self.works += len(works)
+        return results

@@ -1,0 +1,153 @@
+"""Group commit on SQLite and PostgreSQL: concurrent writes share one transaction, each caller's answer comes after
+the commit, and one caller's failure neither fails the others nor leaves anything of its own written."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from qualitybridge.domain.model import ErpSnapshot, OrderState
+from qualitybridge.domain.records import RefusedMeasurement
+from qualitybridge.store import Store, tables
+from qualitybridge.store.group_commit import GroupCommit, Merged
+from tests.builders import accepted, confirmation_record, order, refused_attempt
+
+
+class _Refused(Exception):
+    """What a work raises after it has written: its write must not stay."""
+
+
+async def _counts(store: Store) -> tuple[int, int, int]:
+    async with store.engine.connect() as conn:
+        results = (await conn.execute(select(func.count()).select_from(tables.measurement_results))).scalar_one()
+        outbox = (await conn.execute(select(func.count()).select_from(tables.outbox))).scalar_one()
+        refused = (await conn.execute(select(func.count()).select_from(tables.refused_measurements))).scalar_one()
+    return int(results), int(outbox), int(refused)
+
+
+async def test_concurrent_calls_share_commits_and_each_gets_its_own_answer(store: Store) -> None:
+    batches = [[accepted(f"plc-{n}")] for n in range(40)]
+    commits_before = store.writes.commits
+    answers = await asyncio.gather(*(store.record_measurements(batch) for batch in batches))
+    assert [[(item.result.result_id, created) for item, created in answer] for answer in answers] == [
+        [(batch[0].result.result_id, True)] for batch in batches
+    ]
+    commits = store.writes.commits - commits_before
+    assert commits < len(batches), f"{len(batches)} concurrent calls took {commits} commits: nothing was grouped"
+    assert await _counts(store) == (40, 40, 0)
+
+
+async def test_an_answer_comes_only_after_its_commit(store: Store) -> None:
+    """What a caller was answered is committed: a second connection sees it the moment the answer is there."""
+    batches = [[accepted(f"seen-{n}")] for n in range(10)]
+
+    async def report_then_look(batch: list[Any]) -> int:
+        await store.record_measurements(batch)
+        async with store.engine.connect() as conn:
+            query = select(func.count()).where(tables.measurement_results.c.result_id == batch[0].result.result_id)
+            return int((await conn.execute(query.select_from(tables.measurement_results))).scalar_one())
+
+    assert await asyncio.gather(*(report_then_look(batch) for batch in batches)) == [1] * 10
+
+
+async def test_a_failing_call_fails_alone_and_leaves_nothing_written(store: Store) -> None:
+    group = GroupCommit(store.engine)
+
+    def insert(item: Any, fail: bool) -> Any:
+        async def work(conn: AsyncConnection) -> str:
+            await conn.execute(tables.refused_measurements.insert(), [_refused_row(item)])
+            if fail:
+                raise _Refused(item.reason)
+            return item.reason
+
+        return work
+
+    items = [refused_attempt(reason=f"attempt {n}") for n in range(6)]
+    outcomes = await asyncio.gather(
+        *(group.run(insert(item, fail=n == 2)) for n, item in enumerate(items)), return_exceptions=True
+    )
+    assert isinstance(outcomes[2], _Refused)
+    assert [outcome for n, outcome in enumerate(outcomes) if n != 2] == [f"attempt {n}" for n in range(6) if n != 2]
+    stored = {item.reason for item in await store.refused_measurements()}
+    assert stored == {f"attempt {n}" for n in range(6) if n != 2}, "the failing call's row stayed, or others went"
+
+
+async def test_a_client_id_sent_twice_at_once_is_stored_once(store: Store) -> None:
+    first, second = accepted("twice"), accepted("twice", value=12.5)
+    answers = await asyncio.gather(store.record_measurements([first]), store.record_measurements([second]))
+    (stored_first, created_first), (stored_second, created_second) = answers[0][0], answers[1][0]
+    assert (created_first, created_second) == (True, False)
+    assert stored_second == stored_first, "the second call is answered with the first one's measurement"
+    assert await _counts(store) == (1, 1, 0)
+
+
+async def test_a_cancelled_caller_does_not_stop_the_others(store: Store) -> None:
+    calls = [asyncio.ensure_future(store.record_measurements([accepted(f"c-{n}")])) for n in range(8)]
+    await asyncio.sleep(0)
+    calls[3].cancel()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(outcomes[3], asyncio.CancelledError)
+    assert all(isinstance(outcome, list) for n, outcome in enumerate(outcomes) if n != 3)
+    results, _outbox, _refused = await _counts(store)
+    assert results in (7, 8), "a cancelled caller's write either stands whole or was never made"
+
+
+async def test_confirmations_and_order_states_join_the_group(store: Store) -> None:
+    await store.apply_snapshot(ErpSnapshot(orders=(order("1000", state=OrderState.RUNNING),), equipment=()))
+    record = confirmation_record()
+    commits_before = store.writes.commits
+    (stored, created), changed, measured = await asyncio.gather(
+        store.record_confirmation(record),
+        store.change_order_state("1000", OrderState.RUNNING, OrderState.INTERRUPTED),
+        store.record_measurements([accepted("with-others")]),
+    )
+    assert (stored, created, changed, measured[0][1]) == (record, True, True, True)
+    assert store.writes.commits - commits_before < 3
+
+
+async def test_merged_works_are_written_by_one_call_and_answered_each(store: Store) -> None:
+    group = GroupCommit(store.engine)
+    calls: list[list[int]] = []
+
+    async def write_all(_conn: AsyncConnection, items: list[int]) -> list[int]:
+        calls.append(items)
+        return [item * 10 for item in items]
+
+    async def plain(_conn: AsyncConnection) -> str:
+        return "plain"
+
+    answers = await asyncio.gather(
+        group.run(Merged(write_all, 1)),
+        group.run(plain),
+        group.run(Merged(write_all, 2)),
+        group.run(Merged(write_all, 3)),
+    )
+    assert answers == [10, "plain", 20, 30]
+    assert calls == [[1, 2, 3]], "the merged works of one group were not written by one call"
+    assert group.commits == 1
+
+
+def test_the_group_refuses_a_negative_window() -> None:
+    with pytest.raises(ValueError, match="window_seconds"):
+        GroupCommit(None, window_seconds=-1)  # type: ignore[arg-type]
+
+
+def _refused_row(item: RefusedMeasurement) -> dict[str, Any]:
+    report = item.report
+    return {
+        "order_no": report.order_no,
+        "operation_no": report.operation_no,
+        "characteristic_id": report.characteristic_id,
+        "value": report.value,
+        "equipment_id": report.equipment_id,
+        "calibration_status": int(item.calibration_status),
+        "part_serial": report.part_serial,
+        "measured_at": report.measured_at,
+        "reason": item.reason,
+        "reported_by": item.reported_by,
+        "refused_at": item.refused_at,
+    }
