@@ -38,6 +38,7 @@ from asyncua import Client, ua
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.builders import catalogue_order  # noqa: E402
 from tests.harness import (  # noqa: E402
     NAMESPACE_URI,
     TEST_USERS,
@@ -45,36 +46,6 @@ from tests.harness import (  # noqa: E402
     Deployment,
     secure_session,
 )
-
-
-def order_json(number: int, characteristics: int, operations: int, upper: float = 12.018) -> dict[str, Any]:
-    per_operation = max(1, characteristics // operations)
-    return {
-        "order_no": f"B{number:06d}",
-        "material_no": f"MAT-{number % 97}",
-        "planned_quantity": 100,
-        "plan_version": "1",
-        "work_centre": f"WC-{number % 7}",
-        "operations": [
-            {
-                "operation_no": f"{(op + 1) * 10:04d}",
-                "description": f"operation {op + 1}",
-                "characteristics": [
-                    {
-                        "characteristic_id": f"C{op * per_operation + index + 1:03d}",
-                        "name": f"Feature {index + 1}",
-                        "nominal": 12.009,
-                        "lower_limit": 12.0,
-                        "upper_limit": upper,
-                        "unit": "MMT",
-                        "plan_version": "1",
-                    }
-                    for index in range(per_operation)
-                ],
-            }
-            for op in range(operations)
-        ],
-    }
 
 
 def rss_mib(pid: int) -> float:
@@ -145,7 +116,7 @@ async def browse_subtree(client: Client, node_id: ua.NodeId) -> int:
 
 async def measure(deployment: Deployment, server: ChildProcess, n: int, c: int, operations: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    orders = [order_json(number, c, operations) for number in range(n)]
+    orders = [catalogue_order(number, c, operations) for number in range(n)]
     order_nos = {order["order_no"] for order in orders}
     assert server.process is not None
     async with deployment.session("observer") as client:
@@ -190,7 +161,7 @@ async def measure(deployment: Deployment, server: ChildProcess, n: int, c: int, 
         subscription = await client.create_subscription(100, Handler())
         await subscription.subscribe_data_change([client.get_node(ua.NodeId(name, idx)) for name in sorted(wanted)])
         await asyncio.sleep(1.0)
-        updated = [order_json(int(order["order_no"][1:]), c, operations, upper=12.05) for order in changed]
+        updated = [catalogue_order(int(order["order_no"][1:]), c, operations, upper=12.05) for order in changed]
         started = time.monotonic()
         await release(deployment.erp_url, updated, method="PUT")
         released_at = time.monotonic()

@@ -287,3 +287,17 @@ async def test_the_scope_leaves_orders_of_other_work_centres_in_the_store_only()
     assert ns.order("2") not in server.iserver.aspace
     released = server.iserver.aspace.read_attribute_value(ns.root_child("ReleasedOrders"), ua.AttributeIds.Value)
     assert released.Value.Value == ["1"]
+
+
+async def test_a_state_change_during_a_publishing_sync_waits_for_it_instead_of_adding_the_order_twice() -> None:
+    """StartOrder answered while a large sync is still publishing used to add the same order a second time
+    ("AddNodesItem already exists") and set it aside; now the second change waits for the first."""
+    server, ns = await _server()
+    view = AddressSpaceView(server, ns)
+    orders = [_order(str(n)) for n in range(2000)]
+    running = [*orders[:-1], orders[-1].model_copy(update={"state": OrderState.RUNNING})]
+    await asyncio.gather(view.show(orders, []), view.show(running, []))
+    assert view.unshown == {}
+    assert view.published_orders == 2000
+    state = server.iserver.aspace.read_attribute_value(ns.member(ns.order("1999"), "State"), ua.AttributeIds.Value)
+    assert state.Value.Value == int(OrderState.RUNNING)
