@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 
 from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged
-from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
+from qualitybridge.domain.model import MasterDataChanges, ProductionOrder, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
@@ -22,6 +22,7 @@ from qualitybridge.store import Store
 __all__ = ["ErpSync"]
 
 _log = logging.getLogger(__name__)
+_READ_BACK_SLICE = 50
 
 
 class ErpSync:
@@ -115,11 +116,12 @@ class ErpSync:
         self._record_findings(findings)
         if not change.is_empty and delta:
             named = (*change.released, *change.changed)
-            self._master.update(
-                await self._store.released_orders_named(named),
-                change.withdrawn,
-                await self._store.equipment_named(change.equipment_changed),
-            )
+            orders: list[ProductionOrder] = []
+            # Read back in slices: reading hundreds of orders in one go held the event loop for a second on a busy
+            # machine, and OPC UA clients' keep-alive probes (1 s) gave up meanwhile.
+            for start in range(0, len(named), _READ_BACK_SLICE):
+                orders.extend(await self._store.released_orders_named(named[start : start + _READ_BACK_SLICE]))
+            self._master.update(orders, change.withdrawn, await self._store.equipment_named(change.equipment_changed))
         elif not change.is_empty:
             await self.load_from_store()
         if not change.is_empty:
