@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Server, ua
 from asyncua.server.address_space import AttributeValue, NodeData
@@ -36,7 +36,12 @@ from qualitybridge.server.address_space.members import (
     order_members,
     spc_members,
 )
-from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.namespace import (
+    QualityBridgeNamespace,
+    characteristic_key,
+    operation_key,
+    order_key,
+)
 from qualitybridge.server.address_space.node_templates import TypeTemplate
 
 __all__ = ["Catalogue", "instantiate"]
@@ -49,12 +54,15 @@ _Attributes = dict[ua.AttributeIds, ua.DataValue]
 
 @dataclass(eq=False)
 class _Entity:
-    """An order, operation or characteristic that is published: where it hangs and what it shows."""
+    """An order, operation or characteristic that is published: where it hangs and what it shows.
+
+    Keyed by NodeId identifier strings: making a NodeId costs microseconds, and a plant has hundreds of thousands.
+    """
 
     kind: str
     order_no: str
-    node_id: ua.NodeId
-    parent: ua.NodeId
+    key: str
+    parent_key: str
     data: ProductionOrder | Operation | InspectionCharacteristic
     values: dict[str, _Attributes] | None = field(default=None)  # by member path, computed on first build
 
@@ -137,23 +145,22 @@ class Catalogue:
 
     def add(self, order: ProductionOrder) -> None:
         """Publish an order: its nodes exist from now on (and are built when asked for)."""
-        order_id = self._ns.order(order.order_no)
-        self._register(_Entity(_ORDER, order.order_no, order_id, self._ns.root_child("Orders"), order))
+        key = order_key(order.order_no)
+        self._register(_Entity(_ORDER, order.order_no, key, self._orders_folder_key, order))
         for operation in order.operations:
             self._add_operation(order.order_no, operation)
-        self._orders_folder.references.append(self._link(_ORDER, order_id, order.order_no, order.order_no))
+        self._orders_folder.references.append(self._link(_ORDER, key, order.order_no, order.order_no))
 
     def withdraw(self, order_nos: Iterable[str]) -> list[NodeData]:
         """Unpublish these orders; answers the nodes that were built for them (the caller removes them)."""
-        gone = {self._ns.order(order_no) for order_no in order_nos}
+        gone = {order_key(order_no): order_no for order_no in order_nos}
         if not gone:
             return []
         folder = self._orders_folder
-        folder.references = [ref for ref in folder.references if ref.NodeId not in gone]
+        folder.references = [ref for ref in folder.references if ref.NodeId.Identifier not in gone]
         built: list[NodeData] = []
-        for order_id in gone:
-            order_no = str(order_id.Identifier)[len("Order/") :]
-            entity = self._entities.get(str(order_id.Identifier))
+        for key, order_no in gone.items():
+            entity = self._entities.get(key)
             if entity is not None and isinstance(entity.data, ProductionOrder):
                 self._unregister_order(entity.data)
             built.extend(self._take_built(order_no, prefix=None))
@@ -167,39 +174,36 @@ class Catalogue:
         """
         order_no = order.order_no
         removed: list[NodeData] = []
-        self._entities[str(self._ns.order(order_no).Identifier)].data = order
-        self._entities[str(self._ns.order(order_no).Identifier)].values = None
+        self._refresh(order_key(order_no), order)
+        new_operations = {op.operation_no for op in order.operations}
         old_operations = {op.operation_no: op for op in previous.operations}
-        new_operations = {op.operation_no: op for op in order.operations}
         for operation_no, gone in old_operations.items():
             if operation_no not in new_operations:
-                removed.extend(self._remove_child(order_no, self._ns.operation(order_no, operation_no), _OPERATION))
+                removed.extend(self._remove_child(order_no, operation_key(order_no, operation_no)))
                 for char in gone.characteristics:
-                    self._entities.pop(
-                        str(self._ns.characteristic(order_no, operation_no, char.characteristic_id).Identifier), None
-                    )
+                    self._entities.pop(characteristic_key(order_no, operation_no, char.characteristic_id), None)
         for operation in order.operations:
             operation_no = operation.operation_no
+            op_key = operation_key(order_no, operation_no)
             old = old_operations.get(operation_no)
             if old is None:
                 self._add_operation(order_no, operation)
-                self._link_if_built(self._ns.order(order_no), _ORDER, operation)
+                self._link_if_built(order_key(order_no), operation)
                 continue
-            entity = self._entities[str(self._ns.operation(order_no, operation_no).Identifier)]
-            entity.data, entity.values = operation, None
-            old_chars = {c.characteristic_id: c for c in old.characteristics}
+            self._refresh(op_key, operation)
             new_chars = {c.characteristic_id for c in operation.characteristics}
-            for char_id in old_chars.keys() - new_chars:
-                char_id_node = self._ns.characteristic(order_no, operation_no, char_id)
-                removed.extend(self._remove_child(order_no, char_id_node, _CHARACTERISTIC))
+            for char in old.characteristics:
+                if char.characteristic_id not in new_chars:
+                    removed.extend(
+                        self._remove_child(order_no, characteristic_key(order_no, operation_no, char.characteristic_id))
+                    )
             for char in operation.characteristics:
-                key = str(self._ns.characteristic(order_no, operation_no, char.characteristic_id).Identifier)
-                existing = self._entities.get(key)
-                if existing is None:
-                    self._add_characteristic(order_no, operation_no, char)
-                    self._link_if_built(self._ns.operation(order_no, operation_no), _OPERATION, char)
+                char_key = characteristic_key(order_no, operation_no, char.characteristic_id)
+                if char_key in self._entities:
+                    self._refresh(char_key, char)
                 else:
-                    existing.data, existing.values = char, None
+                    self._add_characteristic(order_no, operation_no, char)
+                    self._link_if_built(op_key, char)
         return removed
 
     def is_built(self, node_id: ua.NodeId) -> bool:
@@ -241,7 +245,12 @@ class Catalogue:
         name, display = _names(entity.data)
         names = (ua.QualifiedName(name, self._ns.index), ua.LocalizedText(display))
         node = self._templates[entity.kind].build(
-            path, entity.node_id, entity.parent, names, self._overrides(entity, path, names), datetime.now(UTC)
+            path,
+            self._id(entity.key),
+            self._id(entity.parent_key),
+            names,
+            self._overrides(entity, path, names),
+            datetime.now(UTC),
         )
         if path == _CHILD_FOLDER.get(entity.kind):
             for child in _children(entity.data):
@@ -264,50 +273,55 @@ class Catalogue:
 
     # ---- internals ----------------------------------------------------------------------------------------
 
+    @property
+    def _orders_folder_key(self) -> str:
+        return str(self._ns.root_child("Orders").Identifier)
+
+    def _id(self, key: str) -> ua.NodeId:
+        return ua.NodeId(cast(ua.String, key), cast(ua.Int16, self._ns.index))
+
     def _register(self, entity: _Entity) -> None:
-        self._entities[str(entity.node_id.Identifier)] = entity
+        self._entities[entity.key] = entity
+
+    def _refresh(self, key: str, data: ProductionOrder | Operation | InspectionCharacteristic) -> None:
+        entity = self._entities[key]
+        entity.data, entity.values = data, None
 
     def _add_operation(self, order_no: str, operation: Operation) -> None:
-        node_id = self._ns.operation(order_no, operation.operation_no)
-        folder = self._ns.member(self._ns.order(order_no), "Operations")
-        self._register(_Entity(_OPERATION, order_no, node_id, folder, operation))
+        key = operation_key(order_no, operation.operation_no)
+        folder = f"{order_key(order_no)}{_CHILD_FOLDER[_ORDER]}"
+        self._register(_Entity(_OPERATION, order_no, key, folder, operation))
         for characteristic in operation.characteristics:
             self._add_characteristic(order_no, operation.operation_no, characteristic)
 
     def _add_characteristic(self, order_no: str, operation_no: str, char: InspectionCharacteristic) -> None:
-        node_id = self._ns.characteristic(order_no, operation_no, char.characteristic_id)
-        folder = self._ns.member(self._ns.operation(order_no, operation_no), "Characteristics")
-        self._register(_Entity(_CHARACTERISTIC, order_no, node_id, folder, char))
+        key = characteristic_key(order_no, operation_no, char.characteristic_id)
+        folder = f"{operation_key(order_no, operation_no)}{_CHILD_FOLDER[_OPERATION]}"
+        self._register(_Entity(_CHARACTERISTIC, order_no, key, folder, char))
 
     def _unregister_order(self, order: ProductionOrder) -> None:
         order_no = order.order_no
-        self._entities.pop(str(self._ns.order(order_no).Identifier), None)
+        self._entities.pop(order_key(order_no), None)
         for operation in order.operations:
-            self._entities.pop(str(self._ns.operation(order_no, operation.operation_no).Identifier), None)
+            self._entities.pop(operation_key(order_no, operation.operation_no), None)
             for char in operation.characteristics:
-                key = self._ns.characteristic(order_no, operation.operation_no, char.characteristic_id)
-                self._entities.pop(str(key.Identifier), None)
+                self._entities.pop(characteristic_key(order_no, operation.operation_no, char.characteristic_id), None)
 
-    def _remove_child(self, order_no: str, root: ua.NodeId, kind: str) -> list[NodeData]:
+    def _remove_child(self, order_no: str, key: str) -> list[NodeData]:
         """Unpublish an operation or characteristic of a published order; answers its built nodes."""
-        entity = self._entities.pop(str(root.Identifier), None)
+        entity = self._entities.pop(key, None)
         if entity is None:
             return []
-        parent = dict.get(self._node_dict, entity.parent)
+        parent = dict.get(self._node_dict, self._id(entity.parent_key))
         if parent is not None:
-            parent.references = [ref for ref in parent.references if ref.NodeId != root]
-        return self._take_built(order_no, prefix=str(root.Identifier))
+            parent.references = [ref for ref in parent.references if ref.NodeId.Identifier != key]
+        return self._take_built(order_no, prefix=key)
 
-    def _link_if_built(
-        self, owner_root: ua.NodeId, owner_kind: str, child: Operation | InspectionCharacteristic
-    ) -> None:
+    def _link_if_built(self, owner_key: str, child: Operation | InspectionCharacteristic) -> None:
         """A child added to an order whose folder node is built already gets its link there, as a new node would."""
-        folder_id = ua.NodeId(
-            ua.String(f"{owner_root.Identifier!s}{_CHILD_FOLDER[owner_kind]}"), owner_root.NamespaceIndex
-        )
-        folder = dict.get(self._node_dict, folder_id)
+        owner = self._entities[owner_key]
+        folder = dict.get(self._node_dict, self._id(f"{owner_key}{_CHILD_FOLDER[owner.kind]}"))
         if folder is not None:
-            owner = self._entities[str(owner_root.Identifier)]
             folder.references.append(self._child_link(owner, child))
 
     def _take_built(self, order_no: str, prefix: str | None) -> list[NodeData]:
@@ -352,16 +366,18 @@ class Catalogue:
             cut = max(identifier.rfind("/", 0, cut), identifier.rfind(".", 0, cut))
         return None
 
-    def _link(self, kind: str, node_id: ua.NodeId, name: str, display: str) -> ua.ReferenceDescription:
-        return self._templates[kind].link.to(node_id, ua.QualifiedName(name, self._ns.index), ua.LocalizedText(display))
+    def _link(self, kind: str, key: str, name: str, display: str) -> ua.ReferenceDescription:
+        return self._templates[kind].link.to(
+            self._id(key), ua.QualifiedName(name, self._ns.index), ua.LocalizedText(display)
+        )
 
     def _child_link(self, owner: _Entity, child: Operation | InspectionCharacteristic) -> ua.ReferenceDescription:
         if isinstance(child, Operation):
-            node_id = self._ns.operation(owner.order_no, child.operation_no)
-            return self._link(_OPERATION, node_id, child.operation_no, child.operation_no)
+            key = operation_key(owner.order_no, child.operation_no)
+            return self._link(_OPERATION, key, child.operation_no, child.operation_no)
         operation_no = owner.data.operation_no if isinstance(owner.data, Operation) else ""
-        node_id = self._ns.characteristic(owner.order_no, operation_no, child.characteristic_id)
-        return self._link(_CHARACTERISTIC, node_id, child.characteristic_id, _display_name(child))
+        key = characteristic_key(owner.order_no, operation_no, child.characteristic_id)
+        return self._link(_CHARACTERISTIC, key, child.characteristic_id, _display_name(child))
 
     def _overrides(self, entity: _Entity, path: str, names: tuple[ua.QualifiedName, ua.LocalizedText]) -> _Attributes:
         if path == "":

@@ -23,7 +23,13 @@ from asyncua import Server, ua
 from asyncua.server.address_space import NodeData
 
 from qualitybridge.domain.events import DiagnosticsChanged, SpcStatusChanged
-from qualitybridge.domain.model import MeasurementResult, ProductionOrder, ResultEvaluation, TestEquipment
+from qualitybridge.domain.model import (
+    InspectionCharacteristic,
+    MeasurementResult,
+    ProductionOrder,
+    ResultEvaluation,
+    TestEquipment,
+)
 from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.server.address_space.catalogue import Catalogue, instantiate
 from qualitybridge.server.address_space.members import (
@@ -36,7 +42,7 @@ from qualitybridge.server.address_space.members import (
     order_members,
     spc_members,
 )
-from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.namespace import QualityBridgeNamespace, characteristic_key
 from qualitybridge.server.address_space.notifiers import SERVER_OBJECT, trigger_along
 from qualitybridge.server.methods.arguments import status_code
 
@@ -70,7 +76,10 @@ class AddressSpaceView:
         self._orders: dict[str, ProductionOrder] = {}
         self._equipment: dict[str, TestEquipment] = {}
         self._result_events: Any = None
-        self._spc_shown: dict[str, dict[str, tuple[Any, ua.VariantType]]] = {}  # per characteristic node id
+        # The Spc values shown per characteristic (NodeId identifier); a characteristic without an entry shows its
+        # plan's limits (_spc_plan), which are computed only when SPC first writes there.
+        self._spc_shown: dict[str, dict[str, tuple[Any, ua.VariantType]]] = {}
+        self._spc_plan: dict[str, InspectionCharacteristic] = {}
         # One change of the published set at a time: a state change (StartOrder) arriving while a sync is still
         # publishing waits for it instead of publishing the same order twice.
         self._publishing = asyncio.Lock()
@@ -119,10 +128,7 @@ class AddressSpaceView:
         if withdrawn:
             await self._remove_nodes(self._catalogue.withdraw(withdrawn))
             for order_no in withdrawn:
-                del self._orders[order_no]
-                prefix = f"{self._ns.order(order_no).Identifier!s}/"
-                for shown in [key for key in self._spc_shown if key.startswith(prefix)]:
-                    del self._spc_shown[shown]
+                self._forget_spc(self._orders.pop(order_no))
                 _log.info("order %s withdrawn from the address space", order_no)
         for order_no in [no for no in self.unshown if no not in wanted_orders]:
             del self.unshown[order_no]
@@ -210,10 +216,18 @@ class AddressSpaceView:
             for char in operation.characteristics:
                 self._plan_spc(order.order_no, operation.operation_no, char)
 
-    def _plan_spc(self, order_no: str, operation_no: str, char: Any) -> None:
+    def _plan_spc(self, order_no: str, operation_no: str, char: InspectionCharacteristic) -> None:
         """A new characteristic shows its plan's control limits until SPC has figures (built into its nodes)."""
-        key = str(self._ns.characteristic(order_no, operation_no, char.characteristic_id).Identifier)
-        self._spc_shown[key] = spc_members(None, char)
+        key = characteristic_key(order_no, operation_no, char.characteristic_id)
+        self._spc_shown.pop(key, None)
+        self._spc_plan[key] = char
+
+    def _forget_spc(self, order: ProductionOrder) -> None:
+        for operation in order.operations:
+            for char in operation.characteristics:
+                key = characteristic_key(order.order_no, operation.operation_no, char.characteristic_id)
+                self._spc_shown.pop(key, None)
+                self._spc_plan.pop(key, None)
 
     async def _update_order(self, previous: ProductionOrder, order: ProductionOrder) -> None:
         """Apply a changed order in place: nodes built so far get the values that changed, what was removed goes."""
@@ -291,7 +305,10 @@ class AddressSpaceView:
 
     async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]]) -> None:
         key = str(node_id.Identifier)
-        shown = self._spc_shown.get(key, {})
+        shown = self._spc_shown.get(key)
+        if shown is None:
+            plan = self._spc_plan.pop(key, None)
+            shown = {} if plan is None else spc_members(None, plan)
         for browse_path, (value, variant_type) in members.items():
             if browse_path in shown and shown[browse_path] == (value, variant_type):
                 continue
