@@ -50,6 +50,7 @@ _ORDER, _OPERATION, _CHARACTERISTIC = "order", "operation", "characteristic"
 # The member of each kind that holds the next level's instances (as `instantiate` left it: a FolderType).
 _CHILD_FOLDER = {_ORDER: ".Operations", _OPERATION: ".Characteristics"}
 _Attributes = dict[ua.AttributeIds, ua.DataValue]
+_Raw = tuple[Any, ua.VariantType]
 
 
 @dataclass(eq=False)
@@ -64,7 +65,7 @@ class _Entity:
     key: str
     parent_key: str
     data: ProductionOrder | Operation | InspectionCharacteristic
-    values: dict[str, _Attributes] | None = field(default=None)  # by member path, computed on first build
+    values: dict[str, ua.DataValue | _Raw] | None = field(default=None)  # by member path, made on first build
 
 
 class _NodesOnDemand(dict[ua.NodeId, NodeData]):
@@ -388,7 +389,16 @@ class Catalogue:
             }
         if entity.values is None:
             entity.values = _member_values(entity.data)
-        return entity.values.get(path, {})
+        overrides: _Attributes = {}
+        value = entity.values.get(path)
+        if isinstance(value, ua.DataValue):
+            overrides[ua.AttributeIds.Value] = value
+        elif value is not None:
+            overrides[ua.AttributeIds.Value] = ua.DataValue(ua.Variant(value[0], value[1]))
+        if entity.kind == _CHARACTERISTIC and path == ".LastValue":
+            # asyncua's instantiate does not copy Historizing from the type; AccessLevel (HistoryRead) it does.
+            overrides[ua.AttributeIds.Historizing] = HISTORIZING
+        return overrides
 
 
 def _children(data: Any) -> tuple[Any, ...]:
@@ -412,24 +422,23 @@ def _names(data: ProductionOrder | Operation | InspectionCharacteristic) -> tupl
     return data.characteristic_id, _display_name(data)
 
 
-def _member_values(data: ProductionOrder | Operation | InspectionCharacteristic) -> dict[str, _Attributes]:
-    """The attributes an instance's members show, by member path: the values the view writes after instantiating."""
+def _member_values(data: ProductionOrder | Operation | InspectionCharacteristic) -> dict[str, ua.DataValue | _Raw]:
+    """The values an instance's members show, by member path, as the view writes them after instantiating; left raw
+    (value, Variant type) until a node needs one, since most members of most instances are never built."""
     if isinstance(data, ProductionOrder):
         members = order_members(data)
     elif isinstance(data, Operation):
         members = operation_members(data)
     else:
         members = characteristic_members(data)
-    values: dict[str, _Attributes] = {}
-    for path, value, variant_type in members:
-        if value is not None:  # an unset date stays Null rather than pretending to be 1601-01-01
-            values[f".{path}"] = {ua.AttributeIds.Value: ua.DataValue(ua.Variant(value, variant_type))}
+    values: dict[str, ua.DataValue | _Raw] = {
+        f".{path}": (value, variant_type)
+        for path, value, variant_type in members
+        if value is not None  # an unset date stays Null rather than pretending to be 1601-01-01
+    }
     if isinstance(data, InspectionCharacteristic):
         for path, (value, variant_type) in spc_members(None, data).items():
-            data_value = WAITING if value is None else ua.DataValue(ua.Variant(value, variant_type))
-            values[f".{path}"] = {ua.AttributeIds.Value: data_value}
-        # asyncua's instantiate does not copy Historizing from the type; AccessLevel (HistoryRead) it does.
-        values.setdefault(".LastValue", {})[ua.AttributeIds.Historizing] = HISTORIZING
+            values[f".{path}"] = WAITING if value is None else (value, variant_type)
     return values
 
 
