@@ -124,12 +124,22 @@ class ResultDTO(_Wire):
     )
     unit: str
     evaluation: EvaluationName
-    plan_version: str
+    plan_version: str = Field(description="The inspection plan version in force at measured_at, judged against")
     equipment_id: str
     part_serial: str
     measured_at: datetime
     received_at: datetime = Field(description="When QualityBridge accepted the report from the machine")
     reported_by: str
+    routing_version: str | None = Field(
+        default=None,
+        description="v1 addition: the order's routing version in force at measured_at; null for a result "
+        "QualityBridge stored before it recorded routing versions",
+    )
+    plan_version_superseded: bool = Field(
+        default=False,
+        description="v1 addition: true for a late measurement, taken before a newer plan version took effect and "
+        "reported after: judged against plan_version (the version then in force), not the current one",
+    )
 
 
 class ConfirmationDTO(_Wire):
@@ -381,6 +391,8 @@ def result_to_dto(result: MeasurementResult) -> ResultDTO:
         measured_at=report.measured_at,
         received_at=result.received_at,
         reported_by=result.reported_by,
+        routing_version=result.routing_version,
+        plan_version_superseded=result.plan_version_superseded,
     )
 
 
@@ -403,6 +415,8 @@ def result_from_dto(dto: ResultDTO) -> MeasurementResult:
         unit=dto.unit,
         reported_by=dto.reported_by,
         received_at=dto.received_at,
+        routing_version=dto.routing_version,
+        plan_version_superseded=dto.plan_version_superseded,
     )
 
 

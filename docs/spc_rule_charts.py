@@ -1,6 +1,6 @@
 """Draw one control chart per Nelson rule (docs/spc-rules/rule-<n>.svg) from the engine's own planted streams.
 
-Each chart is the quiet background, the pattern planted for the rule in tests/unit/test_spc_engine.py and a little
+Each chart is the quiet background, the pattern planted for the rule in tests/builders.py and a little
 background after it, run through `SpcChart` with the plan limits the test uses (CL 10, σ 1). What is drawn is what
 the engine answered: the points of the pattern are dark, the point at which the engine raised the rule is ringed
 red. Plain SVG, no plotting library. tests/unit/test_spc_rule_charts.py fails when the committed files are stale.
@@ -18,7 +18,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from qualitybridge.domain.spc import RULE_DESCRIPTIONS, SpcChart, SpcSettings  # noqa: E402
-from tests.unit.test_spc_engine import BACKGROUND, PLAN, PLANTED  # noqa: E402
+from tests.builders import PLANTED, QUIET  # noqa: E402
+from tests.unit.test_spc_engine import PLAN  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "spc-rules"
 WIDTH, HEIGHT = 640, 260
@@ -28,7 +29,7 @@ Z_MAX = 4.5  # the chart shows ±4.5σ
 
 def stream(rule: int) -> tuple[list[float], range]:
     """Values, and the positions of the planted pattern in them."""
-    before, after = BACKGROUND * 2, BACKGROUND[:4]
+    before, after = QUIET * 2, QUIET[:4]
     zones = before + PLANTED[rule] + after
     return [PLAN.center + z for z in zones], range(len(before), len(before) + len(PLANTED[rule]))
 

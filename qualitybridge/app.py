@@ -27,6 +27,7 @@ from qualitybridge.domain.events import (
     MeasurementAccepted,
     SpcAlarmRaised,
 )
+from qualitybridge.domain.mapping import MappingKind
 from qualitybridge.domain.model import OrderState
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.domain.publication import PublicationScope
@@ -45,6 +46,7 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.kpis import KpiService
+from qualitybridge.services.mapping import MappingGate
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.metrics import OperationsMetrics
 from qualitybridge.services.order_control import OrderControl
@@ -279,7 +281,9 @@ class QualityBridgeApp:
             orders=OrderControl(store, master_data, events=events),
             max_batch_size=config.reporting.max_batch_size,
         )
-        sync = ErpSync(erp, store, master_data, diagnostics, events=events)
+        required = config.master_data.required_mappings
+        mapping = MappingGate(store, [MappingKind(kind) for kind in required]) if required else None
+        sync = ErpSync(erp, store, master_data, diagnostics, events=events, mapping=mapping)
         relay = OutboxRelay(
             store,
             erp,

@@ -29,6 +29,7 @@ __all__ = [
     "HistorySettings",
     "KpiSettings",
     "LimitsSettings",
+    "MasterDataSettings",
     "OperationsSettings",
     "PublishSettings",
     "QmsSettings",
@@ -536,6 +537,28 @@ class OperationsSettings(_Section):
     )
 
 
+# The mapping tables, named as `qualitybridge mapping --kind` names them (domain/mapping.py MappingKind).
+MappingKindName = Literal["material", "characteristic", "work-centre", "unit"]
+
+
+class MasterDataSettings(_Section):
+    """[master_data]: which mapping tables the ERP sync applies (docs/master-data.md)."""
+
+    required_mappings: list[MappingKindName] = Field(
+        default_factory=list,
+        description="Mapping tables in force: an order with a key such a table does not map is held back and listed "
+        "under Diagnostics/MasterDataGaps. Default: none (orders are shown as the ERP sends them)",
+    )
+
+    @field_validator("required_mappings")
+    @classmethod
+    def _each_once(cls, kinds: list[str]) -> list[str]:
+        twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(twice)} more than once: list each table once")
+        return kinds
+
+
 class QualityBridgeConfig(_Section):
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite store, PKI and logs")
     log_level: str = "INFO"
@@ -553,6 +576,7 @@ class QualityBridgeConfig(_Section):
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    master_data: MasterDataSettings = Field(default_factory=MasterDataSettings)
 
     @field_validator("log_level")
     @classmethod

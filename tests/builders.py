@@ -1,22 +1,36 @@
 """Builders shared by the tests: domain objects with sensible defaults, and the OPC UA calls of a deployment.
 
 Domain objects (every tier): `order`, `gauge`, `measurement_report`, `result`, `accepted`, `refused_attempt`,
-`confirmation_record`, all at the fixed instant `NOW`. Every order has the same shape: operation 0010 (or the ones
+`confirmation_record`, all at the fixed instant `NOW`; `audit_plant` (with `audit_order`), master data that agree
+across ERP, MES and QMS, for the master-data audit. Every order has the same shape: operation 0010 (or the ones
 named) with the bore diameter C010 (12.0 .. 12.018 mm, plan version 3), ten pieces planned; a report measures it
 with gauge G-1.
 
 Deployment helpers (end-to-end tier): the seeded gauges of the simulator and the calls a machine makes through a
 real asyncua client against `tests.harness.Deployment`.
+
+The planted SPC stream (every tier): one pattern per Nelson rule in a quiet background, `QUIET` and `PLANTED` in σ
+units; `planted_stream` lays them out for a characteristic with control limits, `add_planted_order` gives the
+simulator an order with such a characteristic, and `report_planted_stream` reports the stream as a machine does.
+The engine's unit tests, the e2e test and the node-opcua interop test all judge this one stream.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncua import Client, ua
 
 from qualitybridge.domain.ids import new_record_id, new_result_id
+from qualitybridge.domain.mapping import MappingEntry, MappingKind
+from qualitybridge.domain.master_data_audit import (
+    CostCentreAssignment,
+    MesPart,
+    QmsCharacteristic,
+    ShopFloorRouting,
+)
 from qualitybridge.domain.model import (
     CalibrationStatus,
     Confirmation,
@@ -33,6 +47,8 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from tests.harness import Deployment
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -69,6 +85,105 @@ def order(
         plan_version="3",
         operations=tuple(Operation(operation_no=no, characteristics=(bore,)) for no in operation_nos),
     )
+
+
+# A plant whose master data agree across ERP, MES and QMS (the master-data audit finds nothing in it). Materials
+# reach their MES parts three ways: equal numbers (M-100001, M-100003), the part number on the ERP order
+# (M-100002) and the material mapping (M-100004 -> M-900004).
+AUDIT_CHARACTERISTICS = (
+    ("C0010", "Bore diameter", "MMT", 12.0, 12.018, 3),
+    ("C0020", "Tightening torque", "NU", 22.5, 27.5, 1),
+    ("C0030", "Part temperature", "CEL", 18.0, 22.0, 1),
+)
+
+
+def audit_order(
+    order_no: str,
+    material_no: str,
+    *,
+    part_no: str = "",
+    work_centre: str = "WC-01",
+    routing_version: str = "R01",
+    plan_version: str = "P01",
+    units: dict[str, str] | None = None,
+) -> ProductionOrder:
+    """An order of the audit plant: operation 0010 with the three AUDIT_CHARACTERISTICS (`units` overrides some)."""
+    characteristics = tuple(
+        InspectionCharacteristic(
+            characteristic_id=cid,
+            name=name,
+            nominal=round((lower + upper) / 2, 4),
+            lower_limit=lower,
+            upper_limit=upper,
+            unit=(units or {}).get(cid, unit),
+            decimal_places=decimals,
+            plan_version=plan_version,
+        )
+        for cid, name, unit, lower, upper, decimals in AUDIT_CHARACTERISTICS
+    )
+    return ProductionOrder(
+        order_no=order_no,
+        material_no=material_no,
+        part_no=part_no,
+        work_centre=work_centre,
+        planned_quantity=10,
+        routing_version=routing_version,
+        plan_version=plan_version,
+        operations=(Operation(operation_no="0010", work_centre=work_centre, characteristics=characteristics),),
+    )
+
+
+@dataclass
+class AuditPlant:
+    """The audit plant's ERP orders and its other systems' exports; tests change copies to plant gaps."""
+
+    orders: list[ProductionOrder]
+    parts: list[MesPart]
+    routings: list[ShopFloorRouting]
+    catalogue: list[QmsCharacteristic]
+    cost_centres: list[CostCentreAssignment]
+    mappings: list[MappingEntry]
+
+    def catalogue_entries_for(self, order: ProductionOrder) -> list[QmsCharacteristic]:
+        return [
+            QmsCharacteristic(
+                order.material_no,
+                operation.operation_no,
+                c.characteristic_id,
+                c.name,
+                c.unit,
+                c.lower_limit,
+                c.upper_limit,
+                c.decimal_places,
+            )
+            for operation in order.operations
+            for c in operation.characteristics
+        ]
+
+    def add_order(self, order: ProductionOrder) -> None:
+        """An order whose material, routing, characteristics and work centre are all known to the other systems."""
+        self.orders.append(order)
+        self.routings.append(ShopFloorRouting(order.order_no, order.routing_version, order.plan_version))
+        self.catalogue.extend(self.catalogue_entries_for(order))
+
+
+def audit_plant() -> AuditPlant:
+    plant = AuditPlant(
+        orders=[],
+        parts=[MesPart(part) for part in ("M-100001", "M-100002", "M-100003", "M-900004")],
+        routings=[],
+        catalogue=[],
+        cost_centres=[CostCentreAssignment("WC-01", "CC-4711"), CostCentreAssignment("WC-02", "CC-4712")],
+        mappings=[MappingEntry(MappingKind.MATERIAL, "M-100004", "M-900004")],
+    )
+    for order_no, material, part, work_centre in (
+        ("5001", "M-100001", "", "WC-01"),
+        ("5002", "M-100002", "M-100002", "WC-02"),
+        ("5003", "M-100003", "", "WC-01"),
+        ("5004", "M-100004", "", "WC-02"),
+    ):
+        plant.add_order(audit_order(order_no, material, part_no=part, work_centre=work_centre))
+    return plant
 
 
 def gauge(
@@ -274,3 +389,72 @@ def results_at_erp(deployment: Deployment) -> list[dict[str, Any]]:
     with deployment.erp() as erp:
         answer: list[dict[str, Any]] = erp.get("/results").json()
         return answer
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The planted SPC stream: one pattern per Nelson rule
+
+# A quiet background in σ units: crosses the centre line often, leaves 1σ now and then, never rises six times.
+QUIET = [0.5, 1.5, -0.5, -0.2, -1.5, -0.3]
+# One pattern per rule, in σ units around the centre line; the last point of each completes the pattern.
+PLANTED = {
+    1: [4.0],
+    2: [0.4, 0.6, 0.3, 0.7, 0.4, 0.8, 0.3, 0.6, 0.5],
+    3: [-1.5, -1.0, -0.6, -0.2, 0.2, 0.6],
+    4: [-0.5] + [-1.2, 0.5] * 6 + [-1.2],
+    5: [2.5, 2.6],
+    6: [1.5, 1.2, 0.3, 1.4, 1.3],
+    7: [-1.5, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3],
+    8: [1.5, -1.5] * 4,
+}
+
+# The seeded characteristic the simulator orders of the stream copy: order 1000417's part temperature
+# (18..22 °C, minor, measured with a thermometer), given the plan control limits 20 ± 3 · 0.5.
+PLANTED_TEMPLATE = ("1000417", "0010", "C0010")
+PLANTED_GAUGE = GAUGE_FOR_TYPE["THERMOMETER"]
+PLANTED_CENTER, PLANTED_SIGMA = 20.0, 0.5
+
+
+def planted_stream(center: float = PLANTED_CENTER, sigma: float = PLANTED_SIGMA) -> tuple[list[float], dict[int, int]]:
+    """Values, and per rule the 0-based position of the sample that completes its pattern (rules 1..8 in order)."""
+    zones = list(QUIET)
+    completing = {}
+    for rule, pattern in PLANTED.items():
+        zones += pattern
+        completing[rule] = len(zones) - 1
+        zones += QUIET * 2
+    return [center + sigma * z for z in zones], completing
+
+
+def add_planted_order(erp: httpx.Client, order_no: str, **characteristic: Any) -> tuple[str, str, str]:
+    """A Running order in the ERP simulator with just the planted characteristic; `characteristic` overrides its
+    fields (e.g. classification). Answers the stream's key (order, operation, characteristic)."""
+    template_no, operation_no, characteristic_id = PLANTED_TEMPLATE
+    template = next(o for o in erp.get("/api/v1/orders").json()["orders"] if o["order_no"] == template_no)
+    operation = next(op for op in template["operations"] if op["operation_no"] == operation_no)
+    seeded = next(c for c in operation["characteristics"] if c["characteristic_id"] == characteristic_id)
+    limits = {
+        "center_line": PLANTED_CENTER,
+        "upper_control_limit": PLANTED_CENTER + 3 * PLANTED_SIGMA,
+        "lower_control_limit": PLANTED_CENTER - 3 * PLANTED_SIGMA,
+    }
+    order = {
+        **template,
+        "order_no": order_no,
+        "state": "RUNNING",
+        "operations": [{**operation, "characteristics": [{**seeded, **limits, **characteristic}]}],
+    }
+    erp.post("/sim/orders", json=order).raise_for_status()
+    return order_no, operation_no, characteristic_id
+
+
+async def report_planted_stream(client: Client, idx: int, key: tuple[str, str, str], values: list[float]) -> list[str]:
+    """Report `values` one call each, in order, measured a second apart and ending now; answers their result ids."""
+    start = datetime.now(UTC) - timedelta(seconds=len(values))
+    result_ids = []
+    for position, value in enumerate(values):
+        result_id, _evaluation = await report(
+            client, idx, key, value, gauge=PLANTED_GAUGE, measured_at=start + timedelta(seconds=position)
+        )
+        result_ids.append(result_id)
+    return result_ids

@@ -1,19 +1,30 @@
 """Fakes shared by the tests: an in-memory store for the service rules, clocks, and a publisher that records.
 
 `FakeStore` implements the store methods the shop-floor services call (ReportingService, ConfirmationService,
-SpcAlarmService, OrderControl, SpcMonitor) with the real store's answers: a repeated client id gets the first
-record back, an SPC alarm id is stored once, order states change by compare-and-set. tests/unit/test_fakes.py
+SpcAlarmService, OrderControl, SpcMonitor) and the mapping tables, with the real store's answers: a repeated client
+id gets the first record back, an SPC alarm id is stored once, order states change by compare-and-set, a mapping
+import is all or nothing. tests/unit/test_fakes.py
 keeps its method names and signatures equal to `Store`'s; tests/integration/test_fake_store_contract.py runs the
 same calls against both and compares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from qualitybridge.domain.events import DomainEvent
+from qualitybridge.domain.mapping import (
+    InvalidMapping,
+    MappingEntry,
+    MappingKind,
+    MappingTables,
+    entry_problems,
+    table_problems,
+)
+from qualitybridge.domain.mapping_gaps import MappingGap, MissingMapping
 from qualitybridge.domain.model import OrderState, ProductionOrder
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store
@@ -35,6 +46,8 @@ class FakeStore:
         self.alarms: list[SpcAlarmRecord] = []
         # The released orders' states as stored (the real store keeps them with the order).
         self.order_states: dict[str, OrderState] = {o.order_no: o.state for o in orders}
+        self.mappings: dict[tuple[MappingKind, str], MappingEntry] = {}
+        self.gaps: dict[MissingMapping, MappingGap] = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
     def as_store(self) -> Store:
@@ -167,6 +180,54 @@ class FakeStore:
                 seen.add(record.alarm_id)
                 self.alarms.append(record)
         return answers
+
+    # ---- mapping tables -----------------------------------------------------------------------------
+
+    async def list_mappings(self, kind: MappingKind | None = None) -> list[MappingEntry]:
+        self.calls.append(("list_mappings", (kind,)))
+        chosen = [entry for (of_kind, _), entry in self.mappings.items() if kind is None or of_kind is kind]
+        return sorted(chosen, key=lambda entry: (entry.kind.value, entry.source_key))
+
+    async def set_mapping(self, entry: MappingEntry) -> None:
+        self.calls.append(("set_mapping", (entry,)))
+        problems = entry_problems(entry)
+        if problems:
+            raise InvalidMapping(problems)
+        self.mappings[(entry.kind, entry.source_key)] = _stamped(entry, datetime.now(UTC))
+
+    async def remove_mapping(self, kind: MappingKind, source_key: str) -> bool:
+        self.calls.append(("remove_mapping", (kind, source_key)))
+        return self.mappings.pop((kind, source_key), None) is not None
+
+    async def replace_mappings(self, kind: MappingKind, entries: Sequence[MappingEntry]) -> None:
+        self.calls.append(("replace_mappings", (kind, list(entries))))
+        problems = table_problems(kind, entries)
+        if problems:
+            raise InvalidMapping(problems)
+        now = datetime.now(UTC)
+        self.mappings = {key: entry for key, entry in self.mappings.items() if key[0] is not kind}
+        self.mappings.update({(kind, entry.source_key): _stamped(entry, now) for entry in entries})
+
+    async def mapping_tables(self) -> MappingTables:
+        self.calls.append(("mapping_tables", ()))
+        return MappingTables.of(self.mappings.values())
+
+    async def mapping_gaps(self) -> list[MappingGap]:
+        self.calls.append(("mapping_gaps", ()))
+        return sorted(self.gaps.values(), key=lambda gap: (gap.kind.value, gap.source_key))
+
+    async def record_mapping_gaps(self, waiting: Mapping[MissingMapping, Sequence[str]]) -> list[MappingGap]:
+        self.calls.append(("record_mapping_gaps", (dict(waiting),)))
+        now = datetime.now(UTC)
+        self.gaps = {
+            key: MappingGap(key.kind, key.source_key, self.gaps[key].since if key in self.gaps else now, tuple(orders))
+            for key, orders in waiting.items()
+        }
+        return sorted(self.gaps.values(), key=lambda gap: (gap.kind.value, gap.source_key))
+
+
+def _stamped(entry: MappingEntry, now: datetime) -> MappingEntry:
+    return entry if entry.changed_at is not None else replace(entry, changed_at=now)
 
 
 class FixedClock:

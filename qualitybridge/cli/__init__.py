@@ -10,8 +10,10 @@
 | `audit_log`      | `audit-log`: who did what                                        |
 | `outbox`         | `outbox list|retry|discard`: what is owed to the ERP             |
 | `resync`         | `resync`: the next ERP sync fetches everything once              |
+| `mapping`        | `mapping list|import|export|set|remove`: the sync's mapping tables |
 | `client`         | `client browse|read|report-…|call|subscribe`: try it from a shell |
 | `report`         | `report ORDER`: an order's quality report as one HTML file        |
+| `master_data`    | `master-data audit`: the master-data checklist before go-live     |
 | `administration` | the audited work behind pki, users and audit-log                 |
 | `common`         | logging, stop signals, `--config`/`--data-dir`                   |
 
@@ -24,7 +26,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitybridge.cli import audit_log, client, demo, outbox, pki, report, resync, serve, simulator, users
+from qualitybridge.cli import (
+    audit_log,
+    client,
+    demo,
+    mapping,
+    master_data,
+    outbox,
+    pki,
+    report,
+    resync,
+    serve,
+    simulator,
+    users,
+)
 from qualitybridge.config import ConfigError
 from qualitybridge.domain.build import installed_build
 from qualitybridge.store import StoreMisconfigured, StoreUnavailable
@@ -45,12 +60,14 @@ examples:
   qualitybridge users add machine7 --role Machine --config qualitybridge.toml
   qualitybridge audit-log --since 2h --user machine7 --config qualitybridge.toml
   qualitybridge outbox list --state dead --config qualitybridge.toml
+  qualitybridge mapping import materials.csv --kind material --config qualitybridge.toml
   qualitybridge report 1000417 --config qualitybridge.toml   an order's quality report (HTML)
+  qualitybridge master-data audit --data-dir ./data --report audit.md   master-data gaps before go-live
 
 See docs/configuration.md for every setting, docs/commissioning.md for connecting UaExpert.
 """
 
-_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, report)
+_COMMANDS = (serve, demo, simulator, client, pki, users, audit_log, outbox, resync, mapping, report, master_data)
 
 
 def _identity() -> str:

@@ -122,6 +122,15 @@ class Administration:
             ]
         )
 
+    @property
+    def actor(self) -> str:
+        """Who runs this command, as the audit log names them (the operating system account)."""
+        return self._actor
+
+    async def record(self, action: str, code: int, *, node: str | None = None, arguments: str | None = None) -> None:
+        """Write one admin action to the audit log: for commands whose work lives in their own module."""
+        await self._record(action, code, node=node, arguments=arguments)
+
     async def _refused(self, output: AdminOutput, action: str, exc: Exception, *, node: str | None) -> AdminOutput:
         code = ua.StatusCodes.BadNotFound if isinstance(exc, FileNotFoundError) else ua.StatusCodes.BadInvalidArgument
         await self._record(action, code, node=node, arguments=str(exc))

@@ -21,6 +21,7 @@ from typing import Literal
 
 from qualitybridge.app import QualityBridgeApp
 from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
+from qualitybridge.cli.master_data import EXPORTS_FOLDER
 from qualitybridge.config import (
     ErpSettings,
     OperationsSettings,
@@ -30,6 +31,16 @@ from qualitybridge.config import (
     ServerSettings,
     SpcRuleDefaults,
     SpcSettingsSection,
+)
+from qualitybridge.domain.master_data_exports import (
+    COST_CENTRES_FILE,
+    MES_PARTS_FILE,
+    MES_ROUTINGS_FILE,
+    QMS_CATALOGUE_FILE,
+    cost_centres_csv,
+    mes_parts_csv,
+    qms_catalogue_csv,
+    shop_floor_routings_csv,
 )
 from qualitybridge.server.pki import PkiLayout, make_self_signed_certificate, trust_certificate
 from qualitybridge.server.security.identity import Role, hash_password
@@ -106,6 +117,25 @@ def ensure_demo_client_certificate(data_dir: Path, pki: PkiLayout) -> tuple[Path
     pki.ensure()
     trust_certificate(pki, str(cert_path))
     return cert_path, key_path
+
+
+def write_demo_exports(data_dir: Path) -> Path:
+    """The plant's other systems' exports matching the demo's ERP, gaps included, for `master-data audit`.
+
+    Written at every start: they describe the simulator's seed data, which every start resets too."""
+    from qualitybridge.simulator.seed import seed_shop_floor_exports
+
+    exports = seed_shop_floor_exports()
+    folder = data_dir / EXPORTS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        (MES_PARTS_FILE, mes_parts_csv(exports.mes_parts)),
+        (MES_ROUTINGS_FILE, shop_floor_routings_csv(exports.mes_routings)),
+        (QMS_CATALOGUE_FILE, qms_catalogue_csv(exports.qms_catalogue)),
+        (COST_CENTRES_FILE, cost_centres_csv(exports.cost_centres)),
+    ):
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def demo_config(
@@ -188,7 +218,9 @@ def example_report(app: QualityBridgeApp) -> str:
     return "OrderNumber=... (run without arguments to list them)"
 
 
-def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str) -> str:
+def _banner(
+    app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Path], erp_url: str, exports: Path
+) -> str:
     settings = app.config.server
     command = command_name()
     target = ""
@@ -212,6 +244,10 @@ def _banner(app: QualityBridgeApp, users: list[DemoUser], client: tuple[Path, Pa
             else []
         ),
         f"  Operations        {app.operations_url}  (status page; /healthz, /readyz, /metrics)",
+        f"  Master data       {command} master-data audit --data-dir {app.config.data_dir}"
+        + (f" --erp-url {erp_url}" if not erp_url.endswith(":8080") else "")
+        + " --report audit.md",
+        f"                    (MES, QMS and cost-centre exports with typical gaps in {exports})",
         f"  Try it            {command} client browse{target}",
         f"                    {command} client report-measurement{target} \\",
         f"                        {example_report(app)}",
@@ -252,8 +288,9 @@ async def run_demo(
         users = await ensure_demo_users(app.store, config.data_dir)
         await app.reload_users()
         client = ensure_demo_client_certificate(config.data_dir, PkiLayout(config.pki_dir))
+        exports = write_demo_exports(config.data_dir)
         await app.start()
-        print(_banner(app, users, client, f"http://127.0.0.1:{erp_port}"), flush=True)  # noqa: T201
+        print(_banner(app, users, client, f"http://127.0.0.1:{erp_port}", exports), flush=True)  # noqa: T201
         await app.wait_until_stopped()
     finally:
         await app.stop()

@@ -4,6 +4,7 @@
 | -------------- | -------------------------------------------------------------------------------- |
 | `model`        | orders, operations, characteristics, gauges, reports, results, ERP snapshots/deltas |
 | `records`      | what the store keeps of a report: accepted/refused measurements, confirmations, alarms |
+| `plan_versions`| which plan version was in force at a measurement's time; what a new version supersedes |
 | `order_states` | the ISA-95 order state machine and what each state accepts                       |
 | `errors`       | refusals, each naming the argument at fault                                      |
 | `events`       | domain events in the past tense, raised on the bus after a fact is stored        |

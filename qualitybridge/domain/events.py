@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from qualitybridge.domain.kpis import KpiReport
-from qualitybridge.domain.model import MeasurementResult, ProductionOrder, SnapshotChange
+from qualitybridge.domain.model import InspectionCharacteristic, MeasurementResult, ProductionOrder, SnapshotChange
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.domain.spc import SpcStatus
 
@@ -24,6 +24,7 @@ __all__ = [
     "MeasurementAccepted",
     "MethodCallAnswered",
     "OrderStateChanged",
+    "PlanVersionChanged",
     "PostingAttempted",
     "PostingDeadLettered",
     "SpcAlarmRaised",
@@ -42,6 +43,19 @@ class MasterDataChanged(DomainEvent):
     """An ERP sync changed released orders or gauges; the in-memory master data is already current."""
 
     change: SnapshotChange
+
+
+@dataclass(frozen=True)
+class PlanVersionChanged(DomainEvent):
+    """An ERP sync brought a new plan version of a characteristic (raised after MasterDataChanged, so the views
+    already show the new limits). `previous` is kept in the plan history, in force until `changed_at`; a late
+    measurement taken before then is judged against it. Not raised when only the routing version changed."""
+
+    order_no: str
+    operation_no: str
+    previous: InspectionCharacteristic
+    current: InspectionCharacteristic
+    changed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,8 @@ class DiagnosticsChanged(DomainEvent):
     outbox_dead_letters: int
     sync_findings: tuple[str, ...] = ()  # "<key>: <reason>" of each record refused by sync or view
     outbox_oldest_at: datetime | None = None
+    master_data_gaps: tuple[str, ...] = ()  # "<table>, <key>, since <UTC>: holds back order …" per missing mapping
+    held_back_orders: int = 0  # released orders waiting for a mapping of a table in force
 
 
 # Operational events: how the bridge is doing rather than what the plant did. Metrics and status pages show them.

@@ -185,7 +185,13 @@ class MeasurementReport(_Frozen):
 
 
 class MeasurementResult(_Frozen):
-    """A report that was accepted, judged and stored."""
+    """A report that was accepted, judged and stored.
+
+    `plan_version` and `routing_version` are those in force at the report's `measured_at` (docs/master-data.md,
+    "Plan versions"); `routing_version` is None for a result stored before QualityBridge recorded it.
+    `plan_version_superseded` marks a late measurement: taken before the current plan version took effect, it was
+    judged against the earlier version `plan_version`, not re-judged against the current one.
+    """
 
     result_id: str
     report: MeasurementReport
@@ -194,6 +200,8 @@ class MeasurementResult(_Frozen):
     unit: str
     reported_by: str
     received_at: datetime
+    routing_version: str | None = None
+    plan_version_superseded: bool = False
 
 
 class Confirmation(_Frozen):
@@ -278,13 +286,37 @@ class OutboxState(StrEnum):
     DEAD = "dead"
 
 
+class SupersededPlanVersion(_Frozen):
+    """A characteristic's definition as it was in force until `superseded_at`, kept when a sync brought a new plan
+    version (or a new routing version of its order): the plan history late measurements are judged against.
+
+    It was in force from the `superseded_at` of the record before it (or from the order's release) up to, not
+    including, its own `superseded_at`: the moment the sync stored the new version.
+    """
+
+    order_no: str
+    operation_no: str
+    characteristic: InspectionCharacteristic
+    routing_version: str
+    superseded_at: datetime
+
+    @property
+    def characteristic_id(self) -> str:
+        return self.characteristic.characteristic_id
+
+
 class SnapshotChange(_Frozen):
-    """What one ERP sync changed in the store, so that views update only what moved."""
+    """What one ERP sync changed in the store, so that views update only what moved.
+
+    `superseded` lists the characteristic versions the sync replaced (a new plan or routing version), as kept in
+    the plan history.
+    """
 
     released: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     withdrawn: tuple[str, ...] = ()
     equipment_changed: tuple[str, ...] = ()
+    superseded: tuple[SupersededPlanVersion, ...] = ()
 
     @property
     def is_empty(self) -> bool:

@@ -1,4 +1,5 @@
-"""Health figures of the bridge that plant IT and the MES watch: sync freshness, sync findings, the outbox backlog."""
+"""Health figures of the bridge that plant IT and the MES watch: sync freshness, sync findings, the outbox backlog,
+the master-data gaps."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class Diagnostics:
     # ... and released orders the address space could not show (set by the OPC UA publisher).
     view_findings: tuple[SyncFinding, ...] = ()
     outbox_oldest_at: datetime | None = None
+    # Mapping tables in force (set by the sync): each missing key as "table, key, since …: holds back order …", and
+    # how many released orders wait for one.
+    master_data_gaps: tuple[str, ...] = ()
+    held_back_orders: int = 0
     events: EventBus = field(default_factory=EventBus, repr=False)
 
     @property
@@ -47,5 +52,7 @@ class Diagnostics:
                 outbox_dead_letters=self.outbox_dead_letters,
                 sync_findings=self.findings,
                 outbox_oldest_at=self.outbox_oldest_at,
+                master_data_gaps=self.master_data_gaps,
+                held_back_orders=self.held_back_orders,
             )
         )

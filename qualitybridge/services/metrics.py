@@ -96,6 +96,16 @@ class OperationsMetrics:
             "qualitybridge_erp_sync_duration_seconds", "Duration of ERP sync rounds", buckets=_SYNC_BUCKETS, registry=r
         )
         self._sync_errors = Counter("qualitybridge_erp_sync_errors", "ERP sync rounds that failed", registry=r)
+        self._held_back = Gauge(
+            "qualitybridge_master_data_held_back_orders",
+            "Released orders held back because a mapping table in force does not map one of their keys",
+            registry=r,
+        )
+        self._gaps = Gauge(
+            "qualitybridge_master_data_gaps",
+            "Keys a mapping table in force lacks (Diagnostics/MasterDataGaps)",
+            registry=r,
+        )
         Gauge(
             "qualitybridge_erp_last_sync_age_seconds",
             "Seconds since the last successful ERP sync (-1 before the first)",
@@ -144,3 +154,5 @@ class OperationsMetrics:
             health.outbox_oldest_at = event.outbox_oldest_at
             self._outbox_depth.set(event.outbox_depth)
             self._outbox_dead.set(event.outbox_dead_letters)
+            self._held_back.set(event.held_back_orders)
+            self._gaps.set(len(event.master_data_gaps))

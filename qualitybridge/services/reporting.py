@@ -134,7 +134,9 @@ class ReportingService:
         return outcomes
 
     def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
-        characteristic = self._master.characteristic(report)
+        # A late measurement is judged against the plan version in force at its MeasuredAt, and marked so.
+        in_force = self._master.version_in_force(report)
+        characteristic = in_force.characteristic
         order = self._master.order(report.order_no)
         self._check_value(report, now, order.planned_start if order is not None else None)
         gauge = self._check_gauge(report.equipment_id, characteristic)
@@ -152,6 +154,8 @@ class ReportingService:
             unit=characteristic.unit,
             reported_by=reported_by,
             received_at=now,
+            routing_version=in_force.routing_version,
+            plan_version_superseded=in_force.superseded,
         )
         return AcceptedMeasurement(result=result, gauge_due_soon=gauge.calibration_status is CalibrationStatus.DUE_SOON)
 

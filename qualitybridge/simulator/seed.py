@@ -13,6 +13,12 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from qualitybridge.domain.master_data_audit import (
+    CostCentreAssignment,
+    MesPart,
+    QmsCharacteristic,
+    ShopFloorRouting,
+)
 from qualitybridge.domain.model import (
     CalibrationStatus,
     Classification,
@@ -416,3 +422,71 @@ def seed_equipment(today: date | None = None) -> list[TestEquipment]:
             )
         )
     return equipment
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the plant's other systems export, for the master-data audit: consistent with the orders above except for
+# the gaps every integration project meets (docs/master-data.md, "Master-data audit").
+
+
+@dataclass(frozen=True)
+class ShopFloorExports:
+    """The MES part list and routing versions, the QMS characteristic catalogue and the cost-centre list."""
+
+    mes_parts: tuple[MesPart, ...]
+    mes_routings: tuple[ShopFloorRouting, ...]
+    qms_catalogue: tuple[QmsCharacteristic, ...]
+    cost_centres: tuple[CostCentreAssignment, ...]
+
+
+# The demo's gaps, one per kind a go-live meets:
+# - the valve body's part was never created in the MES: its material has no MES part;
+_PART_MISSING_IN_MES = "VB-3307-01"
+# - the MES still knows the housing's previous revision, which no ERP material makes any more;
+_OBSOLETE_MES_PART = MesPart("GH-4711-01", "Gearbox housing, revision 01 (superseded)")
+# - the pump flange's new routing R03 never reached the MES, which still runs it on R02;
+_OUTDATED_ROUTINGS = {"1000421": "R02"}
+# - the QMS calls the drive shaft's length differently from the ERP plan;
+_QMS_NAMES = {("MAT-100871", "0010", "C0030"): "Overall shaft length"}
+# - the new grinding cell has no cost centre yet.
+_COST_CENTRES = {
+    "WC-DMU-01": "4711-1010",
+    "WC-DMU-02": "4711-1010",
+    "WC-LATHE-01": "4712-1010",
+    "WC-LATHE-02": "4712-1010",
+    "WC-ASSY-01": "4720-1010",
+    "WC-GRIND-01": "",
+}
+
+
+def seed_shop_floor_exports(today: date | None = None) -> ShopFloorExports:
+    """The exports matching `seed_orders(today)`, with the demo's master-data gaps planted."""
+    orders = seed_orders(today)
+    descriptions = {template.part_no: template.description for template in _ORDERS}
+    parts = [MesPart(part, description) for part, description in descriptions.items() if part != _PART_MISSING_IN_MES]
+    catalogue = [
+        QmsCharacteristic(
+            material_no=order.material_no,
+            operation_no=operation.operation_no,
+            characteristic_id=c.characteristic_id,
+            name=_QMS_NAMES.get((order.material_no, operation.operation_no, c.characteristic_id), c.name),
+            unit=c.unit,
+            lower_limit=c.lower_limit,
+            upper_limit=c.upper_limit,
+            decimal_places=c.decimal_places,
+        )
+        for order in orders
+        for operation in order.operations
+        for c in operation.characteristics
+    ]
+    return ShopFloorExports(
+        mes_parts=(*parts, _OBSOLETE_MES_PART),
+        mes_routings=tuple(
+            ShopFloorRouting(
+                order.order_no, _OUTDATED_ROUTINGS.get(order.order_no, order.routing_version), order.plan_version
+            )
+            for order in orders
+        ),
+        qms_catalogue=tuple(catalogue),
+        cost_centres=tuple(CostCentreAssignment(wc, cc) for wc, cc in _COST_CENTRES.items()),
+    )

@@ -11,6 +11,7 @@ truth of which the address space is a view.
 | `quality_figures`    | the facts KPIs are computed from; queueing a KPI report once per period         |
 | `outbox`             | the one encoding of postings into outbox rows and back                        |
 | `outbox_admin`       | listing, retrying and discarding outbox entries for `qualitybridge outbox`    |
+| `mapping_tables`     | the mapping tables (material, characteristic, work centre, unit) the sync applies |
 | `connect`            | opening at start: waiting for a store that is not up, naming one that never will be |
 | `audit_log`          | the audit_log table: batched append, filtered read, purge                     |
 | `migrations/`        | Alembic revisions                                                             |

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
@@ -17,18 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
     ErpSnapshot,
+    InspectionCharacteristic,
     MasterDataChanges,
     MeasurementResult,
     OrderState,
     OutboxState,
     ProductionOrder,
     SnapshotChange,
+    SupersededPlanVersion,
     SyncFinding,
     TestEquipment,
 )
+from qualitybridge.domain.plan_versions import superseded_versions
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
@@ -49,6 +54,34 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+async def _keep_superseded(
+    conn: AsyncConnection, previous_document: Any, order: ProductionOrder, now: datetime
+) -> tuple[SupersededPlanVersion, ...]:
+    """Keep, in the sync's transaction, the characteristic versions `order` supersedes: in force until `now`."""
+    try:
+        previous = ProductionOrder.model_validate(previous_document)
+    except ValidationError:
+        return ()  # stored under looser rules by an older version: nothing trustworthy to judge against
+    superseded = superseded_versions(previous, order, now)
+    if superseded:
+        await conn.execute(
+            tables.superseded_plan_versions.insert(),
+            [
+                {
+                    "order_no": version.order_no,
+                    "operation_no": version.operation_no,
+                    "characteristic_id": version.characteristic_id,
+                    "plan_version": version.characteristic.plan_version,
+                    "routing_version": version.routing_version,
+                    "definition": version.characteristic.model_dump(mode="json"),
+                    "superseded_at": version.superseded_at,
+                }
+                for version in superseded
+            ],
+        )
+    return superseded
+
+
 @dataclass(frozen=True)
 class OutboxCounts:
     pending: int
@@ -65,7 +98,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration):
+class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration, MappingTableStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # Set by `released_orders`: stored orders it skipped because the domain cannot read them.
@@ -86,6 +119,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         released: list[str] = []
         changed: list[str] = []
         withdrawn: list[str] = []
+        superseded: list[SupersededPlanVersion] = []
         async with self.engine.begin() as conn:
             existing = {
                 row.order_no: row
@@ -123,6 +157,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
                     .where(tables.production_orders.c.order_no == order.order_no)
                     .values(document=document, released=True, updated_at=now)
                 )
+                superseded.extend(await _keep_superseded(conn, previous.document, order, now))
                 (changed if previous.released else released).append(order.order_no)
             for order_no, row in existing.items():
                 if row.released and order_no not in listed:
@@ -139,6 +174,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
             changed=tuple(changed),
             withdrawn=tuple(withdrawn),
             equipment_changed=tuple(equipment_changed),
+            superseded=tuple(superseded),
         )
 
     async def apply_changes(
@@ -154,6 +190,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         changed: list[str] = []
         withdrawn: list[str] = []
         equipment_changed: list[str] = []
+        superseded: list[SupersededPlanVersion] = []
         async with self.engine.begin() as conn:
             names = {order.order_no for order in changes.orders} | set(changes.withdrawn)
             query = select(
@@ -187,6 +224,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
                     .where(tables.production_orders.c.order_no == order.order_no)
                     .values(document=document, released=True, updated_at=now)
                 )
+                superseded.extend(await _keep_superseded(conn, previous.document, order, now))
                 (changed if previous.released else released).append(order.order_no)
             # An order the source lists but sent broken keeps its last good version: not withdrawn.
             listed = {order.order_no for order in changes.orders} | set(changes.refused_order_numbers)
@@ -219,6 +257,7 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
             changed=tuple(changed),
             withdrawn=tuple(withdrawn),
             equipment_changed=tuple(equipment_changed),
+            superseded=tuple(superseded),
         )
 
     @staticmethod
@@ -323,6 +362,33 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
             )
             return [
                 ProductionOrder.model_validate(row.document).model_copy(update={"state": OrderState(row.state)})
+                for row in rows
+            ]
+
+    async def plan_history(self, order_nos: Sequence[str] | None = None) -> list[SupersededPlanVersion]:
+        """The superseded characteristic versions of the released orders (or of those among `order_nos`), oldest
+        first: what late measurements are judged against (docs/master-data.md, "Plan versions")."""
+        table = tables.superseded_plan_versions
+        query = select(
+            table.c.order_no, table.c.operation_no, table.c.routing_version, table.c.definition, table.c.superseded_at
+        )
+        if order_nos is None:
+            released = select(tables.production_orders.c.order_no).where(tables.production_orders.c.released.is_(True))
+            query = query.where(table.c.order_no.in_(released))
+        elif not order_nos:
+            return []
+        else:
+            query = query.where(table.c.order_no.in_(list(order_nos)))
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(table.c.superseded_at, table.c.id))
+            return [
+                SupersededPlanVersion(
+                    order_no=row.order_no,
+                    operation_no=row.operation_no,
+                    characteristic=InspectionCharacteristic.model_validate(row.definition),
+                    routing_version=row.routing_version,
+                    superseded_at=_aware(row.superseded_at),
+                )
                 for row in rows
             ]
 

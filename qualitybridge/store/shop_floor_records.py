@@ -382,6 +382,8 @@ def _result_row(item: AcceptedMeasurement) -> dict[str, Any]:
         "received_at": result.received_at,
         "reported_by": result.reported_by,
         "gauge_due_soon": item.gauge_due_soon,
+        "routing_version": result.routing_version,
+        "plan_version_superseded": result.plan_version_superseded,
     }
 
 
@@ -408,6 +410,8 @@ def _accepted_from_row(row: Any) -> AcceptedMeasurement:
             unit=row["unit"],
             reported_by=row["reported_by"],
             received_at=_aware(row["received_at"]),
+            routing_version=row["routing_version"],
+            plan_version_superseded=bool(row["plan_version_superseded"]),
         ),
         gauge_due_soon=bool(row["gauge_due_soon"]),
     )

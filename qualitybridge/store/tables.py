@@ -82,9 +82,29 @@ measurement_results = Table(
     Column("reported_by", String(64), nullable=False),
     # Taken with a gauge whose calibration is due soon: accepted, but a quality engineer may want to look again.
     Column("gauge_due_soon", Boolean, nullable=False, server_default=false()),
+    # The order's routing version in force at measured_at (migration 0008); NULL: stored before it was recorded.
+    Column("routing_version", String(64), nullable=True),
+    # A late measurement, judged against plan_version although a newer version was in force when it arrived.
+    Column("plan_version_superseded", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("reported_by", "client_result_id", name="uq_measurement_results_client_scope"),
     # One characteristic's series in measurement-time order: HistoryRead pages through it (migration 0006).
     Index("ix_measurement_results_series", "order_no", "operation_no", "characteristic_id", "measured_at", "result_id"),
+)
+
+# The plan history (migration 0008): a characteristic's definition as it was in force until superseded_at, kept
+# when a sync brought a new plan version or routing version, so that a late measurement is judged against it.
+superseded_plan_versions = Table(
+    "superseded_plan_versions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("order_no", String(32), nullable=False),
+    Column("operation_no", String(16), nullable=False),
+    Column("characteristic_id", String(64), nullable=False),
+    Column("plan_version", String(32), nullable=False),
+    Column("routing_version", String(64), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("superseded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_superseded_plan_versions_key", "order_no", "operation_no", "characteristic_id", "superseded_at"),
 )
 
 outbox = Table(
@@ -199,4 +219,31 @@ audit_log = Table(
     # BigInteger: OPC UA status codes are UInt32 and Bad codes do not fit a signed 32-bit column.
     Column("status_code", BigInteger, nullable=False),
     Column("status_name", String(64), nullable=False),
+)
+
+# How one system's key names the same thing in another (domain/mapping.py): ERP material -> MES part, ERP
+# characteristic -> QMS name, work centre -> cost centre, ERP unit -> UNECE code (migration 0007).
+mappings = Table(
+    "mappings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("source_key", String(128), nullable=False),
+    Column("target_key", String(128), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_by", String(64), nullable=False),
+    UniqueConstraint("kind", "source_key", name="uq_mappings_kind_source_key"),
+)
+
+# The mapping gaps that hold records back now, kept so that "since when" survives a restart (migration 0007).
+# The key is the ERP's, unchecked in length, hence Text; `orders` lists the order numbers waiting for it.
+mapping_gaps = Table(
+    "mapping_gaps",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("source_key", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("orders", JSON, nullable=False),
+    UniqueConstraint("kind", "source_key", name="uq_mapping_gaps_kind_source_key"),
 )

@@ -16,6 +16,7 @@ from qualitybridge.domain.events import (
     MasterDataChanged,
     MeasurementAccepted,
     OrderStateChanged,
+    PlanVersionChanged,
     PostingDeadLettered,
     SpcAlarmRaised,
     SpcStatusChanged,
@@ -87,6 +88,8 @@ class OpcUaPublisher:
                 await self.quality_events.measurement_accepted(result)
             case PostingDeadLettered():
                 await self.quality_events.posting_dead_lettered(event)
+            case PlanVersionChanged():
+                await self.quality_events.plan_version_changed(event)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
                 await self.spc_conditions.raise_alarm(record)

@@ -7,6 +7,7 @@ on the Server object, so that an HMI, an MES or UaExpert's Event View sees them 
 | GaugeCalibrationEventType           | MasterDataChanged that moved a gauge's status      | gauge           |
 | OrderStateChangedEventType          | OrderStateChanged                                 | order           |
 | PostingDeadLetteredEventType        | PostingDeadLettered (the outbox relay gave up)    | order           |
+| PlanVersionChangedEventType         | PlanVersionChanged (a sync brought a new version) | characteristic  |
 
 Every business key is an event field of its own, selectable with an EventFilter. A gauge event is raised when a
 sync changes the status to Expired or DueSoon, or from one of them back to Valid; the statuses seen at start raise
@@ -22,7 +23,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from qualitybridge.domain.errors import UnknownReference
-from qualitybridge.domain.events import PostingDeadLettered
+from qualitybridge.domain.events import PlanVersionChanged, PostingDeadLettered
 from qualitybridge.domain.model import (
     CalibrationStatus,
     MeasurementResult,
@@ -39,6 +40,7 @@ __all__ = [
     "GAUGE_CALIBRATION_EVENT_TYPE",
     "MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE",
     "ORDER_STATE_CHANGED_EVENT_TYPE",
+    "PLAN_VERSION_CHANGED_EVENT_TYPE",
     "POSTING_DEAD_LETTERED_EVENT_TYPE",
     "QUALITY_EVENT_TYPE",
     "QualityEvents",
@@ -49,6 +51,7 @@ MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE = 1015
 GAUGE_CALIBRATION_EVENT_TYPE = 1016
 ORDER_STATE_CHANGED_EVENT_TYPE = 1017
 POSTING_DEAD_LETTERED_EVENT_TYPE = 1018
+PLAN_VERSION_CHANGED_EVENT_TYPE = 1020
 
 _V = ua.VariantType
 # asyncua takes an event field's Variant type from the declaration's default value; these have none.
@@ -79,6 +82,19 @@ _FIELDS: dict[int, dict[str, ua.VariantType]] = {
         "Attempts": _V.UInt32,
         "LastError": _V.String,
     },
+    PLAN_VERSION_CHANGED_EVENT_TYPE: {
+        "OrderNumber": _V.String,
+        "OperationNumber": _V.String,
+        "CharacteristicId": _V.String,
+        "PreviousPlanVersion": _V.String,
+        "PlanVersion": _V.String,
+        "PreviousNominal": _V.Double,
+        "Nominal": _V.Double,
+        "PreviousLowerLimit": _V.Double,
+        "LowerLimit": _V.Double,
+        "PreviousUpperLimit": _V.Double,
+        "UpperLimit": _V.Double,
+    },
 }
 _WATCHED = {CalibrationStatus.EXPIRED, CalibrationStatus.DUE_SOON}
 _GAUGE_SEVERITY = {CalibrationStatus.EXPIRED: 800, CalibrationStatus.DUE_SOON: 500}  # back to Valid: 100
@@ -105,9 +121,8 @@ class QualityEvents:
             return
         report = result.report
         try:
-            characteristic = self._master.find_characteristic(
-                report.order_no, report.operation_no, report.characteristic_id
-            )
+            # The limits it was judged against: for a late measurement, those of the plan version then in force.
+            characteristic = self._master.version_in_force(report).characteristic
             limits: tuple[float | None, float | None] = (characteristic.lower_limit, characteristic.upper_limit)
         except UnknownReference:  # withdrawn since: the event still goes out, without limits
             limits = (None, None)
@@ -161,6 +176,30 @@ class QualityEvents:
             OrderNumber=order.order_no,
             State=int(order.state),
             MaterialNumber=order.material_no,
+        )
+
+    async def plan_version_changed(self, event: PlanVersionChanged) -> None:
+        previous, current = event.previous, event.current
+        key = f"{event.order_no}/{event.operation_no}/{current.characteristic_id}"
+        await self._fire(
+            PLAN_VERSION_CHANGED_EVENT_TYPE,
+            source=self._ns.characteristic(event.order_no, event.operation_no, current.characteristic_id),
+            source_name=current.characteristic_id,
+            severity=300,
+            message=f"{key}: plan version {previous.plan_version} -> {current.plan_version}, limits "
+            f"[{previous.lower_limit}, {previous.upper_limit}] -> [{current.lower_limit}, {current.upper_limit}] "
+            f"{current.unit}",
+            OrderNumber=event.order_no,
+            OperationNumber=event.operation_no,
+            CharacteristicId=current.characteristic_id,
+            PreviousPlanVersion=previous.plan_version,
+            PlanVersion=current.plan_version,
+            PreviousNominal=previous.nominal,
+            Nominal=current.nominal,
+            PreviousLowerLimit=previous.lower_limit,
+            LowerLimit=current.lower_limit,
+            PreviousUpperLimit=previous.upper_limit,
+            UpperLimit=current.upper_limit,
         )
 
     async def posting_dead_lettered(self, event: PostingDeadLettered) -> None:

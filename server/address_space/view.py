@@ -327,6 +327,8 @@ class AddressSpaceView:
                 ("OutboxDepth", diagnostics.outbox_depth, _V.UInt32),
                 ("OutboxDeadLetters", diagnostics.outbox_dead_letters, _V.UInt32),
                 ("SyncFindings", list(diagnostics.sync_findings), _V.String),
+                ("MasterDataGaps", list(diagnostics.master_data_gaps), _V.String),
+                ("HeldBackOrders", diagnostics.held_back_orders, _V.UInt32),
             ],
         )
 

@@ -8,6 +8,9 @@ with the caller and a readable reason; no result is stored for a refused entry.
 ReportMeasurements takes parallel arrays (entry i is element i of every array). Problems with the call as a whole
 (role, argument types, unequal lengths, batch size) refuse the call; everything else is decided per entry, exactly
 as ReportMeasurement would have answered it alone. All accepted entries are stored in one transaction.
+
+A late measurement (judged against a plan version superseded since) is answered with the Good-class
+`PLAN_VERSION_SUPERSEDED` and a note naming the version, so that neither method's outputs change for old clients.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from asyncua import ua
 
-from qualitybridge.domain.model import MeasurementReport, ResultEvaluation
+from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation
 from qualitybridge.server.methods.arguments import (
     ArgumentError,
     ArgumentSpec,
@@ -32,6 +35,7 @@ from qualitybridge.server.security.permissions import AccessDenied, Permission, 
 from qualitybridge.services.reporting import MeasurementOutcome, ReportingService
 
 __all__ = [
+    "PLAN_VERSION_SUPERSEDED",
     "REPORT_MEASUREMENTS_ARGUMENTS",
     "REPORT_MEASUREMENT_ARGUMENTS",
     "ReportMeasurementMethod",
@@ -50,6 +54,20 @@ REPORT_MEASUREMENT_ARGUMENTS: tuple[ArgumentSpec, ...] = (
     ArgumentSpec("MeasuredAt", (ua.VariantType.DateTime,)),
     ArgumentSpec("ClientResultId", (_S,), required=False, max_length=128),
 )
+_MEASURED_AT = 6  # REPORT_MEASUREMENT_ARGUMENTS' index of MeasuredAt, the argument that chose the plan version
+
+# Accepted, and judged against the plan version in force at MeasuredAt, which a newer version has superseded since:
+# the value went into the earlier version's record (docs/report-methods.md). Good class, so a client that checks
+# only the severity sees an accepted report, as before.
+PLAN_VERSION_SUPERSEDED = ua.StatusCodes.GoodEntryInserted
+
+
+def _superseded_note(result: MeasurementResult) -> str:
+    """What a late measurement's answer says: which plan version it was judged against, and why that one."""
+    return (
+        f"judged against plan version {result.plan_version}, the version in force at MeasuredAt "
+        f"{result.report.measured_at.isoformat()}; a newer plan version is in force now"
+    )
 
 
 def measurement_report(values: Mapping[str, Any]) -> MeasurementReport:
@@ -77,21 +95,43 @@ class ReportMeasurementMethod:
         self._service = service
 
     async def call(self, _parent: ua.NodeId, *arguments: ua.Variant) -> ua.CallMethodResult:
-        return await guarded_call(
+        judged: list[MeasurementResult] = []
+
+        async def report(values: dict[str, Any], who: str) -> list[ua.Variant]:
+            result = await self._service.report_measurement(measurement_report(values), reported_by=who)
+            judged.append(result)
+            return [
+                ua.Variant(result.result_id, ua.VariantType.String),
+                ua.Variant(int(result.evaluation), ua.VariantType.Int32),
+            ]
+
+        answer = await guarded_call(
             "ReportMeasurement",
             Permission.REPORT,
             REPORT_MEASUREMENT_ARGUMENTS,
             arguments,
             lambda values: self._service.master_data.work_centre(values["OrderNumber"], values["OperationNumber"]),
-            self._report,
+            report,
         )
+        if judged and judged[0].plan_version_superseded:
+            _mark_superseded(answer, judged[0])
+        return answer
 
-    async def _report(self, values: dict[str, Any], who: str) -> list[ua.Variant]:
-        result = await self._service.report_measurement(measurement_report(values), reported_by=who)
-        return [
-            ua.Variant(result.result_id, ua.VariantType.String),
-            ua.Variant(int(result.evaluation), ua.VariantType.Int32),
-        ]
+
+def _mark_superseded(answer: ua.CallMethodResult, result: MeasurementResult) -> None:
+    """The call's StatusCode, and MeasuredAt's entry in InputArgumentResults with the note as its diagnostic info:
+    MeasuredAt is the argument that chose the earlier plan version."""
+    count = len(answer.InputArgumentResults)
+    answer.StatusCode = status_code(PLAN_VERSION_SUPERSEDED)
+    answer.InputArgumentResults = [
+        status_code(PLAN_VERSION_SUPERSEDED if i == _MEASURED_AT else ua.StatusCodes.Good) for i in range(count)
+    ]
+    answer.InputArgumentDiagnosticInfos = [
+        ua.DiagnosticInfo(AdditionalInfo=ua.String(_superseded_note(result)))
+        if i == _MEASURED_AT
+        else ua.DiagnosticInfo()
+        for i in range(count)
+    ]
 
 
 _log = logging.getLogger(__name__)
@@ -138,13 +178,20 @@ class _Answers:
         if outcome.refusal is not None:
             self.refuse(entry, status_for(outcome.refusal), outcome.refusal.message)
         elif outcome.stored is not None:
-            self.result_ids[entry] = outcome.stored.result.result_id
-            self.evaluations[entry] = int(outcome.stored.result.evaluation)
+            result = outcome.stored.result
+            self.result_ids[entry] = result.result_id
+            self.evaluations[entry] = int(result.evaluation)
             self.gauge_due_soon[entry] = outcome.stored.gauge_due_soon
+            if result.plan_version_superseded:
+                self.statuses[entry], self.messages[entry] = PLAN_VERSION_SUPERSEDED, _superseded_note(result)
 
     @property
     def refused(self) -> list[str]:
-        return [message for status, message in zip(self.statuses, self.messages, strict=True) if status]
+        return [
+            message
+            for status, message in zip(self.statuses, self.messages, strict=True)
+            if not status_code(status).is_good()
+        ]
 
     def outputs(self) -> list[ua.Variant]:
         return [

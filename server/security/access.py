@@ -18,6 +18,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.crypto.permission_rules import PermissionRuleset, User
 from asyncua.ua.object_ids import ObjectIdNames, ObjectIds
+from asyncua.ua.ua_binary import struct_from_binary
 
 from qualitybridge.server.security.identity import QualityBridgeUser, Role
 
@@ -84,6 +85,25 @@ NODE_MANAGEMENT_REQUESTS = _ids(
     _ENC.DeleteReferencesRequest_Encoding_DefaultBinary,
 )
 
+# OPC UA Part 9: with ConditionRefresh a client that subscribes to alarms asks for the conditions still retained
+# (an HMI after a reconnect, an alarm list opened late); it changes nothing. So whoever may subscribe may call it,
+# also without the Call service (an Observer) — in a Call of nothing else.
+CONDITION_REFRESH_METHODS = _ids(ObjectIds.ConditionType_ConditionRefresh, ObjectIds.ConditionType_ConditionRefresh2)
+_SUBSCRIBE = ua.NodeId(ua.Int32(_ENC.CreateSubscriptionRequest_Encoding_DefaultBinary))
+
+
+def may_refresh_conditions(allowed_requests: frozenset[ua.NodeId]) -> bool:
+    return _SUBSCRIBE in allowed_requests
+
+
+def _calls_only_condition_refresh(body: Any) -> bool:
+    try:
+        methods = struct_from_binary(ua.CallParameters, body.copy()).MethodsToCall  # a copy: asyncua decodes it again
+    except Exception:  # undecodable: refused like any Call this role may not make
+        return False
+    return bool(methods) and all(method.MethodId in CONDITION_REFRESH_METHODS for method in methods)
+
+
 _CALLERS = READ_REQUESTS | CALL_REQUESTS
 ROLE_PERMISSIONS: dict[Role, frozenset[ua.NodeId]] = {
     Role.OBSERVER: READ_REQUESTS,
@@ -127,7 +147,10 @@ class RolePermissionRuleset(PermissionRuleset):
         current_user.set(qb_user)
         if action_type in SESSION_REQUESTS:
             return True
-        if action_type in self.allowed_requests(qb_user):
+        allowed = self.allowed_requests(qb_user)
+        if action_type in allowed:
+            return True
+        if action_type in CALL_REQUESTS and may_refresh_conditions(allowed) and _calls_only_condition_refresh(body):
             return True
         _logger.warning(
             "Denied %s for user %r (role %s)",

@@ -2,7 +2,8 @@
 that completes it, as an SpcAlarmEventType event at the Server object (and at QualityBridge) with the business keys,
 updates the characteristic's Spc object, and reaches the QMS (the simulator) once per violation. The violation is
 also an SpcAlarmType condition that a quality engineer acknowledges and confirms (a machine may not), seen by a
-second subscriber, audited, and returned by ConditionRefresh after a reconnect while it is retained.
+second subscriber, audited, and returned by ConditionRefresh after a reconnect while it is retained; an Observer may
+call ConditionRefresh (and nothing else), and an alarm a machine reports with ReportSpcAlarm is the same condition.
 """
 
 from __future__ import annotations
@@ -19,15 +20,27 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
+from tests.builders import (
+    PLANTED,
+    PLANTED_CENTER,
+    PLANTED_GAUGE,
+    PLANTED_SIGMA,
+    PLANTED_TEMPLATE,
+    add_planted_order,
+    planted_stream,
+    report_planted_stream,
+)
 from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ORDER = "7140001"
 CONDITION_ORDER = "7140002"  # its own stream, for the condition's life cycle
-KEY = (ORDER, "0010", "C0010")  # a copy of seeded 1000417's part temperature, 18..22 °C, THERMOMETER
-THERMOMETER = "GA-TMP-0603"
-CENTER, SIGMA = 20.0, 0.5  # the plan's control limits: 20 ± 1.5
+REFRESH_ORDER = "7140003"  # its own condition, for an Observer's ConditionRefresh
+# The planted characteristic: a copy of seeded 1000417's part temperature (minor), 18..22 °C, control limits 20 ± 1.5.
+KEY = (ORDER, *PLANTED_TEMPLATE[1:])
+THERMOMETER = PLANTED_GAUGE
+CENTER, SIGMA = PLANTED_CENTER, PLANTED_SIGMA
 ALL_RULES_EVERYWHERE = """
 [spc.rules]
 critical = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -35,49 +48,15 @@ major = [1, 2, 3, 4, 5, 6, 7, 8]
 minor = [1, 2, 3, 4, 5, 6, 7, 8]
 """
 
-# In σ units: a quiet background, and one pattern per rule whose last point completes it.
-QUIET = [0.5, 1.5, -0.5, -0.2, -1.5, -0.3]
-PLANTED = {
-    1: [4.0],
-    2: [0.4, 0.6, 0.3, 0.7, 0.4, 0.8, 0.3, 0.6, 0.5],
-    3: [-1.5, -1.0, -0.6, -0.2, 0.2, 0.6],
-    4: [-0.5] + [-1.2, 0.5] * 6 + [-1.2],
-    5: [2.5, 2.6],
-    6: [1.5, 1.2, 0.3, 1.4, 1.3],
-    7: [-1.5, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3],
-    8: [1.5, -1.5] * 4,
-}
-
-
-def planted_stream() -> tuple[list[float], dict[int, int]]:
-    """Values, and per rule the 0-based position of the sample that completes its pattern."""
-    zones = list(QUIET)
-    completing = {}
-    for rule, pattern in PLANTED.items():
-        zones += pattern
-        completing[rule] = len(zones) - 1
-        zones += QUIET * 2
-    return [CENTER + SIGMA * z for z in zones], completing
-
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root: Path = tmp_path_factory.mktemp("spc")
     for started in deployed("sqlite", root, extra_config=ALL_RULES_EVERYWHERE):
         with started.erp() as erp:
-            template = next(o for o in erp.get("/api/v1/orders").json()["orders"] if o["order_no"] == "1000417")
-            operation = next(op for op in template["operations"] if op["operation_no"] == "0010")
-            characteristic = next(c for c in operation["characteristics"] if c["characteristic_id"] == "C0010")
-            limits = {"center_line": CENTER, "upper_control_limit": CENTER + 3 * SIGMA}
-            limits["lower_control_limit"] = CENTER - 3 * SIGMA
-            order = {
-                **template,
-                "order_no": ORDER,
-                "state": "RUNNING",
-                "operations": [{**operation, "characteristics": [{**characteristic, **limits}]}],
-            }
-            erp.post("/sim/orders", json=order).raise_for_status()
-            erp.post("/sim/orders", json={**order, "order_no": CONDITION_ORDER}).raise_for_status()
+            add_planted_order(erp, ORDER)
+            add_planted_order(erp, CONDITION_ORDER)
+            add_planted_order(erp, REFRESH_ORDER)
         yield started
 
 
@@ -126,16 +105,7 @@ async def test_planted_patterns_raise_each_rule_once_at_server_and_quality_bridg
         await bridge_subscription.subscribe_events(node(watcher, idx, "QualityBridge"), spc_alarm_type)
 
         midx = await machine.get_namespace_index(NAMESPACE_URI)
-        root = node(machine, midx, "QualityBridge")
-        method = ua.NodeId("QualityBridge.ReportMeasurement", midx)
-        start = datetime.now(UTC) - timedelta(seconds=len(values))
-        result_ids = []
-        for position, value in enumerate(values):
-            result_id, _evaluation = await root.call_method(
-                method, *KEY, ua.Variant(value, ua.VariantType.Double), THERMOMETER, f"SN-{position}",
-                start + timedelta(seconds=position), "",
-            )  # fmt: skip
-            result_ids.append(result_id)
+        result_ids = await report_planted_stream(machine, midx, KEY, values)
 
         deadline = time.monotonic() + 10
         while len(at_server.received) < len(PLANTED) or len(at_bridge.received) < len(PLANTED):
@@ -368,3 +338,79 @@ async def test_quality_events_reach_a_client_subscribed_at_the_server(deployment
             (QUALITY_EVENT_TYPES["order_state"], f"Order/{ORDER}"),
         }
         assert {e.EventId for e in at_sources.received} <= {e.EventId for e in at_server.received}
+
+
+async def test_an_observer_refreshes_the_retained_conditions_but_may_call_nothing_else(deployment: Deployment) -> None:
+    """OPC UA Part 9: ConditionRefresh is for any client with a subscription, an HMI logged in as Observer too."""
+    condition_source = f"Order/{REFRESH_ORDER}/Op/0010/Char/C0010"
+    async with deployment.session("machine1") as machine:
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        await published(machine, midx, REFRESH_ORDER)
+        beyond_3_sigma = ua.Variant(CENTER + SIGMA * 4.0, ua.VariantType.Double)
+        await node(machine, midx, "QualityBridge").call_method(
+            ua.NodeId("QualityBridge.ReportMeasurement", midx),
+            REFRESH_ORDER, "0010", "C0010", beyond_3_sigma, THERMOMETER, "R-1", datetime.now(UTC), "",
+        )  # fmt: skip
+
+    # Subscribed only after the alarm: what arrives for the condition comes from the refresh.
+    async with deployment.session("observer") as observer:
+        idx = await observer.get_namespace_index(NAMESPACE_URI)
+        refreshed = Events()
+        subscription = await subscribe_conditions(observer, idx, refreshed)
+        refresh = ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+        await observer.get_node(ua.NodeId(ua.ObjectIds.ConditionType)).call_method(CONDITION_REFRESH, refresh)
+        condition_id = ua.NodeId(f"{condition_source}.SpcAlarm", idx)
+
+        def this_condition() -> list[Any]:
+            return [e for e in refreshed.received if field(e, "NodeId") == condition_id]
+
+        await until(this_condition, "the retained condition, refreshed for the observer")
+        (retained,) = this_condition()
+        assert (field(retained, "Retain"), field(retained, "ActiveState/Id")) == (True, True)
+        assert (field(retained, "RuleNumber"), field(retained, "AckedState/Id")) == (1, False)
+
+        # Only ConditionRefresh: a Call that carries another method beside it is refused whole.
+        both = [
+            ua.CallMethodRequest(
+                ObjectId=ua.NodeId(ua.ObjectIds.ConditionType), MethodId=CONDITION_REFRESH, InputArguments=[refresh]
+            ),
+            ua.CallMethodRequest(
+                ObjectId=ua.NodeId("QualityBridge", idx), MethodId=ua.NodeId("QualityBridge.ReportMeasurement", idx)
+            ),
+        ]
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await observer.uaclient.call(both)
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await observer.get_node(condition_id).call_method(
+                ACKNOWLEDGE, field(retained, "EventId"), ua.LocalizedText("not mine")
+            )
+
+
+async def test_a_machine_reported_alarm_is_the_same_condition_as_a_computed_one(deployment: Deployment) -> None:
+    """ReportSpcAlarm makes the characteristic's SpcAlarmType condition active, as a Nelson rule violation does."""
+    source = f"Order/{REFRESH_ORDER}/Op/0010/Char/C0010"
+    async with deployment.session("observer") as observer, deployment.session("machine1") as machine:
+        idx = await observer.get_namespace_index(NAMESPACE_URI)
+        await published(observer, idx, REFRESH_ORDER)
+        conditions = Events()
+        await subscribe_conditions(observer, idx, conditions)
+        midx = await machine.get_namespace_index(NAMESPACE_URI)
+        alarm_id = await node(machine, midx, "QualityBridge").call_method(
+            ua.NodeId("QualityBridge.ReportSpcAlarm", midx),
+            REFRESH_ORDER, "0010", "C0010", "WE2", ua.Variant(650, ua.VariantType.UInt16), "nine above the centre line",
+        )  # fmt: skip
+        assert alarm_id
+
+        await until(lambda: conditions.received, "the condition event of the machine's alarm")
+        (event,) = conditions.received
+        assert field(event, "NodeId") == ua.NodeId(f"{source}.SpcAlarm", idx)  # the one condition of the characteristic
+        assert field(event, "SourceNode") == ua.NodeId(source, idx)
+        assert field(event, "ConditionClassId") == ua.NodeId(ua.ObjectIds.StatisticalConditionClassType)
+        assert (field(event, "ActiveState/Id"), field(event, "AckedState/Id"), field(event, "Retain")) == (
+            True,
+            False,
+            True,
+        )
+        assert (field(event, "Rule"), field(event, "Severity")) == ("WE2", 650)  # the machine's rule and severity
+        assert (field(event, "RuleNumber"), field(event, "ResultId"), field(event, "Value")) == (0, "", None)
+        assert "nine above the centre line" in field(event, "Message").Text

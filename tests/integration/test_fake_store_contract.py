@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from qualitybridge.domain.mapping import InvalidMapping, MappingEntry, MappingKind
+from qualitybridge.domain.mapping_gaps import MissingMapping
 from qualitybridge.domain.model import ErpSnapshot, OrderState
 from qualitybridge.store import Store
-from tests.builders import accepted, confirmation_record, order, refused_attempt, spc_alarm_record
+from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, spc_alarm_record
 from tests.fakes import FakeStore
 
 S = OrderState
@@ -94,3 +98,85 @@ async def test_spc_alarm_batches_and_stored_measurements(store: Store) -> None:
     real = await story(store)
     assert real[2] == [False, True, False], "the story must exercise repeats"
     assert await story(FakeStore()) == real
+
+
+async def test_mapping_tables_set_replace_remove(store: Store) -> None:
+    material, unit = MappingKind.MATERIAL, MappingKind.UNIT
+    stamped = {"changed_at": NOW, "changed_by": "admin"}
+    first_import = [
+        MappingEntry(material, "MAT-1", "P-100", **stamped),
+        MappingEntry(material, "MAT-2", "P-200", **stamped),
+    ]
+    broken_import = [
+        MappingEntry(material, "MAT-3", "P-300", **stamped),
+        MappingEntry(material, "MAT-3", "P-301", **stamped),
+        MappingEntry(material, "", "P-302", **stamped),
+    ]
+
+    async def story(target: Any) -> list[Any]:
+        answers: list[Any] = [await target.list_mappings(), await target.mapping_tables()]
+        await target.replace_mappings(material, first_import)
+        await target.set_mapping(MappingEntry(unit, "mm", "MMT", **stamped))
+        await target.set_mapping(MappingEntry(material, "MAT-2", "P-222", changed_at=NOW, changed_by="quality"))
+        answers.append(await target.list_mappings())
+        for bad in (
+            lambda: target.replace_mappings(material, broken_import),
+            lambda: target.set_mapping(MappingEntry(unit, "Grad", "degree", **stamped)),
+        ):
+            with pytest.raises(InvalidMapping) as refused:
+                await bad()
+            answers.append(refused.value.problems)
+        answers += [
+            await target.list_mappings(material),
+            await target.remove_mapping(material, "MAT-1"),
+            await target.remove_mapping(material, "MAT-1"),
+            await target.remove_mapping(unit, "MAT-2"),
+            await target.mapping_tables(),
+        ]
+        await target.replace_mappings(material, [])
+        answers.append(await target.list_mappings())
+        return answers
+
+    real = await story(store)
+    assert len(real[3]) == 2, "the story must exercise a duplicate and an empty key in one import"
+    assert [(e.source_key, e.target_key) for e in real[5]] == [("MAT-1", "P-100"), ("MAT-2", "P-222")], (
+        "a refused import leaves the table as it was"
+    )
+    assert await story(FakeStore()) == real
+
+
+async def test_mapping_gaps_keep_their_since_until_closed(store: Store) -> None:
+    material = MissingMapping(MappingKind.MATERIAL, "4711-000")
+    unit = MissingMapping(MappingKind.UNIT, "Grad")
+    rounds = [
+        {material: ["1000"]},
+        {material: ["1000", "1001"], unit: ["1001"]},
+        {unit: ["1001"]},
+        {},
+        {material: ["1002"]},
+    ]
+
+    async def story(target: Any) -> list[Any]:
+        answers = [await target.mapping_gaps()]
+        for waiting in rounds:
+            recorded = await target.record_mapping_gaps(waiting)
+            assert recorded == await target.mapping_gaps(), "the answer is what a later read finds"
+            answers.append(recorded)
+        return answers
+
+    real = await story(store)
+    since = {(gap.kind, gap.source_key, index): gap.since for index, gaps in enumerate(real) for gap in gaps}
+    assert since[(MappingKind.MATERIAL, "4711-000", 1)] == since[(MappingKind.MATERIAL, "4711-000", 2)]
+    assert since[(MappingKind.UNIT, "Grad", 2)] == since[(MappingKind.UNIT, "Grad", 3)]
+    assert since[(MappingKind.MATERIAL, "4711-000", 5)] >= since[(MappingKind.MATERIAL, "4711-000", 2)], (
+        "a gap closed and opened again starts anew"
+    )
+
+    def without_since(answers: list[Any]) -> list[Any]:
+        return [[(gap.kind, gap.source_key, gap.orders) for gap in gaps] for gaps in answers]
+
+    assert without_since(await story(FakeStore())) == without_since(real)
+    assert without_since(real)[2] == [
+        (MappingKind.MATERIAL, "4711-000", ("1000", "1001")),
+        (MappingKind.UNIT, "Grad", ("1001",)),
+    ]

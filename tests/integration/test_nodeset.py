@@ -42,11 +42,13 @@ MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE = 1015
 GAUGE_CALIBRATION_EVENT_TYPE = 1016
 ORDER_STATE_CHANGED_EVENT_TYPE = 1017
 POSTING_DEAD_LETTERED_EVENT_TYPE = 1018
+PLAN_VERSION_CHANGED_EVENT_TYPE = 1020
 QUALITY_EVENTS = (
     MEASUREMENT_OUT_OF_TOLERANCE_EVENT_TYPE,
     GAUGE_CALIBRATION_EVENT_TYPE,
     ORDER_STATE_CHANGED_EVENT_TYPE,
     POSTING_DEAD_LETTERED_EVENT_TYPE,
+    PLAN_VERSION_CHANGED_EVENT_TYPE,
 )
 SPC_MEMBERS = {"CenterLine", "UCL", "LCL", "Cp", "Cpk", "SampleCount", "LastViolatedRule"}
 ORDER_STATE_ENUM = 3001
@@ -119,6 +121,8 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
         "OutboxDepth",
         "OutboxDeadLetters",
         "SyncFindings",
+        "MasterDataGaps",
+        "HeldBackOrders",
     },
     QUALITY_BRIDGE_TYPE: {
         "Orders",
@@ -171,6 +175,19 @@ MANDATORY_CHILDREN: dict[int, set[str]] = {
     GAUGE_CALIBRATION_EVENT_TYPE: {"EquipmentId", "CalibrationStatus", "PreviousCalibrationStatus", "NextDue"},
     ORDER_STATE_CHANGED_EVENT_TYPE: {"OrderNumber", "State", "MaterialNumber"},
     POSTING_DEAD_LETTERED_EVENT_TYPE: {"IdempotencyKey", "PostingKind", "OrderNumber", "Attempts", "LastError"},
+    PLAN_VERSION_CHANGED_EVENT_TYPE: {
+        "OrderNumber",
+        "OperationNumber",
+        "CharacteristicId",
+        "PreviousPlanVersion",
+        "PlanVersion",
+        "PreviousNominal",
+        "Nominal",
+        "PreviousLowerLimit",
+        "LowerLimit",
+        "PreviousUpperLimit",
+        "UpperLimit",
+    },
 }
 
 SUPERTYPES = {

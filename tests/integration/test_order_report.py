@@ -8,12 +8,11 @@ import random
 import re
 import shutil
 import subprocess
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from qualitybridge.cli import main
 from qualitybridge.config import QualityBridgeConfig
@@ -175,44 +174,57 @@ def test_unknown_order_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
     assert not (tmp_path / "x.html").exists()
 
 
-async def test_an_order_of_100k_measurements_renders_in_seconds(tmp_path: Path) -> None:
+async def test_an_order_of_100k_measurements_is_gathered_in_a_few_queries_into_a_small_page(tmp_path: Path) -> None:
+    # What keeps a 100k-value report at seconds is that it is read in a few set-wise queries, not one per value, and
+    # that the page carries an envelope, not every point. Both are counted here; the seconds themselves depend on the
+    # machine and are measured by bench/order_report.py (docs/performance.md).
     store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'big.db'}")
     try:
         await store.apply_snapshot(ErpSnapshot(orders=(_order("2000"),), equipment=GAUGES))
-        rng = random.Random(100)
-        rows = [
-            {
-                "result_id": f"r{i:06d}",
-                "order_no": "2000",
-                "operation_no": "0010",
-                "characteristic_id": "C010" if i % 2 else "C020",
-                "value": (12.009 + rng.gauss(0, 0.002)) if i % 2 else (40.0 + rng.gauss(0, 0.02)),
-                "unit": "MMT",
-                "evaluation": int(ResultEvaluation.NOT_OK if i % 997 == 0 else ResultEvaluation.OK),
-                "plan_version": "3",
-                "equipment_id": "G-BORE-1",
-                "part_serial": f"SN-{i // 2:06d}",
-                "measured_at": START + timedelta(seconds=i),
-                "received_at": START + timedelta(seconds=i),
-                "reported_by": "machine1",
-                "gauge_due_soon": False,
-            }
-            for i in range(100_000)
-        ]
-        async with store.engine.begin() as conn:
-            await conn.execute(insert(tables.measurement_results), rows)
-        began = time.perf_counter()
-        report = await gather_order_report(store, "2000")
-        gathered = time.perf_counter() - began
+        await store_many_measurements(store, "2000", 100_000)
+        statements: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            report = await gather_order_report(store, "2000")
+        finally:
+            event.remove(store.engine.sync_engine, "before_cursor_execute", count)
         page = render_order_report(report)
-        elapsed = time.perf_counter() - began
     finally:
         await store.aclose()
     assert report.value_count == 100_000
     assert "100000 measurements" in page
+    assert len(statements) <= 20, f"{len(statements)} SQL statements for one report: reads must not grow with values"
     assert len(page) < 2_000_000, f"{len(page)} bytes: the envelope should keep the file small"
-    print(f"100k measurements: gathered {gathered:.2f} s, rendered {elapsed - gathered:.2f} s, {len(page)} bytes")
-    assert elapsed < 20, f"report of 100k measurements took {elapsed:.1f} s"
+
+
+async def store_many_measurements(store: Store, order_no: str, count: int) -> None:
+    """Rows written straight into the table: the report's reading is under test, not the report path."""
+    rng = random.Random(100)
+    rows = [
+        {
+            "result_id": f"r{i:06d}",
+            "order_no": order_no,
+            "operation_no": "0010",
+            "characteristic_id": "C010" if i % 2 else "C020",
+            "value": (12.009 + rng.gauss(0, 0.002)) if i % 2 else (40.0 + rng.gauss(0, 0.02)),
+            "unit": "MMT",
+            "evaluation": int(ResultEvaluation.NOT_OK if i % 997 == 0 else ResultEvaluation.OK),
+            "plan_version": "3",
+            "equipment_id": "G-BORE-1",
+            "part_serial": f"SN-{i // 2:06d}",
+            "measured_at": START + timedelta(seconds=i),
+            "received_at": START + timedelta(seconds=i),
+            "reported_by": "machine1",
+            "gauge_due_soon": False,
+        }
+        for i in range(count)
+    ]
+    async with store.engine.begin() as conn:
+        await conn.execute(insert(tables.measurement_results), rows)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package chromium) is not installed here")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import inspect
 
+from qualitybridge.domain.mapping import InvalidMapping, MappingEntry, MappingKind
 from qualitybridge.domain.model import CalibrationStatus, ErpSnapshot, OrderState, OutboxState
 from qualitybridge.domain.postings import MeasurementPosting
 from qualitybridge.store import Store
@@ -88,4 +90,41 @@ async def test_migration_creates_schema_and_is_repeatable(store: Store) -> None:
     await migrate(store.engine)  # a second run at head must be a no-op
     async with store.engine.connect() as conn:
         names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-    assert {"production_orders", "test_equipment", "measurement_results", "outbox", "users", "alembic_version"} <= names
+    expected = {
+        "production_orders",
+        "test_equipment",
+        "measurement_results",
+        "outbox",
+        "users",
+        "mappings",
+        "alembic_version",
+    }
+    assert expected <= names
+
+
+async def test_mapping_entries_keep_who_and_when(store: Store) -> None:
+    before = datetime.now(UTC)
+    await store.set_mapping(MappingEntry(MappingKind.WORK_CENTRE, "WC-DRILL-02", "CC-4711", changed_by="admin"))
+    await store.set_mapping(MappingEntry(MappingKind.UNIT, "mm", "MMT", changed_at=NOW, changed_by="import"))
+    unit, work_centre = await store.list_mappings()  # by table name, then source key
+    assert (work_centre.kind, work_centre.changed_by) == (MappingKind.WORK_CENTRE, "admin")
+    assert work_centre.changed_at is not None
+    assert work_centre.changed_at >= before - timedelta(seconds=1)
+    assert unit == MappingEntry(MappingKind.UNIT, "mm", "MMT", changed_at=NOW, changed_by="import")
+    tables = await store.mapping_tables()
+    assert tables.lookup(MappingKind.WORK_CENTRE, "WC-DRILL-02") == "CC-4711"
+    assert tables.lookup(MappingKind.MATERIAL, "WC-DRILL-02") is None
+
+
+async def test_mapping_import_is_one_transaction(store: Store) -> None:
+    """Replacing a table with many entries lands whole; a replacement with one bad entry at the end lands not at
+    all, and the other tables are never touched."""
+    many = [MappingEntry(MappingKind.MATERIAL, f"MAT-{n:05}", f"P-{n:05}") for n in range(2000)]
+    await store.set_mapping(MappingEntry(MappingKind.UNIT, "mm", "MMT"))
+    await store.replace_mappings(MappingKind.MATERIAL, many)
+    assert len(await store.list_mappings(MappingKind.MATERIAL)) == 2000
+    too_long = MappingEntry(MappingKind.MATERIAL, "MAT-LAST", "P" * 129)
+    with pytest.raises(InvalidMapping, match="at most 128 fit"):
+        await store.replace_mappings(MappingKind.MATERIAL, [*many[:10], too_long])
+    assert len(await store.list_mappings(MappingKind.MATERIAL)) == 2000
+    assert [entry.source_key for entry in await store.list_mappings(MappingKind.UNIT)] == ["mm"]

@@ -8,7 +8,7 @@
 //                   --cert client.pem --key client.key.pem --application-uri urn:... --server-cert server.der
 //                   --pki DIR [--operator-user U --operator-password P]
 //                   [--untrusted-cert C --untrusted-key K --untrusted-application-uri urn:...]
-//                   [--spc-target ORDER/OPERATION/CHARACTERISTIC/GAUGE --spc-value V]
+//                   [--spc-target ORDER/OPERATION/CHARACTERISTIC/GAUGE --spc-value V [--await-planting]]
 //
 // session:  SignAndEncrypt + user name; browse the whole QualityBridge tree; read limits and units of every
 //           characteristic; subscribe to one LastValue and report a measurement into it; a call with a
@@ -18,10 +18,17 @@
 //           a call by the given (Observer) user.
 // spc:      subscribe at the Server object with an EventFilter that selects the SPC alarm's business keys (and
 //           OfType SpcAlarmEventType in its where clause), report a value beyond the control limits, and record the
-//           events received, field by field as selected.
+//           events received, field by field as selected. With --await-planting, once subscribed it prints
+//           {"listening":true} on a line of its own and waits for one line on stdin (the caller's word that it has
+//           reported a stream of its own, through another client) before reporting its value: the alarms of that
+//           stream are recorded too, and they all precede the alarm of its own value. A second monitored item
+//           records the same alarms as events of the SpcAlarmType conditions (OfType SpcAlarmType, ConditionId and
+//           the condition's states selected).
 
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
@@ -68,6 +75,7 @@ const { values: options } = parseArgs({
         "operator-user": { type: "string" },
         "spc-target": { type: "string" },
         "spc-value": { type: "string" },
+        "await-planting": { type: "boolean" },
         "operator-password": { type: "string" },
         "untrusted-cert": { type: "string" },
         "untrusted-key": { type: "string" },
@@ -615,8 +623,51 @@ async function scenarioSecurity() {
 // ---- the SPC scenario -----------------------------------------------------------------------------------
 
 const SPC_ALARM_EVENT_TYPE = 1011; // ns=<QualityBridge>;i=1011, fixed in the NodeSet
+// The caller reports a whole planted stream meanwhile, one call at a time, on a machine that may be busy.
+const PLANTING_TIMEOUT_MS = 300_000;
+const SPC_ALARM_TIMEOUT_MS = 30_000;
+
+async function untilPlanted() {
+    // stdout stays pure JSON: this line is the first, the result is the last.
+    process.stdout.write(`${JSON.stringify({ listening: true })}\n`);
+    const lines = createInterface({ input: process.stdin });
+    try {
+        const [line] = await withTimeout(once(lines, "line"), "the caller's planted stream", PLANTING_TIMEOUT_MS);
+        return JSON.parse(line);
+    } finally {
+        lines.close();
+    }
+}
+
 const STANDARD_FIELDS = ["EventId", "EventType", "SourceNode", "SourceName", "Severity", "Message"];
 const SPC_FIELDS = ["OrderNumber", "OperationNumber", "CharacteristicId", "RuleNumber", "ResultId", "Value", "CenterLine", "UCL", "LCL"];
+const SPC_ALARM_TYPE = 1013; // the condition type, ns=<QualityBridge>;i=1013, fixed in the NodeSet
+// "ConditionId" is node-opcua's name for the condition's NodeId (ConditionType, empty browse path); dots are paths.
+const CONDITION_FIELDS = ["ConditionId", "EventId", "EventType", "SourceNode", "Severity", "ActiveState.Id", "AckedState.Id", "ConfirmedState.Id", "Retain"];
+
+async function monitorEvents(subscription, fields, filter, received, onEvent) {
+    // At the Server object; every event recorded field by field as selected, with the data type it arrived with.
+    const monitored = await subscription.monitor(
+        { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier },
+        { samplingInterval: 0, discardOldest: true, queueSize: 100, filter },
+        TimestampsToReturn.Both,
+    );
+    monitored.on("changed", (eventFields) => {
+        const event = {};
+        fields.forEach((field, i) => {
+            const name = typeof field === "string" ? field : field.name;
+            const variant = eventFields[i];
+            let value = variant.value;
+            if (name === "EventId") value = value ? Buffer.from(value).toString("hex") : null;
+            else if (name === "Message") value = value ? value.text : null;
+            else if (value && typeof value === "object" && "toString" in value && !(value instanceof Date)) value = value.toString();
+            event[name] = { dataType: DataType[variant.dataType], value: jsonValue(value) };
+        });
+        received.push(event);
+        onEvent();
+    });
+    return monitored.statusCode ? monitored.statusCode.name : "Good";
+}
 
 async function scenarioSpc() {
     const out = { scenario: "spc", timings: {} };
@@ -644,27 +695,20 @@ async function scenarioSpc() {
             priority: 1,
         });
         const events = [];
+        const conditions = [];
         let notify = () => {};
-        const monitored = await subscription.monitor(
-            { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier }, // the Server object
-            { samplingInterval: 0, discardOldest: true, queueSize: 100, filter },
-            TimestampsToReturn.Both,
-        );
-        out.monitorStatus = monitored.statusCode ? monitored.statusCode.name : "Good";
-        monitored.on("changed", (eventFields) => {
-            const event = {};
-            fields.forEach((field, i) => {
-                const name = typeof field === "string" ? field : field.name;
-                const variant = eventFields[i];
-                let value = variant.value;
-                if (name === "EventId") value = value ? Buffer.from(value).toString("hex") : null;
-                else if (name === "Message") value = value ? value.text : null;
-                else if (value && typeof value === "object" && "toString" in value && !(value instanceof Date)) value = value.toString();
-                event[name] = { dataType: DataType[variant.dataType], value: jsonValue(value) };
-            });
-            events.push(event);
-            notify();
-        });
+        out.monitorStatus = await monitorEvents(subscription, fields, filter, events, () => notify());
+        // A second monitored item: the same alarms as events of the characteristic's SpcAlarmType condition.
+        const spcAlarmType = `ns=${namespaceIndex};i=${SPC_ALARM_TYPE}`;
+        const conditionFields = [...CONDITION_FIELDS, ...SPC_FIELDS.map((name) => ({ namespaceIndex, name }))];
+        const conditionFilter = constructEventFilter(conditionFields, ofType(spcAlarmType));
+        out.conditionMonitorStatus = await monitorEvents(subscription, conditionFields, conditionFilter, conditions, () => notify());
+
+        if (options["await-planting"]) {
+            const listening = Date.now();
+            out.planting = await untilPlanted();
+            out.timings.plantingMs = Date.now() - listening;
+        }
 
         const [order, operation, characteristic, gauge] = options["spc-target"].split("/");
         const target = { order, operation, characteristic, gauge };
@@ -676,18 +720,22 @@ async function scenarioSpc() {
         if (out.report.status === "Good") {
             out.alarmWait = await withTimeout(
                 new Promise((resolve) => {
-                    notify = () => events.some((e) => e.ResultId.value === resultId) && resolve();
+                    const mine = (received) => received.some((e) => e.ResultId.value === resultId);
+                    notify = () => mine(events) && mine(conditions) && resolve();
                     notify();
                 }),
-                "the SPC alarm event",
+                "the SPC alarm event and its condition's event",
+                SPC_ALARM_TIMEOUT_MS,
             ).then(() => true, failure);
         }
         out.timings.alarmMs = Date.now() - mark;
         await new Promise((resolve) => setTimeout(resolve, 500)); // a wrongly repeated event would arrive now
         out.events = events;
+        out.conditions = conditions;
         out.target = target;
         out.value = value;
         out.spcAlarmEventType = spcAlarmEventType;
+        out.spcAlarmType = spcAlarmType;
         await subscription.terminate();
     } finally {
         await session.close();

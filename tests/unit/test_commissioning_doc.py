@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qualitybridge.server.security.access import CALL_REQUESTS, READ_REQUESTS, WRITE_REQUESTS
+from qualitybridge.server.security.access import (
+    CALL_REQUESTS,
+    READ_REQUESTS,
+    WRITE_REQUESTS,
+    may_refresh_conditions,
+)
 from qualitybridge.server.security.access import ROLE_PERMISSIONS as SERVICE_PERMISSIONS
 from qualitybridge.server.security.identity import Role
 from qualitybridge.server.security.permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS, Permission
@@ -53,6 +58,8 @@ def render_permission_tables() -> str:
     lines = ["**Services** (checked for every request before it runs):", "", header, rule]
     for label, requests in SERVICES:
         lines.append(_row([label, *(YES if requests <= SERVICE_PERMISSIONS[role] else NO for role in roles)]))
+    refresh = [YES if may_refresh_conditions(SERVICE_PERMISSIONS[role]) else NO for role in roles]
+    lines.append(_row(["Call ConditionRefresh alone (the retained alarms again, OPC UA Part 9)", *refresh]))
     lines.append(_row(["Add/delete nodes and references", *(NO for _ in roles)]))
     lines += ["", "**Permissions** (checked by each method):", ""]
     lines += [_row(["permission", "methods", *(role.value for role in roles)]), _row(["---"] * (len(roles) + 2))]

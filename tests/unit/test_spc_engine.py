@@ -19,20 +19,8 @@ from qualitybridge.domain.spc import (
     chart_type_for,
     d2,
 )
+from tests.builders import PLANTED, QUIET
 
-# A quiet background in σ units: crosses the centre line often, leaves 1σ now and then, never rises six times.
-BACKGROUND = [0.5, 1.5, -0.5, -0.2, -1.5, -0.3]
-# One pattern per rule, in σ units around the centre line; the last point of each completes the pattern.
-PLANTED = {
-    1: [4.0],
-    2: [0.4, 0.6, 0.3, 0.7, 0.4, 0.8, 0.3, 0.6, 0.5],
-    3: [-1.5, -1.0, -0.6, -0.2, 0.2, 0.6],
-    4: [-0.5] + [-1.2, 0.5] * 6 + [-1.2],
-    5: [2.5, 2.6],
-    6: [1.5, 1.2, 0.3, 1.4, 1.3],
-    7: [-1.5, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3, 0.4, -0.2, -0.6, 0.5, -0.5, 0.3],
-    8: [1.5, -1.5] * 4,
-}
 PLAN = ControlLimits(center=10.0, ucl=13.0, lcl=7.0)  # σ of the plotted value = 1
 
 
@@ -40,12 +28,12 @@ def planted_stream(rules: list[int], seed: int = 14) -> tuple[list[float], list[
     """Background, then each planted pattern followed by background; a seeded shuffle picks the order."""
     order = list(rules)
     random.Random(seed).shuffle(order)
-    zones = BACKGROUND * 3
+    zones = QUIET * 3
     expected = []
     for rule in order:
         zones += PLANTED[rule]
         expected.append((rule, len(zones)))
-        zones += BACKGROUND * 3
+        zones += QUIET * 3
     return [PLAN.center + z for z in zones], expected
 
 
@@ -62,7 +50,7 @@ def fired(chart: SpcChart, values: list[float]) -> list[tuple[int, int]]:
 
 def test_background_alone_raises_nothing() -> None:
     chart = SpcChart(1, 0.0, 20.0, PLAN)
-    assert fired(chart, [PLAN.center + z for z in BACKGROUND * 20]) == []
+    assert fired(chart, [PLAN.center + z for z in QUIET * 20]) == []
 
 
 @pytest.mark.parametrize("seed", [14, 1, 2026])
