@@ -10,6 +10,7 @@ Failures are sorted once, here: anything worth retrying (network errors, timeout
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +57,7 @@ from qualitybridge.domain.postings import (
 __all__ = ["RestErpClient"]
 
 _log = logging.getLogger(__name__)
+_YIELD_EVERY_ORDERS = 50
 
 
 def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
@@ -115,13 +117,17 @@ def _withdrawn(body: Any) -> tuple[str, ...]:
     return tuple(withdrawn)
 
 
-def _snapshot(orders_page: list[Any], equipment_page: list[Any]) -> ErpSnapshot:
+async def _snapshot(orders_page: list[Any], equipment_page: list[Any]) -> ErpSnapshot:
     """A record that breaks the contract or an invariant of the domain (a key listed twice, a quantity that is
     not finite, crossed limits) is refused as a finding; the others sync."""
     findings: list[SyncFinding] = []
     orders: dict[str, ProductionOrder] = {}
     refused: set[str] = set()
     for position, raw in enumerate(orders_page):
+        if position % _YIELD_EVERY_ORDERS == _YIELD_EVERY_ORDERS - 1:
+            # A page of hundreds of orders takes seconds to check on a busy machine; the OPC UA clients' keep-alive
+            # probes (1 s) are answered in between.
+            await asyncio.sleep(0)
         key = _record_key(raw, "order_no", position)
         try:
             order = order_from_dto(OrderDTO.model_validate(raw))
@@ -249,7 +255,7 @@ class RestErpClient:
         except ValueError as exc:
             # The ERP sent something that is not the contract's page at all: keep serving the last good data.
             raise ErpUnavailable(f"ERP data violates the contract: {exc}") from exc
-        return _snapshot(orders_page, equipment_page), revisions, withdrawn
+        return await _snapshot(orders_page, equipment_page), revisions, withdrawn
 
     async def fetch_equipment(self, since: str = "") -> tuple[tuple[TestEquipment, ...], str]:
         """Only the gauges (all, or changed since the revision `since`) and the equipment revision: what a QMS
@@ -259,7 +265,7 @@ class RestErpClient:
         response = await self._request("GET", "/equipment" + query)
         try:
             body = response.json()
-            snapshot = _snapshot([], _page(body, "equipment"))
+            snapshot = await _snapshot([], _page(body, "equipment"))
             revision = _revision(body)
         except ValueError as exc:
             raise ErpUnavailable(f"QMS data violates the contract: {exc}") from exc

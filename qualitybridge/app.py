@@ -18,7 +18,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from qualitybridge.adapters.factory import erp_client_for
-from qualitybridge.config import QualityBridgeConfig, SpcSettingsSection
+from qualitybridge.config import PublishSettings, QualityBridgeConfig, SpcSettingsSection
 from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.domain.events import (
     ConfirmationAccepted,
@@ -28,7 +28,9 @@ from qualitybridge.domain.events import (
     SpcAlarmRaised,
 )
 from qualitybridge.domain.mapping import MappingKind
+from qualitybridge.domain.model import OrderState
 from qualitybridge.domain.ports import ErpClient, Publisher
+from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.domain.spc import SpcOverride, SpcPolicy
 from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
@@ -55,7 +57,7 @@ from qualitybridge.services.spc_monitor import SpcMonitor
 from qualitybridge.store import Store, open_store_waiting, store_location
 from qualitybridge.store.audit_log import AuditLogStore
 
-__all__ = ["QualityBridgeApp", "accounts_from_store", "spc_policy"]
+__all__ = ["QualityBridgeApp", "accounts_from_store", "publication_scope", "spc_policy"]
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +84,16 @@ def spc_policy(settings: SpcSettingsSection) -> SpcPolicy:
             )
             for characteristic_id, own in settings.characteristics.items()
         },
+    )
+
+
+def publication_scope(settings: PublishSettings) -> PublicationScope:
+    """Which orders the address space publishes, from the `[publish]` section."""
+    return PublicationScope(
+        work_centres=frozenset(settings.work_centres),
+        states=frozenset(OrderState[name] for name in settings.states),
+        planned_days_back=settings.planned_days_back,
+        planned_days_ahead=settings.planned_days_ahead,
     )
 
 
@@ -297,7 +309,9 @@ class QualityBridgeApp:
         install_store_history(
             opcua.server, opcua.namespace.index, store, max_values=config.history.max_values_per_answer
         )
-        publisher = OpcUaPublisher(opcua.server, opcua.namespace, master_data, diagnostics)
+        publisher = OpcUaPublisher(
+            opcua.server, opcua.namespace, master_data, diagnostics, scope=publication_scope(config.publish)
+        )
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
         async def wake_relay(_event: DomainEvent) -> None:

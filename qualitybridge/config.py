@@ -31,6 +31,7 @@ __all__ = [
     "LimitsSettings",
     "MasterDataSettings",
     "OperationsSettings",
+    "PublishSettings",
     "QmsSettings",
     "QualityBridgeConfig",
     "ReportingSettings",
@@ -433,6 +434,38 @@ class ReportingSettings(_Section):
     )
 
 
+OrderStateName = Literal["NOT_ALLOWED_TO_START", "ALLOWED_TO_START", "RUNNING", "INTERRUPTED", "ENDED", "ABORTED"]
+
+
+class PublishSettings(_Section):
+    """`[publish]`: which released orders the address space publishes (docs/configuration.md#publish).
+
+    The defaults publish every released order. Orders left out stay in the store: reports against them are still
+    accepted, stored and relayed; they are only not browsable.
+    """
+
+    work_centres: list[str] = Field(
+        default_factory=list,
+        description="Publish only orders planned on one of these work centres (the order's or an operation's); "
+        "empty = every work centre",
+    )
+    states: list[OrderStateName] = Field(
+        default_factory=list, description="Publish only orders in one of these states; empty = every state"
+    )
+    planned_days_back: float | None = Field(
+        default=None,
+        ge=0,
+        le=3650,
+        description="Leave out orders whose planned end lies more than this many days in the past; unset = no limit",
+    )
+    planned_days_ahead: float | None = Field(
+        default=None,
+        ge=0,
+        le=3650,
+        description="Leave out orders whose planned start lies more than this many days ahead; unset = no limit",
+    )
+
+
 NelsonRules = Annotated[list[Annotated[int, Field(ge=1, le=8)]], Field(max_length=8)]
 
 
@@ -542,6 +575,7 @@ class QualityBridgeConfig(_Section):
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
     master_data: MasterDataSettings = Field(default_factory=MasterDataSettings)
 
     @field_validator("log_level")

@@ -350,6 +350,40 @@ async def report(
     return result
 
 
+def catalogue_order(
+    number: int, characteristics: int = 30, operations: int = 3, upper: float = 12.018
+) -> dict[str, Any]:
+    """A released order as the simulator takes it (POST/PUT /sim/orders): `B<number>`, the characteristics spread
+    over the operations (`0010`, `0020`, ...), each `C001`, `C002`, ... with limits 12.0 .. `upper` mm."""
+    per_operation = max(1, characteristics // operations)
+    return {
+        "order_no": f"B{number:06d}",
+        "material_no": f"MAT-{number % 97}",
+        "planned_quantity": 100,
+        "plan_version": "1",
+        "work_centre": f"WC-{number % 7}",
+        "operations": [
+            {
+                "operation_no": f"{(op + 1) * 10:04d}",
+                "description": f"operation {op + 1}",
+                "characteristics": [
+                    {
+                        "characteristic_id": f"C{op * per_operation + index + 1:03d}",
+                        "name": f"Feature {index + 1}",
+                        "nominal": 12.009,
+                        "lower_limit": 12.0,
+                        "upper_limit": upper,
+                        "unit": "MMT",
+                        "plan_version": "1",
+                    }
+                    for index in range(per_operation)
+                ],
+            }
+            for op in range(operations)
+        ],
+    }
+
+
 def results_at_erp(deployment: Deployment) -> list[dict[str, Any]]:
     """Every result the deployment's ERP simulator booked, as it answers GET /results."""
     with deployment.erp() as erp:

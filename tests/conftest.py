@@ -42,6 +42,8 @@ EXPECTED_SECONDS = {
     "tests/e2e/test_idempotency.py": 15,
     "tests/e2e/test_audit_poison.py": 15,
     "tests/e2e/test_relay_head_of_line.py": 20,
+    "tests/e2e/test_catalogue_load.py": 25,
+    "tests/integration/test_catalogue_nodes.py": 15,
     "tests/integration/test_sap_demo_end_to_end.py": 15,
     "tests/e2e/test_plan_versions.py": 20,
     "tests/integration/test_master_data_audit_cli.py": 20,

@@ -386,10 +386,19 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def secure_session(
-    endpoint: str, certificate: ClientCertificate, user: str | None, password: str | None, request_timeout: float = 10
+    endpoint: str,
+    certificate: ClientCertificate,
+    user: str | None,
+    password: str | None,
+    request_timeout: float = 10,
+    keepalive_probe_seconds: float = 1.0,
 ) -> AsyncIterator[Client]:
-    """A connected asyncua client: Basic256Sha256 SignAndEncrypt, with a user name and password."""
-    client = Client(endpoint, timeout=request_timeout)
+    """A connected asyncua client: Basic256Sha256 SignAndEncrypt, with a user name and password.
+
+    The client probes the server every `keepalive_probe_seconds` and drops the session when a probe is not answered
+    within that time (asyncua's default: 1 s).
+    """
+    client = Client(endpoint, timeout=request_timeout, watchdog_intervall=keepalive_probe_seconds)
     client.application_uri = certificate.uri
     if user is not None:
         client.set_user(user)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from qualitybridge.domain.errors import UnknownReference
 from qualitybridge.domain.events import ErpSyncFinished, MasterDataChanged, PlanVersionChanged
-from qualitybridge.domain.model import MasterDataChanges, SnapshotChange, SyncFinding
+from qualitybridge.domain.model import MasterDataChanges, ProductionOrder, SnapshotChange, SyncFinding
 from qualitybridge.domain.ports import ErpClient, ErpRejected, ErpUnavailable, MasterDataSource
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
@@ -28,6 +28,7 @@ from qualitybridge.store import Store
 __all__ = ["ErpSync"]
 
 _log = logging.getLogger(__name__)
+_READ_BACK_SLICE = 50
 
 
 class ErpSync:
@@ -180,6 +181,14 @@ class ErpSync:
         await self._diagnostics.changed()
         return change
 
+    async def _orders_named(self, named: tuple[str, ...]) -> list[ProductionOrder]:
+        """Read back in slices: reading hundreds of orders in one go held the event loop for a second on a busy
+        machine, and OPC UA clients' keep-alive probes (1 s) gave up meanwhile."""
+        orders: list[ProductionOrder] = []
+        for start in range(0, len(named), _READ_BACK_SLICE):
+            orders.extend(await self._store.released_orders_named(named[start : start + _READ_BACK_SLICE]))
+        return orders
+
     async def _take_over(self, change: SnapshotChange, *, delta: bool) -> SnapshotChange:
         """Bring memory up to what the store now holds; answers what changed on the shop floor's side (with a gate,
         orders held back are not in it, orders a new mapping releases are)."""
@@ -187,7 +196,7 @@ class ErpSync:
             if not change.is_empty and delta:
                 named = (*change.released, *change.changed)
                 self._master.update(
-                    await self._store.released_orders_named(named),
+                    await self._orders_named(named),
                     change.withdrawn,
                     await self._store.equipment_named(change.equipment_changed),
                     await self._store.plan_history(named),
@@ -199,7 +208,7 @@ class ErpSync:
         if (delta or change.is_empty) and not await self._gate.tables_changed():
             named = (*change.released, *change.changed)
             outcome = await self._gate.update(
-                await self._store.released_orders_named(named) if named else [],
+                await self._orders_named(named) if named else [],
                 change.withdrawn,
                 await self._store.plan_history(named) if named else [],
             )

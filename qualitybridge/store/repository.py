@@ -6,6 +6,7 @@ which is what makes "answered Good" imply "will reach the ERP".
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
 
 __all__ = ["OutboxCounts", "Store", "StoredUser"]
+
+_YIELD_EVERY_ORDERS = 50
 
 
 def _utcnow() -> datetime:
@@ -335,7 +338,11 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
             )
             orders: list[ProductionOrder] = []
             unreadable: list[SyncFinding] = []
-            for row in rows:
+            for index, row in enumerate(rows):
+                if index % _YIELD_EVERY_ORDERS == _YIELD_EVERY_ORDERS - 1:
+                    # Thousands of orders take seconds to read; the OPC UA endpoint is open meanwhile and its
+                    # clients' keep-alive probes (1 s) must be answered.
+                    await asyncio.sleep(0)
                 try:
                     order = ProductionOrder.model_validate(row.document)
                 except ValidationError as exc:

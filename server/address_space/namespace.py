@@ -11,7 +11,14 @@ from importlib.resources import as_file, files
 
 from asyncua import Server, ua
 
-__all__ = ["NAMESPACE_URI", "NODESET_FILE", "QualityBridgeNamespace"]
+__all__ = [
+    "NAMESPACE_URI",
+    "NODESET_FILE",
+    "QualityBridgeNamespace",
+    "characteristic_key",
+    "operation_key",
+    "order_key",
+]
 
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 NODESET_FILE = "QualityBridge.NodeSet2.xml"
@@ -63,13 +70,13 @@ class QualityBridgeNamespace:
 
     # ---- instances, derived from business keys ----
     def order(self, order_no: str) -> ua.NodeId:
-        return self.node_id(f"Order/{order_no}")
+        return self.node_id(order_key(order_no))
 
     def operation(self, order_no: str, operation_no: str) -> ua.NodeId:
-        return self.node_id(f"Order/{order_no}/Op/{operation_no}")
+        return self.node_id(operation_key(order_no, operation_no))
 
     def characteristic(self, order_no: str, operation_no: str, characteristic_id: str) -> ua.NodeId:
-        return self.node_id(f"Order/{order_no}/Op/{operation_no}/Char/{characteristic_id}")
+        return self.node_id(characteristic_key(order_no, operation_no, characteristic_id))
 
     def equipment(self, equipment_id: str) -> ua.NodeId:
         return self.node_id(f"TestEquipment/{equipment_id}")
@@ -77,3 +84,16 @@ class QualityBridgeNamespace:
     def member(self, parent: ua.NodeId, browse_name: str) -> ua.NodeId:
         """A child created from the type's instance declaration (asyncua joins string ids with '.')."""
         return ua.NodeId(ua.String(f"{parent.Identifier!s}.{browse_name}"), parent.NamespaceIndex)
+
+
+# The string identifiers themselves, for code that keys thousands of them without making NodeIds (the catalogue).
+def order_key(order_no: str) -> str:
+    return f"Order/{order_no}"
+
+
+def operation_key(order_no: str, operation_no: str) -> str:
+    return f"Order/{order_no}/Op/{operation_no}"
+
+
+def characteristic_key(order_no: str, operation_no: str, characteristic_id: str) -> str:
+    return f"Order/{order_no}/Op/{operation_no}/Char/{characteristic_id}"

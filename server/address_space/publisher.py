@@ -11,6 +11,7 @@ from asyncua import Server
 from qualitybridge.domain.events import (
     DiagnosticsChanged,
     DomainEvent,
+    ErpSyncFinished,
     KpiReportQueued,
     MasterDataChanged,
     MeasurementAccepted,
@@ -21,6 +22,7 @@ from qualitybridge.domain.events import (
     SpcStatusChanged,
 )
 from qualitybridge.domain.model import SyncFinding
+from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.server.address_space.kpi_nodes import KpiNodes
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.quality_events import QualityEvents
@@ -42,8 +44,9 @@ class OpcUaPublisher:
         namespace: QualityBridgeNamespace,
         master_data: MasterData,
         diagnostics: Diagnostics | None = None,
+        scope: PublicationScope | None = None,
     ) -> None:
-        self.view = AddressSpaceView(server, namespace)
+        self.view = AddressSpaceView(server, namespace, scope=scope)
         self._spc_alarms = SpcAlarmEvents(server, namespace)
         self.spc_conditions = SpcConditions(server, namespace)
         self.quality_events = QualityEvents(server, namespace, master_data)
@@ -96,5 +99,7 @@ class OpcUaPublisher:
                 await self.kpis.show(report)
             case DiagnosticsChanged():
                 await self.view.show_diagnostics(event)
+            case ErpSyncFinished() if self.view.scope.depends_on_time:
+                await self.show_master_data()  # orders enter and leave a window of planned dates as days pass
             case _:
                 pass
