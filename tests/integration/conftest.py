@@ -1,7 +1,8 @@
-"""Fixtures of the integration tier: stores on SQLite and (when configured) PostgreSQL."""
+"""Fixtures of the integration tier: stores on SQLite and (when configured) PostgreSQL, and the ERP simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store, open_store
-from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
+from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, free_port
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -36,3 +38,15 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         async with admin.begin() as conn:
             await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.dispose()
+
+
+@pytest.fixture
+async def erp_url() -> AsyncIterator[str]:
+    """The reference ERP simulator over real HTTP on a loopback port of its own, for this test."""
+    port = free_port()
+    started = asyncio.Event()
+    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
+    await asyncio.wait_for(started.wait(), 20)
+    yield f"http://127.0.0.1:{port}"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -3,8 +3,6 @@ the figures equal the hand-computed ones of docs/kpis.md, and each period arrive
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,25 +26,12 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.kpis import KpiService
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store
 from tests.builders import order
-from tests.harness import free_port
 
 DAY = date(2026, 11, 20)
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 AFTER = datetime(2026, 11, 21, 0, 15, tzinfo=UTC)
-
-
-@pytest.fixture
-async def erp_url() -> AsyncIterator[str]:
-    port = free_port()
-    started = asyncio.Event()
-    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
-    await asyncio.wait_for(started.wait(), 20)
-    yield f"http://127.0.0.1:{port}"
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 def _confirmation(order_no: str, good: float, scrap: float, rework: float, at: datetime) -> ConfirmationRecord:

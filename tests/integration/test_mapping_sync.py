@@ -3,7 +3,6 @@ across rounds and restarts (since when survives), shown once mapped — even whi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,23 +17,11 @@ from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.mapping import MappingGate
 from qualitybridge.services.master_data import MasterData
-from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store
 from tests.fakes import RecordingPublisher
 from tests.harness import free_port
 
 MATERIAL = MappingKind.MATERIAL
-
-
-@pytest.fixture
-async def erp_url() -> AsyncIterator[str]:
-    port = free_port()
-    started = asyncio.Event()
-    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
-    await asyncio.wait_for(started.wait(), 20)
-    yield f"http://127.0.0.1:{port}"
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 @dataclass

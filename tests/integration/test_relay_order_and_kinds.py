@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.domain.ids import new_record_id, new_result_id
@@ -26,20 +24,7 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store
-from tests.harness import free_port
-
-
-@pytest.fixture
-async def erp_url() -> AsyncIterator[str]:
-    port = free_port()
-    started = asyncio.Event()
-    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
-    await asyncio.wait_for(started.wait(), 20)
-    yield f"http://127.0.0.1:{port}"
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _booked(erp_url: str, path: str) -> list[dict[str, Any]]:

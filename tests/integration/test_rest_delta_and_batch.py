@@ -8,7 +8,6 @@ without a document number is retried and reported, never taken as a booking.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -29,9 +28,7 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store, open_store
-from tests.harness import free_port
 
 
 @dataclass
@@ -48,17 +45,6 @@ class Recorder(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-@pytest.fixture
-async def erp_url() -> AsyncIterator[str]:
-    port = free_port()
-    started = asyncio.Event()
-    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
-    await asyncio.wait_for(started.wait(), 20)
-    yield f"http://127.0.0.1:{port}"
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ for good, and a target without the batch path is served one posting at a time.""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -22,20 +20,7 @@ from qualitybridge.domain.postings import (
     SpcAlarmPosting,
     UnreadablePosting,
 )
-from qualitybridge.simulator.app import serve
 from tests.builders import confirmation_record, result, spc_alarm_record
-from tests.harness import free_port
-
-
-@pytest.fixture
-async def erp_url() -> AsyncIterator[str]:
-    port = free_port()
-    started = asyncio.Event()
-    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
-    await asyncio.wait_for(started.wait(), 20)
-    yield f"http://127.0.0.1:{port}"
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 def _entry(seq: int, key: str, order_no: str, posting: Posting) -> OutboxEntry:
