@@ -11,9 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qualitybridge.domain.model import ErpSnapshot, OrderState
-from qualitybridge.domain.records import RefusedMeasurement
 from qualitybridge.store import Store, tables
 from qualitybridge.store.group_commit import GroupCommit, Merged
+
+# The store's own row of a refused measurement, so this test writes what the store writes.
+from qualitybridge.store.shop_floor_records import _refused_row
 from tests.builders import accepted, confirmation_record, order, refused_attempt
 
 
@@ -134,20 +136,3 @@ async def test_merged_works_are_written_by_one_call_and_answered_each(store: Sto
 def test_the_group_refuses_a_negative_window() -> None:
     with pytest.raises(ValueError, match="window_seconds"):
         GroupCommit(None, window_seconds=-1)  # type: ignore[arg-type]
-
-
-def _refused_row(item: RefusedMeasurement) -> dict[str, Any]:
-    report = item.report
-    return {
-        "order_no": report.order_no,
-        "operation_no": report.operation_no,
-        "characteristic_id": report.characteristic_id,
-        "value": report.value,
-        "equipment_id": report.equipment_id,
-        "calibration_status": int(item.calibration_status),
-        "part_serial": report.part_serial,
-        "measured_at": report.measured_at,
-        "reason": item.reason,
-        "reported_by": item.reported_by,
-        "refused_at": item.refused_at,
-    }
