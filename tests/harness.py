@@ -46,6 +46,7 @@ CLIENT_URI = "urn:qualitybridge:test-client"
 STARTUP_TIMEOUT = 60.0  # without progress: see ChildProcess.wait_ready
 STARTUP_LIMIT = 600.0
 ORDER_RUNNING = 3  # OrderStateEnum Running
+WATCHDOG_SECONDS = 4.0  # see secure_session
 
 
 # Ports for servers the tests start. Asking the kernel for port 0 and closing it races between parallel workers
@@ -468,8 +469,14 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 async def secure_session(
     endpoint: str, certificate: ClientCertificate, user: str | None, password: str | None, request_timeout: float = 10
 ) -> AsyncIterator[Client]:
-    """A connected asyncua client: Basic256Sha256 SignAndEncrypt, with a user name and password."""
-    client = Client(endpoint, timeout=request_timeout)
+    """A connected asyncua client: Basic256Sha256 SignAndEncrypt, with a user name and password.
+
+    asyncua's watchdog reads the server state every `watchdog_intervall` s and drops the session when the read takes
+    longer than that (1 s by default): on a machine busy with other work a healthy session was dropped, and every
+    later test on it failed with "client is disconnected". WATCHDOG_SECONDS keeps the read inside half of the
+    shortest session timeout a test configures (10 s), so the watchdog still keeps such sessions alive.
+    """
+    client = Client(endpoint, timeout=request_timeout, watchdog_intervall=WATCHDOG_SECONDS)
     client.application_uri = certificate.uri
     if user is not None:
         client.set_user(user)
