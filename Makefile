@@ -40,8 +40,8 @@ typecheck: install
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p qualitybridge
 
 # Two pytest-xdist workers, one per core of the reference machine (TEST_WORKERS=0 runs in this process). loadfile
-# keeps each test module in one worker, so its deployments are started once; tests/conftest.py orders the modules
-# longest first. pytest-cov combines the workers' data and that of the server processes they start (coverage's
+# keeps each test module (its PostgreSQL half apart, tests/conftest.py) in one worker, so its deployments are started
+# once; tests/conftest.py orders these units longest first. pytest-cov combines the workers' data and that of the server processes they start (coverage's
 # subprocess patch).
 TEST_WORKERS ?= 2
 

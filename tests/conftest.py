@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# `make test` runs the suite on two pytest-xdist workers with --dist loadfile: a test module is the unit of work a
-# worker takes, so a deployment (module-scoped or not) is started by the worker that runs all its tests. Modules
-# are handed out in collection order (--no-loadscope-reorder), and this hook orders them longest first, so the long
-# ones start at once and the short ones fill in at the end: both workers finish at about the same time. The figures
-# are rough seconds on a quiet machine for SQLite; a module with PostgreSQL variants costs about twice as much when
-# QB_TEST_POSTGRES_URL is set. A module not listed counts as short. Refresh them from `--durations` when a module
-# grows by more than a few seconds.
+# `make test` runs the suite on two pytest-xdist workers with --dist loadfile, refined by `work_unit`: a unit of work
+# a worker takes is a test module, or the PostgreSQL half of a module whose tests run on both stores (those are two
+# deployments anyway, and the long modules then run on both workers at once instead of one after the other). Each
+# unit stays in one worker, so its deployments are started once. Units are handed out in collection order
+# (--no-loadscope-reorder), and this hook orders them longest first, so the long ones start at once and the short
+# ones fill in at the end: both workers finish at about the same time. The figures are rough seconds on a quiet
+# machine for one store (SQLite; the PostgreSQL half of a module counts the same). A module not listed counts as
+# short. Refresh them from `--durations` when a module grows by more than a few seconds.
 EXPECTED_SECONDS = {
     "tests/e2e/test_chaos.py": 75,
     "tests/e2e/test_limits.py": 60,
@@ -56,20 +55,35 @@ def pytest_report_header() -> str:
     return f"PostgreSQL store tests: {state}"
 
 
-def _module(item: pytest.Item) -> str:
-    path = item.path
-    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+def work_unit(nodeid: str) -> str:
+    """The module of a test id, with "::postgresql" for a test whose first parameter is the PostgreSQL store
+    (`test_x.py::test_y[postgresql-...]`)."""
+    module, _, test = nodeid.partition("::")
+    return f"{module}::postgresql" if test.partition("[")[2].startswith("postgresql") else module
+
+
+def _expected_seconds(unit: str) -> float:
+    return EXPECTED_SECONDS.get(unit.partition("::")[0], 0.0)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    modules: dict[str, list[pytest.Item]] = {}
+    units: dict[str, list[pytest.Item]] = {}
     for item in items:
-        modules.setdefault(_module(item), []).append(item)
+        units.setdefault(work_unit(item.nodeid), []).append(item)
+    ordered = sorted(units, key=_expected_seconds, reverse=True)  # stable: equal ones keep collection order
+    items[:] = [item for unit in ordered for item in units[unit]]
 
-    def expected_seconds(module: str) -> float:
-        on_postgres = POSTGRES_URL and any(item.get_closest_marker("postgres") for item in modules[module])
-        return EXPECTED_SECONDS.get(module, 0.0) * (2 if on_postgres else 1)
 
-    ordered = sorted(modules, key=expected_seconds, reverse=True)  # stable: equal ones keep collection order
-    items[:] = [item for module in ordered for item in modules[module]]
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, with `work_unit` as the unit a worker takes."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleAndStoreScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ModuleAndStoreScheduling(config, log)

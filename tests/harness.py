@@ -7,14 +7,18 @@ loopback port, the ERP is `qualitybridge simulator` over HTTP, the client is asy
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -39,8 +43,10 @@ POSTGRES_SKIP_REASON = (
 
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 CLIENT_URI = "urn:qualitybridge:test-client"
-STARTUP_TIMEOUT = 60.0
+STARTUP_TIMEOUT = 60.0  # without progress: see ChildProcess.wait_ready
+STARTUP_LIMIT = 600.0
 ORDER_RUNNING = 3  # OrderStateEnum Running
+WATCHDOG_SECONDS = 4.0  # see secure_session
 
 
 # Ports for servers the tests start. Asking the kernel for port 0 and closing it races between parallel workers
@@ -81,13 +87,22 @@ def address_in_use(logs: str) -> bool:
     return "[Errno 98]" in logs or "address already in use" in logs.lower()
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1, progress: Any = None) -> Any:
+def wait_for(
+    predicate: Any,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    progress: Any = None,
+    at_most: float | None = None,
+) -> Any:
     """Polls `predicate` until it is truthy; gives up after `timeout` s.
 
     With `progress` (a callable returning e.g. a count), the timeout counts from the last time its value changed:
     work that keeps moving on a busy machine is waited for, work that has stopped still fails after `timeout`.
+    `at_most` then bounds the whole wait, for work that moves without ever getting there.
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     last = progress() if progress is not None else None
     while True:
         value = predicate()
@@ -95,10 +110,21 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1, p
             return value
         if progress is not None and (now := progress()) != last:
             last, deadline = now, time.monotonic() + timeout
+        if at_most is not None:
+            deadline = min(deadline, started + at_most)
         if time.monotonic() > deadline:
             stalled = " without progress" if progress is not None else ""
-            raise TimeoutError(f"gave up after {timeout} s{stalled} waiting for {what}")
+            raise TimeoutError(f"gave up after {time.monotonic() - started:.0f} s{stalled} waiting for {what}")
         time.sleep(interval)
+
+
+def cpu_ticks(pid: int) -> int:
+    """CPU time a process has used so far (user + system, in clock ticks); 0 once it is gone or off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of proc(5)
 
 
 @dataclass
@@ -133,8 +159,17 @@ class ChildProcess:
             )
 
     def wait_ready(self) -> None:
+        """Until the ready line: as long as the process keeps working (its CPU time grows), however slowly a machine
+        busy with other work lets it; a process that does nothing for STARTUP_TIMEOUT s fails, as does one that is
+        not ready after STARTUP_LIMIT s."""
         try:
-            wait_for(self._ready, STARTUP_TIMEOUT, f"{self.name} to print {self.ready_text!r}")
+            wait_for(
+                self._ready,
+                STARTUP_TIMEOUT,
+                f"{self.name} to print {self.ready_text!r}",
+                progress=self._work_done,
+                at_most=STARTUP_LIMIT,
+            )
         except TimeoutError:
             self.stop()
             raise
@@ -146,6 +181,10 @@ class ChildProcess:
         return self.ready_text in self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(
             errors="replace"
         )
+
+    def _work_done(self) -> int:
+        assert self.process is not None
+        return cpu_ticks(self.process.pid)
 
     def logs(self) -> str:
         return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
@@ -209,6 +248,40 @@ TEST_USERS = {
     "observer": (Role.OBSERVER, "observer-secret"),
     "quality": (Role.QUALITY_ENGINEER, "quality-secret"),
 }
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir / 'qualitybridge.db'}"
+
+
+@functools.cache
+def _prepared_data() -> Path:
+    """A data folder with the TEST_USERS and a trusted client certificate, set up once per test process through
+    the CLI, as `Deployment.start` did for each deployment: copying it costs a file copy instead of an interpreter
+    with the whole CLI imported (several CPU seconds under coverage). The server still creates its own certificate
+    on its first start in each copy, as on a plant's first start."""
+    root = Path(tempfile.mkdtemp(prefix="qb-prepared-data-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    config_path = root / "qualitybridge.toml"
+    config_path.write_text(f'data_dir = "data"\n[store]\nurl = "{sqlite_url(root / "data")}"\n', encoding="utf-8")
+    config = ["--config", str(config_path)]
+    commands = [
+        ["users", "add", name, "--role", role.value, "--password", password, *config]
+        for name, (role, password) in TEST_USERS.items()
+    ]
+    certificate = make_client_certificate(root / "client")
+    commands.append(["pki", "trust", str(certificate.cert), *config])
+    run_cli_commands(commands)
+    return root
+
+
+def copy_prepared_data(root: Path) -> ClientCertificate:
+    """`root`/data as the CLI sets it up for TEST_USERS (SQLite store, trust list) and the trusted client's
+    certificate in `root`/client; modes are kept (the store and keys are the owner's only)."""
+    prepared = _prepared_data()
+    shutil.copytree(prepared / "data", root / "data")
+    shutil.copytree(prepared / "client", root / "client")
+    return ClientCertificate(root / "client" / "client.der", root / "client" / "client.pem")
 
 
 @dataclass
@@ -278,21 +351,29 @@ relay_backoff_max_seconds = 1
         )
         self.simulator.launch()  # starts up while the users and the trust list are set up
         config = ["--config", str(self.config_path)]
-        commands = [
-            ["users", "add", name, "--role", role.value, "--password", password, *config]
-            for name, (role, password) in TEST_USERS.items()
-        ]
+        commands: list[list[str]] = []
+        if self._on_own_sqlite_file() and not self.data_dir.exists():
+            self.client_certificate = copy_prepared_data(self.root)
+        else:
+            commands += [
+                ["users", "add", name, "--role", role.value, "--password", password, *config]
+                for name, (role, password) in TEST_USERS.items()
+            ]
+            self.client_certificate = make_client_certificate(self.root / "client")
+            commands.append(["pki", "trust", str(self.client_certificate.cert), *config])
         for name, (role, password, work_centres) in self.extra_users.items():
             restriction = [f"--work-centre={work_centre}" for work_centre in work_centres]
             commands.append(["users", "add", name, "--role", role.value, "--password", password, *restriction, *config])
-        self.client_certificate = make_client_certificate(self.root / "client")
-        commands.append(["pki", "trust", str(self.client_certificate.cert), *config])
-        run_cli_commands(commands)
+        if commands:
+            run_cli_commands(commands)
         self._until_bound(self.simulator.wait_ready, self._new_erp_port)
         self.server = ChildProcess(
             "server", ["serve", "--config", str(self.config_path)], self.root, "QualityBridge ready"
         )
         self._until_bound(self.server.start, self._new_opcua_port)
+
+    def _on_own_sqlite_file(self) -> bool:
+        return self.backend == "sqlite" and self.store_url == sqlite_url(self.data_dir)
 
     def _until_bound(self, start: Any, new_port: Any) -> None:
         """Runs `start`; should its port have been taken meanwhile (another worker, another checkout on this
@@ -391,12 +472,15 @@ async def secure_session(
     user: str | None,
     password: str | None,
     request_timeout: float = 10,
-    keepalive_probe_seconds: float = 1.0,
+    keepalive_probe_seconds: float = WATCHDOG_SECONDS,
 ) -> AsyncIterator[Client]:
     """A connected asyncua client: Basic256Sha256 SignAndEncrypt, with a user name and password.
 
-    The client probes the server every `keepalive_probe_seconds` and drops the session when a probe is not answered
-    within that time (asyncua's default: 1 s).
+    asyncua's watchdog reads the server state every `watchdog_intervall` s and drops the session when the read takes
+    longer than that (1 s by default): on a machine busy with other work a healthy session was dropped, and every
+    later test on it failed with "client is disconnected". WATCHDOG_SECONDS keeps the read inside half of the
+    shortest session timeout a test configures (10 s), so the watchdog still keeps such sessions alive. A test that
+    watches for dropped sessions itself passes its own `keepalive_probe_seconds`.
     """
     client = Client(endpoint, timeout=request_timeout, watchdog_intervall=keepalive_probe_seconds)
     client.application_uri = certificate.uri
@@ -427,7 +511,7 @@ def deployed(backend: str, root: Path, **options: Any) -> Iterator[Deployment]:
 
     with contextlib.ExitStack() as stack:
         if backend == "sqlite":
-            url = f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}"
+            url = sqlite_url(root / "data")
         elif not POSTGRES_URL:
             pytest.skip(POSTGRES_SKIP_REASON)
         else:
