@@ -41,6 +41,7 @@ from qualitybridge.server.operations.status_page import render_status_page
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.security.jobs import SecurityJobs, accounts_from_store, security_options
 from qualitybridge.services.audit_trail import AuditTrail
+from qualitybridge.services.calibration_reminders import CalibrationReminders
 from qualitybridge.services.confirmations import ConfirmationService
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
@@ -202,6 +203,7 @@ class QualityBridgeApp:
     metrics: OperationsMetrics
     spc: SpcMonitor | None = None
     kpis: KpiService | None = None
+    calibration_reminders: CalibrationReminders | None = None
     operations: OperationsEndpoint | None = None
     _scheduler: _StoppableScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -353,6 +355,7 @@ class QualityBridgeApp:
             security_jobs=SecurityJobs(config, store, audit, opcua.security),
             spc=spc,
             kpis=kpis,
+            calibration_reminders=CalibrationReminders(master_data, events),
             metrics=metrics,
             operations=operations,
         )
@@ -401,6 +404,12 @@ class QualityBridgeApp:
                 await self.kpis.post_finished_days()  # catch up a daily run missed while the server was down
             except Exception:  # the KPIs must not keep the server from serving; the next daily run retries
                 _log.exception("could not post yesterday's KPIs at start")
+        reminder_at = self.config.quality_events.calibration_reminder_at
+        if reminder_at and self.calibration_reminders is not None:
+            hour, minute = (int(part) for part in reminder_at.split(":"))
+            self._scheduler.add_job(
+                self.calibration_reminders.remind, "cron", hour=hour, minute=minute, id="calibration-reminder"
+            )
         self._scheduler.start()
         self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
         self.relay.wake()  # deliver what a previous run left in the outbox

@@ -34,6 +34,7 @@ __all__ = [
     "PublishSettings",
     "QmsSettings",
     "QualityBridgeConfig",
+    "QualityEventSettings",
     "ReportingSettings",
     "SapS4HanaSettings",
     "ServerSettings",
@@ -405,6 +406,17 @@ class KpiSettings(_Section):
     )
 
 
+class QualityEventSettings(_Section):
+    """Quality events beyond those the data raises by itself (docs/information-model.md, quality events)."""
+
+    calibration_reminder_at: str = Field(
+        default="06:00",
+        pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$",
+        description="UTC time of day (HH:MM) of the daily GaugeCalibration event for every gauge still due soon or "
+        "expired; empty: no daily reminder (status changes still raise their events)",
+    )
+
+
 class ReportingSettings(_Section):
     """What the report methods accept (docs/report-methods.md)."""
 
@@ -573,6 +585,7 @@ class QualityBridgeConfig(_Section):
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
+    quality_events: QualityEventSettings = Field(default_factory=QualityEventSettings)
     spc: SpcSettingsSection = Field(default_factory=SpcSettingsSection)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from qualitybridge.domain.kpis import KpiReport
-from qualitybridge.domain.model import InspectionCharacteristic, MeasurementResult, ProductionOrder, SnapshotChange
+from qualitybridge.domain.model import (
+    InspectionCharacteristic,
+    MeasurementResult,
+    ProductionOrder,
+    SnapshotChange,
+    TestEquipment,
+)
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.domain.spc import SpcStatus
 
@@ -19,6 +25,7 @@ __all__ = [
     "DiagnosticsChanged",
     "DomainEvent",
     "ErpSyncFinished",
+    "GaugeCalibrationReminder",
     "KpiReportQueued",
     "MasterDataChanged",
     "MeasurementAccepted",
@@ -43,6 +50,14 @@ class MasterDataChanged(DomainEvent):
     """An ERP sync changed released orders or gauges; the in-memory master data is already current."""
 
     change: SnapshotChange
+
+
+@dataclass(frozen=True)
+class GaugeCalibrationReminder(DomainEvent):
+    """The daily reminder: these gauges are still due soon or expired (a gauge's status change raises its own
+    event at the sync; this one repeats the watch each day so nobody forgets a gauge that stays due)."""
+
+    gauges: tuple[TestEquipment, ...]
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ class CalibrationStatus(IntEnum):
     def blocks_measuring(self) -> bool:
         return self in (CalibrationStatus.EXPIRED, CalibrationStatus.LOCKED)
 
+    @property
+    def needs_calibration(self) -> bool:
+        """Watched by the gauge calibration events: due soon or expired (a locked gauge is out of use, not due)."""
+        return self in (CalibrationStatus.DUE_SOON, CalibrationStatus.EXPIRED)
+
 
 class ResultEvaluation(IntEnum):
     """Named and numbered as ResultEvaluationEnum of OPC 40001-101 (Result transfer)."""

@@ -12,6 +12,7 @@ from qualitybridge.domain.events import (
     DiagnosticsChanged,
     DomainEvent,
     ErpSyncFinished,
+    GaugeCalibrationReminder,
     KpiReportQueued,
     MasterDataChanged,
     MeasurementAccepted,
@@ -90,6 +91,8 @@ class OpcUaPublisher:
                 await self.quality_events.posting_dead_lettered(event)
             case PlanVersionChanged():
                 await self.quality_events.plan_version_changed(event)
+            case GaugeCalibrationReminder(gauges=gauges):
+                await self.quality_events.calibration_reminder(gauges)
             case SpcAlarmRaised(record=record):
                 await self._spc_alarms.raise_alarm(record)
                 await self.spc_conditions.raise_alarm(record)

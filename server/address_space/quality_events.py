@@ -5,6 +5,7 @@ on the Server object, so that an HMI, an MES or UaExpert's Event View sees them 
 | ----------------------------------- | ------------------------------------------------- | --------------- |
 | MeasurementOutOfToleranceEventType  | MeasurementAccepted whose evaluation is not OK    | characteristic  |
 | GaugeCalibrationEventType           | MasterDataChanged that moved a gauge's status      | gauge           |
+|                                     | GaugeCalibrationReminder (daily, still due)        | gauge           |
 | OrderStateChangedEventType          | OrderStateChanged                                 | order           |
 | PostingDeadLetteredEventType        | PostingDeadLettered (the outbox relay gave up)    | order           |
 | PlanVersionChangedEventType         | PlanVersionChanged (a sync brought a new version) | characteristic  |
@@ -96,7 +97,6 @@ _FIELDS: dict[int, dict[str, ua.VariantType]] = {
         "UpperLimit": _V.Double,
     },
 }
-_WATCHED = {CalibrationStatus.EXPIRED, CalibrationStatus.DUE_SOON}
 _GAUGE_SEVERITY = {CalibrationStatus.EXPIRED: 800, CalibrationStatus.DUE_SOON: 500}  # back to Valid: 100
 
 
@@ -151,7 +151,7 @@ class QualityEvents:
             previous = self._gauge_status.get(gauge.equipment_id)
             now = gauge.calibration_status
             self._gauge_status[gauge.equipment_id] = now
-            if previous is None or previous is now or not ({previous, now} & _WATCHED):
+            if previous is None or previous is now or not (previous.needs_calibration or now.needs_calibration):
                 continue
             due = datetime.combine(gauge.next_due, time(), tzinfo=UTC) if gauge.next_due else None
             await self._fire(
@@ -163,6 +163,25 @@ class QualityEvents:
                 EquipmentId=gauge.equipment_id,
                 CalibrationStatus=int(now),
                 PreviousCalibrationStatus=int(previous),
+                NextDue=due,
+            )
+
+    async def calibration_reminder(self, gauges: Iterable[TestEquipment]) -> None:
+        """The daily reminder: one event per gauge still due soon or expired, its status unchanged (Previous = now)."""
+        for gauge in gauges:
+            status = gauge.calibration_status
+            self._gauge_status[gauge.equipment_id] = status
+            due = datetime.combine(gauge.next_due, time(), tzinfo=UTC) if gauge.next_due else None
+            when = f", next due {gauge.next_due.isoformat()}" if gauge.next_due else ""
+            await self._fire(
+                GAUGE_CALIBRATION_EVENT_TYPE,
+                source=self._ns.equipment(gauge.equipment_id),
+                source_name=gauge.equipment_id,
+                severity=_GAUGE_SEVERITY.get(status, 100),
+                message=f"test equipment {gauge.equipment_id}: calibration still {status.name} (daily reminder{when})",
+                EquipmentId=gauge.equipment_id,
+                CalibrationStatus=int(status),
+                PreviousCalibrationStatus=int(status),
                 NextDue=due,
             )
 

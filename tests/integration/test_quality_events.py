@@ -128,6 +128,23 @@ async def test_a_gauge_event_only_when_its_status_moves_into_or_out_of_a_watch(r
     assert rig.fired.notifiers()[:3] == [ns.root, ns.equipment("G-1"), SERVER_OBJECT]
 
 
+async def test_the_daily_reminder_repeats_each_watched_gauge_with_its_unchanged_status(rig: Rig) -> None:
+    ns = rig.fired.ns
+    await rig.quality.calibration_reminder(
+        [gauge(S.DUE_SOON, equipment_id="G-2"), gauge(S.EXPIRED, equipment_id="G-7")]
+    )
+    reminders = [
+        (f["EquipmentId"], f["PreviousCalibrationStatus"], f["CalibrationStatus"], f["Severity"])
+        for f in rig.fired.of(GAUGE_CALIBRATION_EVENT_TYPE)
+    ]
+    assert reminders == [("G-2", S.DUE_SOON, S.DUE_SOON, 500), ("G-7", S.EXPIRED, S.EXPIRED, 800)]
+    assert all("daily reminder" in f["Message"].Text for f in rig.fired.of(GAUGE_CALIBRATION_EVENT_TYPE))
+    assert rig.fired.notifiers()[:3] == [ns.root, ns.equipment("G-2"), SERVER_OBJECT]
+    # A reminder is not a change: the next sync with the same statuses raises nothing more.
+    await rig.quality.gauges_synced([gauge(S.DUE_SOON, equipment_id="G-2"), gauge(S.EXPIRED, equipment_id="G-7")])
+    assert len(rig.fired.of(GAUGE_CALIBRATION_EVENT_TYPE)) == 2
+
+
 async def test_order_state_and_dead_letter_events(rig: Rig) -> None:
     ns = rig.fired.ns
     await rig.quality.order_state_changed(order("1000", state=OrderState.INTERRUPTED))

@@ -54,3 +54,12 @@ def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shipped", ["docker/qualitybridge.toml", "docker/compose-qualitybridge.toml"])
 def test_shipped_configurations_are_valid(shipped: str) -> None:
     load_config(ROOT / shipped)
+
+
+def test_the_calibration_reminder_time_is_hh_mm_or_empty() -> None:
+    from qualitybridge.config import QualityEventSettings
+
+    assert QualityEventSettings().calibration_reminder_at == "06:00"
+    assert QualityEventSettings(calibration_reminder_at="").calibration_reminder_at == ""
+    with pytest.raises(ValueError, match="calibration_reminder_at"):
+        QualityEventSettings(calibration_reminder_at="25:00")
