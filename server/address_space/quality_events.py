@@ -153,37 +153,29 @@ class QualityEvents:
             self._gauge_status[gauge.equipment_id] = now
             if previous is None or previous is now or not (previous.needs_calibration or now.needs_calibration):
                 continue
-            due = datetime.combine(gauge.next_due, time(), tzinfo=UTC) if gauge.next_due else None
-            await self._fire(
-                GAUGE_CALIBRATION_EVENT_TYPE,
-                source=self._ns.equipment(gauge.equipment_id),
-                source_name=gauge.equipment_id,
-                severity=_GAUGE_SEVERITY.get(now, 100),
-                message=f"test equipment {gauge.equipment_id}: calibration {previous.name} -> {now.name}",
-                EquipmentId=gauge.equipment_id,
-                CalibrationStatus=int(now),
-                PreviousCalibrationStatus=int(previous),
-                NextDue=due,
-            )
+            await self._fire_gauge(gauge, previous, f"calibration {previous.name} -> {now.name}")
 
     async def calibration_reminder(self, gauges: Iterable[TestEquipment]) -> None:
-        """The daily reminder: one event per gauge still due soon or expired, its status unchanged (Previous = now)."""
+        """The daily reminder: one event per gauge still due soon or expired, its status unchanged (Previous = now).
+        It changes nothing the sync compares against: a reminder is not a status change."""
         for gauge in gauges:
             status = gauge.calibration_status
-            self._gauge_status[gauge.equipment_id] = status
-            due = datetime.combine(gauge.next_due, time(), tzinfo=UTC) if gauge.next_due else None
             when = f", next due {gauge.next_due.isoformat()}" if gauge.next_due else ""
-            await self._fire(
-                GAUGE_CALIBRATION_EVENT_TYPE,
-                source=self._ns.equipment(gauge.equipment_id),
-                source_name=gauge.equipment_id,
-                severity=_GAUGE_SEVERITY.get(status, 100),
-                message=f"test equipment {gauge.equipment_id}: calibration still {status.name} (daily reminder{when})",
-                EquipmentId=gauge.equipment_id,
-                CalibrationStatus=int(status),
-                PreviousCalibrationStatus=int(status),
-                NextDue=due,
-            )
+            await self._fire_gauge(gauge, status, f"calibration still {status.name} (daily reminder{when})")
+
+    async def _fire_gauge(self, gauge: TestEquipment, previous: CalibrationStatus, what: str) -> None:
+        now = gauge.calibration_status
+        await self._fire(
+            GAUGE_CALIBRATION_EVENT_TYPE,
+            source=self._ns.equipment(gauge.equipment_id),
+            source_name=gauge.equipment_id,
+            severity=_GAUGE_SEVERITY.get(now, 100),
+            message=f"test equipment {gauge.equipment_id}: {what}",
+            EquipmentId=gauge.equipment_id,
+            CalibrationStatus=int(now),
+            PreviousCalibrationStatus=int(previous),
+            NextDue=datetime.combine(gauge.next_due, time(), tzinfo=UTC) if gauge.next_due else None,
+        )
 
     async def order_state_changed(self, order: ProductionOrder) -> None:
         await self._fire(
