@@ -19,10 +19,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -520,3 +522,62 @@ def deployed(backend: str, root: Path, **options: Any) -> Iterator[Deployment]:
         stack.callback(deployment.stop)
         deployment.start()
         yield deployment
+
+
+class ErpProxy:
+    """An HTTP proxy in front of the simulator, for tests of an ERP that misbehaves: every request is forwarded,
+    except those `answer` (overridden by a test's ERP) answers itself. Used as a context manager."""
+
+    def __init__(self, simulator_url: str) -> None:
+        self.port = free_port()
+        self.simulator_url = simulator_url
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answered = proxy.answer(self.command, self.path, body, headers)
+                if answered is None:
+                    upstream = proxy.forward(self.command, self.path, body, headers)
+                    answered = upstream.status_code, upstream.content
+                status, content = answered
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815 - http.server's naming
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def answer(self, command: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        """(status, JSON body) to answer instead of the simulator; None forwards the request unchanged."""
+        return None
+
+    def forward(self, command: str, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.request(command, self.simulator_url + path, content=body or None, headers=headers, timeout=10)
+
+    def __enter__(self) -> ErpProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class BehindProxy(Deployment):
+    """A deployment whose server talks to an ErpProxy on `proxy_port`; the simulator runs on erp_port behind it."""
+
+    proxy_port: int = 0
+
+    @property
+    def erp_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port or self.erp_port}"

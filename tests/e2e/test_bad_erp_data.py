@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from asyncua import ua
 
-from tests.harness import NAMESPACE_URI, Deployment, free_port
+from tests.harness import NAMESPACE_URI, BehindProxy, Deployment, ErpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -45,66 +42,24 @@ def _bad_orders(template: dict[str, Any]) -> list[str]:
     ]
 
 
-class CarelessErp:
+class CarelessErp(ErpProxy):
     """Forwards everything to the simulator; GET /api/v1/orders gets the bad orders listed before the others."""
 
-    def __init__(self, simulator_url: str) -> None:
-        self.port = free_port()
-        self.simulator_url = simulator_url
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = httpx.request(
-                    self.command, proxy.simulator_url + self.path, content=body, headers=headers, timeout=10
-                )
-                content = upstream.content
-                if self.command == "GET" and self.path.startswith("/api/v1/orders"):
-                    page = upstream.json()
-                    template = next(o for o in page["orders"] if o["order_no"] == TEMPLATE)
-                    good = json.dumps({**template, "order_no": GOOD})
-                    orders = [*_bad_orders(template), *(json.dumps(o) for o in page["orders"]), good]
-                    content = f'{{"revision": {page["revision"]}, "orders": [{", ".join(orders)}]}}'.encode()
-                self.send_response(upstream.status_code)
-                self.send_header("Content-Type", upstream.headers.get("content-type", "application/json"))
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _forward  # noqa: N815 - http.server's naming
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> CarelessErp:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class BehindCarelessErp(Deployment):
-    """The server talks to the careless ERP; the simulator runs on erp_port behind it."""
-
-    proxy_port: int = 0
-
-    @property
-    def erp_url(self) -> str:
-        return f"http://127.0.0.1:{self.proxy_port or self.erp_port}"
+    def answer(self, command: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if command != "GET" or not path.startswith("/api/v1/orders"):
+            return None
+        upstream = self.forward(command, path, body, headers)
+        page = upstream.json()
+        template = next(o for o in page["orders"] if o["order_no"] == TEMPLATE)
+        good = json.dumps({**template, "order_no": GOOD})
+        orders = [*_bad_orders(template), *(json.dumps(o) for o in page["orders"]), good]
+        return upstream.status_code, f'{{"revision": {page["revision"]}, "orders": [{", ".join(orders)}]}}'.encode()
 
 
 @pytest.fixture
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BehindCarelessErp]:
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BehindProxy]:
     root = tmp_path_factory.mktemp("bad-erp")
-    deployment = BehindCarelessErp(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
+    deployment = BehindProxy(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
     with CarelessErp(f"http://127.0.0.1:{deployment.erp_port}") as proxy:
         deployment.proxy_port = proxy.port
         try:
@@ -142,7 +97,7 @@ def _finding(findings: list[str], order_no: str) -> str:
     return named[0].lower()
 
 
-async def test_bad_orders_are_findings_the_rest_syncs_and_a_restart_serves(deployment: BehindCarelessErp) -> None:
+async def test_bad_orders_are_findings_the_rest_syncs_and_a_restart_serves(deployment: BehindProxy) -> None:
     findings = await _served_and_findings(deployment)
     assert "operation" in _finding(findings, DUPLICATE_OPERATION)
     assert "twice" in _finding(findings, DUPLICATE_OPERATION)

@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ import pytest
 from asyncua import Client, ua
 
 from tests.builders import first_characteristic, gauge_for, report, results_at_erp
-from tests.harness import NAMESPACE_URI, ORDER_RUNNING, Deployment, free_port, run_cli, wait_for
+from tests.harness import NAMESPACE_URI, ORDER_RUNNING, BehindProxy, Deployment, ErpProxy, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,47 +54,24 @@ class Seen:
     document_no: str | None
 
 
-class LockedOrdersErp:
+class LockedOrdersErp(ErpProxy):
     """Forwards to the simulator, except the postings of `failing` orders (503) and `no_document` orders (201 with
     document_no ""); logs every posting it sees."""
 
     def __init__(self, simulator_url: str) -> None:
-        self.port = free_port()
-        self.simulator_url = simulator_url
+        super().__init__(simulator_url)
         self.failing: set[str] = set()
         self.no_document: set[str] = set()
         self.seen: list[Seen] = []
         self.requests = 0
         self.lock = threading.Lock()
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                if self.command == "POST" and self.path == BATCH_PATH:
-                    status, content = proxy.batch(json.loads(body), headers)
-                elif self.command == "POST" and self.path in SINGLE_PATHS:
-                    status, content = proxy.single(self.path, body, headers)
-                else:
-                    upstream = httpx.request(
-                        self.command, proxy.simulator_url + self.path, content=body or None, headers=headers, timeout=10
-                    )
-                    status, content = upstream.status_code, upstream.content
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _forward  # noqa: N815 - http.server's naming
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def answer(self, command: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if command == "POST" and path == BATCH_PATH:
+            return self.batch(json.loads(body), headers)
+        if command == "POST" and path in SINGLE_PATHS:
+            return self.single(path, body, headers)
+        return None
 
     def _request_number(self) -> tuple[int, float]:
         with self.lock:
@@ -168,24 +144,6 @@ class LockedOrdersErp:
         with self.lock:
             self.failing.clear()
             self.no_document.clear()
-
-    def __enter__(self) -> LockedOrdersErp:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class BehindProxy(Deployment):
-    """The server talks to the proxy; the simulator runs on erp_port behind it."""
-
-    proxy_port: int = 0
-
-    @property
-    def erp_url(self) -> str:
-        return f"http://127.0.0.1:{self.proxy_port or self.erp_port}"
 
 
 @dataclass
