@@ -143,6 +143,23 @@ async def _drain(relay: OutboxRelay, store: Store, seconds: float = 60.0) -> int
     return rounds
 
 
+def _machine_alarm(characteristic_id: str, rule: str, severity: int, message: str = "") -> SpcAlarmRecord:
+    """An SPC alarm machine1 reported on order 1000417, operation 0010."""
+    return SpcAlarmRecord(
+        alarm_id=new_record_id(),
+        alarm=SpcAlarm(
+            order_no="1000417",
+            operation_no="0010",
+            characteristic_id=characteristic_id,
+            rule=rule,
+            severity=severity,
+            message=message,
+            raised_at=datetime.now(UTC),
+        ),
+        reported_by="machine1",
+    )
+
+
 async def test_orders_operations_and_characteristics_arrive_with_limits_and_units(
     sqlite_store: Store, sap: SapSim
 ) -> None:
@@ -281,18 +298,7 @@ async def test_refusals_are_readable_and_spc_alarms_stay_visible(sqlite_store: S
     master = await _synced(sqlite_store, client)
     await sap.call("DELETE", "/sim/orders/1000421")
     await sqlite_store.record_measurements([_measurement(master, "1000421")])
-    alarm = SpcAlarmRecord(
-        alarm_id=new_record_id(),
-        alarm=SpcAlarm(
-            order_no="1000417",
-            operation_no="0010",
-            characteristic_id="0020",
-            rule="WE1",
-            severity=700,
-            raised_at=datetime.now(UTC),
-        ),
-        reported_by="machine1",
-    )
+    alarm = _machine_alarm("0020", "WE1", 700)
     await sqlite_store.record_spc_alarm(alarm)
     assert (await OutboxRelay(sqlite_store, client, Diagnostics()).run_once()).dead == 2
     errors = sorted(entry.last_error or "" for entry in await sqlite_store.outbox_entries([OutboxState.DEAD]))
@@ -318,18 +324,7 @@ async def test_with_a_qms_gauges_come_from_it_and_spc_alarms_go_to_it(sqlite_sto
     await sap.call("PATCH", "/sim/equipment/GA-CAL-0101", json={"calibration_status": "LOCKED"})
     assert (await sync.run_once()).equipment_changed == ("GA-CAL-0101",)
     assert asked == ["GET /api/v1/equipment", "GET /api/v1/equipment?changed_since=1"], "gauges only, as a delta"
-    alarm = SpcAlarmRecord(
-        alarm_id=new_record_id(),
-        alarm=SpcAlarm(
-            order_no="1000417",
-            operation_no="0010",
-            characteristic_id="C0020",
-            rule="WE1",
-            severity=700,
-            raised_at=datetime.now(UTC),
-        ),
-        reported_by="machine1",
-    )
+    alarm = _machine_alarm("C0020", "WE1", 700)
     await sqlite_store.record_spc_alarm(alarm)
     await sqlite_store.record_measurements([_measurement(master, "1000417")])
     assert (await OutboxRelay(sqlite_store, combined, Diagnostics()).run_once()).sent == 2
@@ -421,19 +416,7 @@ async def test_a_plant_without_released_orders_starts_its_deltas_at_sap_time_not
 async def test_an_spc_alarm_becomes_one_quality_notification_where_configured(sqlite_store: Store, sap: SapSim) -> None:
     client = _client(sap, quality_notification_type="Q3")
     master = await _synced(sqlite_store, client)
-    alarm = SpcAlarmRecord(
-        alarm_id=new_record_id(),
-        alarm=SpcAlarm(
-            order_no="1000417",
-            operation_no="0010",
-            characteristic_id="0020",
-            rule="WE2",
-            severity=650,
-            message="9 points on one side of the centre line",
-            raised_at=datetime.now(UTC),
-        ),
-        reported_by="machine1",
-    )
+    alarm = _machine_alarm("0020", "WE2", 650, message="9 points on one side of the centre line")
     await sqlite_store.record_spc_alarm(alarm)
     await sqlite_store.record_measurements([_measurement(master, "1000417")])
     await sap.call("PUT", "/sim/faults", json={"rate": 1.0, "kinds": ["lost_response"], "seed": 1})
