@@ -13,6 +13,8 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from qualitybridge.store.sqlite_driver import one_hop_connector
+
 __all__ = ["create_engine", "migrate", "store_location"]
 
 _log = logging.getLogger(__name__)
@@ -32,7 +34,15 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
         # One connection: SQLite has one writer at a time anyway, and a second connection that finds the database
         # locked waits in SQLite's busy handler (sleeping, up to seconds under load), which stalled OPC UA sessions
         # long enough for clients to declare the server dead. Waiting for the pooled connection is an asyncio wait.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
+        # Connections through OneHopConnection: one thread hand-over per statement, not four (sqlite_driver.py).
+        connect_args, connect_kwargs = make_url(url).get_dialect()().create_connect_args(make_url(url))
+        engine = create_async_engine(
+            url,
+            async_creator=one_hop_connector(*connect_args, **{**connect_kwargs, "timeout": 30}),
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:

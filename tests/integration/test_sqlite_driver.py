@@ -1,0 +1,104 @@
+"""The SQLite store's connections (store/sqlite_driver.py): what SQLAlchemy relies on behaves as with aiosqlite's
+own cursors, and a statement costs one hand-over to the connection's thread, not four."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from qualitybridge.store import create_engine
+from qualitybridge.store.sqlite_driver import OneHopConnection
+
+metadata = MetaData()
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(20), nullable=False, unique=True),
+)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+class HandOvers:
+    """Counts the calls a connection hands to its thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = OneHopConnection._execute
+
+        async def counted(connection: OneHopConnection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(connection, fn, *args, **kwargs)
+
+        monkeypatch.setattr(OneHopConnection, "_execute", counted)
+
+
+async def test_the_store_runs_on_one_hop_connections_in_wal_mode_with_the_configured_sync(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'sync.db'}", sqlite_synchronous="NORMAL")
+    try:
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.driver_connection, OneHopConnection)
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_row_counts_and_generated_keys_come_back(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        first = await conn.execute(insert(items).values(name="a"))
+        assert first.inserted_primary_key == (1,)
+        many = await conn.execute(insert(items), [{"name": "b"}, {"name": "c"}, {"name": "d"}])
+        assert many.rowcount == 3
+        changed = await conn.execute(update(items).where(items.c.name.in_(["b", "c"])).values(name=items.c.name + "!"))
+        assert changed.rowcount == 2
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(items.c.id, items.c.name).order_by(items.c.id))).all()
+        assert [tuple(row) for row in rows] == [(1, "a"), (2, "b!"), (3, "c!"), (4, "d")]
+        assert (await conn.execute(select(items).where(items.c.name == "none"))).first() is None
+        assert (await conn.execute(select(items.c.name).where(items.c.id == 4))).scalar_one() == "d"
+
+
+async def test_a_failed_transaction_leaves_nothing_and_the_connection_goes_on(engine: AsyncEngine) -> None:
+    async def twice() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(insert(items).values(name="x"))
+            await conn.execute(insert(items).values(name="x"))  # unique: refused, the whole transaction goes
+
+    with pytest.raises(IntegrityError):
+        await twice()
+    async with engine.begin() as conn:
+        await conn.execute(insert(items).values(name="y"))
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(items.c.name))).scalars().all() == ["y"]
+
+
+async def test_a_statement_is_one_hand_over_and_a_read_needs_no_rollback(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect() as conn:  # the pool's connection is open before counting
+        await conn.execute(select(1))
+    hand_overs = HandOvers(monkeypatch)
+    async with engine.connect() as conn:
+        await conn.execute(select(items))
+    assert hand_overs.count == 1  # aiosqlite's cursors: cursor, execute, fetchall, close, and the pool's rollback
+    hand_overs.count = 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(items), [{"name": "p"}, {"name": "q"}])
+        await conn.execute(select(items))
+    assert hand_overs.count == 3  # two statements and the commit
