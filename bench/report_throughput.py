@@ -97,6 +97,7 @@ async def _crew_member(job: Job, commands: Any, results: Any, all_ready: Any) ->
     """
     # One after the other: the server holds at most 16 not yet activated connections per address.
     clients = [await _client(job) for _ in range(job.sessions)]
+    results.put("connected")
     try:
         while (command := await asyncio.to_thread(commands.get)) is not None:
             kind, rate = command
@@ -219,6 +220,12 @@ class Crew:
         ]
         for process in self._processes:
             process.start()
+        # Every session open before the first workload, so that logins (scrypt) are not measured as reports.
+        connected = [self._results.get(timeout=300) for _ in self._processes]
+        failures = [answer for answer in connected if isinstance(answer, BaseException)]
+        if failures:
+            self.close()
+            raise RuntimeError(f"{len(failures)} client process(es) failed to connect, first: {failures[0]!r}")
 
     def run(self, kind: str, rate: float = 0.0) -> tuple[int, int, int]:
         """One workload on every session at once; answers (calls, accepted, refused) summed over the processes."""
@@ -267,7 +274,18 @@ def main() -> None:
         default=4,
         help="sessions per client process, each a machine making one call after the other (default 4)",
     )
+    parser.add_argument(
+        "--workloads",
+        default="bare,single,paced,batch",
+        help="comma-separated subset of bare,single,paced,batch to run (default all; paced needs single)",
+    )
     arguments = parser.parse_args()
+    arguments.workloads = {name.strip() for name in arguments.workloads.split(",") if name.strip()}
+    unknown = arguments.workloads - {"bare", "single", "paced", "batch"}
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    if "paced" in arguments.workloads and "single" not in arguments.workloads:
+        parser.error("paced runs at half the single rate: it needs the single workload")
 
     with contextlib.ExitStack() as stack:
         if arguments.work_dir:
@@ -309,7 +327,8 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
     deployment.start()
     assert deployment.server is not None
     assert deployment.server.process is not None
-    print(f"server pid {deployment.server.process.pid} (for a profiler: py-spy record -p PID)", flush=True)
+    server_pid = deployment.server.process.pid
+    print(f"server pid {server_pid} (for a profiler: py-spy record -p PID)", flush=True)
     bare_port = free_port()
     assert deployment.client_certificate is not None
     certificate = deployment.client_certificate
@@ -357,81 +376,125 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             flush=True,
         )
         machine = ("machine1", TEST_USERS["machine1"][1])
-        bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
-        try:
-            bare_calls, *_rest = bare_crew.run("bare")
-        finally:
-            bare_crew.close()
-        bare_rate = bare_calls / arguments.seconds
-        print(f"bare no-op: {bare_rate:.0f} calls/s", flush=True)
+        chosen = arguments.workloads
+        bare_rate = 0.0
+        if "bare" in chosen:
+            bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
+            try:
+                cpu_before = _cpu_seconds(bare.pid)
+                bare_calls, *_rest = bare_crew.run("bare")
+                bare_cpu = _cpu_seconds(bare.pid) - cpu_before
+            finally:
+                bare_crew.close()
+            bare_rate = bare_calls / arguments.seconds
+            print(f"bare no-op: {bare_rate:.0f} calls/s, {_per_call(bare_cpu, bare_calls)}", flush=True)
         crew = Crew(jobs("single", deployment.endpoint, *machine))
         stack.callback(crew.close)
-        before = asyncio.run(deployment.stored_result_count())
-        calls, single_accepted, _refused = crew.run("single")
-        single_stored = asyncio.run(deployment.stored_result_count()) - before
-        single_rate = single_accepted / arguments.seconds
-        print(f"single: {single_rate:.0f} reports/s", flush=True)
+        single_rate = 0.0
+        single_stored = 0
+        if "single" in chosen:
+            before = asyncio.run(deployment.stored_result_count())
+            print("single: running (every session is open; a profiler may attach now)", flush=True)
+            cpu_before = _cpu_seconds(server_pid)
+            single_calls, single_accepted, _refused = crew.run("single")
+            single_cpu = _cpu_seconds(server_pid) - cpu_before
+            single_stored = asyncio.run(deployment.stored_result_count()) - before
+            single_rate = single_accepted / arguments.seconds
+            print(f"single: {single_rate:.0f} reports/s, {_per_call(single_cpu, single_calls)}", flush=True)
 
         # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
         paced_rate = single_rate / 2
-        latencies = _paced_run(deployment, crew, jobs("paced", deployment.endpoint, *machine)[0], paced_rate / sessions)
-        booking = _booking_latencies(deployment)
-        print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
+        latencies: list[float] = []
+        booking: list[float] = []
+        if "paced" in chosen:
+            paced_job = jobs("paced", deployment.endpoint, *machine)[0]
+            latencies = _paced_run(deployment, crew, paced_job, paced_rate / sessions)
+            booking = _booking_latencies(deployment)
+            print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
 
-        erp = deployment.erp()
-        booked_before = _booked(erp)
-        watch = _BookingWatch(erp)
-        watch.start()
-        before = asyncio.run(deployment.stored_result_count())
-        try:
-            calls, batch_accepted, refused = crew.run("batch")
-        except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
-            print(f"batched workload failed: {exc}", flush=True)
-            calls = batch_accepted = refused = 0
-        batch_stored = asyncio.run(deployment.stored_result_count()) - before
-        batch_end = time.monotonic()
-        everything = asyncio.run(deployment.stored_result_count())
-        drained_at = watch.until(everything, timeout=300)
-        watch.stop()
-        stats = erp.get("/stats").json()
+        calls = batch_accepted = refused = batch_stored = relayed = during = 0
+        drain_seconds = 1.0
+        drained_at: float | None = None
+        stats: dict[str, Any] = {}
+        everything = 0
+        if "batch" in chosen:
+            erp = deployment.erp()
+            booked_before = _booked(erp)
+            watch = _BookingWatch(erp)
+            watch.start()
+            before = asyncio.run(deployment.stored_result_count())
+            try:
+                calls, batch_accepted, refused = crew.run("batch")
+            except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
+                print(f"batched workload failed: {exc}", flush=True)
+                calls = batch_accepted = refused = 0
+            batch_stored = asyncio.run(deployment.stored_result_count()) - before
+            batch_end = time.monotonic()
+            everything = asyncio.run(deployment.stored_result_count())
+            drained_at = watch.until(everything, timeout=300)
+            watch.stop()
+            stats = erp.get("/stats").json()
+            relayed = watch.last - booked_before
+            during = watch.booked_by(batch_end) - booked_before
+            drain_seconds = (drained_at or time.monotonic()) - watch.started
         stack.pop_all()  # the crew may have lost processes; close what is left without waiting on the dead
         crew.close()
         print(f"machine load at end (1/5/15 min): {_load()}", flush=True)
 
+        def share(rate: float) -> str:
+            return f"{rate / bare_rate:.0%}" if bare_rate else "-"
+
         print()
         print(f"{'workload':<44} {'calls/s':>9} {'reports/s':>10} {'vs bare':>8} {'stored':>8}")
-        print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
-        print(
-            f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
-            f"{single_rate / bare_rate:>8.0%} {single_stored:>8}"
-        )
-        batch_rate = batch_accepted / arguments.seconds
-        print(
-            f"{f'ReportMeasurements, {arguments.batch} per call':<44} {calls / arguments.seconds:>9.0f} "
-            f"{batch_rate:>10.0f} {calls / arguments.seconds / bare_rate:>8.0%} {batch_stored:>8}"
-        )
-        if refused:
-            print(f"warning: {refused} batch entries refused", flush=True)
-        relayed = watch.last - booked_before
-        during = watch.booked_by(batch_end) - booked_before
-        drain_seconds = (drained_at or time.monotonic()) - watch.started
-        print(
-            f"relay to the ERP simulator: {relayed} results booked in {drain_seconds:.1f} s from the batched "
-            f"workload's start = {relayed / drain_seconds:.0f} postings/s ({during / arguments.seconds:.0f}/s while "
-            f"the machines reported){'' if drained_at else '; NOT drained within 300 s'}"
-        )
-        print(
-            f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "
-            f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
-        )
-        print(f"at half the single maximum ({paced_rate:.0f} reports/s, {sessions} sessions paced):")
-        print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
-        print(f"  report -> booking at the ERP simulator:                    {_percentiles(booking)}")
+        if "bare" in chosen:
+            print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
+        if "single" in chosen:
+            print(
+                f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
+                f"{share(single_rate):>8} {single_stored:>8}"
+            )
+        if "batch" in chosen:
+            batch_rate = batch_accepted / arguments.seconds
+            print(
+                f"{f'ReportMeasurements, {arguments.batch} per call':<44} {calls / arguments.seconds:>9.0f} "
+                f"{batch_rate:>10.0f} {share(calls / arguments.seconds):>8} {batch_stored:>8}"
+            )
+            if refused:
+                print(f"warning: {refused} batch entries refused", flush=True)
+            print(
+                f"relay to the ERP simulator: {relayed} results booked in {drain_seconds:.1f} s from the batched "
+                f"workload's start = {relayed / drain_seconds:.0f} postings/s ({during / arguments.seconds:.0f}/s "
+                f"while the machines reported){'' if drained_at else '; NOT drained within 300 s'}"
+            )
+            print(
+                f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "
+                f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
+            )
+        if "paced" in chosen:
+            print(f"at half the single maximum ({paced_rate:.0f} reports/s, {sessions} sessions paced):")
+            print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
+            print(f"  report -> booking at the ERP simulator:                    {_percentiles(booking)}")
     finally:
         stack.close()
         bare.terminate()
         bare.wait(timeout=10)
         deployment.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_call(cpu_seconds: float, calls: int) -> str:
+    """The server's CPU per call: unlike calls/s, it hardly depends on what else the machine runs."""
+    if not calls or cpu_seconds != cpu_seconds:
+        return "server CPU per call unknown"
+    return f"server CPU {cpu_seconds * 1000 / calls:.2f} ms per call"
 
 
 def _load() -> str:
