@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -69,6 +69,13 @@ class _OneHopCursor:
 
     async def close(self) -> None:
         self._rows.clear()  # the sqlite3 cursor was closed on the worker thread already
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._remaining()
+
+    async def _remaining(self) -> AsyncIterator[Any]:
+        while self._rows:
+            yield self._rows.popleft()
 
     async def nextset(self) -> None:
         return None

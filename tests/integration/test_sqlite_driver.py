@@ -102,3 +102,12 @@ async def test_a_statement_is_one_hand_over_and_a_read_needs_no_rollback(
         await conn.execute(insert(items), [{"name": "p"}, {"name": "q"}])
         await conn.execute(select(items))
     assert hand_overs.count == 3  # two statements and the commit
+
+
+async def test_a_streamed_result_reads_every_row(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(items), [{"name": f"n{i}"} for i in range(150)])
+    async with engine.connect() as conn:
+        streamed = await conn.stream(select(items.c.name).order_by(items.c.id))
+        names = [row.name async for row in streamed]
+    assert names == [f"n{i}" for i in range(150)]
