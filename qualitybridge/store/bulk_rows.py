@@ -7,6 +7,11 @@ a bind processor per column (SQLite's datetime formatting among them) and the st
 compiled once per dialect from the table definition (so column names and the backend's parameter style are the
 table's own), and each row is a tuple of values already in the column's stored form: SQLite's DateTime text, a
 JSON column's text. PostgreSQL (asyncpg) takes datetimes and JSON text as they are, and pipelines the executemany.
+
+SQLite gets one multi-row `VALUES (...), (...)` per chunk of rows instead of an executemany: the sqlite3 module
+releases the GIL around every row's step and needs it back to bind the next row, so an executemany in aiosqlite's
+thread waits for the event loop's thread once per row (up to the interpreter's switch interval, 5 ms, each time the
+loop is busy with other sessions' requests). One statement per chunk binds its rows in one go.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ def stored_moment(dialect: Dialect) -> Any:
     return _sqlite_moment if dialect.name == "sqlite" else _as_is
 
 
+# SQLite binds at most 32,766 parameters per statement (since 3.32); a chunk of rows stays well below that.
+_SQLITE_PARAMETERS_PER_STATEMENT = 8_000
+
+
 class BulkInsert:
     """`INSERT INTO table (columns) VALUES (...)` for tuples of exactly these columns, in this order."""
 
@@ -48,6 +57,8 @@ class BulkInsert:
         self.table = table
         self.columns = tuple(columns)
         self._compiled: dict[str, str] = {}
+        self._sqlite_rows_per_statement = max(1, _SQLITE_PARAMETERS_PER_STATEMENT // len(self.columns))
+        self._sqlite_multi_row: dict[int, str] = {}  # rows -> statement
 
     def sql(self, dialect: Dialect) -> str:
         sql = self._compiled.get(dialect.name)
@@ -60,6 +71,26 @@ class BulkInsert:
             sql = self._compiled[dialect.name] = str(statement)
         return sql
 
+    def _sqlite_sql(self, dialect: Dialect, rows: int) -> str:
+        sql = self._sqlite_multi_row.get(rows)
+        if sql is None:
+            single = self.sql(dialect)
+            head, values, tail = single.partition(" VALUES ")
+            if not values or not tail.startswith("(") or not tail.endswith(")"):
+                raise ValueError(f"unexpected INSERT form: {single}")
+            sql = self._sqlite_multi_row[rows] = f"{head} VALUES {', '.join([tail] * rows)}"
+        return sql
+
     async def execute(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-        if rows:
-            await conn.exec_driver_sql(self.sql(conn.dialect), list(rows))
+        if not rows:
+            return
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            await conn.exec_driver_sql(self.sql(dialect), list(rows))
+            return
+        step = self._sqlite_rows_per_statement
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            await conn.exec_driver_sql(
+                self._sqlite_sql(dialect, len(chunk)), tuple(value for row in chunk for value in row)
+            )
