@@ -299,7 +299,10 @@ class RestErpClient:
     ) -> None:
         batch = PostingBatch(postings=[item for _entry, item in sendable])
         try:
-            response = await self._request("POST", "/postings", json=batch.model_dump(mode="json"))
+            # The JSON in one pass of pydantic-core, not a dict of dicts first and the json module after it.
+            response = await self._request(
+                "POST", "/postings", content=batch.model_dump_json(), headers={"Content-Type": "application/json"}
+            )
         except ErpRejected as exc:
             if " HTTP 404" not in str(exc) and " HTTP 405" not in str(exc):
                 raise ErpUnavailable(f"the ERP refused the batch as a whole: {exc}") from exc
