@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
@@ -435,9 +435,12 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
 
     async def pending_outbox(self, limit: int = 200) -> list[OutboxEntry]:
         """Pending postings in acceptance order (the relay decides which are due)."""
+        outbox = tables.outbox
+        # The payload as its stored JSON text: decoded by pydantic-core in one pass (see decode_posting).
+        columns = [column for column in outbox.c if column.name != "payload"]
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(tables.outbox)
+                select(*columns, cast(outbox.c.payload, Text).label("payload"))
                 .where(tables.outbox.c.state == OutboxState.PENDING.value)
                 .order_by(tables.outbox.c.seq)
                 .limit(limit)
