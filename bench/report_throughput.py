@@ -17,6 +17,7 @@ and prints them side by side with the machine load. "stored" counts rows that ar
     .venv/bin/python bench/report_throughput.py --clients 4 --sessions 4 --seconds 10 --batch 100
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
+    .venv/bin/python bench/report_throughput.py --only-batched --batch 1000   # batches and the relay only
 
 Figures go to docs/performance.md. Shared machines are noisy: compare ratios within one run.
 """
@@ -106,9 +107,10 @@ async def _crew_member(job: Job, commands: Any, results: Any, all_ready: Any) ->
         await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
 
 
-async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
-    """Returns (calls, accepted reports, refused reports) within the time box."""
+async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int, list[float]]:
+    """Returns (calls, accepted reports, refused reports, each call's latency in seconds) within the time box."""
     totals = [0, 0, 0]
+    latencies: list[float] = []
     start_at = time.monotonic()
     deadline = start_at + job.seconds
 
@@ -128,7 +130,9 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += interval
             sequence += 1
+            called_at = time.monotonic()
             accepted, refused = await call(lane, sequence)
+            latencies.append(time.monotonic() - called_at)
             totals[0] += 1
             totals[1] += accepted
             totals[2] += refused
@@ -138,7 +142,7 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
     # that when many sessions send big batches at once.
     active = clients[:1] if job.kind == "batch" else clients
     await asyncio.gather(*(one_machine(lane, client) for lane, client in enumerate(active)))
-    return totals[0], totals[1], totals[2]
+    return totals[0], totals[1], totals[2], latencies
 
 
 Call = Callable[[int, int], Awaitable[tuple[int, int]]]
@@ -208,6 +212,7 @@ class Crew:
     def __init__(self, jobs: list[Job]) -> None:
         context = multiprocessing.get_context("spawn")
         self._seconds = jobs[0].seconds
+        self.latencies: list[float] = []
         self._results = context.Queue()
         self._commands = [context.Queue() for _ in jobs]
         # Reusable: once per workload. Held here: a spawned child unpickles it after the start, and a barrier
@@ -221,13 +226,16 @@ class Crew:
             process.start()
 
     def run(self, kind: str, rate: float = 0.0) -> tuple[int, int, int]:
-        """One workload on every session at once; answers (calls, accepted, refused) summed over the processes."""
+        """One workload on every session at once; answers (calls, accepted, refused) summed over the processes.
+
+        The calls' latencies (seconds) of the last run are kept in `latencies`."""
         for commands in self._commands:
             commands.put((kind, rate))
         totals = [self._results.get(timeout=self._seconds + 120) for _ in self._processes]
         failures = [total for total in totals if isinstance(total, BaseException)]
         if failures:
             raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
+        self.latencies = [latency for total in totals for latency in total[3]]
         return sum(t[0] for t in totals), sum(t[1] for t in totals), sum(t[2] for t in totals)
 
     def close(self) -> None:
@@ -266,6 +274,11 @@ def main() -> None:
         type=int,
         default=4,
         help="sessions per client process, each a machine making one call after the other (default 4)",
+    )
+    parser.add_argument(
+        "--only-batched",
+        action="store_true",
+        help="run only the batched workload and the relay (no bare, single or paced workloads)",
     )
     arguments = parser.parse_args()
 
@@ -357,29 +370,40 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             flush=True,
         )
         machine = ("machine1", TEST_USERS["machine1"][1])
-        bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
-        try:
-            bare_calls, *_rest = bare_crew.run("bare")
-        finally:
-            bare_crew.close()
-        bare_rate = bare_calls / arguments.seconds
-        print(f"bare no-op: {bare_rate:.0f} calls/s", flush=True)
+        bare_rate = single_rate = paced_rate = 0.0
+        single_stored = 0
+        latencies: list[float] = []
+        booking: list[float] = []
+        if not arguments.only_batched:
+            bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
+            try:
+                bare_calls, *_rest = bare_crew.run("bare")
+            finally:
+                bare_crew.close()
+            bare_rate = bare_calls / arguments.seconds
+            print(f"bare no-op: {bare_rate:.0f} calls/s", flush=True)
         crew = Crew(jobs("single", deployment.endpoint, *machine))
         stack.callback(crew.close)
-        before = asyncio.run(deployment.stored_result_count())
-        calls, single_accepted, _refused = crew.run("single")
-        single_stored = asyncio.run(deployment.stored_result_count()) - before
-        single_rate = single_accepted / arguments.seconds
-        print(f"single: {single_rate:.0f} reports/s", flush=True)
+        if not arguments.only_batched:
+            before = asyncio.run(deployment.stored_result_count())
+            _calls, single_accepted, _refused = crew.run("single")
+            single_stored = asyncio.run(deployment.stored_result_count()) - before
+            single_rate = single_accepted / arguments.seconds
+            print(f"single: {single_rate:.0f} reports/s", flush=True)
 
-        # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
-        paced_rate = single_rate / 2
-        latencies = _paced_run(deployment, crew, jobs("paced", deployment.endpoint, *machine)[0], paced_rate / sessions)
-        booking = _booking_latencies(deployment)
-        print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
+            # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
+            paced_rate = single_rate / 2
+            paced_job = jobs("paced", deployment.endpoint, *machine)[0]
+            latencies = _paced_run(deployment, crew, paced_job, paced_rate / sessions)
+            booking = _booking_latencies(deployment)
+            print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
 
         erp = deployment.erp()
         booked_before = _booked(erp)
+        assert deployment.simulator is not None
+        assert deployment.simulator.process is not None
+        cpu_pids = {"server": deployment.server.process.pid, "simulator": deployment.simulator.process.pid}
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
         watch = _BookingWatch(erp)
         watch.start()
         before = asyncio.run(deployment.stored_result_count())
@@ -388,11 +412,13 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
             print(f"batched workload failed: {exc}", flush=True)
             calls = batch_accepted = refused = 0
+        call_latencies = crew.latencies
         batch_stored = asyncio.run(deployment.stored_result_count()) - before
         batch_end = time.monotonic()
         everything = asyncio.run(deployment.stored_result_count())
         drained_at = watch.until(everything, timeout=300)
         watch.stop()
+        cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items()}
         stats = erp.get("/stats").json()
         stack.pop_all()  # the crew may have lost processes; close what is left without waiting on the dead
         crew.close()
@@ -400,16 +426,19 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
 
         print()
         print(f"{'workload':<44} {'calls/s':>9} {'reports/s':>10} {'vs bare':>8} {'stored':>8}")
-        print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
-        print(
-            f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
-            f"{single_rate / bare_rate:>8.0%} {single_stored:>8}"
-        )
+        if bare_rate:
+            print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
+            print(
+                f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
+                f"{single_rate / bare_rate:>8.0%} {single_stored:>8}"
+            )
         batch_rate = batch_accepted / arguments.seconds
+        versus_bare = f"{calls / arguments.seconds / bare_rate:>8.0%}" if bare_rate else f"{'-':>8}"
         print(
             f"{f'ReportMeasurements, {arguments.batch} per call':<44} {calls / arguments.seconds:>9.0f} "
-            f"{batch_rate:>10.0f} {calls / arguments.seconds / bare_rate:>8.0%} {batch_stored:>8}"
+            f"{batch_rate:>10.0f} {versus_bare} {batch_stored:>8}"
         )
+        print(f"  a batch call's latency at the client: {_percentiles(call_latencies)}")
         if refused:
             print(f"warning: {refused} batch entries refused", flush=True)
         relayed = watch.last - booked_before
@@ -420,18 +449,31 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             f"workload's start = {relayed / drain_seconds:.0f} postings/s ({during / arguments.seconds:.0f}/s while "
             f"the machines reported){'' if drained_at else '; NOT drained within 300 s'}"
         )
+        if batch_stored:
+            # CPU time, not wall time: what a measurement costs whatever else the machine is busy with.
+            print(
+                "CPU per measurement (reported, stored, relayed and booked): "
+                + ", ".join(f"{name} {seconds / batch_stored * 1e6:.0f} µs" for name, seconds in cpu_used.items())
+            )
         print(
             f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "
             f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
         )
-        print(f"at half the single maximum ({paced_rate:.0f} reports/s, {sessions} sessions paced):")
-        print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
-        print(f"  report -> booking at the ERP simulator:                    {_percentiles(booking)}")
+        if not arguments.only_batched:
+            print(f"at half the single maximum ({paced_rate:.0f} reports/s, {sessions} sessions paced):")
+            print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
+            print(f"  report -> booking at the ERP simulator:                    {_percentiles(booking)}")
     finally:
         stack.close()
         bare.terminate()
         bare.wait(timeout=10)
         deployment.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> str:
