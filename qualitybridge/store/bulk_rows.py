@@ -6,7 +6,7 @@ a bind processor per column (SQLite's datetime formatting among them) and the st
 100 µs per measurement with its outbox row, a budget of its own at 15,000 measurements/s. Here the statement is
 compiled once per dialect from the table definition (so column names and the backend's parameter style are the
 table's own), and each row is a tuple of values already in the column's stored form: SQLite's DateTime text, a
-JSON column's text. PostgreSQL (asyncpg) takes datetimes and JSON text as they are, and pipelines the executemany.
+JSON column's text. PostgreSQL (asyncpg) takes datetimes and JSON text as they are.
 
 SQLite gets one multi-row `VALUES (...), (...)` per chunk of rows instead of an executemany: the sqlite3 module
 releases the GIL around every row's step and needs it back to bind the next row, so an executemany in aiosqlite's
@@ -16,6 +16,7 @@ loop is busy with other sessions' requests). One statement per chunk binds its r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -46,24 +47,27 @@ def stored_moment(dialect: Dialect) -> Any:
     return _sqlite_moment if dialect.name == "sqlite" else _as_is
 
 
-# SQLite binds at most 32,766 parameters per statement (since 3.32); a chunk of rows stays well below that.
-_SQLITE_PARAMETERS_PER_STATEMENT = 8_000
+# SQLite binds at most 32,766 parameters per statement (since 3.32), PostgreSQL 65,535; a chunk stays well below.
+_PARAMETERS_PER_STATEMENT = 8_000
+_NUMBERED = re.compile(r"\$(\d+)")
 
 
 class BulkInsert:
-    """`INSERT INTO table (columns) VALUES (...)` for tuples of exactly these columns, in this order."""
+    """`INSERT INTO table (columns) VALUES (...), (...)` for tuples of exactly these columns, in this order."""
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.table = table
         self.columns = tuple(columns)
         self._compiled: dict[str, str] = {}
-        self._sqlite_rows_per_statement = max(1, _SQLITE_PARAMETERS_PER_STATEMENT // len(self.columns))
-        self._sqlite_multi_row: dict[int, str] = {}  # rows -> statement
+        self._rows_per_statement = max(1, _PARAMETERS_PER_STATEMENT // len(self.columns))
+        self._multi_row: dict[tuple[str, int], str] = {}  # (dialect, rows) -> statement
 
     def sql(self, dialect: Dialect) -> str:
+        """The one-row statement, as the dialect compiles it (PostgreSQL's with its casts)."""
         sql = self._compiled.get(dialect.name)
         if sql is None:
-            statement = self.table.insert().compile(dialect=dialect, column_keys=list(self.columns))
+            # inline: no RETURNING of the new primary key (PostgreSQL would add one); nobody reads it.
+            statement = self.table.insert().inline().compile(dialect=dialect, column_keys=list(self.columns))
             positions = statement.positiontup or []
             if list(positions) != list(self.columns):
                 # A dialect with named parameters would take dicts; every backend of the store is positional.
@@ -71,26 +75,28 @@ class BulkInsert:
             sql = self._compiled[dialect.name] = str(statement)
         return sql
 
-    def _sqlite_sql(self, dialect: Dialect, rows: int) -> str:
-        sql = self._sqlite_multi_row.get(rows)
+    def multi_row_sql(self, dialect: Dialect, rows: int) -> str:
+        """The statement for `rows` rows: the one-row VALUES repeated, numbered parameters ($n) renumbered."""
+        sql = self._multi_row.get((dialect.name, rows))
         if sql is None:
             single = self.sql(dialect)
             head, values, tail = single.partition(" VALUES ")
             if not values or not tail.startswith("(") or not tail.endswith(")"):
                 raise ValueError(f"unexpected INSERT form: {single}")
-            sql = self._sqlite_multi_row[rows] = f"{head} VALUES {', '.join([tail] * rows)}"
+            width = len(self.columns)
+
+            def row(number: int) -> str:
+                return _NUMBERED.sub(lambda found: f"${int(found.group(1)) + number * width}", tail)
+
+            sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {', '.join(row(n) for n in range(rows))}"
         return sql
 
     async def execute(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        dialect = conn.dialect
-        if dialect.name != "sqlite":
-            await conn.exec_driver_sql(self.sql(dialect), list(rows))
-            return
-        step = self._sqlite_rows_per_statement
+        """One statement per chunk of rows: SQLite binds them in one go (see above), PostgreSQL inserts them in one
+        statement instead of one per row of an executemany."""
+        step = self._rows_per_statement
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             await conn.exec_driver_sql(
-                self._sqlite_sql(dialect, len(chunk)), tuple(value for row in chunk for value in row)
+                self.multi_row_sql(conn.dialect, len(chunk)), tuple(value for row in chunk for value in row)
             )
