@@ -330,11 +330,13 @@ class AddressSpaceView:
         MeasurementReported is raised: at its emitting node or at the Server object it is passed on to."""
         emitting = self._result_events.event.emitting_node
         subscriptions = self._server.iserver.subscription_service.subscriptions
-        return any(
-            node in subscription.monitored_item_srv._monitored_events  # asyncua 2.1's map: node -> monitored items
-            for subscription in subscriptions.values()
-            for node in (emitting, SERVER_OBJECT)
-        )
+        for subscription in subscriptions.values():
+            # asyncua 2.1's map of event-emitting nodes to monitored items; without it (another asyncua), assume
+            # someone watches: raising events nobody receives is slow, dropping watched ones would be wrong.
+            watched = getattr(subscription.monitored_item_srv, "_monitored_events", None)
+            if watched is None or emitting in watched or SERVER_OBJECT in watched:
+                return True
+        return False
 
     async def _report_event(self, result: MeasurementResult) -> None:
         report = result.report
