@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -394,6 +394,42 @@ def result_to_dto(result: MeasurementResult) -> ResultDTO:
         routing_version=result.routing_version,
         plan_version_superseded=result.plan_version_superseded,
     )
+
+
+def _wire_moment(moment: datetime) -> str:
+    """A datetime as pydantic's JSON writes it (RFC 3339; UTC as "Z")."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def result_posting_wire(idempotency_key: str, result: MeasurementResult) -> dict[str, Any]:
+    """`ResultPosting(idempotency_key, result_to_dto(result)).model_dump(mode="json")`, built without the models:
+    a relay page builds 500 of them, and the two models cost more than the rest of a posting's way to the ERP.
+    tests/unit/test_rest_contract_wire.py holds them equal."""
+    report = result.report
+    value = report.value if math.isfinite(report.value) else None
+    return {
+        "kind": "result",
+        "idempotency_key": idempotency_key,
+        "body": {
+            "result_id": result.result_id,
+            "client_result_id": report.client_result_id,
+            "order_no": report.order_no,
+            "operation_no": report.operation_no,
+            "characteristic_id": report.characteristic_id,
+            "value": value,
+            "unit": result.unit,
+            "evaluation": result.evaluation.name,
+            "plan_version": result.plan_version,
+            "equipment_id": report.equipment_id,
+            "part_serial": report.part_serial,
+            "measured_at": _wire_moment(report.measured_at),
+            "received_at": _wire_moment(result.received_at),
+            "reported_by": result.reported_by,
+            "routing_version": result.routing_version,
+            "plan_version_superseded": result.plan_version_superseded,
+        },
+    }
 
 
 def result_from_dto(dto: ResultDTO) -> MeasurementResult:

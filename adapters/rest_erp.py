@@ -21,19 +21,18 @@ from pydantic import ValidationError
 from qualitybridge.adapters.rest_contract import (
     API_PREFIX,
     IDEMPOTENCY_HEADER,
+    MAX_BATCH_POSTINGS,
     BatchAnswer,
-    BatchItem,
     BookingReceipt,
     ConfirmationPostingDTO,
     EquipmentDTO,
     OrderDTO,
-    PostingBatch,
-    ResultPosting,
     SpcAlarmPostingDTO,
     confirmation_to_dto,
     equipment_from_dto,
     kpi_report_to_dto,
     order_from_dto,
+    result_posting_wire,
     result_to_dto,
     spc_alarm_to_dto,
 )
@@ -76,15 +75,17 @@ def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
     raise ErpRejected(f"no ERP endpoint for postings of kind {entry.kind!r}")  # pragma: no cover - union is closed
 
 
-def _batch_item(entry: OutboxEntry) -> BatchItem:
+def _batch_item(entry: OutboxEntry) -> dict[str, Any]:
+    """The entry as an item of `PostingBatch`, in its JSON form."""
     match entry.posting:
         case MeasurementPosting(result=result):
-            return ResultPosting(idempotency_key=entry.idempotency_key, body=result_to_dto(result))
+            return result_posting_wire(entry.idempotency_key, result)  # most of a page: built without the models
         case ConfirmationPosting(record=record):
             body = confirmation_to_dto(record.confirmation)
-            return ConfirmationPostingDTO(idempotency_key=entry.idempotency_key, body=body)
+            return ConfirmationPostingDTO(idempotency_key=entry.idempotency_key, body=body).model_dump(mode="json")
         case SpcAlarmPosting(record=record):
-            return SpcAlarmPostingDTO(idempotency_key=entry.idempotency_key, body=spc_alarm_to_dto(record.alarm))
+            alarm = spc_alarm_to_dto(record.alarm)
+            return SpcAlarmPostingDTO(idempotency_key=entry.idempotency_key, body=alarm).model_dump(mode="json")
     raise ErpRejected(f"outbox entry {entry.seq} ({entry.kind}) cannot be delivered: {entry.posting}")
 
 
@@ -276,7 +277,7 @@ class RestErpClient:
     async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
         """All entries in one `POST /postings`; one outcome each. Raises ErpUnavailable when the batch got no answer."""
         outcomes: dict[int, PostingOutcome] = {}
-        sendable: list[tuple[OutboxEntry, BatchItem]] = []
+        sendable: list[tuple[OutboxEntry, dict[str, Any]]] = []
         # KPI postings have their own path (POST /quality-kpis) and are not items of the batch contract.
         own_path = [entry for entry in entries if isinstance(entry.posting, KpiPosting)]
         for entry in entries:
@@ -295,11 +296,13 @@ class RestErpClient:
         return [outcomes[entry.seq] for entry in entries if entry.seq in outcomes]
 
     async def _post_together(
-        self, sendable: list[tuple[OutboxEntry, BatchItem]], outcomes: dict[int, PostingOutcome]
+        self, sendable: list[tuple[OutboxEntry, dict[str, Any]]], outcomes: dict[int, PostingOutcome]
     ) -> None:
-        batch = PostingBatch(postings=[item for _entry, item in sendable])
+        if len(sendable) > MAX_BATCH_POSTINGS:
+            raise ValueError(f"{len(sendable)} postings, more than a batch of the contract ({MAX_BATCH_POSTINGS})")
+        batch = {"postings": [item for _entry, item in sendable]}
         try:
-            response = await self._request("POST", "/postings", json=batch.model_dump(mode="json"))
+            response = await self._request("POST", "/postings", json=batch)
         except ErpRejected as exc:
             if " HTTP 404" not in str(exc) and " HTTP 405" not in str(exc):
                 raise ErpUnavailable(f"the ERP refused the batch as a whole: {exc}") from exc
@@ -313,7 +316,7 @@ class RestErpClient:
             raise ErpUnavailable(f"ERP answered {response.status_code} without a batch answer") from exc
         for position, (entry, item) in enumerate(sendable):
             found = answer.outcomes[position] if position < len(answer.outcomes) else None
-            if found is None or found.idempotency_key != item.idempotency_key:
+            if found is None or found.idempotency_key != item["idempotency_key"]:
                 continue  # no outcome for this entry: the relay reports the contract violation and retries
             if found.status in (200, 201):
                 outcomes[entry.seq] = PostingReceipt(entry.seq, found.document_no or "")

@@ -17,6 +17,7 @@ and prints them side by side with the machine load. "stored" counts rows that ar
     .venv/bin/python bench/report_throughput.py --clients 4 --sessions 4 --seconds 10 --batch 100
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
+    .venv/bin/python bench/report_throughput.py --only-batched --batch 1000   # batches and the relay only
 
 Figures go to docs/performance.md. Shared machines are noisy: compare ratios within one run.
 """
@@ -107,9 +108,10 @@ async def _crew_member(job: Job, commands: Any, results: Any, all_ready: Any) ->
         await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
 
 
-async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
-    """Returns (calls, accepted reports, refused reports) within the time box."""
+async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int, list[float]]:
+    """Returns (calls, accepted reports, refused reports, each call's latency in seconds) within the time box."""
     totals = [0, 0, 0]
+    latencies: list[float] = []
     start_at = time.monotonic()
     deadline = start_at + job.seconds
 
@@ -129,7 +131,9 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += interval
             sequence += 1
+            called_at = time.monotonic()
             accepted, refused = await call(lane, sequence)
+            latencies.append(time.monotonic() - called_at)
             totals[0] += 1
             totals[1] += accepted
             totals[2] += refused
@@ -139,7 +143,7 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int]:
     # that when many sessions send big batches at once.
     active = clients[:1] if job.kind == "batch" else clients
     await asyncio.gather(*(one_machine(lane, client) for lane, client in enumerate(active)))
-    return totals[0], totals[1], totals[2]
+    return totals[0], totals[1], totals[2], latencies
 
 
 Call = Callable[[int, int], Awaitable[tuple[int, int]]]
@@ -209,6 +213,7 @@ class Crew:
     def __init__(self, jobs: list[Job]) -> None:
         context = multiprocessing.get_context("spawn")
         self._seconds = jobs[0].seconds
+        self.latencies: list[float] = []
         self._results = context.Queue()
         self._commands = [context.Queue() for _ in jobs]
         # Reusable: once per workload. Held here: a spawned child unpickles it after the start, and a barrier
@@ -228,13 +233,16 @@ class Crew:
             raise RuntimeError(f"{len(failures)} client process(es) failed to connect, first: {failures[0]!r}")
 
     def run(self, kind: str, rate: float = 0.0) -> tuple[int, int, int]:
-        """One workload on every session at once; answers (calls, accepted, refused) summed over the processes."""
+        """One workload on every session at once; answers (calls, accepted, refused) summed over the processes.
+
+        The calls' latencies (seconds) of the last run are kept in `latencies`."""
         for commands in self._commands:
             commands.put((kind, rate))
         totals = [self._results.get(timeout=self._seconds + 120) for _ in self._processes]
         failures = [total for total in totals if isinstance(total, BaseException)]
         if failures:
             raise RuntimeError(f"{len(failures)} client process(es) failed, first: {failures[0]!r}")
+        self.latencies = [latency for total in totals for latency in total[3]]
         return sum(t[0] for t in totals), sum(t[1] for t in totals), sum(t[2] for t in totals)
 
     def close(self) -> None:
@@ -279,7 +287,14 @@ def main() -> None:
         default="bare,single,paced,batch",
         help="comma-separated subset of bare,single,paced,batch to run (default all; paced needs single)",
     )
+    parser.add_argument(
+        "--only-batched",
+        action="store_true",
+        help="the same as --workloads batch: only the batched workload and the relay",
+    )
     arguments = parser.parse_args()
+    if arguments.only_batched:
+        arguments.workloads = "batch"
     arguments.workloads = {name.strip() for name in arguments.workloads.split(",") if name.strip()}
     unknown = arguments.workloads - {"bare", "single", "paced", "batch"}
     if unknown:
@@ -420,6 +435,10 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         if "batch" in chosen:
             erp = deployment.erp()
             booked_before = _booked(erp)
+            assert deployment.simulator is not None
+            assert deployment.simulator.process is not None
+            cpu_pids = {"server": server_pid, "simulator": deployment.simulator.process.pid}
+            cpu_before = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
             watch = _BookingWatch(erp)
             watch.start()
             before = asyncio.run(deployment.stored_result_count())
@@ -428,11 +447,13 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
                 print(f"batched workload failed: {exc}", flush=True)
                 calls = batch_accepted = refused = 0
+            call_latencies = crew.latencies
             batch_stored = asyncio.run(deployment.stored_result_count()) - before
             batch_end = time.monotonic()
             everything = asyncio.run(deployment.stored_result_count())
             drained_at = watch.until(everything, timeout=300)
             watch.stop()
+            cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items()}
             stats = erp.get("/stats").json()
             relayed = watch.last - booked_before
             during = watch.booked_by(batch_end) - booked_before
@@ -459,6 +480,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 f"{f'ReportMeasurements, {arguments.batch} per call':<44} {calls / arguments.seconds:>9.0f} "
                 f"{batch_rate:>10.0f} {share(calls / arguments.seconds):>8} {batch_stored:>8}"
             )
+            print(f"  a batch call's latency at the client: {_percentiles(call_latencies)}")
             if refused:
                 print(f"warning: {refused} batch entries refused", flush=True)
             print(
@@ -466,6 +488,12 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 f"workload's start = {relayed / drain_seconds:.0f} postings/s ({during / arguments.seconds:.0f}/s "
                 f"while the machines reported){'' if drained_at else '; NOT drained within 300 s'}"
             )
+            if batch_stored:
+                # CPU time, not wall time: what a measurement costs whatever else the machine is busy with.
+                print(
+                    "CPU per measurement (reported, stored, relayed and booked): "
+                    + ", ".join(f"{name} {seconds / batch_stored * 1e6:.0f} µs" for name, seconds in cpu_used.items())
+                )
             print(
                 f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "
                 f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"

@@ -316,11 +316,12 @@ class QualityBridgeApp:
         )
 
         # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
-        async def wake_relay(_event: DomainEvent) -> None:
+        # Once per burst: a batch of a thousand measurements wakes it once.
+        async def wake_relay(_events: Sequence[DomainEvent]) -> None:
             relay.wake()
 
         for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised, KpiReportQueued):
-            events.subscribe(owed_to_erp, wake_relay)
+            events.subscribe_burst(owed_to_erp, wake_relay)
         shown_by: tuple[Publisher, ...] = (publisher, metrics, *publishers)
         for extra in shown_by:
             events.add_publisher(extra)

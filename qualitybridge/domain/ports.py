@@ -22,6 +22,7 @@ from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges
 from qualitybridge.domain.postings import OutboxEntry
 
 __all__ = [
+    "BurstPublisher",
     "ErpClient",
     "ErpRejected",
     "ErpUnavailable",
@@ -115,4 +116,14 @@ class Publisher(Protocol):
 
     async def publish(self, event: DomainEvent) -> None:
         """React to one domain event; ignore the kinds it does not show."""
+        ...
+
+
+@runtime_checkable
+class BurstPublisher(Publisher, Protocol):
+    """A publisher that shows the events one call produced together at once (a report batch's measurements): what
+    they change in common it shows once per burst, not once per event. It still sees each event of the burst."""
+
+    async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
+        """React to the events of one burst, in their order; ignore the kinds it does not show."""
         ...

@@ -1,8 +1,10 @@
 """The one in-process path of domain events: services publish, handlers and publishers react.
 
 Events that one call produced together (the accepted measurements of one report batch) can be published as a
-burst: every handler and publisher still sees each event on its own, and a burst handler then sees them all at
-once, so it can store what they cause with one commit instead of one per event.
+burst: every handler still sees each event on its own, and a burst handler then sees them all at once, so it can
+store what they cause with one commit instead of one per event. A publisher sees each event in order, one by one,
+unless it is a `BurstPublisher`: that one gets the whole burst in one call, so it can show what the events change
+in common once (a characteristic's last value after a batch of a thousand) instead of once per event.
 
 One error policy for all of them: the event's fact is already stored, so a handler that fails is logged with the
 event and never turns the caller's Good answer into an error, nor stops the other handlers.
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from qualitybridge.domain.events import DomainEvent
-from qualitybridge.domain.ports import Publisher
+from qualitybridge.domain.ports import BurstPublisher, Publisher
 
 __all__ = ["BurstHandler", "EventBus", "EventHandler"]
 
@@ -33,7 +35,8 @@ class EventBus:
     def __init__(self) -> None:
         self._handlers: dict[type[DomainEvent], list[EventHandler[DomainEvent]]] = {}
         self._burst_handlers: dict[type[DomainEvent], list[BurstHandler[DomainEvent]]] = {}
-        self._publishers: list[Publisher] = []
+        self._publishers: list[Publisher] = []  # those that see the events of a burst one by one
+        self._burst_publishers: list[BurstPublisher] = []
 
     def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> None:
         """Call `handler` for every event of `event_type` (and its subclasses), in subscription order."""
@@ -47,14 +50,18 @@ class EventBus:
         self._burst_handlers.setdefault(event_type, []).append(handler)  # type: ignore[arg-type]
 
     def add_publisher(self, publisher: Publisher) -> None:
-        """A publisher sees every event and picks what it shows."""
-        self._publishers.append(publisher)
+        """A publisher sees every event and picks what it shows (a `BurstPublisher` a burst's events at once)."""
+        if isinstance(publisher, BurstPublisher):
+            self._burst_publishers.append(publisher)
+        else:
+            self._publishers.append(publisher)
 
     async def publish(self, event: DomainEvent) -> None:
         await self.publish_burst((event,))
 
     async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
-        """Publish events one call produced together: each as `publish` does, then the burst to burst handlers."""
+        """Publish events one call produced together: each to the handlers and publishers as `publish` does, the
+        whole burst to burst publishers, then to burst handlers."""
         for position, event in enumerate(events):
             if position and not position % _EVENTS_BETWEEN_YIELDS:
                 # A big burst (a PLC's buffer of measurements) must not hold the event loop: other sessions'
@@ -65,6 +72,8 @@ class EventBus:
                     await self._deliver(handler, event)
             for publisher in self._publishers:
                 await self._deliver(publisher.publish, event)
+        for burst_publisher in self._burst_publishers:
+            await self._deliver_burst(burst_publisher.publish_burst, events, DomainEvent)
         for event_type, handlers in self._burst_handlers.items():
             matching = [event for event in events if isinstance(event, event_type)]
             if not matching:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from qualitybridge.domain.errors import (
@@ -33,6 +33,7 @@ from qualitybridge.domain.model import (
     TestEquipment,
 )
 from qualitybridge.domain.order_states import accepts_measurements, state_name
+from qualitybridge.domain.plan_versions import VersionInForce
 from qualitybridge.domain.records import AcceptedMeasurement, RefusedMeasurement
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
@@ -98,9 +99,12 @@ class ReportingService:
         accepted: list[AcceptedMeasurement] = []
         accepted_at: list[int] = []
         refused: list[tuple[int, MeasurementReport, ReportRefused]] = []
+        # One pass over the batch: what its entries share (the characteristic in force, the gauge's verdict) is
+        # looked up once per batch, not once per value.
+        verdicts = _BatchVerdicts()
         for report in reports:
             try:
-                judged = self._judge(report, reported_by, now)
+                judged = self._judge(report, reported_by, now, verdicts)
             except ReportRefused as exc:
                 refused.append((len(outcomes), report, exc))
                 outcomes.append(MeasurementOutcome(refusal=exc))
@@ -148,19 +152,30 @@ class ReportingService:
                 attempts.append(self._refused_attempt(report, refusal, reported_by, now))
         return attempts
 
-    def _judge(self, report: MeasurementReport, reported_by: str, now: datetime) -> AcceptedMeasurement:
-        # A late measurement is judged against the plan version in force at its MeasuredAt, and marked so.
-        in_force = self._master.version_in_force(report)
+    def _judge(
+        self, report: MeasurementReport, reported_by: str, now: datetime, verdicts: _BatchVerdicts
+    ) -> AcceptedMeasurement:
+        key = (report.order_no, report.operation_no, report.characteristic_id, report.measured_at)
+        shared = verdicts.by_characteristic.get(key)
+        if shared is None:
+            shared = verdicts.by_characteristic[key] = self._characteristic_verdict(report)
+        if isinstance(shared, ReportRefused):
+            raise shared.with_traceback(None)  # shared by the batch's entries: no traceback grown by each
+        in_force, planned_start, order_refusal = shared
+        self._check_value(report, now, planned_start)
+        gauge_key = (report.equipment_id, in_force.characteristic.characteristic_id, in_force.characteristic.gauge_type)
+        gauge = verdicts.by_gauge.get(gauge_key)
+        if gauge is None:
+            try:
+                gauge = self._check_gauge(report.equipment_id, in_force.characteristic)
+            except ReportRefused as exc:
+                gauge = exc
+            verdicts.by_gauge[gauge_key] = gauge
+        if isinstance(gauge, ReportRefused):
+            raise gauge.with_traceback(None)
+        if order_refusal is not None:
+            raise order_refusal.with_traceback(None)
         characteristic = in_force.characteristic
-        order = self._master.order(report.order_no)
-        self._check_value(report, now, order.planned_start if order is not None else None)
-        gauge = self._check_gauge(report.equipment_id, characteristic)
-        if order is not None and not accepts_measurements(order.state):
-            raise WrongOrderState(
-                "OrderNumber",
-                f"order {order.order_no} is {state_name(order.state)}; "
-                "measurements are accepted while it is Running or Interrupted",
-            )
         result = MeasurementResult(
             result_id=new_result_id(),
             report=report,
@@ -173,6 +188,24 @@ class ReportingService:
             plan_version_superseded=in_force.superseded,
         )
         return AcceptedMeasurement(result=result, gauge_due_soon=gauge.calibration_status is CalibrationStatus.DUE_SOON)
+
+    def _characteristic_verdict(self, report: MeasurementReport) -> _CharacteristicVerdict | ReportRefused:
+        """What every report of this characteristic and MeasuredAt shares: the version in force, the order's planned
+        start, and the order state's refusal (None: the order accepts measurements); or the refusal of its keys."""
+        # A late measurement is judged against the plan version in force at its MeasuredAt, and marked so.
+        try:
+            in_force = self._master.version_in_force(report)
+        except ReportRefused as exc:
+            return exc
+        order = self._master.order(report.order_no)
+        refusal: ReportRefused | None = None
+        if order is not None and not accepts_measurements(order.state):
+            refusal = WrongOrderState(
+                "OrderNumber",
+                f"order {order.order_no} is {state_name(order.state)}; "
+                "measurements are accepted while it is Running or Interrupted",
+            )
+        return in_force, order.planned_start if order is not None else None, refusal
 
     def _refused_attempt(
         self, report: MeasurementReport, refusal: GaugeBlocked, reported_by: str, now: datetime
@@ -218,6 +251,19 @@ class ReportingService:
                 f"{characteristic.characteristic_id} must be measured with a {characteristic.gauge_type}",
             )
         return gauge
+
+
+_CharacteristicVerdict = tuple[VersionInForce, datetime | None, ReportRefused | None]
+
+
+@dataclass
+class _BatchVerdicts:
+    """The lookups one batch's entries share, each made once per batch (keyed by what decides it)."""
+
+    by_characteristic: dict[tuple[str, str, str, datetime], _CharacteristicVerdict | ReportRefused] = field(
+        default_factory=dict
+    )
+    by_gauge: dict[tuple[str, str, str | None], TestEquipment | ReportRefused] = field(default_factory=dict)
 
 
 def _repeat_outcome(first: AcceptedMeasurement, report: MeasurementReport) -> MeasurementOutcome:

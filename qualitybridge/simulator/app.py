@@ -245,8 +245,10 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
             revision, equipment = sim.equipment_changed_since(changed_since)
         return EquipmentPage(revision=revision, equipment=[equipment_to_dto(item) for item in equipment])
 
-    @app.post(f"{API_PREFIX}/postings", tags=[_ERP_TAG], responses={503: {"model": ErrorBody}})
-    async def post_batch(batch: PostingBatch) -> BatchAnswer:
+    @app.post(
+        f"{API_PREFIX}/postings", tags=[_ERP_TAG], response_model=BatchAnswer, responses={503: {"model": ErrorBody}}
+    )
+    async def post_batch(batch: PostingBatch) -> Response:
         """Book several postings in list order (v1 addition), each as its single path would, one outcome each.
 
         After a temporary failure of one posting, the later postings of the same order are not attempted (424),
@@ -301,7 +303,8 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
                     duplicate=receipt.duplicate,
                 )
             )
-        return BatchAnswer(outcomes=outcomes)
+        # Serialized here in one pass: FastAPI would validate the answer's 500 outcomes again before serializing.
+        return Response(BatchAnswer(outcomes=outcomes).model_dump_json(), media_type="application/json")
 
     @app.post(f"{API_PREFIX}/results", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
     async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:

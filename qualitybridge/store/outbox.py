@@ -8,9 +8,9 @@ the relay dead-letters with the reason instead of failing the whole page.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from qualitybridge.domain.kpis import KpiReport
 from qualitybridge.domain.model import MeasurementResult, OutboxState
@@ -26,6 +26,8 @@ from qualitybridge.domain.postings import (
 from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 
 __all__ = ["decode_posting", "entry_from_row", "outbox_row"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -62,22 +64,31 @@ def outbox_row(posting: Posting, *, now: datetime) -> dict[str, Any]:
 
 
 def decode_posting(kind: str, payload: Any) -> Posting:
-    """The posting a stored row holds; an `UnreadablePosting` naming why when it cannot be decoded."""
+    """The posting a stored row holds; an `UnreadablePosting` naming why when it cannot be decoded.
+
+    `payload` is the stored JSON as text (the relay's page reads it so: pydantic-core parses and validates it in
+    one pass, without a dict of dicts in between) or already parsed."""
     try:
         if kind == "measurement":
-            return MeasurementPosting(result=MeasurementResult.model_validate(payload))
+            return MeasurementPosting(result=_decoded(MeasurementResult, payload))
         if kind == "confirmation":
-            return ConfirmationPosting(record=ConfirmationRecord.model_validate(payload))
+            return ConfirmationPosting(record=_decoded(ConfirmationRecord, payload))
         if kind == "spc_alarm":
-            return SpcAlarmPosting(record=SpcAlarmRecord.model_validate(payload))
+            return SpcAlarmPosting(record=_decoded(SpcAlarmRecord, payload))
         if kind == "kpi":
-            return KpiPosting(report=KpiReport.model_validate(payload))
+            return KpiPosting(report=_decoded(KpiReport, payload))
     except ValidationError as exc:
         first = exc.errors()[0]
         return UnreadablePosting(
             stored_kind=kind, reason=f"{exc.error_count()} errors in the payload, first: {first['loc']}: {first['msg']}"
         )
     return UnreadablePosting(stored_kind=kind, reason=f"unknown posting kind {kind!r}")
+
+
+def _decoded(model: type[M], payload: Any) -> M:
+    if isinstance(payload, str | bytes):
+        return model.model_validate_json(payload)
+    return model.model_validate(payload)
 
 
 def entry_from_row(row: Any) -> OutboxEntry:

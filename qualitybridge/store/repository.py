@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
@@ -33,6 +33,7 @@ from qualitybridge.domain.plan_versions import superseded_versions
 from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
+from qualitybridge.store.bulk_rows import stored_moment
 from qualitybridge.store.group_commit import GroupCommit
 from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
@@ -434,9 +435,12 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
 
     async def pending_outbox(self, limit: int = 200) -> list[OutboxEntry]:
         """Pending postings in acceptance order (the relay decides which are due)."""
+        outbox = tables.outbox
+        # The payload as its stored JSON text: decoded by pydantic-core in one pass (see decode_posting).
+        columns = [column for column in outbox.c if column.name != "payload"]
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(tables.outbox)
+                select(*columns, cast(outbox.c.payload, Text).label("payload"))
                 .where(tables.outbox.c.state == OutboxState.PENDING.value)
                 .order_by(tables.outbox.c.seq)
                 .limit(limit)
@@ -459,23 +463,9 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
         if not deliveries:
             return
         sent_at = _utcnow()
-        outbox = tables.outbox
-        # One statement for the whole round (executemany), not one round trip per posting.
-        statement = (
-            update(outbox)
-            .where(outbox.c.seq == bindparam("delivered_seq"))
-            .values(
-                state=OutboxState.SENT.value,
-                erp_document=bindparam("delivered_document"),
-                sent_at=sent_at,
-                attempts=outbox.c.attempts + 1,
-                last_error=None,
-            )
-        )
-        rows = [{"delivered_seq": seq, "delivered_document": document} for seq, document in deliveries]
 
         async def mark(conn: AsyncConnection) -> None:
-            await conn.execute(statement, rows)
+            await _mark_sent_in(conn, deliveries, sent_at)
 
         await self.writes.run(mark)  # shares its commit with the reports under way
 
@@ -549,3 +539,33 @@ class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdminist
                 )
                 for row in rows
             ]
+
+
+# A relay page's deliveries marked with one statement (each posting its own ERP document): on SQLite an executemany
+# would wait for the event loop's thread once per row (see bulk_rows), on PostgreSQL it is one round trip either way.
+_MARK_SENT_SQLITE = (
+    "UPDATE outbox SET state = ?, erp_document = delivered.column2, sent_at = ?, attempts = attempts + 1, "
+    "last_error = NULL FROM (VALUES {rows}) AS delivered WHERE outbox.seq = delivered.column1"
+)
+_MARK_SENT_POSTGRESQL = (
+    "UPDATE outbox SET state = $1, erp_document = delivered.document, sent_at = $2, attempts = outbox.attempts + 1, "
+    "last_error = NULL FROM unnest($3::bigint[], $4::text[]) AS delivered(seq, document) "
+    "WHERE outbox.seq = delivered.seq"
+)
+_SQLITE_DELIVERIES_PER_STATEMENT = 4_000  # two parameters each: well below SQLite's 32,766
+
+
+async def _mark_sent_in(conn: AsyncConnection, deliveries: Sequence[tuple[int, str]], sent_at: datetime) -> None:
+    sent = OutboxState.SENT.value
+    if conn.dialect.name == "postgresql":
+        seqs = [seq for seq, _document in deliveries]
+        documents = [document for _seq, document in deliveries]
+        await conn.exec_driver_sql(_MARK_SENT_POSTGRESQL, (sent, sent_at, seqs, documents))
+        return
+    if conn.dialect.name != "sqlite":  # pragma: no cover - the store runs on SQLite and PostgreSQL only
+        raise RuntimeError(f"no delivery marking for {conn.dialect.name}")
+    moment = stored_moment(conn.dialect)(sent_at)
+    for start in range(0, len(deliveries), _SQLITE_DELIVERIES_PER_STATEMENT):
+        chunk = deliveries[start : start + _SQLITE_DELIVERIES_PER_STATEMENT]
+        sql = _MARK_SENT_SQLITE.format(rows=", ".join(["(?, ?)"] * len(chunk)))
+        await conn.exec_driver_sql(sql, (sent, moment, *(value for delivery in chunk for value in delivery)))

@@ -22,16 +22,47 @@ from qualitybridge.domain.model import (
     MeasurementReport,
     MeasurementResult,
     OrderState,
+    OutboxState,
     ResultEvaluation,
     SpcAlarm,
 )
-from qualitybridge.domain.postings import ConfirmationPosting, MeasurementPosting, SpcAlarmPosting
+from qualitybridge.domain.postings import ConfirmationPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
+from qualitybridge.store.bulk_rows import BulkInsert, stored_moment
 from qualitybridge.store.group_commit import GroupCommit, Merged
 from qualitybridge.store.outbox import outbox_row
 
 __all__ = ["ConfirmationTotals", "ShopFloorRecords"]
+
+# The report path's rows as tuples in these columns' order (see bulk_rows: no per-row SQLAlchemy processing).
+_RESULT_INSERT = BulkInsert(
+    tables.measurement_results,
+    (
+        "result_id",
+        "client_result_id",
+        "order_no",
+        "operation_no",
+        "characteristic_id",
+        "value",
+        "unit",
+        "evaluation",
+        "plan_version",
+        "equipment_id",
+        "part_serial",
+        "measured_at",
+        "received_at",
+        "reported_by",
+        "gauge_due_soon",
+        "routing_version",
+        "plan_version_superseded",
+    ),
+)
+_OUTBOX_INSERT = BulkInsert(
+    tables.outbox,
+    ("idempotency_key", "kind", "order_no", "payload", "state", "attempts", "next_attempt_at", "created_at"),
+)
+_PENDING = OutboxState.PENDING.value
 
 # Well below SQLite's limit of bound parameters per statement (32766 since 3.32), and kind to PostgreSQL's planner.
 _IN_CHUNK = 500
@@ -351,24 +382,66 @@ async def _record_measurements_in(
         }
         found = await _measurements_by_client_ids(conn, client_ids, user)
         stored_before.update({(user, client_id): item for client_id, item in found.items()})
-    result_rows: list[dict[str, Any]] = []
-    outbox_rows: list[dict[str, Any]] = []
+    moment = stored_moment(conn.dialect)
+    stored_moments: dict[datetime, Any] = {}  # a batch shares its received_at, and often its measured_at
+
+    def stored(at: datetime) -> Any:
+        value = stored_moments.get(at)
+        if value is None:
+            value = stored_moments[at] = moment(at)
+        return value
+
+    result_rows: list[tuple[Any, ...]] = []
+    outbox_rows: list[tuple[Any, ...]] = []
     for item in accepted:
-        client_id = item.result.report.client_result_id
+        result = item.result
+        report = result.report
+        client_id = report.client_result_id
         if client_id:
-            scoped = (item.result.reported_by, client_id)
+            scoped = (result.reported_by, client_id)
             first = stored_before.get(scoped)
             if first is not None:
                 answers.append((first, False))
                 continue
             stored_before[scoped] = item
-        result = item.result
-        result_rows.append(_result_row(item))
-        outbox_rows.append(outbox_row(MeasurementPosting(result=result), now=result.received_at))
+        received_at = stored(result.received_at)
+        result_rows.append(
+            (
+                result.result_id,
+                client_id or None,
+                report.order_no,
+                report.operation_no,
+                report.characteristic_id,
+                report.value,
+                result.unit,
+                int(result.evaluation),
+                result.plan_version,
+                report.equipment_id,
+                report.part_serial,
+                stored(report.measured_at),
+                received_at,
+                result.reported_by,
+                item.gauge_due_soon,
+                result.routing_version,
+                result.plan_version_superseded,
+            )
+        )
+        # The posting's payload as `outbox_row` stores it (the result's JSON), without building the posting.
+        outbox_rows.append(
+            (
+                f"mr-{result.result_id}",
+                "measurement",
+                report.order_no,
+                result.model_dump_json(),
+                _PENDING,
+                0,
+                received_at,
+                received_at,
+            )
+        )
         answers.append((item, True))
-    if result_rows:
-        await conn.execute(tables.measurement_results.insert(), result_rows)
-        await conn.execute(tables.outbox.insert(), outbox_rows)
+    await _RESULT_INSERT.execute(conn, result_rows)
+    await _OUTBOX_INSERT.execute(conn, outbox_rows)
     if refused:
         await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
     return answers
@@ -398,30 +471,6 @@ async def _insert_confirmation_in(conn: AsyncConnection, record: ConfirmationRec
     await conn.execute(
         tables.outbox.insert().values(**outbox_row(ConfirmationPosting(record=record), now=record.received_at))
     )
-
-
-def _result_row(item: AcceptedMeasurement) -> dict[str, Any]:
-    result = item.result
-    report = result.report
-    return {
-        "result_id": result.result_id,
-        "client_result_id": report.client_result_id or None,
-        "order_no": report.order_no,
-        "operation_no": report.operation_no,
-        "characteristic_id": report.characteristic_id,
-        "value": report.value,
-        "unit": result.unit,
-        "evaluation": int(result.evaluation),
-        "plan_version": result.plan_version,
-        "equipment_id": report.equipment_id,
-        "part_serial": report.part_serial,
-        "measured_at": report.measured_at,
-        "received_at": result.received_at,
-        "reported_by": result.reported_by,
-        "gauge_due_soon": item.gauge_due_soon,
-        "routing_version": result.routing_version,
-        "plan_version_superseded": result.plan_version_superseded,
-    }
 
 
 def _report_from_row(row: Any) -> MeasurementReport:

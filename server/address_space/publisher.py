@@ -6,6 +6,9 @@ A second publisher (MQTT, a status page) is one more class of this shape, added 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Sequence
+
 from asyncua import Server
 
 from qualitybridge.domain.events import (
@@ -22,7 +25,7 @@ from qualitybridge.domain.events import (
     SpcAlarmRaised,
     SpcStatusChanged,
 )
-from qualitybridge.domain.model import SyncFinding
+from qualitybridge.domain.model import MeasurementResult, ResultEvaluation, SyncFinding
 from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.server.address_space.kpi_nodes import KpiNodes
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
@@ -34,6 +37,8 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.master_data import MasterData
 
 __all__ = ["OpcUaPublisher"]
+
+_log = logging.getLogger(__name__)
 
 
 class OpcUaPublisher:
@@ -76,6 +81,28 @@ class OpcUaPublisher:
             self._diagnostics.view_findings = unshown
             await self._diagnostics.changed()
 
+    async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
+        """The events of one call: a report batch's measurements are shown together (each characteristic's values
+        once, per result its events); any other event as `publish` shows it, in order. A failing part is logged
+        and stops none of the others (the bus's policy, per event)."""
+        measured: list[MeasurementResult] = []
+        for event in events:
+            if isinstance(event, MeasurementAccepted):
+                measured.append(event.result)
+                continue
+            await self._show_measured(measured)
+            measured = []
+            await _guarded(type(event).__name__, self.publish(event))
+        await self._show_measured(measured)
+
+    async def _show_measured(self, results: list[MeasurementResult]) -> None:
+        if not results:
+            return
+        await _guarded(f"{len(results)} results", self.view.show_results(results))
+        for result in results:
+            if result.evaluation is not ResultEvaluation.OK:  # only those raise a quality event
+                await _guarded(f"result {result.result_id}", self.quality_events.measurement_accepted(result))
+
     async def publish(self, event: DomainEvent) -> None:
         match event:
             case MasterDataChanged():
@@ -106,3 +133,10 @@ class OpcUaPublisher:
                 await self.show_master_data()  # orders enter and leave a window of planned dates as days pass
             case _:
                 pass
+
+
+async def _guarded(what: str, publication: Awaitable[None]) -> None:
+    try:
+        await publication
+    except Exception:
+        _log.exception("publishing %s failed", what)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ __all__ = ["AddressSpaceView"]
 
 _log = logging.getLogger(__name__)
 _V = ua.VariantType
+_EVENTS_BETWEEN_YIELDS = 32
 # Publishing yields to the event loop after this much work, so clients' keep-alives are answered meanwhile.
 _SLICE_SECONDS = 0.005
 _PROGRESS_EVERY_SECONDS = 2.0
@@ -297,6 +298,63 @@ class AddressSpaceView:
                 message=f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
                 f"{result.unit}: {result.evaluation.name}",
             )
+
+    async def show_results(self, results: Sequence[MeasurementResult]) -> None:
+        """A report batch's results: each characteristic's Last* values written once, with its last result (the
+        value a client reads after the batch, as if each had been written in turn), and a MeasurementReported event
+        per result, as a single call raises it (an event is one result, not one batch)."""
+        last: dict[tuple[str, str, str], MeasurementResult] = {}
+        for result in results:
+            report = result.report
+            last[(report.order_no, report.operation_no, report.characteristic_id)] = result
+        for (order_no, operation_no, characteristic_id), result in last.items():
+            report = result.report
+            await self._write_members(
+                self._ns.characteristic(order_no, operation_no, characteristic_id),
+                [
+                    ("LastValue", report.value, _V.Double),
+                    ("LastEvaluation", int(result.evaluation), _V.Int32),
+                    ("LastMeasuredAt", report.measured_at, _V.DateTime),
+                    ("LastResultId", result.result_id, _V.String),
+                ],
+            )
+        if self._result_events is None or not self._result_events_watched():
+            return  # nobody subscribed to them: building a thousand events nobody receives costs the batch call
+        for position, result in enumerate(results):
+            if position and not position % _EVENTS_BETWEEN_YIELDS:
+                await asyncio.sleep(0)  # other sessions' requests (keep-alive probes among them) go in between
+            await self._report_event(result)
+
+    def _result_events_watched(self) -> bool:
+        """Whether any subscription (a client's, or the server's own event history) monitors events where
+        MeasurementReported is raised: at its emitting node or at the Server object it is passed on to."""
+        emitting = self._result_events.event.emitting_node
+        subscriptions = self._server.iserver.subscription_service.subscriptions
+        for subscription in subscriptions.values():
+            # asyncua 2.1's map of event-emitting nodes to monitored items; without it (another asyncua), assume
+            # someone watches: raising events nobody receives is slow, dropping watched ones would be wrong.
+            watched = getattr(subscription.monitored_item_srv, "_monitored_events", None)
+            if watched is None or emitting in watched or SERVER_OBJECT in watched:
+                return True
+        return False
+
+    async def _report_event(self, result: MeasurementResult) -> None:
+        report = result.report
+        event = self._result_events.event
+        event.OrderNumber = report.order_no
+        event.OperationNumber = report.operation_no
+        event.CharacteristicId = report.characteristic_id
+        event.ResultId = result.result_id
+        event.Value = report.value
+        event.Evaluation = int(result.evaluation)
+        event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
+        await trigger_along(
+            self._server,
+            self._result_events,
+            [SERVER_OBJECT],
+            message=f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
+            f"{result.unit}: {result.evaluation.name}",
+        )
 
     async def show_spc(self, change: SpcStatusChanged) -> None:
         """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""

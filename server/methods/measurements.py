@@ -154,6 +154,9 @@ REPORT_MEASUREMENTS_ARGUMENTS: tuple[ArgumentSpec, ...] = tuple(
 _CLIENT_IDS = len(REPORT_MEASUREMENTS_ARGUMENTS) - 1  # may be empty: no entry has a client result id
 
 
+_UNCHECKED = object()
+
+
 class _EntryRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -228,10 +231,13 @@ class ReportMeasurementsMethod:
         answers = _Answers(entries)
         reports: list[MeasurementReport] = []
         positions: list[int] = []
-        work_centre_verdicts: dict[str | None, str] = {}  # work centre -> "" if allowed, else why not
+        # A batch repeats most of its values (the order, operation, characteristic, gauge, often the time): each
+        # distinct value of a column is checked once, each operation's work centre authorized once.
+        checked: list[dict[Any, Any]] = [{} for _ in _ELEMENT_SPECS]
+        work_centre_verdicts: dict[tuple[str, str], str] = {}  # (order, operation) -> "" if allowed, else why not
         for entry in range(entries):
             try:
-                report = self._entry(columns, entry)
+                report = self._entry(columns, entry, checked)
                 self._authorize_work_centre(report, work_centre_verdicts)
             except _EntryRefused as exc:
                 answers.refuse(entry, exc.status, exc.message)
@@ -277,22 +283,31 @@ class ReportMeasurementsMethod:
         return columns
 
     @staticmethod
-    def _entry(columns: list[list[Any]], entry: int) -> MeasurementReport:
+    def _entry(columns: list[list[Any]], entry: int, checked: list[dict[Any, Any]]) -> MeasurementReport:
         parsed: dict[str, Any] = {}
         for index, spec in enumerate(_ELEMENT_SPECS):
-            try:
-                parsed[spec.name] = parse_element(spec, columns[index][entry], index)
-            except ArgumentError as exc:
-                raise _EntryRefused(exc.status, exc.message) from exc
+            raw = columns[index][entry]
+            known = checked[index]
+            value = known.get((type(raw), raw), _UNCHECKED)
+            if value is _UNCHECKED:
+                try:
+                    value = parse_element(spec, raw, index)
+                except ArgumentError as exc:
+                    value = _EntryRefused(exc.status, exc.message)
+                known[(type(raw), raw)] = value
+            if isinstance(value, _EntryRefused):
+                raise value.with_traceback(None)
+            parsed[spec.name] = value
         return measurement_report(parsed)
 
-    def _authorize_work_centre(self, report: MeasurementReport, decided: dict[str | None, str]) -> None:
-        work_centre = self._service.master_data.work_centre(report.order_no, report.operation_no)
-        if work_centre not in decided:
+    def _authorize_work_centre(self, report: MeasurementReport, decided: dict[tuple[str, str], str]) -> None:
+        operation = (report.order_no, report.operation_no)
+        if operation not in decided:
+            work_centre = self._service.master_data.work_centre(*operation)
             try:
                 authorize(Permission.REPORT, work_centre=work_centre)
-                decided[work_centre] = ""
+                decided[operation] = ""
             except AccessDenied as exc:
-                decided[work_centre] = str(exc)
-        if decided[work_centre]:
-            raise _EntryRefused(ua.StatusCodes.BadUserAccessDenied, decided[work_centre])
+                decided[operation] = str(exc)
+        if decided[operation]:
+            raise _EntryRefused(ua.StatusCodes.BadUserAccessDenied, decided[operation])

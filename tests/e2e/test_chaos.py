@@ -1,9 +1,11 @@
 """Chaos: many reports while the ERP fails at random and the server is killed twice; nothing lost, nothing doubled.
 
 Several machines report concurrently, each to an order of its own (so each order has one well-defined answer
-order). A machine that loses its connection retries the same report with the same client result id, as a PLC
-with a buffer does, until it gets an answer. Some reports are invalid on purpose and must be refused. The ERP
-simulator answers 503, times out or loses its answers at random; the server is SIGKILLed and restarted twice.
+order): mostly as a PLC flushing its buffer, in batches of ReportMeasurements (the load the relay must carry at
+batch rate), between them single ReportMeasurement calls and a confirmation. A machine that loses its connection
+retries the same call with the same client result ids (and times), as a PLC with a buffer does, until it gets an
+answer. Some reports are invalid on purpose and must be refused. The ERP simulator answers 503, times out or loses
+its answers at random; the server is SIGKILLed and restarted twice.
 
 At the end the set of results that were answered Good equals the set booked at the ERP, each exactly once, in
 the order of the answers per order; refused reports are absent.
@@ -12,6 +14,7 @@ the order of the answers per order; refused reports are absent.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -27,9 +30,11 @@ from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 
 pytestmark = pytest.mark.slow
 
-REPORTS_PER_MACHINE = 700
+ROUNDS = 6  # per machine: a batch, then single calls, then a confirmation of one good piece
+BATCH = 300  # entries per ReportMeasurements call
+SINGLES = 10  # ReportMeasurement calls per round
+REPORTS_PER_MACHINE = ROUNDS * (BATCH + SINGLES)
 MACHINES = 3  # the seeded orders that may start
-CONFIRM_EVERY = 40  # after every 40th report the machine confirms one good piece
 STARTABLE_STATES = {2, 3}  # AllowedToStart, Running
 INVALID_EVERY = 25  # every 25th report carries NaN and must be refused
 _CONNECTION_LOST = {
@@ -42,10 +47,6 @@ _CONNECTION_LOST = {
     ua.StatusCodes.BadCommunicationError,
     ua.StatusCodes.BadNoCommunication,
 }
-
-
-class _AlreadyAnswered(Exception):
-    pass
 
 
 @dataclass
@@ -88,39 +89,39 @@ async def _targets(deployment: Deployment) -> list[tuple[str, str, str, str]]:
     return targets
 
 
+def _steps() -> list[tuple[str, int, int]]:
+    """A machine's calls in order: (kind, round, number of its first report)."""
+    steps: list[tuple[str, int, int]] = []
+    for round_no in range(ROUNDS):
+        first = round_no * (BATCH + SINGLES)
+        steps.append(("batch", round_no, first))
+        steps.extend(("single", round_no, first + BATCH + single) for single in range(SINGLES))
+        steps.append(("confirm", round_no, first))
+    return steps
+
+
+def _value(report: int) -> float:
+    return float("nan") if report % INVALID_EVERY == INVALID_EVERY - 1 else 0.001 * report
+
+
 async def _machine(deployment: Deployment, number: int, target: tuple[str, str, str, str], ledger: Ledger) -> None:
-    report = 0
-    measured = -1  # the last report whose measurement got its answer (a retry then only repeats the confirmation)
-    measured_at: dict[int, datetime] = {}  # when each report was measured, kept for its retries
-    while report < REPORTS_PER_MACHINE:
+    steps = _steps()
+    step = 0  # the next call; it advances only once a call got its answer
+    measured_at: dict[int, datetime] = {}  # when each call's reports were measured, kept for its retries
+    while step < len(steps):
         try:
             async with deployment.session("machine1") as client:
                 ns = await client.get_namespace_index(NAMESPACE_URI)
                 bridge = client.get_node(ua.NodeId("QualityBridge", ns))
-                method = ua.NodeId("QualityBridge.ReportMeasurement", ns)
-                while report < REPORTS_PER_MACHINE:
-                    client_result_id = f"m{number}-{report}"
-                    value = float("nan") if report % INVALID_EVERY == INVALID_EVERY - 1 else 0.001 * report
-                    try:
-                        if measured == report:
-                            raise _AlreadyAnswered
-                        result_id, _evaluation = await bridge.call_method(
-                            method,
-                            *target[:3],
-                            ua.Variant(value, ua.VariantType.Double),
-                            target[3],
-                            f"SN-{report}",
-                            # A retry after a lost answer repeats the report, its time included.
-                            measured_at.setdefault(report, datetime.now(UTC)),
-                            client_result_id,
-                        )
-                        ledger.good[target[0]].append(result_id)
-                    except ua.uaerrors.BadOutOfRange:
-                        ledger.refused.append(client_result_id)
-                    except _AlreadyAnswered:
-                        pass
-                    measured = report
-                    if report % CONFIRM_EVERY == CONFIRM_EVERY - 1:
+                while step < len(steps):
+                    kind, round_no, first = steps[step]
+                    # A retry after a lost answer repeats the call, its times included.
+                    at = measured_at.setdefault(step, datetime.now(UTC))
+                    if kind == "batch":
+                        await _report_batch(bridge, ns, number, target, first, at, ledger)
+                    elif kind == "single":
+                        await _report_single(bridge, ns, number, target, first, at, ledger)
+                    else:
                         confirmation_id = await bridge.call_method(
                             ua.NodeId("QualityBridge.ReportConfirmation", ns),
                             target[0],
@@ -131,17 +132,64 @@ async def _machine(deployment: Deployment, number: int, target: tuple[str, str, 
                             "",
                             "",
                             False,
-                            f"c{number}-{report}",
+                            f"c{number}-{round_no}",
                         )
                         ledger.confirmations[target[0]].append(confirmation_id)
-                    report += 1
+                    step += 1
                     ledger.progressed.set()
         except (ConnectionError, OSError, TimeoutError, ua.UaStatusCodeError) as lost:
             if isinstance(lost, ua.UaStatusCodeError) and lost.code not in _CONNECTION_LOST:
                 raise  # any other refusal is a failure of this test, not chaos
-            ledger.retries += 1  # the server went away mid-call: reconnect and repeat the same report
+            ledger.retries += 1  # the server went away mid-call: reconnect and repeat the same call
             assert ledger.retries < 500, "machines cannot get their reports in"
             await asyncio.sleep(0.5)
+
+
+async def _report_single(
+    bridge: Any, ns: int, number: int, target: tuple[str, str, str, str], report: int, at: datetime, ledger: Ledger
+) -> None:
+    client_result_id = f"m{number}-{report}"
+    try:
+        result_id, _evaluation = await bridge.call_method(
+            ua.NodeId("QualityBridge.ReportMeasurement", ns),
+            *target[:3],
+            ua.Variant(_value(report), ua.VariantType.Double),
+            target[3],
+            f"SN-{report}",
+            at,
+            client_result_id,
+        )
+    except ua.uaerrors.BadOutOfRange:
+        ledger.refused.append(client_result_id)
+        return
+    ledger.good[target[0]].append(result_id)
+
+
+async def _report_batch(
+    bridge: Any, ns: int, number: int, target: tuple[str, str, str, str], first: int, at: datetime, ledger: Ledger
+) -> None:
+    reports = range(first, first + BATCH)
+    client_ids = [f"m{number}-{report}" for report in reports]
+    result_ids, _evaluations, statuses, messages, _due_soon = await bridge.call_method(
+        ua.NodeId("QualityBridge.ReportMeasurements", ns),
+        ua.Variant([target[0]] * BATCH, ua.VariantType.String),
+        ua.Variant([target[1]] * BATCH, ua.VariantType.String),
+        ua.Variant([target[2]] * BATCH, ua.VariantType.String),
+        ua.Variant([_value(report) for report in reports], ua.VariantType.Double),
+        ua.Variant([target[3]] * BATCH, ua.VariantType.String),
+        ua.Variant([f"SN-{report}" for report in reports], ua.VariantType.String),
+        ua.Variant([at] * BATCH, ua.VariantType.DateTime),
+        ua.Variant(client_ids, ua.VariantType.String),
+    )
+    for report, client_id, result_id, status, message in zip(
+        reports, client_ids, result_ids, statuses, messages, strict=True
+    ):
+        if status.is_good():
+            ledger.good[target[0]].append(result_id)
+        else:
+            assert status.value == ua.StatusCodes.BadOutOfRange, f"{client_id}: {status.name}: {message}"
+            assert math.isnan(_value(report)), f"{client_id} refused: {message}"
+            ledger.refused.append(client_id)
 
 
 async def _kill_twice(deployment: Deployment, ledger: Ledger) -> None:
@@ -164,10 +212,12 @@ async def test_chaos_good_answers_equal_erp_bookings_exactly_once_in_order(deplo
             json={"rate": 0.2, "kinds": ["error", "timeout", "lost_response"], "timeout_seconds": 4, "seed": 2026},
         ).raise_for_status()
     ledger = Ledger()
+    reporting_started = time.monotonic()
     await asyncio.gather(
         *(_machine(deployment, n, target, ledger) for n, target in enumerate(targets)),
         _kill_twice(deployment, ledger),
     )
+    reporting_seconds = time.monotonic() - reporting_started
     with deployment.erp() as erp:
         erp.delete("/sim/faults").raise_for_status()
 
@@ -184,8 +234,8 @@ async def test_chaos_good_answers_equal_erp_bookings_exactly_once_in_order(deplo
         everything = answered_good <= {b["body"]["result_id"] for b in booked}
         return booked if everything and confirmations_booked >= confirmations_good else []
 
-    # The relay drains the backlog at the pace the machine allows (on a busy 2-core machine ~10-20 postings/s):
-    # waited for as long as bookings keep arriving; 90 s without a new one is a stuck relay.
+    # The relay drains the backlog at the pace the machine allows: waited for as long as bookings keep arriving;
+    # 90 s without a new one is a stuck relay.
     booked = wait_for(all_booked, 90.0, "every Good result at the ERP", interval=0.5, progress=lambda: bookings_seen[0])
     counts = Counter(b["body"]["result_id"] for b in booked)
     chaos_results = {b["body"]["result_id"] for b in booked if b["body"]["order_no"] in ledger.good}
@@ -207,7 +257,8 @@ async def test_chaos_good_answers_equal_erp_bookings_exactly_once_in_order(deplo
     print(
         f"\nchaos ({deployment.backend}): {len(answered_good)} measurements and "
         f"{sum(len(ids) for ids in ledger.confirmations.values())} confirmations answered Good and booked once each, "
-        f"{len(ledger.refused)} refused and absent, {ledger.retries} reconnects after 2 SIGKILLs, "
+        f"{len(ledger.refused)} refused and absent, {ledger.answered / reporting_seconds:.0f} reports/s answered "
+        f"in {reporting_seconds:.0f} s (batches of {BATCH}), {ledger.retries} reconnects after 2 SIGKILLs, "
         f"ERP faults {stats['faults_injected']}, duplicate deliveries absorbed "
         f"{stats['duplicates_suppressed_total']}, {time.monotonic() - started:.0f} s"
     )

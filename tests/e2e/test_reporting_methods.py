@@ -307,6 +307,44 @@ async def test_batch_without_client_ids_and_by_work_centre(
     accepted["/results"].add(result_ids[0])
 
 
+async def test_a_batch_shows_each_characteristics_last_result_and_raises_an_event_per_result(
+    machine: Session, accepted: dict[str, set[str]]
+) -> None:
+    """A batch writes a characteristic's values once (the view of a burst), yet a client sees what it would after
+    the entries one by one: the last entry's value; and an event subscriber gets every result's event."""
+    events: list[Any] = []
+
+    class Handler:
+        def event_notification(self, event: Any) -> None:
+            events.append(event)
+
+    subscription = await machine.client.create_subscription(50, Handler())
+    try:
+        await subscription.subscribe_events(machine.node("QualityBridge"), machine.node(1010))
+        thermo_values = [19.5, 20.5, 21.25, 18.75]
+        entries = [entry(value=value, serial=f"SN-B{i}") for i, value in enumerate(thermo_values)]
+        entries.insert(2, entry(ROUGHNESS, 0.31, DUE_SOON_ROUGHNESS_TESTER))
+        entries.insert(4, entry(ROUGHNESS, 0.42, DUE_SOON_ROUGHNESS_TESTER))
+        result_ids, _evaluations, statuses, _messages, _due = await machine.call("ReportMeasurements", *batch(entries))
+        assert all(status.is_good() for status in statuses)
+        accepted["/results"] |= set(result_ids)
+        thermo, roughness = (
+            "/".join(("Order", THERMO[0], "Op", THERMO[1], "Char", THERMO[2])),
+            "/".join(("Order", ROUGHNESS[0], "Op", ROUGHNESS[1], "Char", ROUGHNESS[2])),
+        )
+        assert await machine.node(f"{thermo}.LastValue").read_value() == 18.75
+        assert await machine.node(f"{thermo}.LastResultId").read_value() == result_ids[-1]
+        assert await machine.node(f"{roughness}.LastValue").read_value() == 0.42
+        assert await machine.node(f"{roughness}.LastResultId").read_value() == result_ids[4]
+        await eventually(
+            lambda: set(result_ids) <= {getattr(event, "ResultId", None) for event in events}, "an event per result"
+        )
+        raised = [event.ResultId for event in events if getattr(event, "ResultId", None) in set(result_ids)]
+        assert raised == result_ids, "one event per result, in the batch's order"
+    finally:
+        await subscription.delete()
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [

@@ -3,7 +3,7 @@ SPC alarms, refused attempts, order states, and the outbox administration behind
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Table, func, inspect, select
@@ -17,11 +17,20 @@ from qualitybridge.domain.model import (
     OutboxState,
     SpcAlarm,
 )
-from qualitybridge.domain.postings import ConfirmationPosting, SpcAlarmPosting
+from qualitybridge.domain.postings import ConfirmationPosting, MeasurementPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store, tables
 from qualitybridge.store.outbox_admin import DISCARDED
-from tests.builders import NOW, accepted, confirmation_record, order, refused_attempt, result, spc_alarm_record
+from tests.builders import (
+    NOW,
+    accepted,
+    confirmation_record,
+    measurement_report,
+    order,
+    refused_attempt,
+    result,
+    spc_alarm_record,
+)
 
 
 async def _count(store: Store, table: Table) -> int:
@@ -47,6 +56,40 @@ async def test_batch_stores_results_outbox_rows_and_refused_attempts_together(st
     assert refused[0].calibration_status is CalibrationStatus.EXPIRED
     assert refused[0].reason == "calibration expired"
     assert await store.refused_measurements(equipment_id="other") == []
+
+
+async def test_batch_rows_read_back_as_written_and_postings_as_the_outbox_encodes_them(store: Store) -> None:
+    """The report path writes prebuilt rows past SQLAlchemy's processors: what is read back must be exactly what
+    was accepted (moments to the microsecond, in UTC however they came, flags, the posting's payload)."""
+    whole_second = accepted()
+    east = timezone(timedelta(hours=2))
+    late = AcceptedMeasurement(
+        result=result().model_copy(
+            update={
+                "report": measurement_report("1000", value=-0.000123, client_result_id="plc-rt").model_copy(
+                    update={"measured_at": datetime(2026, 11, 30, 3, 4, 5, 123456, tzinfo=east)}
+                ),
+                "received_at": NOW.replace(microsecond=7),
+                "routing_version": "R2",
+                "plan_version_superseded": True,
+            }
+        ),
+        gauge_due_soon=True,
+    )
+    batch = [whole_second, late]
+    await store.record_measurements(batch)
+    stored = {item.result.result_id: item for item in await store.stored_measurements()}
+    for item in batch:
+        back = stored[item.result.result_id]
+        assert back == item
+        assert back.result.report.measured_at == item.result.report.measured_at
+        assert back.result.report.measured_at.utcoffset() == timedelta(0)
+    entries = {entry.idempotency_key: entry for entry in await store.pending_outbox()}
+    for item in batch:
+        entry = entries[f"mr-{item.result.result_id}"]
+        assert entry.posting == MeasurementPosting(result=item.result)
+        assert (entry.order_no, entry.state, entry.attempts) == ("1000", OutboxState.PENDING, 0)
+        assert entry.next_attempt_at == item.result.received_at
 
 
 async def test_batch_repeats_answer_with_the_first_result_within_and_across_calls(store: Store) -> None:

@@ -84,6 +84,26 @@ async def test_outbox_sent_failed_dead(store: Store) -> None:
     assert by_seq[entries[2].seq].state is OutboxState.DEAD
 
 
+async def test_a_page_of_deliveries_is_marked_with_each_postings_own_document(store: Store) -> None:
+    for n in range(7):
+        await store.record_measurement(result(order_no=f"20{n}"))
+    entries = await store.pending_outbox()
+    await store.mark_failed(entries[6].seq, "503", NOW + timedelta(seconds=5), dead=False)  # an earlier attempt
+    delivered = [(entry.seq, f"QR-{entry.seq}") for entry in (entries[0], entries[2], entries[3], entries[6])]
+    await store.mark_sent_many(delivered)
+    by_seq = {entry.seq: entry for entry in await store.outbox_entries()}
+    for seq, document in delivered:
+        assert (by_seq[seq].state, by_seq[seq].erp_document, by_seq[seq].last_error) == (
+            OutboxState.SENT,
+            document,
+            None,
+        )
+    assert by_seq[entries[6].seq].attempts == 2, "the delivery counts as an attempt on top of the failed one"
+    assert by_seq[entries[0].seq].attempts == 1
+    assert [entry.seq for entry in await store.pending_outbox()] == [entries[1].seq, entries[4].seq, entries[5].seq]
+    assert (await store.outbox_counts()).pending == 3
+
+
 async def test_migration_creates_schema_and_is_repeatable(store: Store) -> None:
     from qualitybridge.store import migrate
 

@@ -207,3 +207,49 @@ async def test_a_failing_burst_handler_is_logged_and_does_not_stop_the_next(capl
     (record,) = [r for r in caplog.records if r.name == "qualitybridge.services.event_bus"]
     assert "failing_burst" in record.getMessage()
     assert "2 MeasurementAccepted" in record.getMessage()
+
+
+class BurstRecorder:
+    """A `BurstPublisher`: keeps each call it gets, a burst as one call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[DomainEvent, ...]] = []
+
+    async def publish(self, event: DomainEvent) -> None:
+        self.calls.append((event,))
+
+    async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
+        self.calls.append(tuple(events))
+
+
+async def test_a_burst_publisher_gets_a_burst_in_one_call_a_plain_publisher_event_by_event() -> None:
+    bus = EventBus()
+    plain, bursting = RecordingPublisher(), BurstRecorder()
+    bus.add_publisher(plain)
+    bus.add_publisher(bursting)
+    await bus.publish_burst([MEASURED, CONFIRMED, REMEASURED])
+    await bus.publish(STARTED)  # a single event is a burst of one
+    assert plain.events == [MEASURED, CONFIRMED, REMEASURED, STARTED]
+    assert bursting.calls == [(MEASURED, CONFIRMED, REMEASURED), (STARTED,)]
+
+
+async def test_a_failing_burst_publisher_is_logged_and_stops_no_one(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing(BurstRecorder):
+        async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
+            raise RuntimeError("boom")
+
+    bus = EventBus()
+    after = BurstRecorder()
+    seen: list[Sequence[DomainEvent]] = []
+
+    async def burst(events: Sequence[DomainEvent]) -> None:
+        seen.append(events)
+
+    bus.add_publisher(Failing())
+    bus.add_publisher(after)
+    bus.subscribe_burst(MeasurementAccepted, burst)
+    with caplog.at_level(logging.ERROR, logger="qualitybridge.services.event_bus"):
+        await bus.publish_burst([MEASURED, REMEASURED])
+    assert after.calls == [(MEASURED, REMEASURED)]
+    assert seen == [[MEASURED, REMEASURED]]
+    assert any("publish_burst" in r.getMessage() for r in caplog.records)

@@ -3,6 +3,8 @@ guess, and only postings owed to the ERP can be queued."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from qualitybridge.domain.postings import MeasurementPosting, UnreadablePosting
@@ -33,3 +35,11 @@ def test_an_unknown_kind_is_unreadable_not_guessed() -> None:
 def test_an_unreadable_posting_is_never_queued() -> None:
     with pytest.raises(ValueError, match="never queued"):
         outbox_row(UnreadablePosting(stored_kind="measurement", reason="r"), now=NOW)
+
+
+def test_a_payload_read_as_its_stored_json_text_decodes_as_the_parsed_one() -> None:
+    posting = MeasurementPosting(result=result(client_result_id="plc-1"))
+    row = outbox_row(posting, now=NOW)
+    assert decode_posting("measurement", json.dumps(row["payload"])) == posting
+    broken = decode_posting("measurement", '{"result_id": "r-1"')
+    assert isinstance(broken, UnreadablePosting)
