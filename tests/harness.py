@@ -329,6 +329,8 @@ class Deployment:
     client_certificate: ClientCertificate | None = None
     # Appended to the generated TOML, e.g. a [limits] section with low values for a test.
     extra_config: str = ""
+    # More client certificates (DER files) to trust before the server starts, beside the test client's.
+    trusted_certificates: list[Path] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -393,6 +395,7 @@ relay_backoff_max_seconds = 1
         for name, (role, password, work_centres) in self.extra_users.items():
             restriction = [f"--work-centre={work_centre}" for work_centre in work_centres]
             commands.append(["users", "add", name, "--role", role.value, "--password", password, *restriction, *config])
+        commands += [["pki", "trust", str(certificate), *config] for certificate in self.trusted_certificates]
         if commands:
             run_cli_commands(commands)
         self._until_bound(self.simulator.wait_ready, self._new_erp_port)
