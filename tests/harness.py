@@ -167,6 +167,8 @@ class ChildProcess:
     ready_text: str
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # CPU time (clock ticks) the last start took until its ready line: where a test is in a start, whatever the load.
+    ready_ticks: int = 0
 
     @property
     def stdout_path(self) -> Path:
@@ -202,6 +204,7 @@ class ChildProcess:
         except TimeoutError:
             self.stop()
             raise
+        self.ready_ticks = self._work_done()
 
     def _ready(self) -> bool:
         assert self.process is not None
