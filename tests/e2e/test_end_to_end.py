@@ -21,6 +21,11 @@ from tests.harness import NAMESPACE_URI, Deployment, deployed, wait_for
 pytestmark = pytest.mark.slow
 
 
+# How long a test waits for the relay to deliver before calling it stuck (it wakes on every report and runs every
+# 0.5 s in these deployments; the bench measures its latency).
+RELAY_PATIENCE_SECONDS = 30.0
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     yield from deployed(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}"))
@@ -78,8 +83,10 @@ async def test_in_and_out_of_tolerance_results_reach_the_erp(deployment: Deploym
         mine = [r for r in results_at_erp(deployment) if r["body"]["result_id"] in (inside_id, outside_id)]
         return mine if len(mine) == 2 else []
 
-    arrived = wait_for(both_arrived, 5.0, "both results at the ERP simulator")
-    assert time.monotonic() - reported < 5.0
+    # That both arrive, each once, is the verdict here; how fast is measured in bench/report_throughput.py (report →
+    # booking p50/p99), where a busy machine cannot decide it. The wait only ends a relay that does not deliver.
+    arrived = wait_for(both_arrived, RELAY_PATIENCE_SECONDS, "both results at the ERP simulator")
+    print(f"both results booked {time.monotonic() - reported:.2f} s after their answers")
     by_id = {r["body"]["result_id"]: r for r in arrived}
     assert by_id[inside_id]["body"]["evaluation"] == "OK"
     assert by_id[outside_id]["body"]["evaluation"] == "NOT_OK"
@@ -217,7 +224,7 @@ async def test_repeated_client_result_id_returns_the_first_answer(deployment: De
     def delivered() -> list[dict[str, Any]]:
         return [r for r in results_at_erp(deployment) if r["body"]["client_result_id"] == client_result_id]
 
-    wait_for(delivered, 5.0, "the result at the ERP")
+    wait_for(delivered, RELAY_PATIENCE_SECONDS, "the result at the ERP")
     await asyncio.sleep(1.0)  # give a wrongly queued second posting the chance to arrive
     arrived = delivered()
     assert len(arrived) == 1

@@ -66,10 +66,13 @@ START_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)
 CURRENT_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
 # The flood is judged by what it did, not by how long it ran: it goes on until it has gone past every limit it must
 # show, taken more than MIN_FLOOD_ACTIONS actions and the reporting client has made MIN_REPORTS_DURING_FLOOD reports
-# beside it, however slowly a busy machine lets it get there. FLOOD_CAP_SECONDS only ends a flood that cannot.
+# beside it, however slowly a busy machine lets it get there. A flood that cannot get there ends by counts, not by the
+# clock: after FLOOD_ACTION_BUDGET actions (once the reporting client has made its reports), or when it has not taken
+# a single action for FLOOD_STALL_SECONDS (a hung flooder); the test then names what was missing.
 MIN_FLOOD_ACTIONS = 4000
 MIN_REPORTS_DURING_FLOOD = 60
-FLOOD_CAP_SECONDS = 240.0
+FLOOD_ACTION_BUDGET = 25 * MIN_FLOOD_ACTIONS
+FLOOD_STALL_SECONDS = 60.0
 # The flooder runs at a lower CPU priority than the server and the reporting client (os.nice): on a machine busy with
 # other work the flooder then takes what is left rather than time slices the server needs to answer. What the
 # server does for the flood (every request, session and connection it must refuse) still runs at full priority.
@@ -307,8 +310,8 @@ def server_rss_kib(deployment: Deployment) -> int:
 
 class FloodGoals:
     """When the flood has shown what it must: every limit refused at least once, enough actions, and the test's
-    word that its reporting client has reported enough beside the flood. Past the cap it stops regardless, and the
-    test reports what was missing."""
+    word that its reporting client has reported enough beside the flood. Past FLOOD_ACTION_BUDGET actions, or after
+    FLOOD_STALL_SECONDS without any, it stops regardless, and the test reports what was missing."""
 
     REQUIRED: ClassVar[dict[str, tuple[str, ...]]] = {
         "sessions": ("BadTooManySessions",),
@@ -317,18 +320,21 @@ class FloodGoals:
         "chunks": ("BadTcpMessageTooLarge",),
     }
 
-    def __init__(self, tallies: dict[str, Counter[str]], cap_seconds: float) -> None:
+    def __init__(self, tallies: dict[str, Counter[str]]) -> None:
         self.tallies = tallies
         self.started = time.monotonic()
-        self.cap = self.started + cap_seconds
         self.reporter_done = asyncio.Event()
         self._reached = False
+        self._actions_seen, self._last_action_at = 0, self.started
+
+    def actions(self) -> int:
+        return sum(sum(tally.values()) for tally in self.tallies.values())
 
     def missing(self) -> list[str]:
         missing = [
             f"{kind}: {code}" for kind, codes in self.REQUIRED.items() for code in codes if not self.tallies[kind][code]
         ]
-        actions = sum(sum(tally.values()) for tally in self.tallies.values())
+        actions = self.actions()
         if actions <= MIN_FLOOD_ACTIONS:
             missing.append(f"more than {MIN_FLOOD_ACTIONS} actions (took {actions})")
         if not self.reporter_done.is_set():
@@ -336,10 +342,14 @@ class FloodGoals:
         return missing
 
     def over(self) -> bool:
-        """True once the goals are reached (and from then on) or the cap has passed."""
+        """True once the goals are reached (and from then on), the action budget is spent or the flood stalled."""
         if not self._reached:
             self._reached = not self.missing()
-        return self._reached or time.monotonic() > self.cap
+        actions, now = self.actions(), time.monotonic()
+        if actions != self._actions_seen:
+            self._actions_seen, self._last_action_at = actions, now
+        spent = actions >= FLOOD_ACTION_BUDGET and self.reporter_done.is_set()
+        return self._reached or spent or now - self._last_action_at > FLOOD_STALL_SECONDS
 
 
 async def _flood_requests(client: Client, idx: int, goals: FloodGoals, tally: Counter[str]) -> None:
@@ -439,12 +449,12 @@ def _outcome_name(outcome: Any) -> str:
     return "Good"
 
 
-async def _flood(deployment: Deployment, cap_seconds: float, result_path: Path) -> None:
+async def _flood(deployment: Deployment, result_path: Path) -> None:
     requests_client = await open_client(deployment, "machine1")
     subscriptions_client = await open_client(deployment, "observer")
     idx = await requests_client.get_namespace_index(NAMESPACE_URI)
     tallies: dict[str, Counter[str]] = {kind: Counter() for kind in ("requests", "subscriptions", "sessions", "chunks")}
-    goals = FloodGoals(tallies, cap_seconds)
+    goals = FloodGoals(tallies)
 
     async def reporter_done() -> None:
         # The test writes a line to our stdin once its reporting client has reported enough beside the flood.
@@ -471,15 +481,15 @@ async def _flood(deployment: Deployment, cap_seconds: float, result_path: Path) 
 
 
 def run_flooder(arguments: list[str]) -> None:
-    """Entry point of the flooding child process: <deployment root> <opcua port> <cap seconds> <result file>."""
+    """Entry point of the flooding child process: <deployment root> <opcua port> <result file>."""
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # refusals are the point; the tally counts them
     os.nice(FLOODER_NICENESS)
-    root, port, seconds, result = arguments
+    root, port, result = arguments
     flooder = Deployment(Path(root), "sqlite", "", opcua_port=int(port))
     flooder.client_certificate = ClientCertificate(
         Path(root) / "client" / "client.der", Path(root) / "client" / "client.pem"
     )
-    asyncio.run(_flood(flooder, float(seconds), Path(result)))
+    asyncio.run(_flood(flooder, Path(result)))
 
 
 async def _reportable_gauge(client: Client, deployment: Deployment, idx: int, key: tuple[str, str, str]) -> str:
@@ -562,7 +572,6 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
             "import sys; from tests.e2e.test_limits import run_flooder; run_flooder(sys.argv[1:])",
             str(deployment.root),
             str(deployment.opcua_port),
-            str(FLOOD_CAP_SECONDS),
             str(result_path),
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE,
@@ -619,7 +628,8 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
     )
     # The flood really went past every limit ...
     assert not summary["missing"], (
-        f"the flood did not get there within {FLOOD_CAP_SECONDS:.0f} s: missing {summary['missing']}"
+        f"the flood did not get there in {FLOOD_ACTION_BUDGET} actions ({summary['seconds']} s): "
+        f"missing {summary['missing']}"
     )
     assert flood["sessions"].get("BadTooManySessions", 0) > 0
     assert flood["subscriptions"].get("BadTooManySubscriptions", 0) > 0

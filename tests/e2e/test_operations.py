@@ -16,10 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -42,6 +42,9 @@ GAUGE_FOR_TYPE = {
     "THERMOMETER": "GA-TMP-0603",
 }
 POSTGRES_URL = os.environ.get("QB_TEST_POSTGRES_URL", "")
+T = TypeVar("T")
+# A server that runs no ERP sync round for this long has stopped syncing (it runs one every second).
+SYNC_STALL_SECONDS = 30.0
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
 
@@ -55,6 +58,54 @@ def ready(base: str) -> tuple[bool, dict[str, Any]]:
     body: dict[str, Any] = answer.json()
     assert (answer.status_code == 200) == body["ready"]
     return body["ready"], body
+
+
+def sync_rounds(base: str) -> float:
+    """ERP sync rounds the server has run so far, failed ones included (a round runs every [erp]
+    sync_interval_seconds, 1 s in the tests' deployment, as far as the machine lets it)."""
+    return samples(base)[("qualitybridge_erp_sync_duration_seconds_count", ())]
+
+
+def within_sync_rounds(base: str, predicate: Callable[[], T | None], rounds: int, what: str) -> T:
+    """What `predicate` answers once it is truthy; it must be before the server has run `rounds` more ERP sync
+    rounds. Counted in the server's own rounds, not in seconds: a busy machine runs fewer of them per second, and a
+    server that stops syncing altogether fails after SYNC_STALL_SECONDS without a round."""
+    first = sync_rounds(base)
+
+    def answered() -> T | None:
+        value = predicate()
+        if not value:
+            assert sync_rounds(base) - first <= rounds, f"{what}: not after {rounds} ERP sync rounds"
+        return value
+
+    found: T = wait_for(answered, SYNC_STALL_SECONDS, what, progress=lambda: sync_rounds(base))
+    return found
+
+
+def readiness_within_sync_rounds(base: str, want: bool, rounds: int, what: str) -> dict[str, Any]:
+    """The /readyz body once it says `want`, within `rounds` ERP sync rounds (see within_sync_rounds)."""
+    last: list[dict[str, Any]] = [{}]
+
+    def answered() -> dict[str, Any] | None:
+        is_ready, last[0] = ready(base)
+        return last[0] if is_ready == want else None
+
+    try:
+        return within_sync_rounds(base, answered, rounds, what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; /readyz said {last[0]}") from None
+
+
+def readiness_within_probes(base: str, want: bool, probes: int, what: str) -> dict[str, Any]:
+    """The /readyz body once it says `want`, which must happen within `probes` requests (each checks the store
+    afresh, with its own store_timeout_seconds): a count, not a time."""
+    body: dict[str, Any] = {}
+    for _ in range(probes):
+        is_ready, body = ready(base)
+        if is_ready == want:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {probes} /readyz probes; the last said {body}")
 
 
 def samples(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -92,7 +143,7 @@ def test_healthz_and_readyz_after_start(deployment: Deployment) -> None:
     base = base_url(deployment)
     assert base.startswith("http://127.0.0.1:")  # loopback unless configured
     assert httpx.get(f"{base}/healthz").text == "ok\n"
-    _ready, body = wait_for(lambda: (r := ready(base))[0] and r, 10, "readyz to report ready")
+    body = readiness_within_sync_rounds(base, True, 3, "readyz to report ready")
     assert set(body["checks"]) == {"store", "opcua", "erp"}
     assert httpx.get(f"{base}/nothing").status_code == 404
     assert httpx.post(f"{base}/readyz").status_code == 405
@@ -136,8 +187,9 @@ async def test_metrics_count_what_the_test_did(deployment: Deployment) -> None:
             await report(client, idx, (operation_no, "NO-SUCH-CHARACTERISTIC"), nominal, gauge)
         during = samples(base)
         assert during[("qualitybridge_opcua_sessions", ())] >= 1
-    after = wait_for(
-        lambda: (s := samples(base)).get(sent, 0) - before.get(sent, 0) >= 3 and s, 10, "three postings sent to the ERP"
+    # The relay runs every 0.5 s and is woken by each report: the postings are sent within a few sync rounds (1 s).
+    after = within_sync_rounds(
+        base, lambda: (s := samples(base)).get(sent, 0) - before.get(sent, 0) >= 3 and s, 5, "three postings sent"
     )
     assert after[accepted] - before.get(accepted, 0) == 3
     assert after[refused] - before.get(refused, 0) == 1
@@ -157,7 +209,7 @@ async def test_metrics_count_what_the_test_did(deployment: Deployment) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package chromium) is not installed here")
 def test_the_status_page_renders_in_headless_chromium(deployment: Deployment, tmp_path: Path) -> None:
     base = base_url(deployment)
-    wait_for(lambda: ready(base)[0], 10, "readyz to report ready")
+    readiness_within_sync_rounds(base, True, 3, "readyz to report ready")
     browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
     browser += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
     browser += [f"--user-data-dir={tmp_path / 'profile'}"]
@@ -188,7 +240,7 @@ def test_the_compose_healthcheck_command_passes_when_ready(deployment: Deploymen
     assert command, "compose.yaml's healthcheck is a python -c one-liner"
     port = base_url(deployment).rsplit(":", 1)[1]
     probe = command.group(1).replace("127.0.0.1:9840", f"127.0.0.1:{port}")
-    wait_for(lambda: ready(base_url(deployment))[0], 10, "ready")
+    readiness_within_sync_rounds(base_url(deployment), True, 3, "ready")
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30, check=False)
     assert completed.returncode == 0, completed.stderr
 
@@ -196,18 +248,19 @@ def test_the_compose_healthcheck_command_passes_when_ready(deployment: Deploymen
 def test_readyz_goes_unready_while_the_erp_is_down_and_ready_after(deployment: Deployment) -> None:
     base = base_url(deployment)
     assert deployment.simulator is not None
-    wait_for(lambda: ready(base)[0], 10, "ready before the outage")
+    readiness_within_sync_rounds(base, True, 3, "ready before the outage")
     errors_before = samples(base)[("qualitybridge_erp_sync_errors_total", ())]
     deployment.simulator.stop()
     try:
-        _ready, body = wait_for(lambda: not (r := ready(base))[0] and r, 15, "readyz to report the ERP outage")
+        # Unready once the last good sync is older than max_sync_age_seconds (3 s): 3 to 4 failed rounds of 1 s.
+        body = readiness_within_sync_rounds(base, False, 10, "readyz to report the ERP outage")
         assert not body["checks"]["erp"]["ok"]
         assert body["checks"]["store"]["ok"]
         assert body["checks"]["opcua"]["ok"]
         assert samples(base)[("qualitybridge_erp_sync_errors_total", ())] > errors_before
     finally:
         deployment.simulator.start()
-    wait_for(lambda: ready(base)[0], 15, "readyz to report ready after the ERP is back")
+    readiness_within_sync_rounds(base, True, 3, "readyz to report ready after the ERP is back")
 
 
 class TcpProxy:
@@ -279,15 +332,16 @@ def test_readyz_goes_unready_while_the_store_is_down_and_ready_after(tmp_path: P
             started = time.monotonic()
             deployment.start()
             base = base_url(deployment)
-            wait_for(lambda: ready(base)[0], 15, "ready on PostgreSQL")
+            readiness_within_sync_rounds(base, True, 3, "ready on PostgreSQL")
             print(f"serve to /readyz ready on PostgreSQL: {time.monotonic() - started:.1f} s")
             proxy.cut()
-            _ready, body = wait_for(lambda: not (r := ready(base))[0] and r, 15, "readyz to report the store down")
+            body = readiness_within_probes(base, False, 5, "readyz to report the store down")
             assert not body["checks"]["store"]["ok"]
             assert "PostgreSQL at 127.0.0.1" in body["checks"]["store"]["detail"]
             assert "secret" not in body["checks"]["store"]["detail"]
             proxy.restore()
-            wait_for(lambda: ready(base)[0], 20, "readyz to report ready after the store is back")
+            # Ready again once the store answers and a sync round has gone through (none could while it was down).
+            readiness_within_sync_rounds(base, True, 5, "readyz to report ready after the store is back")
         finally:
             deployment.stop()
             proxy.cut()

@@ -10,13 +10,14 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Deployment, free_port
+from tests.harness import Deployment, cpu_ticks, free_port, unmeasured_environment
 
 pytestmark = pytest.mark.slow
 
@@ -148,28 +149,45 @@ def test_files_holding_secrets_are_owner_only(deployment: Deployment) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
-def test_sigterm_at_random_moments_during_start_leaves_no_traceback(deployment: Deployment) -> None:
+def _sigterm_when_cpu_reaches(command: list[str], ticks: int) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Starts `command`, sends SIGTERM once the process has used `ticks` clock ticks of CPU (or has printed its
+    ready line, or has ended); answers how it ended and the ticks it had used when the signal went out."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=unmeasured_environment())
+        used = 0
+        while process.poll() is None:
+            used = cpu_ticks(process.pid)
+            out.seek(0)
+            if used >= ticks or "QualityBridge ready" in out.read():
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, out.read(), err.read()), used
+
+
+def test_sigterm_at_moments_spread_over_the_start_leaves_no_traceback(deployment: Deployment) -> None:
+    """SIGTERM at any moment of a start: the moments are spread over the CPU work a start does (its imports, the
+    store, the address space, the first ERP sync, just after ready), one random moment in each of MOMENTS equal
+    slices, so every start tests a different phase whatever the machine's load (wall-clock moments on a busy
+    machine bunch up in whichever phase runs when the others let it)."""
     assert deployment.server is not None
+    start_ticks = deployment.server.ready_ticks  # its start, with the same configuration
+    assert start_ticks > 0
     deployment.server.stop()  # the deployment's simulator, users and certificates stay; the server restarts below
     command = [sys.executable, "-m", "qualitybridge", "serve", "--config", str(deployment.config_path)]
-    # How long a start takes here (imports included), so that the moments fall into the start, not after it.
-    launched = time.monotonic()
-    probe = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert probe.stdout is not None
-    assert "QualityBridge ready" in probe.stdout.readline()
-    ready_after = time.monotonic() - launched
-    probe.send_signal(signal.SIGTERM)
-    assert "Traceback" not in probe.communicate(timeout=30)[1]
+    moments = 6
+    first, last = 0.25, 1.05  # of a start's CPU: before 0.25 Python is still importing, after 1 it is serving
+    slice_width = (last - first) / moments
     rng = random.Random(16)
-    moments = sorted(rng.uniform(0.3 * ready_after, 1.1 * ready_after) for _ in range(10))
     outcomes = []
-    for moment in moments:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(moment)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-        outcomes.append((moment, process.returncode, "ready" in stdout))
-        assert "Traceback" not in stderr, f"SIGTERM after {moment:.2f} s:\n{stderr}"
-        assert process.returncode in (0, -signal.SIGTERM), f"SIGTERM after {moment:.2f} s: {process.returncode}"
-    print(f"start to ready: {ready_after:.1f} s; SIGTERM moments (s, exit code, had started):")
-    print([(round(m, 2), rc, up) for m, rc, up in outcomes])
+    for index in range(moments):
+        fraction = first + slice_width * (index + rng.random())
+        completed, used = _sigterm_when_cpu_reaches(command, round(fraction * start_ticks))
+        had_started = "QualityBridge ready" in completed.stdout
+        outcomes.append((round(fraction, 2), used, completed.returncode, had_started))
+        assert "Traceback" not in completed.stderr, f"SIGTERM at {used} ticks of CPU:\n{completed.stderr}"
+        assert completed.returncode in (0, -signal.SIGTERM), f"SIGTERM at {used} ticks: {completed.returncode}"
+    print(f"a start: {start_ticks} ticks of CPU; SIGTERM at (fraction, ticks, exit code, had started): {outcomes}")

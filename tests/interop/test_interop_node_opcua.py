@@ -5,9 +5,12 @@ and server would pass them all. node-opcua shares no code with asyncua; where th
 QualityBridge's until proven otherwise.
 
 The npm packages (node-opcua's client and, because node-opcua needs Node.js >= 22.13 and machines may have an
-older one, a pinned Node.js 22 binary from npm) are installed here on first use with `npm ci` from the committed
-lock file. client.mjs (next to this module) runs one scenario group per process and prints what it saw as JSON; the
-assertions are all here.
+older one, a pinned Node.js 22 binary from npm) are installed on first use with `npm ci` from the committed lock file,
+into a folder outside the clone named after the lock file's hash (QB_NODE_MODULES_CACHE, else
+~/.cache/qualitybridge/node-modules), which node_modules here links to: a clean clone reuses what an earlier clone
+with the same lock file installed (npm ci: ~35 s of a clean clone's run) and a changed lock file gets a new folder.
+client.mjs (next to this module) runs one scenario group per process and prints what it saw as JSON; the assertions
+are all here.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from tests.builders import (
     planted_stream,
     report_planted_stream,
 )
-from tests.harness import NAMESPACE_URI, TEST_USERS, Deployment, run_cli, wait_for
+from tests.harness import NAMESPACE_URI, TEST_USERS, Deployment, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -68,30 +71,41 @@ def _package_versions(lock_file: Path) -> dict[str, str]:
     return {path: entry.get("version", "") for path, entry in packages.items() if path}
 
 
-def _installed_as_locked() -> bool:
-    """node_modules holds exactly what package-lock.json pins (a stale tree is reinstalled, not trusted).
+def _installed_as_locked(node_modules: Path = NODE_MODULES) -> bool:
+    """`node_modules` holds exactly what package-lock.json pins (a stale tree is reinstalled, not trusted).
 
     npm records what it installed in node_modules/.package-lock.json; comparing it costs milliseconds.
     """
-    installed = NODE_MODULES / ".package-lock.json"
-    if not NODE.exists() or not installed.exists():
+    installed = node_modules / ".package-lock.json"
+    if not (node_modules / NODE.relative_to(NODE_MODULES)).exists() or not installed.exists():
         return False
     return _package_versions(installed) == _package_versions(INTEROP_DIR / "package-lock.json")
 
 
-@pytest.fixture(scope="session")
-def node_binary() -> Path:
-    if _installed_as_locked():
-        return NODE
+def _modules_cache() -> Path:
+    """Where the packages of this lock file live outside the clone: one folder per lock file content."""
+    base = os.environ.get("QB_NODE_MODULES_CACHE") or Path.home() / ".cache" / "qualitybridge" / "node-modules"
+    lock_hash = hashlib.sha256((INTEROP_DIR / "package-lock.json").read_bytes()).hexdigest()[:16]
+    return Path(base) / lock_hash / "node_modules"
+
+
+def _npm_ci_into(cached: Path) -> float:
+    """`npm ci` in a staging folder beside `cached`, renamed into place when complete (a second checkout installing
+    at the same time keeps its own and finds `cached` there); answers the seconds it took."""
     npm = shutil.which("npm")
     if npm is None:
         message = "npm not found: the node-opcua interop tests install their packages with `npm ci`; install Node.js"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message} (CI must run them)")
         pytest.skip(message)
+    staging = cached.parent.with_name(f"{cached.parent.name}.installing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy2(INTEROP_DIR / name, staging / name)
     started = time.monotonic()
     # node-opcua declares engines node >= 22.13; the npm running this may be older, the Node that runs it is not.
-    npm_ci = [npm, "ci", "--prefix", str(INTEROP_DIR), "--no-audit", "--no-fund", "--engine-strict=false"]
+    npm_ci = [npm, "ci", "--prefix", str(staging), "--no-audit", "--no-fund", "--engine-strict=false"]
     completed = subprocess.run(
         [*npm_ci, "--loglevel=error"],
         capture_output=True,
@@ -99,11 +113,29 @@ def node_binary() -> Path:
         timeout=NPM_INSTALL_TIMEOUT,
         check=False,
     )
-    if completed.returncode != 0 or not _installed_as_locked():
-        pytest.fail(
-            f"npm ci --prefix {INTEROP_DIR} failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}"
-        )
-    print(f"node-opcua installed by npm ci in {time.monotonic() - started:.1f} s")
+    if completed.returncode != 0 or not _installed_as_locked(staging / "node_modules"):
+        shutil.rmtree(staging, ignore_errors=True)
+        pytest.fail(f"npm ci --prefix {staging} failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}")
+    with contextlib.suppress(OSError):  # taken meanwhile by another checkout: theirs is as good
+        staging.rename(cached.parent)
+    shutil.rmtree(staging, ignore_errors=True)
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def node_binary() -> Path:
+    if _installed_as_locked():
+        return NODE
+    cached = _modules_cache()
+    if not _installed_as_locked(cached):
+        shutil.rmtree(cached.parent, ignore_errors=True)  # an incomplete or stale folder of this lock file
+        print(f"node-opcua installed by npm ci into {cached} in {_npm_ci_into(cached):.1f} s")
+    if NODE_MODULES.is_symlink() or NODE_MODULES.is_file():
+        NODE_MODULES.unlink()
+    else:
+        shutil.rmtree(NODE_MODULES, ignore_errors=True)  # a stale tree of an older lock file
+    NODE_MODULES.symlink_to(cached, target_is_directory=True)
+    assert _installed_as_locked(), f"{NODE_MODULES} -> {cached} does not hold what package-lock.json pins"
     return NODE
 
 
@@ -124,12 +156,11 @@ def _write_certificate(folder: Path, uri: str, name: str) -> tuple[Path, Path, P
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("interop")
-    running = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
-    root.mkdir(parents=True, exist_ok=True)
-    running.write_config()
     # Trusted before the server starts, so these tests do not depend on trust-list changes taking effect live.
     node_der, _pem, _key = _write_certificate(root / "node-opcua", NODE_CLIENT_URI, "client")
-    run_cli("pki", "trust", str(node_der), "--config", str(running.config_path))
+    running = Deployment(
+        root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}", trusted_certificates=[node_der]
+    )
     try:
         running.start()
         yield running
