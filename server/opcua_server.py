@@ -12,6 +12,7 @@ from asyncua import Server
 from qualitybridge.config import LimitsSettings, ServerSettings
 from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.standard_nodes import default_cache_dir
 from qualitybridge.server.limits import LimitedServer
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.security.identity import PasswordUserManager, UserAccount
@@ -42,8 +43,9 @@ async def build_opcua_server(
     build: BuildIdentity | None = None,
 ) -> OpcUaFace:
     quiet_asyncua_loggers()
-    # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins).
-    server = LimitedServer(limits or LimitsSettings())
+    # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins),
+    # its standard address space read from the cache and decoded node by node as clients reach it.
+    server = LimitedServer(limits or LimitsSettings(), standard_nodes_cache=default_cache_dir())
     await server.init()
     server.set_endpoint(f"opc.tcp://{settings.host}:{settings.port}/{settings.path}")
     build = build or installed_build()
