@@ -7,8 +7,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asyncua import Server
-
 from qualitybridge.config import LimitsSettings, ServerSettings
 from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
@@ -28,7 +26,7 @@ def quiet_asyncua_loggers() -> None:
 
 @dataclass
 class OpcUaFace:
-    server: Server
+    server: LimitedServer
     namespace: QualityBridgeNamespace
     users: PasswordUserManager
     security: ServerSecurity

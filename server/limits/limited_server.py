@@ -17,6 +17,7 @@ limit knobs), Server.start's steps and _policies
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from pathlib import Path
@@ -71,6 +72,10 @@ class LimitedInternalServer(InternalServer):
             settings.login_failure_memory_seconds,
         )
         self._client_sessions: set[LimitedSession] = set()
+        # Set while the start loads what method calls need (the stored master data); see hold_calls.
+        self._calls_released: asyncio.Event | None = None
+        self.calls_wait_seconds = 120.0
+        self.calls_waiting = 0
         # asyncua's own knobs, see InternalServer.__init__.
         self.max_connections = settings.max_connections
         self.max_pending_activation_seconds = settings.activation_timeout_seconds
@@ -96,6 +101,27 @@ class LimitedInternalServer(InternalServer):
         await asyncio.to_thread(
             cache.store, {node_id: dict.__getitem__(nodes, node_id) for node_id in nodes.made_ids()}
         )
+
+    def hold_calls(self) -> None:
+        """Clients' method calls wait from now until `release_calls` (at most `calls_wait_seconds`): the endpoint
+        opens before the stored master data is in memory, and a report for an order not loaded yet must wait for it
+        rather than be refused as unknown. Browse, Read and subscriptions answer meanwhile."""
+        self._calls_released = asyncio.Event()
+
+    def release_calls(self) -> None:
+        if self._calls_released is not None:
+            self._calls_released.set()
+
+    async def calls_admitted(self) -> None:
+        released = self._calls_released
+        if released is None or released.is_set():
+            return
+        self.calls_waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):  # past the bound the call runs on what is loaded by then
+                await asyncio.wait_for(released.wait(), self.calls_wait_seconds)
+        finally:
+            self.calls_waiting -= 1
 
     @property
     def client_session_count(self) -> int:
