@@ -2,9 +2,11 @@
 
 asyncua keeps every node in one dict, `AddressSpace._nodes`, and every service (Browse, Read, Write,
 TranslateBrowsePaths, Call, CreateMonitoredItems, AddNodes) reaches node data only through it. An order of 30
-characteristics is about 800 nodes at about 5 KiB each, so 2,000 orders made eagerly would take gigabytes. The
-catalogue replaces that dict with one that knows which NodeIds the published orders have and builds a node the
-first time a service asks for it, from node templates (node_templates.py) and the order as master data has it now.
+characteristics is about 800 nodes at about 5 KiB each, so 2,000 orders made eagerly would take gigabytes. That
+dict is replaced by `node_dict.NodesOnDemand`, which asks its providers for the nodes it does not hold; the catalogue
+is one (the standard address space's cache another): it knows which NodeIds the published orders have and builds a
+node the first time a service asks for it, from node templates (node_templates.py) and the order as master data has
+it now.
 What a client sees is the same as when every node was made through `instantiate`: the same NodeIds, attributes and
 references; a node that was never asked for simply has not been built yet.
 
@@ -12,9 +14,6 @@ A node once built stays until its order (operation, characteristic) is withdrawn
 a value written since (a result, SPC figures) or nodes others added below it (an SpcAlarm condition, KPIs).
 Publishing an order costs a few dictionary entries; withdrawing it removes exactly the nodes built for it, found in
 an index kept per order, never by a scan of the address space.
-
-The catalogue is one provider of `node_dict.NodesOnDemand`, the dict that takes the place of asyncua's node dict
-(the standard address space is another).
 
 asyncua internals: AddressSpace._nodes (through node_dict.NodesOnDemand), NodeData, ReferenceDescription; see
 /work/shared/reference/asyncua-address-space.md §1.
