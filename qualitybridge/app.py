@@ -366,12 +366,19 @@ class QualityBridgeApp:
         return self.shop_floor.reporting
 
     async def start(self) -> None:
-        await self.opcua.server.start()
-        await self.publisher.start()
-        await self.sync.load_from_store()
-        await self.publisher.show_master_data()
-        if self.spc is not None:
-            await self.spc.rebuild()  # charts, limits and the last violated rule as before the restart
+        # The endpoint opens first; clients' method calls (reports) wait until the stored master data is loaded and
+        # the SPC charts rebuilt, so that a report for an order not loaded yet is not refused as unknown meanwhile.
+        iserver = self.opcua.server.limited_iserver
+        iserver.hold_calls()
+        try:
+            await self.opcua.server.start()
+            await self.publisher.start()
+            await self.sync.load_from_store()
+            await self.publisher.show_master_data()
+            if self.spc is not None:
+                await self.spc.rebuild()  # charts, limits and the last violated rule as before the restart
+        finally:
+            iserver.release_calls()
         # One sync before the server calls itself ready, so a client connecting right after sees what the ERP
         # releases now, not only what the store knew. An ERP outage costs at most the ERP timeout here; the
         # server then serves the last known data and the scheduled syncs catch up.

@@ -7,11 +7,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asyncua import Server
-
 from qualitybridge.config import LimitsSettings, ServerSettings
 from qualitybridge.domain.build import BuildIdentity, installed_build
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
+from qualitybridge.server.address_space.standard_nodes import default_cache_dir
 from qualitybridge.server.limits import LimitedServer
 from qualitybridge.server.pki import PkiLayout
 from qualitybridge.server.security.identity import PasswordUserManager, UserAccount
@@ -27,7 +26,7 @@ def quiet_asyncua_loggers() -> None:
 
 @dataclass
 class OpcUaFace:
-    server: Server
+    server: LimitedServer
     namespace: QualityBridgeNamespace
     users: PasswordUserManager
     security: ServerSecurity
@@ -42,8 +41,9 @@ async def build_opcua_server(
     build: BuildIdentity | None = None,
 ) -> OpcUaFace:
     quiet_asyncua_loggers()
-    # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins).
-    server = LimitedServer(limits or LimitsSettings())
+    # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins),
+    # its standard address space read from the cache and decoded node by node as clients reach it.
+    server = LimitedServer(limits or LimitsSettings(), standard_nodes_cache=default_cache_dir())
     await server.init()
     server.set_endpoint(f"opc.tcp://{settings.host}:{settings.port}/{settings.path}")
     build = build or installed_build()

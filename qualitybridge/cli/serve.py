@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 
 from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
@@ -63,6 +64,8 @@ async def _live(config: QualityBridgeConfig, stop: asyncio.Event, started: async
         app = await QualityBridgeApp.create(config)
         await app.start()
         started.set()
+        # The CPU a start costs (imports, address space, store, first sync): docs/performance.md "Start-up".
+        _log.info("started with %.2f s of CPU", time.process_time())
         print(f"QualityBridge ready: {app.endpoint_url}", flush=True)  # noqa: T201 - scripts wait for this line
         if app.operations_url:
             print(f"Operations endpoint: {app.operations_url}", flush=True)  # noqa: T201

@@ -88,6 +88,7 @@ class ErpSync:
         """Serve what the store knows before the ERP answers: a plant keeps working through an ERP outage.
 
         A stored order the domain cannot read is skipped and reported as a finding, never fatal."""
+        started = time.perf_counter()
         orders, history = await self._store.released_orders(), await self._store.plan_history()
         if self._gate is not None:
             admitted = await self._gate.replace(orders, history)
@@ -96,6 +97,7 @@ class ErpSync:
         self._master.replace(orders, await self._store.equipment(), history)
         await self._load_findings()
         self._record_findings(self._erp_findings)
+        _log.info("read %d stored orders in %.1f s", len(orders), time.perf_counter() - started)
 
     async def _load_findings(self) -> None:
         """A delta does not repeat what an earlier sync refused: after a restart those findings come from the

@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from pathlib import Path
 
-from sqlalchemy import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qualitybridge.store.database import create_engine, migrate, store_location
 from qualitybridge.store.repository import Store
 
-__all__ = ["StoreMisconfigured", "StoreUnavailable", "classify_store_error", "open_store_waiting"]
+__all__ = [
+    "StoreMisconfigured",
+    "StoreUnavailable",
+    "classify_store_error",
+    "open_store_waiting",
+    "schema_is_current",
+    "script_heads",
+]
 
 _log = logging.getLogger(__name__)
+_VERSIONS = Path(__file__).with_name("migrations") / "versions"
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=(.*)$", re.MULTILINE)
 
 
 class StoreUnavailable(Exception):
@@ -77,6 +89,38 @@ def classify_store_error(url: str, exc: BaseException) -> StoreMisconfigured | S
     return StoreUnavailable(f"store: {where}: {type(exc).__name__}: {exc}")
 
 
+def script_heads(versions: Path = _VERSIONS) -> frozenset[str] | None:
+    """The newest revision of each migration branch, read from the migration files' `revision`/`down_revision`
+    lines without Alembic; None when a file does not say them plainly (Alembic then decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        source = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        parents.update(re.findall(r"[\"']([^\"']+)[\"']", down.group(1)))
+    heads = frozenset(revisions - parents)
+    return heads or None
+
+
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    """Whether the store's schema is at every head already, so that the start can skip Alembic (its imports and
+    its run cost about a second of CPU). Anything unexpected answers False, and Alembic runs as before."""
+    heads = script_heads()
+    if heads is None:
+        return False
+    try:
+        async with engine.connect() as connection:
+            stored = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+    except SQLAlchemyError:  # a new database (no version table yet), or one Alembic should look at
+        return False
+    return frozenset(stored) == heads
+
+
 def _sqlite_file_is_a_folder(url: str) -> str | None:
     parsed = make_url(url)
     database = parsed.database or ""
@@ -98,7 +142,8 @@ async def open_store_waiting(
         engine = None
         try:
             engine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
-            await migrate(engine)
+            if not await schema_is_current(engine):
+                await migrate(engine)
         except Exception as exc:
             if engine is not None:
                 await engine.dispose()

@@ -6,14 +6,15 @@ import logging
 import os
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from qualitybridge.store.sqlite_driver import one_hop_connector
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 __all__ = ["create_engine", "migrate", "store_location"]
 
@@ -67,6 +68,10 @@ def store_location(url: str) -> str:
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
+    # Imported here: alembic costs about half a second of imports, and a start whose schema is current (the usual
+    # case, store.connect checks) never needs it.
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(files("qualitybridge.store") / "migrations"))
     config.attributes["connection"] = connection
@@ -74,6 +79,8 @@ def _alembic_config(connection: Connection) -> AlembicConfig:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     # "heads": independent migration branches (features developed side by side) are all applied.
     command.upgrade(_alembic_config(connection), "heads")
 

@@ -2,9 +2,11 @@
 
 asyncua keeps every node in one dict, `AddressSpace._nodes`, and every service (Browse, Read, Write,
 TranslateBrowsePaths, Call, CreateMonitoredItems, AddNodes) reaches node data only through it. An order of 30
-characteristics is about 800 nodes at about 5 KiB each, so 2,000 orders made eagerly would take gigabytes. The
-catalogue replaces that dict with one that knows which NodeIds the published orders have and builds a node the
-first time a service asks for it, from node templates (node_templates.py) and the order as master data has it now.
+characteristics is about 800 nodes at about 5 KiB each, so 2,000 orders made eagerly would take gigabytes. That
+dict is replaced by `node_dict.NodesOnDemand`, which asks its providers for the nodes it does not hold; the catalogue
+is one (the standard address space's cache another): it knows which NodeIds the published orders have and builds a
+node the first time a service asks for it, from node templates (node_templates.py) and the order as master data has
+it now.
 What a client sees is the same as when every node was made through `instantiate`: the same NodeIds, attributes and
 references; a node that was never asked for simply has not been built yet.
 
@@ -13,8 +15,8 @@ a value written since (a result, SPC figures) or nodes others added below it (an
 Publishing an order costs a few dictionary entries; withdrawing it removes exactly the nodes built for it, found in
 an index kept per order, never by a scan of the address space.
 
-asyncua internals: AddressSpace._nodes (replaced by a dict subclass: get, __contains__, __missing__, __setitem__,
-__delitem__), NodeData, ReferenceDescription; see /work/shared/reference/asyncua-address-space.md §1.
+asyncua internals: AddressSpace._nodes (through node_dict.NodesOnDemand), NodeData, ReferenceDescription; see
+/work/shared/reference/asyncua-address-space.md §1.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from qualitybridge.server.address_space.namespace import (
     operation_key,
     order_key,
 )
+from qualitybridge.server.address_space.node_dict import NodesOnDemand
 from qualitybridge.server.address_space.node_templates import TypeTemplate
 
 __all__ = ["Catalogue", "instantiate"]
@@ -68,44 +71,6 @@ class _Entity:
     values: dict[str, ua.DataValue | _Raw] | None = field(default=None)  # by member path, made on first build
 
 
-class _NodesOnDemand(dict[ua.NodeId, NodeData]):
-    """`AddressSpace._nodes`: the nodes built so far, and the published catalogue's nodes made on first access.
-
-    `get` and `in` are overridden as well as `__missing__`: asyncua's services use all three, and `dict.get`
-    never calls `__missing__`.
-    """
-
-    def __init__(self, nodes: dict[ua.NodeId, NodeData], catalogue: Catalogue) -> None:
-        super().__init__(nodes)
-        self._catalogue = catalogue
-
-    def __missing__(self, node_id: ua.NodeId) -> NodeData:
-        node = self._catalogue.build(node_id)
-        if node is None:
-            raise KeyError(node_id)
-        return node
-
-    def get(self, node_id: ua.NodeId, default: Any = None) -> Any:
-        node = dict.get(self, node_id)
-        if node is not None:
-            return node
-        built = self._catalogue.build(node_id)
-        return default if built is None else built
-
-    def __contains__(self, node_id: object) -> bool:
-        return dict.__contains__(self, node_id) or (
-            isinstance(node_id, ua.NodeId) and self._catalogue.resolve(node_id) is not None
-        )
-
-    def __setitem__(self, node_id: ua.NodeId, node: NodeData) -> None:
-        dict.__setitem__(self, node_id, node)
-        self._catalogue.note_built(node_id)
-
-    def __delitem__(self, node_id: ua.NodeId) -> None:
-        dict.__delitem__(self, node_id)
-        self._catalogue.forget_built(node_id)
-
-
 class Catalogue:
     """The published orders, their NodeIds, and the nodes built for them so far."""
 
@@ -116,7 +81,7 @@ class Catalogue:
         self._entities: dict[str, _Entity] = {}  # by NodeId identifier
         self._built: dict[str, set[ua.NodeId]] = {}  # order number -> nodes built for it (by anyone)
         self._owner: dict[ua.NodeId, str] = {}
-        self._nodes: _NodesOnDemand | None = None
+        self._nodes: NodesOnDemand | None = None
         self._max_member_depth = 0
 
     # ---- setting up --------------------------------------------------------------------------------
@@ -128,12 +93,12 @@ class Catalogue:
         address_space = self._server.iserver.aspace
         self._templates = await _capture_templates(self._server, self._ns)
         self._max_member_depth = max(path.count(".") for t in self._templates.values() for path in t.nodes)
-        # Installed after the templates: the prototypes were made (and removed) through asyncua's own path.
-        self._nodes = _NodesOnDemand(address_space._nodes, self)
-        address_space._nodes = self._nodes
+        # Asked for nodes only after the templates: the prototypes were made (and removed) through asyncua's path.
+        self._nodes = NodesOnDemand.installed_in(address_space)
+        self._nodes.add_provider(self)
 
     @property
-    def _node_dict(self) -> _NodesOnDemand:
+    def _node_dict(self) -> NodesOnDemand:
         if self._nodes is None:
             raise RuntimeError("the catalogue is used before prepare()")
         return self._nodes
@@ -209,12 +174,30 @@ class Catalogue:
 
     def is_built(self, node_id: ua.NodeId) -> bool:
         """Whether a node exists already (not only as a published id); asking builds nothing."""
-        return self._nodes is not None and dict.__contains__(self._nodes, node_id)
+        return self._nodes is not None and self._nodes.is_made(node_id)
 
     def built_count(self) -> int:
         return len(self._owner)
 
-    # ---- the node dict's side --------------------------------------------------------------------------
+    # ---- the node dict's side (node_dict.NodeProvider) ----------------------------------------------------
+
+    def provides(self, node_id: ua.NodeId) -> bool:
+        return self.resolve(node_id) is not None
+
+    def pending(self) -> tuple[ua.NodeId, ...]:
+        """None listed: the ids of thousands of orders would make a listing of the address space useless."""
+        return ()
+
+    def referrers(self, node_id: ua.NodeId) -> tuple[ua.NodeId, ...]:
+        """A node not built yet is made afresh when asked for, so it never keeps a reference to a deleted node."""
+        return ()
+
+    def placed(self, node_id: ua.NodeId) -> None:
+        self.note_built(node_id)
+
+    def removed(self, node_id: ua.NodeId) -> bool:
+        self.forget_built(node_id)
+        return False
 
     def resolve(self, node_id: ua.NodeId) -> tuple[_Entity, str] | None:
         """The published entity a NodeId belongs to and the member path below it; None if it names no such node."""
@@ -237,7 +220,7 @@ class Catalogue:
                 return (entity, path) if path in self._templates[entity.kind].nodes else None
         return None
 
-    def build(self, node_id: ua.NodeId) -> NodeData | None:
+    def make(self, node_id: ua.NodeId) -> NodeData | None:
         """Make a published node that was not asked for before; None if no published node has this id."""
         found = self.resolve(node_id)
         if found is None:
@@ -256,8 +239,7 @@ class Catalogue:
         if path == _CHILD_FOLDER.get(entity.kind):
             for child in _children(entity.data):
                 node.references.append(self._child_link(entity, child))
-        dict.__setitem__(self._node_dict, node_id, node)
-        self._note(node_id, entity.order_no)
+        self._note(node_id, entity.order_no)  # the node dict keeps it
         return node
 
     def note_built(self, node_id: ua.NodeId) -> None:

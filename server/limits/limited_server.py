@@ -7,13 +7,20 @@ InternalServer creates a `session.LimitedSession` for each client and counts the
 CreateSession). `LimitedServer.start` repeats asyncua's `Server.start` only to use `transport.GuardedBinaryServer`.
 The limits are published in ServerCapabilities so that clients can stay within them.
 
-asyncua internals: InternalServer subclass (create_session, its limit knobs), Server.start's steps and _policies
+Given a cache folder, the InternalServer takes the standard address space from its cache (filled and stored on the
+first start; address_space.standard_nodes) and keeps every node in a `NodesOnDemand` dict (address_space.node_dict).
+
+asyncua internals: InternalServer subclass (create_session, load_standard_address_space, node_mgt_service, its
+limit knobs), Server.start's steps and _policies
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
@@ -24,6 +31,8 @@ from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 
 from qualitybridge.config import LimitsSettings
+from qualitybridge.server.address_space.node_dict import NodesOnDemand, OnDemandNodeManagement
+from qualitybridge.server.address_space.standard_nodes import StandardNodeCache
 from qualitybridge.server.limits.rate import LoginThrottle
 from qualitybridge.server.limits.refusal_log import quiet_limit_faults
 from qualitybridge.server.limits.session import ANONYMOUS, LimitedSession, client_address
@@ -51,15 +60,22 @@ _OPERATION_LIMIT_NODES: tuple[int, ...] = (
 class LimitedInternalServer(InternalServer):
     """asyncua's InternalServer with the configured limits, creating `LimitedSession`s for clients."""
 
-    def __init__(self, settings: LimitsSettings) -> None:
+    def __init__(self, settings: LimitsSettings, standard_nodes_cache: Path | None = None) -> None:
         super().__init__()
         self.limit_settings = settings
+        self.standard_nodes_cache = None if standard_nodes_cache is None else StandardNodeCache(standard_nodes_cache)
+        # The same service as asyncua's, except that DeleteNodes does not make every node on demand to scan it.
+        self.node_mgt_service = OnDemandNodeManagement(self.aspace)
         self.login_throttle = LoginThrottle(
             settings.login_penalty_base_seconds,
             settings.login_penalty_max_seconds,
             settings.login_failure_memory_seconds,
         )
         self._client_sessions: set[LimitedSession] = set()
+        # Set while the start loads what method calls need (the stored master data); see hold_calls.
+        self._calls_released: asyncio.Event | None = None
+        self.calls_wait_seconds = 120.0
+        self.calls_waiting = 0
         # asyncua's own knobs, see InternalServer.__init__.
         self.max_connections = settings.max_connections
         self.max_pending_activation_seconds = settings.activation_timeout_seconds
@@ -67,6 +83,45 @@ class LimitedInternalServer(InternalServer):
         self.max_session_timeout_ms = settings.max_session_timeout_seconds * 1000
         self.min_session_timeout_ms = min(self.min_session_timeout_ms, self.max_session_timeout_ms)
         self.max_subscriptions = settings.max_sessions * settings.max_subscriptions_per_session
+
+    async def load_standard_address_space(self, shelf_file: Path | None = None) -> None:
+        """Namespace 0 from the cache, each node made on first access; filled as asyncua does (and stored for the
+        next start) when there is no usable cache."""
+        cache = self.standard_nodes_cache
+        if cache is None or shelf_file is not None:
+            await super().load_standard_address_space(shelf_file)
+            return
+        nodes = NodesOnDemand.installed_in(self.aspace)
+        standard = await asyncio.to_thread(cache.load)
+        if standard is not None:
+            nodes.add_provider(standard)
+            return
+        await super().load_standard_address_space()
+        # Stored as filled, before asyncua's fixes and settings, which every start applies on top.
+        await asyncio.to_thread(
+            cache.store, {node_id: dict.__getitem__(nodes, node_id) for node_id in nodes.made_ids()}
+        )
+
+    def hold_calls(self) -> None:
+        """Clients' method calls wait from now until `release_calls` (at most `calls_wait_seconds`): the endpoint
+        opens before the stored master data is in memory, and a report for an order not loaded yet must wait for it
+        rather than be refused as unknown. Browse, Read and subscriptions answer meanwhile."""
+        self._calls_released = asyncio.Event()
+
+    def release_calls(self) -> None:
+        if self._calls_released is not None:
+            self._calls_released.set()
+
+    async def calls_admitted(self) -> None:
+        released = self._calls_released
+        if released is None or released.is_set():
+            return
+        self.calls_waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):  # past the bound the call runs on what is loaded by then
+                await asyncio.wait_for(released.wait(), self.calls_wait_seconds)
+        finally:
+            self.calls_waiting -= 1
 
     @property
     def client_session_count(self) -> int:
@@ -98,8 +153,9 @@ class LimitedInternalServer(InternalServer):
 class LimitedServer(Server):
     """asyncua Server enforcing `[limits]`; use it in place of `asyncua.Server`."""
 
-    def __init__(self, settings: LimitsSettings) -> None:
-        self.limited_iserver = LimitedInternalServer(settings)
+    def __init__(self, settings: LimitsSettings, standard_nodes_cache: Path | None = None) -> None:
+        """`standard_nodes_cache`: the folder of the standard address space's cache; None fills it at every start."""
+        self.limited_iserver = LimitedInternalServer(settings, standard_nodes_cache)
         super().__init__(iserver=self.limited_iserver)
         quiet_limit_faults()
         self.limit_settings = settings

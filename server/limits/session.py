@@ -226,6 +226,7 @@ class LimitedSession(InternalSession):
 
     async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         await self._admit(len(params))
+        await self.limited_server.calls_admitted()  # during the start, until the stored master data is loaded
         return await super().call(params)
 
     async def add_nodes(self, params: list[ua.AddNodesItem]) -> list[ua.AddNodesResult]:

@@ -8,8 +8,13 @@ asyncua buffers a whole chunk (up to 4 GiB) and checks its size only afterwards;
 connections whose protocol refuses a chunk whose header declares more bytes than `max_chunk_size` *before*
 buffering it, answering BadTcpMessageTooLarge as OPC UA Part 6 says.
 
+Its connections also check a user name and password ahead, in a worker thread (`_LoginAheadProcessor`): asyncua
+asks the user manager on the event loop, and scrypt takes about 0.4 s, so a storm of first logins after a restart
+stalled every session; checked ahead, asyncua's own check answers from the user manager's memory.
+
 asyncua internals: OPCUAProtocol subclass (connection_made, connection_lost, data_received, _buffer, clients,
-processor.session), BinaryServer._make_protocol, uatcp_to_binary
+processor.session), BinaryServer._make_protocol, uatcp_to_binary, UaProcessor._process_message,
+InternalServer.decrypt_user_token
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
-from asyncua.ua.ua_binary import uatcp_to_binary
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
 from qualitybridge.server.limits.session import client_address
@@ -71,6 +77,34 @@ class AddressRefusals:
             self._logged_at.clear()
 
 
+_ACTIVATE_SESSION = ua.NodeId(ua.Int32(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary))
+
+
+class _LoginAheadProcessor(UaProcessor):
+    """asyncua's processor; an ActivateSession with a user name has its password checked in a worker thread first
+    (the user manager's `verify_ahead`), so that asyncua's check on the event loop finds the verdict ready."""
+
+    async def _process_message(self, typeid: Any, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        if typeid == _ACTIVATE_SESSION and self.session is not None:
+            await self._verify_ahead(body.copy())
+        return await super()._process_message(typeid, requesthdr, seqhdr, body)  # type: ignore[no-untyped-call]
+
+    async def _verify_ahead(self, body: Any) -> None:
+        verify_ahead = getattr(self.iserver.user_manager, "verify_ahead", None)
+        throttle = getattr(self.iserver, "login_throttle", None)
+        address = getattr(self.session, "client_address", None)
+        if verify_ahead is None or (throttle is not None and throttle.penalty_remaining(address) > 0):
+            return  # a penalised address is refused without a password check (LimitedSession.activate_session)
+        try:
+            token = struct_from_binary(ua.ActivateSessionParameters, body).UserIdentityToken
+            if not isinstance(token, ua.UserNameIdentityToken):
+                return
+            username, password = self.iserver.decrypt_user_token(self.session, token)
+        except Exception:  # whatever is wrong with the token, asyncua's own path answers it as before
+            return
+        await asyncio.to_thread(verify_ahead, username, password)
+
+
 class _GuardedProtocol(OPCUAProtocol):
     """asyncua's connection protocol with three guards asyncua lacks.
 
@@ -112,6 +146,10 @@ class _GuardedProtocol(OPCUAProtocol):
             transport.close()
             return
         super().connection_made(transport)
+        if self.processor is not None:
+            # asyncua makes its processor inline in connection_made; nothing has used this one yet.
+            self.processor = _LoginAheadProcessor(self.iserver, self.transport, self.limits)
+            self.processor.set_policies(self.policies)  # type: ignore[no-untyped-call]
         if self.transport is not None:
             self._hello_watchdog = asyncio.create_task(self._close_without_hello())
 

@@ -48,6 +48,7 @@ SCRYPT_KEY_BYTES = 32
 _SCRYPT_MAXMEM = 64 * 1024 * 1024
 # Stored instead of a hash for accounts that log in with a certificate only; no password ever matches it.
 NO_PASSWORD = "!"  # noqa: S105 - a marker, not a password
+_REFUSED_KEPT = 1024
 
 
 class Role(StrEnum):
@@ -200,6 +201,8 @@ class PasswordUserManager(UserManager):
         self._accounts: dict[str, UserAccount] = {}
         self._by_thumbprint: dict[str, UserAccount] = {}
         self._verified: set[tuple[str, str, bytes]] = set()
+        # Wrong passwords found by verify_ahead, each answered once by get_user without a second scrypt run.
+        self._refused: dict[tuple[str, str, bytes], None] = {}
         self.replace_accounts(accounts)
 
     def replace_accounts(self, accounts: Iterable[UserAccount]) -> None:
@@ -214,6 +217,7 @@ class PasswordUserManager(UserManager):
             self._accounts = by_name
             self._by_thumbprint = by_thumbprint
             self._verified = set()
+            self._refused = {}
 
     @property
     def accounts(self) -> dict[str, UserAccount]:
@@ -232,12 +236,36 @@ class PasswordUserManager(UserManager):
         with self._lock:
             if cache_key in self._verified:
                 return True
-        # scrypt runs once per account/password; later logins hit the cache and do not stall the event loop.
+            if cache_key in self._refused:  # found wrong by verify_ahead just now
+                del self._refused[cache_key]
+                return False
+        # scrypt runs once per account/password (in a worker thread when verify_ahead ran first); later logins hit
+        # the cache and do not stall the event loop.
         if not verify_password(password, account.password_hash):
             return False
         with self._lock:
             self._verified.add(cache_key)
         return True
+
+    def verify_ahead(self, username: str | None, password: str | None) -> None:
+        """Run the scrypt check of a login before asyncua asks `get_user` on the event loop (called in a worker
+        thread by the transport); the verdict is kept for that `get_user`."""
+        with self._lock:
+            account = self._accounts.get(username or "")
+        if account is None or account.password_hash == NO_PASSWORD:
+            return  # answered by get_user as before (the same time as a wrong password)
+        cache_key = (username or "", account.password_hash, self._password_fingerprint(password or ""))
+        with self._lock:
+            if cache_key in self._verified:
+                return
+        if verify_password(password or "", account.password_hash):
+            with self._lock:
+                self._verified.add(cache_key)
+            return
+        with self._lock:
+            self._refused[cache_key] = None
+            while len(self._refused) > _REFUSED_KEPT:  # a verdict get_user never asked for (connection gone)
+                del self._refused[next(iter(self._refused))]
 
     def get_user(
         self,

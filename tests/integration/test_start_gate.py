@@ -1,0 +1,64 @@
+"""During the start, clients' method calls wait until the stored master data is loaded (LimitedServer.hold_calls):
+the endpoint opens first, and a report for an order not loaded yet must not be refused as unknown meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from asyncua import Client, ua
+
+from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits import LimitedServer
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def test_a_call_during_the_load_waits_for_it_while_reads_are_answered() -> None:
+    server = LimitedServer(LimitsSettings())
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{_free_port()}/gate")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    loaded: list[str] = []
+    calls: list[list[str]] = []
+
+    def known_orders(_parent: ua.NodeId) -> list[ua.Variant]:
+        calls.append(list(loaded))
+        return [ua.Variant(len(loaded), ua.VariantType.Int32)]
+
+    objects = server.nodes.objects
+    method = await objects.add_method(2, "KnownOrders", known_orders, [], [ua.VariantType.Int32])
+    iserver = server.limited_iserver
+    iserver.hold_calls()
+    await server.start()
+    try:
+        async with (
+            Client(server.endpoint.geturl(), timeout=60, watchdog_intervall=60) as caller,
+            Client(server.endpoint.geturl(), timeout=60, watchdog_intervall=60) as reader,
+        ):
+            call = asyncio.create_task(caller.get_node(objects.nodeid).call_method(method.nodeid))
+            await _until(lambda: iserver.calls_waiting == 1, "the call to wait")
+            state = await reader.get_node(ua.ObjectIds.Server_ServerStatus_State).read_value()
+            assert state == ua.ServerState.Running  # the endpoint answers meanwhile
+            assert calls == []
+            loaded.append("1000417")
+            iserver.release_calls()
+            assert await asyncio.wait_for(call, 60) == 1
+            assert calls == [["1000417"]]  # it ran on what was loaded
+            assert iserver.calls_waiting == 0
+            assert await caller.get_node(objects.nodeid).call_method(method.nodeid) == 1  # no wait once released
+    finally:
+        await server.stop()
