@@ -25,7 +25,7 @@ RUNNING = 3  # OrderStateEnum
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, int]]:
     root = tmp_path_factory.mktemp("demo")
-    port, erp_port = free_port(), free_port()
+    port, erp_port, operations_port = free_port(), free_port(), free_port()
     process = ChildProcess(
         "demo",
         [
@@ -36,6 +36,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, 
             str(port),
             "--erp-port",
             str(erp_port),
+            # Not the default 9840: another test run on the same machine may be serving its own demo there.
+            "--operations-port",
+            str(operations_port),
             "--host",
             "127.0.0.1",
         ],

@@ -29,8 +29,10 @@ SAP_STALL_SECONDS = 6 * SYNC_INTERVAL
 @pytest.fixture(scope="module")
 def sap_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, int]]:
     root = tmp_path_factory.mktemp("sap-demo")
-    port, erp_port = free_port(), free_port()
+    port, erp_port, operations_port = free_port(), free_port(), free_port()
+    # Not the default operations port 9840: the other demo test, or another run on this machine, may hold it.
     args = ["demo", "--erp", "sap", "--data-dir", str(root / "data"), "--port", str(port)]
+    args += ["--operations-port", str(operations_port)]
     process = ChildProcess(
         "demo", [*args, "--erp-port", str(erp_port), "--host", "127.0.0.1"], root, "QualityBridge demo is running."
     )
