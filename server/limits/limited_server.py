@@ -73,9 +73,10 @@ class LimitedInternalServer(InternalServer):
         self._client_sessions: set[LimitedSession] = set()
         # Set while the start loads what method calls need (the stored master data); see hold_calls.
         self._calls_released: asyncio.Event | None = None
-        # Below asyncua's default request timeout (4 s), so that the client gets the answer: a call held longer
-        # timed out at the client and then ran unseen (a report stored, stored again by a retry without client id).
-        self.calls_wait_seconds = 3.0
+        # Below a second: asyncua clients probe their session every second and drop the connection when the probe,
+        # which waits behind the held call, is not answered within it. A call held longer was lost to its client and
+        # then ran unseen (a report stored, and stored again by a retry without client result id).
+        self.calls_wait_seconds = 0.75
         self.calls_waiting = 0
         # asyncua's own knobs, see InternalServer.__init__.
         self.max_connections = settings.max_connections
