@@ -27,11 +27,11 @@ from qualitybridge.domain.model import (
     InspectionCharacteristic,
     MeasurementResult,
     ProductionOrder,
-    ResultEvaluation,
     TestEquipment,
 )
 from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.server.address_space.catalogue import Catalogue, instantiate
+from qualitybridge.server.address_space.measurement_reported import describe_result
 from qualitybridge.server.address_space.members import (
     EVENT_FIELD_TYPES,
     WAITING,
@@ -319,22 +319,8 @@ class AddressSpaceView:
         return False
 
     async def _report_event(self, result: MeasurementResult) -> None:
-        report = result.report
-        event = self._result_events.event
-        event.OrderNumber = report.order_no
-        event.OperationNumber = report.operation_no
-        event.CharacteristicId = report.characteristic_id
-        event.ResultId = result.result_id
-        event.Value = report.value
-        event.Evaluation = int(result.evaluation)
-        event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
-        await trigger_along(
-            self._server,
-            self._result_events,
-            [SERVER_OBJECT],
-            message=f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
-            f"{result.unit}: {result.evaluation.name}",
-        )
+        message = describe_result(self._result_events.event, result)
+        await trigger_along(self._server, self._result_events, [SERVER_OBJECT], message=message)
 
     async def show_spc(self, change: SpcStatusChanged) -> None:
         """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""
