@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -121,6 +122,19 @@ async def schema_is_current(engine: AsyncEngine) -> bool:
     return frozenset(stored) == heads
 
 
+# The oldest SQLite the store's statements run on: UPDATE ... FROM (3.33) marks a relay page's deliveries, and a
+# batch's multi-row INSERTs bind thousands of parameters (at most 999 before 3.32).
+_OLDEST_SQLITE = (3, 33, 0)
+
+
+def _sqlite_too_old(url: str) -> str | None:
+    """The linked SQLite library's version when the store is SQLite and the library older than the statements need
+    (Python uses the system's libsqlite3, which on older distributions predates them)."""
+    if make_url(url).get_backend_name() != "sqlite" or sqlite3.sqlite_version_info >= _OLDEST_SQLITE:
+        return None
+    return sqlite3.sqlite_version
+
+
 def _sqlite_file_is_a_folder(url: str) -> str | None:
     parsed = make_url(url)
     database = parsed.database or ""
@@ -135,6 +149,12 @@ async def open_store_waiting(
     # loop and print a traceback after the one line this case deserves.
     if folder := _sqlite_file_is_a_folder(url):
         raise StoreMisconfigured(f"store: {folder} is a folder, not a SQLite file — fix [store] url")
+    if too_old := _sqlite_too_old(url):
+        oldest = ".".join(map(str, _OLDEST_SQLITE))
+        raise StoreMisconfigured(
+            f"store: Python's SQLite library is {too_old}; the store needs SQLite {oldest} or newer — "
+            "run on a Python linked with a newer libsqlite3, or use PostgreSQL"
+        )
     deadline = time.monotonic() + wait_seconds
     attempt = 0
     while True:

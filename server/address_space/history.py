@@ -35,6 +35,7 @@ from asyncua.server.internal_server import InternalServer
 from asyncua.server.monitored_item_service import WhereClauseEvaluator
 
 from qualitybridge.domain.model import ResultEvaluation
+from qualitybridge.server.address_space.measurement_reported import describe_result
 from qualitybridge.server.address_space.notifiers import SERVER_OBJECT
 from qualitybridge.server.address_space.spc_alarm_events import _FIELD_TYPES as _ALARM_FIELD_TYPES
 from qualitybridge.server.address_space.spc_alarm_events import SPC_ALARM_EVENT_TYPE
@@ -251,22 +252,11 @@ class StoreHistoryManager(HistoryManager):
     async def _event(self, record: QualityEvent) -> Any:
         root = ua.NodeId(ua.String("QualityBridge"), ua.Int16(self._namespace_index))
         if record.measurement is not None:
-            result = record.measurement.result
-            report = result.report
             event = await self._template(MEASUREMENT_REPORTED_EVENT_TYPE, _MEASUREMENT_FIELD_TYPES)
-            event.OrderNumber = report.order_no
-            event.OperationNumber = report.operation_no
-            event.CharacteristicId = report.characteristic_id
-            event.ResultId = result.result_id
-            event.Value = report.value
-            event.Evaluation = int(result.evaluation)
-            event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
+            message = describe_result(event, record.measurement.result)
             event.SourceNode = root
             event.SourceName = "QualityBridge"
-            event.Message = ua.LocalizedText(
-                f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
-                f"{result.unit}: {result.evaluation.name}"
-            )
+            event.Message = ua.LocalizedText(message)
         elif record.alarm is not None:
             alarm = record.alarm.alarm
             event = await self._template(SPC_ALARM_EVENT_TYPE, _ALARM_FIELD_TYPES)

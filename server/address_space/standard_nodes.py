@@ -10,8 +10,9 @@ applied by asyncua's own code as before, on the nodes it touches, which are made
 
 The file is keyed by the asyncua version, the Python version (pickle of asyncua's classes) and `FORMAT_VERSION`,
 and carries a digest of its contents. A missing, corrupt or foreign file, or a folder that cannot be written,
-costs one log line and a normal fill, never a failed start. The folder: `$QUALITYBRIDGE_CACHE_DIR`, else
-`$XDG_CACHE_HOME/qualitybridge`, else `~/.cache/qualitybridge` (docs/operations.md).
+costs one log line and a normal fill, never a failed start. A file another user owns or may write is never loaded
+(unpickling it would run their code); the folder is made private (0700) when this module creates it. The folder:
+`$QUALITYBRIDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/qualitybridge`, else `~/.cache/qualitybridge` (docs/operations.md).
 
 asyncua internals: NodeData, AttributeValue (pickled as they are), InternalServer.load_standard_address_space.
 """
@@ -22,6 +23,7 @@ import hashlib
 import logging
 import os
 import pickle
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -113,12 +115,18 @@ class StandardNodeCache:
         """The stored nodes, or None (with one log line) when there is no usable file."""
         path = self.path
         try:
-            content = path.read_bytes()
+            with path.open("rb") as file:
+                # Judged on the opened file itself, so that a file swapped in after the check is not the one read.
+                distrust = _distrust(os.fstat(file.fileno()))
+                content = b"" if distrust else file.read()
         except (FileNotFoundError, NotADirectoryError):
             _log.info("no standard address space cache at %s yet: filling it and storing it there", path)
             return None
         except OSError as exc:
             _log.warning("standard address space cache %s unreadable (%s): filling it as asyncua does", path, exc)
+            return None
+        if distrust:
+            _log.warning("standard address space cache %s ignored: %s; filling it as asyncua does", path, distrust)
             return None
         try:
             return _decode(content)
@@ -132,7 +140,7 @@ class StandardNodeCache:
         path = self.path
         try:
             content = _encode(nodes)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             try:
                 with os.fdopen(handle, "wb") as file:
@@ -146,6 +154,17 @@ class StandardNodeCache:
             return False
         _log.info("stored the standard address space cache at %s", path)
         return True
+
+
+def _distrust(status: os.stat_result) -> str:
+    """Why a cache file must not be loaded ("" if it may): it is a pickle, and unpickling runs code, so a file that
+    another account wrote or could write would run that account's code in the server. The digest does not help
+    there: anyone can compute it. The files this module writes are the process's own and private (mkstemp)."""
+    if status.st_uid != os.geteuid():
+        return f"owned by user id {status.st_uid}, not by this process's user ({os.geteuid()})"
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by other users (mode {stat.S_IMODE(status.st_mode):o})"
+    return ""
 
 
 def _encode(nodes: Mapping[ua.NodeId, NodeData]) -> bytes:

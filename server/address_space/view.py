@@ -27,11 +27,11 @@ from qualitybridge.domain.model import (
     InspectionCharacteristic,
     MeasurementResult,
     ProductionOrder,
-    ResultEvaluation,
     TestEquipment,
 )
 from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.server.address_space.catalogue import Catalogue, instantiate
+from qualitybridge.server.address_space.measurement_reported import describe_result
 from qualitybridge.server.address_space.members import (
     EVENT_FIELD_TYPES,
     WAITING,
@@ -271,10 +271,15 @@ class AddressSpaceView:
     # ---- results and diagnostics ------------------------------------------------------------------
 
     async def show_result(self, result: MeasurementResult) -> None:
+        """One reported result: its characteristic's Last* values and its MeasurementReported event."""
+        await self._show_last(result)
+        if self._result_events is not None:
+            await self._report_event(result)
+
+    async def _show_last(self, result: MeasurementResult) -> None:
         report = result.report
-        node_id = self._ns.characteristic(report.order_no, report.operation_no, report.characteristic_id)
         await self._write_members(
-            node_id,
+            self._ns.characteristic(report.order_no, report.operation_no, report.characteristic_id),
             [
                 ("LastValue", report.value, _V.Double),
                 ("LastEvaluation", int(result.evaluation), _V.Int32),
@@ -282,22 +287,6 @@ class AddressSpaceView:
                 ("LastResultId", result.result_id, _V.String),
             ],
         )
-        if self._result_events is not None:
-            event = self._result_events.event
-            event.OrderNumber = report.order_no
-            event.OperationNumber = report.operation_no
-            event.CharacteristicId = report.characteristic_id
-            event.ResultId = result.result_id
-            event.Value = report.value
-            event.Evaluation = int(result.evaluation)
-            event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
-            await trigger_along(
-                self._server,
-                self._result_events,
-                [SERVER_OBJECT],
-                message=f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
-                f"{result.unit}: {result.evaluation.name}",
-            )
 
     async def show_results(self, results: Sequence[MeasurementResult]) -> None:
         """A report batch's results: each characteristic's Last* values written once, with its last result (the
@@ -307,17 +296,8 @@ class AddressSpaceView:
         for result in results:
             report = result.report
             last[(report.order_no, report.operation_no, report.characteristic_id)] = result
-        for (order_no, operation_no, characteristic_id), result in last.items():
-            report = result.report
-            await self._write_members(
-                self._ns.characteristic(order_no, operation_no, characteristic_id),
-                [
-                    ("LastValue", report.value, _V.Double),
-                    ("LastEvaluation", int(result.evaluation), _V.Int32),
-                    ("LastMeasuredAt", report.measured_at, _V.DateTime),
-                    ("LastResultId", result.result_id, _V.String),
-                ],
-            )
+        for result in last.values():
+            await self._show_last(result)
         if self._result_events is None or not self._result_events_watched():
             return  # nobody subscribed to them: building a thousand events nobody receives costs the batch call
         for position, result in enumerate(results):
@@ -339,22 +319,8 @@ class AddressSpaceView:
         return False
 
     async def _report_event(self, result: MeasurementResult) -> None:
-        report = result.report
-        event = self._result_events.event
-        event.OrderNumber = report.order_no
-        event.OperationNumber = report.operation_no
-        event.CharacteristicId = report.characteristic_id
-        event.ResultId = result.result_id
-        event.Value = report.value
-        event.Evaluation = int(result.evaluation)
-        event.Severity = 100 if result.evaluation is ResultEvaluation.OK else 600
-        await trigger_along(
-            self._server,
-            self._result_events,
-            [SERVER_OBJECT],
-            message=f"{report.order_no}/{report.operation_no}/{report.characteristic_id} = {report.value} "
-            f"{result.unit}: {result.evaluation.name}",
-        )
+        message = describe_result(self._result_events.event, result)
+        await trigger_along(self._server, self._result_events, [SERVER_OBJECT], message=message)
 
     async def show_spc(self, change: SpcStatusChanged) -> None:
         """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""

@@ -17,7 +17,6 @@ limit knobs), Server.start's steps and _policies
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from pathlib import Path
@@ -74,7 +73,10 @@ class LimitedInternalServer(InternalServer):
         self._client_sessions: set[LimitedSession] = set()
         # Set while the start loads what method calls need (the stored master data); see hold_calls.
         self._calls_released: asyncio.Event | None = None
-        self.calls_wait_seconds = 120.0
+        # Below a second: asyncua clients probe their session every second and drop the connection when the probe,
+        # which waits behind the held call, is not answered within it. A call held longer was lost to its client and
+        # then ran unseen (a report stored, and stored again by a retry without client result id).
+        self.calls_wait_seconds = 0.75
         self.calls_waiting = 0
         # asyncua's own knobs, see InternalServer.__init__.
         self.max_connections = settings.max_connections
@@ -103,25 +105,30 @@ class LimitedInternalServer(InternalServer):
         )
 
     def hold_calls(self) -> None:
-        """Clients' method calls wait from now until `release_calls` (at most `calls_wait_seconds`): the endpoint
-        opens before the stored master data is in memory, and a report for an order not loaded yet must wait for it
-        rather than be refused as unknown. Browse, Read and subscriptions answer meanwhile."""
+        """Clients' method calls wait from now until `release_calls`: the endpoint opens before the stored master
+        data is in memory, and a report for an order not loaded yet must wait for it rather than be refused as
+        unknown. A call not released within `calls_wait_seconds` is refused (`calls_admitted`). Other connections'
+        Browse, Read and subscriptions answer meanwhile; the caller's own connection answers after its call."""
         self._calls_released = asyncio.Event()
 
     def release_calls(self) -> None:
         if self._calls_released is not None:
             self._calls_released.set()
 
-    async def calls_admitted(self) -> None:
+    async def calls_admitted(self) -> bool:
+        """Whether a client's method call may run now: at once outside the start's load, else once released; False
+        when the load has not ended within `calls_wait_seconds` (the call is then refused, nothing runs)."""
         released = self._calls_released
         if released is None or released.is_set():
-            return
+            return True
         self.calls_waiting += 1
         try:
-            with contextlib.suppress(TimeoutError):  # past the bound the call runs on what is loaded by then
-                await asyncio.wait_for(released.wait(), self.calls_wait_seconds)
+            await asyncio.wait_for(released.wait(), self.calls_wait_seconds)
+        except TimeoutError:
+            return False
         finally:
             self.calls_waiting -= 1
+        return True
 
     @property
     def client_session_count(self) -> int:

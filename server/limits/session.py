@@ -56,6 +56,9 @@ _KEEPALIVE_NODES = frozenset(
     )
 )
 _MAX_KEEPALIVE_NODES = 2
+# A method call during the start that the load did not release in time: the resource (the loaded orders) is not
+# there yet, retry later.
+STILL_STARTING = ua.StatusCodes.BadResourceUnavailable
 
 # asyncua's default session user before ActivateSession names one.
 ANONYMOUS = User(role=UserRole.Anonymous)
@@ -226,7 +229,9 @@ class LimitedSession(InternalSession):
 
     async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         await self._admit(len(params))
-        await self.limited_server.calls_admitted()  # during the start, until the stored master data is loaded
+        if not await self.limited_server.calls_admitted():  # during the start, until the stored data is loaded
+            # Still loading: nothing runs, and BadResourceUnavailable tells the client to retry shortly.
+            return [ua.CallMethodResult(StatusCode=ua.StatusCode(ua.UInt32(STILL_STARTING))) for _ in params]
         return await super().call(params)
 
     async def add_nodes(self, params: list[ua.AddNodesItem]) -> list[ua.AddNodesResult]:

@@ -157,6 +157,12 @@ _CLIENT_IDS = len(REPORT_MEASUREMENTS_ARGUMENTS) - 1  # may be empty: no entry h
 _UNCHECKED = object()
 
 
+def _distinct(raw: Any) -> tuple[type, Any]:
+    """What tells a batch's values apart for the check-once cache: floats by their bits, as 0.0 == -0.0 (each
+    entry keeps the value it sent); 1 and True by their type."""
+    return (float, raw.hex()) if isinstance(raw, float) else (type(raw), raw)
+
+
 class _EntryRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -288,13 +294,14 @@ class ReportMeasurementsMethod:
         for index, spec in enumerate(_ELEMENT_SPECS):
             raw = columns[index][entry]
             known = checked[index]
-            value = known.get((type(raw), raw), _UNCHECKED)
+            key = _distinct(raw)
+            value = known.get(key, _UNCHECKED)
             if value is _UNCHECKED:
                 try:
                     value = parse_element(spec, raw, index)
                 except ArgumentError as exc:
                     value = _EntryRefused(exc.status, exc.message)
-                known[(type(raw), raw)] = value
+                known[key] = value
             if isinstance(value, _EntryRefused):
                 raise value.with_traceback(None)
             parsed[spec.name] = value

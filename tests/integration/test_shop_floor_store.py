@@ -259,3 +259,15 @@ async def test_reporting_migration_adds_its_tables_and_columns(store: Store) -> 
     # Rows written without the new column (the single-result path) get the default: not flagged.
     await store.record_measurement(result())
     assert [item.gauge_due_soon for item in await store.stored_measurements()] == [False]
+
+
+async def test_a_batch_larger_than_one_statement_is_stored_whole_in_its_order(store: Store) -> None:
+    """More rows than one multi-row INSERT takes (bulk_rows chunks them, renumbering PostgreSQL's parameters per
+    statement): every measurement and every outbox row is stored, the postings in the batch's order."""
+    batch = [accepted(f"plc-{n}", value=float(n)) for n in range(1_201)]
+    answers = await store.record_measurements(batch)
+    assert [created for _item, created in answers] == [True] * len(batch)
+    stored = {item.result.result_id: item for item in await store.stored_measurements()}
+    assert [stored[item.result.result_id] for item in batch] == batch
+    keys = [entry.idempotency_key for entry in await store.pending_outbox(limit=2_000)]
+    assert keys == [f"mr-{item.result.result_id}" for item in batch]

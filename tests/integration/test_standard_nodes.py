@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from asyncua import Client, Server, ua
 from asyncua.common.events import get_filter_from_event_type
+from asyncua.server.address_space import NodeData
 
 from qualitybridge.config import LimitsSettings
 from qualitybridge.server.address_space.node_dict import NodesOnDemand
@@ -310,3 +312,22 @@ async def test_a_cache_folder_that_cannot_be_written_costs_one_log_line_not_the_
     assert "could not store" in warnings[0].getMessage()
     assert _made(server) > 6000
     assert ua.NodeId(ua.ObjectIds.Server) in server.iserver.aspace
+
+
+@pytest.mark.parametrize("tampering", ["writable by others", "owned by another user"])
+async def test_a_cache_file_others_could_have_written_is_not_loaded(
+    cache_dir: Path, tampering: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The file is a pickle: loading one that another account could have written would run that account's code.
+    cache = StandardNodeCache(cache_dir)
+    assert cache.store({ua.NodeId(ua.ObjectIds.Server): NodeData(ua.NodeId(ua.ObjectIds.Server))})
+    assert cache.load() is not None
+    if tampering == "writable by others":
+        cache.path.chmod(0o666)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another user needs root")
+        os.chown(cache.path, os.geteuid() + 4242, -1)
+    with caplog.at_level(logging.WARNING, logger="qualitybridge.server.address_space.standard_nodes"):
+        assert cache.load() is None
+    assert "ignored" in caplog.text, caplog.text

@@ -10,6 +10,7 @@ from sqlalchemy import inspect
 from qualitybridge.domain.mapping import InvalidMapping, MappingEntry, MappingKind
 from qualitybridge.domain.model import CalibrationStatus, ErpSnapshot, OrderState, OutboxState
 from qualitybridge.domain.postings import MeasurementPosting
+from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import Store
 from tests.builders import NOW, gauge, order, result
 
@@ -148,3 +149,16 @@ async def test_mapping_import_is_one_transaction(store: Store) -> None:
         await store.replace_mappings(MappingKind.MATERIAL, [*many[:10], too_long])
     assert len(await store.list_mappings(MappingKind.MATERIAL)) == 2000
     assert [entry.source_key for entry in await store.list_mappings(MappingKind.UNIT)] == ["mm"]
+
+
+async def test_more_deliveries_than_one_marking_statement_takes_are_all_marked(store: Store) -> None:
+    # SQLite marks at most 4,000 deliveries per UPDATE ... FROM (VALUES ...); the rest go in further statements.
+    await store.record_measurements([AcceptedMeasurement(result=result(order_no="300")) for _ in range(4_001)])
+    entries = await store.pending_outbox(limit=5_000)
+    assert len(entries) == 4_001
+    await store.mark_sent_many([(entry.seq, f"QR-{entry.seq}") for entry in entries])
+    assert await store.pending_outbox(limit=5_000) == []
+    sent = await store.outbox_entries([OutboxState.SENT])
+    assert [(entry.seq, entry.erp_document, entry.attempts) for entry in sent] == [
+        (entry.seq, f"QR-{entry.seq}", 1) for entry in entries
+    ]

@@ -3,11 +3,13 @@ configuration (nothing will change by waiting); each says which store, never its
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy.exc import DBAPIError
 
-from qualitybridge.store.connect import StoreMisconfigured, StoreUnavailable, classify_store_error
+from qualitybridge.store.connect import StoreMisconfigured, StoreUnavailable, classify_store_error, open_store_waiting
 
 POSTGRES = "postgresql+asyncpg://qb:secret@db.plant:5432/quality"
 
@@ -40,3 +42,17 @@ def test_anything_else_is_waited_for_with_its_type_named() -> None:
     problem = classify_store_error(POSTGRES, RuntimeError("strange"))
     assert isinstance(problem, StoreUnavailable)
     assert "RuntimeError: strange" in str(problem)
+
+
+async def test_a_sqlite_library_older_than_the_statements_need_is_refused_before_any_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python links the system's libsqlite3 (RHEL 8's is 3.26): the relay's `UPDATE ... FROM` needs 3.33 and a batch's
+    # multi-row INSERT more than the 999 parameters SQLite allowed before 3.32. Failing there would refuse every
+    # batch and leave delivered postings unmarked, so the start says it at once.
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 26, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.26.0")
+    database = tmp_path / "qb.db"
+    with pytest.raises(StoreMisconfigured, match=r"3\.26\.0.*3\.33"):
+        await open_store_waiting(f"sqlite+aiosqlite:///{database}", wait_seconds=0)
+    assert not database.exists()
