@@ -641,7 +641,7 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
         f"\nflooder: {json.dumps(flood)}, {sum(sum(t.values()) for t in flood.values())} actions "
         f"in {summary['seconds']} s"
         f"\nreporting client during the flood: {sum(outcomes.values())} calls, success {success_rate:.1%} "
-        f"{dict(outcomes)}, latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+        f"{dict(outcomes)}, latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {max(latencies) * 1000:.0f} ms"
         f"; server CPU while a report waited: p95 {server_p95:.0f} ms, max {max(server_cpu) * 1000:.0f} ms "
         f"(before the flood: p95 {quiet_server_p95:.0f} ms; bound {SERVER_CPU_BOUND_SECONDS * 1000:.0f} ms)"
         f"\nserver VmRSS: before {before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, "
