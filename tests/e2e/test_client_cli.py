@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import ChildProcess, free_port, wait_for
+from tests.harness import ChildProcess, CliRun, free_port, invoke_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,14 +56,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         process.stop()
 
 
-def client(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qualitybridge", "client", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def client(*args: str) -> CliRun:
+    """`qualitybridge client ARGS` in-process (invoke_cli): the demo server is the process of its own here."""
+    return invoke_cli("client", *args)
 
 
 def printed_command(banner: str, action: str) -> list[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +13,15 @@ import httpx
 import pytest
 from asyncua import ua
 
-from tests.harness import NAMESPACE_URI, ChildProcess, ClientCertificate, free_port, secure_session, wait_for
+from tests.harness import (
+    NAMESPACE_URI,
+    ChildProcess,
+    ClientCertificate,
+    free_port,
+    invoke_cli,
+    secure_session,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,24 +146,15 @@ async def test_demo_loop_browse_report_and_see_results_at_the_erp(demo: tuple[Pa
 def test_the_master_data_audit_of_the_demo_finds_the_gaps_its_seed_data_plant(demo: tuple[Path, int, int]) -> None:
     data_dir, _port, erp_port = demo
     report = data_dir.parent / "audit.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qualitybridge",
-            "master-data",
-            "audit",
-            "--data-dir",
-            str(data_dir),
-            "--erp-url",
-            f"http://127.0.0.1:{erp_port}",
-            "--json",
-            str(report),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    completed = invoke_cli(
+        "master-data",
+        "audit",
+        "--data-dir",
+        str(data_dir),
+        "--erp-url",
+        f"http://127.0.0.1:{erp_port}",
+        "--json",
+        str(report),
     )
     assert completed.returncode == 1, completed.stdout + completed.stderr
     document = json.loads(report.read_text(encoding="utf-8"))

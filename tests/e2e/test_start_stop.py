@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Deployment, cpu_ticks, free_port, unmeasured_environment
+from tests.harness import CliRun, Deployment, cpu_ticks, free_port, invoke_cli, unmeasured_environment
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def write_config(folder: Path, text: str) -> Path:
     return path
 
 
-def one_line(completed: subprocess.CompletedProcess[str]) -> str:
+def one_line(completed: subprocess.CompletedProcess[str] | CliRun) -> str:
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1, completed.stderr
     assert "Traceback" not in completed.stderr
@@ -123,7 +123,7 @@ def test_database_or_user_that_does_not_exist_is_one_line(tmp_path: Path, missin
 
 def test_admin_command_refuses_a_data_folder_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "not-here"
-    completed = qualitybridge("users", "list", "--data-dir", str(missing))
+    completed = invoke_cli("users", "list", "--data-dir", str(missing))
     assert completed.returncode == 2
     assert "does not exist" in one_line(completed)
     assert not missing.exists()

@@ -8,22 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from qualitybridge.cli import main
 from qualitybridge.cli.administration import parse_since
 from qualitybridge.domain.audit import AuditEntry
 from qualitybridge.server.pki import PkiLayout, ensure_own_certificate, make_self_signed_certificate
 from qualitybridge.server.security.identity import NO_PASSWORD, verify_password
 from qualitybridge.store import open_store
 from qualitybridge.store.audit_log import AuditLogStore
+from tests.harness import invoke_cli
 from tests.pki_helpers import TestCa
 
 SERVER_URI = "urn:localhost:qualitybridge"
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def run(*args: str) -> tuple[int, str, str]:
+    completed = invoke_cli(*args)
+    return completed.returncode, completed.stdout, completed.stderr
 
 
 def _stored(data_dir: Path) -> tuple[list[AuditEntry], dict[str, tuple[str, str, tuple[str, ...], str | None]]]:
@@ -41,17 +40,17 @@ def _stored(data_dir: Path) -> tuple[list[AuditEntry], dict[str, tuple[str, str,
     return asyncio.run(read())
 
 
-def test_users_lifecycle_is_stored_and_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_users_lifecycle_is_stored_and_audited(tmp_path: Path) -> None:
     target = ("--data-dir", str(tmp_path))
     code, out, _ = run(
-        capsys, "users", "add", "m7", "--role", "Machine", "--password", "m7-secret!", "--work-centre", "WC-7", *target
+        "users", "add", "m7", "--role", "Machine", "--password", "m7-secret!", "--work-centre", "WC-7", *target
     )
     assert code == 0, out
-    code, _, err = run(capsys, "users", "add", "weak", "--role", "Observer", "--password", "short", *target)
+    code, _, err = run("users", "add", "weak", "--role", "Observer", "--password", "short", *target)
     assert (code, err.strip()) == (2, "qualitybridge users add: the password needs at least 8 characters")
-    code, _, _ = run(capsys, "users", "passwd", "m7", "--password", "new-m7-secret", *target)
+    code, _, _ = run("users", "passwd", "m7", "--password", "new-m7-secret", *target)
     assert code == 0
-    code, out, _ = run(capsys, "users", "list", *target)
+    code, out, _ = run("users", "list", *target)
     assert "m7" in out
     assert "WC-7" in out
     assert "password" in out
@@ -70,9 +69,9 @@ def test_users_lifecycle_is_stored_and_audited(tmp_path: Path, capsys: pytest.Ca
     assert all(e.user_name and e.user_name.startswith("os:") for e in entries)
     assert not any("secret" in (e.arguments or "") for e in entries)
 
-    code, _, _ = run(capsys, "users", "remove", "m7", *target)
+    code, _, _ = run("users", "remove", "m7", *target)
     assert code == 0
-    code, _, err = run(capsys, "users", "remove", "m7", *target)
+    code, _, err = run("users", "remove", "m7", *target)
     assert code == 2
     assert "no user 'm7'" in err
     entries, users = _stored(tmp_path)
@@ -83,49 +82,49 @@ def test_users_lifecycle_is_stored_and_audited(tmp_path: Path, capsys: pytest.Ca
     ]
 
 
-def test_certificate_bound_user(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_certificate_bound_user(tmp_path: Path) -> None:
     target = ("--data-dir", str(tmp_path))
     badge = TestCa.create("Badge CA").issue("op-1", "urn:badge:op-1")
     cert, _ = badge.write(tmp_path, "op-1", pem=True)
-    code, _, err = run(capsys, "users", "add", "op1", "--role", "Operator", "--certificate", str(cert), *target)
+    code, _, err = run("users", "add", "op1", "--role", "Operator", "--certificate", str(cert), *target)
     assert code == 0, err
-    code, _, err = run(capsys, "users", "add", "op2", "--role", "Operator", "--certificate", str(cert), *target)
+    code, _, err = run("users", "add", "op2", "--role", "Operator", "--certificate", str(cert), *target)
     assert code == 2
     assert "already bound to user op1" in err
-    code, out, _ = run(capsys, "users", "list", *target)
+    code, out, _ = run("users", "list", *target)
     assert "cert-only" in out
     assert badge.thumbprint in out
     _, users = _stored(tmp_path)
     assert users["op1"][1:] == (NO_PASSWORD, (), badge.thumbprint)
 
 
-def test_pki_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pki_commands(tmp_path: Path) -> None:
     target = ("--data-dir", str(tmp_path))
     layout = PkiLayout(tmp_path / "pki")
     der, _ = make_self_signed_certificate("urn:panel", "panel", ["localhost"])
     (tmp_path / "panel.der").write_bytes(der)
-    code, out, _ = run(capsys, "pki", "trust", str(tmp_path / "panel.der"), *target)
+    code, out, _ = run("pki", "trust", str(tmp_path / "panel.der"), *target)
     assert code == 0
     fingerprint = Path(out.split()[1]).stem
-    code, out, _ = run(capsys, "pki", "list", *target)
+    code, out, _ = run("pki", "list", *target)
     assert out.index(fingerprint) < out.index("issuer:")
-    code, out, _ = run(capsys, "pki", "reject", fingerprint, *target)
+    code, out, _ = run("pki", "reject", fingerprint, *target)
     assert code == 0
     assert (layout.rejected_certs / f"{fingerprint}.der").exists()
-    code, out, _ = run(capsys, "pki", "list", *target)
+    code, out, _ = run("pki", "list", *target)
     assert out.index(fingerprint) > out.index("rejected:")
-    code, _, err = run(capsys, "pki", "reject", fingerprint, *target)
+    code, _, err = run("pki", "reject", fingerprint, *target)
     assert code == 2
     assert "no trusted certificate" in err
-    code, _, _ = run(capsys, "pki", "remove", fingerprint, *target)
+    code, _, _ = run("pki", "remove", fingerprint, *target)
     assert code == 0
     assert not (layout.rejected_certs / f"{fingerprint}.der").exists()
 
-    code, _, err = run(capsys, "pki", "show-own", *target)
+    code, _, err = run("pki", "show-own", *target)
     assert code == 1
     assert "creates one at its first start" in err
     ensure_own_certificate(layout, SERVER_URI, ["localhost"])
-    code, out, _ = run(capsys, "pki", "show-own", *target)
+    code, out, _ = run("pki", "show-own", *target)
     assert code == 0
     assert "(self-signed)" in out
     assert SERVER_URI in out
@@ -140,42 +139,42 @@ def test_pki_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert entries[0].node == fingerprint
 
 
-def test_install_own_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_install_own_through_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "qb.toml"
     config.write_text('data_dir = "data"\n[server]\nhostname = "qb-host"\n', encoding="utf-8")
     plant = TestCa.create("Plant CA")
     wrong_cert, wrong_key = plant.issue("qb", "urn:other:qualitybridge").write(tmp_path, "wrong")
-    code, _, err = run(capsys, "pki", "install-own", str(wrong_cert), str(wrong_key), "--config", str(config))
+    code, _, err = run("pki", "install-own", str(wrong_cert), str(wrong_key), "--config", str(config))
     assert code == 2
     assert "urn:qb-host:qualitybridge" in err
     good = plant.issue("qb", "urn:qb-host:qualitybridge", ("qb-host",))
     cert, key = good.write(tmp_path, "good", pem=True)
-    code, out, err = run(capsys, "pki", "install-own", str(cert), str(key), "--config", str(config))
+    code, out, err = run("pki", "install-own", str(cert), str(key), "--config", str(config))
     assert code == 0, err
     assert good.thumbprint in out
-    code, out, _ = run(capsys, "pki", "show-own", "--config", str(config))
+    code, out, _ = run("pki", "show-own", "--config", str(config))
     assert "CN=Plant CA" in out
     assert "self-signed" not in out
 
 
-def test_audit_log_command_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_log_command_filters(tmp_path: Path) -> None:
     target = ("--data-dir", str(tmp_path))
-    run(capsys, "users", "add", "a1", "--role", "Observer", "--password", "a1-secret!", *target)
-    run(capsys, "users", "remove", "nobody", *target)
-    code, out, _ = run(capsys, "audit-log", *target)
+    run("users", "add", "a1", "--role", "Observer", "--password", "a1-secret!", *target)
+    run("users", "remove", "nobody", *target)
+    code, out, _ = run("audit-log", *target)
     lines = out.splitlines()
     assert code == 0
     assert lines[0].startswith("TIME (UTC)")
     assert "users add" in lines[1]
     assert "BadNotFound" in lines[2]
-    code, out, _ = run(capsys, "audit-log", "--limit", "1", *target)
+    code, out, _ = run("audit-log", "--limit", "1", *target)
     assert len(out.splitlines()) == 2
     assert "users remove" in out
-    code, out, _ = run(capsys, "audit-log", "--user", "os:nobody-like-this", *target)
+    code, out, _ = run("audit-log", "--user", "os:nobody-like-this", *target)
     assert out.splitlines()[1] == "(no entries)"
-    code, out, _ = run(capsys, "audit-log", "--since", "2099-01-01", *target)
+    code, out, _ = run("audit-log", "--since", "2099-01-01", *target)
     assert out.splitlines()[1] == "(no entries)"
-    code, _, err = run(capsys, "audit-log", "--since", "yesterday", *target)
+    code, _, err = run("audit-log", "--since", "yesterday", *target)
     assert code == 2
     assert "30m, 2h, 7d" in err
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ from qualitybridge.domain.model import ErpSnapshot, ProductionOrder
 from qualitybridge.simulator import SimulatorState, serve
 from qualitybridge.store import open_store
 from tests.builders import AuditPlant, audit_order, audit_plant
-from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, free_port
+from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, free_port, invoke_cli
 
 
 @dataclass
@@ -89,27 +87,13 @@ def _key(record: dict[str, str]) -> str:
 
 
 async def _audit(tmp_path: Path, *args: str) -> Audit:
-    """The real command in its own process, while this test's loop keeps serving the simulator."""
+    """The real command (in-process, in a thread of its own) while this test's loop keeps serving the simulator."""
     report = tmp_path / "audit.json"
     report.unlink(missing_ok=True)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "qualitybridge",
-        "master-data",
-        "audit",
-        *args,
-        "--json",
-        str(report),
-        "--report",
-        str(tmp_path / "audit.md"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
+    command = ["master-data", "audit", *args, "--json", str(report), "--report", str(tmp_path / "audit.md")]
+    completed = await asyncio.wait_for(asyncio.to_thread(invoke_cli, *command), timeout=120)
     document = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
-    return Audit(process.returncode, stdout.decode(), stderr.decode(), document)
+    return Audit(completed.returncode, completed.stdout, completed.stderr, document)
 
 
 def _write_exports(folder: Path, plant: AuditPlant, *, leave_out: tuple[str, ...] = ()) -> list[str]:
@@ -281,23 +265,10 @@ async def test_a_postgresql_store_gives_the_mappings_and_what_qualitybridge_publ
     assert audit.document["inputs"]["mappings"].startswith("the store (PostgreSQL at ")
 
 
-def _audits_in_one_process(*runs: list[str]) -> list[tuple[int, str]]:
-    """(exit code, stderr) of several audits through the CLI's entry point in one interpreter: the same code path,
-    one start-up (seconds on a shared machine) instead of one per run."""
-    script = (
-        "import contextlib, io, json, sys\n"
-        "from qualitybridge.cli import main\n"
-        "answers = []\n"
-        f"for args in {[['master-data', 'audit', *run] for run in runs]!r}:\n"
-        "    errors = io.StringIO()\n"
-        "    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):\n"
-        "        code = main(args)\n"
-        "    answers.append([code, errors.getvalue()])\n"
-        "print(json.dumps(answers))\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
-    assert completed.returncode == 0, completed.stderr
-    return [(code, errors) for code, errors in json.loads(completed.stdout)]
+def _audits(*runs: list[str]) -> list[tuple[int, str]]:
+    """(exit code, stderr) of several audits through the CLI's entry point (in-process, invoke_cli)."""
+    answers = [invoke_cli("master-data", "audit", *run) for run in runs]
+    return [(answer.returncode, answer.stderr) for answer in answers]
 
 
 def test_an_unreadable_file_and_an_erp_that_is_down_stop_the_audit_with_exit_2_naming_them(tmp_path: Path) -> None:
@@ -315,7 +286,7 @@ def test_an_unreadable_file_and_an_erp_that_is_down_stop_the_audit_with_exit_2_n
     exports = tmp_path / "exports"
     _write_exports(exports, audit_plant(), leave_out=("--mappings",))  # under the names --exports looks for
 
-    bad_file, no_file, no_erp, bad_kind, no_folder, files_only = _audits_in_one_process(
+    bad_file, no_file, no_erp, bad_kind, no_folder, files_only = _audits(
         ["--no-erp", "--qms-catalogue", str(catalogue), "--json", str(report)],
         ["--no-erp", "--mes-parts", str(missing)],
         ["--erp-url", down],

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, insert
 
-from qualitybridge.cli import main
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.domain.ids import new_record_id
 from qualitybridge.domain.model import (
@@ -32,6 +31,7 @@ from qualitybridge.domain.model import (
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord
 from qualitybridge.services.order_report import gather_order_report, render_order_report
 from qualitybridge.store import Store, open_store, tables
+from tests.harness import invoke_cli
 
 START = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -145,7 +145,7 @@ async def _seeded(data_dir: Path) -> Path:
 
 def test_cli_writes_a_self_contained_report_with_charts_gauges_confirmations_and_kpis(tmp_path: Path) -> None:
     output = asyncio.run(_seeded(tmp_path))
-    assert main(["report", "1000", "--data-dir", str(tmp_path), "-o", str(output)]) == 0
+    assert invoke_cli("report", "1000", "--data-dir", str(tmp_path), "-o", str(output)).returncode == 0
     page = output.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r"""(src|href)=["']https?:""", page), "the report must not load anything"
@@ -170,7 +170,7 @@ def test_cli_writes_a_self_contained_report_with_charts_gauges_confirmations_and
 
 def test_unknown_order_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
     asyncio.run(_seeded(tmp_path))
-    assert main(["report", "9999", "--data-dir", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
+    assert invoke_cli("report", "9999", "--data-dir", str(tmp_path), "-o", str(tmp_path / "x.html")).returncode == 2
     assert not (tmp_path / "x.html").exists()
 
 
@@ -230,7 +230,7 @@ async def store_many_measurements(store: Store, order_no: str, count: int) -> No
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package chromium) is not installed here")
 def test_headless_chromium_screenshot_shows_the_charts(tmp_path: Path) -> None:
     output = asyncio.run(_seeded(tmp_path))
-    assert main(["report", "1000", "--data-dir", str(tmp_path), "-o", str(output)]) == 0
+    assert invoke_cli("report", "1000", "--data-dir", str(tmp_path), "-o", str(output)).returncode == 0
     shot = tmp_path / "report.png"
     subprocess.run(
         [

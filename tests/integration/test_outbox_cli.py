@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,12 +9,11 @@ from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import open_store
 from qualitybridge.store.outbox_admin import DISCARDED
 from tests.builders import result
-from tests.harness import run_cli
+from tests.harness import CliRun, invoke_cli, run_cli
 
 
-def _outbox(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "qualitybridge", "outbox", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+def _outbox(*args: str) -> CliRun:
+    return invoke_cli("outbox", *args)
 
 
 async def test_list_retry_and_discard_dead_letters(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,13 +10,7 @@ import pytest
 from qualitybridge.cli.administration import Administration
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.server.pki import CertInfo, PkiLayout, load_certificate_bytes, thumbprint
-from tests.harness import make_client_certificate
-
-
-def qualitybridge(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qualitybridge", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+from tests.harness import invoke_cli, make_client_certificate
 
 
 def test_trust_then_reject_by_the_short_thumbprint_audit_log_prints(tmp_path: Path) -> None:
@@ -30,16 +22,16 @@ def test_trust_then_reject_by_the_short_thumbprint_audit_log_prints(tmp_path: Pa
     (layout.rejected_certs / f"{full}.der").write_bytes(client.cert.read_bytes())  # as the server parks a refusal
     short = full[:11]
 
-    trusted = qualitybridge("pki", "trust", short, "--data-dir", str(data))
+    trusted = invoke_cli("pki", "trust", short, "--data-dir", str(data))
     assert trusted.returncode == 0, trusted.stderr
     assert (layout.trusted_certs / f"{full}.der").exists()
     assert not any(layout.rejected_certs.iterdir())
 
-    rejected = qualitybridge("pki", "reject", short.upper(), "--data-dir", str(data))
+    rejected = invoke_cli("pki", "reject", short.upper(), "--data-dir", str(data))
     assert rejected.returncode == 0, rejected.stderr
     assert not (layout.trusted_certs / f"{full}.der").exists()
 
-    unknown = qualitybridge("pki", "trust", "0123456789a", "--data-dir", str(data))
+    unknown = invoke_cli("pki", "trust", "0123456789a", "--data-dir", str(data))
     assert unknown.returncode == 2
     assert "0123456789a" in unknown.stderr
 
