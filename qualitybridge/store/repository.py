@@ -41,6 +41,7 @@ from qualitybridge.store.outbox import entry_from_row
 from qualitybridge.store.outbox_admin import OutboxAdministration
 from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
+from qualitybridge.store.spc_history import SpcHistory
 
 __all__ = ["OutboxCounts", "Store", "StoredUser"]
 
@@ -100,7 +101,7 @@ class StoredUser:
     certificate_thumbprint: str | None = None
 
 
-class Store(ShopFloorRecords, MeasurementHistory, QualityFigures, OutboxAdministration, MappingTableStore):
+class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, OutboxAdministration, MappingTableStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # The shop floor's writes (measurements, confirmations, order states, SPC alarms) go through one group
