@@ -391,12 +391,16 @@ class SpcChart:
         first: Sequence[float],
         latest: Sequence[tuple[float, str | None]],
         last_violated_rule: int | None = None,
+        *,
+        judge_last: int = 0,
     ) -> tuple[RuleViolation, ...] | None:
         """Bring a new chart to the state it would have after taking all `total` values of its stream in order,
         given only the `first` ones (the baseline) and the `latest` ones with their sample ids; answers the rules
         the latest values completed.
 
-        `last_violated_rule` is the stream's last violated rule as stored, used if no rule fires in `latest`.
+        Only the last `judge_last` values (and the rules' look-back before them) are judged again; the others only
+        fill the windows. `last_violated_rule` is the stream's last violated rule as stored, used if no rule fires
+        among the judged values.
         None when `latest` does not decide the state exactly: too few values, or a rule whose pattern shows before
         it is known whether the rule fired shortly before the first of `latest` (a long run): replay them all.
         """
@@ -422,7 +426,10 @@ class SpcChart:
         self._sample_count = start
         self._point_count = start // n
         values = [v for v, _ in latest]
-        judged = self._judge_resuming(values, [i for _, i in latest], limits)
+        # Values before the judged ones only fill the subgroups, windows and baseline points: whole subgroups.
+        fill = max(len(latest) - judge_last - 2 * _HISTORY * n - n, 0) // n * n
+        filled_points = [point for value in values[:fill] if (point := self._take(value)) is not None]
+        judged = self._judge_resuming(values[fill:], [i for _, i in latest[fill:]], limits)
         if judged is None:
             return None
         fired_now, tail_points = judged
@@ -430,7 +437,7 @@ class SpcChart:
             spreads = [abs(b - a) for a, b in itertools.pairwise(values)]
             spread_total = total - 1
         else:
-            spreads = [p.spread for p in tail_points]
+            spreads = [p.spread for p in filled_points + tail_points]
             spread_total = total // n
         resumed_values = _Rolling.resumed(self.settings.capability_window, values, total)
         spread_size = self._spreads._items.maxlen or 1

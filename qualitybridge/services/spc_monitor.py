@@ -42,7 +42,7 @@ _ALARM_IDS = uuid.UUID("6f1c2a8e-14d5-4c5e-9b1a-5bc0a1e0f514")
 
 StreamKey = tuple[str, str, str]  # order, operation, characteristic
 _ORDERS_PER_READ = 200  # orders whose streams one store read brings at start
-_ALL = 2**62  # as many latest values as there are
+_ALL = 10**9  # as many latest values as there are (added to a count in SQL: stays within 32 bits)
 
 
 def spc_alarm_id(result_id: str, rule: int) -> str:
@@ -183,7 +183,13 @@ class SpcMonitor:
             return True  # judged under an earlier plan: not part of this plan's chart
         chart = self._new_chart(characteristic)
         latest = [(value, result_id) for value, result_id, _ in found.latest]
-        violations = chart.resume(found.total, found.first, latest, last_rule)
+        # Judged again: the values within the catch-up horizon (and the minute whose live events may still come).
+        judge_last = sum(1 for _, _, received_at in found.latest if received_at >= min(horizon, recent))
+        violations = chart.resume(found.total, found.first, latest, last_rule, judge_last=judge_last)
+        if violations is None:
+            # A pattern showed too early among the judged values: judge the whole tail, where it may settle.
+            chart = self._new_chart(characteristic)
+            violations = chart.resume(found.total, found.first, latest, last_rule, judge_last=len(latest))
         if violations is None:
             return False
         self._streams[key] = _Stream(characteristic, _chart_signature(characteristic), chart)

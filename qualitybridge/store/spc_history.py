@@ -54,7 +54,6 @@ class SpcHistory:
                 table.c.value,
                 table.c.result_id,
                 table.c.received_at,
-                func.row_number().over(partition_by=stream, order_by=arrival).label("from_start"),
                 func.row_number()
                 .over(partition_by=stream, order_by=[column.desc() for column in arrival])
                 .label("from_end"),
@@ -69,13 +68,14 @@ class SpcHistory:
         )
         query = (
             select(ranked)
-            .where(or_(ranked.c.from_start <= first, ranked.c.from_end <= ranked.c.recent + latest))
+            # Counted from the end only: one sort per stream; the first values are those with the highest ranks.
+            .where(or_(ranked.c.from_end > ranked.c.total - first, ranked.c.from_end <= ranked.c.recent + latest))
             .order_by(
                 ranked.c.order_no,
                 ranked.c.operation_no,
                 ranked.c.characteristic_id,
                 ranked.c.plan_version,
-                ranked.c.from_start,
+                ranked.c.from_end.desc(),
             )
         )
         streams: dict[StreamKey, StoredStream] = {}
@@ -85,7 +85,7 @@ class SpcHistory:
                 found = streams.get(key)
                 if found is None:
                     found = streams[key] = StoredStream(key, row.total)
-                if row.from_start <= first:
+                if row.from_end > row.total - first:
                     found.first.append(row.value)
                 if row.from_end <= row.recent + latest:
                     found.latest.append((row.value, row.result_id, _aware(row.received_at)))

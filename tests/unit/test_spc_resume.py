@@ -8,8 +8,6 @@ import pytest
 
 from qualitybridge.domain.spc import ControlLimits, RuleViolation, SpcChart, SpcSettings
 
-LOOK_BACK = 15  # points the longest rule looks at: the first ones of the latest values are not judged again
-
 
 def new_chart(sample_size: int, *, plan: bool) -> SpcChart:
     half_width = 3.0 / sample_size**0.5  # of the subgroup mean, σ 1 per value
@@ -59,12 +57,17 @@ def compare_resumed_with_replayed(sample_size: int, plan: bool, seed: int) -> bo
     first = values[: resumed.settings.baseline_subgroups * sample_size]
     latest = [(v, f"r{i}") for i, v in enumerate(values)][-keep:]
     last_rule = all_fired[-1][0] if all_fired else None  # as the stored alarms tell it
-    got = resumed.resume(len(values), first, latest, last_rule)
+    judge_last = 100 + seed * 10  # e.g. the values within the catch-up horizon
+    got = resumed.resume(len(values), first, latest, last_rule, judge_last=judge_last)
     if got is None:
-        return False  # a run straddles the start of the latest values
-    start = len(values) - keep
-    judged_from = start + (-start % sample_size) + LOOK_BACK * sample_size
-    assert fired(got) == [f for f in all_fired if int(str(f[1])[1:]) >= judged_from]
+        return False  # a run straddles the start of the judged values
+    # Every rule the replay fired among the judged values is answered, in order, and nothing it did not fire.
+    judged_from = len(values) - judge_last
+    answered = fired(got)
+    assert [f for f in answered if int(str(f[1])[1:]) >= judged_from] == [
+        f for f in all_fired if int(str(f[1])[1:]) >= judged_from
+    ]
+    assert set(answered) <= set(all_fired)
     assert resumed.status() == full.status()
     # And from here on both judge every further value alike, baseline recomputation included.
     assert replayed(resumed, later) == replayed(full, later)
