@@ -27,7 +27,7 @@ from qualitybridge.domain.errors import UnknownReference
 from qualitybridge.domain.events import MeasurementAccepted, SpcRuleViolated, SpcStatusChanged
 from qualitybridge.domain.model import InspectionCharacteristic, MeasurementResult, SpcAlarm
 from qualitybridge.domain.records import SpcAlarmRecord
-from qualitybridge.domain.spc import ControlLimits, RuleViolation, SpcChart, SpcPolicy, SpcStatus
+from qualitybridge.domain.spc import ControlLimits, RuleViolation, SpcChart, SpcPolicy, SpcSettings, SpcStatus
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
@@ -156,12 +156,15 @@ class SpcMonitor:
         """The most first values (a baseline) and latest values (the rules' and capability's look-back) that a
         chart of any released characteristic needs to resume."""
         first, latest = 0, 0
+        kinds: set[tuple[int, SpcSettings]] = set()  # a plant has few: one chart each to ask
         for order in self._master.orders:
             for operation in order.operations:
-                for characteristic in operation.characteristics:
-                    chart = self._new_chart(characteristic)
-                    first = max(first, chart.settings.baseline_subgroups * chart.sample_size)
-                    latest = max(latest, chart.resume_values())
+                for c in operation.characteristics:
+                    kinds.add((c.sample_size, self._policy.settings_for(c.characteristic_id, c.classification)))
+        for sample_size, settings in kinds:
+            chart = SpcChart(sample_size=sample_size, lower_spec=0.0, upper_spec=1.0, settings=settings)
+            first = max(first, settings.baseline_subgroups * sample_size)
+            latest = max(latest, chart.resume_values())
         return first, latest
 
     def _resume(
