@@ -42,6 +42,7 @@ _ALARM_IDS = uuid.UUID("6f1c2a8e-14d5-4c5e-9b1a-5bc0a1e0f514")
 
 StreamKey = tuple[str, str, str]  # order, operation, characteristic
 _ORDERS_PER_READ = 200  # orders whose streams one store read brings at start
+_STREAMS_PER_YIELD = 50  # streams resumed between two turns of the event loop (~a few ms each at most)
 _ALL = 10**9  # as many latest values as there are (added to a count in SQL: stays within 32 bits)
 
 
@@ -128,7 +129,10 @@ class SpcMonitor:
             stored = await self._store.stored_streams(batch, first=first, latest=latest, since=since)
             last_rules = await self._store.last_engine_alarm_rules(batch, SPC_ENGINE_USER)
             unresumable: list[StoredStream] = []
-            for found in stored:
+            for index, found in enumerate(stored):
+                if index % _STREAMS_PER_YIELD == _STREAMS_PER_YIELD - 1:
+                    # The endpoint is open meanwhile: its clients' keep-alive probes (1 s) must be answered.
+                    await asyncio.sleep(0)
                 if not self._resume(found, last_rules.get(found.key), horizon, recent, missing):
                     unresumable.append(found)
             if unresumable:
