@@ -118,3 +118,30 @@ async def test_a_restart_from_the_tail_equals_a_replay_of_everything(
     assert live == expected
     assert len(expected) >= 8
     assert restarted.spc.status(ORDER, OPERATION, "C1") == reference["C1"].status()
+
+
+async def test_a_stream_whose_tail_cannot_decide_its_rules_is_replayed_from_its_first_value(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every point above the centre line: rule 2 fires every ninth point, and where in that cycle the tail starts
+    # only the whole stream tells.
+    values = [10.5 + 0.1 * (i % 3) for i in range(HISTORY)]
+    results = [result_of("C1", v, len(values) - i) for i, v in enumerate(values)]
+    await store.record_measurements([AcceptedMeasurement(result=r) for r in results])
+    chart = reference_chart(characteristic("C1"))
+    missing = {
+        spc_alarm_id(r.result_id, v.rule)
+        for r in results
+        for v in chart.add(r.report.value, r.result_id)
+        if r.received_at >= NOW - CATCH_UP
+    }
+    restarted = Bridge(store, characteristic("C1"))
+    restarted.spc = SpcMonitor(
+        store, restarted.master, SpcPolicy(), events=restarted.events, catch_up=CATCH_UP, clock=lambda: NOW
+    )
+    with caplog.at_level(logging.INFO, logger="qualitybridge.services.spc_monitor"):
+        await restarted.start()
+    assert "1 characteristic stream(s) rebuilt from the store (1 from their first value)" in caplog.text
+    assert restarted.spc.status(ORDER, OPERATION, "C1") == chart.status()
+    assert {v.record.alarm_id for v in restarted.recorder.violations()} == missing
+    assert missing
