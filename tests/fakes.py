@@ -29,6 +29,7 @@ from qualitybridge.domain.model import OrderState, ProductionOrder
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import Store
 from qualitybridge.store.shop_floor_records import ConfirmationTotals
+from qualitybridge.store.spc_history import StoredStream, StreamKey
 from tests.builders import NOW
 
 __all__ = ["FakeStore", "FixedClock", "MonotonicClock", "RecordingPublisher"]
@@ -104,6 +105,44 @@ class FakeStore:
             mine,
             key=lambda item: (item.result.received_at, item.result.report.measured_at, item.result.result_id),
         )
+
+    async def stored_streams(
+        self, order_nos: Sequence[str], *, first: int, latest: int, since: datetime
+    ) -> list[StoredStream]:
+        self.calls.append(("stored_streams", (list(order_nos), first, latest, since)))
+        streams: dict[StreamKey, list[AcceptedMeasurement]] = {}
+        for item in await self.stored_measurements():
+            report = item.result.report
+            if report.order_no in order_nos:
+                key = (report.order_no, report.operation_no, report.characteristic_id, item.result.plan_version)
+                streams.setdefault(key, []).append(item)
+        answers = []
+        for key, items in streams.items():
+            recent = sum(1 for item in items if item.result.received_at >= since)
+            tail = items[max(len(items) - latest - recent, 0) :]
+            answers.append(
+                StoredStream(
+                    key,
+                    len(items),
+                    [item.result.report.value for item in items[:first]],
+                    [(i.result.report.value, i.result.result_id, i.result.received_at) for i in tail],
+                )
+            )
+        return answers
+
+    async def last_engine_alarm_rules(self, order_nos: Sequence[str], reported_by: str) -> dict[StreamKey, int]:
+        self.calls.append(("last_engine_alarm_rules", (list(order_nos), reported_by)))
+        arrival = {item.result.result_id: item for item in await self.stored_measurements()}
+        found = []
+        for record in self.alarms:
+            alarm = record.alarm
+            stored = arrival.get(alarm.result_id or "")
+            if record.reported_by == reported_by and alarm.order_no in order_nos and stored and alarm.rule_number:
+                result = stored.result
+                at = (result.received_at, result.report.measured_at, result.result_id, alarm.rule_number)
+                key = (alarm.order_no, alarm.operation_no, alarm.characteristic_id, result.plan_version)
+                found.append((at, key, alarm.rule_number))
+        return {key: rule for _, key, rule in sorted(found)}
 
     # ---- order states -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -273,6 +273,29 @@ class _Rolling:
         self._s2 = math.fsum((x - shift) ** 2 for x in items)
         self._updates = 0
 
+    @classmethod
+    def resumed(cls, size: int, latest: Sequence[float], total: int) -> _Rolling | None:
+        """The state after `total` appends of which `latest` are the last: exactly as if all had been appended.
+
+        The sums are recomputed from the items every `size` appends, so the state depends only on the items at the
+        last recompute and the appends since. None if `latest` does not reach back that far.
+        """
+        rolling = cls(size)
+        if len(latest) >= total:
+            for x in latest[len(latest) - total :]:
+                rolling.append(x)
+            return rolling
+        window = rolling._items.maxlen or 1
+        needed = window + total % window
+        if total < window or len(latest) < needed:
+            return None
+        kept = latest[len(latest) - needed :]
+        rolling._items.extend(kept[:window])
+        rolling._recompute()
+        for x in kept[window:]:
+            rolling.append(x)
+        return rolling
+
     @property
     def mean(self) -> float:
         return (self._shift or 0.0) + self._s1 / len(self._items)
@@ -325,11 +348,22 @@ class SpcChart:
         """Take one measured value; answers the rules this value completed (none while a subgroup is filling)."""
         if not math.isfinite(value):
             return ()
+        point = self._take(value)
+        if point is None:
+            return ()
+        if self.limits is None:
+            if len(self._points) >= self.settings.baseline_subgroups:
+                self.limits = self._limits_from(list(self._points)[-self.settings.baseline_subgroups :])
+            return ()
+        return self._judge(point.mean, sample_id, self.limits)
+
+    def _take(self, value: float) -> _Point | None:
+        """Count a value; answers the plotted point it closes (None while its subgroup is filling)."""
         self._sample_count += 1
         self._values.append(value)
         self._subgroup.append(value)
         if len(self._subgroup) < self.sample_size:
-            return ()
+            return None
         point = self._close_subgroup()
         if self.sample_size > 1:
             self._spreads.append(point.spread)
@@ -338,11 +372,138 @@ class SpcChart:
         self._previous = value
         self._point_count += 1
         self._points.append(point)
-        if self.limits is None:
-            if len(self._points) >= self.settings.baseline_subgroups:
-                self.limits = self._limits_from(list(self._points)[-self.settings.baseline_subgroups :])
-            return ()
-        return self._judge(point.mean, sample_id, self.limits)
+        return point
+
+    # ---- resuming from the latest values --------------------------------------------------------------
+
+    def resume_values(self) -> int:
+        """How many of the latest values `resume` needs at most to reach the state of a replay of all of them."""
+        n = self.sample_size
+        window = self.settings.capability_window
+        spreads = 2 * window if n == 1 else 2 * math.ceil(window / n) * n
+        points = (len_points := (self._points.maxlen or 1)) * n
+        rules = 2 * _HISTORY * n  # the rules' look-back, then as many points again to find where they stand
+        return max(2 * window, spreads, points + len_points, rules) + 2 * n
+
+    def resume(
+        self,
+        total: int,
+        first: Sequence[float],
+        latest: Sequence[tuple[float, str | None]],
+        last_violated_rule: int | None = None,
+        *,
+        judge_last: int = 0,
+    ) -> tuple[RuleViolation, ...] | None:
+        """Bring a new chart to the state it would have after taking all `total` values of its stream in order,
+        given only the `first` ones (the baseline) and the `latest` ones with their sample ids; answers the rules
+        the latest values completed.
+
+        Only the last `judge_last` values (and the rules' look-back before them) are judged again; the others only
+        fill the windows. `last_violated_rule` is the stream's last violated rule as stored, used if no rule fires
+        among the judged values.
+        None when `latest` does not decide the state exactly: too few values, or a rule whose pattern shows before
+        it is known whether the rule fired shortly before the first of `latest` (a long run): replay them all.
+        """
+        if len(latest) >= total:
+            fired: list[RuleViolation] = []
+            for value, sample_id in latest[len(latest) - total :]:
+                fired.extend(self.add(value, sample_id))
+            return tuple(fired)
+        n = self.sample_size
+        start = total - len(latest)
+        skip = -start % n  # the latest values begin mid-subgroup: start at the next whole one
+        start += skip
+        latest = latest[skip:]
+        if len(latest) < self.resume_values() - 2 * n:
+            return None
+        limits = self.limits
+        if limits is None:
+            baseline = self.settings.baseline_subgroups
+            if start // n < baseline or len(first) < baseline * n:
+                return None  # the baseline is not complete before the latest values: replay them all
+            points = [self._point_of(first[i * n : (i + 1) * n]) for i in range(baseline)]
+            limits = self.limits = self._limits_from(points)
+        self._sample_count = start
+        self._point_count = start // n
+        values = [v for v, _ in latest]
+        # Values before the judged ones only fill the subgroups, windows and baseline points: whole subgroups.
+        fill = max(len(latest) - judge_last - 2 * _HISTORY * n - n, 0) // n * n
+        filled_points = [point for value in values[:fill] if (point := self._take(value)) is not None]
+        judged = self._judge_resuming(values[fill:], [i for _, i in latest[fill:]], limits)
+        if judged is None:
+            return None
+        fired_now, tail_points = judged
+        if n == 1:
+            spreads = [abs(b - a) for a, b in itertools.pairwise(values)]
+            spread_total = total - 1
+        else:
+            spreads = [p.spread for p in filled_points + tail_points]
+            spread_total = total // n
+        resumed_values = _Rolling.resumed(self.settings.capability_window, values, total)
+        spread_size = self._spreads._items.maxlen or 1
+        resumed_spreads = _Rolling.resumed(spread_size, spreads, spread_total)
+        if resumed_values is None or resumed_spreads is None:
+            return None
+        self._values, self._spreads = resumed_values, resumed_spreads
+        if not fired_now:
+            self.last_violated_rule = last_violated_rule
+        return fired_now
+
+    def _point_of(self, values: Sequence[float]) -> _Point:
+        self._subgroup = list(values)
+        return self._close_subgroup()
+
+    def _judge_resuming(
+        self, values: list[float], sample_ids: list[str | None], limits: ControlLimits
+    ) -> tuple[tuple[RuleViolation, ...], list[_Point]] | None:
+        """Take the latest values: the first _HISTORY points only fill the rules' look-back; after them a rule is
+        judged as a replay would once it has had WINDOW points without its pattern (then it cannot have fired
+        within its window before), or when its pattern shows after WINDOW points. None if it shows earlier."""
+        points: list[_Point] = []
+        unsure = set(self._rules)
+        judged = 0
+        fired: list[RuleViolation] = []
+        for value, sample_id in zip(values, sample_ids, strict=True):
+            point = self._take(value)
+            if point is None:
+                continue
+            points.append(point)
+            x = point.mean
+            if len(self._recent) < _HISTORY:
+                self._recent.append((x, limits.zone(x)))
+                continue
+            if not unsure:
+                fired.extend(self._judge(x, sample_id, limits))
+                continue
+            judged += 1
+            self._recent.append((x, limits.zone(x)))
+            recent = list(self._recent)
+            now: list[RuleViolation] = []
+            for rule in self._rules:
+                window = _WINDOW[rule]
+                if rule not in unsure:
+                    self._since_fired[rule] += 1
+                    if self._since_fired[rule] < window:
+                        continue
+                    if _PATTERNS[rule](recent[-window:]):
+                        self._since_fired[rule] = 0
+                        now.append(RuleViolation(rule, self._point_count, x, sample_id, limits))
+                    continue
+                if _PATTERNS[rule](recent[-window:]):
+                    if judged < window:
+                        return None  # it fired here unless it fired within the window before: unknown
+                    unsure.discard(rule)
+                    self._since_fired[rule] = 0
+                    now.append(RuleViolation(rule, self._point_count, x, sample_id, limits))
+                elif judged >= window - 1:
+                    unsure.discard(rule)  # no firing in the last window-1 points: from here as a replay
+                    self._since_fired[rule] = judged
+            if now:
+                self.last_violated_rule = now[-1].rule
+            fired.extend(now)
+        if unsure:
+            return None
+        return tuple(fired), points
 
     def recompute_limits(self) -> ControlLimits | None:
         """New baseline limits from the latest points (on request); plan limits stay as the ERP gave them."""

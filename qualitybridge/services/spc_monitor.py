@@ -5,10 +5,13 @@ are stored as SPC alarms with their postings to the QMS in one transaction (one 
 per alarm), then raised as SpcRuleViolated; after the burst each touched chart's state goes out as
 SpcStatusChanged.
 
-The charts live in memory and are rebuilt at start by replaying the stored results of the released orders, in
-arrival order, so limits, counts and the last violated rule survive a restart. An alarm's id is derived from the
-result and the rule, so it is stored and posted exactly once: a restart that finds a recent violation without
-its alarm (the process died between the two commits) raises it then, and a replay never raises one twice.
+The charts live in memory and are rebuilt at start from the stored results of the released orders, in arrival
+order, so limits, counts and the last violated rule survive a restart. A chart resumes from its stream's count,
+its baseline (first values) and a bounded tail of latest values, which gives the state a replay of every value
+would (domain/spc.py `SpcChart.resume`); a stream whose tail cannot decide it is replayed from its first value.
+An alarm's id is derived from the result and the rule, so it is stored and posted exactly once: a restart that
+finds a recent violation without its alarm (the process died between the two commits) raises it then, and a
+replay never raises one twice.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from qualitybridge.domain.errors import UnknownReference
 from qualitybridge.domain.events import MeasurementAccepted, SpcRuleViolated, SpcStatusChanged
 from qualitybridge.domain.model import InspectionCharacteristic, MeasurementResult, SpcAlarm
 from qualitybridge.domain.records import SpcAlarmRecord
-from qualitybridge.domain.spc import ControlLimits, RuleViolation, SpcChart, SpcPolicy, SpcStatus
+from qualitybridge.domain.spc import ControlLimits, RuleViolation, SpcChart, SpcPolicy, SpcSettings, SpcStatus
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store
+from qualitybridge.store.spc_history import StoredStream
 
 __all__ = ["SPC_ENGINE_USER", "SpcMonitor", "StreamKey", "spc_alarm_id"]
 
@@ -37,6 +41,9 @@ SPC_ENGINE_USER = "qualitybridge-spc"  # reported_by of the alarms the engine ra
 _ALARM_IDS = uuid.UUID("6f1c2a8e-14d5-4c5e-9b1a-5bc0a1e0f514")
 
 StreamKey = tuple[str, str, str]  # order, operation, characteristic
+_ORDERS_PER_READ = 200  # orders whose streams one store read brings at start
+_STREAMS_PER_YIELD = 50  # streams resumed between two turns of the event loop (~a few ms each at most)
+_ALL = 10**9  # as many latest values as there are (added to a count in SQL: stays within 32 bits)
 
 
 def spc_alarm_id(result_id: str, rule: int) -> str:
@@ -113,26 +120,92 @@ class SpcMonitor:
         recent = started - timedelta(minutes=1)
         self._replayed_recent = set()
         missing: list[SpcAlarmRecord] = []
-        for order in self._master.orders:
-            stored = await self._store.stored_measurements(order.order_no)
-            # Arrival order; within one batch (one received_at) the machine's measuring order.
-            results = sorted((item.result for item in stored), key=lambda r: (r.received_at, r.report.measured_at))
-            for result in results:
-                if result.received_at >= recent:
-                    self._replayed_recent.add(result.result_id)
-                taken = self._take(result)
-                if taken is None:
-                    continue
-                stream, violations = taken
-                if violations and result.received_at >= horizon:
-                    missing.extend(self._record(result, stream.characteristic, v) for v in violations)
+        order_nos = [order.order_no for order in self._master.orders]
+        first, latest = self._resume_needs()
+        since = min(horizon, recent)
+        replayed_in_full = 0
+        for at in range(0, len(order_nos), _ORDERS_PER_READ):
+            batch = order_nos[at : at + _ORDERS_PER_READ]
+            stored = await self._store.stored_streams(batch, first=first, latest=latest, since=since)
+            last_rules = await self._store.last_engine_alarm_rules(batch, SPC_ENGINE_USER)
+            unresumable: list[StoredStream] = []
+            for index, found in enumerate(stored):
+                if index % _STREAMS_PER_YIELD == _STREAMS_PER_YIELD - 1:
+                    # The endpoint is open meanwhile: its clients' keep-alive probes (1 s) must be answered.
+                    await asyncio.sleep(0)
+                if not self._resume(found, last_rules.get(found.key), horizon, recent, missing):
+                    unresumable.append(found)
+            if unresumable:
+                # A run that straddles the start of the tail: these streams from their first value on.
+                wanted = {found.key for found in unresumable}
+                orders = sorted({key[0] for key in wanted})
+                everything = await self._store.stored_streams(orders, first=0, latest=_ALL, since=since)
+                for found in everything:
+                    if found.key in wanted:
+                        replayed_in_full += 1
+                        self._resume(found, None, horizon, recent, missing)
         caught_up = await self._raise(missing)
         for key in self._streams:
             await self._publish_status(key)
         if caught_up:
             _log.warning("SPC: raised %d alarm(s) that a previous run stored no alarm for", caught_up)
-        _log.info("SPC: %d characteristic stream(s) rebuilt from the store", len(self._streams))
+        _log.info(
+            "SPC: %d characteristic stream(s) rebuilt from the store (%d from their first value)",
+            len(self._streams),
+            replayed_in_full,
+        )
         return caught_up
+
+    def _resume_needs(self) -> tuple[int, int]:
+        """The most first values (a baseline) and latest values (the rules' and capability's look-back) that a
+        chart of any released characteristic needs to resume."""
+        first, latest = 0, 0
+        kinds: set[tuple[int, SpcSettings]] = set()  # a plant has few: one chart each to ask
+        for order in self._master.orders:
+            for operation in order.operations:
+                for c in operation.characteristics:
+                    kinds.add((c.sample_size, self._policy.settings_for(c.characteristic_id, c.classification)))
+        for sample_size, settings in kinds:
+            chart = SpcChart(sample_size=sample_size, lower_spec=0.0, upper_spec=1.0, settings=settings)
+            first = max(first, settings.baseline_subgroups * sample_size)
+            latest = max(latest, chart.resume_values())
+        return first, latest
+
+    def _resume(
+        self,
+        found: StoredStream,
+        last_rule: int | None,
+        horizon: datetime,
+        recent: datetime,
+        missing: list[SpcAlarmRecord],
+    ) -> bool:
+        """Resume one stream's chart from its stored values; False if they do not decide its state exactly."""
+        order_no, operation_no, characteristic_id, plan_version = found.key
+        key = (order_no, operation_no, characteristic_id)
+        try:
+            characteristic = self._master.find_characteristic(*key)
+        except UnknownReference:
+            return True  # withdrawn since: nothing to chart against
+        if plan_version != characteristic.plan_version:
+            return True  # judged under an earlier plan: not part of this plan's chart
+        chart = self._new_chart(characteristic)
+        latest = [(value, result_id) for value, result_id, _ in found.latest]
+        # Judged again: the values within the catch-up horizon (and the minute whose live events may still come).
+        judge_last = sum(1 for _, _, received_at in found.latest if received_at >= min(horizon, recent))
+        violations = chart.resume(found.total, found.first, latest, last_rule, judge_last=judge_last)
+        if violations is None:
+            # A pattern showed too early among the judged values: judge the whole tail, where it may settle.
+            chart = self._new_chart(characteristic)
+            violations = chart.resume(found.total, found.first, latest, last_rule, judge_last=len(latest))
+        if violations is None:
+            return False
+        self._streams[key] = _Stream(characteristic, _chart_signature(characteristic), chart)
+        arrival = {result_id: received_at for _, result_id, received_at in found.latest}
+        self._replayed_recent.update(result_id for result_id, at in arrival.items() if at >= recent)
+        for violation in violations:
+            if violation.sample_id is not None and arrival[violation.sample_id] >= horizon:
+                missing.append(self._record(key, violation.sample_id, characteristic, violation))
+        return True
 
     async def on_measurement(self, event: MeasurementAccepted) -> None:
         await self.on_measurements((event,))
@@ -151,7 +224,9 @@ class SpcMonitor:
                 if taken is None:
                     continue
                 stream, violations = taken
-                records.extend(self._record(result, stream.characteristic, v) for v in violations)
+                records.extend(
+                    self._record(_key(result), result.result_id, stream.characteristic, v) for v in violations
+                )
                 touched[_key(result)] = None
             await self._raise(records)
             for key in touched:
@@ -224,17 +299,17 @@ class SpcMonitor:
         return raised
 
     def _record(
-        self, result: MeasurementResult, characteristic: InspectionCharacteristic, violation: RuleViolation
+        self, key: StreamKey, result_id: str, characteristic: InspectionCharacteristic, violation: RuleViolation
     ) -> SpcAlarmRecord:
         limits = violation.limits
         places = characteristic.decimal_places
-        report = result.report
+        order_no, operation_no, characteristic_id = key
         return SpcAlarmRecord(
-            alarm_id=spc_alarm_id(result.result_id, violation.rule),
+            alarm_id=spc_alarm_id(result_id, violation.rule),
             alarm=SpcAlarm(
-                order_no=report.order_no,
-                operation_no=report.operation_no,
-                characteristic_id=report.characteristic_id,
+                order_no=order_no,
+                operation_no=operation_no,
+                characteristic_id=characteristic_id,
                 rule=f"Nelson {violation.rule}",
                 severity=self._policy.severity_for(characteristic.classification),
                 message=(
@@ -243,7 +318,7 @@ class SpcMonitor:
                 ),
                 raised_at=self._clock(),
                 rule_number=violation.rule,
-                result_id=result.result_id,
+                result_id=result_id,
                 value=violation.value,
                 center_line=limits.center,
                 upper_control_limit=limits.ucl,
