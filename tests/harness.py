@@ -35,6 +35,7 @@ import asyncpg
 import httpx
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from qualitybridge.server.pki import make_self_signed_certificate
 from qualitybridge.server.security.identity import Role
@@ -621,6 +622,23 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema_engine(admin_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine whose search path is a fresh PostgreSQL schema of its own, dropped with everything in it afterwards."""
+    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(admin_url)
+    async with admin.begin() as conn:
+        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = create_async_engine(admin_url, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.dispose()
 
 
 @contextlib.asynccontextmanager

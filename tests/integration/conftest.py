@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store, open_store
-from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, free_port
+from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, free_port, postgres_schema_engine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -25,19 +23,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         return
     if not POSTGRES_URL:
         pytest.skip(POSTGRES_SKIP_REASON)
-    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(POSTGRES_URL)
-    async with admin.begin() as conn:
-        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = create_async_engine(POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}})
-    opened = await open_store(POSTGRES_URL, engine=engine)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
-        async with admin.begin() as conn:
-            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.dispose()
+    async with postgres_schema_engine(POSTGRES_URL) as engine:
+        opened = await open_store(POSTGRES_URL, engine=engine)
+        try:
+            yield opened
+        finally:
+            await opened.aclose()
 
 
 @pytest.fixture

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from qualitybridge.store import connect
 from qualitybridge.store.connect import open_store_waiting, schema_is_current, script_heads
 from qualitybridge.store.database import create_engine, migrate
-from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
+from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_schema_engine
 
 
 def test_the_heads_read_from_the_migration_files_are_alembics() -> None:
@@ -59,20 +57,10 @@ async def test_a_current_schema_is_not_migrated_again_and_a_new_one_is(
 async def test_the_schema_check_on_postgresql() -> None:
     if not POSTGRES_URL:
         pytest.skip(POSTGRES_SKIP_REASON)
-    schema = f"qb_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(POSTGRES_URL)
-    async with admin.begin() as conn:
-        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = create_async_engine(POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}})
-    try:
+    async with postgres_schema_engine(POSTGRES_URL) as engine:
         assert not await schema_is_current(engine)  # no version table yet
         await migrate(engine)
         assert await schema_is_current(engine)
         async with engine.begin() as conn:
             await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001' WHERE version_num = '0002'")
         assert not await schema_is_current(engine)  # behind: Alembic runs
-    finally:
-        await engine.dispose()
-        async with admin.begin() as conn:
-            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.dispose()

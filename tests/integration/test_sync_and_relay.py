@@ -20,9 +20,7 @@ from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.simulator.app import serve
 from qualitybridge.store import Store
-from tests.harness import free_port
 
 
 @dataclass
@@ -42,15 +40,9 @@ class Erp:
 
 
 @pytest.fixture
-async def erp() -> AsyncIterator[Erp]:
-    port = free_port()
-    started = asyncio.Event()
-    task = asyncio.create_task(serve("127.0.0.1", port, started=started))
-    await asyncio.wait_for(started.wait(), 20)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-        yield Erp(f"http://127.0.0.1:{port}", http)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+async def erp(erp_url: str) -> AsyncIterator[Erp]:
+    async with httpx.AsyncClient(base_url=erp_url, timeout=10) as http:
+        yield Erp(erp_url, http)
 
 
 async def _synced(store: Store, erp: Erp) -> tuple[ErpSync, MasterData, Diagnostics, RestErpClient]:
