@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from pathlib import Path
@@ -66,6 +67,12 @@ async def _live(config: QualityBridgeConfig, stop: asyncio.Event, started: async
         started.set()
         # The CPU a start costs (imports, address space, store, first sync): docs/performance.md "Start-up".
         _log.info("started with %.2f s of CPU", time.process_time())
+        # What the start built (address space, master data, imported modules: most of the heap, and it lives as
+        # long as the process) leaves the collector's full scans, which otherwise walk it again and again while
+        # batches of reports allocate: a fifth of the server's CPU per batched measurement (docs/performance.md,
+        # "Issue 11, 2026-11-30"). Only here, in the server's own process: tests build many apps in one process.
+        gc.collect()
+        gc.freeze()
         print(f"QualityBridge ready: {app.endpoint_url}", flush=True)  # noqa: T201 - scripts wait for this line
         if app.operations_url:
             print(f"Operations endpoint: {app.operations_url}", flush=True)  # noqa: T201

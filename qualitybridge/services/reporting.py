@@ -158,11 +158,14 @@ class ReportingService:
         key = (report.order_no, report.operation_no, report.characteristic_id, report.measured_at)
         shared = verdicts.by_characteristic.get(key)
         if shared is None:
-            shared = verdicts.by_characteristic[key] = self._characteristic_verdict(report)
+            shared = verdicts.by_characteristic[key] = self._characteristic_verdict(report, now)
         if isinstance(shared, ReportRefused):
             raise shared.with_traceback(None)  # shared by the batch's entries: no traceback grown by each
-        in_force, planned_start, order_refusal = shared
-        self._check_value(report, now, planned_start)
+        in_force, time_refusal, order_refusal = shared
+        if not math.isfinite(report.value):
+            raise InvalidValue("Value", f"value {report.value} is not a finite number")
+        if time_refusal is not None:
+            raise time_refusal.with_traceback(None)
         gauge_key = (report.equipment_id, in_force.characteristic.characteristic_id, in_force.characteristic.gauge_type)
         gauge = verdicts.by_gauge.get(gauge_key)
         if gauge is None:
@@ -189,9 +192,11 @@ class ReportingService:
         )
         return AcceptedMeasurement(result=result, gauge_due_soon=gauge.calibration_status is CalibrationStatus.DUE_SOON)
 
-    def _characteristic_verdict(self, report: MeasurementReport) -> _CharacteristicVerdict | ReportRefused:
-        """What every report of this characteristic and MeasuredAt shares: the version in force, the order's planned
-        start, and the order state's refusal (None: the order accepts measurements); or the refusal of its keys."""
+    def _characteristic_verdict(
+        self, report: MeasurementReport, now: datetime
+    ) -> _CharacteristicVerdict | ReportRefused:
+        """What every report of this characteristic and MeasuredAt shares: the version in force, the refusal of its
+        MeasuredAt, and the order state's refusal (None: accepted); or the refusal of its keys."""
         # A late measurement is judged against the plan version in force at its MeasuredAt, and marked so.
         try:
             in_force = self._master.version_in_force(report)
@@ -205,7 +210,8 @@ class ReportingService:
                 f"order {order.order_no} is {state_name(order.state)}; "
                 "measurements are accepted while it is Running or Interrupted",
             )
-        return in_force, order.planned_start if order is not None else None, refusal
+        planned_start = order.planned_start if order is not None else None
+        return in_force, self._time_refusal(report.measured_at, now, planned_start), refusal
 
     def _refused_attempt(
         self, report: MeasurementReport, refusal: GaugeBlocked, reported_by: str, now: datetime
@@ -217,23 +223,22 @@ class ReportingService:
             report=report, calibration_status=status, reason=refusal.message, reported_by=reported_by, refused_at=now
         )
 
-    def _check_value(self, report: MeasurementReport, now: datetime, planned_start: datetime | None) -> None:
-        if not math.isfinite(report.value):
-            raise InvalidValue("Value", f"value {report.value} is not a finite number")
+    def _time_refusal(self, measured_at: datetime, now: datetime, planned_start: datetime | None) -> InvalidValue | None:
         start = now if planned_start is None else min(planned_start, now)
         earliest = start - self._measured_at_margin
-        if report.measured_at < earliest:
-            raise InvalidValue(
+        if measured_at < earliest:
+            return InvalidValue(
                 "MeasuredAt",
-                f"measurement time {report.measured_at.isoformat()} lies before {earliest.isoformat()}: "
+                f"measurement time {measured_at.isoformat()} lies before {earliest.isoformat()}: "
                 f"more than {self._measured_at_margin.days} days before the order's planned start (or now)",
             )
-        if report.measured_at > now + self._future_tolerance:
-            raise InvalidValue(
+        if measured_at > now + self._future_tolerance:
+            return InvalidValue(
                 "MeasuredAt",
-                f"measurement time {report.measured_at.isoformat()} lies in the future "
+                f"measurement time {measured_at.isoformat()} lies in the future "
                 f"(more than {self._future_tolerance} ahead of the server clock)",
             )
+        return None
 
     def _check_gauge(self, equipment_id: str, characteristic: InspectionCharacteristic) -> TestEquipment:
         gauge = self._master.gauge(equipment_id)
@@ -253,7 +258,7 @@ class ReportingService:
         return gauge
 
 
-_CharacteristicVerdict = tuple[VersionInForce, datetime | None, ReportRefused | None]
+_CharacteristicVerdict = tuple[VersionInForce, InvalidValue | None, ReportRefused | None]
 
 
 @dataclass

@@ -16,6 +16,7 @@ A late measurement (judged against a plan version superseded since) is answered 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "ReportMeasurementMethod",
     "ReportMeasurementsMethod",
     "measurement_report",
+    "report_from_row",
 ]
 
 _S = ua.VariantType.String
@@ -71,16 +73,23 @@ def _superseded_note(result: MeasurementResult) -> str:
 
 
 def measurement_report(values: Mapping[str, Any]) -> MeasurementReport:
-    """The domain report from checked arguments: the one place a call (or a batch entry) becomes a report."""
+    """The domain report from a call's checked arguments, by name."""
+    return report_from_row([values[spec.name] for spec in REPORT_MEASUREMENT_ARGUMENTS])
+
+
+def report_from_row(row: Sequence[Any]) -> MeasurementReport:
+    """The domain report from checked values in REPORT_MEASUREMENT_ARGUMENTS' order: the one place a call (or a
+    batch entry) becomes a report."""
+    order_no, operation_no, characteristic_id, value, equipment_id, part_serial, measured_at, client_result_id = row
     return MeasurementReport(
-        order_no=values["OrderNumber"],
-        operation_no=values["OperationNumber"],
-        characteristic_id=values["CharacteristicId"],
-        value=values["Value"],
-        equipment_id=values["EquipmentId"],
-        part_serial=values["PartSerial"],
-        measured_at=values["MeasuredAt"],
-        client_result_id=values["ClientResultId"] or None,
+        order_no=order_no,
+        operation_no=operation_no,
+        characteristic_id=characteristic_id,
+        value=value,
+        equipment_id=equipment_id,
+        part_serial=part_serial,
+        measured_at=measured_at,
+        client_result_id=client_result_id or None,
     )
 
 
@@ -154,9 +163,6 @@ REPORT_MEASUREMENTS_ARGUMENTS: tuple[ArgumentSpec, ...] = tuple(
 _CLIENT_IDS = len(REPORT_MEASUREMENTS_ARGUMENTS) - 1  # may be empty: no entry has a client result id
 
 
-_UNCHECKED = object()
-
-
 def _distinct(raw: Any) -> tuple[type, Any]:
     """What tells a batch's values apart for the check-once cache: floats by their bits, as 0.0 == -0.0 (each
     entry keeps the value it sent); 1 and True by their type."""
@@ -168,6 +174,50 @@ class _EntryRefused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+_NUMBER_TYPES = frozenset({ua.VariantType.Double, ua.VariantType.Float})
+
+
+def _checked_element(spec: ArgumentSpec, raw: Any, index: int) -> Any:
+    """The element's value by the element rules, or the _EntryRefused its entry is answered with."""
+    try:
+        return parse_element(spec, raw, index)
+    except ArgumentError as exc:
+        return _EntryRefused(exc.status, exc.message)
+
+
+def _checked_column(spec: ArgumentSpec, index: int, column: list[Any]) -> list[Any]:
+    """Every element of one array checked by the element rules, as a whole where it can be: a column of finite
+    floats is what `parse_element` would answer element by element; otherwise each distinct value is checked once
+    (a batch repeats its order, operation, characteristic, gauge and often its time). A refused element's place
+    holds its _EntryRefused."""
+    if _NUMBER_TYPES.intersection(spec.types):
+        if all(type(raw) is float for raw in column) and all(map(math.isfinite, column)):
+            return column
+        known: dict[tuple[type, Any], Any] = {}
+        checked = []
+        for raw in column:  # mixed or non-finite: element by element, each distinct value (by its bits) once
+            key = _distinct(raw)
+            if key not in known:
+                known[key] = _checked_element(spec, raw, index)
+            checked.append(known[key])
+        return checked
+    # Strings (or None) and DateTimes: no two of them compare equal across types, so the value itself is the key.
+    verdicts = {raw: _checked_element(spec, raw, index) for raw in dict.fromkeys(column)}
+    return [verdicts[raw] for raw in column]
+
+
+def _checked_entries(columns: list[list[Any]]) -> tuple[list[tuple[Any, ...]], dict[int, _EntryRefused]]:
+    """The batch's entries as rows of checked values, and the refusal of each refused entry: the first refused
+    argument in ReportMeasurement's order, as a single call would have been refused."""
+    checked = [_checked_column(spec, index, columns[index]) for index, spec in enumerate(_ELEMENT_SPECS)]
+    refusals: dict[int, _EntryRefused] = {}
+    for column in checked:
+        for entry, value in enumerate(column):
+            if isinstance(value, _EntryRefused):
+                refusals.setdefault(entry, value)
+    return list(zip(*checked, strict=True)), refusals
 
 
 class _Answers:
@@ -237,13 +287,15 @@ class ReportMeasurementsMethod:
         answers = _Answers(entries)
         reports: list[MeasurementReport] = []
         positions: list[int] = []
-        # A batch repeats most of its values (the order, operation, characteristic, gauge, often the time): each
-        # distinct value of a column is checked once, each operation's work centre authorized once.
-        checked: list[dict[Any, Any]] = [{} for _ in _ELEMENT_SPECS]
+        # Checked column by column (each distinct value once), each operation's work centre authorized once.
+        rows, refusals = _checked_entries(columns)
         work_centre_verdicts: dict[tuple[str, str], str] = {}  # (order, operation) -> "" if allowed, else why not
-        for entry in range(entries):
+        for entry, row in enumerate(rows):
             try:
-                report = self._entry(columns, entry, checked)
+                refusal = refusals.get(entry)
+                if refusal is not None:
+                    raise refusal.with_traceback(None)
+                report = report_from_row(row)
                 self._authorize_work_centre(report, work_centre_verdicts)
             except _EntryRefused as exc:
                 answers.refuse(entry, exc.status, exc.message)
@@ -287,25 +339,6 @@ class ReportMeasurementsMethod:
                 f"{entries} entries, more than the batch limit of {self._max_batch_size}; split the batch",
             )
         return columns
-
-    @staticmethod
-    def _entry(columns: list[list[Any]], entry: int, checked: list[dict[Any, Any]]) -> MeasurementReport:
-        parsed: dict[str, Any] = {}
-        for index, spec in enumerate(_ELEMENT_SPECS):
-            raw = columns[index][entry]
-            known = checked[index]
-            key = _distinct(raw)
-            value = known.get(key, _UNCHECKED)
-            if value is _UNCHECKED:
-                try:
-                    value = parse_element(spec, raw, index)
-                except ArgumentError as exc:
-                    value = _EntryRefused(exc.status, exc.message)
-                known[key] = value
-            if isinstance(value, _EntryRefused):
-                raise value.with_traceback(None)
-            parsed[spec.name] = value
-        return measurement_report(parsed)
 
     def _authorize_work_centre(self, report: MeasurementReport, decided: dict[tuple[str, str], str]) -> None:
         operation = (report.order_no, report.operation_no)

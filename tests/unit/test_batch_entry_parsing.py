@@ -1,5 +1,6 @@
-"""A batch's entries are parsed with each distinct value checked once (ReportMeasurementsMethod); each entry must
-still get exactly the value it sent, also where two values compare equal but differ (0.0 and -0.0)."""
+"""A batch's entries are checked column by column (ReportMeasurementsMethod), each distinct value once; each entry
+must still get exactly the value it sent, also where two values compare equal but differ (0.0 and -0.0), and a
+refused entry the refusal of its first refused argument, as a single call would."""
 
 from __future__ import annotations
 
@@ -7,23 +8,47 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from qualitybridge.server.methods.measurements import ReportMeasurementsMethod
+import pytest
+from asyncua import ua
+
+from qualitybridge.server.methods.measurements import _checked_entries
+
+AT = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 
 
-def test_each_entry_keeps_its_own_value_where_values_compare_equal() -> None:
-    at = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
-    values = [0.0, -0.0, -0.0, 0.0]
+def _columns(values: list[Any], **changed: list[Any]) -> list[list[Any]]:
     entries = len(values)
-    columns: list[list[Any]] = [
-        ["1000"] * entries,
-        ["0010"] * entries,
-        ["C010"] * entries,
-        values,
-        ["G-1"] * entries,
-        ["S-1"] * entries,
-        [at] * entries,
-        [""] * entries,
+    columns: dict[str, list[Any]] = {
+        "order": ["1000"] * entries,
+        "operation": ["0010"] * entries,
+        "characteristic": ["C010"] * entries,
+        "value": values,
+        "gauge": ["G-1"] * entries,
+        "serial": ["S-1"] * entries,
+        "at": [AT] * entries,
+        "client_id": [""] * entries,
+    }
+    columns.update(changed)
+    return list(columns.values())
+
+
+# All finite floats (checked as a whole), and with a non-finite one among them (checked value by value).
+@pytest.mark.parametrize("values", [[0.0, -0.0, -0.0, 0.0], [0.0, -0.0, float("nan"), -0.0, 0.0]])
+def test_each_entry_keeps_its_own_value_where_values_compare_equal(values: list[float]) -> None:
+    rows, refusals = _checked_entries(_columns(values))
+    kept = [entry for entry in range(len(values)) if entry not in refusals]
+    assert [math.copysign(1.0, rows[entry][3]) for entry in kept] == [
+        math.copysign(1.0, values[entry]) for entry in kept
     ]
-    checked: list[dict[Any, Any]] = [{} for _ in columns]
-    parsed = [ReportMeasurementsMethod._entry(columns, entry, checked).value for entry in range(entries)]
-    assert [math.copysign(1.0, value) for value in parsed] == [math.copysign(1.0, value) for value in values]
+    assert set(refusals) == {entry for entry, value in enumerate(values) if not math.isfinite(value)}
+
+
+def test_a_refused_entry_gets_its_first_refused_argument_and_the_others_pass() -> None:
+    rows, refusals = _checked_entries(
+        _columns([1.0, float("inf"), 3.0, float("nan")], characteristic=["C010", "C010", " ", ""])
+    )
+    assert sorted(refusals) == [1, 2, 3]
+    assert refusals[1].status == ua.StatusCodes.BadOutOfRange  # the value: the only refused argument
+    assert refusals[2].message == "CharacteristicId must not be empty"  # stripped to empty, before the value
+    assert refusals[3].message == "CharacteristicId must not be empty"  # the characteristic comes before the value
+    assert rows[0][:4] == ("1000", "0010", "C010", 1.0)
