@@ -223,7 +223,9 @@ class ReportingService:
             report=report, calibration_status=status, reason=refusal.message, reported_by=reported_by, refused_at=now
         )
 
-    def _time_refusal(self, measured_at: datetime, now: datetime, planned_start: datetime | None) -> InvalidValue | None:
+    def _time_refusal(
+        self, measured_at: datetime, now: datetime, planned_start: datetime | None
+    ) -> InvalidValue | None:
         start = now if planned_start is None else min(planned_start, now)
         earliest = start - self._measured_at_margin
         if measured_at < earliest:
