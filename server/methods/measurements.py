@@ -288,11 +288,11 @@ class ReportMeasurementsMethod:
         reports: list[MeasurementReport] = []
         positions: list[int] = []
         # Checked column by column (each distinct value once), each operation's work centre authorized once.
-        rows, refusals = _checked_entries(columns)
+        rows, refused_entries = _checked_entries(columns)
         work_centre_verdicts: dict[tuple[str, str], str] = {}  # (order, operation) -> "" if allowed, else why not
         for entry, row in enumerate(rows):
             try:
-                refusal = refusals.get(entry)
+                refusal = refused_entries.get(entry)
                 if refusal is not None:
                     raise refusal.with_traceback(None)
                 report = report_from_row(row)
