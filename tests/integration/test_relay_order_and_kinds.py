@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from qualitybridge.domain.model import (
     OutboxState,
     SpcAlarm,
 )
+from qualitybridge.domain.ports import ErpUnavailable, PostingFailure, PostingOutcome
+from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
@@ -172,4 +175,73 @@ async def test_a_retried_dead_letter_is_delivered(store: Store, erp_url: str) ->
     assert diagnostics.outbox_dead_letters == 0
     booked = await _booked(erp_url, "/results")
     assert [(b["body"]["result_id"], b["deliveries"]) for b in booked] == [(item.result.result_id, 1)]
+    await client.aclose()
+
+
+class _TargetFailing:
+    """The real client behind a target that fails chosen postings temporarily (as a target answers one posting's
+    failure) and, from its call `silent_from` on, gets no answer at all; it records the keys of every batch."""
+
+    def __init__(self, client: RestErpClient, failing: set[str], silent_from: int | None = None) -> None:
+        self._client = client
+        self._failing = failing
+        self._silent_from = silent_from
+        self.batches: list[list[str]] = []
+
+    async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
+        self.batches.append([entry.idempotency_key for entry in entries])
+        if self._silent_from is not None and len(self.batches) > self._silent_from:
+            raise ErpUnavailable("no answer")
+        failed = [entry for entry in entries if entry.idempotency_key in self._failing]
+        stopped = {entry.order_no for entry in failed}
+        outcomes: list[PostingOutcome] = [PostingFailure(entry.seq, ErpUnavailable("down")) for entry in failed]
+        passed = [entry for entry in entries if entry.order_no not in stopped]
+        outcomes += [
+            PostingFailure(entry.seq, ErpUnavailable("held"), attempted=False)
+            for entry in entries
+            if entry.order_no in stopped and entry not in failed
+        ]
+        return [*outcomes, *(await self._client.post_batch(passed) if passed else [])]
+
+
+async def _recorded(store: Store, master: MasterData, orders: Sequence[str]) -> list[str]:
+    """One measurement per order number given, stored in that order; their idempotency keys."""
+    keys = []
+    for order_no in orders:
+        item = _measurement(master, order_no)
+        await store.record_measurements([item])
+        keys.append(f"mr-{item.result.result_id}")
+    return keys
+
+
+async def test_an_order_failed_in_a_rounds_batch_is_held_in_its_later_batches(store: Store, erp_url: str) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c = (order.order_no for order in master.orders[:3])
+    a1, b1, a2, b2, a3, c1 = await _recorded(store, master, [a, b, a, b, a, c])
+    target = _TargetFailing(client, failing={a1})
+    relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=3)
+
+    outcome = await relay.run_once()
+    assert target.batches == [[a1, b1], [b2], [c1]], "a's later postings held in the round's later batches"
+    assert (outcome.sent, outcome.retried) == (3, 1)
+    pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
+    assert pending == {a1: 1, a2: 0, a3: 0}, "only a's first posting counts an attempt"
+    await client.aclose()
+
+
+async def test_a_later_batch_without_an_answer_keeps_what_the_round_booked(store: Store, erp_url: str) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c = (order.order_no for order in master.orders[:3])
+    keys = await _recorded(store, master, [a, b, c, a])
+    target = _TargetFailing(client, failing=set(), silent_from=1)
+    relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=2)
+
+    outcome = await relay.run_once()
+    assert (outcome.sent, outcome.retried, outcome.dead) == (2, 0, 0)
+    booked = [f"mr-{b['body']['result_id']}" for b in await _booked(erp_url, "/results")]
+    assert booked == keys[:2]
+    pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
+    assert pending == {keys[2]: 0, keys[3]: 0}, "the unanswered batch waits for the next round, uncounted"
     await client.aclose()
