@@ -8,6 +8,7 @@ not depend on the OPC UA numbering. Unknown fields are ignored so that an ERP ma
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -396,8 +397,10 @@ def result_to_dto(result: MeasurementResult) -> ResultDTO:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _wire_moment(moment: datetime) -> str:
-    """A datetime as pydantic's JSON writes it (RFC 3339; UTC as "Z")."""
+    """A datetime as pydantic's JSON writes it (RFC 3339; UTC as "Z"). Cached: a relay page's postings share their
+    received time with their batch, and often their MeasuredAt."""
     text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 

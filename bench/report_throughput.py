@@ -427,7 +427,8 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             booking = _booking_latencies(deployment)
             print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
 
-        calls = batch_accepted = refused = batch_stored = relayed = during = 0
+        calls = batch_accepted = refused = batch_stored = relayed = during = drained = 0
+        drain_cpu: dict[str, float] = {}
         drain_seconds = 1.0
         drained_at: float | None = None
         stats: dict[str, Any] = {}
@@ -450,10 +451,15 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             call_latencies = crew.latencies
             batch_stored = asyncio.run(deployment.stored_result_count()) - before
             batch_end = time.monotonic()
+            cpu_at_batch_end = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
+            booked_at_batch_end = watch.last
             everything = asyncio.run(deployment.stored_result_count())
             drained_at = watch.until(everything, timeout=300)
             watch.stop()
             cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items()}
+            # After the last call only the relay works: its CPU per posting, in the server and at the simulator.
+            drain_cpu = {name: _cpu_seconds(pid) - cpu_at_batch_end[name] for name, pid in cpu_pids.items()}
+            drained = watch.last - booked_at_batch_end
             stats = erp.get("/stats").json()
             relayed = watch.last - booked_before
             during = watch.booked_by(batch_end) - booked_before
@@ -493,6 +499,11 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 print(
                     "CPU per measurement (reported, stored, relayed and booked): "
                     + ", ".join(f"{name} {seconds / batch_stored * 1e6:.0f} µs" for name, seconds in cpu_used.items())
+                )
+            if drained:
+                print(
+                    f"CPU per posting while the relay drained alone ({drained} postings): "
+                    + ", ".join(f"{name} {seconds / drained * 1e6:.0f} µs" for name, seconds in drain_cpu.items())
                 )
             print(
                 f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "

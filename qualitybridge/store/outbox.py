@@ -91,13 +91,16 @@ def _decoded(model: type[M], payload: Any) -> M:
     return model.model_validate(payload)
 
 
+_STATES = {state.value: state for state in OutboxState}  # a dict look-up, not an Enum call per row of a page
+
+
 def entry_from_row(row: Any) -> OutboxEntry:
     return OutboxEntry(
         seq=row["seq"],
         idempotency_key=row["idempotency_key"],
         order_no=row["order_no"],
         posting=decode_posting(row["kind"], row["payload"]),
-        state=OutboxState(row["state"]),
+        state=_STATES[row["state"]],
         attempts=row["attempts"],
         next_attempt_at=_aware(row["next_attempt_at"]),
         last_error=row["last_error"],
