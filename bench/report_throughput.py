@@ -196,10 +196,19 @@ def _report_call(job: Job, bridge: Any, ns: int) -> Call:
     return call
 
 
+def _quiet_asyncua() -> None:
+    """asyncua's client warns per session (hostname not in the test certificate, the session timeout it was given):
+    dozens of lines per run that hide the figures. Its errors still show."""
+    import logging
+
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+
+
 def _worker(job: Job, commands: Any, results: Any, all_ready: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format=f"client {job.worker}: %(name)s: %(message)s")
+    _quiet_asyncua()
     try:
         asyncio.run(_crew_member(job, commands, results, all_ready))
     except BaseException as exc:  # a client that fails must say so, not leave the parent waiting
@@ -608,6 +617,7 @@ def _paced_run(deployment: Deployment, crew: Crew, job: Job, rate_per_session: f
 
 
 def _subscriber(endpoint: str, job: Job, latencies: Any, ready: Any, done: Any) -> None:
+    _quiet_asyncua()
     try:
         latencies.put(asyncio.run(_subscribe(endpoint, job, ready, done)))
     except BaseException as exc:
