@@ -345,6 +345,7 @@ class _BenchDeployment(Deployment):
 
 
 def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace) -> None:
+    _quiet_asyncua()  # this process is a client too (it starts the order)
     deployment = _BenchDeployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
     print(f"starting simulator and QualityBridge ({backend}, SPC {arguments.spc}) ...", flush=True)
     print(f"machine load at start (1/5/15 min): {_load()}", flush=True)
