@@ -196,10 +196,19 @@ def _report_call(job: Job, bridge: Any, ns: int) -> Call:
     return call
 
 
+def _quiet_asyncua() -> None:
+    """asyncua's client warns per session (hostname not in the test certificate, the session timeout it was given):
+    dozens of lines per run that hide the figures. Its errors still show."""
+    import logging
+
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+
+
 def _worker(job: Job, commands: Any, results: Any, all_ready: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format=f"client {job.worker}: %(name)s: %(message)s")
+    _quiet_asyncua()
     try:
         asyncio.run(_crew_member(job, commands, results, all_ready))
     except BaseException as exc:  # a client that fails must say so, not leave the parent waiting
@@ -336,6 +345,7 @@ class _BenchDeployment(Deployment):
 
 
 def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace) -> None:
+    _quiet_asyncua()  # this process is a client too (it starts the order)
     deployment = _BenchDeployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
     print(f"starting simulator and QualityBridge ({backend}, SPC {arguments.spc}) ...", flush=True)
     print(f"machine load at start (1/5/15 min): {_load()}", flush=True)
@@ -619,6 +629,7 @@ def _paced_run(deployment: Deployment, crew: Crew, job: Job, rate_per_session: f
 
 
 def _subscriber(endpoint: str, job: Job, latencies: Any, ready: Any, done: Any) -> None:
+    _quiet_asyncua()
     try:
         latencies.put(asyncio.run(_subscribe(endpoint, job, ready, done)))
     except BaseException as exc:

@@ -16,6 +16,8 @@ def escaped(text: str) -> str:
     A string that was not valid UTF-8 on the wire arrives (decoded by asyncua with surrogateescape) holding lone
     surrogates, which no database driver, log file or encoder takes; "op\\udcff" is what a person can read.
     """
+    if text.isascii():  # the usual case, and a check in C: ASCII is valid Unicode
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -49,6 +51,8 @@ class AuditEntry:
 
     def escaped(self) -> AuditEntry:
         """This entry with every text escaped (see `escaped`); itself when all is valid Unicode already."""
+        if all(not isinstance(value, str) or value.isascii() for value in vars(self).values()):
+            return self  # every method call's entry passes here: the usual case without a walk over fields()
         changes: dict[str, Any] = {
             f.name: escaped(value)
             for f in fields(self)

@@ -37,10 +37,16 @@ class EventBus:
         self._burst_handlers: dict[type[DomainEvent], list[BurstHandler[DomainEvent]]] = {}
         self._publishers: list[Publisher] = []  # those that see the events of a burst one by one
         self._burst_publishers: list[BurstPublisher] = []
+        # Per concrete event type, worked out on its first event (and again after a subscription): its handlers in
+        # subscription order along its MRO, and the burst handlers' event types it counts for. Every report call
+        # publishes two events; walking the MRO and the subscriptions for each cost more than the handlers.
+        self._handlers_of: dict[type[DomainEvent], tuple[EventHandler[DomainEvent], ...]] = {}
+        self._burst_types_of: dict[type[DomainEvent], frozenset[type[DomainEvent]]] = {}
 
     def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> None:
         """Call `handler` for every event of `event_type` (and its subclasses), in subscription order."""
         self._handlers.setdefault(event_type, []).append(handler)  # type: ignore[arg-type]
+        self._handlers_of.clear()
 
     def subscribe_burst(self, event_type: type[E], handler: BurstHandler[E]) -> None:
         """Call `handler` once per published burst with its events of `event_type` (a single event is a burst of one).
@@ -48,6 +54,7 @@ class EventBus:
         It runs after every per-event handler and publisher has seen the burst's events.
         """
         self._burst_handlers.setdefault(event_type, []).append(handler)  # type: ignore[arg-type]
+        self._burst_types_of.clear()
 
     def add_publisher(self, publisher: Publisher) -> None:
         """A publisher sees every event and picks what it shows (a `BurstPublisher` a burst's events at once)."""
@@ -67,19 +74,37 @@ class EventBus:
                 # A big burst (a PLC's buffer of measurements) must not hold the event loop: other sessions'
                 # requests, keep-alive probes among them (asyncua clients give up after one second), go in between.
                 await asyncio.sleep(0)
-            for event_type in type(event).__mro__:
-                for handler in self._handlers.get(event_type, ()):
-                    await self._deliver(handler, event)
+            for handler in self._handlers_for(type(event)):
+                await self._deliver(handler, event)
             for publisher in self._publishers:
                 await self._deliver(publisher.publish, event)
         for burst_publisher in self._burst_publishers:
             await self._deliver_burst(burst_publisher.publish_burst, events, DomainEvent)
+        if not self._burst_handlers:
+            return
+        kinds = {type(event) for event in events}
+        relevant = frozenset().union(*(self._burst_types_for(kind) for kind in kinds))
         for event_type, handlers in self._burst_handlers.items():
-            matching = [event for event in events if isinstance(event, event_type)]
-            if not matching:
+            if event_type not in relevant:
                 continue
+            # A burst of one kind (every report call's) is handed on as it is, not filtered event by event.
+            matching = events if len(kinds) == 1 else [event for event in events if isinstance(event, event_type)]
             for burst_handler in handlers:
                 await self._deliver_burst(burst_handler, matching, event_type)
+
+    def _handlers_for(self, kind: type[DomainEvent]) -> tuple[EventHandler[DomainEvent], ...]:
+        handlers = self._handlers_of.get(kind)
+        if handlers is None:
+            handlers = self._handlers_of[kind] = tuple(
+                handler for event_type in kind.__mro__ for handler in self._handlers.get(event_type, ())
+            )
+        return handlers
+
+    def _burst_types_for(self, kind: type[DomainEvent]) -> frozenset[type[DomainEvent]]:
+        types = self._burst_types_of.get(kind)
+        if types is None:
+            types = self._burst_types_of[kind] = frozenset(t for t in self._burst_handlers if issubclass(kind, t))
+        return types
 
     @staticmethod
     async def _deliver(handler: EventHandler[DomainEvent], event: DomainEvent) -> None:

@@ -86,6 +86,7 @@ class OperationsMetrics:
             "Age of the oldest undelivered posting (0 when none)",
             registry=r,
         ).set_function(self._oldest_age)
+        self._call_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._postings = Counter(
             "qualitybridge_relay_postings",
             "Delivery attempts of the outbox relay, by target (posting kind) and outcome (sent, retry, dead)",
@@ -133,9 +134,16 @@ class OperationsMetrics:
     async def publish(self, event: DomainEvent) -> None:
         health = self.health
         if isinstance(event, MethodCallAnswered):
-            self._calls.labels(event.method, event.status).inc()
-            self._call_seconds.labels(event.method).observe(event.seconds)
             key = (event.method, event.status)
+            children = self._call_children.get(key)
+            if children is None:
+                # prometheus_client's labels() validates and joins the label values on every call; once per key.
+                children = self._call_children[key] = (
+                    self._calls.labels(event.method, event.status),
+                    self._call_seconds.labels(event.method),
+                )
+            children[0].inc()
+            children[1].observe(event.seconds)
             health.calls[key] = health.calls.get(key, 0) + 1
         elif isinstance(event, PostingAttempted):
             self._postings.labels(event.target, event.outcome).inc()

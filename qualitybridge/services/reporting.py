@@ -115,7 +115,7 @@ class ReportingService:
         # Repeats of stored reports are found by the store inside the write; only a refused report needs a look
         # now (a retry is answered with its first result even if it would no longer be accepted). Most calls are
         # accepted, so most calls read nothing before their write.
-        refused_attempts = await self._refusals(refused, outcomes, reported_by, now)
+        refused_attempts = await self._refusals(refused, outcomes, reported_by, now) if refused else []
         if accepted or refused_attempts:
             stored = await self._store.record_measurements(accepted, refused_attempts)
             for position, submitted, (item, created) in zip(accepted_at, accepted, stored, strict=True):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -334,16 +334,25 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
         yield ordered[start : start + _IN_CHUNK]
 
 
+# Built once: every group commit of single calls runs this look-up, and building the statement anew (the IN clause's
+# coercions, then its cache key) cost more CPU than the rest of the commit's SQLAlchemy work. The IN list is an
+# expanding parameter, so one statement serves any number of ids.
+_BY_CLIENT_IDS = select(tables.measurement_results).where(
+    tables.measurement_results.c.client_result_id.in_(bindparam("client_ids", expanding=True))
+)
+_BY_CLIENT_IDS_OF_USER = _BY_CLIENT_IDS.where(tables.measurement_results.c.reported_by == bindparam("reported_by"))
+
+
 async def _measurements_by_client_ids(
     conn: AsyncConnection, client_result_ids: Collection[str], reported_by: str | None
 ) -> dict[str, AcceptedMeasurement]:
     found: dict[str, AcceptedMeasurement] = {}
-    column = tables.measurement_results.c.client_result_id
+    query = _BY_CLIENT_IDS if reported_by is None else _BY_CLIENT_IDS_OF_USER
     for chunk in _chunks(client_result_ids):
-        query = select(tables.measurement_results).where(column.in_(chunk))
+        parameters: dict[str, Any] = {"client_ids": chunk}
         if reported_by is not None:
-            query = query.where(tables.measurement_results.c.reported_by == reported_by)
-        for row in await conn.execute(query):
+            parameters["reported_by"] = reported_by
+        for row in await conn.execute(query, parameters):
             found[row.client_result_id] = _accepted_from_row(row._mapping)
     return found
 

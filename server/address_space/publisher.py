@@ -90,14 +90,16 @@ class OpcUaPublisher:
             if isinstance(event, MeasurementAccepted):
                 measured.append(event.result)
                 continue
-            await self._show_measured(measured)
-            measured = []
+            if not isinstance(event, _SHOWN):
+                continue  # e.g. every call's MethodCallAnswered, which is the metrics' to show
+            if measured:
+                await self._show_measured(measured)
+                measured = []
             await _guarded(type(event).__name__, self.publish(event))
-        await self._show_measured(measured)
+        if measured:
+            await self._show_measured(measured)
 
     async def _show_measured(self, results: list[MeasurementResult]) -> None:
-        if not results:
-            return
         await _guarded(f"{len(results)} results", self.view.show_results(results))
         for result in results:
             if result.evaluation is not ResultEvaluation.OK:  # only those raise a quality event
@@ -133,6 +135,22 @@ class OpcUaPublisher:
                 await self.show_master_data()  # orders enter and leave a window of planned dates as days pass
             case _:
                 pass
+
+
+# The events `publish` shows something for; the bus hands this publisher every event, most of them not its own.
+_SHOWN = (
+    MasterDataChanged,
+    OrderStateChanged,
+    MeasurementAccepted,
+    PostingDeadLettered,
+    PlanVersionChanged,
+    GaugeCalibrationReminder,
+    SpcAlarmRaised,
+    SpcStatusChanged,
+    KpiReportQueued,
+    DiagnosticsChanged,
+    ErpSyncFinished,
+)
 
 
 async def _guarded(what: str, publication: Awaitable[None]) -> None:

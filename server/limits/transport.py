@@ -78,16 +78,47 @@ class AddressRefusals:
 
 
 _ACTIVATE_SESSION = ua.NodeId(ua.Int32(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary))
+_CALL_REQUEST = ua.NodeId(ua.Int32(ua.ObjectIds.CallRequest_Encoding_DefaultBinary))
+# asyncua's own logger of the request path, so that its INFO line per call is kept where it was.
+_uaprocessor_log = logging.getLogger("asyncua.server.uaprocessor")
 
 
 class _LoginAheadProcessor(UaProcessor):
-    """asyncua's processor; an ActivateSession with a user name has its password checked in a worker thread first
-    (the user manager's `verify_ahead`), so that asyncua's check on the event loop finds the verdict ready."""
+    """asyncua's processor with two changes of its dispatcher (`UaProcessor._process_message`, asyncua 2.1.0):
+
+    - an ActivateSession with a user name has its password checked in a worker thread first (the user manager's
+      `verify_ahead`), so that asyncua's check on the event loop finds the verdict ready;
+    - a Call request, the shop floor's request, is dispatched first: asyncua compares the request type against
+      a NodeId it builds anew for every branch of its `if`/`elif` chain, and Call is the 30th, so each method call
+      built about 35 NodeIds before it got to work (docs/performance.md, issue 11). `_call` is asyncua's session
+      check and Call branch, unchanged; tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
+    """
 
     async def _process_message(self, typeid: Any, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        if typeid == _CALL_REQUEST and self.session is not None:
+            return await self._call(requesthdr, seqhdr, body)
         if typeid == _ACTIVATE_SESSION and self.session is not None:
             await self._verify_ahead(body.copy())
         return await super()._process_message(typeid, requesthdr, seqhdr, body)  # type: ignore[no-untyped-call]
+
+    async def _call(self, requesthdr: Any, seqhdr: Any, body: Any) -> bool:
+        """asyncua 2.1.0's `_process_message` for a CallRequest of a session: the permission check, the session's
+        activity mark, then its Call branch. Errors propagate to `process_message` as from asyncua's own."""
+        session = self.session
+        assert session is not None  # noqa: S101 - checked by the caller
+        user = session.user
+        permissions = self._connection.security_policy.permissions
+        allowed = permissions is None or permissions.check_validity(user, _CALL_REQUEST, body)  # type: ignore[no-untyped-call]
+        if allowed is False:
+            raise ua.uaerrors.BadUserAccessDenied
+        self.session_last_activity = time.monotonic()
+        session.touch()
+        _uaprocessor_log.info("call request (%s)", user)
+        params = struct_from_binary(ua.CallParameters, body)
+        response = ua.CallResponse()
+        response.Results = await session.call(params.MethodsToCall)
+        self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+        return True
 
     async def _verify_ahead(self, body: Any) -> None:
         verify_ahead = getattr(self.iserver.user_manager, "verify_ahead", None)

@@ -94,11 +94,17 @@ _KEY_ARGUMENTS = {
 }
 
 
+def _positions(specs: Sequence[ArgumentSpec]) -> dict[str, int]:
+    """Argument name -> position; only a refusal needs it, so an accepted call does not build it."""
+    return {spec.name: i for i, spec in enumerate(specs)}
+
+
 def _business_keys(
-    method: str, who: str, status: str, arguments: Sequence[ua.Variant], index: dict[str, int]
+    method: str, who: str, status: str, arguments: Sequence[ua.Variant], specs: Sequence[ArgumentSpec]
 ) -> dict[str, Any]:
     """The log record's business keys (for the JSON log): method, user, status and the scalar references sent."""
     keys: dict[str, Any] = {"method": method, "user": who, "status": status}
+    index = _positions(specs)
     for argument, key in _KEY_ARGUMENTS.items():
         position = index.get(argument)
         if position is not None and position < len(arguments):
@@ -128,24 +134,23 @@ async def guarded_call(
         _log.warning("%s refused (BadUserAccessDenied): %s", method, exc)
         return refused(ua.StatusCodes.BadUserAccessDenied, count, None)
     who = caller_name(user)
-    index = {spec.name: i for i, spec in enumerate(specs)}
     try:
         values = parse_arguments(specs, arguments)
         authorize(permission, work_centre=work_centre_of(values))
         outputs = await action(values, who)
     except AccessDenied as exc:
-        keys = _business_keys(method, who, "BadUserAccessDenied", arguments, index)
+        keys = _business_keys(method, who, "BadUserAccessDenied", arguments, specs)
         _log.warning("%s by %s refused (BadUserAccessDenied): %s", method, who, exc, extra=keys)
         return refused(ua.StatusCodes.BadUserAccessDenied, count, None)
     except ArgumentError as exc:
         name = status_code(exc.status).name
-        keys = _business_keys(method, who, name, arguments, index)
+        keys = _business_keys(method, who, name, arguments, specs)
         _log.warning("%s by %s refused (%s): %s", method, who, name, exc.message, extra=keys)
         return refused(exc.status, count, exc.index, exc.message)
     except ReportRefused as exc:
         status = status_for(exc)
         name = status_code(status).name
-        keys = _business_keys(method, who, name, arguments, index)
+        keys = _business_keys(method, who, name, arguments, specs)
         _log.warning("%s by %s refused (%s): %s", method, who, name, exc.message, extra=keys)
-        return refused(status, count, index.get(exc.field), exc.message)
+        return refused(status, count, _positions(specs).get(exc.field), exc.message)
     return answered(outputs, count)

@@ -119,10 +119,14 @@ class OpcUaAuditEvents:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                entry = self._queue.popleft()
                 targets = self._audit_subscriptions()
                 if not targets:
-                    continue  # nobody may listen: skip building the event (the report path's usual case)
+                    # Nobody may listen (the report path's usual case): none of the queued entries is built. Until
+                    # the next await nobody can subscribe either, so this is what asking once per entry answered,
+                    # without a walk over every open session per method call.
+                    self._queue.clear()
+                    break
+                entry = self._queue.popleft()
                 try:
                     await self._send(entry, targets)
                 except Exception:

@@ -189,6 +189,30 @@ async def test_a_burst_reaches_every_handler_event_by_event_then_burst_handlers_
     assert log == [("each", MEASURED), ("burst", (MEASURED,))]
 
 
+async def test_a_subscription_made_after_events_were_published_gets_the_next_ones() -> None:
+    """The bus works out each event type's handlers on its first event; a later subscription must still count."""
+    bus = EventBus()
+    log: list[tuple[str, object]] = []
+
+    async def first(event: MeasurementAccepted) -> None:
+        log.append(("first", event))
+
+    async def on_any(event: DomainEvent) -> None:
+        log.append(("any", event))
+
+    async def burst(events: Sequence[DomainEvent]) -> None:
+        log.append(("burst", tuple(events)))
+
+    bus.subscribe(MeasurementAccepted, first)
+    bus.subscribe_burst(OrderStateChanged, burst)  # so that the first publish works out the burst types too
+    await bus.publish_burst([REMEASURED, CONFIRMED])
+    bus.subscribe(DomainEvent, on_any)  # a base type of both, subscribed after both types were seen
+    bus.subscribe_burst(ConfirmationAccepted, burst)
+    log.clear()
+    await bus.publish_burst([REMEASURED, CONFIRMED])
+    assert log == [("first", REMEASURED), ("any", REMEASURED), ("any", CONFIRMED), ("burst", (CONFIRMED,))]
+
+
 async def test_a_failing_burst_handler_is_logged_and_does_not_stop_the_next(caplog: pytest.LogCaptureFixture) -> None:
     bus = EventBus()
     seen: list[Sequence[DomainEvent]] = []

@@ -1,0 +1,96 @@
+"""The Call fast path of the connection processor (server/limits/transport.py, `_LoginAheadProcessor._call`).
+
+asyncua 2.1's dispatcher builds a NodeId for every branch it compares the request type with, and Call is its 30th;
+QualityBridge dispatches Call itself with asyncua's own code for that branch. These tests pin the copy to asyncua's
+source (an asyncua that changes the branch fails here, not in production) and check that a call answers, is
+refused by the permission ruleset with BadUserAccessDenied, and never reaches asyncua's chain.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+from asyncua.server.uaprocessor import UaProcessor
+
+from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits import LimitedServer, transport
+
+# asyncua 2.1.0's lines that `_LoginAheadProcessor._call` repeats (whitespace aside), in this order.
+_ASYNCUA_LINES = (
+    "user = self.session.user",
+    "if self._connection.security_policy.permissions is not None:",
+    "if self._connection.security_policy.permissions.check_validity(user, typeid, body) is False:",
+    "raise ua.uaerrors.BadUserAccessDenied",
+    "self.session_last_activity = time.monotonic()",
+    "if self.session is not None:",
+    "self.session.touch()",
+    "elif typeid == ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary):",
+    '_logger.info("call request (%s)", user)',
+    "params = struct_from_binary(ua.CallParameters, body)",
+    "results = await self.session.call(params.MethodsToCall)",
+    "response = ua.CallResponse()",
+    "response.Results = results",
+    "self.send_response(requesthdr.RequestHandle, seqhdr, response)",
+)
+
+
+def test_the_copied_call_branch_is_asyncuas() -> None:
+    lines = [line.strip() for line in inspect.getsource(UaProcessor._process_message).splitlines()]
+    position = 0
+    for expected in _ASYNCUA_LINES:
+        assert expected in lines[position:], f"asyncua's dispatcher changed: {expected!r} not found in order"
+        position = lines.index(expected, position) + 1
+
+
+class _Ruleset:
+    """Refuses every request while `deny` is set (asyncua calls check_validity before it dispatches)."""
+
+    def __init__(self) -> None:
+        self.deny = False
+        self.checked: list[ua.NodeId] = []
+
+    def check_validity(self, _user: Any, action_type: ua.NodeId, _body: Any) -> bool:
+        self.checked.append(action_type)
+        return not self.deny
+
+
+async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    reached_asyncua: list[ua.NodeId] = []
+    asyncua_dispatch = UaProcessor._process_message
+
+    async def recording(self: UaProcessor, typeid: ua.NodeId, *args: Any) -> Any:
+        reached_asyncua.append(typeid)
+        return await asyncua_dispatch(self, typeid, *args)
+
+    monkeypatch.setattr(UaProcessor, "_process_message", recording)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = LimitedServer(LimitsSettings())
+    await server.init()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/dispatch"
+    server.set_endpoint(endpoint)
+    ruleset = _Ruleset()
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity], permission_ruleset=ruleset)  # type: ignore[arg-type]
+
+    async def double(_parent: ua.NodeId, value: ua.Variant) -> list[ua.Variant]:
+        return [ua.Variant(value.Value * 2, ua.VariantType.Int64)]
+
+    method = await server.nodes.objects.add_method(2, "Double", double, [ua.VariantType.Int64], [ua.VariantType.Int64])
+    await server.start()
+    try:
+        async with Client(endpoint, timeout=30) as client:
+            assert await client.nodes.objects.call_method(method.nodeid, ua.Variant(21, ua.VariantType.Int64)) == 42
+            ruleset.deny = True
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await client.nodes.objects.call_method(method.nodeid, ua.Variant(1, ua.VariantType.Int64))
+            ruleset.deny = False
+    finally:
+        await server.stop()
+    assert transport._CALL_REQUEST in ruleset.checked  # the ruleset saw both calls
+    assert transport._CALL_REQUEST not in reached_asyncua  # and asyncua's chain neither
+    assert reached_asyncua  # while every other request still went through it (sessions, reads)
