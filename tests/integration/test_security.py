@@ -40,7 +40,6 @@ from qualitybridge.server.security.identity import (
     verify_password,
 )
 from qualitybridge.server.security.setup import apply_security
-from tests.harness import standard_server
 
 # One server for the whole module: starting and stopping asyncua costs seconds each time.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -104,7 +103,8 @@ async def running(
     layout = PkiLayout(tmp_path_factory.mktemp("server") / "pki")
     port = _free_port()
     url = f"opc.tcp://127.0.0.1:{port}"
-    server = await standard_server()
+    server = Server()
+    await server.init()
     server.set_endpoint(url)
     await apply_security(
         server, layout=layout, application_uri=SERVER_URI, hostnames=["127.0.0.1", "localhost"], accounts=accounts
