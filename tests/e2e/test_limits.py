@@ -72,15 +72,27 @@ ORDER = "1000418"
 STATE = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
 START_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)
 CURRENT_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
-# The flood is judged by what it did, not by how long it ran: it goes on until it has gone past every limit it must
-# show, taken more than MIN_FLOOD_ACTIONS actions and the reporting client has made MIN_REPORTS_DURING_FLOOD reports
-# beside it, however slowly a busy machine lets it get there. A flood that cannot get there ends by counts, not by the
-# clock: after FLOOD_ACTION_BUDGET actions (once the reporting client has made its reports), or when it has not taken
-# a single action for FLOOD_STALL_SECONDS (a hung flooder); the test then names what was missing.
+# The flood has a fixed size, set by counts, not by the clock, so a busy machine makes it slower, not larger or
+# smaller (it took 77-274 s when it ran until the reporting client had reported for long enough). Requests flood in
+# FLOOD_STEPS steps of ROUNDS_PER_STEP rounds of REQUESTS_PER_ROUND pipelined requests; the reporting client makes one
+# report per step while the next step floods (the flooder waits when it is a step ahead of the reports), so its
+# MIN_REPORTS_DURING_FLOOD reports are made during the flood however the two share the machine. Beside them, the
+# subscriptions, sessions and oversized-chunk floods each take their fixed number of turns. A kind that has not yet
+# drawn one of its required refusals by then goes on until it has (a rate limit refuses only what comes faster than
+# its rate), up to FLOOD_ACTION_BUDGET actions in all; the test then names what was missing. More than
+# MIN_FLOOD_ACTIONS actions in all (about 4,400 by these counts) give the memory check its meaning.
 MIN_FLOOD_ACTIONS = 4000
-MIN_REPORTS_DURING_FLOOD = 60
+FLOOD_STEPS = 60
+MIN_REPORTS_DURING_FLOOD = FLOOD_STEPS
+ROUNDS_PER_STEP = 1
+REQUESTS_PER_ROUND = 40
+SUBSCRIPTION_ROUNDS = 20  # each: 5 subscriptions asked for, 3 of them with 30 items each (about 95 actions)
+SESSION_ATTEMPTS = 16
+CHUNK_CONNECTIONS = 60
 FLOOD_ACTION_BUDGET = 25 * MIN_FLOOD_ACTIONS
-FLOOD_STALL_SECONDS = 60.0
+# A guard against a hung flooder, not a verdict on speed: the longest the test waits for one step.
+STEP_TIMEOUT_SECONDS = 120.0
+REPORTS_BEFORE_AND_AFTER = 20  # reports before the flood (the same figure without a flood, for the message) and after
 # The flooder runs at a lower CPU priority than the server and the reporting client (os.nice): on a machine busy with
 # other work the flooder then takes what is left rather than time slices the server needs to answer. What the
 # server does for the flood (every request, session and connection it must refuse) still runs at full priority.
@@ -92,7 +104,6 @@ FLOODER_NICENESS = 10
 # instead of wall time, a machine busy with other work does not change it (a starved server takes longer in wall
 # time but does no more work before the answer), while a server that serves the flood first still fails it.
 SERVER_CPU_BOUND_SECONDS = 1.0
-QUIET_SECONDS = 2.0  # reports before the flood: the same figure without a flood, for the message
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 e2e = pytest.mark.slow
@@ -318,10 +329,9 @@ def server_rss_kib(deployment: Deployment) -> int:
     return int(line.split()[1])
 
 
-class FloodGoals:
-    """When the flood has shown what it must: every limit refused at least once, enough actions, and the test's
-    word that its reporting client has reported enough beside the flood. Past FLOOD_ACTION_BUDGET actions, or after
-    FLOOD_STALL_SECONDS without any, it stops regardless, and the test reports what was missing."""
+class FloodPlan:
+    """The flood's fixed counts, the lockstep of its request steps with the reporting client's reports, and what it
+    has shown: every limit refused at least once, more than MIN_FLOOD_ACTIONS actions."""
 
     REQUIRED: ClassVar[dict[str, tuple[str, ...]]] = {
         "sessions": ("BadTooManySessions",),
@@ -333,9 +343,7 @@ class FloodGoals:
     def __init__(self, tallies: dict[str, Counter[str]]) -> None:
         self.tallies = tallies
         self.started = time.monotonic()
-        self.reporter_done = asyncio.Event()
-        self._reached = False
-        self._actions_seen, self._last_action_at = 0, self.started
+        self._reports: asyncio.Queue[str] = asyncio.Queue()
 
     def actions(self) -> int:
         return sum(sum(tally.values()) for tally in self.tallies.values())
@@ -347,23 +355,32 @@ class FloodGoals:
         actions = self.actions()
         if actions <= MIN_FLOOD_ACTIONS:
             missing.append(f"more than {MIN_FLOOD_ACTIONS} actions (took {actions})")
-        if not self.reporter_done.is_set():
-            missing.append(f"{MIN_REPORTS_DURING_FLOOD} reports by the reporting client during the flood")
         return missing
 
-    def over(self) -> bool:
-        """True once the goals are reached (and from then on), the action budget is spent or the flood stalled."""
-        if not self._reached:
-            self._reached = not self.missing()
-        actions, now = self.actions(), time.monotonic()
-        if actions != self._actions_seen:
-            self._actions_seen, self._last_action_at = actions, now
-        spent = actions >= FLOOD_ACTION_BUDGET and self.reporter_done.is_set()
-        return self._reached or spent or now - self._last_action_at > FLOOD_STALL_SECONDS
+    def done(self, kind: str, turns: int, quota: int) -> bool:
+        """A kind is done after its quota of turns once it has drawn its required refusals, or when the whole
+        flood's action budget is spent."""
+        if self.actions() >= FLOOD_ACTION_BUDGET:
+            return True
+        return turns >= quota and all(self.tallies[kind][code] for code in self.REQUIRED[kind])
+
+    async def listen(self) -> None:
+        """Takes the test's line after each report it made (stdin); an empty one when the test has gone."""
+        while True:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            self._reports.put_nowait(line)
+            if not line:
+                return
+
+    async def reported(self) -> None:
+        """Waits for the reporting client's next report."""
+        if not await self._reports.get():
+            raise RuntimeError("the test stopped listening to the flood")
 
 
-async def _flood_requests(client: Client, idx: int, goals: FloodGoals, tally: Counter[str]) -> None:
-    """Pipelined reads, browses, method calls with unknown orders and oversized reads, as fast as answers come."""
+async def _flood_requests(client: Client, idx: int, plan: FloodPlan, tally: Counter[str]) -> None:
+    """Pipelined reads, browses, method calls with unknown orders and oversized reads, as fast as answers come, in
+    FLOOD_STEPS steps: after each the test makes a report, while the next step floods."""
     start_time = client.get_node(START_TIME)
     root = client.get_node(ua.NodeId("QualityBridge", idx))
     method = ua.NodeId("QualityBridge.ReportMeasurement", idx)
@@ -380,14 +397,27 @@ async def _flood_requests(client: Client, idx: int, goals: FloodGoals, tally: Co
             case _:
                 return await client.read_values([start_time] * (OPERATIONS_PER_REQUEST + 1))
 
-    while not goals.over():
-        for outcome in await asyncio.gather(*(one(k) for k in range(40)), return_exceptions=True):
+    async def flood_round() -> None:
+        for outcome in await asyncio.gather(*(one(k) for k in range(REQUESTS_PER_ROUND)), return_exceptions=True):
             tally[_outcome_name(outcome)] += 1
 
+    for step in range(1, FLOOD_STEPS + 1):
+        for _ in range(ROUNDS_PER_STEP):
+            await flood_round()
+        print("step", flush=True)
+        if step > 1:
+            await plan.reported()  # the report beside the step before: never more than a step ahead
+    await plan.reported()  # the report beside the last step
+    rounds = FLOOD_STEPS * ROUNDS_PER_STEP
+    while not plan.done("requests", rounds, rounds):
+        await flood_round()
+        rounds += 1
 
-async def _flood_subscriptions(client: Client, goals: FloodGoals, tally: Counter[str]) -> None:
+
+async def _flood_subscriptions(client: Client, plan: FloodPlan, tally: Counter[str]) -> None:
     """More subscriptions than allowed, each with more items than allowed; deleted and created again."""
     nodes = [client.get_node(CURRENT_TIME)] * (ITEMS_PER_SUBSCRIPTION + 10)
+    rounds = 0
     while True:
         created = []
         for _ in range(SUBSCRIPTIONS_PER_SESSION + 2):
@@ -402,8 +432,9 @@ async def _flood_subscriptions(client: Client, goals: FloodGoals, tally: Counter
                     tally["item created" if isinstance(handle, int) else _outcome_name(handle)] += 1
             except UaStatusCodeError as error:
                 tally[_outcome_name(error)] += 1
+        rounds += 1
         # The last round stays: the flooder vanishes with its subscriptions and the server must clean up alone.
-        if goals.over():
+        if plan.done("subscriptions", rounds, SUBSCRIPTION_ROUNDS):
             return
         for subscription in created:
             try:
@@ -412,9 +443,11 @@ async def _flood_subscriptions(client: Client, goals: FloodGoals, tally: Counter
                 tally[_outcome_name(error)] += 1
 
 
-async def _flood_sessions(deployment: Deployment, goals: FloodGoals, tally: Counter[str]) -> list[Client]:
+async def _flood_sessions(deployment: Deployment, plan: FloodPlan, tally: Counter[str]) -> list[Client]:
     held: list[Client] = []
-    while not goals.over():
+    attempts = 0
+    while not plan.done("sessions", attempts, SESSION_ATTEMPTS):
+        attempts += 1
         try:
             held.append(await open_client(deployment, "observer"))
             tally["session opened"] += 1
@@ -427,11 +460,13 @@ async def _flood_sessions(deployment: Deployment, goals: FloodGoals, tally: Coun
     return held
 
 
-async def _flood_oversized_chunks(port: int, endpoint: str, goals: FloodGoals, tally: Counter[str]) -> None:
+async def _flood_oversized_chunks(port: int, endpoint: str, plan: FloodPlan, tally: Counter[str]) -> None:
     """Connections announcing 50 MB chunks and streaming bytes: without the guard each would be buffered whole."""
     hello = struct.pack("<IIIIIi", 0, 65535, 65535, 0, 0, len(endpoint)) + endpoint.encode()
     filler = bytes(64 * 1024)
-    while not goals.over():
+    connections = 0
+    while not plan.done("chunks", connections, CHUNK_CONNECTIONS):
+        connections += 1
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(_tcp_message(b"HEL", hello))
@@ -464,26 +499,22 @@ async def _flood(deployment: Deployment, result_path: Path) -> None:
     subscriptions_client = await open_client(deployment, "observer")
     idx = await requests_client.get_namespace_index(NAMESPACE_URI)
     tallies: dict[str, Counter[str]] = {kind: Counter() for kind in ("requests", "subscriptions", "sessions", "chunks")}
-    goals = FloodGoals(tallies)
-
-    async def reporter_done() -> None:
-        # The test writes a line to our stdin once its reporting client has reported enough beside the flood.
-        await asyncio.to_thread(sys.stdin.readline)
-        goals.reporter_done.set()
+    plan = FloodPlan(tallies)
 
     print("flooding", flush=True)
-    listening = asyncio.create_task(reporter_done())
+    # Its thread blocks in a read of stdin until the test's next line; os._exit below does not wait for it.
+    listening = asyncio.create_task(plan.listen())
     await asyncio.gather(
-        _flood_requests(requests_client, idx, goals, tallies["requests"]),
-        _flood_subscriptions(subscriptions_client, goals, tallies["subscriptions"]),
-        _flood_sessions(deployment, goals, tallies["sessions"]),
-        _flood_oversized_chunks(deployment.opcua_port, deployment.endpoint, goals, tallies["chunks"]),
+        _flood_requests(requests_client, idx, plan, tallies["requests"]),
+        _flood_subscriptions(subscriptions_client, plan, tallies["subscriptions"]),
+        _flood_sessions(deployment, plan, tallies["sessions"]),
+        _flood_oversized_chunks(deployment.opcua_port, deployment.endpoint, plan, tallies["chunks"]),
     )
     listening.cancel()
     summary = {
         "tallies": {kind: dict(tally) for kind, tally in tallies.items()},
-        "seconds": round(time.monotonic() - goals.started, 1),
-        "missing": goals.missing(),
+        "seconds": round(time.monotonic() - plan.started, 1),
+        "missing": plan.missing(),
     }
     await asyncio.to_thread(result_path.write_text, json.dumps(summary))
     # Vanish without closing anything, as a crashed or hostile client does: the server has to clean up alone.
@@ -562,14 +593,13 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
         server_pid = deployment.server.process.pid
         ticks_per_second = os.sysconf("SC_CLK_TCK")
 
-        async def report_for(seconds: float) -> tuple[tuple[list[float], list[float]], Counter[str]]:
-            """Reports for `seconds`: per answered report the wall seconds it took and the CPU seconds the server
-            used meanwhile; and the outcomes."""
+        async def make_reports(count: int) -> tuple[tuple[list[float], list[float]], Counter[str]]:
+            """`count` reports, one after the other: per answered report the wall seconds it took and the CPU seconds
+            the server used meanwhile; and the outcomes."""
             latencies: list[float] = []
             server_cpu: list[float] = []
             outcomes: Counter[str] = Counter()
-            until = time.monotonic() + seconds
-            while time.monotonic() < until:
+            for _ in range(count):
                 rss_samples.append(server_rss_kib(deployment))
                 started, server_ticks = time.monotonic(), cpu_ticks(server_pid)
                 try:
@@ -579,10 +609,9 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
                     server_cpu.append((cpu_ticks(server_pid) - server_ticks) / ticks_per_second)
                 except Exception as error:
                     outcomes[_outcome_name(error)] += 1
-                await asyncio.sleep(0.1)
             return (latencies, server_cpu), outcomes
 
-        (_, quiet_server_cpu), _ = await report_for(QUIET_SECONDS)
+        (_, quiet_server_cpu), _ = await make_reports(REPORTS_BEFORE_AND_AFTER)
         before = server_rss_kib(deployment)
 
         flooder = await asyncio.create_subprocess_exec(
@@ -604,19 +633,16 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
             latencies: list[float] = []
             server_cpu: list[float] = []
             outcomes: Counter[str] = Counter()
-            told = False
-            while flooder.returncode is None:
-                (more_latencies, more_server_cpu), more_outcomes = await report_for(1.0)
+            # One report per step of the flood, made while the next step floods; the flooder's stdout ends when
+            # it has taken its last turn.
+            while await asyncio.wait_for(flooder.stdout.readline(), STEP_TIMEOUT_SECONDS) == b"step\n":
+                (more_latencies, more_server_cpu), more_outcomes = await make_reports(1)
                 latencies += more_latencies
                 server_cpu += more_server_cpu
                 outcomes += more_outcomes
-                if not told and sum(outcomes.values()) >= MIN_REPORTS_DURING_FLOOD:
-                    flooder.stdin.write(b"enough\n")
-                    await flooder.stdin.drain()
-                    told = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(flooder.wait(), 0.01)
-            assert flooder.returncode == 0
+                flooder.stdin.write(b"reported\n")
+                await flooder.stdin.drain()
+            assert await asyncio.wait_for(flooder.wait(), STEP_TIMEOUT_SECONDS) == 0
             peak = max(rss_samples)
         finally:
             if flooder.returncode is None:
@@ -625,7 +651,7 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
 
         # Sessions the flooder left with subscriptions live until their timeout; then everything is gone.
         await asyncio.sleep(SESSION_TIMEOUT + 3)
-        (after_latencies, _), after_outcomes = await report_for(2.0)
+        (after_latencies, _), after_outcomes = await make_reports(REPORTS_BEFORE_AND_AFTER)
         after = server_rss_kib(deployment)
         async with sessions(deployment, MAX_SESSIONS - 1):
             pass  # every place the flooder held is free again
@@ -660,7 +686,7 @@ async def test_flood_past_all_limits_leaves_another_client_reporting_and_memory_
     assert flood["chunks"].get("BadTcpMessageTooLarge", 0) > 0
     # ... while the machine kept reporting, promptly.
     assert success_rate == 1.0, outcomes
-    assert sum(outcomes.values()) >= MIN_REPORTS_DURING_FLOOD
+    assert sum(outcomes.values()) == MIN_REPORTS_DURING_FLOOD
     assert server_p95 < SERVER_CPU_BOUND_SECONDS * 1000, (
         f"the server spent {server_p95:.0f} ms of CPU (p95) on other work while a report waited "
         f"({quiet_server_p95:.0f} ms before the flood)"

@@ -21,6 +21,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from qualitybridge.config import LimitsSettings
 from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.server.pki import (
     PkiLayout,
@@ -37,7 +38,7 @@ from qualitybridge.server.security.setup import SecurityOptions, ServerSecurity,
 from qualitybridge.services.audit_trail import AuditTrail
 from qualitybridge.store import create_engine, migrate
 from qualitybridge.store.audit_log import AuditLogStore
-from tests.harness import free_port
+from tests.harness import free_port, standard_server
 from tests.pki_helpers import IssuedCertificate, TestCa
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -97,8 +98,8 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     ]
     layout = PkiLayout(root / "pki")
     url = f"opc.tcp://127.0.0.1:{free_port()}"
-    server = Server()
-    await server.init()
+    # No login penalty: the tests here fail logins on purpose and then log in from the same address at once.
+    server = await standard_server(LimitsSettings(login_penalty_base_seconds=0))
     server.set_endpoint(url)
     security = await apply_security(
         server,

@@ -35,6 +35,7 @@ from qualitybridge.server.address_space.members import (
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.view import AddressSpaceView
 from tests.builders import gauge
+from tests.harness import standard_server
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -118,8 +119,7 @@ async def _instantiated_as_before(server: Server, ns: QualityBridgeNamespace, or
 
 
 async def _server() -> tuple[Server, QualityBridgeNamespace]:
-    server = Server()
-    await server.init()
+    server = await standard_server()
     return server, await QualityBridgeNamespace.load(server)
 
 

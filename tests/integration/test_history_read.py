@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from asyncua import Client, Server, ua
+from asyncua import Client, ua
 from asyncua.common.events import Event, get_filter_from_event_type
 
 from qualitybridge.domain.model import MeasurementReport, MeasurementResult, OutboxState, ResultEvaluation, SpcAlarm
@@ -27,6 +27,7 @@ from qualitybridge.server.address_space.view import AddressSpaceView
 from qualitybridge.store import Store, open_store
 from qualitybridge.store.measurement_history import SeriesQuery
 from tests.builders import gauge, order
+from tests.harness import standard_server
 
 START = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 SERIES = "Order/1000/Op/0010/Char/C010.LastValue"
@@ -98,8 +99,7 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run
     await store.record_measurements([_measurement(i, order_no="2000") for i in range(5)])  # another series
     await store.record_spc_alarm(ALARM)
     url = f"opc.tcp://127.0.0.1:{_free_port()}/qb"
-    server = Server()
-    await server.init()
+    server = await standard_server()
     server.set_endpoint(url)
     namespace = await QualityBridgeNamespace.load(server)
     view = AddressSpaceView(server, namespace)

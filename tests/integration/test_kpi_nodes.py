@@ -6,20 +6,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from asyncua import Server, ua
+from asyncua import ua
 
 from qualitybridge.domain.kpis import ConfirmedQuantities, KpiReport, PartMeasurement, kpi_figures
 from qualitybridge.server.address_space.kpi_nodes import KpiNodes
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace
 from qualitybridge.server.address_space.view import AddressSpaceView
 from tests.builders import gauge, order
+from tests.harness import standard_server
 
 AT = datetime(2026, 11, 21, 0, 15, tzinfo=UTC)
 
 
 async def test_day_and_order_kpis_become_variables_once() -> None:
-    server = Server()
-    await server.init()
+    server = await standard_server()
     namespace = await QualityBridgeNamespace.load(server)
     await AddressSpaceView(server, namespace).show([order("A")], [gauge()])
     nodes = KpiNodes(server, namespace)

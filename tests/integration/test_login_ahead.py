@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from qualitybridge.config import LimitsSettings
-from qualitybridge.server.limits import LimitedServer
 from qualitybridge.server.security import identity
 from qualitybridge.server.security.identity import PasswordUserManager, Role, UserAccount, hash_password
+from tests.harness import standard_server
 
 ACCOUNT = UserAccount(name="machine7", role=Role.MACHINE, password_hash=hash_password("right password"))
 
@@ -52,8 +51,7 @@ async def test_a_client_login_is_checked_off_the_event_loop(scrypt_threads: list
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = LimitedServer(LimitsSettings())
-    await server.init()
+    server = await standard_server()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/login")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     server.set_security_IDs(["Username"])

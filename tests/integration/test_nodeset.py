@@ -22,6 +22,7 @@ from asyncua.common.ua_utils import get_node_supertype
 from lxml import etree
 
 from qualitybridge.domain.model import CalibrationStatus, OrderState, ResultEvaluation
+from tests.harness import standard_server
 
 NAMESPACE_URI = "https://qualitybridge.dev/UA/"
 UA_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
@@ -307,8 +308,7 @@ class Imported:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def imported(nodeset_path: Path) -> AsyncIterator[Imported]:
     """A bare asyncua server (init only, never started) with the NodeSet imported; asyncua warnings are recorded."""
-    server = Server()
-    await server.init()
+    server = await standard_server()
     collector = _Collect()
     asyncua_logger = logging.getLogger("asyncua")
     asyncua_logger.addHandler(collector)

@@ -34,7 +34,7 @@ from qualitybridge.server.pki import (
 )
 from qualitybridge.server.security.identity import Role, UserAccount, hash_password
 from qualitybridge.server.security.setup import ServerSecurity, apply_security
-from tests.harness import free_port
+from tests.harness import free_port, standard_server
 from tests.pki_helpers import IssuedCertificate, TestCa
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -57,8 +57,7 @@ class Env:
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     layout = PkiLayout(tmp_path_factory.mktemp("pki-server") / "pki")
     url = f"opc.tcp://127.0.0.1:{free_port()}"
-    server = Server()
-    await server.init()
+    server = await standard_server()
     server.set_endpoint(url)
     security = await apply_security(
         server,

@@ -29,6 +29,7 @@ from qualitybridge.server.address_space.quality_events import (
 )
 from qualitybridge.services.master_data import MasterData
 from tests.builders import gauge, order, result
+from tests.harness import standard_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,8 +60,7 @@ class Rig:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def server() -> AsyncIterator[tuple[Server, QualityBridgeNamespace]]:
-    server = Server()
-    await server.init()
+    server = await standard_server()
     namespace = await QualityBridgeNamespace.load(server)
     yield server, namespace
 

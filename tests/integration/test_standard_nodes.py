@@ -1,10 +1,11 @@
 """The standard address space from the cache is the one asyncua fills, node for node, for a client and inside.
 
-Two in-process servers: the first finds no cache, fills namespace 0 as asyncua does and stores it; the second takes
-it from that cache (each node decoded when first reached). A real client walks the Types folder and the Server
-object on both (Browse of every reference, Read of every attribute), translates browse paths and reads the fields
-of event types; then every standard node of both is compared inside. The fallbacks: a corrupt cache, a cache
-folder that cannot be written.
+Two in-process servers: the first finds no cache, fills namespace 0 as asyncua does and stores it (once for the
+module: a fill and its storing cost about 6 s of CPU under coverage, and the tests only read that server); the
+second takes it from that cache (each node decoded when first reached), a fresh one per test. A real client walks
+the Types folder and the Server object on both (Browse of every reference, Read of every attribute), translates
+browse paths and reads the fields of event types; then every standard node of both is compared inside. The
+fallbacks: a corrupt cache, a cache folder that cannot be written.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import asyncio
 import dataclasses
 import logging
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
+import pytest_asyncio
 from asyncua import Client, Server, ua
 from asyncua.common.events import get_filter_from_event_type
+from asyncua.common.utils import Buffer
 from asyncua.server.address_space import NodeData
+from asyncua.ua.ua_binary import from_binary, to_binary
 
 from qualitybridge.config import LimitsSettings
 from qualitybridge.server.address_space.node_dict import NodesOnDemand
@@ -77,35 +82,84 @@ def _made(server: Server) -> int:
     return len(nodes.made_ids()) if isinstance(nodes, NodesOnDemand) else len(nodes)
 
 
+# The servers of a module-scoped fixture live on the module's event loop, so the tests run on it too.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-@pytest.fixture
-async def filled_and_cached(cache_dir: Path) -> AsyncIterator[tuple[LimitedServer, LimitedServer]]:
-    filled = await _server(cache_dir)  # no cache yet: filled as asyncua does, and stored
-    assert StandardNodeCache(cache_dir).path.is_file()
-    assert _made(filled) > 6000
-    cached = await _server(cache_dir)
-    assert _made(cached) < 200, "a start from the cache makes only the nodes asyncua's own set-up touches"
-    for server in (filled, cached):
-        await server.start()
+@pytest.fixture(scope="module")
+def golden_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache folder of the module: `filled` stores the cache there."""
+    return tmp_path_factory.mktemp("standard") / "cache"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def filled(golden_dir: Path) -> AsyncIterator[LimitedServer]:
+    """A started server that found no cache: filled as asyncua does, and stored in `golden_dir`. Shared by the
+    module's tests, which must not change it (the delete test fills a server of its own)."""
+    server = await _server(golden_dir)
+    assert StandardNodeCache(golden_dir).path.is_file()
+    assert _made(server) > 6000
+    await server.start()
     try:
-        yield filled, cached
+        yield server
     finally:
-        for server in (filled, cached):
-            await server.stop()
+        await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def cached(filled: LimitedServer, golden_dir: Path) -> AsyncIterator[LimitedServer]:
+    """A started server of its own that takes the standard nodes from the cache `filled` stored."""
+    server = await _server(golden_dir)
+    assert _made(server) < 200, "a start from the cache makes only the nodes asyncua's own set-up touches"
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 def _without_time(value: ua.DataValue) -> ua.DataValue:
     return dataclasses.replace(value, SourceTimestamp=None, ServerTimestamp=None)
 
 
-async def _walk(client: Client, roots: list[int]) -> dict[str, Any]:
+class _Services(Protocol):
+    """Browse and Read as a client calls them (`Client.uaclient`) or as the server answers them inside
+    (`iserver.isession`: the session methods its request processor calls for a client's request)."""
+
+    async def browse(self, parameters: ua.BrowseParameters, /) -> list[ua.BrowseResult]: ...
+
+    async def read(self, parameters: ua.ReadParameters, /) -> list[ua.DataValue]: ...
+
+
+class _Inside:
+    """A server's session services (the methods its request processor calls for a client's Browse and Read), their
+    answers encoded and decoded as on the wire (which, e.g., turns a NumericNodeId into a NodeId): the reference side
+    of a comparison, without the requests' encoding, the transport and the client, the larger part of a walk's CPU
+    under coverage."""
+
+    def __init__(self, server: Server) -> None:
+        self._session = server.iserver.isession
+
+    async def browse(self, parameters: ua.BrowseParameters, /) -> list[ua.BrowseResult]:
+        return [_as_on_the_wire(ua.BrowseResult, result) for result in await self._session.browse(parameters)]
+
+    async def read(self, parameters: ua.ReadParameters, /) -> list[ua.DataValue]:
+        return [_as_on_the_wire(ua.DataValue, value) for value in await self._session.read(parameters)]
+
+
+def _as_on_the_wire(kind: Any, value: Any) -> Any:
+    return from_binary(kind, Buffer(to_binary(kind, value)))
+
+
+async def _walk(services: _Services, roots: list[int]) -> dict[str, Any]:
     """Every node below the roots by forward hierarchical references: all its references (both directions, in the
     order the server gives them) and every attribute (value and status, without timestamps)."""
-    hierarchical = await _hierarchical(client)
+    hierarchical = await _hierarchical(services)
     seen: dict[ua.NodeId, Any] = {}
     level = [ua.NodeId(root) for root in roots]
     while level:
@@ -118,11 +172,12 @@ async def _walk(client: Client, roots: list[int]) -> dict[str, Any]:
                 description = ua.BrowseDescription()
                 description.NodeId = node_id
                 description.BrowseDirection = ua.BrowseDirection.Both
-                description.ReferenceTypeId = ua.NodeId(ua.ObjectIds.References)
-                description.IncludeSubtypes = True
+                # The null reference type: every reference, as References with its subtypes gives, without the
+                # server walking the reference type tree again for each reference of each node.
+                description.ReferenceTypeId = ua.NodeId()
                 description.ResultMask = ua.BrowseResultMask.All
                 params.NodesToBrowse.append(description)
-            results = await client.uaclient.browse(params)
+            results = await services.browse(params)
             for node_id, result in zip(batch, results, strict=True):
                 seen[node_id] = {"status": result.StatusCode, "references": result.References}
                 following.extend(
@@ -136,7 +191,7 @@ async def _walk(client: Client, roots: list[int]) -> dict[str, Any]:
         params = ua.ReadParameters()
         for node_id, attribute in batch:
             params.NodesToRead.append(ua.ReadValueId(NodeId=node_id, AttributeId=attribute))
-        values = await client.uaclient.read(params)
+        values = await services.read(params)
         for (node_id, attribute), value in zip(batch, values, strict=True):
             if attribute == ua.AttributeIds.Value and node_id in _TIME_VARYING:
                 value = dataclasses.replace(value, Value=None)
@@ -144,14 +199,22 @@ async def _walk(client: Client, roots: list[int]) -> dict[str, Any]:
     return {node_id.to_string(): entry for node_id, entry in seen.items()}
 
 
-async def _hierarchical(client: Client) -> set[ua.NodeId]:
+async def _hierarchical(services: _Services) -> set[ua.NodeId]:
     """HierarchicalReferences and its subtypes, as the server knows them."""
     found: set[ua.NodeId] = set()
-    pending = [client.get_node(ua.ObjectIds.HierarchicalReferences)]
+    pending = [ua.NodeId(ua.ObjectIds.HierarchicalReferences)]
     while pending:
-        node = pending.pop()
-        found.add(node.nodeid)
-        pending.extend(await node.get_children(refs=ua.ObjectIds.HasSubtype))
+        node_id = pending.pop()
+        found.add(node_id)
+        description = ua.BrowseDescription(
+            NodeId=node_id,
+            BrowseDirection=ua.BrowseDirection.Forward,
+            ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasSubtype),
+            IncludeSubtypes=False,
+            ResultMask=ua.BrowseResultMask.All,
+        )
+        (result,) = await services.browse(ua.BrowseParameters(NodesToBrowse=[description]))
+        pending.extend(reference.NodeId for reference in result.References)
     return found
 
 
@@ -172,11 +235,13 @@ _EVENT_TYPES = [
 ]
 
 
-async def _client_view(server: Server) -> dict[str, Any]:
+async def _client_view(server: Server, *, walk_inside: bool = False) -> dict[str, Any]:
+    """What a client sees of the standard nodes; `walk_inside`: the walk through `_Inside` instead of the wire."""
     # Server and client share this process: a long Read keeps the watchdog's keep-alive probe waiting.
     client = Client(server.endpoint.geturl(), timeout=30, watchdog_intervall=30)
     async with client:
-        walk = await _walk(client, [ua.ObjectIds.TypesFolder, ua.ObjectIds.Server])
+        services: _Services = _Inside(server) if walk_inside else client.uaclient
+        walk = await _walk(services, [ua.ObjectIds.TypesFolder, ua.ObjectIds.Server])
         paths = []
         for path in _PATHS:
             try:
@@ -191,11 +256,10 @@ async def _client_view(server: Server) -> dict[str, Any]:
 
 
 async def test_the_standard_nodes_from_the_cache_equal_asyncuas_fill_for_a_client_and_inside(
-    filled_and_cached: tuple[LimitedServer, LimitedServer],
+    filled: LimitedServer, cached: LimitedServer
 ) -> None:
-    filled, cached = filled_and_cached
     # First what a client sees, while the cached server makes its nodes as the walk reaches them.
-    expected = await _client_view(filled)
+    expected = await _client_view(filled, walk_inside=True)
     actual = await _client_view(cached)
     assert len(expected["walk"]) > 3000
     assert actual["paths"] == expected["paths"]
@@ -224,9 +288,9 @@ async def test_the_standard_nodes_from_the_cache_equal_asyncuas_fill_for_a_clien
 
 
 async def test_a_standard_node_made_from_the_cache_notifies_subscribers_and_answers_through_its_callback(
-    filled_and_cached: tuple[LimitedServer, LimitedServer],
+    cached: LimitedServer,
 ) -> None:
-    _filled, server = filled_and_cached
+    server = cached
     nodes = server.iserver.aspace._nodes
     assert isinstance(nodes, NodesOnDemand)
     level = ua.NodeId(ua.ObjectIds.Server_ServiceLevel)
@@ -252,9 +316,9 @@ async def test_a_standard_node_made_from_the_cache_notifies_subscribers_and_answ
 
 
 async def test_deleting_a_standard_node_drops_the_references_to_it_of_nodes_not_made_yet(
-    filled_and_cached: tuple[LimitedServer, LimitedServer],
+    cached: LimitedServer,
 ) -> None:
-    filled, cached = filled_and_cached
+    filled = await _server(None)  # a fill of its own (not stored): the module's filled server stays as it is
     gone = ua.NodeId(ua.ObjectIds.Server_ServerDiagnostics_SamplingIntervalDiagnosticsArray)
     filled_space = filled.iserver.aspace
     referrers = [
@@ -264,7 +328,7 @@ async def test_deleting_a_standard_node_drops_the_references_to_it_of_nodes_not_
     nodes = cached.iserver.aspace._nodes
     assert isinstance(nodes, NodesOnDemand)
     assert not any(nodes.is_made(node_id) for node_id in referrers)
-    for server in filled_and_cached:
+    for server in (filled, cached):
         space = server.iserver.aspace
         before = _made(server)
         item = ua.DeleteNodesItem(NodeId=gone, DeleteTargetReferences=True)
@@ -278,11 +342,19 @@ async def test_deleting_a_standard_node_drops_the_references_to_it_of_nodes_not_
             assert all(reference.NodeId != gone for reference in space[node_id].references), node_id
 
 
-async def test_a_corrupt_cache_is_replaced_by_a_fill_with_one_log_line(
-    cache_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def stored_cache(cache_dir: Path, golden_dir: Path, filled: LimitedServer) -> StandardNodeCache:
+    """A cache in `cache_dir` as a start stores it: a copy of the one `filled` has stored (private, as stored)."""
     cache = StandardNodeCache(cache_dir)
-    await _server(cache_dir)  # stores the cache
+    cache_dir.mkdir(mode=0o700)
+    shutil.copy(StandardNodeCache(golden_dir).path, cache.path)
+    return cache
+
+
+async def test_a_corrupt_cache_is_replaced_by_a_fill_with_one_log_line(
+    stored_cache: StandardNodeCache, cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = stored_cache
     for damage in (b"not a cache at all", None):
         if damage is None:  # a cut-off file: a crash while copying it, a full disk
             damage = cache.path.read_bytes()[:-1000]

@@ -10,8 +10,7 @@ from collections.abc import Callable
 import pytest
 from asyncua import Client, ua
 
-from qualitybridge.config import LimitsSettings
-from qualitybridge.server.limits import LimitedServer
+from tests.harness import standard_server
 
 
 def _free_port() -> int:
@@ -29,8 +28,7 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
 
 
 async def test_a_call_during_the_load_waits_for_it_while_reads_are_answered() -> None:
-    server = LimitedServer(LimitsSettings())
-    await server.init()
+    server = await standard_server()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{_free_port()}/gate")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     loaded: list[str] = []
@@ -69,8 +67,7 @@ async def test_a_call_during_the_load_waits_for_it_while_reads_are_answered() ->
 async def test_a_call_the_load_does_not_release_in_time_is_refused_for_a_retry_and_never_runs() -> None:
     # A call held past the client's request timeout would be lost to the client (a timeout) and then run unseen:
     # a report stored whose retry, without a client result id, stores it again. Refused instead, nothing runs.
-    server = LimitedServer(LimitsSettings())
-    await server.init()
+    server = await standard_server()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{_free_port()}/gate")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     ran: list[str] = []
