@@ -6,7 +6,8 @@ orders takes milliseconds and little memory. Changes are applied in place by wri
 client sees a data change, not a node that vanished and came back. Orders the ERP withdraws, or that leave the
 configured scope, are removed with the nodes built for them. Gauges are few and are instantiated as before.
 
-asyncua internals: Server.iserver.aspace (get, del, delete_datachange_callback, NodeData references and attributes)
+asyncua internals: Server.iserver.aspace (get, del, write_attribute_value, delete_datachange_callback, NodeData
+references and attributes)
 """
 
 from __future__ import annotations

@@ -92,18 +92,21 @@ class _LoginAheadProcessor(UaProcessor):
       a NodeId it builds anew for every branch of its `if`/`elif` chain, and Call is the 30th, so each method call
       built about 35 NodeIds before it got to work (docs/performance.md, issue 11). `_call` is asyncua's session
       check and Call branch, unchanged; tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
+      Only a Call of an activated session takes it: one created but not activated yet, or closed (CloseSession
+      keeps the secure channel), goes through asyncua's chain, which refuses it (BadSessionNotActivated).
     """
 
     async def _process_message(self, typeid: Any, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
-        if typeid == _CALL_REQUEST and self.session is not None:
+        session = self.session
+        if typeid == _CALL_REQUEST and session is not None and session.is_activated():
             return await self._call(requesthdr, seqhdr, body)
         if typeid == _ACTIVATE_SESSION and self.session is not None:
             await self._verify_ahead(body.copy())
         return await super()._process_message(typeid, requesthdr, seqhdr, body)  # type: ignore[no-untyped-call]
 
     async def _call(self, requesthdr: Any, seqhdr: Any, body: Any) -> bool:
-        """asyncua 2.1.0's `_process_message` for a CallRequest of a session: the permission check, the session's
-        activity mark, then its Call branch. Errors propagate to `process_message` as from asyncua's own."""
+        """asyncua 2.1.0's `_process_message` for a CallRequest of an activated session: the permission check, the
+        session's activity mark, then its Call branch. Errors propagate to `process_message` as from asyncua's own."""
         session = self.session
         assert session is not None  # noqa: S101 - checked by the caller
         user = session.user

@@ -3,13 +3,16 @@
 asyncua 2.1's dispatcher builds a NodeId for every branch it compares the request type with, and Call is its 30th;
 QualityBridge dispatches Call itself with asyncua's own code for that branch. These tests pin the copy to asyncua's
 source (an asyncua that changes the branch fails here, not in production) and check that a call answers, is
-refused by the permission ruleset with BadUserAccessDenied, and never reaches asyncua's chain.
+refused by the permission ruleset with BadUserAccessDenied, and never reaches asyncua's chain; and that a Call of a
+session that is not activated (not yet, or closed) is refused with BadSessionNotActivated as asyncua refuses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,6 +31,8 @@ _ASYNCUA_LINES = (
     "self.session_last_activity = time.monotonic()",
     "if self.session is not None:",
     "self.session.touch()",
+    "if not self.session.is_activated():",  # the fast path's own guard: only an activated session's Call takes it
+    "raise ServiceError(ua.StatusCodes.BadSessionNotActivated)",
     "elif typeid == ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary):",
     '_logger.info("call request (%s)", user)',
     "params = struct_from_binary(ua.CallParameters, body)",
@@ -58,6 +63,31 @@ class _Ruleset:
         return not self.deny
 
 
+@contextlib.asynccontextmanager
+async def _serving(ruleset: _Ruleset, ran: list[int]) -> AsyncIterator[tuple[str, LimitedServer, ua.NodeId]]:
+    """A LimitedServer (NoSecurity, the ruleset's verdicts) with a method Double that notes what it ran; its endpoint,
+    the server and the method's NodeId."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = LimitedServer(LimitsSettings())
+    await server.init()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/dispatch"
+    server.set_endpoint(endpoint)
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity], permission_ruleset=ruleset)  # type: ignore[arg-type]
+
+    async def double(_parent: ua.NodeId, value: ua.Variant) -> list[ua.Variant]:
+        ran.append(value.Value)
+        return [ua.Variant(value.Value * 2, ua.VariantType.Int64)]
+
+    method = await server.nodes.objects.add_method(2, "Double", double, [ua.VariantType.Int64], [ua.VariantType.Int64])
+    await server.start()
+    try:
+        yield endpoint, server, method.nodeid
+    finally:
+        await server.stop()
+
+
 async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     reached_asyncua: list[ua.NodeId] = []
     asyncua_dispatch = UaProcessor._process_message
@@ -67,30 +97,42 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
         return await asyncua_dispatch(self, typeid, *args)
 
     monkeypatch.setattr(UaProcessor, "_process_message", recording)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = LimitedServer(LimitsSettings())
-    await server.init()
-    endpoint = f"opc.tcp://127.0.0.1:{port}/dispatch"
-    server.set_endpoint(endpoint)
     ruleset = _Ruleset()
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity], permission_ruleset=ruleset)  # type: ignore[arg-type]
-
-    async def double(_parent: ua.NodeId, value: ua.Variant) -> list[ua.Variant]:
-        return [ua.Variant(value.Value * 2, ua.VariantType.Int64)]
-
-    method = await server.nodes.objects.add_method(2, "Double", double, [ua.VariantType.Int64], [ua.VariantType.Int64])
-    await server.start()
-    try:
-        async with Client(endpoint, timeout=30) as client:
-            assert await client.nodes.objects.call_method(method.nodeid, ua.Variant(21, ua.VariantType.Int64)) == 42
-            ruleset.deny = True
-            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
-                await client.nodes.objects.call_method(method.nodeid, ua.Variant(1, ua.VariantType.Int64))
-            ruleset.deny = False
-    finally:
-        await server.stop()
+    async with _serving(ruleset, []) as (endpoint, _server, method), Client(endpoint, timeout=30) as client:
+        assert await client.nodes.objects.call_method(method, ua.Variant(21, ua.VariantType.Int64)) == 42
+        ruleset.deny = True
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await client.nodes.objects.call_method(method, ua.Variant(1, ua.VariantType.Int64))
+        ruleset.deny = False
     assert transport._CALL_REQUEST in ruleset.checked  # the ruleset saw both calls
     assert transport._CALL_REQUEST not in reached_asyncua  # and asyncua's chain neither
     assert reached_asyncua  # while every other request still went through it (sessions, reads)
+
+
+async def test_a_call_on_a_session_not_activated_or_closed_is_refused_as_asyncua_refuses_it() -> None:
+    """asyncua answers BadSessionNotActivated to a Call on a session that was created but not activated, or closed
+    (CloseSession keeps the secure channel); the fast path must neither run the method nor answer otherwise."""
+    ran: list[int] = []
+    async with _serving(_Ruleset(), ran) as (endpoint, server, method):  # the ruleset allows everything
+
+        def request(value: int) -> ua.CallMethodRequest:
+            arguments = [ua.Variant(value, ua.VariantType.Int64)]
+            return ua.CallMethodRequest(ObjectId=server.nodes.objects.nodeid, MethodId=method, InputArguments=arguments)
+
+        client = Client(endpoint, timeout=30)
+        await client.connect_socket()
+        try:
+            await client.send_hello()
+            await client.open_secure_channel()
+            await client.create_session()
+            with pytest.raises(ua.uaerrors.BadSessionNotActivated):
+                await client.uaclient.call([request(1)])
+            await client.activate_session()
+            (answer,) = await client.uaclient.call([request(2)])
+            assert answer.OutputArguments == [ua.Variant(4, ua.VariantType.Int64)]
+            await client.uaclient.close_session(False)
+            with pytest.raises(ua.uaerrors.BadSessionNotActivated):
+                await client.uaclient.call([request(3)])
+        finally:
+            client.disconnect_socket()
+    assert ran == [2], "only the call of the activated session ran"

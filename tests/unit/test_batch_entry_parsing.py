@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from qualitybridge.server.methods.measurements import _checked_entries
+from qualitybridge.server.methods.arguments import ArgumentError, parse_arguments
+from qualitybridge.server.methods.measurements import REPORT_MEASUREMENT_ARGUMENTS, _checked_entries
 
 AT = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 
@@ -52,3 +53,38 @@ def test_a_refused_entry_gets_its_first_refused_argument_and_the_others_pass() -
     assert refusals[2].message == "CharacteristicId must not be empty"  # stripped to empty, before the value
     assert refusals[3].message == "CharacteristicId must not be empty"  # the characteristic comes before the value
     assert rows[0][:4] == ("1000", "0010", "C010", 1.0)
+
+
+_V = ua.VariantType
+_SCALAR_TYPES = (_V.String, _V.String, _V.String, _V.Double, _V.String, _V.String, _V.DateTime, _V.String)
+_GOOD_ROW = ("1000", "0010", "C010", 1.5, "G-1", "S-1", AT, "")
+
+
+@pytest.mark.parametrize(
+    ("position", "bad"),
+    [
+        (3, float("nan")),
+        (3, float("inf")),
+        (3, float("-inf")),
+        (0, "1" * 33),
+        (2, "  "),
+        (5, ""),
+        (4, "G-\udcff"),
+        (6, datetime(1601, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_a_refused_entry_between_good_ones_is_refused_as_the_single_call_is(position: int, bad: Any) -> None:
+    """The batch's entry gets the StatusCode and message ReportMeasurement answers for the same values; the good
+    entries around it stay good, each with its own values."""
+    row = list(_GOOD_ROW)
+    row[position] = bad
+    variants = [ua.Variant(value, kind) for value, kind in zip(row, _SCALAR_TYPES, strict=True)]
+    with pytest.raises(ArgumentError) as single:
+        parse_arguments(REPORT_MEASUREMENT_ARGUMENTS, variants)
+    entries = [_GOOD_ROW, tuple(row), (*_GOOD_ROW[:3], -0.0, *_GOOD_ROW[4:])]
+    rows, refusals = _checked_entries([list(column) for column in zip(*entries, strict=True)])
+    assert list(refusals) == [1]
+    assert (refusals[1].status, refusals[1].message) == (single.value.status, single.value.message)
+    assert rows[0] == _GOOD_ROW
+    assert rows[2][:3] == _GOOD_ROW[:3]
+    assert math.copysign(1.0, rows[2][3]) == -1.0

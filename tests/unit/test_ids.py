@@ -4,6 +4,8 @@ forked child never shares with its parent."""
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import uuid
 
 import pytest
@@ -37,3 +39,29 @@ def test_a_forked_child_does_not_repeat_its_parents_next_ids() -> None:
     os.waitpid(child, 0)
     assert len(childs) == 10
     assert not set(childs) & set(parents)
+
+
+def test_threads_drawing_at_once_never_get_the_same_id() -> None:
+    """The buffer is shared by the process's threads: two that read the same position would hand out one id twice
+    (a duplicate result id is a duplicate idempotency key at the ERP). A tiny switch interval makes threads change
+    places between any two bytecodes, where an unguarded draw repeats ids within a few thousand."""
+    drawn: list[list[str]] = [[] for _ in range(4)]
+    start = threading.Barrier(len(drawn))
+
+    def draw(into: list[str]) -> None:
+        start.wait()
+        into.extend(ids.random_uuid() for _ in range(25_000))
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    every = [text for into in drawn for text in into]
+    assert len(every) == 100_000
+    assert len(set(every)) == len(every)
