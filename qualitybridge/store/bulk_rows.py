@@ -91,12 +91,15 @@ class BulkInsert:
             sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {', '.join(row(n) for n in range(rows))}"
         return sql
 
-    async def execute(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """One statement per chunk of rows: SQLite binds them in one go (see above), PostgreSQL inserts them in one
-        statement instead of one per row of an executemany."""
+    def statements(self, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
+        """One statement per chunk of rows, with its parameters: SQLite binds them in one go (see above), PostgreSQL
+        inserts them in one statement instead of one per row of an executemany."""
         step = self._rows_per_statement
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            await conn.exec_driver_sql(
-                self.multi_row_sql(conn.dialect, len(chunk)), tuple(value for row in chunk for value in row)
-            )
+        return [
+            (self.multi_row_sql(dialect, len(chunk)), tuple(value for row in chunk for value in row))
+            for chunk in (rows[start : start + step] for start in range(0, len(rows), step))
+        ]
+
+    async def execute(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+        for sql, parameters in self.statements(conn.dialect, rows):
+            await conn.exec_driver_sql(sql, parameters)
