@@ -25,7 +25,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["BulkInsert", "stored_moment"]
+__all__ = ["BulkInsert", "renumbered", "stored_moment"]
 
 
 def _sqlite_moment(moment: datetime) -> str:
@@ -50,6 +50,11 @@ def stored_moment(dialect: Dialect) -> Any:
 # SQLite binds at most 32,766 parameters per statement (since 3.32), PostgreSQL 65,535; a chunk stays well below.
 _PARAMETERS_PER_STATEMENT = 8_000
 _NUMBERED = re.compile(r"\$(\d+)")
+
+
+def renumbered(sql: str, offset: int) -> str:
+    """`sql`'s numbered parameters ($n, PostgreSQL's style) moved up by `offset`; SQLite's `?` stay as they are."""
+    return _NUMBERED.sub(lambda found: f"${int(found.group(1)) + offset}", sql) if offset else sql
 
 
 class BulkInsert:
@@ -85,10 +90,8 @@ class BulkInsert:
                 raise ValueError(f"unexpected INSERT form: {single}")
             width = len(self.columns)
 
-            def row(number: int) -> str:
-                return _NUMBERED.sub(lambda found: f"${int(found.group(1)) + number * width}", tail)
-
-            sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {', '.join(row(n) for n in range(rows))}"
+            values = ", ".join(renumbered(tail, number * width) for number in range(rows))
+            sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {values}"
         return sql
 
     def statements(self, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:

@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from qualitybridge.store.bulk_rows import renumbered
 from qualitybridge.store.sqlite_driver import OneHopConnection
 
 __all__ = ["GroupCommit", "Merged", "Planned", "Statement", "Work"]
@@ -44,7 +45,8 @@ Statement = tuple[str, tuple[Any, ...]]  # SQL in the driver's own parameter sty
 @dataclass(frozen=True)
 class Planned(Generic[R]):
     """A merged write known in full before it runs: its statements (nothing read in between) and its answers, one
-    per item, valid once the statements ran without error."""
+    per item, valid once the statements ran without error. The statements of a group must not depend on each
+    other's effects: PostgreSQL runs them as one statement (see `_one_statement`), whose parts see one snapshot."""
 
     statements: list[Statement]
     answers: list[R]
@@ -195,15 +197,38 @@ async def _direct(engine: AsyncEngine, statements: list[Statement]) -> bool:
     work; False when the backend has no such path (the caller then writes the ordinary way).
 
     SQLite: the whole transaction (begin, statements, commit) is one job of the connection's thread, one hand-over
-    instead of one per statement. PostgreSQL: asyncpg's own calls, one round trip per statement."""
+    instead of one per statement. PostgreSQL: one statement through asyncpg, one round trip."""
     async with engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         if isinstance(driver, OneHopConnection):
             await driver.run_transaction(statements)
             return True
         if conn.dialect.name == "postgresql" and driver is not None:
+            targets = {" ".join(sql.split(None, 3)[:3]) for sql, _parameters in statements}
+            if len(targets) == len(statements):
+                # One statement is one transaction on its own: one round trip instead of BEGIN, one per statement
+                # and COMMIT, each waiting for the event loop's turn on a busy server.
+                sql, parameters = _one_statement(statements)
+                await driver.execute(sql, *parameters)
+                return True
+            # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
+            # run in no order, and the outbox's sequence must follow acceptance.
             async with driver.transaction():
                 for sql, parameters in statements:
                     await driver.execute(sql, *parameters)
             return True
     return False
+
+
+def _one_statement(statements: list[Statement]) -> Statement:
+    """PostgreSQL's statements (numbered parameters, $n) as one: all but the last as data-modifying WITH parts,
+    each one's parameters renumbered after those before it."""
+    if len(statements) == 1:
+        return statements[0]
+    parts: list[str] = []
+    parameters: list[Any] = []
+    for sql, own in statements:
+        parts.append(renumbered(sql, len(parameters)))
+        parameters.extend(own)
+    head = ", ".join(f"w{number} AS ({part})" for number, part in enumerate(parts[:-1]))
+    return f"WITH {head} {parts[-1]}", tuple(parameters)
