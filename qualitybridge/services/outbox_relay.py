@@ -76,6 +76,8 @@ class OutboxRelay:
         batch_size: int = 500,
         batches_per_round: int = 4,
         gather_seconds: float = 0.1,
+        busy_gather_seconds: float = 0.3,
+        busy_round: int = 20,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         events: EventBus | None = None,
@@ -94,6 +96,8 @@ class OutboxRelay:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._gather_seconds = gather_seconds
+        self._busy_gather_seconds = max(busy_gather_seconds, gather_seconds)
+        self._busy_round = busy_round
         self._events = events or EventBus()  # a PostingDeadLettered per posting given up
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
@@ -117,7 +121,7 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
-        backlog = False
+        backlog = busy = False
         while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
@@ -126,16 +130,20 @@ class OutboxRelay:
             if not backlog:
                 # Let the postings of a busy moment gather: one round per result cost the report path a third of
                 # its database time, while a tenth of a second more latency is nothing against an ERP's. A backlog
-                # goes on without this pause (it capped the relay at ten pages a second).
-                await asyncio.sleep(self._gather_seconds)
+                # goes on without this pause (it capped the relay at ten pages a second). While single calls
+                # stream in (the last round carried `busy_round` postings or more, but less than a page), the
+                # pause is longer: each round's own cost (page read, HTTP request, marking, outbox count) made the
+                # relay 15 % of the server's samples with rounds of a few dozen postings, 7 % with 0.3 s pauses.
+                await asyncio.sleep(self._busy_gather_seconds if busy else self._gather_seconds)
             self._wake.clear()
             try:
                 outcome = await self.run_once()
             except Exception:  # the relay must outlive a store hiccup; the next round retries
                 _log.exception("outbox relay round failed")
-                backlog = False
+                backlog = busy = False
                 continue
             backlog = outcome.sent >= self._batch_size
+            busy = outcome.sent >= self._busy_round
             if backlog:
                 self._wake.set()  # a full page went out: there is more backlog, go on without waiting
 

@@ -25,7 +25,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["BulkInsert", "stored_moment"]
+__all__ = ["BulkInsert", "renumbered", "stored_moment"]
 
 
 def _sqlite_moment(moment: datetime) -> str:
@@ -50,6 +50,11 @@ def stored_moment(dialect: Dialect) -> Any:
 # SQLite binds at most 32,766 parameters per statement (since 3.32), PostgreSQL 65,535; a chunk stays well below.
 _PARAMETERS_PER_STATEMENT = 8_000
 _NUMBERED = re.compile(r"\$(\d+)")
+
+
+def renumbered(sql: str, offset: int) -> str:
+    """`sql`'s numbered parameters ($n, PostgreSQL's style) moved up by `offset`; SQLite's `?` stay as they are."""
+    return _NUMBERED.sub(lambda found: f"${int(found.group(1)) + offset}", sql) if offset else sql
 
 
 class BulkInsert:
@@ -85,18 +90,19 @@ class BulkInsert:
                 raise ValueError(f"unexpected INSERT form: {single}")
             width = len(self.columns)
 
-            def row(number: int) -> str:
-                return _NUMBERED.sub(lambda found: f"${int(found.group(1)) + number * width}", tail)
-
-            sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {', '.join(row(n) for n in range(rows))}"
+            values = ", ".join(renumbered(tail, number * width) for number in range(rows))
+            sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {values}"
         return sql
 
-    async def execute(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """One statement per chunk of rows: SQLite binds them in one go (see above), PostgreSQL inserts them in one
-        statement instead of one per row of an executemany."""
+    def statements(self, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
+        """One statement per chunk of rows, with its parameters: SQLite binds them in one go (see above), PostgreSQL
+        inserts them in one statement instead of one per row of an executemany."""
         step = self._rows_per_statement
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            await conn.exec_driver_sql(
-                self.multi_row_sql(conn.dialect, len(chunk)), tuple(value for row in chunk for value in row)
-            )
+        return [
+            (self.multi_row_sql(dialect, len(chunk)), tuple(value for row in chunk for value in row))
+            for chunk in (rows[start : start + step] for start in range(0, len(rows), step))
+        ]
+
+    async def execute(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+        for sql, parameters in self.statements(conn.dialect, rows):
+            await conn.exec_driver_sql(sql, parameters)

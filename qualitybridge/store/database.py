@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from qualitybridge.store.sqlite_driver import one_hop_connector
@@ -54,7 +57,36 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url)
+    _ping_after_idle(engine)
+    return engine
+
+
+# A pooled PostgreSQL connection unused for longer than this is pinged before it is handed out (see below).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    """Ping a connection at checkout only when it lay idle, not at every checkout as `pool_pre_ping` does.
+
+    `pool_pre_ping` cost a round trip per checkout, so one per group commit. A database restart is found by the
+    ping when the server was quiet; when it was busy, the first statement on a dead connection fails, SQLAlchemy
+    sees a disconnect and renews the pool, and the group commit writes the failed group's works again one by one
+    on fresh connections (tests/integration/test_postgres_liveness.py)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _alive(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", -math.inf) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc  # the pool takes another
 
 
 def store_location(url: str) -> str:

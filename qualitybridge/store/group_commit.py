@@ -24,9 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["GroupCommit", "Merged", "Work"]
+from qualitybridge.store.bulk_rows import renumbered
+from qualitybridge.store.sqlite_driver import OneHopConnection
+
+__all__ = ["GroupCommit", "Merged", "Planned", "Statement", "Work"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,14 +39,33 @@ T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[R]]
 
 
+Statement = tuple[str, tuple[Any, ...]]  # SQL in the driver's own parameter style, and its parameters
+
+
+@dataclass(frozen=True)
+class Planned(Generic[R]):
+    """A merged write known in full before it runs: its statements (nothing read in between) and its answers, one
+    per item, valid once the statements ran without error. The statements of a group must not depend on each
+    other's effects: PostgreSQL runs them as one statement (see `_one_statement`), whose parts see one snapshot."""
+
+    statements: list[Statement]
+    answers: list[R]
+
+
 @dataclass(frozen=True)
 class Merged(Generic[T, R]):
     """A work that merges with its kind: all `Merged` works of one group with the same `write` are done by one
     call, `write(conn, items)`, which answers one result per item in their order (e.g. the measurements of many
-    calls stored with one statement per table instead of three statements per call)."""
+    calls stored with one statement per table instead of three statements per call).
+
+    `plan(dialect, items)`, when given, answers the same write as plain statements, or None when it cannot (e.g.
+    it would have to read first). A group whose works all have a plan runs its statements on the driver's own
+    connection in one go (see `_direct`); should any of them fail, nothing of it stays and the group runs the
+    ordinary way through `write`, which decides what the failure means (a client id stored before, a bad row)."""
 
     write: Callable[[AsyncConnection, list[T]], Awaitable[list[R]]]
     item: T
+    plan: Callable[[Dialect, list[T]], Planned[R] | None] | None = None
 
 
 _Queued = tuple["Work[Any] | Merged[Any, Any]", "asyncio.Future[Any]"]
@@ -59,6 +82,7 @@ class GroupCommit:
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions committed; with `works` it tells how many calls one fsync served
         self.works = 0
+        self.direct_commits = 0  # of them, run as plain statements on the driver's connection (`_direct`)
 
     async def run(self, work: Work[R] | Merged[Any, R]) -> R:
         """Run `work` in a transaction shared with the calls that arrive at the same time; answer after the commit."""
@@ -111,21 +135,100 @@ class GroupCommit:
                 future.set_result(result)
 
     async def _transaction(self, works: list[Work[Any] | Merged[Any, Any]]) -> list[Any]:
-        results: list[Any] = [None] * len(works)
-        async with self._engine.begin() as conn:
-            done: set[Any] = set()
-            for position, work in enumerate(works):
-                if not isinstance(work, Merged):
-                    results[position] = await work(conn)
-                elif work.write not in done:
-                    # All of this kind at the place of the first: they are independent of the works in between.
-                    done.add(work.write)
-                    kin = [
-                        at for at, other in enumerate(works) if isinstance(other, Merged) and other.write == work.write
-                    ]
-                    answers = await work.write(conn, [works[at].item for at in kin])  # type: ignore[union-attr]
-                    for at, answer in zip(kin, answers, strict=True):
-                        results[at] = answer
+        planned = await self._planned(works) if all(_has_plan(work) for work in works) else None
+        if planned is not None:
+            results = planned
+        else:
+            results = [None] * len(works)
+            async with self._engine.begin() as conn:
+                done: set[Any] = set()
+                for position, work in enumerate(works):
+                    if not isinstance(work, Merged):
+                        results[position] = await work(conn)
+                    elif work.write not in done:
+                        # All of this kind at the place of the first: they are independent of the works in between.
+                        done.add(work.write)
+                        kin = _kin(works, work)
+                        answers = await work.write(conn, [works[at].item for at in kin])  # type: ignore[union-attr]
+                        for at, answer in zip(kin, answers, strict=True):
+                            results[at] = answer
         self.commits += 1
         self.works += len(works)
         return results
+
+    async def _planned(self, works: list[Work[Any] | Merged[Any, Any]]) -> list[Any] | None:
+        """The group's answers after running its plans' statements in one transaction; None when a plan declined or
+        a statement failed (then nothing of them stays, and the group runs the ordinary way)."""
+        results: list[Any] = [None] * len(works)
+        statements: list[Statement] = []
+        done: set[Any] = set()
+        for work in works:
+            if not isinstance(work, Merged) or work.plan is None or work.write in done:
+                continue
+            done.add(work.write)
+            kin = _kin(works, work)
+            plan = work.plan(self._engine.dialect, [works[at].item for at in kin])  # type: ignore[union-attr]
+            if plan is None:
+                return None
+            statements.extend(plan.statements)
+            for at, answer in zip(kin, plan.answers, strict=True):
+                results[at] = answer
+        try:
+            ran = await _direct(self._engine, statements)
+        except Exception as exc:
+            _log.debug("planned group of %d writes failed (%s); writing it the ordinary way", len(works), exc)
+            return None
+        self.direct_commits += ran
+        return results if ran else None
+
+
+def _has_plan(work: Work[Any] | Merged[Any, Any]) -> bool:
+    return isinstance(work, Merged) and work.plan is not None
+
+
+def _kin(works: list[Work[Any] | Merged[Any, Any]], work: Merged[Any, Any]) -> list[int]:
+    """The positions of `work`'s kind in the group: all written by one call at the place of the first (they are
+    independent of the works in between)."""
+    return [at for at, other in enumerate(works) if isinstance(other, Merged) and other.write == work.write]
+
+
+async def _direct(engine: AsyncEngine, statements: list[Statement]) -> bool:
+    """Run `statements` in one transaction on the pooled connection's driver, without SQLAlchemy's per-statement
+    work; False when the backend has no such path (the caller then writes the ordinary way).
+
+    SQLite: the whole transaction (begin, statements, commit) is one job of the connection's thread, one hand-over
+    instead of one per statement. PostgreSQL: one statement through asyncpg, one round trip."""
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if isinstance(driver, OneHopConnection):
+            await driver.run_transaction(statements)
+            return True
+        if conn.dialect.name == "postgresql" and driver is not None:
+            targets = {" ".join(sql.split(None, 3)[:3]) for sql, _parameters in statements}
+            if len(targets) == len(statements):
+                # One statement is one transaction on its own: one round trip instead of BEGIN, one per statement
+                # and COMMIT, each waiting for the event loop's turn on a busy server.
+                sql, parameters = _one_statement(statements)
+                await driver.execute(sql, *parameters)
+                return True
+            # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
+            # run in no order, and the outbox's sequence must follow acceptance.
+            async with driver.transaction():
+                for sql, parameters in statements:
+                    await driver.execute(sql, *parameters)
+            return True
+    return False
+
+
+def _one_statement(statements: list[Statement]) -> Statement:
+    """PostgreSQL's statements (numbered parameters, $n) as one: all but the last as data-modifying WITH parts,
+    each one's parameters renumbered after those before it."""
+    if len(statements) == 1:
+        return statements[0]
+    parts: list[str] = []
+    parameters: list[Any] = []
+    for sql, own in statements:
+        parts.append(renumbered(sql, len(parameters)))
+        parameters.extend(own)
+    head = ", ".join(f"w{number} AS ({part})" for number, part in enumerate(parts[:-1]))
+    return f"WITH {head} {parts[-1]}", tuple(parameters)

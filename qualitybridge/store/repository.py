@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qualitybridge.domain.model import (
@@ -34,7 +35,7 @@ from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement
 from qualitybridge.store import tables
 from qualitybridge.store.bulk_rows import stored_moment
-from qualitybridge.store.group_commit import GroupCommit
+from qualitybridge.store.group_commit import GroupCommit, Merged, Planned, Statement
 from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import entry_from_row
@@ -465,12 +466,8 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
         not per posting. Losing them to a crash only means a repeat delivery, which the idempotency key absorbs."""
         if not deliveries:
             return
-        sent_at = _utcnow()
-
-        async def mark(conn: AsyncConnection) -> None:
-            await _mark_sent_in(conn, deliveries, sent_at)
-
-        await self.writes.run(mark)  # shares its commit with the reports under way
+        # Shares its commit with the reports under way.
+        await self.writes.run(Merged(_mark_sent_calls, (deliveries, _utcnow()), plan=_plan_mark_sent))
 
     async def mark_failed(self, seq: int, error: str, next_attempt_at: datetime, *, dead: bool) -> None:
         state = OutboxState.DEAD if dead else OutboxState.PENDING
@@ -558,17 +555,29 @@ _MARK_SENT_POSTGRESQL = (
 _SQLITE_DELIVERIES_PER_STATEMENT = 4_000  # two parameters each: well below SQLite's 32,766
 
 
-async def _mark_sent_in(conn: AsyncConnection, deliveries: Sequence[tuple[int, str]], sent_at: datetime) -> None:
+_Deliveries = tuple[Sequence[tuple[int, str]], datetime]  # (seq, ERP document) each, and when they were sent
+
+
+async def _mark_sent_calls(conn: AsyncConnection, calls: list[_Deliveries]) -> list[None]:
+    for sql, parameters in _plan_mark_sent(conn.dialect, calls).statements:
+        await conn.exec_driver_sql(sql, parameters)
+    return [None] * len(calls)
+
+
+def _plan_mark_sent(dialect: Dialect, calls: list[_Deliveries]) -> Planned[None]:
     sent = OutboxState.SENT.value
-    if conn.dialect.name == "postgresql":
-        seqs = [seq for seq, _document in deliveries]
-        documents = [document for _seq, document in deliveries]
-        await conn.exec_driver_sql(_MARK_SENT_POSTGRESQL, (sent, sent_at, seqs, documents))
-        return
-    if conn.dialect.name != "sqlite":  # pragma: no cover - the store runs on SQLite and PostgreSQL only
-        raise RuntimeError(f"no delivery marking for {conn.dialect.name}")
-    moment = stored_moment(conn.dialect)(sent_at)
-    for start in range(0, len(deliveries), _SQLITE_DELIVERIES_PER_STATEMENT):
-        chunk = deliveries[start : start + _SQLITE_DELIVERIES_PER_STATEMENT]
-        sql = _MARK_SENT_SQLITE.format(rows=", ".join(["(?, ?)"] * len(chunk)))
-        await conn.exec_driver_sql(sql, (sent, moment, *(value for delivery in chunk for value in delivery)))
+    statements: list[Statement] = []
+    for deliveries, sent_at in calls:
+        if dialect.name == "postgresql":
+            seqs = [seq for seq, _document in deliveries]
+            documents = [document for _seq, document in deliveries]
+            statements.append((_MARK_SENT_POSTGRESQL, (sent, sent_at, seqs, documents)))
+            continue
+        if dialect.name != "sqlite":  # pragma: no cover - the store runs on SQLite and PostgreSQL only
+            raise RuntimeError(f"no delivery marking for {dialect.name}")
+        moment = stored_moment(dialect)(sent_at)
+        for start in range(0, len(deliveries), _SQLITE_DELIVERIES_PER_STATEMENT):
+            chunk = deliveries[start : start + _SQLITE_DELIVERIES_PER_STATEMENT]
+            sql = _MARK_SENT_SQLITE.format(rows=", ".join(["(?, ?)"] * len(chunk)))
+            statements.append((sql, (sent, moment, *(value for delivery in chunk for value in delivery))))
+    return Planned(statements, [None] * len(calls))

@@ -7,12 +7,13 @@ costs one commit, and a crash leaves either the whole batch or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,7 +31,7 @@ from qualitybridge.domain.postings import ConfirmationPosting, SpcAlarmPosting
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, RefusedMeasurement, SpcAlarmRecord
 from qualitybridge.store import tables
 from qualitybridge.store.bulk_rows import BulkInsert, stored_moment
-from qualitybridge.store.group_commit import GroupCommit, Merged
+from qualitybridge.store.group_commit import GroupCommit, Merged, Planned
 from qualitybridge.store.outbox import outbox_row
 
 __all__ = ["ConfirmationTotals", "ShopFloorRecords"]
@@ -109,7 +110,9 @@ class ShopFloorRecords:
     ) -> list[tuple[AcceptedMeasurement, bool]]:
         # Through the group commit: concurrent calls' measurements share one transaction and one fsync, and are
         # written together (one statement per table for the whole group).
-        return await self.writes.run(Merged(_record_measurement_calls, (accepted, refused)))
+        return await self.writes.run(
+            Merged(_record_measurement_calls, (accepted, refused), plan=_plan_measurement_calls)
+        )
 
     async def measurements_by_client_ids(
         self, client_result_ids: Collection[str], reported_by: str | None = None
@@ -360,9 +363,10 @@ async def _measurements_by_client_ids(
 _MeasurementCall = tuple[Sequence[AcceptedMeasurement], Sequence[RefusedMeasurement]]
 
 
-async def _record_measurement_calls(
-    conn: AsyncConnection, calls: list[_MeasurementCall]
-) -> list[list[tuple[AcceptedMeasurement, bool]]]:
+_Answer = tuple[AcceptedMeasurement, bool]
+
+
+async def _record_measurement_calls(conn: AsyncConnection, calls: list[_MeasurementCall]) -> list[list[_Answer]]:
     """The measurements of several calls as one batch (repeats are found across them as within one call); answers
     each call's part."""
     answers = await _record_measurements_in(
@@ -370,7 +374,27 @@ async def _record_measurement_calls(
         [item for accepted, _refused in calls for item in accepted],
         [item for _accepted, refused in calls for item in refused],
     )
-    parts: list[list[tuple[AcceptedMeasurement, bool]]] = []
+    return _per_call(calls, answers)
+
+
+def _plan_measurement_calls(
+    dialect: Dialect, calls: list[_MeasurementCall]
+) -> Planned[list[tuple[AcceptedMeasurement, bool]]] | None:
+    """`_record_measurement_calls` as plain statements, assuming no client id was stored before: the unique client
+    scope (reported_by, client_result_id) refuses the insert when one was, and the group then runs the ordinary way,
+    which reads the first measurement back. Refused attempts (rare) go the ordinary way."""
+    if any(refused for _accepted, refused in calls):
+        return None
+    accepted = [item for accepted, _refused in calls for item in accepted]
+    answers, result_rows, outbox_rows = _measurement_rows(accepted, {}, stored_moment(dialect))
+    return Planned(
+        _RESULT_INSERT.statements(dialect, result_rows) + _OUTBOX_INSERT.statements(dialect, outbox_rows),
+        _per_call(calls, answers),
+    )
+
+
+def _per_call(calls: list[_MeasurementCall], answers: list[_Answer]) -> list[list[_Answer]]:
+    parts: list[list[_Answer]] = []
     start = 0
     for accepted, _refused in calls:
         parts.append(answers[start : start + len(accepted)])
@@ -380,8 +404,7 @@ async def _record_measurement_calls(
 
 async def _record_measurements_in(
     conn: AsyncConnection, accepted: Sequence[AcceptedMeasurement], refused: Sequence[RefusedMeasurement]
-) -> list[tuple[AcceptedMeasurement, bool]]:
-    answers: list[tuple[AcceptedMeasurement, bool]] = []
+) -> list[_Answer]:
     stored_before: dict[tuple[str, str], AcceptedMeasurement] = {}
     for user in {item.result.reported_by for item in accepted}:
         client_ids = {
@@ -391,7 +414,22 @@ async def _record_measurements_in(
         }
         found = await _measurements_by_client_ids(conn, client_ids, user)
         stored_before.update({(user, client_id): item for client_id, item in found.items()})
-    moment = stored_moment(conn.dialect)
+    answers, result_rows, outbox_rows = _measurement_rows(accepted, stored_before, stored_moment(conn.dialect))
+    await _RESULT_INSERT.execute(conn, result_rows)
+    await _OUTBOX_INSERT.execute(conn, outbox_rows)
+    if refused:
+        await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
+    return answers
+
+
+def _measurement_rows(
+    accepted: Sequence[AcceptedMeasurement],
+    stored_before: dict[tuple[str, str], AcceptedMeasurement],
+    moment: Callable[[datetime], Any],
+) -> tuple[list[_Answer], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The answers, result rows and outbox rows of `accepted`, given the measurements stored before under their
+    (user, client id); a client id repeated within `accepted` is stored once (`stored_before` grows by it)."""
+    answers: list[_Answer] = []
     stored_moments: dict[datetime, Any] = {}  # a batch shares its received_at, and often its measured_at
 
     def stored(at: datetime) -> Any:
@@ -449,11 +487,7 @@ async def _record_measurements_in(
             )
         )
         answers.append((item, True))
-    await _RESULT_INSERT.execute(conn, result_rows)
-    await _OUTBOX_INSERT.execute(conn, outbox_rows)
-    if refused:
-        await conn.execute(tables.refused_measurements.insert(), [_refused_row(item) for item in refused])
-    return answers
+    return answers, result_rows, outbox_rows
 
 
 async def _change_order_state_in(conn: AsyncConnection, order_no: str, expected: OrderState, new: OrderState) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qualitybridge.domain.model import ErpSnapshot, OrderState
+from qualitybridge.domain.model import ErpSnapshot, OrderState, OutboxState
 from qualitybridge.store import Store, tables
 from qualitybridge.store.group_commit import GroupCommit, Merged
 
@@ -136,3 +136,35 @@ async def test_merged_works_are_written_by_one_call_and_answered_each(store: Sto
 def test_the_group_refuses_a_negative_window() -> None:
     with pytest.raises(ValueError, match="window_seconds"):
         GroupCommit(None, window_seconds=-1)  # type: ignore[arg-type]
+
+
+async def test_a_group_of_reports_and_deliveries_runs_as_plain_statements(store: Store) -> None:
+    """Measurements and the relay's deliveries have plans: their group commits skip SQLAlchemy (one thread hand-over
+    on SQLite, asyncpg's own calls on PostgreSQL), and what they wrote reads back as the ordinary write's."""
+    commits, direct = store.writes.commits, store.writes.direct_commits
+    answers = await asyncio.gather(*(store.record_measurements([accepted(f"plain-{n}")]) for n in range(8)))
+    assert all(created for answer in answers for _item, created in answer)
+    pending = await store.pending_outbox()
+    await store.mark_sent_many([(entry.seq, f"DOC-{entry.seq}") for entry in pending[:5]])
+    assert store.writes.commits - commits >= 2
+    assert store.writes.direct_commits - direct == store.writes.commits - commits, "a group went the ordinary way"
+    assert await _counts(store) == (8, 8, 0)
+    stored = {item.result.result_id: item.result for item in await store.stored_measurements()}
+    assert stored == {item.result.result_id: item.result for answer in answers for item, _created in answer}
+    sent = await store.outbox_entries([OutboxState.SENT])
+    assert [(entry.seq, entry.erp_document) for entry in sent] == [(e.seq, f"DOC-{e.seq}") for e in pending[:5]]
+
+
+async def test_a_client_id_stored_before_sends_the_group_the_ordinary_way(store: Store) -> None:
+    """The plan assumes no client id was stored before; the unique client scope refuses the group's statements when
+    one was, nothing of them stays, and the ordinary write answers the repeat with the first measurement."""
+    (first, _created), *_ = await store.record_measurements([accepted("again")])
+    direct = store.writes.direct_commits
+    repeat, fresh = await asyncio.gather(
+        store.record_measurements([accepted("again", value=first.result.report.value)]),
+        store.record_measurements([accepted("fresh")]),
+    )
+    assert repeat == [(first, False)]
+    assert fresh[0][1] is True
+    assert store.writes.direct_commits == direct, "the refused plan counted as written"
+    assert await _counts(store) == (2, 2, 0)

@@ -3,6 +3,7 @@ own cursors, and a statement costs one hand-over to the connection's thread, not
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,24 @@ async def test_a_streamed_result_reads_every_row(engine: AsyncEngine) -> None:
         streamed = await conn.stream(select(items.c.name).order_by(items.c.id))
         names = [row.name async for row in streamed]
     assert names == [f"n{i}" for i in range(150)]
+
+
+async def test_a_transaction_of_plain_statements_is_one_hand_over_and_all_or_nothing(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(select(1))
+    hand_overs = HandOvers(monkeypatch)
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(driver, OneHopConnection)
+        await driver.run_transaction(
+            [("INSERT INTO items (name) VALUES (?)", ("a",)), ("UPDATE items SET name = ?", ("b",))]
+        )
+        assert hand_overs.count == 1  # begin, both statements and the commit in one job of the thread
+        with pytest.raises(sqlite3.IntegrityError):
+            await driver.run_transaction(
+                [("INSERT INTO items (name) VALUES (?)", ("c",)), ("INSERT INTO items (name) VALUES (?)", ("b",))]
+            )
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(items.c.name))).scalars().all() == ["b"], "the failed one left its row"
