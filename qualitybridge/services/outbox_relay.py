@@ -21,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +53,11 @@ def _settled(outcome: PostingOutcome) -> bool:
     if isinstance(outcome, PostingReceipt):
         return bool(outcome.document_no.strip())
     return outcome.attempted and isinstance(outcome.error, ErpRejected)
+
+
+def _failed_for_a_while(outcome: PostingOutcome) -> bool:
+    """Attempted by the target and failed temporarily (not refused for good, not held)."""
+    return isinstance(outcome, PostingFailure) and outcome.attempted and isinstance(outcome.error, ErpUnavailable)
 
 
 @dataclass(frozen=True)
@@ -182,13 +187,24 @@ class OutboxRelay:
         due = sorted((entry for run in runs.values() for entry in run), key=lambda entry: entry.seq)
         if not due:
             return RelayRound()
+        outcomes: list[PostingOutcome] = []  # filled as the target answers, batch by batch
         try:
-            outcomes = await self._post(due)
+            await self._post(due, outcomes)
         except ErpUnavailable as exc:
             # The batch got no answer at all: the ERP is struggling. The oldest posting carries the attempt and
             # its backoff; the rest wait for the next round instead of hammering the ERP.
             retried, dead = await self._failed(due[0], exc, now)
             return self._logged(RelayRound(retried=retried, dead=dead))
+        except BaseException:
+            # A later batch was interrupted (the relay cancelled at the end of the stop's grace, an unexpected
+            # error): what the earlier batches booked is recorded (`_deliver_due` marks `delivered`), or it would
+            # be posted again by the next round.
+            delivered.extend(
+                (outcome.seq, outcome.document_no)
+                for outcome in outcomes
+                if isinstance(outcome, PostingReceipt) and outcome.document_no.strip()
+            )
+            raise
         by_seq = {outcome.seq: outcome for outcome in outcomes}
         retried = dead = 0
         sent_events: list[PostingAttempted] = []
@@ -212,11 +228,12 @@ class OutboxRelay:
         await self._events.publish_burst(sent_events)  # one burst per page, not an await per posting
         return self._logged(RelayRound(sent=len(delivered), retried=retried, dead=dead))
 
-    async def _post(self, due: list[OutboxEntry]) -> Sequence[PostingOutcome]:
-        """Through the target's batch call when it has one, else one posting at a time with the same rules."""
+    async def _post(self, due: list[OutboxEntry], outcomes: list[PostingOutcome]) -> None:
+        """Through the target's batch call when it has one, else one posting at a time with the same rules; each
+        answer goes into `outcomes` as soon as it is in."""
         if isinstance(self._erp, PostingTarget):
-            return await self._post_batches(self._erp, due)
-        outcomes: list[PostingOutcome] = []
+            await self._post_batches(self._erp, due, outcomes)
+            return
         stopped: set[str] = set()
         for entry in due:
             if entry.order_no in stopped:
@@ -229,16 +246,22 @@ class OutboxRelay:
                 stopped.add(entry.order_no)
             except ErpRejected as exc:
                 outcomes.append(PostingFailure(entry.seq, exc))
-        return outcomes
 
-    async def _post_batches(self, target: PostingTarget, due: list[OutboxEntry]) -> list[PostingOutcome]:
+    async def _post_batches(
+        self, target: PostingTarget, due: list[OutboxEntry], outcomes: list[PostingOutcome]
+    ) -> None:
         """The round's due postings in batches of `batch_size`, one batch after the other. An order that was not
         booked in one batch (other than refused for good) has its postings in the later batches held, as a target
-        holds them within one batch. Raises ErpUnavailable when the first batch got no answer; when a later one got
-        none, what was booked before stands and the rest waits for the next round."""
-        outcomes: list[PostingOutcome] = []
+        holds them within one batch. Raises ErpUnavailable when the first batch got no answer. The rest of the
+        round waits for the next one (what was booked before stands) when a later batch got no answer, when a batch
+        booked nothing and its first posting failed for a while (a target that answers per posting, as SAP's
+        adapter does, reports an ERP that does not answer that way: each further batch would wait out its
+        timeouts and count attempts against more orders), or when the relay is stopping."""
         stopped: set[str] = set()
         for start in range(0, len(due), self._batch_size):
+            if start and self.stop_requested():
+                outcomes.extend(PostingFailure(entry.seq, _HELD, attempted=False) for entry in due[start:])
+                return
             batch = [entry for entry in due[start : start + self._batch_size] if entry.order_no not in stopped]
             outcomes.extend(
                 PostingFailure(entry.seq, _HELD, attempted=False)
@@ -253,11 +276,14 @@ class OutboxRelay:
                 if start == 0:
                     raise
                 outcomes.extend(PostingFailure(entry.seq, _HELD, attempted=False) for entry in due[start:])
-                return outcomes
+                return
             outcomes.extend(answered)
             booked = {outcome.seq for outcome in answered if _settled(outcome)}
             stopped.update(entry.order_no for entry in batch if entry.seq not in booked)
-        return outcomes
+            if not booked and answered and _failed_for_a_while(answered[0]):
+                rest = due[start + self._batch_size :]
+                outcomes.extend(PostingFailure(entry.seq, _HELD, attempted=False) for entry in rest)
+                return
 
     @staticmethod
     def _checked(entry: OutboxEntry, outcome: PostingOutcome | None) -> PostingOutcome:

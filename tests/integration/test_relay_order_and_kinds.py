@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -180,18 +180,33 @@ async def test_a_retried_dead_letter_is_delivered(store: Store, erp_url: str) ->
 
 class _TargetFailing:
     """The real client behind a target that fails chosen postings temporarily (as a target answers one posting's
-    failure) and, from its call `silent_from` on, gets no answer at all; it records the keys of every batch."""
+    failure) and, from its call `silent_from` on, gets no answer at all, or from its call `hanging_from` on waits
+    for ever (`hanging` is set then); it records the keys of every batch and calls `on_batch` before each."""
 
-    def __init__(self, client: RestErpClient, failing: set[str], silent_from: int | None = None) -> None:
+    def __init__(
+        self,
+        client: RestErpClient,
+        failing: set[str],
+        silent_from: int | None = None,
+        hanging_from: int | None = None,
+        on_batch: Callable[[], None] = lambda: None,
+    ) -> None:
         self._client = client
         self._failing = failing
         self._silent_from = silent_from
+        self._hanging_from = hanging_from
+        self._on_batch = on_batch
+        self.hanging = asyncio.Event()
         self.batches: list[list[str]] = []
 
     async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
         self.batches.append([entry.idempotency_key for entry in entries])
+        self._on_batch()
         if self._silent_from is not None and len(self.batches) > self._silent_from:
             raise ErpUnavailable("no answer")
+        if self._hanging_from is not None and len(self.batches) > self._hanging_from:
+            self.hanging.set()
+            await asyncio.Event().wait()
         failed = [entry for entry in entries if entry.idempotency_key in self._failing]
         stopped = {entry.order_no for entry in failed}
         outcomes: list[PostingOutcome] = [PostingFailure(entry.seq, ErpUnavailable("down")) for entry in failed]
@@ -244,4 +259,66 @@ async def test_a_later_batch_without_an_answer_keeps_what_the_round_booked(store
     assert booked == keys[:2]
     pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
     assert pending == {keys[2]: 0, keys[3]: 0}, "the unanswered batch waits for the next round, uncounted"
+    await client.aclose()
+
+
+async def test_a_round_cancelled_in_a_later_batch_records_what_the_earlier_ones_booked(
+    store: Store, erp_url: str
+) -> None:
+    """The app cancels the relay after the stop's grace; a batch answered before that is booked, and must not be
+    posted again by the next round (the ERP's idempotency key would hide it; the outbox must not need it)."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c = (order.order_no for order in master.orders[:3])
+    keys = await _recorded(store, master, [a, b, c])
+    target = _TargetFailing(client, failing=set(), hanging_from=1)
+    relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=2)
+
+    round_under_way = asyncio.create_task(relay.run_once())
+    await asyncio.wait_for(target.hanging.wait(), 10)
+    round_under_way.cancel()
+    await asyncio.gather(round_under_way, return_exceptions=True)
+    assert round_under_way.cancelled()
+    pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
+    assert pending == {keys[2]: 0}, "the first batch's bookings are recorded as sent"
+
+    relay = OutboxRelay(store, client, Diagnostics(), batch_size=2, batches_per_round=2)
+    assert (await relay.run_once()).sent == 1
+    booked = {f"mr-{b['body']['result_id']}": b["deliveries"] for b in await _booked(erp_url, "/results")}
+    assert booked == dict.fromkeys(keys, 1), "each posted once"
+    await client.aclose()
+
+
+async def test_a_batch_that_booked_nothing_for_a_failure_ends_the_round(store: Store, erp_url: str) -> None:
+    """A target that answers per posting (SAP's adapter) reports an ERP that does not answer as a temporary failure
+    of the first posting: the round's further batches would wait out their timeouts and count more attempts."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c, d = (order.order_no for order in master.orders[:4])
+    a1, b1, c1, d1 = await _recorded(store, master, [a, b, c, d])
+    target = _TargetFailing(client, failing={a1, b1})
+    relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=2)
+
+    outcome = await relay.run_once()
+    assert target.batches == [[a1, b1]], "the second batch waits for the next round"
+    assert (outcome.sent, outcome.retried) == (0, 2)
+    pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
+    assert pending == {a1: 1, b1: 1, c1: 0, d1: 0}
+    await client.aclose()
+
+
+async def test_a_stopping_relay_starts_no_further_batch(store: Store, erp_url: str) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c = (order.order_no for order in master.orders[:3])
+    keys = await _recorded(store, master, [a, b, c])
+    relay: OutboxRelay
+    target = _TargetFailing(client, failing=set(), on_batch=lambda: relay.stop_soon())
+    relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=2)
+
+    outcome = await relay.run_once()
+    assert target.batches == [keys[:2]]
+    assert outcome.sent == 2
+    pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
+    assert pending == {keys[2]: 0}
     await client.aclose()
