@@ -137,7 +137,11 @@ def test_admin_command_refuses_a_data_folder_that_does_not_exist(tmp_path: Path)
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("start-stop")
-    deployment = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
+    # Started afresh, not forked (tests/fork_server.py): the SIGTERM test spreads its moments over a whole start's
+    # CPU, imports included, which is what its ready_ticks measure here.
+    deployment = Deployment(
+        root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}", forked_starts=False
+    )
     try:
         deployment.start()
         yield deployment
