@@ -31,6 +31,7 @@ import qualitybridge.cli.serve
 import qualitybridge.cli.simulator
 import qualitybridge.simulator.app  # noqa: F401
 from tests import measured_after_start
+from tests.harness import _exit_code
 
 
 def _run(request: dict[str, object]) -> int:
@@ -61,13 +62,7 @@ def _run(request: dict[str, object]) -> int:
             runpy.run_module("qualitybridge", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
-        if exc.code is None:
-            code = 0
-        elif isinstance(exc.code, int):
-            code = exc.code
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
+        code = _exit_code(exc, sys.stderr)
     except BaseException:  # an uncaught exception: its traceback and status 1, as the interpreter gives them
         traceback.print_exc()
         code = 1

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import asyncpg
 import httpx
@@ -395,7 +395,7 @@ def _process_state_kept(cwd: Path | None) -> Iterator[None]:
                     signal.signal(sig, handler)
 
 
-def _exit_code(exc: SystemExit, errors: io.StringIO) -> int:
+def _exit_code(exc: SystemExit, errors: TextIO) -> int:
     """The exit status the interpreter would give SystemExit(code): None is 0, a message is printed and 1."""
     if exc.code is None:
         return 0
