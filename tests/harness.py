@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import functools
 import io
+import json
 import logging
 import os
 import random
@@ -29,7 +30,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import asyncpg
 import httpx
@@ -174,15 +175,99 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of proc(5)
 
 
+class ForkedProcess:
+    """A process tests/fork_server.py forked for this one, as much of subprocess.Popen as ChildProcess and the tests
+    use. It is this process's child by re-parenting (this process is a subreaper), so it is waited for here: its
+    exit status, and its CPU in getrusage(RUSAGE_CHILDREN), as for a process started with Popen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout or 0)
+            time.sleep(0.01)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+_fork_server_lock = threading.Lock()
+_fork_servers: list[subprocess.Popen[bytes]] = []
+
+
+def _fork_server() -> subprocess.Popen[bytes]:
+    """tests/fork_server.py for this test process, started at its first use (call with _fork_server_lock held)."""
+    if not _fork_servers:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.fork_server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=unmeasured_environment(),
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        _fork_servers.append(server)
+
+        def stop() -> None:
+            assert server.stdin is not None
+            server.stdin.close()  # it ends at the end of its requests
+            server.wait(timeout=30)
+
+        atexit.register(stop)
+    return _fork_servers[0]
+
+
+def forked(args: list[str], ready_text: str, env: dict[str, str], stdout: Path, stderr: Path) -> ForkedProcess:
+    """`qualitybridge ARGS` in a process forked from the fork server (tests/fork_server.py), as `launch` runs it."""
+    for path in (stdout, stderr):
+        path.write_bytes(b"")  # there when this returns, as Popen's files are: the ready line is looked for in them
+    request = {"args": args, "ready_text": ready_text, "env": env, "cwd": os.getcwd()}
+    request |= {"stdout": str(stdout), "stderr": str(stderr)}
+    with _fork_server_lock:
+        server = _fork_server()
+        assert server.stdin is not None
+        assert server.stdout is not None
+        server.stdin.write(json.dumps(request).encode() + b"\n")
+        server.stdin.flush()
+        answer = server.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"the fork server ended (exit status {server.wait()})")
+    return ForkedProcess(int(answer))
+
+
 @dataclass
 class ChildProcess:
-    """A qualitybridge command running as a child process, its output in files for post-mortems."""
+    """A qualitybridge command running as a child process, its output in files for post-mortems.
+
+    Forked from the fork server (tests/fork_server.py: its imports done once per test process instead of once per
+    start) unless `forked` is false: a test that measures a whole start's CPU (test_start_stop) starts it afresh."""
 
     name: str
     args: list[str]
     log_dir: Path
     ready_text: str
-    process: subprocess.Popen[bytes] | None = None
+    forked: bool = True
+    process: subprocess.Popen[bytes] | ForkedProcess | None = None
     starts: int = 0
     # CPU time (clock ticks) the last start took until its ready line: where a test is in a start, whatever the load.
     ready_ticks: int = 0
@@ -203,6 +288,9 @@ class ChildProcess:
         self.starts += 1
         command, env = long_running_command(self.args, self.ready_text)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.forked:
+            self.process = forked(self.args, self.ready_text, env, self.stdout_path, self.stderr_path)
+            return
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
 
@@ -307,7 +395,7 @@ def _process_state_kept(cwd: Path | None) -> Iterator[None]:
                     signal.signal(sig, handler)
 
 
-def _exit_code(exc: SystemExit, errors: io.StringIO) -> int:
+def _exit_code(exc: SystemExit, errors: TextIO) -> int:
     """The exit status the interpreter would give SystemExit(code): None is 0, a message is printed and 1."""
     if exc.code is None:
         return 0
@@ -471,6 +559,8 @@ class Deployment:
     extra_config: str = ""
     # More client certificates (DER files) to trust before the server starts, beside the test client's.
     trusted_certificates: list[Path] = field(default_factory=list)
+    # Server and simulator forked from the fork server (ChildProcess.forked), or started afresh.
+    forked_starts: bool = True
 
     @property
     def data_dir(self) -> Path:
@@ -518,7 +608,11 @@ relay_backoff_max_seconds = 1
         self.root.mkdir(parents=True, exist_ok=True)
         self.write_config()
         self.simulator = ChildProcess(
-            "simulator", ["simulator", "--port", str(self.erp_port)], self.root, "ERP/QMS simulator ready"
+            "simulator",
+            ["simulator", "--port", str(self.erp_port)],
+            self.root,
+            "ERP/QMS simulator ready",
+            self.forked_starts,
         )
         self.simulator.launch()  # starts up while the users and the trust list are set up
         config = ["--config", str(self.config_path)]
@@ -540,7 +634,7 @@ relay_backoff_max_seconds = 1
             run_cli_commands(commands)
         self._until_bound(self.simulator.wait_ready, self._new_erp_port)
         self.server = ChildProcess(
-            "server", ["serve", "--config", str(self.config_path)], self.root, "QualityBridge ready"
+            "server", ["serve", "--config", str(self.config_path)], self.root, "QualityBridge ready", self.forked_starts
         )
         self._until_bound(self.server.start, self._new_opcua_port)
 

@@ -25,6 +25,11 @@ POSTGRES_URL = os.environ.get("QB_TEST_POSTGRES_URL", "")
 
 
 def qualitybridge(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`qualitybridge ARGS` as a process of its own: for the starts that fail on a PostgreSQL store, whose
+    connection attempts are cleaned up (or not) as the interpreter exits, which is part of "one line, no
+    traceback". Starts refused before any store or loop exists (a busy port, a config that is not UTF-8, a store
+    path that is a folder) run in-process through invoke_cli: the same entry function, exit code and stderr,
+    without an interpreter and its imports each (~2.5 CPU-s under coverage)."""
     return subprocess.run(
         [sys.executable, "-m", "qualitybridge", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -54,7 +59,7 @@ def test_busy_port_is_one_line_naming_port_and_setting_before_anything_is_create
             f'[server]\nhost = "127.0.0.1"\nport = {opcua_port}\n'
             f"[operations]\nenabled = true\nport = {busy if section == 'operations' else free_port()}\n",
         )
-        completed = qualitybridge("serve", "--config", str(config))
+        completed = invoke_cli("serve", "--config", str(config))
     assert completed.returncode == 2
     line = one_line(completed)
     assert f"port {busy}" in line
@@ -66,7 +71,7 @@ def test_busy_port_is_one_line_naming_port_and_setting_before_anything_is_create
 def test_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "qualitybridge.toml"
     config.write_bytes('data_dir = "Qualität"\n'.encode("latin-1"))
-    completed = qualitybridge("serve", "--config", str(config))
+    completed = invoke_cli("serve", "--config", str(config))
     assert completed.returncode == 2
     assert "not UTF-8" in one_line(completed)
 
@@ -77,7 +82,7 @@ def test_store_path_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
     config = write_config(
         tmp_path, f'[server]\nhost = "127.0.0.1"\nport = {free_port()}\n[store]\nurl = "sqlite+aiosqlite:///{folder}"\n'
     )
-    completed = qualitybridge("serve", "--config", str(config))
+    completed = invoke_cli("serve", "--config", str(config))
     assert completed.returncode == 2
     assert f"{folder} is a folder" in one_line(completed)
 
@@ -132,7 +137,11 @@ def test_admin_command_refuses_a_data_folder_that_does_not_exist(tmp_path: Path)
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("start-stop")
-    deployment = Deployment(root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}")
+    # Started afresh, not forked (tests/fork_server.py): the SIGTERM test spreads its moments over a whole start's
+    # CPU, imports included, which is what its ready_ticks measure here.
+    deployment = Deployment(
+        root, "sqlite", f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}", forked_starts=False
+    )
     try:
         deployment.start()
         yield deployment
