@@ -43,11 +43,14 @@ typecheck: install
 	ln -s ../../../adapters build/typecheck/qualitybridge/adapters
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir '$(MYPY_CACHE_DIR)' -p qualitybridge
 
-# Two pytest-xdist workers, one per core of the reference machine (TEST_WORKERS=0 runs in this process). loadfile
-# keeps each test module (its PostgreSQL half apart, tests/conftest.py) in one worker, so its deployments are started
-# once; tests/conftest.py orders these units longest first. pytest-cov combines the workers' data and that of the server processes they start (coverage's
-# subprocess patch).
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers on the two cores of the reference machine (TEST_WORKERS=0 runs in this process): since
+# the suite's servers are forked from a process that has done their imports (tests/fork_server.py), two workers were
+# no longer busy, each waited for a third of its time (restarts, ERP rounds, backoffs, the flood's steps); a third
+# fills those waits (a clean clone's pytest 279 -> 230 s, docs/performance.md). loadfile keeps each test module (its
+# PostgreSQL half apart, tests/conftest.py) in one worker, so its deployments are started once; tests/conftest.py
+# orders these units longest first. pytest-cov combines the workers' data and that of the server processes they
+# start (coverage's subprocess patch).
+TEST_WORKERS ?= 3
 
 test: install
 	rm -f .coverage .coverage.*

@@ -8,12 +8,12 @@ import pytest
 
 from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
 
-# `make test` runs the suite on two pytest-xdist workers with --dist loadfile, refined by `work_unit`: a unit of work
+# `make test` runs the suite on three pytest-xdist workers with --dist loadfile, refined by `work_unit`: a unit of work
 # a worker takes is a test module, or the PostgreSQL half of a module whose tests run on both stores (those are two
-# deployments anyway, and the long modules then run on both workers at once instead of one after the other). Each
+# deployments anyway, and the long modules then run on two workers at once instead of one after the other). Each
 # unit stays in one worker, so its deployments are started once. Units are handed out in collection order
 # (--no-loadscope-reorder), and this hook orders them longest first, so the long ones start at once and the short
-# ones fill in at the end: both workers finish at about the same time. The figures are the wall seconds of each unit
+# ones fill in at the end: the workers finish at about the same time. The figures are the wall seconds of each unit
 # (one store; the larger half where a module has two) in `make test` on 2026-11-30 04:21-04:31 UTC at load average
 # 5-6 (two workers, coverage on, PostgreSQL on; other engineers' benchmarks beside it, so about twice a quiet
 # machine's), after the suite's CPU cuts (docs/performance.md, "The test suite, 2026-11-30"), measured by
