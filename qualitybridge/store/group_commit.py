@@ -204,20 +204,33 @@ async def _direct(engine: AsyncEngine, statements: list[Statement]) -> bool:
             await driver.run_transaction(statements)
             return True
         if conn.dialect.name == "postgresql" and driver is not None:
-            targets = {" ".join(sql.split(None, 3)[:3]) for sql, _parameters in statements}
-            if len(targets) == len(statements):
-                # One statement is one transaction on its own: one round trip instead of BEGIN, one per statement
-                # and COMMIT, each waiting for the event loop's turn on a busy server.
-                sql, parameters = _one_statement(statements)
-                await driver.execute(sql, *parameters)
-                return True
-            # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
-            # run in no order, and the outbox's sequence must follow acceptance.
-            async with driver.transaction():
-                for sql, parameters in statements:
-                    await driver.execute(sql, *parameters)
+            try:
+                await _direct_postgresql(driver, statements)
+            except Exception:
+                if driver.is_closed():
+                    # The error came past SQLAlchemy, which would have thrown the connection away: without this
+                    # the pool hands the dead connection to the ordinary way next (used a moment ago, so not
+                    # pinged), and a group of one fails instead of being written.
+                    await conn.invalidate()
+                raise
             return True
     return False
+
+
+async def _direct_postgresql(driver: Any, statements: list[Statement]) -> None:
+    """`statements` through asyncpg: one statement when each has its own target, else one transaction."""
+    targets = {" ".join(sql.split(None, 3)[:3]) for sql, _parameters in statements}
+    if len(targets) == len(statements):
+        # One statement is one transaction on its own: one round trip instead of BEGIN, one per statement
+        # and COMMIT, each waiting for the event loop's turn on a busy server.
+        sql, parameters = _one_statement(statements)
+        await driver.execute(sql, *parameters)
+        return
+    # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
+    # run in no order, and the outbox's sequence must follow acceptance.
+    async with driver.transaction():
+        for sql, parameters in statements:
+            await driver.execute(sql, *parameters)
 
 
 def _one_statement(statements: list[Statement]) -> Statement:
