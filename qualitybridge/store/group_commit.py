@@ -111,7 +111,7 @@ class GroupCommit:
         finally:
             self._flusher = None
 
-    async def _commit(self, group: list[_Queued]) -> None:
+    async def _commit(self, group: list[_Queued], *, again: bool = False) -> None:
         try:
             results = await self._transaction([work for work, _future in group])
         except Exception as exc:
@@ -121,6 +121,13 @@ class GroupCommit:
                 _log.debug("group of %d writes failed (%s); writing each alone", len(group), exc)
                 for queued in group:
                     await self._commit([queued])
+                return
+            if not again and getattr(exc, "connection_invalidated", False):
+                # The connection was gone (a database restart while the store was busy: a connection used a moment
+                # ago is not pinged, database.py) and SQLAlchemy renewed the pool: once more on a fresh connection,
+                # as the works of a failed group of several are written again.
+                _log.debug("write failed on a dropped connection (%s); writing it again", exc)
+                await self._commit(group, again=True)
                 return
             _work, future = group[0]
             if not future.done():

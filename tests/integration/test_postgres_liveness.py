@@ -103,3 +103,25 @@ async def test_a_planned_write_alone_on_a_connection_dropped_while_busy_is_writt
         return Planned([("SELECT 1", ())], items)
 
     assert await group.run(Merged(write, 7, plan=plan)) == 7
+
+
+async def test_a_single_call_after_the_server_dropped_a_busy_pool_is_written(engine: AsyncEngine) -> None:
+    """A group of one on a dead connection (no ping: used a moment ago) is written again on a fresh one, as a group
+    of several is; before, the caller got the disconnect, where pool_pre_ping had answered it."""
+
+    async def held_backend() -> int:
+        async with engine.connect() as conn:
+            pid = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            await asyncio.sleep(0.05)  # held, so that the pool opens one connection per caller
+            return pid
+
+    pids = set(await asyncio.gather(*(held_backend() for _ in range(3))))
+    assert len(pids) == 3
+    for pid in pids:
+        await _terminate(pid)
+    group = GroupCommit(engine)
+
+    async def write(conn: Any) -> int:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    assert await group.run(write) not in pids
