@@ -22,6 +22,7 @@ import json
 import os
 import runpy
 import sys
+import threading
 import traceback
 
 # The imports a start spends its CPU on, done once here (the commands' own modules import the rest lazily at run).
@@ -66,7 +67,10 @@ def _run(request: dict[str, object]) -> int:
     except BaseException:  # an uncaught exception: its traceback and status 1, as the interpreter gives them
         traceback.print_exc()
         code = 1
-    atexit._run_exitfuncs()  # coverage saves its data here, as at an interpreter's exit
+    # What an interpreter's exit does, in its order: wait for the threads that are not daemons (a server that would
+    # hang there must not exit cleanly here), then the exit functions (coverage saves its data in one).
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
     return code
 
 

@@ -72,7 +72,7 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
     `pool_pre_ping` cost a round trip per checkout, so one per group commit. A database restart is found by the
     ping when the server was quiet; when it was busy, the first statement on a dead connection fails, SQLAlchemy
     sees a disconnect and renews the pool, and the group commit writes the failed group's works again one by one
-    on fresh connections (tests/integration/test_postgres_liveness.py)."""
+    on fresh connections (a group of one once more) (tests/integration/test_postgres_liveness.py)."""
 
     @event.listens_for(engine.sync_engine, "connect")
     @event.listens_for(engine.sync_engine, "checkin")

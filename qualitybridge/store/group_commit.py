@@ -111,7 +111,7 @@ class GroupCommit:
         finally:
             self._flusher = None
 
-    async def _commit(self, group: list[_Queued]) -> None:
+    async def _commit(self, group: list[_Queued], *, again: bool = False) -> None:
         try:
             results = await self._transaction([work for work, _future in group])
         except Exception as exc:
@@ -121,6 +121,13 @@ class GroupCommit:
                 _log.debug("group of %d writes failed (%s); writing each alone", len(group), exc)
                 for queued in group:
                     await self._commit([queued])
+                return
+            if not again and getattr(exc, "connection_invalidated", False):
+                # The connection was gone (a database restart while the store was busy: a connection used a moment
+                # ago is not pinged, database.py) and SQLAlchemy renewed the pool: once more on a fresh connection,
+                # as the works of a failed group of several are written again.
+                _log.debug("write failed on a dropped connection (%s); writing it again", exc)
+                await self._commit(group, again=True)
                 return
             _work, future = group[0]
             if not future.done():
@@ -204,20 +211,33 @@ async def _direct(engine: AsyncEngine, statements: list[Statement]) -> bool:
             await driver.run_transaction(statements)
             return True
         if conn.dialect.name == "postgresql" and driver is not None:
-            targets = {" ".join(sql.split(None, 3)[:3]) for sql, _parameters in statements}
-            if len(targets) == len(statements):
-                # One statement is one transaction on its own: one round trip instead of BEGIN, one per statement
-                # and COMMIT, each waiting for the event loop's turn on a busy server.
-                sql, parameters = _one_statement(statements)
-                await driver.execute(sql, *parameters)
-                return True
-            # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
-            # run in no order, and the outbox's sequence must follow acceptance.
-            async with driver.transaction():
-                for sql, parameters in statements:
-                    await driver.execute(sql, *parameters)
+            try:
+                await _direct_postgresql(driver, statements)
+            except Exception:
+                if driver.is_closed():
+                    # The error came past SQLAlchemy, which would have thrown the connection away: without this
+                    # the pool hands the dead connection to the ordinary way next (used a moment ago, so not
+                    # pinged), and a group of one fails instead of being written.
+                    await conn.invalidate()
+                raise
             return True
     return False
+
+
+async def _direct_postgresql(driver: Any, statements: list[Statement]) -> None:
+    """`statements` through asyncpg: one statement when each has its own target, else one transaction."""
+    targets = {" ".join(sql.split(None, 3)[:3]) for sql, _parameters in statements}
+    if len(targets) == len(statements):
+        # One statement is one transaction on its own: one round trip instead of BEGIN, one per statement
+        # and COMMIT, each waiting for the event loop's turn on a busy server.
+        sql, parameters = _one_statement(statements)
+        await driver.execute(sql, *parameters)
+        return
+    # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
+    # run in no order, and the outbox's sequence must follow acceptance.
+    async with driver.transaction():
+        for sql, parameters in statements:
+            await driver.execute(sql, *parameters)
 
 
 def _one_statement(statements: list[Statement]) -> Statement:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from qualitybridge.store import database
 from qualitybridge.store.database import create_engine
-from qualitybridge.store.group_commit import GroupCommit
+from qualitybridge.store.group_commit import GroupCommit, Merged, Planned
 from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_URL, reason=POSTGRES_SKIP_REASON)]
@@ -85,3 +85,43 @@ async def test_a_group_commit_on_a_connection_dropped_while_busy_is_written_agai
 
     answers = await asyncio.gather(*(group.run(write) for _ in range(4)))
     assert pid not in answers
+
+
+async def test_a_planned_write_alone_on_a_connection_dropped_while_busy_is_written(engine: AsyncEngine) -> None:
+    """A single call's planned group (run on the driver's connection, past SQLAlchemy) meets the dropped connection
+    first: the connection is thrown away there, so the ordinary way that follows takes a fresh one and the caller
+    gets its answer instead of an error."""
+    pid = await _backend(engine)
+    await _terminate(pid)
+    group = GroupCommit(engine)
+
+    async def write(conn: Any, items: list[int]) -> list[int]:
+        await conn.execute(text("SELECT 1"))
+        return items
+
+    def plan(_dialect: Any, items: list[int]) -> Planned[int]:
+        return Planned([("SELECT 1", ())], items)
+
+    assert await group.run(Merged(write, 7, plan=plan)) == 7
+
+
+async def test_a_single_call_after_the_server_dropped_a_busy_pool_is_written(engine: AsyncEngine) -> None:
+    """A group of one on a dead connection (no ping: used a moment ago) is written again on a fresh one, as a group
+    of several is; before, the caller got the disconnect, where pool_pre_ping had answered it."""
+
+    async def held_backend() -> int:
+        async with engine.connect() as conn:
+            pid = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            await asyncio.sleep(0.05)  # held, so that the pool opens one connection per caller
+            return pid
+
+    pids = set(await asyncio.gather(*(held_backend() for _ in range(3))))
+    assert len(pids) == 3
+    for pid in pids:
+        await _terminate(pid)
+    group = GroupCommit(engine)
+
+    async def write(conn: Any) -> int:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    assert await group.run(write) not in pids
