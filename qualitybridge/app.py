@@ -231,11 +231,16 @@ class QualityBridgeApp:
         operations = _operations_endpoint(config, built, metrics, build) if config.operations.enabled else None
         if operations is not None:
             await operations.start()
+        given_store = store
         try:
             return await cls._build(config, built, metrics, operations, erp, publishers, clock)
         except BaseException:
             if operations is not None:
                 await operations.stop()
+            if given_store is None and built.store is not None:
+                # A store opened here is closed here (a start stopped half-way: SIGTERM, a bad catalogue), before
+                # the event loop is: aiosqlite's thread must not answer a statement to a closed loop.
+                await built.store.aclose()
             raise
 
     @classmethod

@@ -180,4 +180,11 @@ async def open_store_waiting(
             )
             await asyncio.sleep(min(retry_seconds, left))
             continue
+        except BaseException:
+            # Stopped while connecting or migrating (SIGTERM during the start): the engine's connections are closed
+            # before the event loop is, or aiosqlite's worker thread answers a statement to a closed loop and prints
+            # a traceback.
+            if engine is not None:
+                await engine.dispose()
+            raise
         return Store(engine)
