@@ -377,9 +377,7 @@ async def _record_measurement_calls(conn: AsyncConnection, calls: list[_Measurem
     return _per_call(calls, answers)
 
 
-def _plan_measurement_calls(
-    dialect: Dialect, calls: list[_MeasurementCall]
-) -> Planned[list[tuple[AcceptedMeasurement, bool]]] | None:
+def _plan_measurement_calls(dialect: Dialect, calls: list[_MeasurementCall]) -> Planned[list[_Answer]] | None:
     """`_record_measurement_calls` as plain statements, assuming no client id was stored before: the unique client
     scope (reported_by, client_result_id) refuses the insert when one was, and the group then runs the ordinary way,
     which reads the first measurement back. Refused attempts (rare) go the ordinary way."""
