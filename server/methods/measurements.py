@@ -23,7 +23,7 @@ from typing import Any
 
 from asyncua import ua
 
-from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation
+from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation, checked_instance
 from qualitybridge.server.methods.arguments import (
     ArgumentError,
     ArgumentSpec,
@@ -79,17 +79,23 @@ def measurement_report(values: Mapping[str, Any]) -> MeasurementReport:
 
 def report_from_row(row: Sequence[Any]) -> MeasurementReport:
     """The domain report from checked values in REPORT_MEASUREMENT_ARGUMENTS' order: the one place a call (or a
-    batch entry) becomes a report."""
+    batch entry) becomes a report.
+
+    The element rules (`parse_element`) answer exactly the report's types — stripped strings, a finite float, an
+    aware datetime — so the report is built without pydantic validating them again (`checked_instance`)."""
     order_no, operation_no, characteristic_id, value, equipment_id, part_serial, measured_at, client_result_id = row
-    return MeasurementReport(
-        order_no=order_no,
-        operation_no=operation_no,
-        characteristic_id=characteristic_id,
-        value=value,
-        equipment_id=equipment_id,
-        part_serial=part_serial,
-        measured_at=measured_at,
-        client_result_id=client_result_id or None,
+    return checked_instance(
+        MeasurementReport,
+        {
+            "order_no": order_no,
+            "operation_no": operation_no,
+            "characteristic_id": characteristic_id,
+            "value": value,
+            "equipment_id": equipment_id,
+            "part_serial": part_serial,
+            "measured_at": measured_at,
+            "client_result_id": client_result_id or None,
+        },
     )
 
 
@@ -220,6 +226,9 @@ def _checked_entries(columns: list[list[Any]]) -> tuple[list[tuple[Any, ...]], d
     return list(zip(*checked, strict=True)), refusals
 
 
+_NOT_GOOD = 3 << 30  # a StatusCode's severity bits: both clear means Good
+
+
 class _Answers:
     """The five parallel output arrays, filled entry by entry."""
 
@@ -249,14 +258,16 @@ class _Answers:
         return [
             message
             for status, message in zip(self.statuses, self.messages, strict=True)
-            if not status_code(status).is_good()
+            if status & _NOT_GOOD  # as StatusCode.is_good, without a StatusCode per entry
         ]
 
     def outputs(self) -> list[ua.Variant]:
+        # One StatusCode per distinct status, shared by the entries that have it (encoding only reads them).
+        codes = {status: status_code(status) for status in set(self.statuses)}
         return [
             ua.Variant(self.result_ids, ua.VariantType.String),
             ua.Variant(self.evaluations, ua.VariantType.Int32),
-            ua.Variant([status_code(status) for status in self.statuses], ua.VariantType.StatusCode),
+            ua.Variant([codes[status] for status in self.statuses], ua.VariantType.StatusCode),
             ua.Variant(self.messages, ua.VariantType.String),
             ua.Variant(self.gauge_due_soon, ua.VariantType.Boolean),
         ]
