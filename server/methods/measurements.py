@@ -300,19 +300,16 @@ class ReportMeasurementsMethod:
         positions: list[int] = []
         # Checked column by column (each distinct value once), each operation's work centre authorized once.
         rows, refused_entries = _checked_entries(columns)
-        work_centre_verdicts: dict[tuple[str, str], str] = {}  # (order, operation) -> "" if allowed, else why not
+        work_centre_verdicts: dict[tuple[str, str], _EntryRefused | None] = {}  # None: allowed
         for entry, row in enumerate(rows):
-            try:
-                refusal = refused_entries.get(entry)
-                if refusal is not None:
-                    raise refusal.with_traceback(None)
-                report = report_from_row(row)
-                self._authorize_work_centre(report, work_centre_verdicts)
-            except _EntryRefused as exc:
-                answers.refuse(entry, exc.status, exc.message)
+            refusal = refused_entries.get(entry) if refused_entries else None
+            if refusal is None:
+                refusal = self._work_centre_refusal(row[0], row[1], work_centre_verdicts)
+            if refusal is not None:
+                answers.refuse(entry, refusal.status, refusal.message)
                 continue
             positions.append(entry)
-            reports.append(report)
+            reports.append(report_from_row(row))
 
         outcomes = await self._service.report_measurements(reports, reported_by=who) if reports else []
         for entry, outcome in zip(positions, outcomes, strict=True):
@@ -351,14 +348,18 @@ class ReportMeasurementsMethod:
             )
         return columns
 
-    def _authorize_work_centre(self, report: MeasurementReport, decided: dict[tuple[str, str], str]) -> None:
-        operation = (report.order_no, report.operation_no)
-        if operation not in decided:
-            work_centre = self._service.master_data.work_centre(*operation)
-            try:
-                authorize(Permission.REPORT, work_centre=work_centre)
-                decided[operation] = ""
-            except AccessDenied as exc:
-                decided[operation] = str(exc)
-        if decided[operation]:
-            raise _EntryRefused(ua.StatusCodes.BadUserAccessDenied, decided[operation])
+    def _work_centre_refusal(
+        self, order_no: str, operation_no: str, decided: dict[tuple[str, str], _EntryRefused | None]
+    ) -> _EntryRefused | None:
+        """Why the caller may not report for this operation's work centre (None: may), decided once per operation."""
+        operation = (order_no, operation_no)
+        if operation in decided:
+            return decided[operation]
+        work_centre = self._service.master_data.work_centre(order_no, operation_no)
+        try:
+            authorize(Permission.REPORT, work_centre=work_centre)
+            refusal = None
+        except AccessDenied as exc:
+            refusal = _EntryRefused(ua.StatusCodes.BadUserAccessDenied, str(exc))
+        decided[operation] = refusal
+        return refusal
