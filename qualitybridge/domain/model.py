@@ -10,12 +10,60 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+# What pydantic (2.x, as of 2.14) keeps on an instance; `model_construct` sets exactly these, and so does
+# `checked_instance`. tests/unit/test_checked_instances.py pins it to pydantic's own `model_construct`.
+_INSTANCE_STATE = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_new_instance = object.__new__
+_set_state = object.__setattr__
+
+
+def _plain(model: type[BaseModel]) -> bool:
+    """True for a model `checked_instance` may build without pydantic: its instances hold nothing but their fields'
+    values (no validator that changes or checks them beyond their types, no aliases, private attributes,
+    post-init hook or extra fields), as pydantic lays instances out today."""
+    return (
+        BaseModel.__slots__ == _INSTANCE_STATE
+        and not model.__pydantic_root_model__
+        and model.__pydantic_post_init__ is None
+        and not model.__private_attributes__
+        and model.model_config.get("extra") == "forbid"
+        and not model.__pydantic_decorators__.model_validators
+        and not model.__pydantic_decorators__.field_validators
+        and all(field.alias is None and field.validation_alias is None for field in model.model_fields.values())
+    )
+
+
+def checked_instance(model: type[_Model], fields: dict[str, Any]) -> _Model:
+    """`model(**fields)` where the caller has checked every value already: each is of its field's type, every field
+    is given, in the model's order (as the report path's column checks establish for a batch's entries). Builds the
+    instance as `model_construct` does, at a third of validation's CPU (0.4 against 1.3 µs; a batched measurement
+    builds three models). A model with more than plain fields, or another layout of pydantic's instances, is
+    validated as usual, and so is a call that does not give every field."""
+    fields_of_plain = _FIELDS_OF_PLAIN.get(model)
+    if fields_of_plain is None:
+        fields_of_plain = _FIELDS_OF_PLAIN[model] = len(model.model_fields) if _plain(model) else -1
+    if len(fields) != fields_of_plain:
+        return model(**fields)
+    instance = _new_instance(model)
+    _set_state(instance, "__dict__", fields)
+    _set_state(instance, "__pydantic_fields_set__", set(fields))
+    _set_state(instance, "__pydantic_extra__", None)
+    _set_state(instance, "__pydantic_private__", None)
+    return instance
+
+
+_FIELDS_OF_PLAIN: dict[type[BaseModel], int] = {}  # per model: its number of fields if `_plain`, else -1
 
 
 class OrderState(IntEnum):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Table
@@ -99,7 +100,7 @@ class BulkInsert:
         inserts them in one statement instead of one per row of an executemany."""
         step = self._rows_per_statement
         return [
-            (self.multi_row_sql(dialect, len(chunk)), tuple(value for row in chunk for value in row))
+            (self.multi_row_sql(dialect, len(chunk)), tuple(chain.from_iterable(chunk)))
             for chunk in (rows[start : start + step] for start in range(0, len(rows), step))
         ]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from asyncua import ua
 
-from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation
+from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation, checked_instance
 from qualitybridge.server.methods.arguments import (
     ArgumentError,
     ArgumentSpec,
@@ -79,17 +79,23 @@ def measurement_report(values: Mapping[str, Any]) -> MeasurementReport:
 
 def report_from_row(row: Sequence[Any]) -> MeasurementReport:
     """The domain report from checked values in REPORT_MEASUREMENT_ARGUMENTS' order: the one place a call (or a
-    batch entry) becomes a report."""
+    batch entry) becomes a report.
+
+    The element rules (`parse_element`) answer exactly the report's types — stripped strings, a finite float, an
+    aware datetime — so the report is built without pydantic validating them again (`checked_instance`)."""
     order_no, operation_no, characteristic_id, value, equipment_id, part_serial, measured_at, client_result_id = row
-    return MeasurementReport(
-        order_no=order_no,
-        operation_no=operation_no,
-        characteristic_id=characteristic_id,
-        value=value,
-        equipment_id=equipment_id,
-        part_serial=part_serial,
-        measured_at=measured_at,
-        client_result_id=client_result_id or None,
+    return checked_instance(
+        MeasurementReport,
+        {
+            "order_no": order_no,
+            "operation_no": operation_no,
+            "characteristic_id": characteristic_id,
+            "value": value,
+            "equipment_id": equipment_id,
+            "part_serial": part_serial,
+            "measured_at": measured_at,
+            "client_result_id": client_result_id or None,
+        },
     )
 
 
@@ -220,6 +226,9 @@ def _checked_entries(columns: list[list[Any]]) -> tuple[list[tuple[Any, ...]], d
     return list(zip(*checked, strict=True)), refusals
 
 
+_NOT_GOOD = 3 << 30  # a StatusCode's severity bits: both clear means Good
+
+
 class _Answers:
     """The five parallel output arrays, filled entry by entry."""
 
@@ -249,14 +258,16 @@ class _Answers:
         return [
             message
             for status, message in zip(self.statuses, self.messages, strict=True)
-            if not status_code(status).is_good()
+            if status & _NOT_GOOD  # as StatusCode.is_good, without a StatusCode per entry
         ]
 
     def outputs(self) -> list[ua.Variant]:
+        # One StatusCode per distinct status, shared by the entries that have it (encoding only reads them).
+        codes = {status: status_code(status) for status in set(self.statuses)}
         return [
             ua.Variant(self.result_ids, ua.VariantType.String),
             ua.Variant(self.evaluations, ua.VariantType.Int32),
-            ua.Variant([status_code(status) for status in self.statuses], ua.VariantType.StatusCode),
+            ua.Variant([codes[status] for status in self.statuses], ua.VariantType.StatusCode),
             ua.Variant(self.messages, ua.VariantType.String),
             ua.Variant(self.gauge_due_soon, ua.VariantType.Boolean),
         ]
@@ -289,19 +300,16 @@ class ReportMeasurementsMethod:
         positions: list[int] = []
         # Checked column by column (each distinct value once), each operation's work centre authorized once.
         rows, refused_entries = _checked_entries(columns)
-        work_centre_verdicts: dict[tuple[str, str], str] = {}  # (order, operation) -> "" if allowed, else why not
+        work_centre_verdicts: dict[tuple[str, str], _EntryRefused | None] = {}  # None: allowed
         for entry, row in enumerate(rows):
-            try:
-                refusal = refused_entries.get(entry)
-                if refusal is not None:
-                    raise refusal.with_traceback(None)
-                report = report_from_row(row)
-                self._authorize_work_centre(report, work_centre_verdicts)
-            except _EntryRefused as exc:
-                answers.refuse(entry, exc.status, exc.message)
+            refusal = refused_entries.get(entry) if refused_entries else None
+            if refusal is None:
+                refusal = self._work_centre_refusal(row[0], row[1], work_centre_verdicts)
+            if refusal is not None:
+                answers.refuse(entry, refusal.status, refusal.message)
                 continue
             positions.append(entry)
-            reports.append(report)
+            reports.append(report_from_row(row))
 
         outcomes = await self._service.report_measurements(reports, reported_by=who) if reports else []
         for entry, outcome in zip(positions, outcomes, strict=True):
@@ -340,14 +348,18 @@ class ReportMeasurementsMethod:
             )
         return columns
 
-    def _authorize_work_centre(self, report: MeasurementReport, decided: dict[tuple[str, str], str]) -> None:
-        operation = (report.order_no, report.operation_no)
-        if operation not in decided:
-            work_centre = self._service.master_data.work_centre(*operation)
-            try:
-                authorize(Permission.REPORT, work_centre=work_centre)
-                decided[operation] = ""
-            except AccessDenied as exc:
-                decided[operation] = str(exc)
-        if decided[operation]:
-            raise _EntryRefused(ua.StatusCodes.BadUserAccessDenied, decided[operation])
+    def _work_centre_refusal(
+        self, order_no: str, operation_no: str, decided: dict[tuple[str, str], _EntryRefused | None]
+    ) -> _EntryRefused | None:
+        """Why the caller may not report for this operation's work centre (None: may), decided once per operation."""
+        operation = (order_no, operation_no)
+        if operation in decided:
+            return decided[operation]
+        work_centre = self._service.master_data.work_centre(order_no, operation_no)
+        try:
+            authorize(Permission.REPORT, work_centre=work_centre)
+            refusal = None
+        except AccessDenied as exc:
+            refusal = _EntryRefused(ua.StatusCodes.BadUserAccessDenied, str(exc))
+        decided[operation] = refusal
+        return refusal

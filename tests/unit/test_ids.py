@@ -1,11 +1,12 @@
-"""Result and record ids: random version-4 UUIDs in canonical text, drawn from a buffer of kernel randomness that a
-forked child never shares with its parent."""
+"""Result and record ids: time-ordered random (version 7) UUIDs in canonical text, drawn from a buffer of kernel
+randomness that a forked child never shares with its parent."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -13,14 +14,46 @@ import pytest
 from qualitybridge.domain import ids
 
 
-def test_ids_are_distinct_version_4_uuids_in_canonical_form() -> None:
-    drawn = [ids.new_result_id() for _ in range(1_000)] + [ids.new_record_id() for _ in range(1_000)]
+def test_ids_are_distinct_version_7_uuids_in_canonical_form() -> None:
+    drawn = (
+        [ids.new_result_id() for _ in range(1_000)]
+        + [ids.new_record_id() for _ in range(1_000)]
+        + ids.new_result_ids(1_000)
+        + ids.new_result_ids(1)
+    )
     assert len(set(drawn)) == len(drawn)
     for text in drawn:
         parsed = uuid.UUID(text)
-        assert parsed.version == 4
+        assert parsed.version == 7
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == text
+
+
+def test_ids_lead_with_the_time_they_were_drawn_so_later_ids_sort_after_earlier_ones() -> None:
+    """Index locality: a new result's entry belongs at the end of the indexes on result ids (and on the outbox's
+    idempotency keys), not at a random place (see qualitybridge/domain/ids.py)."""
+    before = time.time_ns() // 1_000_000
+    first = ids.new_result_ids(500)
+    time.sleep(0.003)
+    later = [ids.new_result_id(), *ids.new_result_ids(10), ids.new_record_id()]
+    after = time.time_ns() // 1_000_000
+    assert max(first) < min(later)
+    for text in first + later:
+        assert before <= uuid.UUID(text).int >> 80 <= after  # the first 48 bits: Unix time in milliseconds
+
+
+def test_ids_of_one_millisecond_differ_in_74_random_bits() -> None:
+    """One batch's ids share their millisecond; what follows it is random (the variant's two bits aside), so ids of
+    other processes in the same millisecond do not collide either."""
+    drawn = [uuid.UUID(text).int for text in ids.new_result_ids(4_000)]
+    random_bits = (1 << 74) - 1
+    randomness = [((value >> 64) & 0xFFF) << 62 | (value & ((1 << 62) - 1)) for value in drawn]
+    assert len(set(randomness)) == len(drawn)
+    # Every one of the 74 bits varies, and each is set in roughly half of the ids.
+    for bit in range(74):
+        share = sum(value >> bit & 1 for value in randomness) / len(randomness)
+        assert 0.4 < share < 0.6, bit
+    assert all(value <= random_bits for value in randomness)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
