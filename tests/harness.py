@@ -699,13 +699,20 @@ relay_backoff_max_seconds = 1
 
     async def stored_result_count(self) -> int:
         """Counted in the store itself, not through the server: what is on disk."""
+        return await self._count("SELECT count(*) FROM measurement_results")
+
+    async def pending_posting_count(self) -> int:
+        """Postings the relay still owes the ERP, counted in the store."""
+        return await self._count("SELECT count(*) FROM outbox WHERE state = 'pending'")
+
+    async def _count(self, query: str) -> int:
         if self.backend == "sqlite":
             database = self.store_url.split("///", 1)[1]
             with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
-                return int(connection.execute("SELECT count(*) FROM measurement_results").fetchone()[0])
+                return int(connection.execute(query).fetchone()[0])
         connection = await asyncpg.connect(self.store_url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            return int(await connection.fetchval("SELECT count(*) FROM measurement_results"))
+            return int(await connection.fetchval(query))
         finally:
             await connection.close()
 

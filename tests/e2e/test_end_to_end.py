@@ -153,6 +153,9 @@ async def test_bad_input_gets_a_precise_status_and_stores_nothing(
 ) -> None:
     await deployment.ensure_running("1000417")
     stored_before = await deployment.stored_result_count()
+    # Results of the tests before may still be on their way to the ERP: counted before they all arrived, they
+    # would look like a posting of the refused report.
+    await _relay_drained(deployment)
     at_erp_before = len(results_at_erp(deployment))
     async with deployment.session("machine1") as client:
         idx = await client.get_namespace_index(NAMESPACE_URI)
@@ -193,6 +196,19 @@ async def test_bad_input_gets_a_precise_status_and_stores_nothing(
     assert await deployment.stored_result_count() == stored_before
     await asyncio.sleep(0.6)  # one relay interval: nothing may have been sent either
     assert len(results_at_erp(deployment)) == at_erp_before
+
+
+async def _relay_drained(deployment: Deployment, stall_seconds: float = 30.0) -> None:
+    """Waits until the relay owes the ERP nothing; fails if the outbox stops shrinking for `stall_seconds`."""
+    pending = await deployment.pending_posting_count()
+    stalled_after = time.monotonic() + stall_seconds
+    while pending:
+        await asyncio.sleep(0.05)
+        now = await deployment.pending_posting_count()
+        if now < pending:
+            stalled_after = time.monotonic() + stall_seconds
+        assert time.monotonic() < stalled_after, f"{now} postings pending, none delivered for {stall_seconds} s"
+        pending = now
 
 
 async def test_missing_and_extra_arguments(deployment: Deployment) -> None:
