@@ -34,6 +34,7 @@ from qualitybridge.adapters.rest_contract import (
     kpi_report_to_dto,
     order_from_dto,
     result_posting_wire,
+    result_posting_wire_from_json,
     result_to_dto,
     spc_alarm_to_dto,
 )
@@ -78,6 +79,12 @@ def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
 
 def _batch_item(entry: OutboxEntry) -> dict[str, Any]:
     """The entry as an item of `PostingBatch`, in its JSON form."""
+    if entry.kind == "measurement" and entry.record_json is not None:
+        # Most of a page: read from the result's stored JSON, without decoding the posting's models (unless the
+        # JSON is not in the form the store writes, e.g. a row of an earlier release: then as below).
+        item = result_posting_wire_from_json(entry.idempotency_key, entry.record_json)
+        if item is not None:
+            return item
     match entry.posting:
         case MeasurementPosting(result=result):
             return result_posting_wire(entry.idempotency_key, result)  # most of a page: built without the models
@@ -87,6 +94,8 @@ def _batch_item(entry: OutboxEntry) -> dict[str, Any]:
         case SpcAlarmPosting(record=record):
             alarm = spc_alarm_to_dto(record.alarm)
             return SpcAlarmPostingDTO(idempotency_key=entry.idempotency_key, body=alarm).model_dump(mode="json")
+        case UnreadablePosting(stored_kind=kind, reason=reason):
+            raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
     raise ErpRejected(f"outbox entry {entry.seq} ({entry.kind}) cannot be delivered: {entry.posting}")
 
 
@@ -283,9 +292,9 @@ class RestErpClient:
         outcomes: dict[int, PostingOutcome] = {}
         sendable: list[tuple[OutboxEntry, dict[str, Any]]] = []
         # KPI postings have their own path (POST /quality-kpis) and are not items of the batch contract.
-        own_path = [entry for entry in entries if isinstance(entry.posting, KpiPosting)]
+        own_path = [entry for entry in entries if entry.kind == "kpi"]
         for entry in entries:
-            if isinstance(entry.posting, KpiPosting):
+            if entry.kind == "kpi":
                 continue
             try:
                 sendable.append((entry, _batch_item(entry)))

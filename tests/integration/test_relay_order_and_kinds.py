@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.domain.ids import new_record_id, new_result_id
@@ -27,7 +28,7 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.store import Store
+from qualitybridge.store import Store, tables
 
 
 async def _booked(erp_url: str, path: str) -> list[dict[str, Any]]:
@@ -321,4 +322,41 @@ async def test_a_stopping_relay_starts_no_further_batch(store: Store, erp_url: s
     assert outcome.sent == 2
     pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
     assert pending == {keys[2]: 0}
+    await client.aclose()
+
+
+async def test_rows_of_an_earlier_release_are_delivered_and_a_damaged_one_is_dead_lettered_with_its_reason(
+    store: Store, erp_url: str
+) -> None:
+    """The relay sends a page's results from their stored JSON without decoding them; a row in another form (an
+    earlier release's, without the later fields) is decoded and delivered as before, a damaged one is refused for
+    good, naming the field, and the rest of its order goes on."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    earlier, damaged, current = (_measurement(master, "1000417") for _ in range(3))
+    for item in (earlier, damaged, current):
+        await store.record_measurements([item])
+    earlier_payload = earlier.result.model_dump(mode="json", exclude={"routing_version", "plan_version_superseded"})
+    damaged_payload = damaged.result.model_dump(mode="json")
+    damaged_payload["report"]["value"] = "twelve"
+    async with store.engine.begin() as conn:
+        for item, payload in ((earlier, earlier_payload), (damaged, damaged_payload)):
+            await conn.execute(
+                update(tables.outbox)
+                .where(tables.outbox.c.idempotency_key == f"mr-{item.result.result_id}")
+                .values(payload=payload)
+            )
+
+    outcome = await OutboxRelay(store, client, Diagnostics()).run_once()
+
+    assert (outcome.sent, outcome.dead) == (2, 1)
+    booked = {b["body"]["result_id"]: b["body"] for b in await _booked(erp_url, "/results")}
+    assert set(booked) == {earlier.result.result_id, current.result.result_id}
+    assert booked[earlier.result.result_id]["routing_version"] is None
+    assert booked[current.result.result_id]["value"] == current.result.report.value
+    (dead,) = await store.outbox_entries([OutboxState.DEAD])
+    assert dead.idempotency_key == f"mr-{damaged.result.result_id}"
+    assert dead.last_error is not None
+    assert "unreadable payload" in dead.last_error
+    assert "'report', 'value'" in dead.last_error
     await client.aclose()
