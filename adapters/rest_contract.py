@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -441,14 +442,20 @@ _REPORT_KEYS = frozenset(MeasurementReport.model_fields)
 _EVALUATION_NAMES = {evaluation.value: evaluation.name for evaluation in ResultEvaluation}
 
 
-@functools.lru_cache(maxsize=4096)
+# What `_wire_moment` writes (pydantic's form): microseconds only when there are any, UTC as "Z", no offset when naive.
+_WIRE_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!000000)\d{6})?(?:Z|[+-](?!00:00)\d\d:\d\d)?")
+
+
 def _wire_moment_of(text: str) -> str | None:
-    """A stored time as `_wire_moment` writes it: the text itself when it already is in that form (what pydantic
-    wrote), else None. Cached: a page's postings share their received time."""
+    """A stored time as `_wire_moment` writes it: the text itself when it already is in that form (as pydantic wrote
+    it) and a real moment, else None."""
+    if _WIRE_MOMENT.fullmatch(text) is None:
+        return None
     try:
-        return text if _wire_moment(datetime.fromisoformat(text)) == text else None
+        datetime.fromisoformat(text)  # the 30th of February has the form but is no moment
     except ValueError:
         return None
+    return text
 
 
 def result_posting_wire_from_json(idempotency_key: str, record_json: str | bytes) -> dict[str, Any] | None:
@@ -493,27 +500,22 @@ def result_posting_wire_from_json(idempotency_key: str, record_json: str | bytes
     if not (
         type(record["evaluation"]) is int
         and type(body["plan_version_superseded"]) is bool
-        and all(type(body[key]) is str for key in _WIRE_TEXTS)
-        and all(body[key] is None or type(body[key]) is str for key in _WIRE_OPTIONAL_TEXTS)
+        and type(body["result_id"]) is str
+        and type(body["order_no"]) is str
+        and type(body["operation_no"]) is str
+        and type(body["characteristic_id"]) is str
+        and type(body["unit"]) is str
+        and type(body["plan_version"]) is str
+        and type(body["equipment_id"]) is str
+        and type(body["part_serial"]) is str
+        and type(body["measured_at"]) is str
+        and type(body["received_at"]) is str
+        and type(body["reported_by"]) is str
+        and (body["client_result_id"] is None or type(body["client_result_id"]) is str)
+        and (body["routing_version"] is None or type(body["routing_version"]) is str)
     ):
         return None
     return {"kind": "result", "idempotency_key": idempotency_key, "body": body}
-
-
-_WIRE_TEXTS = (
-    "result_id",
-    "order_no",
-    "operation_no",
-    "characteristic_id",
-    "unit",
-    "plan_version",
-    "equipment_id",
-    "part_serial",
-    "measured_at",
-    "received_at",
-    "reported_by",
-)
-_WIRE_OPTIONAL_TEXTS = ("client_result_id", "routing_version")
 
 
 def result_from_dto(dto: ResultDTO) -> MeasurementResult:

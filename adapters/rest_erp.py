@@ -197,6 +197,50 @@ def _error_text(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}: {response.text[:200]}"
 
 
+def _booked_outcomes(content: bytes) -> list[dict[str, Any]] | None:
+    """The outcomes of a batch answer in which every posting was booked (201) or found booked (200), with a
+    document number, as plain dicts: the common answer, read without a model per outcome. None for any other
+    answer (a failure among them, a form the model would convert or refuse): `_answered_by_model` reads it."""
+    try:
+        answer = pydantic_core.from_json(content)
+        found: list[dict[str, Any]] = answer["outcomes"]
+        if type(found) is not list:
+            return None
+        for outcome in found:
+            status = outcome["status"]
+            if (
+                type(status) is not int
+                or status not in (200, 201)
+                or type(outcome["idempotency_key"]) is not str
+                or type(outcome["document_no"]) is not str
+                or type(outcome.get("duplicate", False)) is not bool
+                or outcome.get("error") is not None
+            ):
+                return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return found
+
+
+def _answered_by_model(
+    response: httpx.Response, sendable: list[tuple[OutboxEntry, dict[str, Any]]], outcomes: dict[int, PostingOutcome]
+) -> None:
+    try:
+        answer = BatchAnswer.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ErpUnavailable(f"ERP answered {response.status_code} without a batch answer") from exc
+    for position, (entry, item) in enumerate(sendable):
+        found = answer.outcomes[position] if position < len(answer.outcomes) else None
+        if found is None or found.idempotency_key != item["idempotency_key"]:
+            continue  # no outcome for this entry: the relay reports the contract violation and retries
+        if found.status in (200, 201):
+            outcomes[entry.seq] = PostingReceipt(entry.seq, found.document_no or "")
+            continue
+        error = f"{found.error.code}: {found.error.message}" if found.error else "no error body"
+        classified = _classified(found.status, f"HTTP {found.status}: {error}")
+        outcomes[entry.seq] = PostingFailure(entry.seq, classified, attempted=found.status != 424)
+
+
 class RestErpClient:
     def __init__(
         self, base_url: str, *, timeout_seconds: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
@@ -325,20 +369,15 @@ class RestErpClient:
             self._batch_supported = False
             await self._post_each([entry for entry, _item in sendable], outcomes)
             return
-        try:
-            answer = BatchAnswer.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ErpUnavailable(f"ERP answered {response.status_code} without a batch answer") from exc
+        answered = _booked_outcomes(response.content)
+        if answered is None:
+            _answered_by_model(response, sendable, outcomes)
+            return
         for position, (entry, item) in enumerate(sendable):
-            found = answer.outcomes[position] if position < len(answer.outcomes) else None
-            if found is None or found.idempotency_key != item["idempotency_key"]:
+            found = answered[position] if position < len(answered) else None
+            if found is None or found["idempotency_key"] != item["idempotency_key"]:
                 continue  # no outcome for this entry: the relay reports the contract violation and retries
-            if found.status in (200, 201):
-                outcomes[entry.seq] = PostingReceipt(entry.seq, found.document_no or "")
-                continue
-            error = f"{found.error.code}: {found.error.message}" if found.error else "no error body"
-            classified = _classified(found.status, f"HTTP {found.status}: {error}")
-            outcomes[entry.seq] = PostingFailure(entry.seq, classified, attempted=found.status != 424)
+            outcomes[entry.seq] = PostingReceipt(entry.seq, found["document_no"])
 
     async def _post_each(self, entries: list[OutboxEntry], outcomes: dict[int, PostingOutcome]) -> None:
         """One request per posting; an order's temporary failure holds its later postings (not attempted)."""

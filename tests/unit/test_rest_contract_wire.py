@@ -121,6 +121,7 @@ def test_a_stored_result_in_another_form_is_left_to_the_model_which_reads_it(pay
         json.dumps(_stored(evaluation=7)),
         json.dumps(_stored(evaluation="OK")),
         json.dumps(_stored(received_at="yesterday")),
+        json.dumps(_stored(received_at="2026-02-30T12:00:00Z")),
         json.dumps(_stored(report__measured_at=_ABSENT)),
         json.dumps(_stored(plan_version_superseded="no")),
         json.dumps(_stored(routing_version=3)),
