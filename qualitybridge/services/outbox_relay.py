@@ -107,6 +107,12 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
         self._stopping = False
+        # While `run_forever` runs, a round's deliveries are marked sent while the next round goes on (`_marking`);
+        # until that commits, their seqs (`_marking_seqs`) are left out of the next page.
+        self._pipelined = False
+        self._marking: asyncio.Task[None] | None = None
+        self._marking_seqs: frozenset[int] = frozenset()
+        self._counting: asyncio.Task[None] | None = None  # the outbox counted beside the rounds of a backlog
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
@@ -126,6 +132,16 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
+        self._pipelined = True
+        try:
+            await self._run_rounds()
+        finally:
+            self._pipelined = False
+            await self._marked()  # what was delivered is recorded before the relay leaves
+            if self._counting is not None:
+                await self._counting
+
+    async def _run_rounds(self) -> None:
         backlog = busy = False
         while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
@@ -155,15 +171,32 @@ class OutboxRelay:
     async def run_once(self) -> RelayRound:
         async with self._round_lock:
             outcome = await self._deliver_due()
-            if outcome.sent >= self._batch_size and time.monotonic() - self._counted_at < _COUNT_EVERY_SECONDS:
+            draining = outcome.sent >= self._batch_size
+            if draining and time.monotonic() - self._counted_at < _COUNT_EVERY_SECONDS:
                 return outcome  # a backlog drains: the depth shown is at most a second old, and exact once it ends
             self._counted_at = time.monotonic()
-            counts = await self._store.outbox_counts()
-            self._diagnostics.outbox_depth = counts.pending
-            self._diagnostics.outbox_dead_letters = counts.dead
-            self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
-            await self._diagnostics.changed()
+            if draining and self._pipelined:
+                # Counted beside the next round: the count waits for the marking and the database behind the report
+                # batches under way, and the relay stood still for it once a second.
+                if self._counting is None or self._counting.done():
+                    self._counting = asyncio.create_task(self._count_beside(), name="outbox-relay-count")
+                return outcome
+            await self._count()
             return outcome
+
+    async def _count_beside(self) -> None:
+        try:
+            await self._count()
+        except Exception:  # as a failed round: logged, and the next count tries again
+            _log.exception("counting the outbox failed")
+
+    async def _count(self) -> None:
+        await self._marked()  # the depth shown counts what was delivered as gone
+        counts = await self._store.outbox_counts()
+        self._diagnostics.outbox_depth = counts.pending
+        self._diagnostics.outbox_dead_letters = counts.dead
+        self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
+        await self._diagnostics.changed()
 
     async def _deliver_due(self) -> RelayRound:
         delivered: list[tuple[int, str]] = []
@@ -171,13 +204,47 @@ class OutboxRelay:
             return await self._deliver_page(delivered)
         finally:
             # Deliveries are recorded once per round: a commit per posting made the relay disk-bound.
+            await self._mark_sent(delivered)
+
+    async def _mark_sent(self, delivered: list[tuple[int, str]]) -> None:
+        """Record a round's deliveries. Under `run_forever` the next round does not wait for it: the marking shares
+        the group commit with the report batches under way, and waiting for it left the relay idle for a third of
+        each round while machines reported. One marking at a time; its seqs are left out of the next page."""
+        await self._marked()
+        if not delivered:
+            return
+        if not self._pipelined:
             await self._store.mark_sent_many(delivered)
+            return
+        self._marking_seqs = frozenset(seq for seq, _document in delivered)
+        self._marking = asyncio.create_task(self._store.mark_sent_many(delivered), name="outbox-relay-marking")
+
+    async def _marked(self) -> None:
+        """Wait for the marking under way, if any. A marking that failed is logged: its postings are pending again
+        and delivered once more, which their idempotency keys make harmless (as after a crash before the mark)."""
+        marking = self._marking
+        if marking is None:
+            return
+        try:
+            await asyncio.shield(marking)
+        except asyncio.CancelledError:
+            if not marking.done():
+                raise  # the relay itself is cancelled; the marking goes on
+            _log.error("marking delivered postings as sent was cancelled; they are delivered again")
+        except Exception:
+            _log.exception("marking delivered postings as sent failed; they are delivered again")
+        if self._marking is marking:  # not a later one, started while this wait (the count's) went on
+            self._marking = None
+            self._marking_seqs = frozenset()
 
     async def _deliver_page(self, delivered: list[tuple[int, str]]) -> RelayRound:
         now = self._clock()
         runs: dict[str, list[OutboxEntry]] = {}  # per order: its due postings, in acceptance order
         held: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
-        for entry in await self._store.pending_outbox(self._batch_size * self._batches_per_round):
+        page = await self._store.pending_outbox(
+            self._batch_size * self._batches_per_round, excluding=self._marking_seqs
+        )
+        for entry in page:
             if entry.order_no in held:
                 continue
             if entry.next_attempt_at > now:

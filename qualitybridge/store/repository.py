@@ -7,7 +7,7 @@ which is what makes "answered Good" imply "will reach the ERP".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -437,8 +437,9 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
     async def results(self, order_no: str | None = None) -> list[MeasurementResult]:
         return [measurement.result for measurement in await self.stored_measurements(order_no)]
 
-    async def pending_outbox(self, limit: int = 200) -> list[OutboxEntry]:
-        """Pending postings in acceptance order (the relay decides which are due)."""
+    async def pending_outbox(self, limit: int = 200, *, excluding: Collection[int] = ()) -> list[OutboxEntry]:
+        """Pending postings in acceptance order (the relay decides which are due), but for the `excluding` seqs
+        (delivered, their marking as sent not yet committed)."""
         outbox = tables.outbox
         # The payload as its stored JSON text, kept as it is: a target that sends the record as JSON reads it, any
         # other decodes the posting when it needs it (OutboxEntry.posting). Only the columns a pending entry needs.
@@ -447,12 +448,10 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
             for name in PENDING_ENTRY_COLUMNS
         ]
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(*columns)
-                .where(tables.outbox.c.state == OutboxState.PENDING.value)
-                .order_by(tables.outbox.c.seq)
-                .limit(limit)
-            )
+            query = select(*columns).where(outbox.c.state == OutboxState.PENDING.value)
+            if excluding:
+                query = query.where(outbox.c.seq.not_in(list(excluding)))
+            rows = await conn.execute(query.order_by(outbox.c.seq).limit(limit))
             return [pending_entry(row) for row in rows]
 
     async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
