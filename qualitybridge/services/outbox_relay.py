@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -274,7 +275,7 @@ class OutboxRelay:
             raise
         by_seq = {outcome.seq: outcome for outcome in outcomes}
         retried = dead = 0
-        sent_events: list[PostingAttempted] = []
+        sent_per_kind: Counter[str] = Counter()
         for run in runs.values():
             stopped = False  # the order's first temporary failure holds its later postings
             for entry in run:
@@ -283,7 +284,7 @@ class OutboxRelay:
                     if stopped:
                         _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
                     delivered.append((entry.seq, outcome.document_no))
-                    sent_events.append(PostingAttempted(entry.kind, "sent"))
+                    sent_per_kind[entry.kind] += 1
                     continue
                 if stopped or not outcome.attempted:
                     stopped = True
@@ -292,7 +293,10 @@ class OutboxRelay:
                 retried += failed_retried
                 dead += failed_dead
                 stopped = bool(failed_retried)
-        await self._events.publish_burst(sent_events)  # one burst per page, not an await per posting
+        # One event per kind a round sent: an event per posting was a tenth of the relay's CPU (metrics per event).
+        await self._events.publish_burst(
+            [PostingAttempted(kind, "sent", count) for kind, count in sent_per_kind.items()]
+        )
         return self._logged(RelayRound(sent=len(delivered), retried=retried, dead=dead))
 
     async def _post(self, due: list[OutboxEntry], outcomes: list[PostingOutcome]) -> None:

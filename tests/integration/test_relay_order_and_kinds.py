@@ -13,6 +13,8 @@ import httpx
 from sqlalchemy import update
 
 from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.domain.build import installed_build
+from qualitybridge.domain.events import PostingAttempted
 from qualitybridge.domain.ids import new_record_id, new_result_id
 from qualitybridge.domain.model import (
     Confirmation,
@@ -26,7 +28,9 @@ from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.metrics import OperationsMetrics
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.store import Store, tables
 
@@ -415,4 +419,30 @@ async def test_a_running_relay_goes_on_while_a_round_is_marked_sent_and_never_po
     booked = {f"mr-{b['body']['result_id']}": b["deliveries"] for b in await _booked(erp_url, "/results")}
     assert booked == dict.fromkeys(keys, 1), "each posted once"
     assert {entry.state for entry in await store.outbox_entries()} == {OutboxState.SENT}
+    await client.aclose()
+
+
+async def test_a_round_raises_one_event_per_kind_it_sent_and_the_metrics_count_every_posting(
+    store: Store, erp_url: str
+) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    await _recorded(store, master, [order.order_no for order in master.orders[:3]])
+    events = EventBus()
+    attempts: list[PostingAttempted] = []
+
+    async def seen(event: PostingAttempted) -> None:
+        attempts.append(event)
+
+    events.subscribe(PostingAttempted, seen)
+    metrics = OperationsMetrics(installed_build())
+    events.add_publisher(metrics)
+
+    assert (await OutboxRelay(store, client, Diagnostics(), events=events).run_once()).sent == 3
+    assert attempts == [PostingAttempted("measurement", "sent", 3)]
+    total = metrics.registry.get_sample_value(
+        "qualitybridge_relay_postings_total", {"target": "measurement", "outcome": "sent"}
+    )
+    assert total == 3
+    assert metrics.health.postings == {("measurement", "sent"): 3}
     await client.aclose()
