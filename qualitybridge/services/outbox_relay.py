@@ -98,6 +98,7 @@ class OutboxRelay:
         self._backoff_max = backoff_max_seconds
         self._batch_size = batch_size  # per call of the target (the REST contract's batch holds at most 500)
         self._batches_per_round = batches_per_round
+        self._page_size = batch_size * batches_per_round
         self._counted_at = -math.inf  # monotonic time of the last outbox count (the diagnostics' depth)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -114,6 +115,11 @@ class OutboxRelay:
         self._marking: asyncio.Task[None] | None = None
         self._marking_seqs: frozenset[int] = frozenset()
         self._counting: asyncio.Task[None] | None = None  # the outbox counted beside the rounds of a backlog
+        # While a backlog drains under `run_forever`, the next page is read while the round posts (`_next_page`);
+        # the orders the round left unsettled (`_next_page_holds`) are held in it, as they would be in a page read
+        # after the round.
+        self._next_page: asyncio.Task[list[OutboxEntry]] | None = None
+        self._next_page_holds: frozenset[str] = frozenset()
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
@@ -138,6 +144,7 @@ class OutboxRelay:
             await self._run_rounds()
         finally:
             self._pipelined = False
+            await self._discard_next_page()
             await self._marked()  # what was delivered is recorded before the relay leaves
             if self._counting is not None:
                 await self._counting
@@ -238,13 +245,42 @@ class OutboxRelay:
             self._marking = None
             self._marking_seqs = frozenset()
 
+    async def _page(self) -> tuple[list[OutboxEntry], set[str]]:
+        """The round's page (read beside the previous round, or now) and the orders to hold in it."""
+        prefetched, self._next_page = self._next_page, None
+        if prefetched is not None:
+            try:
+                return await prefetched, set(self._next_page_holds)
+            except Exception:  # read again below, as without the prefetch
+                _log.exception("reading the relay's next page beside the round failed")
+        page = await self._store.pending_outbox(self._page_size, excluding=self._marking_seqs)
+        return page, set()
+
+    def _read_next_page(self, page: list[OutboxEntry]) -> None:
+        """Under `run_forever`, after a full page: read the next one while this round posts, leaving out this page
+        and the marking under way (so nothing is posted twice)."""
+        if not self._pipelined or len(page) < self._page_size or self.stop_requested():
+            return
+        excluding = self._marking_seqs.union(entry.seq for entry in page)
+        self._next_page = asyncio.create_task(
+            self._store.pending_outbox(self._page_size, excluding=excluding), name="outbox-relay-next-page"
+        )
+
+    async def _discard_next_page(self) -> None:
+        """A round that ended otherwise than by its answers (the ERP silent, an error) leaves the next page unread
+        by the relay: the next round reads a page after it."""
+        prefetched, self._next_page = self._next_page, None
+        if prefetched is None:
+            return
+        prefetched.cancel()
+        await asyncio.gather(prefetched, return_exceptions=True)
+
     async def _deliver_page(self, delivered: list[tuple[int, str]]) -> RelayRound:
         now = self._clock()
         runs: dict[str, list[OutboxEntry]] = {}  # per order: its due postings, in acceptance order
-        held: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
-        page = await self._store.pending_outbox(
-            self._batch_size * self._batches_per_round, excluding=self._marking_seqs
-        )
+        # An order with an undelivered earlier posting holds its later ones (also one the previous round left
+        # unsettled, when this page was read beside it).
+        page, held = await self._page()
         for entry in page:
             if entry.order_no in held:
                 continue
@@ -255,12 +291,28 @@ class OutboxRelay:
         due = sorted((entry for run in runs.values() for entry in run), key=lambda entry: entry.seq)
         if not due:
             return RelayRound()
+        self._read_next_page(page)
+        try:
+            return await self._deliver(page, runs, due, delivered, now)
+        except BaseException:
+            await self._discard_next_page()
+            raise
+
+    async def _deliver(
+        self,
+        page: list[OutboxEntry],
+        runs: dict[str, list[OutboxEntry]],
+        due: list[OutboxEntry],
+        delivered: list[tuple[int, str]],
+        now: datetime,
+    ) -> RelayRound:
         outcomes: list[PostingOutcome] = []  # filled as the target answers, batch by batch
         try:
             await self._post(due, outcomes)
         except ErpUnavailable as exc:
             # The batch got no answer at all: the ERP is struggling. The oldest posting carries the attempt and
             # its backoff; the rest wait for the next round instead of hammering the ERP.
+            await self._discard_next_page()
             retried, dead = await self._failed(due[0], exc, now)
             return self._logged(RelayRound(retried=retried, dead=dead))
         except BaseException:
@@ -275,6 +327,7 @@ class OutboxRelay:
             raise
         by_seq = {outcome.seq: outcome for outcome in outcomes}
         retried = dead = 0
+        settled: set[int] = set()  # delivered, or refused for good
         sent_per_kind: Counter[str] = Counter()
         for run in runs.values():
             stopped = False  # the order's first temporary failure holds its later postings
@@ -284,6 +337,7 @@ class OutboxRelay:
                     if stopped:
                         _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
                     delivered.append((entry.seq, outcome.document_no))
+                    settled.add(entry.seq)
                     sent_per_kind[entry.kind] += 1
                     continue
                 if stopped or not outcome.attempted:
@@ -293,6 +347,9 @@ class OutboxRelay:
                 retried += failed_retried
                 dead += failed_dead
                 stopped = bool(failed_retried)
+                if failed_dead:
+                    settled.add(entry.seq)
+        self._next_page_holds = frozenset(entry.order_no for entry in page if entry.seq not in settled)
         # One event per kind a round sent: an event per posting was a tenth of the relay's CPU (metrics per event).
         await self._events.publish_burst(
             [PostingAttempted(kind, "sent", count) for kind, count in sent_per_kind.items()]

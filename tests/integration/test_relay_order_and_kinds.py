@@ -446,3 +446,51 @@ async def test_a_round_raises_one_event_per_kind_it_sent_and_the_metrics_count_e
     assert total == 3
     assert metrics.health.postings == {("measurement", "sent"): 3}
     await client.aclose()
+
+
+async def test_a_page_read_beside_a_round_holds_the_orders_that_round_left_unsettled(
+    store: Store, erp_url: str
+) -> None:
+    """While a backlog drains, the next page is read while the round posts (leaving out the round's page); an order
+    whose posting failed in the round has its later postings in that next page held, as a page read after the
+    round would hold them behind the failed one's backoff."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c, d = (order.order_no for order in master.orders[:4])
+    a1, b1, a2, c1, d1, b2 = await _recorded(store, master, [a, b, a, c, d, b])
+    failing = {a1}
+
+    def recover_after_first_batch() -> None:
+        if len(target.batches) == 2:
+            failing.discard(a1)
+
+    target = _TargetFailing(client, failing=failing, on_batch=recover_after_first_batch)
+    held = _MarkingHeld(store)
+    held.release.set()
+    relay = OutboxRelay(
+        held,  # type: ignore[arg-type]
+        target,
+        Diagnostics(),
+        batch_size=2,
+        batches_per_round=1,
+        backoff_base_seconds=0.05,
+        backoff_max_seconds=0.1,
+        interval_seconds=0.05,
+    )
+    relay.wake()
+    running = asyncio.create_task(relay.run_forever())
+    try:
+        for _ in range(300):
+            if not await store.pending_outbox():
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        relay.stop_soon()
+        await asyncio.wait_for(running, 10)
+    assert held.pages[1] == [a2, c1], "read while the first round posted, leaving out its page"
+    assert target.batches[:2] == [[a1, b1], [c1]], "a2 is held behind a1, which failed in the round before"
+    booked = [f"mr-{b['body']['result_id']}" for b in await _booked(erp_url, "/results")]
+    assert sorted(booked) == sorted([a1, b1, a2, c1, d1, b2]), "each posted once"
+    assert booked.index(a1) < booked.index(a2)
+    assert {entry.state for entry in await store.outbox_entries()} == {OutboxState.SENT}
+    await client.aclose()
