@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI, Header, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -203,6 +204,27 @@ class FaultInjection:
             await self.error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
 
 
+class _PostingBatchRoute(APIRoute):
+    """POST /postings with its body validated from the request's JSON text in one pass by pydantic-core, not
+    parsed by the standard library and validated from Python objects (FastAPI's way): a third of the simulator's
+    CPU per posting of a batch. The OpenAPI document is the route's as declared; a body that does not validate is
+    refused as FastAPI refuses it (RequestValidationError, located under "body")."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            try:
+                batch = PostingBatch.model_validate_json(await request.body())
+            except ValidationError as exc:
+                errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+                raise RequestValidationError(errors) from exc
+            answer: Response = await endpoint(batch)
+            return answer
+
+        return handler
+
+
 def create_app(state: SimulatorState | None = None) -> FastAPI:
     """The simulator as an ASGI app; pass a state to inspect or pre-load it from a test."""
     sim = state if state is not None else SimulatorState()
@@ -244,9 +266,6 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
             revision, equipment = sim.equipment_changed_since(changed_since)
         return EquipmentPage(revision=revision, equipment=[equipment_to_dto(item) for item in equipment])
 
-    @app.post(
-        f"{API_PREFIX}/postings", tags=[_ERP_TAG], response_model=BatchAnswer, responses={503: {"model": ErrorBody}}
-    )
     async def post_batch(batch: PostingBatch) -> Response:
         """Book several postings in list order (v1 addition), each as its single path would, one outcome each.
 
@@ -289,6 +308,16 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
                 }
             )
         return Response(pydantic_core.to_json({"outcomes": outcomes}), media_type="application/json")
+
+    app.router.add_api_route(
+        f"{API_PREFIX}/postings",
+        post_batch,
+        methods=["POST"],
+        tags=[_ERP_TAG],
+        response_model=BatchAnswer,
+        responses={503: {"model": ErrorBody}},
+        route_class_override=_PostingBatchRoute,
+    )
 
     @app.post(f"{API_PREFIX}/results", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
     async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:

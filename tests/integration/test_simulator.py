@@ -276,6 +276,18 @@ async def test_a_batch_books_each_posting_as_its_single_path_would_and_answers_i
     assert (await erp.get("/spc-alarms")).json()[0]["body"]["rule"] == "WE1"
 
 
+async def test_a_batch_that_breaks_the_contract_is_refused_naming_where(erp: httpx.AsyncClient) -> None:
+    """The batch body is validated from its JSON text (not by FastAPI's parse): refused as FastAPI refuses a body."""
+    posting = {"kind": "result", "idempotency_key": "k-1", "body": _result_body(value="twelve")}
+    answer = await erp.post("/api/v1/postings", json={"postings": [posting]})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_request"
+    assert answer.json()["error"]["message"].startswith("body.postings.0.result.body.value: ")
+    broken = await erp.post("/api/v1/postings", content=b"{", headers={"Content-Type": "application/json"})
+    assert (broken.status_code, broken.json()["error"]["code"]) == (422, "invalid_request")
+    assert (await erp.get("/results")).json() == []
+
+
 async def test_error_fault_refuses_before_booking(erp: httpx.AsyncClient) -> None:
     assert (await erp.put("/sim/faults", json={"rate": 1.0, "kinds": ["error"]})).status_code == 200
     answer = await _post_result(erp, "key-5", _result_body())
