@@ -14,7 +14,7 @@ from typing import Protocol
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.domain.model import ErpSnapshot, MasterDataChanges, TestEquipment
 from qualitybridge.domain.ports import PostingOutcome
-from qualitybridge.domain.postings import OutboxEntry, SpcAlarmPosting
+from qualitybridge.domain.postings import OutboxEntry
 
 __all__ = ["ErpWithQms", "FullErp"]
 
@@ -75,8 +75,9 @@ class ErpWithQms:
         return ErpSnapshot(orders=changes.orders, equipment=changes.equipment)
 
     async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
-        alarms = [entry for entry in entries if isinstance(entry.posting, SpcAlarmPosting)]
-        others = [entry for entry in entries if not isinstance(entry.posting, SpcAlarmPosting)]
+        # By the stored kind, not the posting: the REST target sends a measurement from its stored JSON, undecoded.
+        alarms = [entry for entry in entries if entry.kind == "spc_alarm"]
+        others = [entry for entry in entries if entry.kind != "spc_alarm"]
         outcomes: list[PostingOutcome] = []
         if others:
             outcomes += await self._erp.post_batch(others)
@@ -85,7 +86,7 @@ class ErpWithQms:
         return outcomes
 
     async def post(self, entry: OutboxEntry) -> str:
-        if isinstance(entry.posting, SpcAlarmPosting):
+        if entry.kind == "spc_alarm":
             return await self._qms.post(entry)
         return await self._erp.post(entry)
 

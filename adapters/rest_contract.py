@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 
 from qualitybridge.domain.kpis import KpiReport
@@ -433,6 +435,87 @@ def result_posting_wire(idempotency_key: str, result: MeasurementResult) -> dict
             "plan_version_superseded": result.plan_version_superseded,
         },
     }
+
+
+_RESULT_KEYS = frozenset(MeasurementResult.model_fields)
+_REPORT_KEYS = frozenset(MeasurementReport.model_fields)
+_EVALUATION_NAMES = {evaluation.value: evaluation.name for evaluation in ResultEvaluation}
+
+
+# What `_wire_moment` writes (pydantic's form): microseconds only when there are any, UTC as "Z", no offset when naive.
+_WIRE_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!000000)\d{6})?(?:Z|[+-](?!00:00)\d\d:\d\d)?")
+
+
+def _wire_moment_of(text: str) -> str | None:
+    """A stored time as `_wire_moment` writes it: the text itself when it already is in that form (as pydantic wrote
+    it) and a real moment, else None."""
+    if _WIRE_MOMENT.fullmatch(text) is None:
+        return None
+    try:
+        datetime.fromisoformat(text)  # the 30th of February has the form but is no moment
+    except ValueError:
+        return None
+    return text
+
+
+def result_posting_wire_from_json(idempotency_key: str, record_json: str | bytes) -> dict[str, Any] | None:
+    """`result_posting_wire(idempotency_key, MeasurementResult.model_validate_json(record_json))`, read straight
+    from the result's JSON as the store keeps it (`MeasurementResult.model_dump_json()`), without the models.
+
+    None when the JSON is not exactly that form (a key missing or extra, a type the model would convert or refuse,
+    a time not written as pydantic writes it): the caller then decodes the model, which converts what it may and
+    names what is wrong. tests/unit/test_rest_contract_wire.py holds the two equal."""
+    try:
+        record = pydantic_core.from_json(record_json)
+        report = record["report"]
+        if record.keys() != _RESULT_KEYS or report.keys() != _REPORT_KEYS:
+            return None
+        value = report["value"]
+        if type(value) is not float:
+            if type(value) is not int:
+                return None
+            value = float(value)
+        if not math.isfinite(value):
+            value = None
+        body = {
+            "result_id": record["result_id"],
+            "client_result_id": report["client_result_id"],
+            "order_no": report["order_no"],
+            "operation_no": report["operation_no"],
+            "characteristic_id": report["characteristic_id"],
+            "value": value,
+            "unit": record["unit"],
+            "evaluation": _EVALUATION_NAMES[record["evaluation"]],
+            "plan_version": record["plan_version"],
+            "equipment_id": report["equipment_id"],
+            "part_serial": report["part_serial"],
+            "measured_at": _wire_moment_of(report["measured_at"]),
+            "received_at": _wire_moment_of(record["received_at"]),
+            "reported_by": record["reported_by"],
+            "routing_version": record["routing_version"],
+            "plan_version_superseded": record["plan_version_superseded"],
+        }
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+    if not (
+        type(record["evaluation"]) is int
+        and type(body["plan_version_superseded"]) is bool
+        and type(body["result_id"]) is str
+        and type(body["order_no"]) is str
+        and type(body["operation_no"]) is str
+        and type(body["characteristic_id"]) is str
+        and type(body["unit"]) is str
+        and type(body["plan_version"]) is str
+        and type(body["equipment_id"]) is str
+        and type(body["part_serial"]) is str
+        and type(body["measured_at"]) is str
+        and type(body["received_at"]) is str
+        and type(body["reported_by"]) is str
+        and (body["client_result_id"] is None or type(body["client_result_id"]) is str)
+        and (body["routing_version"] is None or type(body["routing_version"]) is str)
+    ):
+        return None
+    return {"kind": "result", "idempotency_key": idempotency_key, "body": body}
 
 
 def result_from_dto(dto: ResultDTO) -> MeasurementResult:

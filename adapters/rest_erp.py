@@ -34,6 +34,7 @@ from qualitybridge.adapters.rest_contract import (
     kpi_report_to_dto,
     order_from_dto,
     result_posting_wire,
+    result_posting_wire_from_json,
     result_to_dto,
     spc_alarm_to_dto,
 )
@@ -78,6 +79,12 @@ def _posting_request(entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
 
 def _batch_item(entry: OutboxEntry) -> dict[str, Any]:
     """The entry as an item of `PostingBatch`, in its JSON form."""
+    if entry.kind == "measurement" and entry.record_json is not None:
+        # Most of a page: read from the result's stored JSON, without decoding the posting's models (unless the
+        # JSON is not in the form the store writes, e.g. a row of an earlier release: then as below).
+        item = result_posting_wire_from_json(entry.idempotency_key, entry.record_json)
+        if item is not None:
+            return item
     match entry.posting:
         case MeasurementPosting(result=result):
             return result_posting_wire(entry.idempotency_key, result)  # most of a page: built without the models
@@ -87,6 +94,8 @@ def _batch_item(entry: OutboxEntry) -> dict[str, Any]:
         case SpcAlarmPosting(record=record):
             alarm = spc_alarm_to_dto(record.alarm)
             return SpcAlarmPostingDTO(idempotency_key=entry.idempotency_key, body=alarm).model_dump(mode="json")
+        case UnreadablePosting(stored_kind=kind, reason=reason):
+            raise ErpRejected(f"outbox entry {entry.seq} ({kind}) has an unreadable payload: {reason}")
     raise ErpRejected(f"outbox entry {entry.seq} ({entry.kind}) cannot be delivered: {entry.posting}")
 
 
@@ -188,6 +197,50 @@ def _error_text(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}: {response.text[:200]}"
 
 
+def _booked_outcomes(content: bytes) -> list[dict[str, Any]] | None:
+    """The outcomes of a batch answer in which every posting was booked (201) or found booked (200), with a
+    document number, as plain dicts: the common answer, read without a model per outcome. None for any other
+    answer (a failure among them, a form the model would convert or refuse): `_answered_by_model` reads it."""
+    try:
+        answer = pydantic_core.from_json(content)
+        found: list[dict[str, Any]] = answer["outcomes"]
+        if type(found) is not list:
+            return None
+        for outcome in found:
+            status = outcome["status"]
+            if (
+                type(status) is not int
+                or status not in (200, 201)
+                or type(outcome["idempotency_key"]) is not str
+                or type(outcome["document_no"]) is not str
+                or type(outcome.get("duplicate", False)) is not bool
+                or outcome.get("error") is not None
+            ):
+                return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return found
+
+
+def _answered_by_model(
+    response: httpx.Response, sendable: list[tuple[OutboxEntry, dict[str, Any]]], outcomes: dict[int, PostingOutcome]
+) -> None:
+    try:
+        answer = BatchAnswer.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ErpUnavailable(f"ERP answered {response.status_code} without a batch answer") from exc
+    for position, (entry, item) in enumerate(sendable):
+        found = answer.outcomes[position] if position < len(answer.outcomes) else None
+        if found is None or found.idempotency_key != item["idempotency_key"]:
+            continue  # no outcome for this entry: the relay reports the contract violation and retries
+        if found.status in (200, 201):
+            outcomes[entry.seq] = PostingReceipt(entry.seq, found.document_no or "")
+            continue
+        error = f"{found.error.code}: {found.error.message}" if found.error else "no error body"
+        classified = _classified(found.status, f"HTTP {found.status}: {error}")
+        outcomes[entry.seq] = PostingFailure(entry.seq, classified, attempted=found.status != 424)
+
+
 class RestErpClient:
     def __init__(
         self, base_url: str, *, timeout_seconds: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
@@ -283,9 +336,9 @@ class RestErpClient:
         outcomes: dict[int, PostingOutcome] = {}
         sendable: list[tuple[OutboxEntry, dict[str, Any]]] = []
         # KPI postings have their own path (POST /quality-kpis) and are not items of the batch contract.
-        own_path = [entry for entry in entries if isinstance(entry.posting, KpiPosting)]
+        own_path = [entry for entry in entries if entry.kind == "kpi"]
         for entry in entries:
-            if isinstance(entry.posting, KpiPosting):
+            if entry.kind == "kpi":
                 continue
             try:
                 sendable.append((entry, _batch_item(entry)))
@@ -316,20 +369,15 @@ class RestErpClient:
             self._batch_supported = False
             await self._post_each([entry for entry, _item in sendable], outcomes)
             return
-        try:
-            answer = BatchAnswer.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ErpUnavailable(f"ERP answered {response.status_code} without a batch answer") from exc
+        answered = _booked_outcomes(response.content)
+        if answered is None:
+            _answered_by_model(response, sendable, outcomes)
+            return
         for position, (entry, item) in enumerate(sendable):
-            found = answer.outcomes[position] if position < len(answer.outcomes) else None
-            if found is None or found.idempotency_key != item["idempotency_key"]:
+            found = answered[position] if position < len(answered) else None
+            if found is None or found["idempotency_key"] != item["idempotency_key"]:
                 continue  # no outcome for this entry: the relay reports the contract violation and retries
-            if found.status in (200, 201):
-                outcomes[entry.seq] = PostingReceipt(entry.seq, found.document_no or "")
-                continue
-            error = f"{found.error.code}: {found.error.message}" if found.error else "no error body"
-            classified = _classified(found.status, f"HTTP {found.status}: {error}")
-            outcomes[entry.seq] = PostingFailure(entry.seq, classified, attempted=found.status != 424)
+            outcomes[entry.seq] = PostingReceipt(entry.seq, found["document_no"])
 
     async def _post_each(self, entries: list[OutboxEntry], outcomes: dict[int, PostingOutcome]) -> None:
         """One request per posting; an order's temporary failure holds its later postings (not attempted)."""

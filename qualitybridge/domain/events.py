@@ -175,7 +175,9 @@ class ErpSyncFinished(DomainEvent):
 
 @dataclass(frozen=True)
 class PostingAttempted(DomainEvent):
-    """The relay tried to deliver one posting: `outcome` is "sent", "retry" (ERP unavailable) or "dead"."""
+    """The relay tried to deliver `count` postings of one kind (`target`) with the same `outcome`: "sent", "retry"
+    (ERP unavailable) or "dead". One event per kind and outcome of a round, not one per posting."""
 
     target: str
     outcome: str
+    count: int = 1

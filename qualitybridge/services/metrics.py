@@ -146,9 +146,9 @@ class OperationsMetrics:
             children[1].observe(event.seconds)
             health.calls[key] = health.calls.get(key, 0) + 1
         elif isinstance(event, PostingAttempted):
-            self._postings.labels(event.target, event.outcome).inc()
+            self._postings.labels(event.target, event.outcome).inc(event.count)
             key = (event.target, event.outcome)
-            health.postings[key] = health.postings.get(key, 0) + 1
+            health.postings[key] = health.postings.get(key, 0) + event.count
         elif isinstance(event, ErpSyncFinished):
             self._sync_seconds.observe(event.seconds)
             if event.error:

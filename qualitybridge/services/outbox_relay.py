@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,7 @@ class OutboxRelay:
         self._backoff_max = backoff_max_seconds
         self._batch_size = batch_size  # per call of the target (the REST contract's batch holds at most 500)
         self._batches_per_round = batches_per_round
+        self._page_size = batch_size * batches_per_round
         self._counted_at = -math.inf  # monotonic time of the last outbox count (the diagnostics' depth)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -107,6 +109,17 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._round_lock = asyncio.Lock()
         self._stopping = False
+        # While `run_forever` runs, a round's deliveries are marked sent while the next round goes on (`_marking`);
+        # until that commits, their seqs (`_marking_seqs`) are left out of the next page.
+        self._pipelined = False
+        self._marking: asyncio.Task[None] | None = None
+        self._marking_seqs: frozenset[int] = frozenset()
+        self._counting: asyncio.Task[None] | None = None  # the outbox counted beside the rounds of a backlog
+        # While a backlog drains under `run_forever`, the next page is read while the round posts (`_next_page`);
+        # the orders the round left unsettled (`_next_page_holds`) are held in it, as they would be in a page read
+        # after the round.
+        self._next_page: asyncio.Task[list[OutboxEntry]] | None = None
+        self._next_page_holds: frozenset[str] = frozenset()
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
@@ -126,6 +139,17 @@ class OutboxRelay:
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     async def run_forever(self) -> None:
+        self._pipelined = True
+        try:
+            await self._run_rounds()
+        finally:
+            self._pipelined = False
+            await self._discard_next_page()
+            await self._marked()  # what was delivered is recorded before the relay leaves
+            if self._counting is not None:
+                await self._counting
+
+    async def _run_rounds(self) -> None:
         backlog = busy = False
         while not self.stop_requested():
             with contextlib.suppress(TimeoutError):
@@ -155,15 +179,32 @@ class OutboxRelay:
     async def run_once(self) -> RelayRound:
         async with self._round_lock:
             outcome = await self._deliver_due()
-            if outcome.sent >= self._batch_size and time.monotonic() - self._counted_at < _COUNT_EVERY_SECONDS:
+            draining = outcome.sent >= self._batch_size
+            if draining and time.monotonic() - self._counted_at < _COUNT_EVERY_SECONDS:
                 return outcome  # a backlog drains: the depth shown is at most a second old, and exact once it ends
             self._counted_at = time.monotonic()
-            counts = await self._store.outbox_counts()
-            self._diagnostics.outbox_depth = counts.pending
-            self._diagnostics.outbox_dead_letters = counts.dead
-            self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
-            await self._diagnostics.changed()
+            if draining and self._pipelined:
+                # Counted beside the next round: the count waits for the marking and the database behind the report
+                # batches under way, and the relay stood still for it once a second.
+                if self._counting is None or self._counting.done():
+                    self._counting = asyncio.create_task(self._count_beside(), name="outbox-relay-count")
+                return outcome
+            await self._count()
             return outcome
+
+    async def _count_beside(self) -> None:
+        try:
+            await self._count()
+        except Exception:  # as a failed round: logged, and the next count tries again
+            _log.exception("counting the outbox failed")
+
+    async def _count(self) -> None:
+        await self._marked()  # the depth shown counts what was delivered as gone
+        counts = await self._store.outbox_counts()
+        self._diagnostics.outbox_depth = counts.pending
+        self._diagnostics.outbox_dead_letters = counts.dead
+        self._diagnostics.outbox_oldest_at = counts.oldest_pending_at
+        await self._diagnostics.changed()
 
     async def _deliver_due(self) -> RelayRound:
         delivered: list[tuple[int, str]] = []
@@ -171,13 +212,76 @@ class OutboxRelay:
             return await self._deliver_page(delivered)
         finally:
             # Deliveries are recorded once per round: a commit per posting made the relay disk-bound.
+            await self._mark_sent(delivered)
+
+    async def _mark_sent(self, delivered: list[tuple[int, str]]) -> None:
+        """Record a round's deliveries. Under `run_forever` the next round does not wait for it: the marking shares
+        the group commit with the report batches under way, and waiting for it left the relay idle for a third of
+        each round while machines reported. One marking at a time; its seqs are left out of the next page."""
+        await self._marked()
+        if not delivered:
+            return
+        if not self._pipelined:
             await self._store.mark_sent_many(delivered)
+            return
+        self._marking_seqs = frozenset(seq for seq, _document in delivered)
+        self._marking = asyncio.create_task(self._store.mark_sent_many(delivered), name="outbox-relay-marking")
+
+    async def _marked(self) -> None:
+        """Wait for the marking under way, if any. A marking that failed is logged: its postings are pending again
+        and delivered once more, which their idempotency keys make harmless (as after a crash before the mark)."""
+        marking = self._marking
+        if marking is None:
+            return
+        try:
+            await asyncio.shield(marking)
+        except asyncio.CancelledError:
+            if not marking.done():
+                raise  # the relay itself is cancelled; the marking goes on
+            _log.error("marking delivered postings as sent was cancelled; they are delivered again")
+        except Exception:
+            _log.exception("marking delivered postings as sent failed; they are delivered again")
+        if self._marking is marking:  # not a later one, started while this wait (the count's) went on
+            self._marking = None
+            self._marking_seqs = frozenset()
+
+    async def _page(self) -> tuple[list[OutboxEntry], set[str]]:
+        """The round's page (read beside the previous round, or now) and the orders to hold in it."""
+        prefetched, self._next_page = self._next_page, None
+        if prefetched is not None:
+            try:
+                return await prefetched, set(self._next_page_holds)
+            except Exception:  # read again below, as without the prefetch
+                _log.exception("reading the relay's next page beside the round failed")
+        page = await self._store.pending_outbox(self._page_size, excluding=self._marking_seqs)
+        return page, set()
+
+    def _read_next_page(self, page: list[OutboxEntry]) -> None:
+        """Under `run_forever`, after a full page: read the next one while this round posts, leaving out this page
+        and the marking under way (so nothing is posted twice)."""
+        if not self._pipelined or len(page) < self._page_size or self.stop_requested():
+            return
+        excluding = self._marking_seqs.union(entry.seq for entry in page)
+        self._next_page = asyncio.create_task(
+            self._store.pending_outbox(self._page_size, excluding=excluding), name="outbox-relay-next-page"
+        )
+
+    async def _discard_next_page(self) -> None:
+        """A round that ended otherwise than by its answers (the ERP silent, an error) leaves the next page unread
+        by the relay: the next round reads a page after it."""
+        prefetched, self._next_page = self._next_page, None
+        if prefetched is None:
+            return
+        prefetched.cancel()
+        await asyncio.gather(prefetched, return_exceptions=True)
 
     async def _deliver_page(self, delivered: list[tuple[int, str]]) -> RelayRound:
         now = self._clock()
         runs: dict[str, list[OutboxEntry]] = {}  # per order: its due postings, in acceptance order
-        held: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
-        for entry in await self._store.pending_outbox(self._batch_size * self._batches_per_round):
+        # An order with an undelivered earlier posting holds its later ones (also one the previous round left
+        # unsettled, when this page was read beside it).
+        page, held = await self._page()
+        for entry in page:
             if entry.order_no in held:
                 continue
             if entry.next_attempt_at > now:
@@ -187,12 +291,28 @@ class OutboxRelay:
         due = sorted((entry for run in runs.values() for entry in run), key=lambda entry: entry.seq)
         if not due:
             return RelayRound()
+        self._read_next_page(page)
+        try:
+            return await self._deliver(page, runs, due, delivered, now)
+        except BaseException:
+            await self._discard_next_page()
+            raise
+
+    async def _deliver(
+        self,
+        page: list[OutboxEntry],
+        runs: dict[str, list[OutboxEntry]],
+        due: list[OutboxEntry],
+        delivered: list[tuple[int, str]],
+        now: datetime,
+    ) -> RelayRound:
         outcomes: list[PostingOutcome] = []  # filled as the target answers, batch by batch
         try:
             await self._post(due, outcomes)
         except ErpUnavailable as exc:
             # The batch got no answer at all: the ERP is struggling. The oldest posting carries the attempt and
             # its backoff; the rest wait for the next round instead of hammering the ERP.
+            await self._discard_next_page()
             retried, dead = await self._failed(due[0], exc, now)
             return self._logged(RelayRound(retried=retried, dead=dead))
         except BaseException:
@@ -207,7 +327,8 @@ class OutboxRelay:
             raise
         by_seq = {outcome.seq: outcome for outcome in outcomes}
         retried = dead = 0
-        sent_events: list[PostingAttempted] = []
+        settled: set[int] = set()  # delivered, or refused for good
+        sent_per_kind: Counter[str] = Counter()
         for run in runs.values():
             stopped = False  # the order's first temporary failure holds its later postings
             for entry in run:
@@ -216,7 +337,8 @@ class OutboxRelay:
                     if stopped:
                         _log.warning("posting %s was booked after an earlier one of its order failed", entry.seq)
                     delivered.append((entry.seq, outcome.document_no))
-                    sent_events.append(PostingAttempted(entry.kind, "sent"))
+                    settled.add(entry.seq)
+                    sent_per_kind[entry.kind] += 1
                     continue
                 if stopped or not outcome.attempted:
                     stopped = True
@@ -225,7 +347,13 @@ class OutboxRelay:
                 retried += failed_retried
                 dead += failed_dead
                 stopped = bool(failed_retried)
-        await self._events.publish_burst(sent_events)  # one burst per page, not an await per posting
+                if failed_dead:
+                    settled.add(entry.seq)
+        self._next_page_holds = frozenset(entry.order_no for entry in page if entry.seq not in settled)
+        # One event per kind a round sent: an event per posting was a tenth of the relay's CPU (metrics per event).
+        await self._events.publish_burst(
+            [PostingAttempted(kind, "sent", count) for kind, count in sent_per_kind.items()]
+        )
         return self._logged(RelayRound(sent=len(delivered), retried=retried, dead=dead))
 
     async def _post(self, due: list[OutboxEntry], outcomes: list[PostingOutcome]) -> None:

@@ -16,15 +16,17 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 import uvicorn
 from fastapi import FastAPI, Header, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -35,7 +37,6 @@ from qualitybridge.adapters.rest_contract import (
     CONTRACT_VERSION,
     IDEMPOTENCY_HEADER,
     BatchAnswer,
-    BatchOutcome,
     BookingReceipt,
     CalibrationStatusName,
     ConfirmationDTO,
@@ -48,7 +49,6 @@ from qualitybridge.adapters.rest_contract import (
     OrdersPage,
     PostingBatch,
     ResultDTO,
-    ResultPosting,
     SpcAlarmDTO,
     equipment_to_dto,
     order_from_dto,
@@ -204,6 +204,27 @@ class FaultInjection:
             await self.error(502, "bad_gateway", "injected fault: response lost")(scope, receive, send)
 
 
+class _PostingBatchRoute(APIRoute):
+    """POST /postings with its body validated from the request's JSON text in one pass by pydantic-core, not
+    parsed by the standard library and validated from Python objects (FastAPI's way): a third of the simulator's
+    CPU per posting of a batch. The OpenAPI document is the route's as declared; a body that does not validate is
+    refused as FastAPI refuses it (RequestValidationError, located under "body")."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            try:
+                batch = PostingBatch.model_validate_json(await request.body())
+            except ValidationError as exc:
+                errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+                raise RequestValidationError(errors) from exc
+            answer: Response = await endpoint(batch)
+            return answer
+
+        return handler
+
+
 def create_app(state: SimulatorState | None = None) -> FastAPI:
     """The simulator as an ASGI app; pass a state to inspect or pre-load it from a test."""
     sim = state if state is not None else SimulatorState()
@@ -245,66 +266,58 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
             revision, equipment = sim.equipment_changed_since(changed_since)
         return EquipmentPage(revision=revision, equipment=[equipment_to_dto(item) for item in equipment])
 
-    @app.post(
-        f"{API_PREFIX}/postings", tags=[_ERP_TAG], response_model=BatchAnswer, responses={503: {"model": ErrorBody}}
-    )
     async def post_batch(batch: PostingBatch) -> Response:
         """Book several postings in list order (v1 addition), each as its single path would, one outcome each.
 
         After a temporary failure of one posting, the later postings of the same order are not attempted (424),
         so an order's postings are never booked out of order; other orders go on.
         """
-        outcomes: list[BatchOutcome] = []
+        # The outcomes as plain dicts in BatchOutcome's field order and the bodies dumped in one call: a model per
+        # outcome and a model_dump per posting were half of the simulator's CPU per booked posting.
+        outcomes: list[dict[str, Any]] = []
         stopped: set[str] = set()
-        for item in batch.postings:
+        bodies = [item["body"] for item in batch.model_dump(mode="json")["postings"]]
+        for item, body in zip(batch.postings, bodies, strict=True):
             order_no = item.body.order_no
             if order_no in stopped:
-                detail = ErrorDetail(code="earlier_posting_failed", message=f"an earlier posting of {order_no} failed")
-                outcomes.append(BatchOutcome(idempotency_key=item.idempotency_key, status=424, error=detail))
+                message = f"an earlier posting of {order_no} failed"
+                outcomes.append(_failed(item.idempotency_key, 424, "earlier_posting_failed", message))
                 continue
+            kind = _BATCH_KINDS[item.kind]
             try:
-                if isinstance(item, ResultPosting):
-                    receipt = sim.book(
-                        "results",
-                        item.idempotency_key,
-                        item.body.model_dump(mode="json"),
-                        order_no=order_no,
-                        operation_no=item.body.operation_no,
-                        characteristic_id=item.body.characteristic_id,
-                    )
-                elif item.kind == "confirmation":
-                    receipt = sim.book(
-                        "confirmations",
-                        item.idempotency_key,
-                        item.body.model_dump(mode="json"),
-                        order_no=order_no,
-                        operation_no=item.body.operation_no,
-                    )
-                else:
-                    receipt = sim.book(
-                        "spc_alarms",
-                        item.idempotency_key,
-                        item.body.model_dump(mode="json"),
-                        order_no=order_no,
-                        operation_no=item.body.operation_no,
-                        characteristic_id=item.body.characteristic_id,
-                    )
+                document_no, duplicate = sim.book_plain(
+                    kind,
+                    item.idempotency_key,
+                    body,
+                    order_no=order_no,
+                    operation_no=item.body.operation_no,
+                    characteristic_id=None if kind == "confirmations" else body["characteristic_id"],
+                )
             except SimulatorError as exc:
                 if exc.status_code >= 500:
                     stopped.add(order_no)
-                error = ErrorDetail(code=exc.code, message=exc.message)
-                outcomes.append(BatchOutcome(idempotency_key=item.idempotency_key, status=exc.status_code, error=error))
+                outcomes.append(_failed(item.idempotency_key, exc.status_code, exc.code, exc.message))
                 continue
             outcomes.append(
-                BatchOutcome(
-                    idempotency_key=item.idempotency_key,
-                    status=200 if receipt.duplicate else 201,
-                    document_no=receipt.document_no,
-                    duplicate=receipt.duplicate,
-                )
+                {
+                    "idempotency_key": item.idempotency_key,
+                    "status": 200 if duplicate else 201,
+                    "document_no": document_no,
+                    "duplicate": duplicate,
+                    "error": None,
+                }
             )
-        # Serialized here in one pass: FastAPI would validate the answer's 500 outcomes again before serializing.
-        return Response(BatchAnswer(outcomes=outcomes).model_dump_json(), media_type="application/json")
+        return Response(pydantic_core.to_json({"outcomes": outcomes}), media_type="application/json")
+
+    app.router.add_api_route(
+        f"{API_PREFIX}/postings",
+        post_batch,
+        methods=["POST"],
+        tags=[_ERP_TAG],
+        response_model=BatchAnswer,
+        responses={503: {"model": ErrorBody}},
+        route_class_override=_PostingBatchRoute,
+    )
 
     @app.post(f"{API_PREFIX}/results", tags=[_ERP_TAG], status_code=201, responses=_POSTING_RESPONSES)
     async def post_result(result: ResultDTO, idempotency_key: IdempotencyKey, response: Response) -> BookingReceipt:
@@ -420,6 +433,21 @@ def create_app(state: SimulatorState | None = None) -> FastAPI:
         return SimulatorStats.model_validate(sim.stats())
 
     return app
+
+
+_BATCH_KINDS: dict[str, BookingKind] = {"result": "results", "confirmation": "confirmations", "spc_alarm": "spc_alarms"}
+
+
+def _failed(idempotency_key: str, status_code: int, code: str, message: str) -> dict[str, Any]:
+    """A BatchOutcome of a posting not booked, as its JSON."""
+    error = {"code": code, "message": message}
+    return {
+        "idempotency_key": idempotency_key,
+        "status": status_code,
+        "document_no": None,
+        "duplicate": False,
+        "error": error,
+    }
 
 
 def _answer(receipt: BookingReceipt, response: Response) -> BookingReceipt:

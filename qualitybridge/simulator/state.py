@@ -235,6 +235,27 @@ class SimulatorState:
         A repeated key with an equal body is a redelivery: it gets the original receipt marked duplicate. A
         repeated key with another body is a client bug and is refused, because booking it would lose data silently.
         """
+        document_no, duplicate = self.book_plain(
+            kind,
+            idempotency_key,
+            body,
+            order_no=order_no,
+            operation_no=operation_no,
+            characteristic_id=characteristic_id,
+        )
+        return BookingReceipt(document_no=document_no, duplicate=duplicate)
+
+    def book_plain(
+        self,
+        kind: BookingKind,
+        idempotency_key: str,
+        body: dict[str, Any],
+        *,
+        order_no: str | None,
+        operation_no: str | None,
+        characteristic_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """`book`, answering (document number, duplicate) without a receipt model: a batch books hundreds."""
         with self._lock:
             earlier = self._bookings[kind].get(idempotency_key)
             if earlier is not None:
@@ -247,7 +268,7 @@ class SimulatorState:
                     )
                 earlier.deliveries += 1
                 self._counters.duplicates_suppressed[kind] += 1
-                return BookingReceipt(document_no=earlier.document_no, duplicate=True)
+                return earlier.document_no, True
             try:
                 if order_no is not None and operation_no is not None:
                     self._check_references(order_no, operation_no, characteristic_id)
@@ -263,7 +284,7 @@ class SimulatorState:
                 body=body,
             )
             self._counters.booked[kind] += 1
-            return BookingReceipt(document_no=document_no, duplicate=False)
+            return document_no, False
 
     def _check_references(self, order_no: str, operation_no: str, characteristic_id: str | None) -> None:
         order = self._orders.get(order_no)

@@ -8,12 +8,9 @@ the relay dead-letters with the reason instead of failing the whole page.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from qualitybridge.domain.kpis import KpiReport
-from qualitybridge.domain.model import MeasurementResult, OutboxState
+from qualitybridge.domain.model import OutboxState
 from qualitybridge.domain.postings import (
     ConfirmationPosting,
     KpiPosting,
@@ -21,13 +18,10 @@ from qualitybridge.domain.postings import (
     OutboxEntry,
     Posting,
     SpcAlarmPosting,
-    UnreadablePosting,
+    decode_posting,
 )
-from qualitybridge.domain.records import ConfirmationRecord, SpcAlarmRecord
 
-__all__ = ["decode_posting", "entry_from_row", "outbox_row"]
-
-M = TypeVar("M", bound=BaseModel)
+__all__ = ["PENDING_ENTRY_COLUMNS", "decode_posting", "entry_from_row", "outbox_row", "pending_entry"]
 
 
 def _aware(moment: datetime) -> datetime:
@@ -63,34 +57,6 @@ def outbox_row(posting: Posting, *, now: datetime) -> dict[str, Any]:
     }
 
 
-def decode_posting(kind: str, payload: Any) -> Posting:
-    """The posting a stored row holds; an `UnreadablePosting` naming why when it cannot be decoded.
-
-    `payload` is the stored JSON as text (the relay's page reads it so: pydantic-core parses and validates it in
-    one pass, without a dict of dicts in between) or already parsed."""
-    try:
-        if kind == "measurement":
-            return MeasurementPosting(result=_decoded(MeasurementResult, payload))
-        if kind == "confirmation":
-            return ConfirmationPosting(record=_decoded(ConfirmationRecord, payload))
-        if kind == "spc_alarm":
-            return SpcAlarmPosting(record=_decoded(SpcAlarmRecord, payload))
-        if kind == "kpi":
-            return KpiPosting(report=_decoded(KpiReport, payload))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        return UnreadablePosting(
-            stored_kind=kind, reason=f"{exc.error_count()} errors in the payload, first: {first['loc']}: {first['msg']}"
-        )
-    return UnreadablePosting(stored_kind=kind, reason=f"unknown posting kind {kind!r}")
-
-
-def _decoded(model: type[M], payload: Any) -> M:
-    if isinstance(payload, str | bytes):
-        return model.model_validate_json(payload)
-    return model.model_validate(payload)
-
-
 _STATES = {state.value: state for state in OutboxState}  # a dict look-up, not an Enum call per row of a page
 
 
@@ -105,4 +71,34 @@ def entry_from_row(row: Any) -> OutboxEntry:
         next_attempt_at=_aware(row["next_attempt_at"]),
         last_error=row["last_error"],
         erp_document=row["erp_document"],
+    )
+
+
+# The relay's page: what a pending entry needs, in this order (its state is pending; a pending row has no document).
+PENDING_ENTRY_COLUMNS = (
+    "seq",
+    "idempotency_key",
+    "kind",
+    "order_no",
+    "payload",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+)
+_PENDING = OutboxState.PENDING
+
+
+def pending_entry(row: Any) -> OutboxEntry:
+    """A pending row of PENDING_ENTRY_COLUMNS (the payload as its stored JSON text), its posting not yet decoded."""
+    seq, idempotency_key, kind, order_no, payload, attempts, next_attempt_at, last_error = row
+    return OutboxEntry(
+        seq=seq,
+        idempotency_key=idempotency_key,
+        order_no=order_no,
+        kind=kind,
+        record_json=payload,
+        state=_PENDING,
+        attempts=attempts,
+        next_attempt_at=_aware(next_attempt_at),
+        last_error=last_error,
     )

@@ -7,7 +7,7 @@ which is what makes "answered Good" imply "will reach the ERP".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +38,7 @@ from qualitybridge.store.bulk_rows import stored_moment
 from qualitybridge.store.group_commit import GroupCommit, Merged, Planned, Statement
 from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
-from qualitybridge.store.outbox import entry_from_row
+from qualitybridge.store.outbox import PENDING_ENTRY_COLUMNS, entry_from_row, pending_entry
 from qualitybridge.store.outbox_admin import OutboxAdministration
 from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
@@ -437,19 +437,22 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
     async def results(self, order_no: str | None = None) -> list[MeasurementResult]:
         return [measurement.result for measurement in await self.stored_measurements(order_no)]
 
-    async def pending_outbox(self, limit: int = 200) -> list[OutboxEntry]:
-        """Pending postings in acceptance order (the relay decides which are due)."""
+    async def pending_outbox(self, limit: int = 200, *, excluding: Collection[int] = ()) -> list[OutboxEntry]:
+        """Pending postings in acceptance order (the relay decides which are due), but for the `excluding` seqs
+        (delivered, their marking as sent not yet committed)."""
         outbox = tables.outbox
-        # The payload as its stored JSON text: decoded by pydantic-core in one pass (see decode_posting).
-        columns = [column for column in outbox.c if column.name != "payload"]
+        # The payload as its stored JSON text, kept as it is: a target that sends the record as JSON reads it, any
+        # other decodes the posting when it needs it (OutboxEntry.posting). Only the columns a pending entry needs.
+        columns = [
+            cast(outbox.c.payload, Text).label("payload") if name == "payload" else outbox.c[name]
+            for name in PENDING_ENTRY_COLUMNS
+        ]
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(*columns, cast(outbox.c.payload, Text).label("payload"))
-                .where(tables.outbox.c.state == OutboxState.PENDING.value)
-                .order_by(tables.outbox.c.seq)
-                .limit(limit)
-            )
-            return [entry_from_row(row._mapping) for row in rows]
+            query = select(*columns).where(outbox.c.state == OutboxState.PENDING.value)
+            if excluding:
+                query = query.where(outbox.c.seq.not_in(list(excluding)))
+            rows = await conn.execute(query.order_by(outbox.c.seq).limit(limit))
+            return [pending_entry(row) for row in rows]
 
     async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
         """Entries the relay knows (pending, sent, dead); discarded ones are listed by `outbox_records`."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
 from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.domain.build import installed_build
+from qualitybridge.domain.events import PostingAttempted
 from qualitybridge.domain.ids import new_record_id, new_result_id
 from qualitybridge.domain.model import (
     Confirmation,
@@ -25,9 +28,11 @@ from qualitybridge.domain.postings import OutboxEntry
 from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord, SpcAlarmRecord
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
+from qualitybridge.services.metrics import OperationsMetrics
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.store import Store
+from qualitybridge.store import Store, tables
 
 
 async def _booked(erp_url: str, path: str) -> list[dict[str, Any]]:
@@ -321,4 +326,171 @@ async def test_a_stopping_relay_starts_no_further_batch(store: Store, erp_url: s
     assert outcome.sent == 2
     pending = {entry.idempotency_key: entry.attempts for entry in await store.pending_outbox()}
     assert pending == {keys[2]: 0}
+    await client.aclose()
+
+
+async def test_rows_of_an_earlier_release_are_delivered_and_a_damaged_one_is_dead_lettered_with_its_reason(
+    store: Store, erp_url: str
+) -> None:
+    """The relay sends a page's results from their stored JSON without decoding them; a row in another form (an
+    earlier release's, without the later fields) is decoded and delivered as before, a damaged one is refused for
+    good, naming the field, and the rest of its order goes on."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    earlier, damaged, current = (_measurement(master, "1000417") for _ in range(3))
+    for item in (earlier, damaged, current):
+        await store.record_measurements([item])
+    earlier_payload = earlier.result.model_dump(mode="json", exclude={"routing_version", "plan_version_superseded"})
+    damaged_payload = damaged.result.model_dump(mode="json")
+    damaged_payload["report"]["value"] = "twelve"
+    async with store.engine.begin() as conn:
+        for item, payload in ((earlier, earlier_payload), (damaged, damaged_payload)):
+            await conn.execute(
+                update(tables.outbox)
+                .where(tables.outbox.c.idempotency_key == f"mr-{item.result.result_id}")
+                .values(payload=payload)
+            )
+
+    outcome = await OutboxRelay(store, client, Diagnostics()).run_once()
+
+    assert (outcome.sent, outcome.dead) == (2, 1)
+    booked = {b["body"]["result_id"]: b["body"] for b in await _booked(erp_url, "/results")}
+    assert set(booked) == {earlier.result.result_id, current.result.result_id}
+    assert booked[earlier.result.result_id]["routing_version"] is None
+    assert booked[current.result.result_id]["value"] == current.result.report.value
+    (dead,) = await store.outbox_entries([OutboxState.DEAD])
+    assert dead.idempotency_key == f"mr-{damaged.result.result_id}"
+    assert dead.last_error is not None
+    assert "unreadable payload" in dead.last_error
+    assert "'report', 'value'" in dead.last_error
+    await client.aclose()
+
+
+class _MarkingHeld:
+    """The store, but marking deliveries as sent waits until `release` is set (the group commit behind report
+    batches); the pages the relay reads are kept."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.release = asyncio.Event()
+        self.pages: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def pending_outbox(self, limit: int = 200, *, excluding: Collection[int] = ()) -> list[OutboxEntry]:
+        page = await self._store.pending_outbox(limit, excluding=excluding)
+        self.pages.append([entry.idempotency_key for entry in page])
+        return page
+
+    async def mark_sent_many(self, deliveries: Sequence[tuple[int, str]]) -> None:
+        await self.release.wait()
+        await self._store.mark_sent_many(deliveries)
+
+
+async def test_a_running_relay_goes_on_while_a_round_is_marked_sent_and_never_posts_it_again(
+    store: Store, erp_url: str
+) -> None:
+    """Under run_forever the next round does not wait for the previous one's marking (it shares the group commit
+    with the report batches); what that marking holds is left out of the next page, and is marked before the relay
+    leaves."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    orders = [order.order_no for order in master.orders[:3]]
+    keys = await _recorded(store, master, [orders[position % 3] for position in range(6)])
+    held = _MarkingHeld(store)
+    relay = OutboxRelay(held, client, Diagnostics(), batch_size=2, batches_per_round=1)  # type: ignore[arg-type]
+    relay.wake()
+    running = asyncio.create_task(relay.run_forever())
+    try:
+        for _ in range(200):
+            if len(await _booked(erp_url, "/results")) >= 4:
+                break
+            await asyncio.sleep(0.02)
+        assert held.pages[:2] == [keys[0:2], keys[2:4]], "the second page leaves out the first, still being marked"
+    finally:
+        held.release.set()
+    for _ in range(200):
+        if not await store.pending_outbox():
+            break
+        await asyncio.sleep(0.02)
+    relay.stop_soon()
+    await asyncio.wait_for(running, 10)
+    booked = {f"mr-{b['body']['result_id']}": b["deliveries"] for b in await _booked(erp_url, "/results")}
+    assert booked == dict.fromkeys(keys, 1), "each posted once"
+    assert {entry.state for entry in await store.outbox_entries()} == {OutboxState.SENT}
+    await client.aclose()
+
+
+async def test_a_round_raises_one_event_per_kind_it_sent_and_the_metrics_count_every_posting(
+    store: Store, erp_url: str
+) -> None:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    await _recorded(store, master, [order.order_no for order in master.orders[:3]])
+    events = EventBus()
+    attempts: list[PostingAttempted] = []
+
+    async def seen(event: PostingAttempted) -> None:
+        attempts.append(event)
+
+    events.subscribe(PostingAttempted, seen)
+    metrics = OperationsMetrics(installed_build())
+    events.add_publisher(metrics)
+
+    assert (await OutboxRelay(store, client, Diagnostics(), events=events).run_once()).sent == 3
+    assert attempts == [PostingAttempted("measurement", "sent", 3)]
+    total = metrics.registry.get_sample_value(
+        "qualitybridge_relay_postings_total", {"target": "measurement", "outcome": "sent"}
+    )
+    assert total == 3
+    assert metrics.health.postings == {("measurement", "sent"): 3}
+    await client.aclose()
+
+
+async def test_a_page_read_beside_a_round_holds_the_orders_that_round_left_unsettled(
+    store: Store, erp_url: str
+) -> None:
+    """While a backlog drains, the next page is read while the round posts (leaving out the round's page); an order
+    whose posting failed in the round has its later postings in that next page held, as a page read after the
+    round would hold them behind the failed one's backoff."""
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = await _master(store, client)
+    a, b, c, d = (order.order_no for order in master.orders[:4])
+    a1, b1, a2, c1, d1, b2 = await _recorded(store, master, [a, b, a, c, d, b])
+    failing = {a1}
+
+    def recover_after_first_batch() -> None:
+        if len(target.batches) == 2:
+            failing.discard(a1)
+
+    target = _TargetFailing(client, failing=failing, on_batch=recover_after_first_batch)
+    held = _MarkingHeld(store)
+    held.release.set()
+    relay = OutboxRelay(
+        held,  # type: ignore[arg-type]
+        target,
+        Diagnostics(),
+        batch_size=2,
+        batches_per_round=1,
+        backoff_base_seconds=0.05,
+        backoff_max_seconds=0.1,
+        interval_seconds=0.05,
+    )
+    relay.wake()
+    running = asyncio.create_task(relay.run_forever())
+    try:
+        for _ in range(300):
+            if not await store.pending_outbox():
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        relay.stop_soon()
+        await asyncio.wait_for(running, 10)
+    assert held.pages[1] == [a2, c1], "read while the first round posted, leaving out its page"
+    assert target.batches[:2] == [[a1, b1], [c1]], "a2 is held behind a1, which failed in the round before"
+    booked = [f"mr-{b['body']['result_id']}" for b in await _booked(erp_url, "/results")]
+    assert sorted(booked) == sorted([a1, b1, a2, c1, d1, b2]), "each posted once"
+    assert booked.index(a1) < booked.index(a2)
+    assert {entry.state for entry in await store.outbox_entries()} == {OutboxState.SENT}
     await client.aclose()

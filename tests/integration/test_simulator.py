@@ -16,7 +16,9 @@ import pytest
 
 from qualitybridge.adapters.rest_contract import (
     IDEMPOTENCY_HEADER,
+    BatchAnswer,
     OrderDTO,
+    ResultDTO,
     equipment_from_dto,
     equipment_to_dto,
     order_from_dto,
@@ -219,6 +221,71 @@ async def test_confirmations_and_spc_alarms_are_booked(erp: httpx.AsyncClient) -
     assert answer.json()["document_no"] == "QA-000001"
     assert [c["body"]["yield_quantity"] for c in (await erp.get("/confirmations")).json()] == [12]
     assert [a["body"]["rule"] for a in (await erp.get("/spc-alarms")).json()] == ["WE1"]
+
+
+async def test_a_batch_books_each_posting_as_its_single_path_would_and_answers_in_the_contract_form(
+    erp: httpx.AsyncClient,
+) -> None:
+    """The batch answer is built without models (hundreds per request): it must be what BatchAnswer writes, and a
+    posting in a batch books the same body as on its single path (a repeat of either is a duplicate, not a
+    conflict)."""
+    assert (await _post_result(erp, "key-s", _result_body(result_id="r-s"))).status_code == 201
+    confirmation = {"order_no": "1000417", "operation_no": "0010", "yield_quantity": 12}
+    alarm = {
+        "order_no": "1000417",
+        "operation_no": "0010",
+        "characteristic_id": "C0020",
+        "rule": "WE1",
+        "severity": 700,
+        "raised_at": "2026-03-02T08:00:00Z",
+    }
+    postings = [
+        {"kind": "result", "idempotency_key": "key-b", "body": _result_body(result_id="r-b")},
+        {"kind": "result", "idempotency_key": "key-s", "body": _result_body(result_id="r-s")},
+        {"kind": "result", "idempotency_key": "key-u", "body": _result_body(order_no="9999999")},
+        {"kind": "confirmation", "idempotency_key": "c-b", "body": confirmation},
+        {"kind": "spc_alarm", "idempotency_key": "a-b", "body": alarm},
+        {"kind": "result", "idempotency_key": "key-x", "body": _result_body(result_id="r-b", value=1.0)},
+    ]
+    answer = await erp.post("/api/v1/postings", json={"postings": postings})
+    assert answer.status_code == 200
+    assert answer.content == BatchAnswer.model_validate_json(answer.content).model_dump_json().encode()
+    outcomes = answer.json()["outcomes"]
+    assert [(o["idempotency_key"], o["status"], o["duplicate"]) for o in outcomes] == [
+        ("key-b", 201, False),
+        ("key-s", 200, True),
+        ("key-u", 422, False),
+        ("c-b", 201, False),
+        ("a-b", 201, False),
+        ("key-x", 201, False),
+    ]
+    assert outcomes[2]["error"] == {"code": "unknown_order", "message": "order 9999999 is not released"}
+    assert [o["document_no"] for o in outcomes] == [
+        "QR-000002",
+        "QR-000001",
+        None,
+        "QC-000001",
+        "QA-000001",
+        "QR-000003",
+    ]
+    again = await _post_result(erp, "key-b", _result_body(result_id="r-b"))
+    assert again.json() == {"document_no": "QR-000002", "duplicate": True}
+    booked = {b["idempotency_key"]: b["body"] for b in (await erp.get("/results")).json()}
+    assert booked["key-b"] == ResultDTO.model_validate(_result_body(result_id="r-b")).model_dump(mode="json")
+    assert (await erp.get("/confirmations")).json()[0]["body"]["yield_quantity"] == 12
+    assert (await erp.get("/spc-alarms")).json()[0]["body"]["rule"] == "WE1"
+
+
+async def test_a_batch_that_breaks_the_contract_is_refused_naming_where(erp: httpx.AsyncClient) -> None:
+    """The batch body is validated from its JSON text (not by FastAPI's parse): refused as FastAPI refuses a body."""
+    posting = {"kind": "result", "idempotency_key": "k-1", "body": _result_body(value="twelve")}
+    answer = await erp.post("/api/v1/postings", json={"postings": [posting]})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_request"
+    assert answer.json()["error"]["message"].startswith("body.postings.0.result.body.value: ")
+    broken = await erp.post("/api/v1/postings", content=b"{", headers={"Content-Type": "application/json"})
+    assert (broken.status_code, broken.json()["error"]["code"]) == (422, "invalid_request")
+    assert (await erp.get("/results")).json() == []
 
 
 async def test_error_fault_refuses_before_booking(erp: httpx.AsyncClient) -> None:

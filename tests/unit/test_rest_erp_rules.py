@@ -14,7 +14,7 @@ import pytest
 
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.domain.model import OutboxState
-from qualitybridge.domain.ports import ErpUnavailable
+from qualitybridge.domain.ports import ErpUnavailable, PostingFailure, PostingReceipt
 from qualitybridge.domain.postings import MeasurementPosting, OutboxEntry
 from tests.builders import result
 
@@ -68,10 +68,10 @@ async def test_an_unreadable_watermark_fetches_everything_once() -> None:
     assert changes.watermark == "7:3"
 
 
-def _entry() -> OutboxEntry:
+def _entry(seq: int = 1) -> OutboxEntry:
     measured = result()
     return OutboxEntry(
-        seq=1,
+        seq=seq,
         idempotency_key=f"mr-{measured.result_id}",
         order_no=measured.report.order_no,
         posting=MeasurementPosting(result=measured),
@@ -109,3 +109,46 @@ async def test_a_batch_answer_for_other_postings_books_nothing() -> None:
     finally:
         await client.aclose()
     assert outcomes == [], "no outcome for this posting: the relay reports the contract violation and retries"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        ({"status": 201, "document_no": "QR-1"}, PostingReceipt(1, "QR-1")),
+        ({"status": 200, "document_no": "QR-1", "duplicate": True}, PostingReceipt(1, "QR-1")),
+        ({"status": "201", "document_no": "QR-1"}, PostingReceipt(1, "QR-1")),  # converted by the model, as before
+        ({"status": 201}, PostingReceipt(1, "")),  # no document: the relay names the contract violation
+        ({"status": 201, "document_no": None, "error": None}, PostingReceipt(1, "")),
+    ],
+)
+async def test_a_booked_outcome_is_read_as_the_contract_model_reads_it(
+    outcome: dict[str, Any], expected: PostingReceipt
+) -> None:
+    entry = _entry()
+    client = _client(
+        lambda _request: httpx.Response(200, json={"outcomes": [{"idempotency_key": entry.idempotency_key, **outcome}]})
+    )
+    try:
+        assert await client.post_batch([entry]) == [expected]
+    finally:
+        await client.aclose()
+
+
+async def test_a_failed_outcome_beside_booked_ones_keeps_its_status_and_reason() -> None:
+    entries = [_entry(1), _entry(2)]
+    booked = {"idempotency_key": entries[0].idempotency_key, "status": 201, "document_no": "QR-1"}
+    failed = {
+        "idempotency_key": entries[1].idempotency_key,
+        "status": 503,
+        "error": {"code": "locked", "message": "order locked"},
+    }
+    client = _client(lambda _request: httpx.Response(200, json={"outcomes": [booked, failed]}))
+    try:
+        first, second = await client.post_batch(entries)
+    finally:
+        await client.aclose()
+    assert first == PostingReceipt(1, "QR-1")
+    assert isinstance(second, PostingFailure)
+    assert second.seq == 2
+    assert isinstance(second.error, ErpUnavailable)
+    assert str(second.error) == "HTTP 503: locked: order locked"
