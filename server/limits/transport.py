@@ -31,6 +31,7 @@ from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits.call_decoding import decode_call_parameters
 from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
 
@@ -91,7 +92,9 @@ class _LoginAheadProcessor(UaProcessor):
     - a Call request, the shop floor's request, is dispatched first: asyncua compares the request type against
       a NodeId it builds anew for every branch of its `if`/`elif` chain, and Call is the 30th, so each method call
       built about 35 NodeIds before it got to work (docs/performance.md, issue 11). `_call` is asyncua's session
-      check and Call branch, unchanged; tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
+      check and Call branch, with the parameters decoded by `decode_call_parameters` (server/limits/call_decoding.py:
+      the same objects, in half the time, asyncua's decoder for unusual shapes);
+      tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
       Only a Call of an activated session takes it: one created but not activated yet, or closed (CloseSession
       keeps the secure channel), goes through asyncua's chain, which refuses it (BadSessionNotActivated).
     """
@@ -106,7 +109,8 @@ class _LoginAheadProcessor(UaProcessor):
 
     async def _call(self, requesthdr: Any, seqhdr: Any, body: Any) -> bool:
         """asyncua 2.1.0's `_process_message` for a CallRequest of an activated session: the permission check, the
-        session's activity mark, then its Call branch. Errors propagate to `process_message` as from asyncua's own."""
+        session's activity mark, then its Call branch (the parameters decoded by hand, as asyncua decodes them).
+        Errors propagate to `process_message` as from asyncua's own."""
         session = self.session
         assert session is not None  # noqa: S101 - checked by the caller
         user = session.user
@@ -117,7 +121,7 @@ class _LoginAheadProcessor(UaProcessor):
         self.session_last_activity = time.monotonic()
         session.touch()
         _uaprocessor_log.info("call request (%s)", user)
-        params = struct_from_binary(ua.CallParameters, body)
+        params = decode_call_parameters(body)
         response = ua.CallResponse()
         response.Results = await session.call(params.MethodsToCall)
         self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]

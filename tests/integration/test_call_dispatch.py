@@ -97,6 +97,14 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
         return await asyncua_dispatch(self, typeid, *args)
 
     monkeypatch.setattr(UaProcessor, "_process_message", recording)
+    decoded: list[ua.CallParameters] = []
+    hand_decoder = transport.decode_call_parameters
+
+    def decoding(body: Any) -> ua.CallParameters:
+        decoded.append(hand_decoder(body))
+        return decoded[-1]
+
+    monkeypatch.setattr(transport, "decode_call_parameters", decoding)
     ruleset = _Ruleset()
     async with _serving(ruleset, []) as (endpoint, _server, method), Client(endpoint, timeout=30) as client:
         assert await client.nodes.objects.call_method(method, ua.Variant(21, ua.VariantType.Int64)) == 42
@@ -107,6 +115,8 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
     assert transport._CALL_REQUEST in ruleset.checked  # the ruleset saw both calls
     assert transport._CALL_REQUEST not in reached_asyncua  # and asyncua's chain neither
     assert reached_asyncua  # while every other request still went through it (sessions, reads)
+    # the answered call's parameters were decoded by the hand-written decoder (the refused one's never were)
+    assert [p.MethodsToCall[0].InputArguments for p in decoded] == [[ua.Variant(21, ua.VariantType.Int64)]]
 
 
 async def test_a_call_on_a_session_not_activated_or_closed_is_refused_as_asyncua_refuses_it() -> None:

@@ -1,0 +1,175 @@
+"""A CallRequest's parameters decoded by hand for the shapes the shop floor sends, asyncua's decoder for the rest.
+
+asyncua decodes `CallParameters` with its generic dataclass decoder: per field a look-up of the field's decoder, a
+keyword dict, and per Variant an enum construction, a `Buffer` read per primitive and the constructor's checks.
+For ReportMeasurement (two NodeIds and eight scalar Variants) that was about a tenth of the server's CPU per call
+(docs/performance.md, issue 11). `decode_call_parameters` reads the same bytes with `struct` at offsets and builds
+the same objects with the same constructors, for:
+
+- NodeIds in the TwoByte, FourByte, Numeric and String encodings (no namespace URI, no server index);
+- Variants holding one scalar of Null, Boolean, the integer types, Float, Double, String, DateTime or ByteString.
+
+Anything else (arrays, matrices, ExtensionObjects, Guid or ByteString NodeIds, ExpandedNodeIds, a null list,
+truncated data) makes it start again from the first byte with asyncua's own decoder, which then answers or raises
+exactly as it did before. tests/unit/test_call_decoding.py holds the result equal to asyncua's for many shapes.
+
+Pinned to asyncua 2.1.0's binary encoding (`ua_binary.nodeid_from_binary`, `variant_from_binary`, the `_Bytes`,
+`_String`, `_DateTime` and `_Primitive1` unpackers); the test fails when those functions' source changes.
+
+A NodeId decoded here is shared between the calls that name it (decoded NodeIds are kept by their bytes, at most
+`_NODE_IDS_KEPT` of them): asyncua uses a request's ObjectId and MethodId only to look nodes up, never changes them.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from asyncua import ua
+from asyncua.common.utils import Buffer
+from asyncua.ua.ua_binary import get_string_encoding, struct_from_binary
+
+__all__ = ["decode_call_parameters"]
+
+
+class _Unusual(Exception):
+    """A shape the hand-written decoder leaves to asyncua's."""
+
+
+_INT32 = struct.Struct("<i")
+_INT64 = struct.Struct("<q")
+_FOUR_BYTE = struct.Struct("<BH")
+_NUMERIC = struct.Struct("<HI")
+_UINT16 = struct.Struct("<H")
+
+# Variant type id -> (its VariantType, the struct reading its fixed-size value) for the fixed-size scalars.
+_FIXED: dict[int, tuple[ua.VariantType, struct.Struct]] = {
+    vtype.value: (vtype, struct.Struct(fmt))
+    for vtype, fmt in (
+        (ua.VariantType.Boolean, "<?"),
+        (ua.VariantType.SByte, "<b"),
+        (ua.VariantType.Byte, "<B"),
+        (ua.VariantType.Int16, "<h"),
+        (ua.VariantType.UInt16, "<H"),
+        (ua.VariantType.Int32, "<i"),
+        (ua.VariantType.UInt32, "<I"),
+        (ua.VariantType.Int64, "<q"),
+        (ua.VariantType.UInt64, "<Q"),
+        (ua.VariantType.Float, "<f"),
+        (ua.VariantType.Double, "<d"),
+    )
+}
+_NULL = ua.VariantType.Null.value
+_STRING = ua.VariantType.String.value
+_DATE_TIME = ua.VariantType.DateTime.value
+_BYTE_STRING = ua.VariantType.ByteString.value
+_TEXT_TYPES = {_STRING: ua.VariantType.String, _BYTE_STRING: ua.VariantType.ByteString}
+
+_NODE_IDS_KEPT = 4096
+_node_ids: dict[bytes, ua.NodeId] = {}
+_node_ids_encoding = ["utf-8"]  # the string encoding the kept NodeIds were decoded with
+
+
+def decode_call_parameters(body: Buffer) -> ua.CallParameters:
+    """The CallParameters at the start of `body` (the rest of the request is left unread, as asyncua leaves it)."""
+    data = body.read(len(body))
+    try:
+        return _decode(data)
+    except (_Unusual, struct.error, IndexError):
+        return struct_from_binary(ua.CallParameters, Buffer(data))
+
+
+def _decode(data: bytes) -> ua.CallParameters:
+    (count,) = _INT32.unpack_from(data, 0)
+    if count < 0:
+        raise _Unusual
+    position = 4
+    encoding = get_string_encoding()
+    if encoding != _node_ids_encoding[0]:
+        _node_ids.clear()
+        _node_ids_encoding[0] = encoding
+    requests = []
+    for _ in range(count):
+        object_id, position = _node_id(data, position, encoding)
+        method_id, position = _node_id(data, position, encoding)
+        (argument_count,) = _INT32.unpack_from(data, position)
+        if argument_count < 0:
+            raise _Unusual
+        position += 4
+        arguments = []
+        for _ in range(argument_count):
+            argument, position = _variant(data, position, encoding)
+            arguments.append(argument)
+        requests.append(ua.CallMethodRequest(ObjectId=object_id, MethodId=method_id, InputArguments=arguments))
+    return ua.CallParameters(MethodsToCall=requests)
+
+
+def _node_id(data: bytes, position: int, encoding: str) -> tuple[ua.NodeId, int]:
+    kind = data[position]
+    if kind == 0:  # TwoByte
+        end = position + 2
+    elif kind == 1:  # FourByte
+        end = position + 4
+    elif kind == 2:  # Numeric
+        end = position + 7
+    elif kind == 3:  # String (a null identifier is asyncua's to refuse)
+        (length,) = _INT32.unpack_from(data, position + 3)
+        if length < 0:
+            raise _Unusual
+        end = position + 7 + length
+    else:  # ByteString, Guid, or a flag for a namespace URI or server index
+        raise _Unusual
+    if end > len(data):
+        raise _Unusual
+    key = data[position:end]
+    known = _node_ids.get(key)
+    if known is not None:
+        return known, end
+    if kind == 0:
+        node_id = ua.NodeId(ua.Int32(data[position + 1]), ua.Int16(0), ua.NodeIdType.TwoByte)
+    elif kind == 1:
+        index, identifier = _FOUR_BYTE.unpack_from(data, position + 1)
+        node_id = ua.NodeId(ua.Int32(identifier), ua.Int16(index), ua.NodeIdType.FourByte)
+    elif kind == 2:
+        index, identifier = _NUMERIC.unpack_from(data, position + 1)
+        node_id = ua.NodeId(ua.Int32(identifier), ua.Int16(index), ua.NodeIdType.Numeric)
+    else:
+        (index,) = _UINT16.unpack_from(data, position + 1)
+        text = str(data[position + 7 : end], encoding, "surrogateescape")
+        node_id = ua.NodeId(ua.String(text), ua.Int16(index), ua.NodeIdType.String)
+    if len(_node_ids) >= _NODE_IDS_KEPT:
+        _node_ids.clear()
+    _node_ids[key] = node_id
+    return node_id, end
+
+
+def _variant(data: bytes, position: int, encoding: str) -> tuple[ua.Variant, int]:
+    kind = data[position]  # an array or dimensions flag makes the kind one _FIXED and the others do not hold
+    position += 1
+    fixed = _FIXED.get(kind)
+    if fixed is not None:
+        vtype, reader = fixed
+        (value,) = reader.unpack_from(data, position)
+        return ua.Variant(value, vtype, None, False), position + reader.size
+    text_type = _TEXT_TYPES.get(kind)
+    if text_type is not None:
+        (length,) = _INT32.unpack_from(data, position)
+        position += 4
+        if length < 0:
+            if length != -1:  # asyncua reads a negative length other than -1 as a (failing) read
+                raise _Unusual
+            text: Any = None
+        else:
+            end = position + length
+            if end > len(data):
+                raise _Unusual
+            raw = data[position:end]
+            text = str(raw, encoding, "surrogateescape") if kind == _STRING else raw
+            position = end
+        return ua.Variant(text, text_type, None, False), position
+    if kind == _DATE_TIME:
+        (ticks,) = _INT64.unpack_from(data, position)
+        return ua.Variant(ua.win_epoch_to_datetime(ticks), ua.VariantType.DateTime, None, False), position + 8
+    if kind == _NULL:
+        return ua.Variant(None, ua.VariantType.Null, None, False), position
+    raise _Unusual
