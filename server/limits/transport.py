@@ -14,7 +14,7 @@ stalled every session; checked ahead, asyncua's own check answers from the user 
 
 asyncua internals: OPCUAProtocol subclass (connection_made, connection_lost, data_received, _buffer, clients,
 processor.session), BinaryServer._make_protocol, uatcp_to_binary, UaProcessor._process_message,
-InternalServer.decrypt_user_token
+UaProcessor.send_response (_connection.message_to_binary, _transport), InternalServer.decrypt_user_token
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
-from qualitybridge.server.limits.call_decoding import decode_call_parameters
+from qualitybridge.server.limits.call_codec import decode_call_parameters, encode_call_response
 from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
 
@@ -92,8 +92,9 @@ class _LoginAheadProcessor(UaProcessor):
     - a Call request, the shop floor's request, is dispatched first: asyncua compares the request type against
       a NodeId it builds anew for every branch of its `if`/`elif` chain, and Call is the 30th, so each method call
       built about 35 NodeIds before it got to work (docs/performance.md, issue 11). `_call` is asyncua's session
-      check and Call branch, with the parameters decoded by `decode_call_parameters` (server/limits/call_decoding.py:
-      the same objects, in half the time, asyncua's decoder for unusual shapes);
+      check and Call branch, with the parameters decoded by `decode_call_parameters` and the response encoded by
+      `encode_call_response` (server/limits/call_codec.py: the same objects and bytes in a half and a quarter of
+      asyncua's time; asyncua's decoder and encoder for unusual shapes);
       tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
       Only a Call of an activated session takes it: one created but not activated yet, or closed (CloseSession
       keeps the secure channel), goes through asyncua's chain, which refuses it (BadSessionNotActivated).
@@ -109,7 +110,8 @@ class _LoginAheadProcessor(UaProcessor):
 
     async def _call(self, requesthdr: Any, seqhdr: Any, body: Any) -> bool:
         """asyncua 2.1.0's `_process_message` for a CallRequest of an activated session: the permission check, the
-        session's activity mark, then its Call branch (the parameters decoded by hand, as asyncua decodes them).
+        session's activity mark, then its Call branch and `send_response` (the parameters decoded and the response
+        encoded by hand, as asyncua decodes and encodes them).
         Errors propagate to `process_message` as from asyncua's own."""
         session = self.session
         assert session is not None  # noqa: S101 - checked by the caller
@@ -124,7 +126,14 @@ class _LoginAheadProcessor(UaProcessor):
         params = decode_call_parameters(body)
         response = ua.CallResponse()
         response.Results = await session.call(params.MethodsToCall)
-        self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+        # asyncua's send_response, with the response encoded by hand
+        response.ResponseHeader.RequestHandle = requesthdr.RequestHandle
+        data = self._connection.message_to_binary(
+            encode_call_response(response),
+            message_type=ua.MessageType.SecureMessage,  # type: ignore[arg-type]  # the bytes it wants (see above)
+            request_id=seqhdr.RequestId,
+        )
+        self._transport.write(data)
         return True
 
     async def _verify_ahead(self, body: Any) -> None:

@@ -43,12 +43,25 @@ _ASYNCUA_LINES = (
 )
 
 
+# asyncua 2.1.0's `UaProcessor.send_response`, which `_call` repeats with the response encoded by hand.
+_ASYNCUA_SEND_RESPONSE = (
+    "def send_response(self, requesthandle, seqhdr, response, msgtype=ua.MessageType.SecureMessage):",
+    "response.ResponseHeader.RequestHandle = requesthandle",
+    "data = self._connection.message_to_binary(",
+    "struct_to_binary(response), message_type=msgtype, request_id=seqhdr.RequestId",
+    ")",
+    "self._transport.write(data)",
+)
+
+
 def test_the_copied_call_branch_is_asyncuas() -> None:
     lines = [line.strip() for line in inspect.getsource(UaProcessor._process_message).splitlines()]
     position = 0
     for expected in _ASYNCUA_LINES:
         assert expected in lines[position:], f"asyncua's dispatcher changed: {expected!r} not found in order"
         position = lines.index(expected, position) + 1
+    send_response = [line.strip() for line in inspect.getsource(UaProcessor.send_response).splitlines()]
+    assert tuple(line for line in send_response if line) == _ASYNCUA_SEND_RESPONSE, "asyncua's send_response changed"
 
 
 class _Ruleset:
@@ -105,6 +118,14 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
         return decoded[-1]
 
     monkeypatch.setattr(transport, "decode_call_parameters", decoding)
+    encoded: list[ua.CallResponse] = []
+    hand_encoder = transport.encode_call_response
+
+    def encoding(response: ua.CallResponse) -> bytes:
+        encoded.append(response)
+        return hand_encoder(response)
+
+    monkeypatch.setattr(transport, "encode_call_response", encoding)
     ruleset = _Ruleset()
     async with _serving(ruleset, []) as (endpoint, _server, method), Client(endpoint, timeout=30) as client:
         assert await client.nodes.objects.call_method(method, ua.Variant(21, ua.VariantType.Int64)) == 42
@@ -117,6 +138,8 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
     assert reached_asyncua  # while every other request still went through it (sessions, reads)
     # the answered call's parameters were decoded by the hand-written decoder (the refused one's never were)
     assert [p.MethodsToCall[0].InputArguments for p in decoded] == [[ua.Variant(21, ua.VariantType.Int64)]]
+    # and its answer encoded by the hand-written encoder
+    assert [r.Results[0].OutputArguments for r in encoded] == [[ua.Variant(42, ua.VariantType.Int64)]]
 
 
 async def test_a_call_on_a_session_not_activated_or_closed_is_refused_as_asyncua_refuses_it() -> None:

@@ -1,4 +1,5 @@
-"""A CallRequest's parameters decoded by hand for the shapes the shop floor sends, asyncua's decoder for the rest.
+"""A CallRequest's parameters decoded, and its CallResponse encoded, by hand for the shapes the shop floor sends;
+asyncua's own decoder and encoder for the rest.
 
 asyncua decodes `CallParameters` with its generic dataclass decoder: per field a look-up of the field's decoder, a
 keyword dict, and per Variant an enum construction, a `Buffer` read per primitive and the constructor's checks.
@@ -11,10 +12,15 @@ the same objects with the same constructors, for:
 
 Anything else (arrays, matrices, ExtensionObjects, Guid or ByteString NodeIds, ExpandedNodeIds, a null list,
 truncated data) makes it start again from the first byte with asyncua's own decoder, which then answers or raises
-exactly as it did before. tests/unit/test_call_decoding.py holds the result equal to asyncua's for many shapes.
+exactly as it did before. tests/unit/test_call_codec.py holds the result equal to asyncua's for many shapes.
 
-Pinned to asyncua 2.1.0's binary encoding (`ua_binary.nodeid_from_binary`, `variant_from_binary`, the `_Bytes`,
-`_String`, `_DateTime` and `_Primitive1` unpackers); the test fails when those functions' source changes.
+`encode_call_response` writes the bytes asyncua's `struct_to_binary` writes for a CallResponse whose results carry
+StatusCodes and scalar output arguments of the same types, no diagnostic infos (the answer of every QualityBridge
+method that accepts); asyncua encodes the response header, and any other response whole.
+
+Pinned to asyncua 2.1.0's binary encoding (`ua_binary.nodeid_from_binary`, `variant_from_binary`,
+`variant_to_binary`, the `_Bytes`, `_String`, `_DateTime` and `_Primitive1` unpackers and packers); the test fails
+when those functions' source changes.
 
 A NodeId decoded here is shared between the calls that name it (decoded NodeIds are kept by their bytes, at most
 `_NODE_IDS_KEPT` of them): asyncua uses a request's ObjectId and MethodId only to look nodes up, never changes them.
@@ -27,9 +33,9 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.utils import Buffer
-from asyncua.ua.ua_binary import get_string_encoding, struct_from_binary
+from asyncua.ua.ua_binary import get_string_encoding, nodeid_to_binary, struct_from_binary, struct_to_binary
 
-__all__ = ["decode_call_parameters"]
+__all__ = ["decode_call_parameters", "encode_call_response"]
 
 
 class _Unusual(Exception):
@@ -172,4 +178,123 @@ def _variant(data: bytes, position: int, encoding: str) -> tuple[ua.Variant, int
         return ua.Variant(ua.win_epoch_to_datetime(ticks), ua.VariantType.DateTime, None, False), position + 8
     if kind == _NULL:
         return ua.Variant(None, ua.VariantType.Null, None, False), position
+    raise _Unusual
+
+
+_UINT32 = struct.Struct("<I")
+_CALL_RESPONSE_TYPE_ID = ua.CallResponse().TypeId
+_CALL_RESPONSE_TYPE_ID_BINARY = nodeid_to_binary(_CALL_RESPONSE_TYPE_ID)
+_NULL_LIST = _INT32.pack(-1)
+_EMPTY_LIST = _INT32.pack(0)
+_STATUS_CODE = ua.StatusCode
+_CALL_METHOD_RESULT = ua.CallMethodResult
+_VARIANT = ua.Variant
+# VariantType -> (its encoding byte, the struct writing its fixed-size value).
+_FIXED_OUT: dict[ua.VariantType, tuple[bytes, struct.Struct]] = {
+    vtype: (bytes((vtype.value,)), reader) for vtype, reader in _FIXED.values()
+}
+
+
+def encode_call_response(response: ua.CallResponse) -> bytes:
+    """`struct_to_binary(response)`, for a CallResponse."""
+    try:
+        if type(response) is not ua.CallResponse or response.TypeId != _CALL_RESPONSE_TYPE_ID:
+            raise _Unusual
+        response_infos: list[ua.DiagnosticInfo] | None = response.DiagnosticInfos  # None is encodable too
+        if response_infos is None:
+            diagnostics = _NULL_LIST
+        elif not response_infos:
+            diagnostics = _EMPTY_LIST
+        else:
+            raise _Unusual
+        results = _call_method_results(response.Results)
+    except (_Unusual, struct.error, TypeError, AttributeError, UnicodeError):
+        return struct_to_binary(response)
+    return b"".join((_CALL_RESPONSE_TYPE_ID_BINARY, _response_header(response.ResponseHeader), results, diagnostics))
+
+
+_DEFAULT_HEADER = ua.ResponseHeader()
+_TIMESTAMP_HANDLE_RESULT = struct.Struct("<qII")
+# What follows the ServiceResult in a header without diagnostics, string table or additional header (every one).
+_PLAIN_HEADER_TAIL = struct_to_binary(_DEFAULT_HEADER)[_TIMESTAMP_HANDLE_RESULT.size :]
+
+
+def _response_header(header: ua.ResponseHeader) -> bytes:
+    if (
+        type(header) is ua.ResponseHeader
+        and header.ServiceDiagnostics == _DEFAULT_HEADER.ServiceDiagnostics
+        and header.StringTable == []
+        and header.AdditionalHeader == _DEFAULT_HEADER.AdditionalHeader
+        and type(header.ServiceResult) is _STATUS_CODE
+        and header.Timestamp is not None
+    ):
+        start = _TIMESTAMP_HANDLE_RESULT.pack(
+            ua.datetime_to_win_epoch(header.Timestamp), header.RequestHandle, header.ServiceResult.value
+        )
+        return start + _PLAIN_HEADER_TAIL
+    return struct_to_binary(header)
+
+
+def _call_method_results(results: list[ua.CallMethodResult] | None) -> bytes:
+    if results is None:
+        return _NULL_LIST
+    parts = [_INT32.pack(len(results))]
+    for result in results:
+        if type(result) is not _CALL_METHOD_RESULT:
+            raise _Unusual
+        parts.append(_status_code(result.StatusCode))
+        statuses: list[ua.StatusCode] | None = result.InputArgumentResults  # None is encodable too
+        if statuses is None:
+            parts.append(_NULL_LIST)
+        else:
+            parts.append(_INT32.pack(len(statuses)))
+            parts.extend(_status_code(status) for status in statuses)
+        infos: list[ua.DiagnosticInfo] | None = result.InputArgumentDiagnosticInfos
+        if infos is None:
+            parts.append(_NULL_LIST)
+        elif infos:
+            raise _Unusual
+        else:
+            parts.append(_EMPTY_LIST)
+        outputs: list[ua.Variant] | None = result.OutputArguments
+        if outputs is None:
+            parts.append(_NULL_LIST)
+        else:
+            parts.append(_INT32.pack(len(outputs)))
+            parts.extend(_scalar_variant(output) for output in outputs)
+    return b"".join(parts)
+
+
+def _status_code(status: ua.StatusCode) -> bytes:
+    if type(status) is not _STATUS_CODE:
+        raise _Unusual
+    return _UINT32.pack(status.value)
+
+
+def _scalar_variant(variant: ua.Variant) -> bytes:
+    if type(variant) is not _VARIANT or variant.is_array or isinstance(variant.Value, list | tuple):
+        raise _Unusual
+    vtype = variant.VariantType
+    value = variant.Value
+    fixed = _FIXED_OUT.get(vtype)
+    if fixed is not None:
+        kind, writer = fixed
+        return kind + writer.pack(value)
+    if vtype is ua.VariantType.String:
+        if value is None:
+            return b"\x0c" + _NULL_LIST
+        if type(value) is not str:
+            raise _Unusual
+        text = value.encode(get_string_encoding(), "surrogateescape")
+        return b"\x0c" + _INT32.pack(len(text)) + text
+    if vtype is ua.VariantType.ByteString:
+        if value is None:
+            return b"\x0f" + _NULL_LIST
+        if type(value) is not bytes:
+            raise _Unusual
+        return b"\x0f" + _INT32.pack(len(value)) + value
+    if vtype is ua.VariantType.DateTime and value is not None:
+        return b"\x0d" + _INT64.pack(ua.datetime_to_win_epoch(value))
+    if vtype is ua.VariantType.Null and value is None:
+        return b"\x00"
     raise _Unusual

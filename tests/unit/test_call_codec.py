@@ -1,8 +1,9 @@
-"""The hand-written CallParameters decoder (server/limits/call_decoding.py) against asyncua's.
+"""The hand-written CallParameters decoder and CallResponse encoder (server/limits/call_codec.py) against asyncua's.
 
 For every shape, valid or not, `decode_call_parameters` must give what asyncua's `struct_from_binary` gives: the
 same objects (compared by `repr`, which shows every field, the Python types of the values and the NodeId and
-Variant types), or the same exception. asyncua's functions whose behaviour it repeats are pinned by their source.
+Variant types), or the same exception; `encode_call_response` the same bytes as `struct_to_binary`, or the same
+exception. asyncua's functions whose behaviour they repeat are pinned by their source.
 """
 
 from __future__ import annotations
@@ -22,12 +23,21 @@ from asyncua.common.utils import Buffer
 from asyncua.ua import ua_binary
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
-from qualitybridge.server.limits import call_decoding
-from qualitybridge.server.limits.call_decoding import decode_call_parameters
+from qualitybridge.server.limits import call_codec
+from qualitybridge.server.limits.call_codec import decode_call_parameters, encode_call_response
 
 # sha256 of asyncua 2.1.0's source of the functions the decoder repeats. A different asyncua fails here: compare
-# what changed with call_decoding.py, adjust it, then these digests.
+# what changed with call_codec.py, adjust it, then these digests.
 _PINNED_SOURCES = {
+    "variant_to_binary": "62b1add89490db8d903ee436491a9a82795aa0bf870b5fc4d47486069f6b992d",
+    "_Bytes.pack": "88650485040d91585f103dcef484e9e59c888d235ebb3407d96195124c7e67e4",
+    "_String.pack": "20de7ed83cdb9910b39bd169bbe2e091d5f3dc2a30730055037ce2c2c7fe3507",
+    "_DateTime.pack": "277ef45302465566cd6f5770e31b2061833e0c8fd3b8aa0d83bd3efb52c5824d",
+    "_Primitive1.pack": "15fa3518c67fb86338b4d82fef2772fcb070ca1e72f18314f036ea2f7d8246cc",
+    "create_list_serializer": "3c1cfc433f0a0df7621beedc3e59836e201aa5e1a885057df0938611698df7fd",
+    "create_dataclass_serializer": "76225d0ea8f294b2bd3a12f4a798db6b7766cafb77b3456466bfa8361cc1974d",
+    "nodeid_to_binary": "dcf99647d1e1a147a12c3786f83325719c60935771cf97cd4aaafe63dc946de3",
+    "datetime_to_win_epoch": "030343f5af29e02844d0f49efe3d1718cecfb96cb487a95acb26a81e9964f411",
     "nodeid_from_binary": "827f4d41a9429a646ec546548d1bd86bb479872d14a3a4631b7c7465a5e0d143",
     "variant_from_binary": "6f5e95888458c5e3a15d86fbb4e93b3056d97800981a4fa4ce30ae17e0eb249a",
     "_Bytes.unpack": "9c3b8c71617009517cc34ab508864cb6a9048d88dc84db5965f442e226b9f758",
@@ -44,7 +54,7 @@ _PINNED_SOURCES = {
 
 def _source_of(name: str) -> str:
     owner: Any = ua_binary
-    if name in ("win_epoch_to_datetime", "Variant.__post_init__", "NodeId.__post_init__"):
+    if name in ("win_epoch_to_datetime", "datetime_to_win_epoch", "Variant.__post_init__", "NodeId.__post_init__"):
         owner = ua
     for part in name.split("."):
         owner = getattr(owner, part)
@@ -54,7 +64,7 @@ def _source_of(name: str) -> str:
 @pytest.mark.parametrize("name", sorted(_PINNED_SOURCES))
 def test_the_repeated_asyncua_functions_are_asyncua_2_1_0s(name: str) -> None:
     digest = hashlib.sha256(_source_of(name).encode()).hexdigest()
-    assert digest == _PINNED_SOURCES[name], f"asyncua's {name} changed: check call_decoding.py against it"
+    assert digest == _PINNED_SOURCES[name], f"asyncua's {name} changed: check call_codec.py against it"
 
 
 def _asyncua(raw: bytes) -> Any:
@@ -212,11 +222,11 @@ def test_truncated_and_damaged_requests_fail_or_decode_as_in_asyncua() -> None:
 
 
 def test_kept_node_ids_are_bounded_and_follow_the_string_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(call_decoding, "_NODE_IDS_KEPT", 3)
-    monkeypatch.setattr(call_decoding, "_node_ids", {})
+    monkeypatch.setattr(call_codec, "_NODE_IDS_KEPT", 3)
+    monkeypatch.setattr(call_codec, "_node_ids", {})
     for number in range(10):
         _agree(_report(*_MEASUREMENT, object_id=ua.NodeId(f"object {number}", 2)))
-        assert len(call_decoding._node_ids) <= 3
+        assert len(call_codec._node_ids) <= 3
     name = ua.NodeId("Prüfung", 2)
     _agree(_report(*_MEASUREMENT, method_id=name))
     token = ua_binary._string_encoding.set("latin-1")
@@ -225,3 +235,112 @@ def test_kept_node_ids_are_bounded_and_follow_the_string_encoding(monkeypatch: p
     finally:
         ua_binary._string_encoding.reset(token)
     _agree(_report(*_MEASUREMENT, method_id=name))
+
+
+# ---- the response ---------------------------------------------------------------------------------------------
+
+
+def _encodings_agree(response: ua.CallResponse) -> None:
+    try:
+        expected: Any = struct_to_binary(response)
+    except Exception as exc:  # the failure is part of what must agree
+        expected = type(exc)
+    try:
+        ours: Any = encode_call_response(response)
+    except Exception as exc:
+        ours = type(exc)
+    assert ours == expected
+
+
+def _answer(
+    outputs: list[ua.Variant] | None,
+    *,
+    statuses: list[ua.StatusCode] | None = None,
+    infos: list[ua.DiagnosticInfo] | None = None,
+    status: int = ua.StatusCodes.Good,
+) -> ua.CallMethodResult:
+    result = ua.CallMethodResult()
+    result.StatusCode = ua.StatusCode(status)
+    result.InputArgumentResults = [ua.StatusCode(ua.StatusCodes.Good)] * 8 if statuses is None else statuses
+    result.InputArgumentDiagnosticInfos = [] if infos is None else infos
+    result.OutputArguments = outputs  # type: ignore[assignment]
+    return result
+
+
+def _response(*results: ua.CallMethodResult, handle: int = 4711) -> ua.CallResponse:
+    response = ua.CallResponse()
+    response.Results = list(results)
+    response.ResponseHeader.RequestHandle = handle
+    return response
+
+
+_REPORT_ANSWER = [ua.Variant("0f3c1a9e-7d2b-4c55-9a1e-3b2c1d0e9f8a", _S), ua.Variant(1, ua.VariantType.Int32)]
+
+
+def test_a_report_measurement_answer_encodes_as_asyncua_encodes_it() -> None:
+    response = _response(_answer(_REPORT_ANSWER))
+    assert encode_call_response(response) == struct_to_binary(response)
+    for handle in (0, 1, 2**32 - 1):
+        _encodings_agree(_response(_answer(_REPORT_ANSWER), handle=handle))
+
+
+@pytest.mark.parametrize("output", _SCALARS + _UNUSUAL, ids=repr)
+def test_each_output_shape_encodes_as_asyncua_encodes_it(output: ua.Variant) -> None:
+    _encodings_agree(_response(_answer([output])))
+    _encodings_agree(_response(_answer([*_REPORT_ANSWER, output, *_REPORT_ANSWER])))
+
+
+def test_refusals_lists_and_headers_of_every_kind_encode_as_asyncua_encodes_them() -> None:
+    refused = _answer(
+        [],
+        status=ua.StatusCodes.BadOutOfRange,
+        statuses=[ua.StatusCode(ua.StatusCodes.BadOutOfRange)] + [ua.StatusCode()] * 7,
+        infos=[ua.DiagnosticInfo(AdditionalInfo="NaN is not a value")] + [ua.DiagnosticInfo()] * 7,
+    )
+    superseded = _answer(_REPORT_ANSWER, status=ua.StatusCodes.GoodEntryInserted)
+    for results in ([], [refused], [superseded], [superseded, refused, _answer(None)], [_answer([], statuses=[])]):
+        _encodings_agree(_response(*results))
+    _encodings_agree(_response(_answer(_REPORT_ANSWER, statuses=None)))
+    nulls = _answer(None)
+    nulls.InputArgumentResults = None  # type: ignore[assignment]
+    nulls.InputArgumentDiagnosticInfos = None  # type: ignore[assignment]
+    _encodings_agree(_response(nulls))
+    no_results = _response()
+    no_results.Results = None  # type: ignore[assignment]
+    _encodings_agree(no_results)
+    for diagnostics in (None, [ua.DiagnosticInfo()], [ua.DiagnosticInfo(SymbolicId=3)]):
+        response = _response(_answer(_REPORT_ANSWER))
+        response.DiagnosticInfos = diagnostics  # type: ignore[assignment]
+        _encodings_agree(response)
+    headers = [
+        ua.ResponseHeader(ServiceResult=ua.StatusCode(ua.StatusCodes.BadTooManyOperations)),
+        ua.ResponseHeader(ServiceDiagnostics=ua.DiagnosticInfo(AdditionalInfo="why")),
+        ua.ResponseHeader(StringTable=["a", "b"]),
+        ua.ResponseHeader(StringTable=None),  # type: ignore[arg-type]
+        ua.ResponseHeader(AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(5), Body=b"xyz")),
+        ua.ResponseHeader(Timestamp=datetime(1601, 1, 1, tzinfo=UTC)),
+        ua.ResponseHeader(Timestamp=datetime(2026, 11, 30, 7, 0)),  # noqa: DTZ001 - naive: asyncua takes it as UTC
+        ua.ResponseHeader(Timestamp=None),  # type: ignore[arg-type]
+    ]
+    for header in headers:
+        response = _response(_answer(_REPORT_ANSWER))
+        response.ResponseHeader = header
+        _encodings_agree(response)
+
+
+def test_values_asyncua_cannot_encode_fail_as_in_asyncua() -> None:
+    for output in (
+        ua.Variant(2**31, ua.VariantType.Int32, is_array=False),
+        ua.Variant(-1, ua.VariantType.UInt32, is_array=False),
+        ua.Variant("text", ua.VariantType.Double, is_array=False),
+        ua.Variant(b"bytes", _S, is_array=False),
+        ua.Variant("text", ua.VariantType.ByteString, is_array=False),
+        ua.Variant("\udcff surrogate", _S, is_array=False),
+    ):
+        _encodings_agree(_response(_answer([output])))
+    wrong = _answer(_REPORT_ANSWER)
+    wrong.StatusCode = 0  # type: ignore[assignment]
+    _encodings_agree(_response(wrong))
+    wrong = _answer(_REPORT_ANSWER)
+    wrong.OutputArguments = ["not a variant"]  # type: ignore[list-item]
+    _encodings_agree(_response(wrong))
