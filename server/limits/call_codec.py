@@ -33,9 +33,15 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.utils import Buffer
-from asyncua.ua.ua_binary import get_string_encoding, nodeid_to_binary, struct_from_binary, struct_to_binary
+from asyncua.ua.ua_binary import (
+    get_string_encoding,
+    nodeid_from_binary,
+    nodeid_to_binary,
+    struct_from_binary,
+    struct_to_binary,
+)
 
-__all__ = ["decode_call_parameters", "encode_call_response"]
+__all__ = ["decode_call_parameters", "decode_request_start", "encode_call_response"]
 
 
 class _Unusual(Exception):
@@ -47,6 +53,7 @@ _INT64 = struct.Struct("<q")
 _FOUR_BYTE = struct.Struct("<BH")
 _NUMERIC = struct.Struct("<HI")
 _UINT16 = struct.Struct("<H")
+_UINT32 = struct.Struct("<I")
 
 # Variant type id -> (its VariantType, the struct reading its fixed-size value) for the fixed-size scalars.
 _FIXED: dict[int, tuple[ua.VariantType, struct.Struct]] = {
@@ -76,6 +83,62 @@ _node_ids: dict[bytes, ua.NodeId] = {}
 _node_ids_encoding = ["utf-8"]  # the string encoding the kept NodeIds were decoded with
 
 
+_NO_ADDITIONAL_HEADER = b"\x00\x00\x00"  # a null NodeId (TwoByte 0) and no body: what every client sends
+_HEADER_NUMBERS = struct.Struct("<qII")  # Timestamp, RequestHandle, ReturnDiagnostics
+
+
+def decode_request_start(body: Buffer) -> tuple[ua.NodeId, ua.RequestHeader]:
+    """The request's type id and RequestHeader, as asyncua's `process_message` decodes them (`nodeid_from_binary`,
+    `struct_from_binary(ua.RequestHeader, ...)`); `body` is left at the request's parameters, as asyncua leaves it."""
+    data = body.copy().read(len(body))
+    try:
+        encoding = _string_encoding()
+        type_id, position = _node_id(data, 0, encoding)
+        header, position = _request_header(data, position, encoding)
+    except (_Unusual, struct.error, IndexError):
+        return nodeid_from_binary(body), struct_from_binary(ua.RequestHeader, body)
+    body.skip(position)
+    return type_id, header
+
+
+def _request_header(data: bytes, position: int, encoding: str) -> tuple[ua.RequestHeader, int]:
+    token, position = _node_id(data, position, encoding, keep=False)  # a session's: not kept
+    ticks, handle, diagnostics = _HEADER_NUMBERS.unpack_from(data, position)
+    position += _HEADER_NUMBERS.size
+    (length,) = _INT32.unpack_from(data, position)
+    position += 4
+    if length == -1:
+        audit_entry_id = None
+    elif 0 <= length <= len(data) - position:
+        audit_entry_id = str(data[position : position + length], encoding, "surrogateescape")
+        position += length
+    else:
+        raise _Unusual
+    (timeout_hint,) = _UINT32.unpack_from(data, position)
+    position += 4
+    if data[position : position + 3] != _NO_ADDITIONAL_HEADER:
+        raise _Unusual
+    header = ua.RequestHeader(
+        AuthenticationToken=token,
+        Timestamp=ua.win_epoch_to_datetime(ticks),
+        RequestHandle=handle,
+        ReturnDiagnostics=diagnostics,
+        AuditEntryId=audit_entry_id,
+        TimeoutHint=timeout_hint,
+        AdditionalHeader=ua.ExtensionObject(),
+    )
+    return header, position + 3
+
+
+def _string_encoding() -> str:
+    """asyncua's string encoding; the kept NodeIds are forgotten when it changed."""
+    encoding = get_string_encoding()
+    if encoding != _node_ids_encoding[0]:
+        _node_ids.clear()
+        _node_ids_encoding[0] = encoding
+    return encoding
+
+
 def decode_call_parameters(body: Buffer) -> ua.CallParameters:
     """The CallParameters at the start of `body` (the rest of the request is left unread, as asyncua leaves it)."""
     data = body.read(len(body))
@@ -90,10 +153,7 @@ def _decode(data: bytes) -> ua.CallParameters:
     if count < 0:
         raise _Unusual
     position = 4
-    encoding = get_string_encoding()
-    if encoding != _node_ids_encoding[0]:
-        _node_ids.clear()
-        _node_ids_encoding[0] = encoding
+    encoding = _string_encoding()
     requests = []
     for _ in range(count):
         object_id, position = _node_id(data, position, encoding)
@@ -110,7 +170,7 @@ def _decode(data: bytes) -> ua.CallParameters:
     return ua.CallParameters(MethodsToCall=requests)
 
 
-def _node_id(data: bytes, position: int, encoding: str) -> tuple[ua.NodeId, int]:
+def _node_id(data: bytes, position: int, encoding: str, *, keep: bool = True) -> tuple[ua.NodeId, int]:
     kind = data[position]
     if kind == 0:  # TwoByte
         end = position + 2
@@ -128,7 +188,7 @@ def _node_id(data: bytes, position: int, encoding: str) -> tuple[ua.NodeId, int]
     if end > len(data):
         raise _Unusual
     key = data[position:end]
-    known = _node_ids.get(key)
+    known = _node_ids.get(key) if keep else None
     if known is not None:
         return known, end
     if kind == 0:
@@ -143,9 +203,10 @@ def _node_id(data: bytes, position: int, encoding: str) -> tuple[ua.NodeId, int]
         (index,) = _UINT16.unpack_from(data, position + 1)
         text = str(data[position + 7 : end], encoding, "surrogateescape")
         node_id = ua.NodeId(ua.String(text), ua.Int16(index), ua.NodeIdType.String)
-    if len(_node_ids) >= _NODE_IDS_KEPT:
-        _node_ids.clear()
-    _node_ids[key] = node_id
+    if keep:
+        if len(_node_ids) >= _NODE_IDS_KEPT:
+            _node_ids.clear()
+        _node_ids[key] = node_id
     return node_id, end
 
 
@@ -181,7 +242,6 @@ def _variant(data: bytes, position: int, encoding: str) -> tuple[ua.Variant, int
     raise _Unusual
 
 
-_UINT32 = struct.Struct("<I")
 _CALL_RESPONSE_TYPE_ID = ua.CallResponse().TypeId
 _CALL_RESPONSE_TYPE_ID_BINARY = nodeid_to_binary(_CALL_RESPONSE_TYPE_ID)
 _NULL_LIST = _INT32.pack(-1)

@@ -13,7 +13,7 @@ asks the user manager on the event loop, and scrypt takes about 0.4 s, so a stor
 stalled every session; checked ahead, asyncua's own check answers from the user manager's memory.
 
 asyncua internals: OPCUAProtocol subclass (connection_made, connection_lost, data_received, _buffer, clients,
-processor.session), BinaryServer._make_protocol, uatcp_to_binary, UaProcessor._process_message,
+processor.session), BinaryServer._make_protocol, uatcp_to_binary, UaProcessor.process_message and _process_message,
 UaProcessor.send_response (_connection.message_to_binary, _transport), InternalServer.decrypt_user_token
 """
 
@@ -26,12 +26,13 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
+from asyncua.common.utils import ServiceError
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
-from qualitybridge.server.limits.call_codec import decode_call_parameters, encode_call_response
+from qualitybridge.server.limits.call_codec import decode_call_parameters, decode_request_start, encode_call_response
 from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
 
@@ -85,7 +86,11 @@ _uaprocessor_log = logging.getLogger("asyncua.server.uaprocessor")
 
 
 class _LoginAheadProcessor(UaProcessor):
-    """asyncua's processor with two changes of its dispatcher (`UaProcessor._process_message`, asyncua 2.1.0):
+    """asyncua's processor with three changes (asyncua 2.1.0):
+
+    - every request's type id and RequestHeader are decoded by hand (`process_message`, asyncua's otherwise);
+
+    and two of its dispatcher (`UaProcessor._process_message`):
 
     - an ActivateSession with a user name has its password checked in a worker thread first (the user manager's
       `verify_ahead`), so that asyncua's check on the event loop finds the verdict ready;
@@ -99,6 +104,34 @@ class _LoginAheadProcessor(UaProcessor):
       Only a Call of an activated session takes it: one created but not activated yet, or closed (CloseSession
       keeps the secure channel), goes through asyncua's chain, which refuses it (BadSessionNotActivated).
     """
+
+    async def process_message(self, seqhdr: Any, body: Any) -> Any:
+        """asyncua 2.1.0's `process_message`, with the request's type id and header decoded by hand
+        (`decode_request_start`, the same objects in half of asyncua's time); the rest is asyncua's, line by line
+        (pinned by tests/integration/test_call_dispatch.py)."""
+        typeid, requesthdr = decode_request_start(body)
+        _uaprocessor_log.debug("process_message %r %r", typeid, requesthdr)
+        try:
+            return await self._process_message(typeid, requesthdr, seqhdr, body)
+        except (ServiceError, ua.uaerrors.UaStatusCodeError) as e:
+            status = ua.StatusCode(ua.UInt32(e.code))
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status
+            _uaprocessor_log.error("sending service fault response: %s (%s)", status.doc, status.name)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+            return True
+        except ua.uaerrors.BadUserAccessDenied:
+            user: Any = self.session.user if self.session else "Someone"
+            _uaprocessor_log.warning("%s attempted to do something they are not permitted to do", user)
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status_code(ua.StatusCodes.BadUserAccessDenied)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+        except Exception:
+            _uaprocessor_log.exception("Error while processing message")
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status_code(ua.StatusCodes.BadInternalError)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+            return True
 
     async def _process_message(self, typeid: Any, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
         session = self.session

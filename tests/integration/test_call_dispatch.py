@@ -10,6 +10,7 @@ session that is not activated (not yet, or closed) is refused with BadSessionNot
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import socket
 from collections.abc import AsyncIterator
@@ -54,6 +55,11 @@ _ASYNCUA_SEND_RESPONSE = (
 )
 
 
+# sha256 of asyncua 2.1.0's `UaProcessor.process_message`, which `_LoginAheadProcessor.process_message` repeats with
+# the type id and request header decoded by hand: a different asyncua fails here; compare, adjust, then the digest.
+_ASYNCUA_PROCESS_MESSAGE = "303c6a0c8e315eddc6b268ea3b86311c5b79a0a29390ce2459e35ed6d3427b9e"
+
+
 def test_the_copied_call_branch_is_asyncuas() -> None:
     lines = [line.strip() for line in inspect.getsource(UaProcessor._process_message).splitlines()]
     position = 0
@@ -62,6 +68,8 @@ def test_the_copied_call_branch_is_asyncuas() -> None:
         position = lines.index(expected, position) + 1
     send_response = [line.strip() for line in inspect.getsource(UaProcessor.send_response).splitlines()]
     assert tuple(line for line in send_response if line) == _ASYNCUA_SEND_RESPONSE, "asyncua's send_response changed"
+    process_message = inspect.getsource(UaProcessor.process_message).encode()
+    assert hashlib.sha256(process_message).hexdigest() == _ASYNCUA_PROCESS_MESSAGE, "asyncua's process_message changed"
 
 
 class _Ruleset:
@@ -126,6 +134,15 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
         return hand_encoder(response)
 
     monkeypatch.setattr(transport, "encode_call_response", encoding)
+    started: list[ua.NodeId] = []
+    hand_start = transport.decode_request_start
+
+    def starting(body: Any) -> tuple[ua.NodeId, ua.RequestHeader]:
+        type_id, header = hand_start(body)
+        started.append(type_id)
+        return type_id, header
+
+    monkeypatch.setattr(transport, "decode_request_start", starting)
     ruleset = _Ruleset()
     async with _serving(ruleset, []) as (endpoint, _server, method), Client(endpoint, timeout=30) as client:
         assert await client.nodes.objects.call_method(method, ua.Variant(21, ua.VariantType.Int64)) == 42
@@ -138,7 +155,10 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
     assert reached_asyncua  # while every other request still went through it (sessions, reads)
     # the answered call's parameters were decoded by the hand-written decoder (the refused one's never were)
     assert [p.MethodsToCall[0].InputArguments for p in decoded] == [[ua.Variant(21, ua.VariantType.Int64)]]
-    # and its answer encoded by the hand-written encoder
+    # every request's start (the calls', and the session's requests before them) was decoded by hand
+    assert started.count(transport._CALL_REQUEST) == 2
+    assert len(started) == len(reached_asyncua) + 2
+    # and the answer encoded by the hand-written encoder
     assert [r.Results[0].OutputArguments for r in encoded] == [[ua.Variant(42, ua.VariantType.Int64)]]
 
 

@@ -21,14 +21,15 @@ import pytest
 from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua import ua_binary
-from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+from asyncua.ua.ua_binary import nodeid_from_binary, nodeid_to_binary, struct_from_binary, struct_to_binary
 
 from qualitybridge.server.limits import call_codec
-from qualitybridge.server.limits.call_codec import decode_call_parameters, encode_call_response
+from qualitybridge.server.limits.call_codec import decode_call_parameters, decode_request_start, encode_call_response
 
 # sha256 of asyncua 2.1.0's source of the functions the decoder repeats. A different asyncua fails here: compare
 # what changed with call_codec.py, adjust it, then these digests.
 _PINNED_SOURCES = {
+    "extensionobject_from_binary": "1fd0586b9b4775395f965ad507e5e71dec99c534eafddf976317dcd22ef41c1e",
     "variant_to_binary": "62b1add89490db8d903ee436491a9a82795aa0bf870b5fc4d47486069f6b992d",
     "_Bytes.pack": "88650485040d91585f103dcef484e9e59c888d235ebb3407d96195124c7e67e4",
     "_String.pack": "20de7ed83cdb9910b39bd169bbe2e091d5f3dc2a30730055037ce2c2c7fe3507",
@@ -344,3 +345,74 @@ def test_values_asyncua_cannot_encode_fail_as_in_asyncua() -> None:
     wrong = _answer(_REPORT_ANSWER)
     wrong.OutputArguments = ["not a variant"]  # type: ignore[list-item]
     _encodings_agree(_response(wrong))
+
+
+# ---- the request's type id and header ---------------------------------------------------------------------------
+
+
+def _start_of(raw: bytes) -> Any:
+    """What asyncua's process_message decodes first, and what it leaves in the buffer; or its exception."""
+    body = Buffer(raw)
+    try:
+        decoded = (nodeid_from_binary(body), struct_from_binary(ua.RequestHeader, body))
+    except Exception as exc:  # the failure is part of what must agree
+        return type(exc)
+    return repr(decoded), bytes(body.read(len(body)))
+
+
+def _our_start_of(raw: bytes) -> Any:
+    body = Buffer(raw)
+    try:
+        decoded = decode_request_start(body)
+    except Exception as exc:
+        return type(exc)
+    return repr(decoded), bytes(body.read(len(body)))
+
+
+def _starts_agree(raw: bytes) -> None:
+    expected = _start_of(raw)
+    assert _our_start_of(raw) == expected
+    assert _our_start_of(raw) == expected  # and again, with the type id now kept
+
+
+_CALL_TYPE = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
+
+
+def _request(header: ua.RequestHeader, type_id: ua.NodeId = _CALL_TYPE, rest: bytes = b"parameters") -> bytes:
+    return nodeid_to_binary(type_id) + struct_to_binary(header) + rest
+
+
+_HEADERS = [
+    ua.RequestHeader(AuthenticationToken=ua.NodeId(1001), RequestHandle=77, TimeoutHint=10_000),
+    ua.RequestHeader(AuthenticationToken=ua.NodeId(5), RequestHandle=2**32 - 1, ReturnDiagnostics=0x3FF),
+    ua.RequestHeader(AuthenticationToken=ua.NodeId(2**31 - 1, 3)),
+    ua.RequestHeader(AuthenticationToken=ua.NodeId("token", 1), AuditEntryId=""),
+    ua.RequestHeader(AuthenticationToken=ua.NodeId(b"\x01\x02", 1, ua.NodeIdType.ByteString)),
+    ua.RequestHeader(AuthenticationToken=ua.NodeId(uuid.UUID(int=7), 1, ua.NodeIdType.Guid)),
+    ua.RequestHeader(AuditEntryId="audit – Ø"),
+    ua.RequestHeader(Timestamp=datetime(1601, 1, 1, tzinfo=UTC)),
+    ua.RequestHeader(Timestamp=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ua.RequestHeader(AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(5), Body=b"xyz")),
+    ua.RequestHeader(AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(0, 2), Body=b"xyz")),
+    ua.RequestHeader(AdditionalHeader=ua.Range(Low=1.0, High=2.0)),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize("header", _HEADERS, ids=repr)
+def test_each_request_header_decodes_as_asyncua_decodes_it(header: ua.RequestHeader) -> None:
+    for type_id in (_CALL_TYPE, ua.NodeId(ua.ObjectIds.ReadRequest_Encoding_DefaultBinary), *_NODE_IDS):
+        _starts_agree(_request(header, type_id))
+    _starts_agree(_request(header, rest=b""))
+
+
+def test_truncated_and_damaged_request_headers_fail_or_decode_as_in_asyncua() -> None:
+    raw = _request(_HEADERS[0], rest=_report(*_MEASUREMENT))
+    for end in range(len(raw)):
+        _starts_agree(raw[:end])
+    values = [value for value in range(256) if value not in (0x80, 0xC0)]  # see the parameters' damage test
+    generator = random.Random(12)
+    for _ in range(1500):
+        damaged = bytearray(raw)
+        for _ in range(generator.randint(1, 3)):
+            damaged[generator.randrange(40)] = generator.choice(values)
+        _starts_agree(bytes(damaged))
