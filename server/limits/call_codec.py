@@ -1,29 +1,32 @@
-"""A CallRequest's parameters decoded, and its CallResponse encoded, by hand for the shapes the shop floor sends;
-asyncua's own decoder and encoder for the rest.
+"""The request path's decoding and encoding by hand for the shapes the shop floor sends; asyncua's own decoder and
+encoder for the rest.
 
-asyncua decodes `CallParameters` with its generic dataclass decoder: per field a look-up of the field's decoder, a
-keyword dict, and per Variant an enum construction, a `Buffer` read per primitive and the constructor's checks.
-For ReportMeasurement (two NodeIds and eight scalar Variants) that was about a tenth of the server's CPU per call
-(docs/performance.md, issue 11). `decode_call_parameters` reads the same bytes with `struct` at offsets and builds
-the same objects with the same constructors, for:
+asyncua decodes with its generic dataclass decoder: per field a look-up of the field's decoder, a keyword dict, and
+per Variant an enum construction, a `Buffer` read per primitive and the constructor's checks. For ReportMeasurement
+(two NodeIds and eight scalar Variants) the parameters were about a tenth of the server's CPU per call and every
+request's header another 4-5 % (docs/performance.md, issue 11). Here the same bytes are read with `struct` at
+offsets into the same objects, built with the same constructors:
 
-- NodeIds in the TwoByte, FourByte, Numeric and String encodings (no namespace URI, no server index);
-- Variants holding one scalar of Null, Boolean, the integer types, Float, Double, String, DateTime or ByteString.
+- `decode_request_start`: every request's type id and RequestHeader (an additional header must be null);
+- `decode_call_parameters`: a CallRequest's parameters, with NodeIds in the TwoByte, FourByte, Numeric and String
+  encodings (no namespace URI, no server index) and Variants holding one scalar of Null, Boolean, the integer
+  types, Float, Double, String, DateTime or ByteString;
+- `encode_call_response`: the bytes `struct_to_binary` writes for a CallResponse whose header carries no
+  diagnostics, string table or additional header, and whose results carry StatusCodes and scalar output arguments
+  of the same types and no diagnostic infos (the answer of every QualityBridge method that accepts).
 
 Anything else (arrays, matrices, ExtensionObjects, Guid or ByteString NodeIds, ExpandedNodeIds, a null list,
-truncated data) makes it start again from the first byte with asyncua's own decoder, which then answers or raises
-exactly as it did before. tests/unit/test_call_codec.py holds the result equal to asyncua's for many shapes.
-
-`encode_call_response` writes the bytes asyncua's `struct_to_binary` writes for a CallResponse whose results carry
-StatusCodes and scalar output arguments of the same types, no diagnostic infos (the answer of every QualityBridge
-method that accepts); asyncua encodes the response header, and any other response whole.
+truncated data, a value the type cannot hold) goes to asyncua's own decoder or encoder from the first byte, which
+then answers or raises exactly as before. tests/unit/test_call_codec.py holds the results equal to asyncua's for
+many shapes, damaged and truncated ones among them.
 
 Pinned to asyncua 2.1.0's binary encoding (`ua_binary.nodeid_from_binary`, `variant_from_binary`,
-`variant_to_binary`, the `_Bytes`, `_String`, `_DateTime` and `_Primitive1` unpackers and packers); the test fails
-when those functions' source changes.
+`variant_to_binary`, `extensionobject_from_binary`, the `_Bytes`, `_String`, `_DateTime` and `_Primitive1`
+unpackers and packers, the dataclass and list codecs); the test fails when any of their sources changes.
 
-A NodeId decoded here is shared between the calls that name it (decoded NodeIds are kept by their bytes, at most
-`_NODE_IDS_KEPT` of them): asyncua uses a request's ObjectId and MethodId only to look nodes up, never changes them.
+A NodeId decoded here is shared between the requests that name it (decoded NodeIds are kept by their bytes, at
+most `_NODE_IDS_KEPT` of them): asyncua uses a request's type id, session token, ObjectId and MethodId only to
+compare and look up, never changes them.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def decode_request_start(body: Buffer) -> tuple[ua.NodeId, ua.RequestHeader]:
 
 
 def _request_header(data: bytes, position: int, encoding: str) -> tuple[ua.RequestHeader, int]:
-    token, position = _node_id(data, position, encoding, keep=False)  # a session's: not kept
+    token, position = _node_id(data, position, encoding)
     ticks, handle, diagnostics = _HEADER_NUMBERS.unpack_from(data, position)
     position += _HEADER_NUMBERS.size
     (length,) = _INT32.unpack_from(data, position)
@@ -170,7 +173,7 @@ def _decode(data: bytes) -> ua.CallParameters:
     return ua.CallParameters(MethodsToCall=requests)
 
 
-def _node_id(data: bytes, position: int, encoding: str, *, keep: bool = True) -> tuple[ua.NodeId, int]:
+def _node_id(data: bytes, position: int, encoding: str) -> tuple[ua.NodeId, int]:
     kind = data[position]
     if kind == 0:  # TwoByte
         end = position + 2
@@ -188,7 +191,7 @@ def _node_id(data: bytes, position: int, encoding: str, *, keep: bool = True) ->
     if end > len(data):
         raise _Unusual
     key = data[position:end]
-    known = _node_ids.get(key) if keep else None
+    known = _node_ids.get(key)
     if known is not None:
         return known, end
     if kind == 0:
@@ -203,10 +206,9 @@ def _node_id(data: bytes, position: int, encoding: str, *, keep: bool = True) ->
         (index,) = _UINT16.unpack_from(data, position + 1)
         text = str(data[position + 7 : end], encoding, "surrogateescape")
         node_id = ua.NodeId(ua.String(text), ua.Int16(index), ua.NodeIdType.String)
-    if keep:
-        if len(_node_ids) >= _NODE_IDS_KEPT:
-            _node_ids.clear()
-        _node_ids[key] = node_id
+    if len(_node_ids) >= _NODE_IDS_KEPT:
+        _node_ids.clear()
+    _node_ids[key] = node_id
     return node_id, end
 
 
