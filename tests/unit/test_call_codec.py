@@ -126,6 +126,7 @@ _SCALARS = [
     ua.Variant("", _S),
     ua.Variant(None, _S),
     ua.Variant("Prüfmerkmal Ø 12 – 日本", _S),
+    ua.Variant(b"\xff\xfe not UTF-8", _S),  # encoded as given; decoded with surrogate escapes
     ua.Variant(b"\x00\xff", ua.VariantType.ByteString),
     ua.Variant(b"", ua.VariantType.ByteString),
     ua.Variant(None, ua.VariantType.ByteString),
