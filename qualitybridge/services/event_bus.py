@@ -42,6 +42,11 @@ class EventBus:
         # publishes two events; walking the MRO and the subscriptions for each cost more than the handlers.
         self._handlers_of: dict[type[DomainEvent], tuple[EventHandler[DomainEvent], ...]] = {}
         self._burst_types_of: dict[type[DomainEvent], frozenset[type[DomainEvent]]] = {}
+        # Per concrete event type: the burst handlers a burst of that type alone goes to, with the type each
+        # subscribed for, in subscription order (every report call publishes bursts of one kind).
+        self._burst_handlers_of: dict[
+            type[DomainEvent], tuple[tuple[type[DomainEvent], BurstHandler[DomainEvent]], ...]
+        ] = {}
 
     def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> None:
         """Call `handler` for every event of `event_type` (and its subclasses), in subscription order."""
@@ -55,6 +60,7 @@ class EventBus:
         """
         self._burst_handlers.setdefault(event_type, []).append(handler)  # type: ignore[arg-type]
         self._burst_types_of.clear()
+        self._burst_handlers_of.clear()
 
     def add_publisher(self, publisher: Publisher) -> None:
         """A publisher sees every event and picks what it shows (a `BurstPublisher` a burst's events at once)."""
@@ -64,7 +70,19 @@ class EventBus:
             self._publishers.append(publisher)
 
     async def publish(self, event: DomainEvent) -> None:
-        await self.publish_burst((event,))
+        """`publish_burst` of this one event (without a burst's bookkeeping: every report call publishes two)."""
+        kind = type(event)
+        for handler in self._handlers_for(kind):
+            await self._deliver(handler, event)
+        for publisher in self._publishers:
+            await self._deliver(publisher.publish, event)
+        if not self._burst_publishers and not self._burst_handlers:
+            return
+        events = (event,)
+        for burst_publisher in self._burst_publishers:
+            await self._deliver_burst(burst_publisher.publish_burst, events, DomainEvent)
+        for event_type, burst_handler in self._burst_handlers_for(kind):
+            await self._deliver_burst(burst_handler, events, event_type)
 
     async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
         """Publish events one call produced together: each to the handlers and publishers as `publish` does, the
@@ -83,12 +101,15 @@ class EventBus:
         if not self._burst_handlers:
             return
         kinds = {type(event) for event in events}
+        if len(kinds) == 1:  # a burst of one kind (every report call's) is handed on as it is
+            for event_type, burst_handler in self._burst_handlers_for(type(events[0])):
+                await self._deliver_burst(burst_handler, events, event_type)
+            return
         relevant = frozenset().union(*(self._burst_types_for(kind) for kind in kinds))
         for event_type, handlers in self._burst_handlers.items():
             if event_type not in relevant:
                 continue
-            # A burst of one kind (every report call's) is handed on as it is, not filtered event by event.
-            matching = events if len(kinds) == 1 else [event for event in events if isinstance(event, event_type)]
+            matching = [event for event in events if isinstance(event, event_type)]
             for burst_handler in handlers:
                 await self._deliver_burst(burst_handler, matching, event_type)
 
@@ -97,6 +118,19 @@ class EventBus:
         if handlers is None:
             handlers = self._handlers_of[kind] = tuple(
                 handler for event_type in kind.__mro__ for handler in self._handlers.get(event_type, ())
+            )
+        return handlers
+
+    def _burst_handlers_for(
+        self, kind: type[DomainEvent]
+    ) -> tuple[tuple[type[DomainEvent], BurstHandler[DomainEvent]], ...]:
+        handlers = self._burst_handlers_of.get(kind)
+        if handlers is None:
+            handlers = self._burst_handlers_of[kind] = tuple(
+                (event_type, handler)
+                for event_type, handlers_of_type in self._burst_handlers.items()
+                if issubclass(kind, event_type)
+                for handler in handlers_of_type
             )
         return handlers
 

@@ -55,6 +55,10 @@ _EVENTS_BETWEEN_YIELDS = 32
 # Publishing yields to the event loop after this much work, so clients' keep-alives are answered meanwhile.
 _SLICE_SECONDS = 0.005
 _PROGRESS_EVERY_SECONDS = 2.0
+# NodeIds of characteristics and their members kept for the report path (each report writes four Last* values and
+# two or three Spc values); NodeIds follow from the keys alone, so a kept one is never stale. Bounded all the same.
+_NODE_IDS_KEPT = 20_000
+_LAST_MEMBERS = ("LastValue", "LastEvaluation", "LastMeasuredAt", "LastResultId")
 
 
 def _utc_now() -> datetime:
@@ -82,6 +86,8 @@ class AddressSpaceView:
         # plan's limits (_spc_plan), which are computed only when SPC first writes there.
         self._spc_shown: dict[str, dict[str, tuple[Any, ua.VariantType]]] = {}
         self._spc_plan: dict[str, InspectionCharacteristic] = {}
+        self._last_ids: dict[tuple[str, str, str], tuple[ua.NodeId, ...]] = {}
+        self._member_ids: dict[tuple[str, str], ua.NodeId] = {}
         # One change of the published set at a time: a state change (StartOrder) arriving while a sync is still
         # publishing waits for it instead of publishing the same order twice.
         self._publishing = asyncio.Lock()
@@ -279,15 +285,21 @@ class AddressSpaceView:
 
     async def _show_last(self, result: MeasurementResult) -> None:
         report = result.report
-        await self._write_members(
-            self._ns.characteristic(report.order_no, report.operation_no, report.characteristic_id),
-            [
-                ("LastValue", report.value, _V.Double),
-                ("LastEvaluation", int(result.evaluation), _V.Int32),
-                ("LastMeasuredAt", report.measured_at, _V.DateTime),
-                ("LastResultId", result.result_id, _V.String),
-            ],
-        )
+        key = (report.order_no, report.operation_no, report.characteristic_id)
+        node_ids = self._last_ids.get(key)
+        if node_ids is None:
+            characteristic = self._ns.characteristic(*key)
+            node_ids = tuple(self._ns.member(characteristic, name) for name in _LAST_MEMBERS)
+            if len(self._last_ids) >= _NODE_IDS_KEPT:
+                self._last_ids.clear()
+            self._last_ids[key] = node_ids
+        value_id, evaluation_id, measured_at_id, result_id_id = node_ids
+        write = self._write_value
+        await write(value_id, ua.DataValue(ua.Variant(report.value, _V.Double, None, False)))
+        await write(evaluation_id, ua.DataValue(ua.Variant(int(result.evaluation), _V.Int32, None, False)))
+        if report.measured_at is not None:  # an unset date stays Null rather than pretending to be 1601-01-01
+            await write(measured_at_id, ua.DataValue(ua.Variant(report.measured_at, _V.DateTime, None, False)))
+        await write(result_id_id, ua.DataValue(ua.Variant(result.result_id, _V.String, None, False)))
 
     async def show_results(self, results: Sequence[MeasurementResult]) -> None:
         """A report batch's results: each characteristic's Last* values written once, with its last result (the
@@ -338,8 +350,17 @@ class AddressSpaceView:
             if browse_path in shown and shown[browse_path] == (value, variant_type):
                 continue
             data_value = WAITING if value is None else ua.DataValue(ua.Variant(value, variant_type))
-            await self._write_value(self._ns.member(node_id, browse_path), data_value)
+            await self._write_value(self._member_id(node_id, key, browse_path), data_value)
         self._spc_shown[key] = members
+
+    def _member_id(self, parent: ua.NodeId, parent_key: str, browse_path: str) -> ua.NodeId:
+        """`namespace.member`, kept (see _NODE_IDS_KEPT)."""
+        node_id = self._member_ids.get((parent_key, browse_path))
+        if node_id is None:
+            if len(self._member_ids) >= _NODE_IDS_KEPT:
+                self._member_ids.clear()
+            node_id = self._member_ids[(parent_key, browse_path)] = self._ns.member(parent, browse_path)
+        return node_id
 
     async def show_diagnostics(self, diagnostics: DiagnosticsChanged) -> None:
         await self._write_members(

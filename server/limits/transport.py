@@ -13,8 +13,8 @@ asks the user manager on the event loop, and scrypt takes about 0.4 s, so a stor
 stalled every session; checked ahead, asyncua's own check answers from the user manager's memory.
 
 asyncua internals: OPCUAProtocol subclass (connection_made, connection_lost, data_received, _buffer, clients,
-processor.session), BinaryServer._make_protocol, uatcp_to_binary, UaProcessor._process_message,
-InternalServer.decrypt_user_token
+processor.session), BinaryServer._make_protocol, uatcp_to_binary, UaProcessor.process_message and _process_message,
+UaProcessor.send_response (_connection.message_to_binary, _transport), InternalServer.decrypt_user_token
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
+from asyncua.common.utils import ServiceError
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits.call_codec import decode_call_parameters, decode_request_start, encode_call_response
 from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
 
@@ -84,17 +86,52 @@ _uaprocessor_log = logging.getLogger("asyncua.server.uaprocessor")
 
 
 class _LoginAheadProcessor(UaProcessor):
-    """asyncua's processor with two changes of its dispatcher (`UaProcessor._process_message`, asyncua 2.1.0):
+    """asyncua's processor with three changes (asyncua 2.1.0):
+
+    - every request's type id and RequestHeader are decoded by hand (`process_message`, asyncua's otherwise);
+
+    and two of its dispatcher (`UaProcessor._process_message`):
 
     - an ActivateSession with a user name has its password checked in a worker thread first (the user manager's
       `verify_ahead`), so that asyncua's check on the event loop finds the verdict ready;
     - a Call request, the shop floor's request, is dispatched first: asyncua compares the request type against
       a NodeId it builds anew for every branch of its `if`/`elif` chain, and Call is the 30th, so each method call
       built about 35 NodeIds before it got to work (docs/performance.md, issue 11). `_call` is asyncua's session
-      check and Call branch, unchanged; tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
+      check and Call branch, with the parameters decoded by `decode_call_parameters` and the response encoded by
+      `encode_call_response` (server/limits/call_codec.py: the same objects and bytes in a half and a quarter of
+      asyncua's time; asyncua's decoder and encoder for unusual shapes);
+      tests/integration/test_call_dispatch.py pins it to asyncua's behaviour.
       Only a Call of an activated session takes it: one created but not activated yet, or closed (CloseSession
       keeps the secure channel), goes through asyncua's chain, which refuses it (BadSessionNotActivated).
     """
+
+    async def process_message(self, seqhdr: Any, body: Any) -> Any:
+        """asyncua 2.1.0's `process_message`, with the request's type id and header decoded by hand
+        (`decode_request_start`, the same objects in half of asyncua's time); the rest is asyncua's, line by line
+        (pinned by tests/integration/test_call_dispatch.py)."""
+        typeid, requesthdr = decode_request_start(body)
+        _uaprocessor_log.debug("process_message %r %r", typeid, requesthdr)
+        try:
+            return await self._process_message(typeid, requesthdr, seqhdr, body)
+        except (ServiceError, ua.uaerrors.UaStatusCodeError) as e:
+            status = ua.StatusCode(ua.UInt32(e.code))
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status
+            _uaprocessor_log.error("sending service fault response: %s (%s)", status.doc, status.name)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+            return True
+        except ua.uaerrors.BadUserAccessDenied:
+            user: Any = self.session.user if self.session else "Someone"
+            _uaprocessor_log.warning("%s attempted to do something they are not permitted to do", user)
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status_code(ua.StatusCodes.BadUserAccessDenied)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+        except Exception:
+            _uaprocessor_log.exception("Error while processing message")
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status_code(ua.StatusCodes.BadInternalError)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+            return True
 
     async def _process_message(self, typeid: Any, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
         session = self.session
@@ -106,7 +143,9 @@ class _LoginAheadProcessor(UaProcessor):
 
     async def _call(self, requesthdr: Any, seqhdr: Any, body: Any) -> bool:
         """asyncua 2.1.0's `_process_message` for a CallRequest of an activated session: the permission check, the
-        session's activity mark, then its Call branch. Errors propagate to `process_message` as from asyncua's own."""
+        session's activity mark, then its Call branch and `send_response` (the parameters decoded and the response
+        encoded by hand, as asyncua decodes and encodes them).
+        Errors propagate to `process_message` as from asyncua's own."""
         session = self.session
         assert session is not None  # noqa: S101 - checked by the caller
         user = session.user
@@ -117,10 +156,17 @@ class _LoginAheadProcessor(UaProcessor):
         self.session_last_activity = time.monotonic()
         session.touch()
         _uaprocessor_log.info("call request (%s)", user)
-        params = struct_from_binary(ua.CallParameters, body)
+        params = decode_call_parameters(body)
         response = ua.CallResponse()
         response.Results = await session.call(params.MethodsToCall)
-        self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]
+        # asyncua's send_response, with the response encoded by hand
+        response.ResponseHeader.RequestHandle = requesthdr.RequestHandle
+        data = self._connection.message_to_binary(
+            encode_call_response(response),
+            message_type=ua.MessageType.SecureMessage,  # type: ignore[arg-type]  # the bytes it wants (see above)
+            request_id=seqhdr.RequestId,
+        )
+        self._transport.write(data)
         return True
 
     async def _verify_ahead(self, body: Any) -> None:

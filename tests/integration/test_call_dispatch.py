@@ -10,6 +10,7 @@ session that is not activated (not yet, or closed) is refused with BadSessionNot
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import socket
 from collections.abc import AsyncIterator
@@ -43,12 +44,32 @@ _ASYNCUA_LINES = (
 )
 
 
+# asyncua 2.1.0's `UaProcessor.send_response`, which `_call` repeats with the response encoded by hand.
+_ASYNCUA_SEND_RESPONSE = (
+    "def send_response(self, requesthandle, seqhdr, response, msgtype=ua.MessageType.SecureMessage):",
+    "response.ResponseHeader.RequestHandle = requesthandle",
+    "data = self._connection.message_to_binary(",
+    "struct_to_binary(response), message_type=msgtype, request_id=seqhdr.RequestId",
+    ")",
+    "self._transport.write(data)",
+)
+
+
+# sha256 of asyncua 2.1.0's `UaProcessor.process_message`, which `_LoginAheadProcessor.process_message` repeats with
+# the type id and request header decoded by hand: a different asyncua fails here; compare, adjust, then the digest.
+_ASYNCUA_PROCESS_MESSAGE = "303c6a0c8e315eddc6b268ea3b86311c5b79a0a29390ce2459e35ed6d3427b9e"
+
+
 def test_the_copied_call_branch_is_asyncuas() -> None:
     lines = [line.strip() for line in inspect.getsource(UaProcessor._process_message).splitlines()]
     position = 0
     for expected in _ASYNCUA_LINES:
         assert expected in lines[position:], f"asyncua's dispatcher changed: {expected!r} not found in order"
         position = lines.index(expected, position) + 1
+    send_response = [line.strip() for line in inspect.getsource(UaProcessor.send_response).splitlines()]
+    assert tuple(line for line in send_response if line) == _ASYNCUA_SEND_RESPONSE, "asyncua's send_response changed"
+    process_message = inspect.getsource(UaProcessor.process_message).encode()
+    assert hashlib.sha256(process_message).hexdigest() == _ASYNCUA_PROCESS_MESSAGE, "asyncua's process_message changed"
 
 
 class _Ruleset:
@@ -97,6 +118,31 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
         return await asyncua_dispatch(self, typeid, *args)
 
     monkeypatch.setattr(UaProcessor, "_process_message", recording)
+    decoded: list[ua.CallParameters] = []
+    hand_decoder = transport.decode_call_parameters
+
+    def decoding(body: Any) -> ua.CallParameters:
+        decoded.append(hand_decoder(body))
+        return decoded[-1]
+
+    monkeypatch.setattr(transport, "decode_call_parameters", decoding)
+    encoded: list[ua.CallResponse] = []
+    hand_encoder = transport.encode_call_response
+
+    def encoding(response: ua.CallResponse) -> bytes:
+        encoded.append(response)
+        return hand_encoder(response)
+
+    monkeypatch.setattr(transport, "encode_call_response", encoding)
+    started: list[ua.NodeId] = []
+    hand_start = transport.decode_request_start
+
+    def starting(body: Any) -> tuple[ua.NodeId, ua.RequestHeader]:
+        type_id, header = hand_start(body)
+        started.append(type_id)
+        return type_id, header
+
+    monkeypatch.setattr(transport, "decode_request_start", starting)
     ruleset = _Ruleset()
     async with _serving(ruleset, []) as (endpoint, _server, method), Client(endpoint, timeout=30) as client:
         assert await client.nodes.objects.call_method(method, ua.Variant(21, ua.VariantType.Int64)) == 42
@@ -107,6 +153,13 @@ async def test_a_call_is_answered_and_refused_through_the_fast_path(monkeypatch:
     assert transport._CALL_REQUEST in ruleset.checked  # the ruleset saw both calls
     assert transport._CALL_REQUEST not in reached_asyncua  # and asyncua's chain neither
     assert reached_asyncua  # while every other request still went through it (sessions, reads)
+    # the answered call's parameters were decoded by the hand-written decoder (the refused one's never were)
+    assert [p.MethodsToCall[0].InputArguments for p in decoded] == [[ua.Variant(21, ua.VariantType.Int64)]]
+    # every request's start (the calls', and the session's requests before them) was decoded by hand
+    assert started.count(transport._CALL_REQUEST) == 2
+    assert len(started) == len(reached_asyncua) + 2
+    # and the answer encoded by the hand-written encoder
+    assert [r.Results[0].OutputArguments for r in encoded] == [[ua.Variant(42, ua.VariantType.Int64)]]
 
 
 async def test_a_call_on_a_session_not_activated_or_closed_is_refused_as_asyncua_refuses_it() -> None:

@@ -213,6 +213,37 @@ async def test_a_subscription_made_after_events_were_published_gets_the_next_one
     assert log == [("first", REMEASURED), ("any", REMEASURED), ("any", CONFIRMED), ("burst", (CONFIRMED,))]
 
 
+async def test_burst_handlers_subscribed_after_a_single_event_get_the_next_ones_in_subscription_order() -> None:
+    """A single event and a burst of one kind go to the burst handlers the bus worked out for that kind on its first
+    event; a later subscription (for the kind or a base type) must count from the next event on, in order."""
+    bus = EventBus()
+    log: list[tuple[str, object]] = []
+
+    def recording(name: str):  # type: ignore[no-untyped-def]
+        async def burst(events: Sequence[DomainEvent]) -> None:
+            log.append((name, tuple(events)))
+
+        return burst
+
+    bus.subscribe_burst(MeasurementAccepted, recording("measured"))
+    await bus.publish(REMEASURED)
+    bus.subscribe_burst(DomainEvent, recording("any"))
+    bus.subscribe_burst(MeasurementAccepted, recording("measured again"))
+    await bus.publish(REMEASURED)
+    await bus.publish_burst([MEASURED, MEASURED])
+    await bus.publish(CONFIRMED)
+    assert log == [
+        ("measured", (REMEASURED,)),
+        ("measured", (REMEASURED,)),
+        ("measured again", (REMEASURED,)),
+        ("any", (REMEASURED,)),
+        ("measured", (MEASURED, MEASURED)),
+        ("measured again", (MEASURED, MEASURED)),
+        ("any", (MEASURED, MEASURED)),
+        ("any", (CONFIRMED,)),
+    ]
+
+
 async def test_a_failing_burst_handler_is_logged_and_does_not_stop_the_next(caplog: pytest.LogCaptureFixture) -> None:
     bus = EventBus()
     seen: list[Sequence[DomainEvent]] = []
