@@ -86,7 +86,11 @@ FLOOD_STEPS = 60
 MIN_REPORTS_DURING_FLOOD = FLOOD_STEPS
 ROUNDS_PER_STEP = 1
 REQUESTS_PER_ROUND = 40
-SUBSCRIPTION_ROUNDS = 20  # each: 5 subscriptions asked for, 3 of them with 30 items each (about 95 actions)
+# Rounds of 5 subscriptions asked for, 3 of them with 30 items each (about 95 actions when none is rate-limited),
+# until this many actions: counted in actions, not rounds, because a round's size depends on the machine (on a fast
+# one more subscription requests are refused by the rate limit, and a refused subscription asks for no items: 20
+# rounds then came to ~1,260 actions instead of ~1,900 and the flood stayed under MIN_FLOOD_ACTIONS).
+SUBSCRIPTION_ACTIONS = 1900
 SESSION_ATTEMPTS = 16
 CHUNK_CONNECTIONS = 60
 FLOOD_ACTION_BUDGET = 25 * MIN_FLOOD_ACTIONS
@@ -417,7 +421,6 @@ async def _flood_requests(client: Client, idx: int, plan: FloodPlan, tally: Coun
 async def _flood_subscriptions(client: Client, plan: FloodPlan, tally: Counter[str]) -> None:
     """More subscriptions than allowed, each with more items than allowed; deleted and created again."""
     nodes = [client.get_node(CURRENT_TIME)] * (ITEMS_PER_SUBSCRIPTION + 10)
-    rounds = 0
     while True:
         created = []
         for _ in range(SUBSCRIPTIONS_PER_SESSION + 2):
@@ -432,9 +435,8 @@ async def _flood_subscriptions(client: Client, plan: FloodPlan, tally: Counter[s
                     tally["item created" if isinstance(handle, int) else _outcome_name(handle)] += 1
             except UaStatusCodeError as error:
                 tally[_outcome_name(error)] += 1
-        rounds += 1
         # The last round stays: the flooder vanishes with its subscriptions and the server must clean up alone.
-        if plan.done("subscriptions", rounds, SUBSCRIPTION_ROUNDS):
+        if plan.done("subscriptions", sum(tally.values()), SUBSCRIPTION_ACTIONS):
             return
         for subscription in created:
             try:
