@@ -9,8 +9,13 @@ is a machine making one call after the other) drive, one workload after the othe
   paced        ReportMeasurement at half the single-call rate just measured, spread evenly over the sessions, while
                a subscriber (publishing interval 10 ms) watches the characteristic's LastMeasuredAt: latency from
                the call (its MeasuredAt) to the data change, and to the booking at the ERP simulator
-  batched      ReportMeasurements, --batch measurements per call; meanwhile the simulator's count of booked results
-               is sampled, and after it until the relay has delivered everything: the relay's postings/s
+  batched      ReportMeasurements, --batch measurements per call as fast as answered; meanwhile the simulator's
+               count of booked results is sampled, and after it until the relay has delivered everything: the
+               relay's postings/s
+  offered      ReportMeasurements at an offered rate (--batch-rate measurements/s, spread evenly over the
+               --batch-sessions of every client process): the measurements/s stored, the relay's postings/s while
+               the machines report and until it drained, and the outbox's depth (stored, not yet booked) over the
+               reporting window: whether the relay keeps pace with that rate
 
 and prints them side by side with the machine load. "stored" counts rows that are in the store afterwards.
 
@@ -18,6 +23,7 @@ and prints them side by side with the machine load. "stored" counts rows that ar
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
     .venv/bin/python bench/report_throughput.py --only-batched --batch 1000   # batches and the relay only
+    .venv/bin/python bench/report_throughput.py --workloads offered --batch-rate 15000 --batch 100 --batch-sessions 2
 
 Figures go to docs/performance.md. Shared machines are noisy: compare ratios within one run.
 """
@@ -75,6 +81,7 @@ class Job:
     sessions: int = 1
     rate: float = 0.0  # calls per second and session; 0: one after the other as fast as they are answered
     processes: int = 1
+    batch_sessions: int = 1  # of `sessions`, those that send batches (batched and offered workloads)
 
 
 async def _client(job: Job) -> Client:
@@ -115,6 +122,11 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int, list[f
     start_at = time.monotonic()
     deadline = start_at + job.seconds
 
+    # Batches go from few sessions per process (one by default): an asyncua client drops its session when its
+    # keep-alive probe is not answered within a second, and the probe waits behind the session's own batch call,
+    # which takes longer than that when many sessions send big batches at once.
+    active = clients[: job.batch_sessions] if job.kind in _BATCHED else clients
+
     async def one_machine(lane: int, client: Client) -> None:
         if job.kind == "bare":
             idx = await client.get_namespace_index("urn:bench")
@@ -125,7 +137,7 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int, list[f
         sequence = 0
         interval = 1 / job.rate if job.rate else 0.0
         # Paced machines start spread over one interval, so that the calls arrive evenly, not in waves.
-        next_at = start_at + interval * (lane * job.processes + job.worker) / (job.sessions * job.processes)
+        next_at = start_at + interval * (lane * job.processes + job.worker) / (len(active) * job.processes)
         while time.monotonic() < deadline:
             if interval:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -138,15 +150,12 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int, list[f
             totals[1] += accepted
             totals[2] += refused
 
-    # Batches go from one session per process: an asyncua client drops its session when its keep-alive probe is not
-    # answered within a second, and the probe waits behind the session's own batch call, which takes longer than
-    # that when many sessions send big batches at once.
-    active = clients[:1] if job.kind == "batch" else clients
     await asyncio.gather(*(one_machine(lane, client) for lane, client in enumerate(active)))
     return totals[0], totals[1], totals[2], latencies
 
 
 Call = Callable[[int, int], Awaitable[tuple[int, int]]]
+_BATCHED = ("batch", "offered")  # the workloads that call ReportMeasurements
 
 
 def _bare_call(objects: Any, method: ua.NodeId) -> Call:
@@ -163,7 +172,7 @@ def _report_call(job: Job, bridge: Any, ns: int) -> Call:
 
     async def call(lane: int, sequence: int) -> tuple[int, int]:
         tag = f"{job.kind}-{job.worker}-{lane}-{sequence}-{time.time_ns()}"
-        if job.kind != "batch":
+        if job.kind not in _BATCHED:
             await bridge.call_method(
                 single,
                 *KEY,
@@ -294,7 +303,21 @@ def main() -> None:
     parser.add_argument(
         "--workloads",
         default="bare,single,paced,batch",
-        help="comma-separated subset of bare,single,paced,batch to run (default all; paced needs single)",
+        help="comma-separated subset of bare,single,paced,batch,offered to run (default bare,single,paced,batch; "
+        "paced needs single, offered needs --batch-rate)",
+    )
+    parser.add_argument(
+        "--batch-rate",
+        type=float,
+        default=0.0,
+        help="measurements/s the offered workload sends in batches of --batch, spread evenly over its sessions; "
+        "given, the offered workload runs (after the batched one when both are chosen)",
+    )
+    parser.add_argument(
+        "--batch-sessions",
+        type=int,
+        default=1,
+        help="sessions per client process that send batches, in the batched and offered workloads (default 1)",
     )
     parser.add_argument(
         "--only-batched",
@@ -305,11 +328,17 @@ def main() -> None:
     if arguments.only_batched:
         arguments.workloads = "batch"
     arguments.workloads = {name.strip() for name in arguments.workloads.split(",") if name.strip()}
-    unknown = arguments.workloads - {"bare", "single", "paced", "batch"}
+    if arguments.batch_rate > 0:
+        arguments.workloads.add("offered")
+    unknown = arguments.workloads - {"bare", "single", "paced", "batch", "offered"}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     if "paced" in arguments.workloads and "single" not in arguments.workloads:
         parser.error("paced runs at half the single rate: it needs the single workload")
+    if "offered" in arguments.workloads and arguments.batch_rate <= 0:
+        parser.error("the offered workload needs --batch-rate")
+    if not 1 <= arguments.batch_sessions <= arguments.sessions:
+        parser.error("--batch-sessions must be between 1 and --sessions")
 
     with contextlib.ExitStack() as stack:
         if arguments.work_dir:
@@ -390,6 +419,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                     arguments.sessions,
                     rate,
                     arguments.clients,
+                    arguments.batch_sessions,
                 )
                 for worker in range(arguments.clients)
             ]
@@ -437,43 +467,13 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             booking = _booking_latencies(deployment)
             print(f"paced: {len(latencies)} data changes, {len(booking)} bookings", flush=True)
 
-        calls = batch_accepted = refused = batch_stored = relayed = during = drained = 0
-        drain_cpu: dict[str, float] = {}
-        drain_seconds = 1.0
-        drained_at: float | None = None
-        stats: dict[str, Any] = {}
-        everything = 0
+        batched: dict[str, BatchedFigures] = {}
         if "batch" in chosen:
-            erp = deployment.erp()
-            booked_before = _booked(erp)
-            assert deployment.simulator is not None
-            assert deployment.simulator.process is not None
-            cpu_pids = {"server": server_pid, "simulator": deployment.simulator.process.pid}
-            cpu_before = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
-            watch = _BookingWatch(erp)
-            watch.start()
-            before = asyncio.run(deployment.stored_result_count())
-            try:
-                calls, batch_accepted, refused = crew.run("batch")
-            except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
-                print(f"batched workload failed: {exc}", flush=True)
-                calls = batch_accepted = refused = 0
-            call_latencies = crew.latencies
-            batch_stored = asyncio.run(deployment.stored_result_count()) - before
-            batch_end = time.monotonic()
-            cpu_at_batch_end = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
-            booked_at_batch_end = watch.last
-            everything = asyncio.run(deployment.stored_result_count())
-            drained_at = watch.until(everything, timeout=300)
-            watch.stop()
-            cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items()}
-            # After the last call only the relay works: its CPU per posting, in the server and at the simulator.
-            drain_cpu = {name: _cpu_seconds(pid) - cpu_at_batch_end[name] for name, pid in cpu_pids.items()}
-            drained = watch.last - booked_at_batch_end
-            stats = erp.get("/stats").json()
-            relayed = watch.last - booked_before
-            during = watch.booked_by(batch_end) - booked_before
-            drain_seconds = (drained_at or time.monotonic()) - watch.started
+            batched["batch"] = _batched_run(deployment, crew, "batch", 0.0, arguments.seconds)
+        if "offered" in chosen:
+            batch_sessions = arguments.clients * arguments.batch_sessions
+            calls_per_session = arguments.batch_rate / arguments.batch / batch_sessions
+            batched["offered"] = _batched_run(deployment, crew, "offered", calls_per_session, arguments.seconds)
         stack.pop_all()  # the crew may have lost processes; close what is left without waiting on the dead
         crew.close()
         print(f"machine load at end (1/5/15 min): {_load()}", flush=True)
@@ -490,35 +490,16 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
                 f"{share(single_rate):>8} {single_stored:>8}"
             )
-        if "batch" in chosen:
-            batch_rate = batch_accepted / arguments.seconds
+        for kind, figures in batched.items():
+            title = f"ReportMeasurements, {arguments.batch} per call"
+            if kind == "offered":
+                title += f", offered {arguments.batch_rate:.0f}/s"
+            calls_rate = figures.calls / arguments.seconds
             print(
-                f"{f'ReportMeasurements, {arguments.batch} per call':<44} {calls / arguments.seconds:>9.0f} "
-                f"{batch_rate:>10.0f} {share(calls / arguments.seconds):>8} {batch_stored:>8}"
+                f"{title:<44} {calls_rate:>9.0f} {figures.accepted / arguments.seconds:>10.0f} "
+                f"{share(calls_rate):>8} {figures.stored:>8}"
             )
-            print(f"  a batch call's latency at the client: {_percentiles(call_latencies)}")
-            if refused:
-                print(f"warning: {refused} batch entries refused", flush=True)
-            print(
-                f"relay to the ERP simulator: {relayed} results booked in {drain_seconds:.1f} s from the batched "
-                f"workload's start = {relayed / drain_seconds:.0f} postings/s ({during / arguments.seconds:.0f}/s "
-                f"while the machines reported){'' if drained_at else '; NOT drained within 300 s'}"
-            )
-            if batch_stored:
-                # CPU time, not wall time: what a measurement costs whatever else the machine is busy with.
-                print(
-                    "CPU per measurement (reported, stored, relayed and booked): "
-                    + ", ".join(f"{name} {seconds / batch_stored * 1e6:.0f} µs" for name, seconds in cpu_used.items())
-                )
-            if drained:
-                print(
-                    f"CPU per posting while the relay drained alone ({drained} postings): "
-                    + ", ".join(f"{name} {seconds / drained * 1e6:.0f} µs" for name, seconds in drain_cpu.items())
-                )
-            print(
-                f"exactly once: {stats['booked']['results']} results booked for {everything} stored; "
-                f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
-            )
+            _print_batched(figures, arguments)
         if "paced" in chosen:
             print(f"at half the single maximum ({paced_rate:.0f} reports/s, {sessions} sessions paced):")
             print(f"  report -> data change at a subscriber (publishing 10 ms): {_percentiles(latencies)}")
@@ -528,6 +509,121 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         bare.terminate()
         bare.wait(timeout=10)
         deployment.stop()
+
+
+@dataclass
+class BatchedFigures:
+    """What one batched workload (as fast as answered, or at an offered rate) measured."""
+
+    calls: int
+    accepted: int
+    refused: int
+    stored: int
+    call_latencies: list[float]
+    relayed: int  # booked at the simulator from the workload's start until it drained (or gave up)
+    during: int  # of them, booked while the machines reported
+    drained: int  # of them, booked after the last call
+    drain_seconds: float  # from the workload's start until everything stored was booked
+    drained_at: float | None
+    cpu_used: dict[str, float]  # CPU seconds per process, from the start until drained
+    drain_cpu: dict[str, float]  # of them, after the last call
+    depth_at_start: int  # results stored but not yet booked as the machines began
+    depth_at_end: int  # as the last call was answered
+    depths: list[tuple[float, int]]  # (seconds into the window, depth) while the machines reported
+    stats: dict[str, Any]
+    everything: int
+
+
+def _batched_run(deployment: Deployment, crew: Crew, kind: str, rate: float, seconds: float) -> BatchedFigures:
+    """One batched workload, then waits until the relay has booked everything stored; the simulator's booked count
+    and the store's result count are sampled all along, so the outbox's depth over the window shows."""
+    erp = deployment.erp()
+    assert deployment.server is not None
+    assert deployment.server.process is not None
+    assert deployment.simulator is not None
+    assert deployment.simulator.process is not None
+    cpu_pids = {"server": deployment.server.process.pid, "simulator": deployment.simulator.process.pid}
+    booked_before = _booked(erp)
+    before = asyncio.run(deployment.stored_result_count())
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
+    watch = _BookingWatch(erp, deployment)
+    watch.start()
+    try:
+        calls, accepted, refused = crew.run(kind, rate)
+    except RuntimeError as exc:  # sessions dropped: say so, and still report what was measured
+        print(f"{kind} workload failed: {exc}", flush=True)
+        calls = accepted = refused = 0
+    call_latencies = crew.latencies
+    batch_end = time.monotonic()
+    cpu_at_batch_end = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
+    booked_at_batch_end = watch.last
+    everything = asyncio.run(deployment.stored_result_count())
+    drained_at = watch.until(everything, timeout=300)
+    watch.stop()
+    cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items()}
+    # After the last call only the relay works: its CPU per posting, in the server and at the simulator.
+    drain_cpu = {name: _cpu_seconds(pid) - cpu_at_batch_end[name] for name, pid in cpu_pids.items()}
+    depths = [(at - watch.started, stored - booked) for at, booked, stored in watch.depth_samples if at <= batch_end]
+    return BatchedFigures(
+        calls=calls,
+        accepted=accepted,
+        refused=refused,
+        stored=everything - before,
+        call_latencies=call_latencies,
+        relayed=watch.last - booked_before,
+        during=watch.booked_by(batch_end) - booked_before,
+        drained=watch.last - booked_at_batch_end,
+        drain_seconds=(drained_at or time.monotonic()) - watch.started,
+        drained_at=drained_at,
+        cpu_used=cpu_used,
+        drain_cpu=drain_cpu,
+        depth_at_start=before - booked_before,
+        depth_at_end=everything - booked_at_batch_end,
+        depths=depths,
+        stats=erp.get("/stats").json(),
+        everything=everything,
+    )
+
+
+def _print_batched(figures: BatchedFigures, arguments: argparse.Namespace) -> None:
+    seconds = arguments.seconds
+    print(f"  a batch call's latency at the client: {_percentiles(figures.call_latencies)}")
+    if figures.refused:
+        print(f"warning: {figures.refused} batch entries refused", flush=True)
+    print(f"  measurements stored: {figures.stored} = {figures.stored / seconds:.0f}/s")
+    print(
+        f"relay to the ERP simulator: {figures.relayed} results booked in {figures.drain_seconds:.1f} s from the "
+        f"workload's start = {figures.relayed / figures.drain_seconds:.0f} postings/s "
+        f"({figures.during / seconds:.0f}/s while the machines reported)"
+        f"{'' if figures.drained_at else '; NOT drained within 300 s'}"
+    )
+    if figures.depths:
+        peak = max(depth for _at, depth in figures.depths)
+        per_second: dict[int, int] = {}
+        for at, depth in figures.depths:
+            per_second.setdefault(int(at), depth)
+        series = " ".join(f"{depth}" for _second, depth in sorted(per_second.items()))
+        print(
+            f"  outbox depth (stored, not yet booked): {figures.depth_at_start} at the start, "
+            f"{figures.depth_at_end} as the last call was answered, at most {peak} while the machines reported"
+        )
+        print(f"  depth at each second of the window: {series}")
+    if figures.stored:
+        # CPU time, not wall time: what a measurement costs whatever else the machine is busy with.
+        print(
+            "CPU per measurement (reported, stored, relayed and booked): "
+            + ", ".join(f"{name} {cpu / figures.stored * 1e6:.0f} µs" for name, cpu in figures.cpu_used.items())
+        )
+    if figures.drained:
+        print(
+            f"CPU per posting while the relay drained alone ({figures.drained} postings): "
+            + ", ".join(f"{name} {cpu / figures.drained * 1e6:.0f} µs" for name, cpu in figures.drain_cpu.items())
+        )
+    stats = figures.stats
+    print(
+        f"exactly once: {stats['booked']['results']} results booked for {figures.everything} stored; "
+        f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -566,11 +662,14 @@ def _booked(erp: httpx.Client) -> int:
 
 
 class _BookingWatch:
-    """Samples the simulator's count of booked results four times a second, from a thread."""
+    """Samples the simulator's count of booked results four times a second, from a thread; with a deployment, the
+    store's count of results too (after the booked count, so that a depth is never understated)."""
 
-    def __init__(self, erp: httpx.Client) -> None:
+    def __init__(self, erp: httpx.Client, deployment: Deployment | None = None) -> None:
         self._erp = erp
+        self._deployment = deployment
         self.samples: list[tuple[float, int]] = []
+        self.depth_samples: list[tuple[float, int, int]] = []  # (when, booked, stored)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started = time.monotonic()
@@ -582,7 +681,12 @@ class _BookingWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(httpx.HTTPError):
-                self.samples.append((time.monotonic(), _booked(self._erp)))
+                at, booked = time.monotonic(), _booked(self._erp)
+                self.samples.append((at, booked))
+                if self._deployment is not None:
+                    with contextlib.suppress(Exception):  # a busy store: this sample goes without its depth
+                        stored = asyncio.run(self._deployment.stored_result_count())
+                        self.depth_samples.append((at, booked, stored))
             self._stop.wait(0.25)
 
     @property
