@@ -527,6 +527,8 @@ class BatchedFigures:
     drained_at: float | None
     cpu_used: dict[str, float]  # CPU seconds per process, from the start until drained
     drain_cpu: dict[str, float]  # of them, after the last call
+    window_cpu: dict[str, float]  # of them, while the machines reported
+    window_seconds: float
     depth_at_start: int  # results stored but not yet booked as the machines began
     depth_at_end: int  # as the last call was answered
     depths: list[tuple[float, int]]  # (seconds into the window, depth) while the machines reported
@@ -563,6 +565,7 @@ def _batched_run(deployment: Deployment, crew: Crew, kind: str, rate: float, sec
     cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cpu_pids.items()}
     # After the last call only the relay works: its CPU per posting, in the server and at the simulator.
     drain_cpu = {name: _cpu_seconds(pid) - cpu_at_batch_end[name] for name, pid in cpu_pids.items()}
+    window_cpu = {name: cpu_at_batch_end[name] - cpu_before[name] for name in cpu_pids}
     depths = [(at - watch.started, stored - booked) for at, booked, stored in watch.depth_samples if at <= batch_end]
     return BatchedFigures(
         calls=calls,
@@ -577,6 +580,8 @@ def _batched_run(deployment: Deployment, crew: Crew, kind: str, rate: float, sec
         drained_at=drained_at,
         cpu_used=cpu_used,
         drain_cpu=drain_cpu,
+        window_cpu=window_cpu,
+        window_seconds=batch_end - watch.started,
         depth_at_start=before - booked_before,
         depth_at_end=everything - booked_at_batch_end,
         depths=depths,
@@ -608,6 +613,12 @@ def _print_batched(figures: BatchedFigures, arguments: argparse.Namespace) -> No
             f"{figures.depth_at_end} as the last call was answered, at most {peak} while the machines reported"
         )
         print(f"  depth at each second of the window: {series}")
+    if figures.window_seconds > 0:
+        # A server near one core's worth (its one GIL) has no time left for the relay, whatever the relay's rounds.
+        print(
+            "  busy while the machines reported (CPU s per s): "
+            + ", ".join(f"{name} {cpu / figures.window_seconds:.2f}" for name, cpu in figures.window_cpu.items())
+        )
     if figures.stored:
         # CPU time, not wall time: what a measurement costs whatever else the machine is busy with.
         print(
