@@ -5,6 +5,8 @@ MockTransport): these are the adapter's reading rules; its HTTP behaviour is tes
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -152,3 +154,16 @@ async def test_a_failed_outcome_beside_booked_ones_keeps_its_status_and_reason()
     assert second.seq == 2
     assert isinstance(second.error, ErpUnavailable)
     assert str(second.error) == "HTTP 503: locked: order locked"
+
+
+def test_httpcore_finds_the_event_loop_without_a_failed_import() -> None:
+    """httpcore asks sniffio which event loop runs, several times per request; without sniffio installed each ask is
+    a failed import (a search of the path, ~50 µs), which cost the relay about a microsecond per posting."""
+    from httpcore._synchronization import current_async_library
+
+    assert importlib.util.find_spec("sniffio") is not None
+
+    async def ask() -> str:
+        return current_async_library()
+
+    assert asyncio.run(ask()) == "asyncio"
