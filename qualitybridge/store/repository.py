@@ -38,7 +38,7 @@ from qualitybridge.store.bulk_rows import stored_moment
 from qualitybridge.store.group_commit import GroupCommit, Merged, Planned, Statement
 from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
-from qualitybridge.store.outbox import PENDING_ENTRY_COLUMNS, entry_from_row, pending_entry
+from qualitybridge.store.outbox import PENDING_ENTRY_COLUMNS, entry_from_row, pending_entries
 from qualitybridge.store.outbox_admin import OutboxAdministration
 from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
@@ -452,7 +452,8 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
             if excluding:
                 query = query.where(outbox.c.seq.not_in(list(excluding)))
             rows = await conn.execute(query.order_by(outbox.c.seq).limit(limit))
-            return [pending_entry(row) for row in rows]
+            # All rows at once: a fetch per row through the adapter cost as much as building the entries.
+            return pending_entries(rows.all())
 
     async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
         """Entries the relay knows (pending, sent, dead); discarded ones are listed by `outbox_records`."""
