@@ -115,11 +115,10 @@ class OutboxRelay:
         self._marking: asyncio.Task[None] | None = None
         self._marking_seqs: frozenset[int] = frozenset()
         self._counting: asyncio.Task[None] | None = None  # the outbox counted beside the rounds of a backlog
-        # While a backlog drains under `run_forever`, the next page is read while the round posts (`_next_page`);
-        # the orders the round left unsettled (`_next_page_holds`) are held in it, as they would be in a page read
-        # after the round.
+        # While a backlog drains under `run_forever`, the next page is read while the round posts (`_next_page`). It
+        # is used only if the round settled its whole page: an order the round left unsettled may have a later
+        # posting on it, which must wait (a page read after the round holds it by the earlier one's due time).
         self._next_page: asyncio.Task[list[OutboxEntry]] | None = None
-        self._next_page_holds: frozenset[str] = frozenset()
 
     def wake(self) -> None:
         """Deliver soon rather than at the next interval (called after a new result is stored)."""
@@ -144,10 +143,14 @@ class OutboxRelay:
             await self._run_rounds()
         finally:
             self._pipelined = False
-            await self._discard_next_page()
-            await self._marked()  # what was delivered is recorded before the relay leaves
-            if self._counting is not None:
-                await self._counting
+            try:
+                await self._discard_next_page()
+                await self._marked()  # what was delivered is recorded before the relay leaves
+            finally:
+                # Nothing of the relay's may run on once it has ended: the store is closed after it (App.stop).
+                if self._counting is not None and not self._counting.done():
+                    self._counting.cancel()
+                    await asyncio.gather(self._counting, return_exceptions=True)
 
     async def _run_rounds(self) -> None:
         backlog = busy = False
@@ -237,7 +240,10 @@ class OutboxRelay:
             await asyncio.shield(marking)
         except asyncio.CancelledError:
             if not marking.done():
-                raise  # the relay itself is cancelled; the marking goes on
+                # The relay itself is cancelled (the stop's grace ran out): its marking with it, or it would run on
+                # under a store that is closed next. What it did not commit is delivered again (idempotency key).
+                marking.cancel()
+                raise
             _log.error("marking delivered postings as sent was cancelled; they are delivered again")
         except Exception:
             _log.exception("marking delivered postings as sent failed; they are delivered again")
@@ -245,16 +251,19 @@ class OutboxRelay:
             self._marking = None
             self._marking_seqs = frozenset()
 
-    async def _page(self) -> tuple[list[OutboxEntry], set[str]]:
-        """The round's page (read beside the previous round, or now) and the orders to hold in it."""
+    async def _page(self) -> list[OutboxEntry]:
+        """The round's page: read beside the previous round, or now."""
         prefetched, self._next_page = self._next_page, None
         if prefetched is not None:
             try:
-                return await prefetched, set(self._next_page_holds)
+                page = await prefetched
             except Exception:  # read again below, as without the prefetch
                 _log.exception("reading the relay's next page beside the round failed")
-        page = await self._store.pending_outbox(self._page_size, excluding=self._marking_seqs)
-        return page, set()
+            else:
+                # Read before the round before posted: a person may have discarded some of it meanwhile.
+                discarded = await self._store.discarded_among([entry.seq for entry in page])
+                return [entry for entry in page if entry.seq not in discarded] if discarded else page
+        return await self._store.pending_outbox(self._page_size, excluding=self._marking_seqs)
 
     def _read_next_page(self, page: list[OutboxEntry]) -> None:
         """Under `run_forever`, after a full page: read the next one while this round posts, leaving out this page
@@ -278,9 +287,8 @@ class OutboxRelay:
     async def _deliver_page(self, delivered: list[tuple[int, str]]) -> RelayRound:
         now = self._clock()
         runs: dict[str, list[OutboxEntry]] = {}  # per order: its due postings, in acceptance order
-        # An order with an undelivered earlier posting holds its later ones (also one the previous round left
-        # unsettled, when this page was read beside it).
-        page, held = await self._page()
+        held: set[str] = set()  # an order with an undelivered earlier posting holds its later ones
+        page = await self._page()
         for entry in page:
             if entry.order_no in held:
                 continue
@@ -349,7 +357,10 @@ class OutboxRelay:
                 stopped = bool(failed_retried)
                 if failed_dead:
                     settled.add(entry.seq)
-        self._next_page_holds = frozenset(entry.order_no for entry in page if entry.seq not in settled)
+        if any(entry.seq not in settled for entry in page):
+            # An order left unsettled may have later postings on the page read ahead, which must wait for it: the
+            # next page is read after this round instead, and holds them by the earlier posting's due time.
+            await self._discard_next_page()
         # One event per kind a round sent: an event per posting was a tenth of the relay's CPU (metrics per event).
         await self._events.publish_burst(
             [PostingAttempted(kind, "sent", count) for kind, count in sent_per_kind.items()]

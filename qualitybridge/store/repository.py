@@ -39,7 +39,7 @@ from qualitybridge.store.group_commit import GroupCommit, Merged, Planned, State
 from qualitybridge.store.mapping_tables import MappingTableStore
 from qualitybridge.store.measurement_history import MeasurementHistory
 from qualitybridge.store.outbox import PENDING_ENTRY_COLUMNS, entry_from_row, pending_entries
-from qualitybridge.store.outbox_admin import OutboxAdministration
+from qualitybridge.store.outbox_admin import DISCARDED, OutboxAdministration
 from qualitybridge.store.quality_figures import QualityFigures
 from qualitybridge.store.shop_floor_records import ShopFloorRecords
 from qualitybridge.store.spc_history import SpcHistory
@@ -455,6 +455,19 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
             # All rows at once: a fetch per row through the adapter cost as much as building the entries.
             return pending_entries(rows.all())
 
+    async def discarded_among(self, seqs: Sequence[int]) -> set[int]:
+        """Of `seqs` (a page read a moment ago), those a person has discarded since (`qualitybridge outbox
+        discard`): the relay must not post them. One range scan of the (state, seq) index, usually empty."""
+        if not seqs:
+            return set()
+        outbox = tables.outbox
+        query = select(outbox.c.seq).where(
+            outbox.c.state == DISCARDED, outbox.c.seq >= min(seqs), outbox.c.seq <= max(seqs)
+        )
+        async with self.engine.connect() as conn:
+            found = set((await conn.execute(query)).scalars())
+        return found.intersection(seqs)
+
     async def outbox_entries(self, states: Sequence[OutboxState] | None = None) -> list[OutboxEntry]:
         """Entries the relay knows (pending, sent, dead); discarded ones are listed by `outbox_records`."""
         query = select(tables.outbox).order_by(tables.outbox.c.seq)
@@ -478,7 +491,8 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(tables.outbox)
-                .where(tables.outbox.c.seq == seq)
+                # Only while it is pending: a posting a person discarded while it was being posted stays discarded.
+                .where(tables.outbox.c.seq == seq, tables.outbox.c.state == OutboxState.PENDING.value)
                 .values(
                     state=state.value,
                     last_error=error[:2000],
@@ -549,13 +563,16 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
 # would wait for the event loop's thread once per row (see bulk_rows), on PostgreSQL it is one round trip either way.
 _MARK_SENT_SQLITE = (
     "UPDATE outbox SET state = ?, erp_document = delivered.column2, sent_at = ?, attempts = attempts + 1, "
-    "last_error = NULL FROM (VALUES {rows}) AS delivered WHERE outbox.seq = delivered.column1"
+    "last_error = NULL FROM (VALUES {rows}) AS delivered WHERE outbox.seq = delivered.column1 "
+    "AND outbox.state = 'pending'"
 )
 _MARK_SENT_POSTGRESQL = (
     "UPDATE outbox SET state = $1, erp_document = delivered.document, sent_at = $2, attempts = outbox.attempts + 1, "
     "last_error = NULL FROM unnest($3::bigint[], $4::text[]) AS delivered(seq, document) "
-    "WHERE outbox.seq = delivered.seq"
+    "WHERE outbox.seq = delivered.seq AND outbox.state = 'pending'"
 )
+# Both mark only pending rows: a posting a person discarded while it was being posted (the relay reads its next page
+# while a round posts) keeps the person's decision in its state, even when the ERP booked it.
 _SQLITE_DELIVERIES_PER_STATEMENT = 4_000  # two parameters each: well below SQLite's 32,766
 
 
