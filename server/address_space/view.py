@@ -56,7 +56,8 @@ _EVENTS_BETWEEN_YIELDS = 32
 _SLICE_SECONDS = 0.005
 _PROGRESS_EVERY_SECONDS = 2.0
 # NodeIds of characteristics and their members kept for the report path (each report writes four Last* values and
-# two or three Spc values); NodeIds follow from the keys alone, so a kept one is never stale. Bounded all the same.
+# two or three Spc values, and would build the characteristic's NodeId and its text each time); NodeIds follow from
+# the keys alone, so a kept one is never stale. Bounded all the same.
 _NODE_IDS_KEPT = 20_000
 _LAST_MEMBERS = ("LastValue", "LastEvaluation", "LastMeasuredAt", "LastResultId")
 
@@ -88,6 +89,7 @@ class AddressSpaceView:
         self._spc_plan: dict[str, InspectionCharacteristic] = {}
         self._last_ids: dict[tuple[str, str, str], tuple[ua.NodeId, ...]] = {}
         self._member_ids: dict[tuple[str, str], ua.NodeId] = {}
+        self._spc_ids: dict[tuple[str, str, str], tuple[ua.NodeId, str]] = {}
         # One change of the published set at a time: a state change (StartOrder) arriving while a sync is still
         # publishing waits for it instead of publishing the same order twice.
         self._publishing = asyncio.Lock()
@@ -337,11 +339,16 @@ class AddressSpaceView:
 
     async def show_spc(self, change: SpcStatusChanged) -> None:
         """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""
-        node_id = self._ns.characteristic(change.order_no, change.operation_no, change.characteristic_id)
-        await self._write_spc(node_id, spc_members(change.status))
+        characteristic = (change.order_no, change.operation_no, change.characteristic_id)
+        kept = self._spc_ids.get(characteristic)
+        if kept is None:
+            node_id = self._ns.characteristic(*characteristic)
+            if len(self._spc_ids) >= _NODE_IDS_KEPT:
+                self._spc_ids.clear()
+            kept = self._spc_ids[characteristic] = (node_id, str(node_id.Identifier))
+        await self._write_spc(kept[0], spc_members(change.status), kept[1])
 
-    async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]]) -> None:
-        key = str(node_id.Identifier)
+    async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]], key: str) -> None:
         shown = self._spc_shown.get(key)
         if shown is None:
             plan = self._spc_plan.pop(key, None)
