@@ -7,7 +7,7 @@ client sees a data change, not a node that vanished and came back. Orders the ER
 configured scope, are removed with the nodes built for them. Gauges are few and are instantiated as before.
 
 asyncua internals: Server.iserver.aspace (get, del, write_attribute_value, delete_datachange_callback, NodeData
-references and attributes)
+references and attributes); a report's values are written through value_writes.py (pinned to asyncua 2.1.0)
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from qualitybridge.server.address_space.members import (
 )
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace, characteristic_key
 from qualitybridge.server.address_space.notifiers import SERVER_OBJECT, trigger_along
+from qualitybridge.server.address_space.value_writes import write_values
 from qualitybridge.server.methods.arguments import status_code
 
 __all__ = ["AddressSpaceView"]
@@ -296,12 +297,14 @@ class AddressSpaceView:
                 self._last_ids.clear()
             self._last_ids[key] = node_ids
         value_id, evaluation_id, measured_at_id, result_id_id = node_ids
-        write = self._write_value
-        await write(value_id, ua.DataValue(ua.Variant(report.value, _V.Double, None, False)))
-        await write(evaluation_id, ua.DataValue(ua.Variant(int(result.evaluation), _V.Int32, None, False)))
+        writes = [
+            (value_id, ua.DataValue(ua.Variant(report.value, _V.Double, None, False))),
+            (evaluation_id, ua.DataValue(ua.Variant(int(result.evaluation), _V.Int32, None, False))),
+        ]
         if report.measured_at is not None:  # an unset date stays Null rather than pretending to be 1601-01-01
-            await write(measured_at_id, ua.DataValue(ua.Variant(report.measured_at, _V.DateTime, None, False)))
-        await write(result_id_id, ua.DataValue(ua.Variant(result.result_id, _V.String, None, False)))
+            writes.append((measured_at_id, ua.DataValue(ua.Variant(report.measured_at, _V.DateTime, None, False))))
+        writes.append((result_id_id, ua.DataValue(ua.Variant(result.result_id, _V.String, None, False))))
+        await write_values(self._server.iserver.aspace, writes)
 
     async def show_results(self, results: Sequence[MeasurementResult]) -> None:
         """A report batch's results: each characteristic's Last* values written once, with its last result (the
@@ -353,11 +356,13 @@ class AddressSpaceView:
         if shown is None:
             plan = self._spc_plan.pop(key, None)
             shown = {} if plan is None else spc_members(None, plan)
+        writes = []
         for browse_path, (value, variant_type) in members.items():
             if browse_path in shown and shown[browse_path] == (value, variant_type):
                 continue
             data_value = WAITING if value is None else ua.DataValue(ua.Variant(value, variant_type))
-            await self._write_value(self._member_id(node_id, key, browse_path), data_value)
+            writes.append((self._member_id(node_id, key, browse_path), data_value))
+        await write_values(self._server.iserver.aspace, writes)
         self._spc_shown[key] = members
 
     def _member_id(self, parent: ua.NodeId, parent_key: str, browse_path: str) -> ua.NodeId:
