@@ -310,6 +310,11 @@ class AddressSpaceView:
         """A report batch's results: each characteristic's Last* values written once, with its last result (the
         value a client reads after the batch, as if each had been written in turn), and a MeasurementReported event
         per result, as a single call raises it (an event is one result, not one batch)."""
+        if len(results) == 1:  # every single call's: no batch to fold per characteristic
+            await self._show_last(results[0])
+            if self._result_events is not None and self._result_events_watched():
+                await self._report_event(results[0])
+            return
         last: dict[tuple[str, str, str], MeasurementResult] = {}
         for result in results:
             report = result.report
