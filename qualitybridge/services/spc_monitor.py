@@ -212,6 +212,9 @@ class SpcMonitor:
 
     async def on_measurements(self, events: Sequence[MeasurementAccepted]) -> None:
         """Chart a burst of results in order; store all the alarms it raises with one store call."""
+        if len(events) == 1:
+            await self._on_one(events[0])  # every single report call's burst
+            return
         async with self._lock:
             records: list[SpcAlarmRecord] = []
             touched: dict[StreamKey, None] = {}  # in order of first appearance
@@ -231,6 +234,22 @@ class SpcMonitor:
             await self._raise(records)
             for key in touched:
                 await self._publish_status(key)
+
+    async def _on_one(self, event: MeasurementAccepted) -> None:
+        """`on_measurements` of a burst of one, without a burst's bookkeeping (the same steps in the same order)."""
+        result = event.result
+        async with self._lock:
+            if result.result_id in self._replayed_recent:
+                self._replayed_recent.discard(result.result_id)  # stored while the replay ran: already charted
+                return
+            taken = self._take(result)
+            if taken is None:
+                return
+            stream, violations = taken
+            key = _key(result)
+            if violations:
+                await self._raise([self._record(key, result.result_id, stream.characteristic, v) for v in violations])
+            await self._events.publish(SpcStatusChanged(*key, status=stream.chart.status()))
 
     def status(self, order_no: str, operation_no: str, characteristic_id: str) -> SpcStatus | None:
         """The chart's state; None if the characteristic has no stream yet (no value since the start)."""

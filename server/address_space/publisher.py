@@ -85,6 +85,10 @@ class OpcUaPublisher:
         """The events of one call: a report batch's measurements are shown together (each characteristic's values
         once, per result its events); any other event as `publish` shows it, in order. A failing part is logged
         and stops none of the others (the bus's policy, per event)."""
+        if len(events) == 1 and type(events[0]) is SpcStatusChanged:
+            # Every report call's second event (its characteristic's chart state): shown without the walk below.
+            await _guarded("SpcStatusChanged", self.view.show_spc(events[0]))
+            return
         measured: list[MeasurementResult] = []
         for event in events:
             if isinstance(event, MeasurementAccepted):

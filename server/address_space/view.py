@@ -7,7 +7,7 @@ client sees a data change, not a node that vanished and came back. Orders the ER
 configured scope, are removed with the nodes built for them. Gauges are few and are instantiated as before.
 
 asyncua internals: Server.iserver.aspace (get, del, write_attribute_value, delete_datachange_callback, NodeData
-references and attributes)
+references and attributes); a report's values are written through value_writes.py (pinned to asyncua 2.1.0)
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from qualitybridge.server.address_space.members import (
 )
 from qualitybridge.server.address_space.namespace import QualityBridgeNamespace, characteristic_key
 from qualitybridge.server.address_space.notifiers import SERVER_OBJECT, trigger_along
+from qualitybridge.server.address_space.value_writes import write_values
 from qualitybridge.server.methods.arguments import status_code
 
 __all__ = ["AddressSpaceView"]
@@ -56,7 +57,8 @@ _EVENTS_BETWEEN_YIELDS = 32
 _SLICE_SECONDS = 0.005
 _PROGRESS_EVERY_SECONDS = 2.0
 # NodeIds of characteristics and their members kept for the report path (each report writes four Last* values and
-# two or three Spc values); NodeIds follow from the keys alone, so a kept one is never stale. Bounded all the same.
+# two or three Spc values, and would build the characteristic's NodeId and its text each time); NodeIds follow from
+# the keys alone, so a kept one is never stale. Bounded all the same.
 _NODE_IDS_KEPT = 20_000
 _LAST_MEMBERS = ("LastValue", "LastEvaluation", "LastMeasuredAt", "LastResultId")
 
@@ -88,6 +90,7 @@ class AddressSpaceView:
         self._spc_plan: dict[str, InspectionCharacteristic] = {}
         self._last_ids: dict[tuple[str, str, str], tuple[ua.NodeId, ...]] = {}
         self._member_ids: dict[tuple[str, str], ua.NodeId] = {}
+        self._spc_ids: dict[tuple[str, str, str], tuple[ua.NodeId, str]] = {}
         # One change of the published set at a time: a state change (StartOrder) arriving while a sync is still
         # publishing waits for it instead of publishing the same order twice.
         self._publishing = asyncio.Lock()
@@ -294,17 +297,24 @@ class AddressSpaceView:
                 self._last_ids.clear()
             self._last_ids[key] = node_ids
         value_id, evaluation_id, measured_at_id, result_id_id = node_ids
-        write = self._write_value
-        await write(value_id, ua.DataValue(ua.Variant(report.value, _V.Double, None, False)))
-        await write(evaluation_id, ua.DataValue(ua.Variant(int(result.evaluation), _V.Int32, None, False)))
+        writes = [
+            (value_id, ua.DataValue(ua.Variant(report.value, _V.Double, None, False))),
+            (evaluation_id, ua.DataValue(ua.Variant(int(result.evaluation), _V.Int32, None, False))),
+        ]
         if report.measured_at is not None:  # an unset date stays Null rather than pretending to be 1601-01-01
-            await write(measured_at_id, ua.DataValue(ua.Variant(report.measured_at, _V.DateTime, None, False)))
-        await write(result_id_id, ua.DataValue(ua.Variant(result.result_id, _V.String, None, False)))
+            writes.append((measured_at_id, ua.DataValue(ua.Variant(report.measured_at, _V.DateTime, None, False))))
+        writes.append((result_id_id, ua.DataValue(ua.Variant(result.result_id, _V.String, None, False))))
+        await write_values(self._server.iserver.aspace, writes)
 
     async def show_results(self, results: Sequence[MeasurementResult]) -> None:
         """A report batch's results: each characteristic's Last* values written once, with its last result (the
         value a client reads after the batch, as if each had been written in turn), and a MeasurementReported event
         per result, as a single call raises it (an event is one result, not one batch)."""
+        if len(results) == 1:  # every single call's: no batch to fold per characteristic
+            await self._show_last(results[0])
+            if self._result_events is not None and self._result_events_watched():
+                await self._report_event(results[0])
+            return
         last: dict[tuple[str, str, str], MeasurementResult] = {}
         for result in results:
             report = result.report
@@ -337,20 +347,27 @@ class AddressSpaceView:
 
     async def show_spc(self, change: SpcStatusChanged) -> None:
         """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""
-        node_id = self._ns.characteristic(change.order_no, change.operation_no, change.characteristic_id)
-        await self._write_spc(node_id, spc_members(change.status))
+        characteristic = (change.order_no, change.operation_no, change.characteristic_id)
+        kept = self._spc_ids.get(characteristic)
+        if kept is None:
+            node_id = self._ns.characteristic(*characteristic)
+            if len(self._spc_ids) >= _NODE_IDS_KEPT:
+                self._spc_ids.clear()
+            kept = self._spc_ids[characteristic] = (node_id, str(node_id.Identifier))
+        await self._write_spc(kept[0], spc_members(change.status), kept[1])
 
-    async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]]) -> None:
-        key = str(node_id.Identifier)
+    async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]], key: str) -> None:
         shown = self._spc_shown.get(key)
         if shown is None:
             plan = self._spc_plan.pop(key, None)
             shown = {} if plan is None else spc_members(None, plan)
+        writes = []
         for browse_path, (value, variant_type) in members.items():
             if browse_path in shown and shown[browse_path] == (value, variant_type):
                 continue
             data_value = WAITING if value is None else ua.DataValue(ua.Variant(value, variant_type))
-            await self._write_value(self._member_id(node_id, key, browse_path), data_value)
+            writes.append((self._member_id(node_id, key, browse_path), data_value))
+        await write_values(self._server.iserver.aspace, writes)
         self._spc_shown[key] = members
 
     def _member_id(self, parent: ua.NodeId, parent_key: str, browse_path: str) -> ua.NodeId:
