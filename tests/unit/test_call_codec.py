@@ -383,19 +383,24 @@ def _request(header: ua.RequestHeader, type_id: ua.NodeId = _CALL_TYPE, rest: by
     return nodeid_to_binary(type_id) + struct_to_binary(header) + rest
 
 
+# A fixed time, not RequestHeader's default (now): the headers are the test ids, which every pytest-xdist worker must
+# collect alike.
+_SENT_AT = datetime(2026, 11, 30, 8, 0, 0, 123456, tzinfo=UTC)
 _HEADERS = [
-    ua.RequestHeader(AuthenticationToken=ua.NodeId(1001), RequestHandle=77, TimeoutHint=10_000),
-    ua.RequestHeader(AuthenticationToken=ua.NodeId(5), RequestHandle=2**32 - 1, ReturnDiagnostics=0x3FF),
-    ua.RequestHeader(AuthenticationToken=ua.NodeId(2**31 - 1, 3)),
-    ua.RequestHeader(AuthenticationToken=ua.NodeId("token", 1), AuditEntryId=""),
-    ua.RequestHeader(AuthenticationToken=ua.NodeId(b"\x01\x02", 1, ua.NodeIdType.ByteString)),
-    ua.RequestHeader(AuthenticationToken=ua.NodeId(uuid.UUID(int=7), 1, ua.NodeIdType.Guid)),
-    ua.RequestHeader(AuditEntryId="audit – Ø"),
+    ua.RequestHeader(Timestamp=_SENT_AT, AuthenticationToken=ua.NodeId(1001), RequestHandle=77, TimeoutHint=10_000),
+    ua.RequestHeader(
+        Timestamp=_SENT_AT, AuthenticationToken=ua.NodeId(5), RequestHandle=2**32 - 1, ReturnDiagnostics=0x3FF
+    ),
+    ua.RequestHeader(Timestamp=_SENT_AT, AuthenticationToken=ua.NodeId(2**31 - 1, 3)),
+    ua.RequestHeader(Timestamp=_SENT_AT, AuthenticationToken=ua.NodeId("token", 1), AuditEntryId=""),
+    ua.RequestHeader(Timestamp=_SENT_AT, AuthenticationToken=ua.NodeId(b"\x01\x02", 1, ua.NodeIdType.ByteString)),
+    ua.RequestHeader(Timestamp=_SENT_AT, AuthenticationToken=ua.NodeId(uuid.UUID(int=7), 1, ua.NodeIdType.Guid)),
+    ua.RequestHeader(Timestamp=_SENT_AT, AuditEntryId="audit – Ø"),
     ua.RequestHeader(Timestamp=datetime(1601, 1, 1, tzinfo=UTC)),
     ua.RequestHeader(Timestamp=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
-    ua.RequestHeader(AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(5), Body=b"xyz")),
-    ua.RequestHeader(AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(0, 2), Body=b"xyz")),
-    ua.RequestHeader(AdditionalHeader=ua.Range(Low=1.0, High=2.0)),  # type: ignore[arg-type]
+    ua.RequestHeader(Timestamp=_SENT_AT, AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(5), Body=b"xyz")),
+    ua.RequestHeader(Timestamp=_SENT_AT, AdditionalHeader=ua.ExtensionObject(TypeId=ua.NodeId(0, 2), Body=b"xyz")),
+    ua.RequestHeader(Timestamp=_SENT_AT, AdditionalHeader=ua.Range(Low=1.0, High=2.0)),  # type: ignore[arg-type]
 ]
 
 
