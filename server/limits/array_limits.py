@@ -15,10 +15,11 @@ How: asyncua decodes every array through two cached factories of `asyncua.ua.ua_
 types (`_create_uatype_array_deserializer`: Variant arrays, lists of NodeIds, Strings, Variants, ...) and one for
 lists of structures (`_create_list_deserializer`); each returned decoder reads the Int32 length at the buffer's
 position and then the elements. `install` wraps both factories so that their decoders first peek at that length and
-charge it (asyncua's decoder then runs unchanged), and clears the caches of the factories that captured the
+charge it (asyncua's decoder then runs unchanged), wraps `_reshape` (a Variant's ArrayDimensions pad its elements
+with empty lists: those are charged too), and clears the caches of the factories that captured the
 unwrapped decoders. A message is told apart by its bytes object: asyncua decodes a message from one `Buffer`, its
 copies (ExtensionObject bodies) share the bytes; QualityBridge's Call decoder (server/limits/call_codec.py) charges
-its own lists with `charge`.
+its own lists with `charged` and leaves a message past the budget to asyncua's decoder, which refuses it.
 
 Pinned to asyncua 2.1.0 by tests/unit/test_array_limits.py (the sources of the wrapped factories, the caches cleared
 and the `Buffer` fields read); when they differ the test fails. Should the wrapping fail at runtime (another
@@ -37,7 +38,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.ua import ua_binary
 
-__all__ = ["array_limit", "charge", "install", "start_message"]
+__all__ = ["array_limit", "charge", "charged", "install", "start_message"]
 
 _log = logging.getLogger("qualitybridge.server.limits")
 _INT32 = struct.Struct("<i")
@@ -65,6 +66,19 @@ def start_message(message: object) -> None:
     """Decoding of the message whose bytes are `message` starts (again) from its first byte: the whole budget."""
     _Budget.message = message
     _Budget.remaining = _Budget.limit
+
+
+def charged(message: object, length: int) -> bool:
+    """`charge`, answering False instead of refusing (nothing is charged or logged then)."""
+    if length <= 0:
+        return True
+    if message is not _Budget.message:
+        _Budget.message = message
+        _Budget.remaining = _Budget.limit
+    if length > _Budget.remaining:
+        return False
+    _Budget.remaining -= length
+    return True
 
 
 def charge(message: object, length: int) -> None:
@@ -120,6 +134,24 @@ def _wrapped_factory(factory: Callable[[Any], Callable[[Any], Any]]) -> Callable
     return make
 
 
+def _charging_reshape(reshape: Callable[[list[Any], list[int]], list[Any]]) -> Callable[[list[Any], list[int]], Any]:
+    """asyncua's `_reshape` (a Variant's flat elements into its ArrayDimensions) charging the empty lists it pads the
+    elements with first: an empty array with dimensions [1000, 1000] takes 17 bytes and makes a million lists
+    (asyncua bounds that per Variant only, by MAX_RESHAPE_ELEMENTS, and a message holds many Variants). Charged to
+    the message charged last: the one whose dimensions were just read."""
+
+    def reshape_charged(flat: list[Any], dims: list[int]) -> Any:
+        if dims:
+            declared = dims[0]
+            for dimension in dims[1:]:
+                declared *= dimension or 1  # asyncua's count: a 0 dimension counts as 1
+            charge(_Budget.message, declared - len(flat))
+        return reshape(flat, dims)
+
+    reshape_charged.__wrapped_reshape__ = reshape  # type: ignore[attr-defined]
+    return reshape_charged
+
+
 def install(limit: int) -> None:
     """Bound the array elements of every message asyncua decodes in this process to `limit` (idempotent; the last
     limit installed applies: one server per process)."""
@@ -129,8 +161,15 @@ def install(limit: int) -> None:
     try:
         for name in _WRAPPED:
             factory = getattr(ua_binary, name)
-            if getattr(factory, "__wrapped_factory__", None) is None:
+            original = getattr(factory, "__wrapped_factory__", None)
+            if original is None:
+                original = factory
                 setattr(ua_binary, name, _wrapped_factory(factory))
+            # a list decoder made before resolves its element decoder once, keeping decoders made unwrapped
+            original.cache_clear()
+            getattr(ua_binary, name).cache_clear()
+        if getattr(ua_binary._reshape, "__wrapped_reshape__", None) is None:
+            ua_binary._reshape = _charging_reshape(ua_binary._reshape)  # type: ignore[assignment]
         for name in _CAPTURING:
             getattr(ua_binary, name).cache_clear()
     except Exception:  # another asyncua: its decoders as they are, and the reason in the log

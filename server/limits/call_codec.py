@@ -12,7 +12,8 @@ offsets into the same objects, built with the same constructors:
   encodings (no namespace URI, no server index) and Variants holding one scalar of Null, Boolean, the integer
   types, Float, Double, String, DateTime or ByteString;
 - `decode_call_parameters` charges the lists it reads to the message's array budget (`[limits] max_array_length`,
-  server/limits/array_limits.py) before reading their elements, as asyncua's decoder does once it is wrapped;
+  server/limits/array_limits.py) before reading their elements and leaves a list past it to asyncua's decoder, which
+  (wrapped) refuses it with BadEncodingLimitsExceeded or fails earlier exactly as it would;
 - `encode_call_response`: the bytes `struct_to_binary` writes for a CallResponse whose header carries no
   diagnostics, string table or additional header, and whose results carry StatusCodes and scalar output arguments
   of the same types and no diagnostic infos (the answer of every QualityBridge method that accepts).
@@ -46,7 +47,7 @@ from asyncua.ua.ua_binary import (
     struct_to_binary,
 )
 
-from qualitybridge.server.limits.array_limits import charge, start_message
+from qualitybridge.server.limits.array_limits import charged, start_message
 
 __all__ = ["decode_call_parameters", "decode_request_start", "encode_call_response"]
 
@@ -161,7 +162,8 @@ def _decode(data: bytes) -> ua.CallParameters:
     (count,) = _INT32.unpack_from(data, 0)
     if count < 0:
         raise _Unusual
-    charge(data, count)
+    if not charged(data, count):
+        raise _Unusual  # asyncua's decoder refuses it (or fails earlier, as it would)
     position = 4
     encoding = _string_encoding()
     requests = []
@@ -171,7 +173,8 @@ def _decode(data: bytes) -> ua.CallParameters:
         (argument_count,) = _INT32.unpack_from(data, position)
         if argument_count < 0:
             raise _Unusual
-        charge(data, argument_count)
+        if not charged(data, argument_count):
+            raise _Unusual
         position += 4
         arguments = []
         for _ in range(argument_count):

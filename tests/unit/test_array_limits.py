@@ -23,7 +23,7 @@ from qualitybridge.server.methods.measurements import REPORT_MEASUREMENTS_ARGUME
 # decoders read the Int32 length at the buffer's position first), the factories whose caches it clears, the callers
 # of the array factories, and the Buffer fields it reads (_data, _cur_pos). A different asyncua fails here: compare,
 # adjust array_limits, then the digest.
-_ASYNCUA_ARRAY_DECODING = "aa367d4d9b98e89260e718f2039cd285ed7c69bc9ba0ca980a8c2d5e441a8805"
+_ASYNCUA_ARRAY_DECODING = "f0e407434ff01a6c710c2a71c3a774d18f309678dc3009f95a1ec1e8b8a30b47"
 
 
 def _original(function: object) -> object:
@@ -40,6 +40,7 @@ def _asyncua_sources() -> bytes:
         ua_binary.unpack_uatype_array,
         ua_binary.variant_from_binary,
         ua_binary.extensionobject_from_binary,
+        getattr(ua_binary._reshape, "__wrapped_reshape__", ua_binary._reshape),
         ua_binary._Primitive1.unpack_array,
         Buffer.__init__,
         Buffer.read,
@@ -126,3 +127,16 @@ def test_a_report_measurements_batch_stays_within_the_default_limit() -> None:
     QualityBridgeConfig.model_validate(
         {"reporting": {"max_batch_size": 50_000}, "limits": {"max_array_length": 400_064}}
     )
+
+
+def test_the_lists_that_array_dimensions_pad_are_charged(limit: int) -> None:
+    """An empty Int32 array with dimensions [1000, 1000] takes 17 bytes and makes a million empty lists in asyncua's
+    reshape, per Variant; Variants in one message are refused once their padding passes the budget."""
+    one = b"\xc6" + struct.pack("<i", 0) + struct.pack("<3i", 2, 100, 99)  # 9,900 lists padded
+    variant = ua_binary.variant_from_binary(Buffer(bytes(bytearray(one))))
+    assert len(variant.Value) == 100
+    assert variant.Dimensions == [100, 99]
+    arguments = struct.pack("<i", 2) + one * 2  # two of them: 19,800 lists past the 10,000 allowed
+    request = b"\x00\x00\x00\x00" + arguments
+    with pytest.raises(ua.uaerrors.BadEncodingLimitsExceeded):
+        ua_binary.struct_from_binary(ua.CallMethodRequest, Buffer(request))
