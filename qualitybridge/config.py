@@ -235,6 +235,11 @@ ErpSection = Annotated[
 ]
 
 
+# A ReportMeasurements batch sends one element per entry in each of its 8 parallel arrays
+# (server/methods/measurements.py, REPORT_MEASUREMENTS_ARGUMENTS; tests/unit/test_array_limits.py holds them equal).
+ARRAY_ELEMENTS_PER_BATCH_ENTRY = 8
+
+
 class LimitsSettings(_Section):
     """Limits against abuse: each one exceeded is answered with its standard OPC UA Bad code (docs/configuration.md).
 
@@ -302,6 +307,14 @@ class LimitsSettings(_Section):
     )
     max_chunk_count: int = Field(
         default=0, ge=0, description="Chunks of one request message; 0 = as many as max_message_size needs"
+    )
+    max_array_length: int = Field(
+        default=100_000,
+        ge=1_000,
+        le=10_000_000,
+        description="Array elements of one request message, all its arrays together (so also of any one array); "
+        "more gets BadEncodingLimitsExceeded before any element is decoded. Published as "
+        "ServerCapabilities.MaxArrayLength. A ReportMeasurements batch takes 8 per entry",
     )
     max_queued_chunks_per_connection: int = Field(
         default=128,
@@ -604,6 +617,17 @@ class QualityBridgeConfig(_Section):
         if log_format.lower() not in ("text", "json"):
             raise ValueError("must be text or json")
         return log_format.lower()
+
+    @model_validator(mode="after")
+    def _batches_within_array_limit(self) -> QualityBridgeConfig:
+        needed = ARRAY_ELEMENTS_PER_BATCH_ENTRY * self.reporting.max_batch_size + 64
+        if self.limits.max_array_length < needed:
+            raise ValueError(
+                f"limits.max_array_length ({self.limits.max_array_length}) must be at least {needed}: a "
+                f"ReportMeasurements batch of reporting.max_batch_size ({self.reporting.max_batch_size}) entries "
+                f"sends {ARRAY_ELEMENTS_PER_BATCH_ENTRY} array elements per entry"
+            )
+        return self
 
     @property
     def store_url(self) -> str:

@@ -9,6 +9,7 @@ without patching it:
 | `session`        | `LimitedSession`: request rate and size, subscriptions and monitored items, logins     |
 | `rate`           | `TokenBucket` for the request rate, `LoginThrottle` for failed logins                  |
 | `transport`      | asyncua's transport limits; refusing an oversized chunk before it is buffered          |
+| `array_limits`   | array elements per request message, charged before asyncua decodes any of them        |
 | `refusal_log`    | refusals logged once per interval with a count, asyncua's own line per refusal dropped |
 """
 

@@ -11,6 +11,9 @@ offsets into the same objects, built with the same constructors:
 - `decode_call_parameters`: a CallRequest's parameters, with NodeIds in the TwoByte, FourByte, Numeric and String
   encodings (no namespace URI, no server index) and Variants holding one scalar of Null, Boolean, the integer
   types, Float, Double, String, DateTime or ByteString;
+- `decode_call_parameters` charges the lists it reads to the message's array budget (`[limits] max_array_length`,
+  server/limits/array_limits.py) before reading their elements and leaves a list past it to asyncua's decoder, which
+  (wrapped) refuses it with BadEncodingLimitsExceeded or fails earlier exactly as it would;
 - `encode_call_response`: the bytes `struct_to_binary` writes for a CallResponse whose header carries no
   diagnostics, string table or additional header, and whose results carry StatusCodes and scalar output arguments
   of the same types and no diagnostic infos (the answer of every QualityBridge method that accepts).
@@ -43,6 +46,8 @@ from asyncua.ua.ua_binary import (
     struct_from_binary,
     struct_to_binary,
 )
+
+from qualitybridge.server.limits.array_limits import charged, start_message
 
 __all__ = ["decode_call_parameters", "decode_request_start", "encode_call_response"]
 
@@ -148,13 +153,17 @@ def decode_call_parameters(body: Buffer) -> ua.CallParameters:
     try:
         return _decode(data)
     except (_Unusual, struct.error, IndexError):
+        start_message(data)  # asyncua's decoder charges the lists again, from the first byte
         return struct_from_binary(ua.CallParameters, Buffer(data))
 
 
 def _decode(data: bytes) -> ua.CallParameters:
+    start_message(data)  # the message's lists are charged from its first byte (the same bytes may be decoded twice)
     (count,) = _INT32.unpack_from(data, 0)
     if count < 0:
         raise _Unusual
+    if not charged(data, count):
+        raise _Unusual  # asyncua's decoder refuses it (or fails earlier, as it would)
     position = 4
     encoding = _string_encoding()
     requests = []
@@ -163,6 +172,8 @@ def _decode(data: bytes) -> ua.CallParameters:
         method_id, position = _node_id(data, position, encoding)
         (argument_count,) = _INT32.unpack_from(data, position)
         if argument_count < 0:
+            raise _Unusual
+        if not charged(data, argument_count):
             raise _Unusual
         position += 4
         arguments = []

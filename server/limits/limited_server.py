@@ -32,6 +32,7 @@ from asyncua.server.internal_session import InternalSession
 from qualitybridge.config import LimitsSettings
 from qualitybridge.server.address_space.node_dict import NodesOnDemand, OnDemandNodeManagement
 from qualitybridge.server.address_space.standard_nodes import StandardNodeCache
+from qualitybridge.server.limits import array_limits
 from qualitybridge.server.limits.rate import LoginThrottle
 from qualitybridge.server.limits.refusal_log import quiet_limit_faults
 from qualitybridge.server.limits.session import ANONYMOUS, LimitedSession, client_address
@@ -165,6 +166,7 @@ class LimitedServer(Server):
         self.limited_iserver = LimitedInternalServer(settings, standard_nodes_cache)
         super().__init__(iserver=self.limited_iserver)
         quiet_limit_faults()
+        array_limits.install(settings.max_array_length)
         self.limit_settings = settings
         self.limits = transport_limits(settings)
 
@@ -188,6 +190,7 @@ class LimitedServer(Server):
                 operations.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription: (
                     settings.max_monitored_items_per_subscription
                 ),
+                operations.Server_ServerCapabilities_MaxArrayLength: settings.max_array_length,
             }
         )
         for node_id, value in values.items():

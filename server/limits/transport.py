@@ -32,6 +32,7 @@ from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits.array_limits import array_limit
 from qualitybridge.server.limits.call_codec import decode_call_parameters, decode_request_start, encode_call_response
 from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
@@ -109,7 +110,15 @@ class _LoginAheadProcessor(UaProcessor):
         """asyncua 2.1.0's `process_message`, with the request's type id and header decoded by hand
         (`decode_request_start`, the same objects in half of asyncua's time); the rest is asyncua's, line by line
         (pinned by tests/integration/test_call_dispatch.py)."""
-        typeid, requesthdr = decode_request_start(body)
+        try:
+            typeid, requesthdr = decode_request_start(body)
+        except ua.uaerrors.BadEncodingLimitsExceeded:
+            # asyncua lets a header it cannot decode close the connection; this one is answered with the precise
+            # code (the client matches the answer by its request id: the handle is in the header not decoded)
+            response = ua.ServiceFault()
+            response.ResponseHeader.ServiceResult = status_code(ua.StatusCodes.BadEncodingLimitsExceeded)
+            self.send_response(0, seqhdr, response)  # type: ignore[no-untyped-call]
+            return True
         _uaprocessor_log.debug("process_message %r %r", typeid, requesthdr)
         try:
             return await self._process_message(typeid, requesthdr, seqhdr, body)
@@ -251,6 +260,17 @@ class _GuardedProtocol(OPCUAProtocol):
         naming the peer and the reason, instead of asyncua's traceback per message."""
         try:
             return await super()._process_one_msg(header, buf)
+        except ua.uaerrors.BadEncodingLimitsExceeded:
+            # before a secure channel (OpenSecureChannel's header): the transport's Error message, then close
+            _log.warning("Closing connection from %s: array elements past max_array_length", self.peer_name)
+            if self.transport is not None:
+                _send_tcp_error(
+                    self.transport,
+                    ua.StatusCodes.BadEncodingLimitsExceeded,
+                    f"more array elements than the {array_limit()} allowed in one message",
+                )
+                self.transport.close()
+            return False
         except Exception as exc:
             kind = getattr(header, "MessageType", b"?")
             _log.warning(

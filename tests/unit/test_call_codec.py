@@ -59,6 +59,8 @@ def _source_of(name: str) -> str:
         owner = ua
     for part in name.split("."):
         owner = getattr(owner, part)
+    # asyncua's own, not server/limits/array_limits.py's wrapper of it (installed by any LimitedServer)
+    owner = getattr(owner, "__wrapped_factory__", owner)
     return inspect.getsource(owner)
 
 
