@@ -96,21 +96,11 @@ class GroupCommit:
 
     async def _flush(self) -> None:
         try:
-            at_once = False
             while self._queue:
-                if not at_once or self._window:
-                    # Lets the callers that are ready in this turn of the event loop (or within the window) join.
-                    await asyncio.sleep(self._window)
+                # Lets the callers that are ready in this turn of the event loop (or within the window) join.
+                await asyncio.sleep(self._window)
                 group, self._queue = self._queue[: self._max_works], self._queue[self._max_works :]
                 await self._commit(group)
-                # The callers that queued while this commit was under way are the next group: handed over at once,
-                # the database works on it while the event loop resumes this group's callers (their answers are
-                # encoded and sent meanwhile). Yielding first put the next commit behind every one of them and
-                # behind whatever else was ready, a wait that grew with the machine's load (docs/performance.md,
-                # "third wave: the latency of a single call"). Unless someone waits for the pooled connection (the
-                # relay, a reader): the pool would hand it straight back to the flusher (its queue takes a
-                # connection that is there before waking a waiter), so they would wait as long as calls come.
-                at_once = not _pool_has_waiters(self._engine)
         except BaseException:
             # Stopping (the task is cancelled): no caller may be left waiting for an answer that never comes.
             for _work, future in self._queue:
@@ -197,18 +187,6 @@ class GroupCommit:
             return None
         self.direct_commits += ran
         return results if ran else None
-
-
-def _pool_has_waiters(engine: AsyncEngine) -> bool:
-    """Whether a task waits for one of `engine`'s pooled connections; True when the pool does not tell (then the
-    flusher yields as before). Reads SQLAlchemy 2.0's `AsyncAdaptedQueuePool`: its `_pool` (an `AsyncAdaptedQueue`)
-    keeps an `asyncio.Queue` as `_queue`, whose `_getters` are the waiting tasks' futures
-    (tests/integration/test_group_commit.py pins it)."""
-    queue = getattr(getattr(engine.pool, "_pool", None), "_queue", None)
-    getters = getattr(queue, "_getters", None)
-    if not isinstance(queue, asyncio.Queue) or getters is None:
-        return True
-    return any(not getter.done() for getter in getters)
 
 
 def _has_plan(work: Work[Any] | Merged[Any, Any]) -> bool:

@@ -4,7 +4,6 @@ the commit, and one caller's failure neither fails the others nor leaves anythin
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qualitybridge.domain.model import ErpSnapshot, OrderState, OutboxState
 from qualitybridge.store import Store, tables
-from qualitybridge.store.group_commit import GroupCommit, Merged, Planned
+from qualitybridge.store.group_commit import GroupCommit, Merged
 
 # The store's own row of a refused measurement, so this test writes what the store writes.
 from qualitybridge.store.shop_floor_records import _refused_row
@@ -169,92 +168,3 @@ async def test_a_client_id_stored_before_sends_the_group_the_ordinary_way(store:
     assert fresh[0][1] is True
     assert store.writes.direct_commits == direct, "the refused plan counted as written"
     assert await _counts(store) == (2, 2, 0)
-
-
-async def test_the_next_group_is_handed_over_before_the_callers_of_the_last_resume(store: Store) -> None:
-    """The callers that queued during a commit are the next group, and its transaction starts at once: the database
-    works on it while the event loop resumes the last group's callers, instead of after them."""
-    group = GroupCommit(store.engine)
-    events: list[str] = []
-    second: list[asyncio.Task[str]] = []
-
-    async def first_work(_conn: AsyncConnection) -> str:
-        if not second:  # while the first commit is under way, the second group's callers queue
-            second.extend(asyncio.create_task(group.run(second_work)) for _ in range(3))
-            await asyncio.sleep(0)
-        return "first"
-
-    async def second_work(_conn: AsyncConnection) -> str:
-        events.append("second group written")
-        return "second"
-
-    async def caller() -> None:
-        assert await group.run(first_work) == "first"
-        events.append("first group's caller resumed")
-
-    await asyncio.gather(*(caller() for _ in range(3)))
-    assert await asyncio.gather(*second) == ["second"] * 3
-    assert group.commits == 2
-    assert events[0] == "second group written", events
-
-
-async def test_a_task_waiting_for_the_pooled_connection_gets_it_between_back_to_back_commits(store: Store) -> None:
-    """Calls that keep coming make commit follow commit; a reader (the relay, a query) waiting for the pooled
-    connection still gets it at the end of the commit under way, not when the calls stop."""
-    group = GroupCommit(store.engine)
-    stop = asyncio.Event()
-    read_while_writing: list[bool] = []
-
-    async def write(_conn: AsyncConnection, items: list[int]) -> list[None]:
-        return [None for _ in items]
-
-    def plan(_dialect: Any, items: list[int]) -> Planned[None]:
-        return Planned([("SELECT 1", ())], [None for _ in items])  # as reports are written: one job, no reads
-
-    async def machine(number: int) -> None:
-        while not stop.is_set():
-            await group.run(Merged(write, number, plan))
-            await asyncio.sleep(0.0003 * (number % 8))  # arrivals spread out: commit follows commit
-
-    async def reader() -> None:
-        await asyncio.sleep(0.05)  # the machines' commits follow each other by now
-        for _ in range(3):
-            async with store.engine.connect() as conn:
-                await conn.execute(select(1))
-            read_while_writing.append(not stop.is_set())
-
-    machines = [asyncio.create_task(machine(number)) for number in range(16)]
-    try:
-        await asyncio.wait_for(reader(), timeout=10)
-    finally:
-        stop.set()
-        await asyncio.gather(*machines)
-    assert read_while_writing == [True, True, True]
-
-
-def test_the_pool_still_shows_its_waiters_where_the_group_commit_looks(tmp_path: Path) -> None:
-    """`_pool_has_waiters` reads SQLAlchemy's AsyncAdaptedQueue; should that change, it answers True (the flusher
-    yields as before, nothing is starved), and this test says the hand-over at once was lost."""
-    from sqlalchemy.util.queue import AsyncAdaptedQueue
-
-    from qualitybridge.store.database import create_engine
-    from qualitybridge.store.group_commit import _pool_has_waiters
-
-    folder = tmp_path
-
-    async def check() -> list[bool]:
-        engine = create_engine(f"sqlite+aiosqlite:///{folder}/pool.db")
-        seen = [isinstance(getattr(engine.pool, "_pool", None), AsyncAdaptedQueue), _pool_has_waiters(engine)]
-        try:
-            async with engine.connect():
-                waiting = asyncio.create_task(engine.connect().__aenter__())
-                await asyncio.sleep(0.01)
-                seen.append(_pool_has_waiters(engine))
-            conn = await waiting
-            await conn.close()
-            seen.append(_pool_has_waiters(engine))
-        finally:
-            await engine.dispose()
-        return seen
-
-    assert asyncio.run(check()) == [True, False, True, False]
