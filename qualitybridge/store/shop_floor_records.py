@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring as _json_string  # the C encoder
 from typing import Any
 
-import pydantic_core
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
@@ -34,9 +32,9 @@ from qualitybridge.domain.records import AcceptedMeasurement, ConfirmationRecord
 from qualitybridge.store import tables
 from qualitybridge.store.bulk_rows import BulkInsert, stored_moment
 from qualitybridge.store.group_commit import GroupCommit, Merged, Planned
-from qualitybridge.store.outbox import outbox_row
+from qualitybridge.store.outbox import ResultJson, outbox_row
 
-__all__ = ["ConfirmationTotals", "ResultJson", "ShopFloorRecords"]
+__all__ = ["ConfirmationTotals", "ShopFloorRecords"]
 
 # The report path's rows as tuples in these columns' order (see bulk_rows: no per-row SQLAlchemy processing).
 _RESULT_INSERT = BulkInsert(
@@ -489,85 +487,6 @@ def _measurement_rows(
         )
         answers.append((item, True))
     return answers, result_rows, outbox_rows
-
-
-_UNSEEN = object()  # is no value of a result: the first result writes every part
-
-
-def _pydantic_json(value: Any) -> str:
-    return pydantic_core.to_json(value).decode()
-
-
-class ResultJson:
-    """A measurement result's outbox payload: the text `result.model_dump_json()` gives, byte for byte
-    (tests/unit/test_measurement_payload.py), at about half its CPU (1.1 against 1.9 µs per result).
-
-    pydantic's serializer walks the whole result, report included, for each one; here the parts a batch's results
-    share are written once and reused while they are the same objects as the previous result's (a batch's entries
-    share their order, operation and characteristic, plan version, unit, user and received_at, and mostly their
-    gauge and MeasuredAt, as the very same objects): per result only its id, value, part serial, client id and
-    evaluation are written. Strings go through the standard library's C encoder (`ensure_ascii=False`'s), which
-    escapes exactly what pydantic-core escapes (quote, backslash, control characters); floats as `repr` writes them
-    unless that has an exponent (pydantic-core writes 1e-05 as 0.00001), times and the rest through pydantic-core.
-    """
-
-    __slots__ = ("_equipment", "_equipment_of", "_head", "_head_of", "_measured", "_measured_of", "_tail", "_tail_of")
-
-    def __init__(self) -> None:
-        self._head_of: tuple[Any, ...] = (_UNSEEN,)
-        self._head = ""
-        self._tail_of: tuple[Any, ...] = (_UNSEEN,)
-        self._tail = ""
-        self._equipment_of: Any = _UNSEEN
-        self._equipment = ""
-        self._measured_of: Any = _UNSEEN
-        self._measured = ""
-
-    def __call__(self, result: MeasurementResult) -> str:
-        report = result.report
-        head_of = self._head_of
-        order_no, operation_no, characteristic_id = report.order_no, report.operation_no, report.characteristic_id
-        if order_no is not head_of[0] or operation_no is not head_of[1] or characteristic_id is not head_of[2]:
-            self._head_of = (order_no, operation_no, characteristic_id)
-            self._head = (
-                f'"report":{{"order_no":{_json_string(order_no)},"operation_no":{_json_string(operation_no)},'
-                f'"characteristic_id":{_json_string(characteristic_id)},"value":'
-            )
-        tail_of = self._tail_of
-        plan_version, unit, reported_by = result.plan_version, result.unit, result.reported_by
-        received_at, routing_version = result.received_at, result.routing_version
-        superseded = result.plan_version_superseded
-        if (
-            plan_version is not tail_of[0]
-            or unit is not tail_of[1]
-            or reported_by is not tail_of[2]
-            or received_at is not tail_of[3]
-            or routing_version is not tail_of[4]
-            or superseded is not tail_of[5]
-        ):
-            self._tail_of = (plan_version, unit, reported_by, received_at, routing_version, superseded)
-            self._tail = (
-                f',"plan_version":{_json_string(plan_version)},"unit":{_json_string(unit)},'
-                f'"reported_by":{_json_string(reported_by)},"received_at":{_pydantic_json(received_at)},'
-                f'"routing_version":{_pydantic_json(routing_version)},'
-                f'"plan_version_superseded":{"true" if superseded else "false"}}}'
-            )
-        equipment_id = report.equipment_id
-        if equipment_id is not self._equipment_of:
-            self._equipment_of, self._equipment = equipment_id, _json_string(equipment_id)
-        measured_at = report.measured_at
-        if measured_at is not self._measured_of:
-            self._measured_of, self._measured = measured_at, _pydantic_json(measured_at)
-        value = repr(report.value)
-        if "e" in value or "n" in value:  # an exponent, or inf or nan
-            value = _pydantic_json(report.value)
-        client_id = report.client_result_id
-        return (
-            f'{{"result_id":{_json_string(result.result_id)},{self._head}{value},"equipment_id":{self._equipment},'
-            f'"part_serial":{_json_string(report.part_serial)},"measured_at":{self._measured},'
-            f'"client_result_id":{"null" if client_id is None else _json_string(client_id)}}},'
-            f'"evaluation":{int(result.evaluation)}{self._tail}'
-        )
 
 
 async def _change_order_state_in(conn: AsyncConnection, order_no: str, expected: OrderState, new: OrderState) -> bool:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncua import Server, ua
 from asyncua.server.address_space import NodeData
@@ -61,6 +61,18 @@ _PROGRESS_EVERY_SECONDS = 2.0
 # the keys alone, so a kept one is never stale. Bounded all the same.
 _NODE_IDS_KEPT = 20_000
 _LAST_MEMBERS = ("LastValue", "LastEvaluation", "LastMeasuredAt", "LastResultId")
+_Key = TypeVar("_Key")
+_Kept = TypeVar("_Kept")
+
+
+def _kept(kept: dict[_Key, _Kept], key: _Key, make: Callable[[], _Kept]) -> _Kept:
+    """`kept[key]`, made by `make` the first time; the dict starts afresh once it holds _NODE_IDS_KEPT entries."""
+    found = kept.get(key)
+    if found is None:
+        if len(kept) >= _NODE_IDS_KEPT:
+            kept.clear()
+        found = kept[key] = make()
+    return found
 
 
 def _utc_now() -> datetime:
@@ -289,13 +301,7 @@ class AddressSpaceView:
     async def _show_last(self, result: MeasurementResult) -> None:
         report = result.report
         key = (report.order_no, report.operation_no, report.characteristic_id)
-        node_ids = self._last_ids.get(key)
-        if node_ids is None:
-            characteristic = self._ns.characteristic(*key)
-            node_ids = tuple(self._ns.member(characteristic, name) for name in _LAST_MEMBERS)
-            if len(self._last_ids) >= _NODE_IDS_KEPT:
-                self._last_ids.clear()
-            self._last_ids[key] = node_ids
+        node_ids = _kept(self._last_ids, key, lambda: self._last_member_ids(key))
         value_id, evaluation_id, measured_at_id, result_id_id = node_ids
         writes = [
             (value_id, ua.DataValue(ua.Variant(report.value, _V.Double, None, False))),
@@ -348,12 +354,7 @@ class AddressSpaceView:
     async def show_spc(self, change: SpcStatusChanged) -> None:
         """Write the Spc values of one characteristic that differ from what is shown (most often two or three)."""
         characteristic = (change.order_no, change.operation_no, change.characteristic_id)
-        kept = self._spc_ids.get(characteristic)
-        if kept is None:
-            node_id = self._ns.characteristic(*characteristic)
-            if len(self._spc_ids) >= _NODE_IDS_KEPT:
-                self._spc_ids.clear()
-            kept = self._spc_ids[characteristic] = (node_id, str(node_id.Identifier))
+        kept = _kept(self._spc_ids, characteristic, lambda: self._with_key(self._ns.characteristic(*characteristic)))
         await self._write_spc(kept[0], spc_members(change.status), kept[1])
 
     async def _write_spc(self, node_id: ua.NodeId, members: dict[str, tuple[Any, ua.VariantType]], key: str) -> None:
@@ -372,12 +373,15 @@ class AddressSpaceView:
 
     def _member_id(self, parent: ua.NodeId, parent_key: str, browse_path: str) -> ua.NodeId:
         """`namespace.member`, kept (see _NODE_IDS_KEPT)."""
-        node_id = self._member_ids.get((parent_key, browse_path))
-        if node_id is None:
-            if len(self._member_ids) >= _NODE_IDS_KEPT:
-                self._member_ids.clear()
-            node_id = self._member_ids[(parent_key, browse_path)] = self._ns.member(parent, browse_path)
-        return node_id
+        return _kept(self._member_ids, (parent_key, browse_path), lambda: self._ns.member(parent, browse_path))
+
+    def _last_member_ids(self, key: tuple[str, str, str]) -> tuple[ua.NodeId, ...]:
+        characteristic = self._ns.characteristic(*key)
+        return tuple(self._ns.member(characteristic, name) for name in _LAST_MEMBERS)
+
+    @staticmethod
+    def _with_key(node_id: ua.NodeId) -> tuple[ua.NodeId, str]:
+        return node_id, str(node_id.Identifier)
 
     async def show_diagnostics(self, diagnostics: DiagnosticsChanged) -> None:
         await self._write_members(

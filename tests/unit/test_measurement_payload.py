@@ -12,8 +12,7 @@ import pytest
 
 from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation
 from qualitybridge.domain.postings import MeasurementPosting
-from qualitybridge.store.outbox import decode_posting
-from qualitybridge.store.shop_floor_records import ResultJson
+from qualitybridge.store.outbox import ResultJson, decode_posting
 
 AT = datetime(2026, 11, 30, 6, 0, 0, 123456, tzinfo=UTC)
 
