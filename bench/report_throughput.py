@@ -285,6 +285,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=4, help="client processes per workload (default 4)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each workload (default 10)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="the bare ceiling and the single calls take turns this many times; their figures are the sums "
+        "(default 1; 3 on a machine whose speed drifts)",
+    )
     parser.add_argument("--batch", type=int, default=100, help="measurements per ReportMeasurements call")
     parser.add_argument("--work-dir", help="keep the deployment (logs, store) here instead of a temporary folder")
     parser.add_argument("--store-url", default="", help="PostgreSQL URL to measure that store instead of SQLite")
@@ -339,6 +346,8 @@ def main() -> None:
         parser.error("the offered workload needs --batch-rate")
     if not 1 <= arguments.batch_sessions <= arguments.sessions:
         parser.error("--batch-sessions must be between 1 and --sessions")
+    if arguments.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     with contextlib.ExitStack() as stack:
         if arguments.work_dir:
@@ -432,30 +441,49 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         )
         machine = ("machine1", TEST_USERS["machine1"][1])
         chosen = arguments.workloads
-        bare_rate = 0.0
-        if "bare" in chosen:
-            bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
-            try:
-                cpu_before = _cpu_seconds(bare.pid)
-                bare_calls, *_rest = bare_crew.run("bare")
-                bare_cpu = _cpu_seconds(bare.pid) - cpu_before
-            finally:
-                bare_crew.close()
-            bare_rate = bare_calls / arguments.seconds
-            print(f"bare no-op: {bare_rate:.0f} calls/s, {_per_call(bare_cpu, bare_calls)}", flush=True)
+        bare_crew = Crew(jobs("bare", f"opc.tcp://127.0.0.1:{bare_port}/bare", "bench", "bench-secret"))
+        stack.callback(bare_crew.close)
         crew = Crew(jobs("single", deployment.endpoint, *machine))
         stack.callback(crew.close)
-        single_rate = 0.0
+        # The ceiling and the single calls take turns (--rounds): a shared machine's speed drifts over a minute, and
+        # a ratio of two figures measured at different moments carries that drift.
+        bare_calls = bare_cpu = 0.0
+        single_calls = single_accepted = 0
+        single_cpu = 0.0
         single_stored = 0
-        if "single" in chosen:
-            before = asyncio.run(deployment.stored_result_count())
-            print("single: running (every session is open; a profiler may attach now)", flush=True)
-            cpu_before = _cpu_seconds(server_pid)
-            single_calls, single_accepted, _refused = crew.run("single")
-            single_cpu = _cpu_seconds(server_pid) - cpu_before
-            single_stored = asyncio.run(deployment.stored_result_count()) - before
-            single_rate = single_accepted / arguments.seconds
-            print(f"single: {single_rate:.0f} reports/s, {_per_call(single_cpu, single_calls)}", flush=True)
+        for turn in range(1, arguments.rounds + 1):
+            of_rounds = f" (round {turn} of {arguments.rounds})" if arguments.rounds > 1 else ""
+            if "bare" in chosen:
+                cpu_before = _cpu_seconds(bare.pid)
+                calls, *_rest = bare_crew.run("bare")
+                cpu = _cpu_seconds(bare.pid) - cpu_before
+                bare_calls += calls
+                bare_cpu += cpu
+                print(f"bare no-op: {calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}")
+            if "single" in chosen:
+                before = asyncio.run(deployment.stored_result_count())
+                if turn == 1:
+                    print("single: running (every session is open; a profiler may attach now)", flush=True)
+                cpu_before = _cpu_seconds(server_pid)
+                calls, accepted, _refused = crew.run("single")
+                cpu = _cpu_seconds(server_pid) - cpu_before
+                single_stored += asyncio.run(deployment.stored_result_count()) - before
+                single_calls += calls
+                single_accepted += accepted
+                single_cpu += cpu
+                print(f"single: {accepted / arguments.seconds:.0f} reports/s, {_per_call(cpu, calls)}{of_rounds}")
+            sys.stdout.flush()
+        stack.pop_all()
+        stack.callback(crew.close)
+        bare_crew.close()
+        measured = arguments.seconds * arguments.rounds
+        bare_rate = bare_calls / measured
+        single_rate = single_accepted / measured
+        if arguments.rounds > 1:
+            if "bare" in chosen:
+                print(f"bare no-op, all rounds: {bare_rate:.0f} calls/s, {_per_call(bare_cpu, int(bare_calls))}")
+            if "single" in chosen:
+                print(f"single, all rounds: {single_rate:.0f} reports/s, {_per_call(single_cpu, single_calls)}")
 
         # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
         paced_rate = single_rate / 2
