@@ -64,6 +64,15 @@ async def main(port: int, cert_dir: Path, trusted: Path) -> None:
         return [ua.Variant("ok", ua.VariantType.String)]
 
     await objects.add_method(ua.NodeId("Noop", idx), "Noop", noop, [ua.VariantType.String], [ua.VariantType.String])
+
+    async def noop_shaped(_parent: ua.NodeId, *_args: ua.Variant) -> list[ua.Variant]:
+        return [ua.Variant("ok", ua.VariantType.String), ua.Variant(0, ua.VariantType.Int32)]
+
+    # ReportMeasurement's arguments and outputs, doing nothing: what the stack carries for calls of that shape.
+    _s, _d = ua.VariantType.String, ua.VariantType.Double
+    shape = [_s, _s, _s, _d, _s, _s, ua.VariantType.DateTime, _s]
+    outputs = [ua.VariantType.String, ua.VariantType.Int32]
+    await objects.add_method(ua.NodeId("NoopShaped", idx), "NoopShaped", noop_shaped, shape, outputs)
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     # The deployment's test certificate names the loopback address, not this machine's hostname, which asyncua
     # checks when the server starts: one warning per run, printed between the bench's figures.

@@ -5,6 +5,9 @@ all over Basic256Sha256 SignAndEncrypt with a user login; then N client processe
 is a machine making one call after the other) drive, one workload after the other for the same duration:
 
   bare no-op   the no-op method on the bare asyncua server: the ceiling of asyncua itself, on the same sessions
+  bare-shaped  (only when chosen) a no-op method on the bare server taking ReportMeasurement's eight arguments and
+               answering its two outputs: how much of the gap to the ceiling is the call's shape (the clients' and
+               the stack's encoding of eight arguments), not QualityBridge's work
   single       ReportMeasurement, one measurement per call, as fast as answered
   paced        ReportMeasurement at half the single-call rate just measured, spread evenly over the sessions, while
                a subscriber (publishing interval 10 ms) watches the characteristic's LastMeasuredAt: latency from
@@ -22,6 +25,7 @@ and prints them side by side with the machine load. "stored" counts rows that ar
     .venv/bin/python bench/report_throughput.py --clients 4 --sessions 4 --seconds 10 --batch 100
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
+    .venv/bin/python bench/report_throughput.py --workloads bare,bare-shaped,single --rounds 3  # single calls only
     .venv/bin/python bench/report_throughput.py --only-batched --batch 1000   # batches and the relay only
     .venv/bin/python bench/report_throughput.py --workloads offered --batch-rate 15000 --batch 100 --batch-sessions 2
 
@@ -131,6 +135,9 @@ async def _drive(job: Job, clients: list[Client]) -> tuple[int, int, int, list[f
         if job.kind == "bare":
             idx = await client.get_namespace_index("urn:bench")
             call = _bare_call(client.nodes.objects, ua.NodeId("Noop", idx))
+        elif job.kind == "bare-shaped":
+            idx = await client.get_namespace_index("urn:bench")
+            call = _report_call(job, client.nodes.objects, idx, method=ua.NodeId("NoopShaped", idx))
         else:
             ns = await client.get_namespace_index(NAMESPACE_URI)
             call = _report_call(job, client.get_node(ua.NodeId("QualityBridge", ns)), ns)
@@ -166,8 +173,9 @@ def _bare_call(objects: Any, method: ua.NodeId) -> Call:
     return call
 
 
-def _report_call(job: Job, bridge: Any, ns: int) -> Call:
-    single = ua.NodeId("QualityBridge.ReportMeasurement", ns)
+def _report_call(job: Job, bridge: Any, ns: int, method: ua.NodeId | None = None) -> Call:
+    """ReportMeasurement(s) calls; with `method`, the same single call's arguments sent to that method instead."""
+    single = method or ua.NodeId("QualityBridge.ReportMeasurement", ns)
     batch = ua.NodeId("QualityBridge.ReportMeasurements", ns)
 
     async def call(lane: int, sequence: int) -> tuple[int, int]:
@@ -310,8 +318,8 @@ def main() -> None:
     parser.add_argument(
         "--workloads",
         default="bare,single,paced,batch",
-        help="comma-separated subset of bare,single,paced,batch,offered to run (default bare,single,paced,batch; "
-        "paced needs single, offered needs --batch-rate)",
+        help="comma-separated subset of bare,bare-shaped,single,paced,batch,offered to run (default "
+        "bare,single,paced,batch; paced needs single, offered needs --batch-rate)",
     )
     parser.add_argument(
         "--batch-rate",
@@ -337,7 +345,7 @@ def main() -> None:
     arguments.workloads = {name.strip() for name in arguments.workloads.split(",") if name.strip()}
     if arguments.batch_rate > 0:
         arguments.workloads.add("offered")
-    unknown = arguments.workloads - {"bare", "single", "paced", "batch", "offered"}
+    unknown = arguments.workloads - {"bare", "bare-shaped", "single", "paced", "batch", "offered"}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     if "paced" in arguments.workloads and "single" not in arguments.workloads:
@@ -448,6 +456,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         # The ceiling and the single calls take turns (--rounds): a shared machine's speed drifts over a minute, and
         # a ratio of two figures measured at different moments carries that drift.
         bare_calls = bare_cpu = 0.0
+        shaped_calls = shaped_cpu = 0.0
         single_calls = single_accepted = 0
         single_cpu = 0.0
         single_stored = 0
@@ -460,6 +469,14 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 bare_calls += calls
                 bare_cpu += cpu
                 print(f"bare no-op: {calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}")
+            if "bare-shaped" in chosen:
+                cpu_before = _cpu_seconds(bare.pid)
+                calls, *_rest = bare_crew.run("bare-shaped")
+                cpu = _cpu_seconds(bare.pid) - cpu_before
+                shaped_calls += calls
+                shaped_cpu += cpu
+                figures = f"{calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}"
+                print(f"bare no-op shaped like ReportMeasurement: {figures}")
             if "single" in chosen:
                 before = asyncio.run(deployment.stored_result_count())
                 if turn == 1:
@@ -478,10 +495,14 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         bare_crew.close()
         measured = arguments.seconds * arguments.rounds
         bare_rate = bare_calls / measured
+        shaped_rate = shaped_calls / measured
         single_rate = single_accepted / measured
         if arguments.rounds > 1:
             if "bare" in chosen:
                 print(f"bare no-op, all rounds: {bare_rate:.0f} calls/s, {_per_call(bare_cpu, int(bare_calls))}")
+            if "bare-shaped" in chosen:
+                shaped = _per_call(shaped_cpu, int(shaped_calls))
+                print(f"bare no-op shaped like ReportMeasurement, all rounds: {shaped_rate:.0f} calls/s, {shaped}")
             if "single" in chosen:
                 print(f"single, all rounds: {single_rate:.0f} reports/s, {_per_call(single_cpu, single_calls)}")
 
@@ -513,6 +534,9 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         print(f"{'workload':<44} {'calls/s':>9} {'reports/s':>10} {'vs bare':>8} {'stored':>8}")
         if "bare" in chosen:
             print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
+        if "bare-shaped" in chosen:
+            title = "bare no-op with ReportMeasurement's arguments"
+            print(f"{title:<44} {shaped_rate:>9.0f} {'-':>10} {share(shaped_rate):>8} {'-':>8}")
         if "single" in chosen:
             print(
                 f"{'ReportMeasurement, 1 per call':<44} {single_rate:>9.0f} {single_rate:>10.0f} "
