@@ -462,23 +462,26 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         single_calls = single_accepted = 0
         single_cpu = 0.0
         single_stored = 0
+
+        def on_bare(kind: str, title: str, of_rounds: str) -> tuple[int, float]:
+            """One turn of a bare workload: its calls and the bare server's CPU seconds, printed."""
+            assert bare_crew is not None
+            cpu_before = _cpu_seconds(bare.pid)
+            calls, *_rest = bare_crew.run(kind)
+            cpu = _cpu_seconds(bare.pid) - cpu_before
+            print(f"{title}: {calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}")
+            return calls, cpu
+
         for turn in range(1, arguments.rounds + 1):
             of_rounds = f" (round {turn} of {arguments.rounds})" if arguments.rounds > 1 else ""
-            if bare_crew is not None and "bare" in chosen:
-                cpu_before = _cpu_seconds(bare.pid)
-                calls, *_rest = bare_crew.run("bare")
-                cpu = _cpu_seconds(bare.pid) - cpu_before
+            if "bare" in chosen:
+                calls, cpu = on_bare("bare", "bare no-op", of_rounds)
                 bare_calls += calls
                 bare_cpu += cpu
-                print(f"bare no-op: {calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}")
-            if bare_crew is not None and "bare-shaped" in chosen:
-                cpu_before = _cpu_seconds(bare.pid)
-                calls, *_rest = bare_crew.run("bare-shaped")
-                cpu = _cpu_seconds(bare.pid) - cpu_before
+            if "bare-shaped" in chosen:
+                calls, cpu = on_bare("bare-shaped", "bare no-op shaped like ReportMeasurement", of_rounds)
                 shaped_calls += calls
                 shaped_cpu += cpu
-                figures = f"{calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}"
-                print(f"bare no-op shaped like ReportMeasurement: {figures}")
             if "single" in chosen:
                 before = asyncio.run(deployment.stored_result_count())
                 if turn == 1:
