@@ -440,6 +440,22 @@ def result_posting_wire(idempotency_key: str, result: MeasurementResult) -> dict
 _RESULT_KEYS = frozenset(MeasurementResult.model_fields)
 _REPORT_KEYS = frozenset(MeasurementReport.model_fields)
 _EVALUATION_NAMES = {evaluation.value: evaluation.name for evaluation in ResultEvaluation}
+# The wire body's texts as the model has them: always a string, or a string or null. Exactly str: the model would
+# convert anything else, and then the model's path writes the body.
+_WIRE_TEXTS = (
+    "result_id",
+    "order_no",
+    "operation_no",
+    "characteristic_id",
+    "unit",
+    "plan_version",
+    "equipment_id",
+    "part_serial",
+    "measured_at",
+    "received_at",
+    "reported_by",
+)
+_WIRE_OPTIONAL_TEXTS = ("client_result_id", "routing_version")
 
 
 # What `_wire_moment` writes (pydantic's form): microseconds only when there are any, UTC as "Z", no offset when naive.
@@ -501,24 +517,14 @@ def result_posting_wire_from_json(idempotency_key: str, record_json: str | bytes
         }
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
-    if not (
-        type(record["evaluation"]) is int
-        and type(body["plan_version_superseded"]) is bool
-        and type(body["result_id"]) is str
-        and type(body["order_no"]) is str
-        and type(body["operation_no"]) is str
-        and type(body["characteristic_id"]) is str
-        and type(body["unit"]) is str
-        and type(body["plan_version"]) is str
-        and type(body["equipment_id"]) is str
-        and type(body["part_serial"]) is str
-        and type(body["measured_at"]) is str
-        and type(body["received_at"]) is str
-        and type(body["reported_by"]) is str
-        and (body["client_result_id"] is None or type(body["client_result_id"]) is str)
-        and (body["routing_version"] is None or type(body["routing_version"]) is str)
-    ):
+    if type(record["evaluation"]) is not int or type(body["plan_version_superseded"]) is not bool:
         return None
+    for key in _WIRE_TEXTS:
+        if type(body[key]) is not str:
+            return None
+    for key in _WIRE_OPTIONAL_TEXTS:
+        if body[key] is not None and type(body[key]) is not str:
+            return None
     return {"kind": "result", "idempotency_key": idempotency_key, "body": body}
 
 

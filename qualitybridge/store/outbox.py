@@ -25,7 +25,7 @@ from qualitybridge.domain.postings import (
     decode_posting,
 )
 
-__all__ = ["PENDING_ENTRY_COLUMNS", "ResultJson", "decode_posting", "entry_from_row", "outbox_row", "pending_entries"]
+__all__ = ["PENDING_ENTRY_COLUMNS", "ResultJson", "entry_from_row", "outbox_row", "pending_entries"]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -6,7 +6,7 @@ running under the store that is closed next."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from qualitybridge.adapters.rest_erp import RestErpClient
@@ -16,6 +16,26 @@ from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.outbox_relay import OutboxRelay
 from qualitybridge.store import Store
 from tests.integration.test_relay_order_and_kinds import _booked, _master, _recorded, _TargetFailing
+
+
+async def _run_until(relay: OutboxRelay, done: Callable[[], Awaitable[bool]], tries: int, settle: float = 0.0) -> None:
+    """Run the relay as the server does (`run_forever`) until `done` (polled every 20 ms, `tries` times at most),
+    `settle` seconds more, then stop it as App.stop does."""
+    relay.wake()
+    running = asyncio.create_task(relay.run_forever())
+    try:
+        for _ in range(tries):
+            if await done():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(settle)
+    finally:
+        relay.stop_soon()
+        await asyncio.wait_for(running, 10)
+
+
+async def _drained(store: Store) -> bool:
+    return not await store.pending_outbox()
 
 
 class _DiscardingWhilePosting:
@@ -46,16 +66,7 @@ async def test_a_posting_discarded_while_the_round_before_it_posts_is_not_delive
     seqs = {entry.idempotency_key: entry.seq for entry in await store.pending_outbox()}
     target = _DiscardingWhilePosting(client, store, seqs[keys[2]])
     relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=1)  # type: ignore[arg-type]
-    relay.wake()
-    running = asyncio.create_task(relay.run_forever())
-    try:
-        for _ in range(200):
-            if not await store.pending_outbox():
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        relay.stop_soon()
-        await asyncio.wait_for(running, 10)
+    await _run_until(relay, lambda: _drained(store), tries=200)
     (record,) = [r for r in await store.outbox_records() if r.seq == seqs[keys[2]]]
     # docs/operations.md accepts that such a posting "can still be delivered once"; the operator's decision must
     # not vanish, though: the marking overwrites the discarded state with "sent" (no `state = 'pending'` guard).
@@ -85,17 +96,11 @@ async def test_a_posting_discarded_while_on_the_read_ahead_page_is_not_put_back_
     seqs = {entry.idempotency_key: entry.seq for entry in await store.pending_outbox()}
     target = _DiscardingThenFailingIt(client, store, seqs[keys[2]])
     relay = OutboxRelay(store, target, Diagnostics(), batch_size=2, batches_per_round=1)  # type: ignore[arg-type]
-    relay.wake()
-    running = asyncio.create_task(relay.run_forever())
-    try:
-        for _ in range(50):
-            if len(target.batches) >= 2:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-    finally:
-        relay.stop_soon()
-        await asyncio.wait_for(running, 10)
+
+    async def posted_twice() -> bool:
+        return len(target.batches) >= 2
+
+    await _run_until(relay, posted_twice, tries=50, settle=0.1)
     (record,) = [r for r in await store.outbox_records() if r.seq == seqs[keys[2]]]
     assert record.state == "discarded", f"the discarded posting is back in the queue: {record.state}"
     await client.aclose()
@@ -132,16 +137,7 @@ async def test_an_order_that_spans_two_pages_is_not_held_for_as_long_as_the_back
         backoff_max_seconds=0.0,
         interval_seconds=0.05,
     )
-    relay.wake()
-    running = asyncio.create_task(relay.run_forever())
-    try:
-        for _ in range(300):
-            if not await store.pending_outbox():
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        relay.stop_soon()
-        await asyncio.wait_for(running, 10)
+    await _run_until(relay, lambda: _drained(store), tries=300)
     second_try = next(n for n, batch in enumerate(target.batches) if n > 0 and a1 in batch)
     assert second_try <= 3, f"a1 was tried again only in batch {second_try} of {len(target.batches)}: {target.batches}"
     await client.aclose()

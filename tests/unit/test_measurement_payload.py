@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation
-from qualitybridge.domain.postings import MeasurementPosting
-from qualitybridge.store.outbox import ResultJson, decode_posting
+from qualitybridge.domain.postings import MeasurementPosting, decode_posting
+from qualitybridge.store.outbox import ResultJson
 
 AT = datetime(2026, 11, 30, 6, 0, 0, 123456, tzinfo=UTC)
 

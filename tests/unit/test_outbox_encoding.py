@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from qualitybridge.domain.postings import MeasurementPosting, UnreadablePosting
-from qualitybridge.store.outbox import decode_posting, outbox_row
+from qualitybridge.domain.postings import MeasurementPosting, UnreadablePosting, decode_posting
+from qualitybridge.store.outbox import outbox_row
 from tests.builders import NOW, result
 
 
