@@ -70,6 +70,32 @@ def _value(sequence: int) -> float:
 GAUGE = "GA-TMP-0603"
 
 
+def _spread_keys() -> list[tuple[tuple[str, str, str], str, float, float]]:
+    """Every characteristic of the seed's running order with a gauge of its type that may measure: (key, gauge,
+    middle of the tolerance, an eighth of its width) — for `--characteristics spread`, machines of a line each
+    measuring their own characteristic."""
+    from qualitybridge.simulator.seed import seed_equipment, seed_orders
+
+    usable = [g for g in seed_equipment() if not g.calibration_status.blocks_measuring]
+    keys = []
+    for order in seed_orders():
+        if order.order_no != KEY[0]:
+            continue
+        for operation in order.operations:
+            for c in operation.characteristics:
+                gauge = next(g.equipment_id for g in usable if g.equipment_type == c.gauge_type)
+                width = c.upper_limit - c.lower_limit
+                keys.append(
+                    (
+                        (order.order_no, operation.operation_no, c.characteristic_id),
+                        gauge,
+                        c.lower_limit + width / 2,
+                        width / 8,
+                    )
+                )
+    return keys
+
+
 @dataclass
 class Job:
     kind: str
@@ -86,6 +112,7 @@ class Job:
     rate: float = 0.0  # calls per second and session; 0: one after the other as fast as they are answered
     processes: int = 1
     batch_sessions: int = 1  # of `sessions`, those that send batches (batched and offered workloads)
+    spread: bool = False  # single calls: each machine its own characteristic (`--characteristics spread`)
 
 
 async def _client(job: Job) -> Client:
@@ -178,14 +205,20 @@ def _report_call(job: Job, bridge: Any, ns: int, method: ua.NodeId | None = None
     single = method or ua.NodeId("QualityBridge.ReportMeasurement", ns)
     batch = ua.NodeId("QualityBridge.ReportMeasurements", ns)
 
+    spread = _spread_keys() if job.spread and job.kind == "single" and method is None else []
+
     async def call(lane: int, sequence: int) -> tuple[int, int]:
         tag = f"{job.kind}-{job.worker}-{lane}-{sequence}-{time.time_ns()}"
         if job.kind not in _BATCHED:
+            key, gauge, value = KEY, GAUGE, _value(sequence * 97 + lane * 13 + job.worker)
+            if spread:
+                key, gauge, middle, eighth = spread[(job.worker * job.sessions + lane) % len(spread)]
+                value = middle + (value - 20.0) * 2 * eighth  # _value's ±0.5 around 20 as ±1/8 of the tolerance
             await bridge.call_method(
                 single,
-                *KEY,
-                ua.Variant(_value(sequence * 97 + lane * 13 + job.worker), ua.VariantType.Double),
-                GAUGE,
+                *key,
+                ua.Variant(value, ua.VariantType.Double),
+                gauge,
                 f"SN-{tag}",
                 datetime.now(UTC),
                 tag,
@@ -322,6 +355,13 @@ def main() -> None:
         "bare,single,paced,batch; paced needs single, offered needs --batch-rate)",
     )
     parser.add_argument(
+        "--characteristics",
+        choices=("one", "spread"),
+        default="one",
+        help="single calls all on one characteristic (default, as every figure before), or each machine on its own "
+        "characteristic of the running order (its eleven, in turn), as the machines of a line report",
+    )
+    parser.add_argument(
         "--batch-rate",
         type=float,
         default=0.0,
@@ -437,6 +477,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                     rate,
                     arguments.clients,
                     arguments.batch_sessions,
+                    arguments.characteristics == "spread",
                 )
                 for worker in range(arguments.clients)
             ]

@@ -6,6 +6,10 @@ store what they cause with one commit instead of one per event. A publisher sees
 unless it is a `BurstPublisher`: that one gets the whole burst in one call, so it can show what the events change
 in common once (a characteristic's last value after a batch of a thousand) instead of once per event.
 
+Calls that run side by side can publish *together* (`publish_together`): the bursts of every call that publishes
+in the same turn of the event loop — the single report calls one group commit has just answered — go out as one
+burst, as a batch call's would, so what they change in common is shown once and the bus is walked once.
+
 One error policy for all of them: the event's fact is already stored, so a handler that fails is logged with the
 event and never turns the caller's Good answer into an error, nor stops the other handlers.
 """
@@ -31,6 +35,14 @@ EventHandler = Callable[[E], Awaitable[None]]
 BurstHandler = Callable[[Sequence[E]], Awaitable[None]]
 
 
+class _Gathering:
+    """The events of the calls publishing together in one turn of the event loop, and when they are published."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.events: list[DomainEvent] = []
+        self.published: asyncio.Future[None] = loop.create_future()
+
+
 class EventBus:
     def __init__(self) -> None:
         self._handlers: dict[type[DomainEvent], list[EventHandler[DomainEvent]]] = {}
@@ -47,6 +59,8 @@ class EventBus:
         self._burst_handlers_of: dict[
             type[DomainEvent], tuple[tuple[type[DomainEvent], BurstHandler[DomainEvent]], ...]
         ] = {}
+        self._gathering: _Gathering | None = None
+        self._gathered_publications: set[asyncio.Task[None]] = set()  # kept until done (the loop holds tasks weakly)
 
     def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> None:
         """Call `handler` for every event of `event_type` (and its subclasses), in subscription order."""
@@ -112,6 +126,45 @@ class EventBus:
             matching = [event for event in events if isinstance(event, event_type)]
             for burst_handler in handlers:
                 await self._deliver_burst(burst_handler, matching, event_type)
+
+    async def publish_together(self, events: Sequence[DomainEvent]) -> None:
+        """`publish_burst` of `events` with those of every other call that publishes together in this turn of the
+        event loop, as one burst in the order the calls came; returns once that burst is published.
+
+        The single report calls that one group commit answers resume one after the other in the same turn: one
+        burst for all of them costs about what one of them did alone (a characteristic's values shown once, the
+        SPC monitor's alarms stored with one commit, the relay woken once), where a burst per call cost each call
+        the whole walk. A lone call waits one turn of the loop more."""
+        if not events:
+            return
+        gathering = self._gathering
+        if gathering is None:
+            loop = asyncio.get_running_loop()
+            gathering = self._gathering = _Gathering(loop)
+            # A task's first step runs after the callbacks already due in this turn: the other calls' resumptions.
+            publication = loop.create_task(self._publish_gathered(gathering), name="event-bus-publish-together")
+            self._gathered_publications.add(publication)
+            publication.add_done_callback(lambda done: self._gathered_published(done, gathering))
+        gathering.events.extend(events)
+        # Shielded: a caller that is cancelled (its session closed) must not cancel the others' publication.
+        await asyncio.shield(gathering.published)
+
+    async def _publish_gathered(self, gathering: _Gathering) -> None:
+        self._gathering = None  # calls that publish from here on gather for the next burst
+        await self.publish_burst(gathering.events)
+
+    def _gathered_published(self, publication: asyncio.Task[None], gathering: _Gathering) -> None:
+        self._gathered_publications.discard(publication)
+        if self._gathering is gathering:  # cancelled before its first step (the loop is stopping)
+            self._gathering = None
+        if gathering.published.done():
+            return
+        if publication.cancelled():
+            gathering.published.cancel()  # the callers must not wait on
+        elif (error := publication.exception()) is not None:  # pragma: no cover - handlers' errors are caught
+            gathering.published.set_exception(error)
+        else:
+            gathering.published.set_result(None)
 
     def _handlers_for(self, kind: type[DomainEvent]) -> tuple[EventHandler[DomainEvent], ...]:
         handlers = self._handlers_of.get(kind)

@@ -126,8 +126,9 @@ class ReportingService:
                 outcome = MeasurementOutcome(stored=item, created=created)
                 # A repeat within the batch, or an id a concurrent call stored first: the same content or refused.
                 outcomes[position] = outcome if created else _repeat_outcome(item, submitted.result.report)
-        # One burst: the SPC monitor judges the whole batch and stores its alarms in one commit.
-        await self._events.publish_burst(
+        # One burst, together with the calls committed in the same group: the SPC monitor judges them all and
+        # stores their alarms in one commit, each characteristic's values are shown once.
+        await self._events.publish_together(
             [
                 MeasurementAccepted(outcome.stored.result)
                 for outcome in outcomes

@@ -308,3 +308,92 @@ async def test_a_failing_burst_publisher_is_logged_and_stops_no_one(caplog: pyte
     assert after.calls == [(MEASURED, REMEASURED)]
     assert seen == [[MEASURED, REMEASURED]]
     assert any("publish_burst" in r.getMessage() for r in caplog.records)
+
+
+async def test_calls_publishing_together_in_one_turn_make_one_burst_in_their_order() -> None:
+    # The single report calls one group commit answers resume in one turn of the loop: one burst for them all.
+    bus = EventBus()
+    bursting = BurstRecorder()
+    bus.add_publisher(bursting)
+    seen: list[tuple[DomainEvent, ...]] = []
+
+    async def burst(events: Sequence[DomainEvent]) -> None:
+        seen.append(tuple(events))
+
+    bus.subscribe_burst(MeasurementAccepted, burst)
+    go = asyncio.get_running_loop().create_future()
+    answered: list[str] = []
+
+    async def call(name: str, events: list[DomainEvent]) -> None:
+        await go  # every call resumes in the same turn, as a group commit's callers do
+        await bus.publish_together(events)
+        answered.append(name)
+
+    calls = [
+        asyncio.create_task(call("first", [MEASURED])),
+        asyncio.create_task(call("second", [CONFIRMED, REMEASURED])),
+        asyncio.create_task(call("third", [])),  # nothing to publish: answered at once
+    ]
+    await asyncio.sleep(0)
+    go.set_result(None)
+    await asyncio.gather(*calls)
+    assert bursting.calls == [(MEASURED, CONFIRMED, REMEASURED)]
+    assert seen == [(MEASURED, REMEASURED)]
+    assert sorted(answered) == ["first", "second", "third"]
+    # A call in a later turn makes a burst of its own.
+    await bus.publish_together([STARTED])
+    assert bursting.calls[-1] == (STARTED,)
+
+
+async def test_every_call_publishing_together_returns_only_once_the_burst_is_published() -> None:
+    bus = EventBus()
+    release = asyncio.Event()
+    published: list[int] = []
+
+    async def slow(events: Sequence[DomainEvent]) -> None:
+        await release.wait()  # a burst handler storing alarms: the calls wait for it
+        published.append(len(events))
+
+    bus.subscribe_burst(MeasurementAccepted, slow)
+    first = asyncio.create_task(bus.publish_together([MEASURED]))
+    second = asyncio.create_task(bus.publish_together([REMEASURED]))
+    await asyncio.sleep(0.01)
+    assert not first.done() and not second.done()
+    release.set()
+    await asyncio.gather(first, second)
+    assert published == [2]
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others_publication() -> None:
+    bus = EventBus()
+    release = asyncio.Event()
+    published: list[tuple[DomainEvent, ...]] = []
+
+    async def slow(events: Sequence[DomainEvent]) -> None:
+        await release.wait()
+        published.append(tuple(events))
+
+    bus.subscribe_burst(MeasurementAccepted, slow)
+    leaving = asyncio.create_task(bus.publish_together([MEASURED]))
+    staying = asyncio.create_task(bus.publish_together([REMEASURED]))
+    await asyncio.sleep(0.01)
+    leaving.cancel()  # its session closed while the burst was being published
+    release.set()
+    await staying
+    assert leaving.cancelled()
+    assert published == [(MEASURED, REMEASURED)]
+
+
+async def test_a_publication_cancelled_before_it_ran_releases_its_callers_and_the_next_burst_goes_out() -> None:
+    bus = EventBus()
+    bursting = BurstRecorder()
+    bus.add_publisher(bursting)
+    waiting = asyncio.create_task(bus.publish_together([MEASURED]))
+    await asyncio.sleep(0)  # the caller waits; the publication's task has not run yet
+    (publication,) = asyncio.all_tasks() - {asyncio.current_task(), waiting}
+    publication.cancel()  # the loop is stopping
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert bursting.calls == []
+    await bus.publish_together([STARTED])  # not stuck behind the cancelled one
+    assert bursting.calls == [(STARTED,)]
