@@ -358,7 +358,8 @@ async def test_every_call_publishing_together_returns_only_once_the_burst_is_pub
     first = asyncio.create_task(bus.publish_together([MEASURED]))
     second = asyncio.create_task(bus.publish_together([REMEASURED]))
     await asyncio.sleep(0.01)
-    assert not first.done() and not second.done()
+    assert not first.done()
+    assert not second.done()
     release.set()
     await asyncio.gather(first, second)
     assert published == [2]
