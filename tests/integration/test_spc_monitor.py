@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
-from qualitybridge.domain.events import DomainEvent, SpcRuleViolated, SpcStatusChanged
+from qualitybridge.domain.events import DomainEvent, MeasurementAccepted, SpcRuleViolated, SpcStatusChanged
 from qualitybridge.domain.model import (
     Classification,
     ErpSnapshot,
@@ -28,7 +30,7 @@ from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.services.reporting import ReportingService
 from qualitybridge.services.spc_monitor import SPC_ENGINE_USER, SpcMonitor, spc_alarm_id
-from qualitybridge.store import Store
+from qualitybridge.store import Store, tables
 
 ORDER, OPERATION = "4711", "0010"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -288,3 +290,46 @@ async def test_the_alarms_of_one_report_batch_are_stored_with_one_store_call(
     statuses = [e for e in bridge.recorder.events if isinstance(e, SpcStatusChanged)]
     assert len(statuses) == 1, "the chart's state once after the batch, not once per value"
     assert statuses[0].status.sample_count == len(STREAM)
+
+
+async def test_concurrent_single_reports_are_published_together_each_charted_once_and_stored_first(
+    store: Store,
+) -> None:
+    # Machines reporting one value per call at the same time: the calls one group commit answers publish one burst.
+    bridge = Bridge(store)
+    await bridge.start()
+
+    class BurstCounter:
+        """A burst publisher that checks each burst's results are in the store when they are shown."""
+
+        def __init__(self) -> None:
+            self.bursts: list[list[str]] = []
+
+        async def publish(self, event: DomainEvent) -> None:
+            await self.publish_burst([event])
+
+        async def publish_burst(self, events: Sequence[DomainEvent]) -> None:
+            ids = [event.result.result_id for event in events if isinstance(event, MeasurementAccepted)]
+            if ids:
+                self.bursts.append(ids)
+                async with store.engine.connect() as conn:
+                    column = tables.measurement_results.c.result_id
+                    stored = set((await conn.execute(select(column).where(column.in_(ids)))).scalars())
+                assert stored == set(ids), "shown before it was stored"
+
+    shown = BurstCounter()
+    bridge.events.add_publisher(shown)
+    calls = 24
+    results = await asyncio.gather(
+        *(
+            bridge.reporting.report_measurement(report(10.0 + (n % 3) / 10, "C1", NOW + timedelta(seconds=n)), "m")
+            for n in range(calls)
+        )
+    )
+    answered = [result.result_id for result in results]
+    published = [result_id for burst in shown.bursts for result_id in burst]
+    assert sorted(published) == sorted(answered), "every accepted call's event published exactly once"
+    assert len(shown.bursts) < calls, f"{calls} concurrent calls made {len(shown.bursts)} bursts: none together"
+    status = bridge.spc.status(ORDER, OPERATION, "C1")
+    assert status is not None
+    assert status.sample_count == calls  # SPC charted each value once
