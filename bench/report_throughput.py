@@ -26,6 +26,7 @@ and prints them side by side with the machine load. "stored" counts rows that ar
     .venv/bin/python bench/report_throughput.py --store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
     .venv/bin/python bench/report_throughput.py --workloads bare,bare-shaped,single --rounds 3  # single calls only
+    .venv/bin/python bench/report_throughput.py --workloads bare,single --rounds 3 --characteristics spread
     .venv/bin/python bench/report_throughput.py --only-batched --batch 1000   # batches and the relay only
     .venv/bin/python bench/report_throughput.py --workloads offered --batch-rate 15000 --batch 100 --batch-sessions 2
 
