@@ -16,18 +16,16 @@ each value goes through `write_attribute_value` itself.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 from collections.abc import Iterable
 
 from asyncua import ua
 from asyncua.server.address_space import AddressSpace
 
+from qualitybridge.server.asyncua_pin import asyncua_is_pinned
+
 __all__ = ["REPEATS_ASYNCUA", "write_values"]
 
-REPEATED_ASYNCUA_VERSION = "2.1.0"
-REPEATS_ASYNCUA = importlib.metadata.version("asyncua") == REPEATED_ASYNCUA_VERSION and hasattr(
-    AddressSpace, "_is_expected_variant_type"
-)
+REPEATS_ASYNCUA = asyncua_is_pinned() and hasattr(AddressSpace, "_is_expected_variant_type")
 _VALUE = ua.AttributeIds.Value
 
 

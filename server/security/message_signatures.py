@@ -7,24 +7,23 @@ through `default_backend()` for each message. `hmac.digest` computes the same by
 Measured in a server under single report calls (bench/report_throughput.py, alternating, SignAndEncrypt): about
 4 % of the server's CPU per call less (docs/performance.md).
 
-Installed when the server is built and only over asyncua 2.1.0, whose two functions these replace with the same
-signature and answers; tests/unit/test_message_signatures.py pins both. The replacement is process-wide: an
-asyncua client in the same process (the CLI's) signs the same way, with the same bytes.
+Installed when the server is built and only over asyncua 2.1.0 (server/asyncua_pin.py), whose two functions these
+replace with the same signature and answers; tests/unit/test_message_signatures.py pins both. The replacement is
+process-wide: an asyncua client in the same process (the CLI's) signs the same way, with the same bytes.
 """
 
 from __future__ import annotations
 
 import hmac
-import importlib.metadata
 import logging
 
 from asyncua.crypto import uacrypto
 
-__all__ = ["REPLACED_ASYNCUA_VERSION", "hmac_sha1", "hmac_sha256", "install_fast_message_signatures"]
+from qualitybridge.server.asyncua_pin import INSTALLED_ASYNCUA_VERSION, PINNED_ASYNCUA_VERSION, asyncua_is_pinned
+
+__all__ = ["hmac_sha1", "hmac_sha256", "install_fast_message_signatures"]
 
 _log = logging.getLogger(__name__)
-
-REPLACED_ASYNCUA_VERSION = "2.1.0"
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
@@ -37,10 +36,11 @@ def hmac_sha1(key: bytes, message: bytes) -> bytes:
 
 def install_fast_message_signatures() -> bool:
     """Replace asyncua's per-message HMAC functions; False (nothing replaced) over another asyncua version."""
-    installed = importlib.metadata.version("asyncua")
-    if installed != REPLACED_ASYNCUA_VERSION:
+    if not asyncua_is_pinned():
         _log.debug(
-            "asyncua %s: message signatures left to asyncua (replaced for %s)", installed, REPLACED_ASYNCUA_VERSION
+            "asyncua %s: message signatures left to asyncua (replaced for %s)",
+            INSTALLED_ASYNCUA_VERSION,
+            PINNED_ASYNCUA_VERSION,
         )
         return False
     uacrypto.hmac_sha256 = hmac_sha256

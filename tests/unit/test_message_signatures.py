@@ -12,13 +12,9 @@ from asyncua.crypto import security_policies, uacrypto
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
+from qualitybridge.server.asyncua_pin import PINNED_ASYNCUA_VERSION
 from qualitybridge.server.security import message_signatures
-from qualitybridge.server.security.message_signatures import (
-    REPLACED_ASYNCUA_VERSION,
-    hmac_sha1,
-    hmac_sha256,
-    install_fast_message_signatures,
-)
+from qualitybridge.server.security.message_signatures import hmac_sha1, hmac_sha256, install_fast_message_signatures
 
 
 def _reference(algorithm: hashes.HashAlgorithm, key: bytes, message: bytes) -> bytes:
@@ -38,7 +34,7 @@ def test_the_same_signature_bytes_as_asyncua_computes(key_size: int, message_siz
 
 
 def test_installed_over_the_asyncua_it_was_written_for_and_signers_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert importlib.metadata.version("asyncua") == REPLACED_ASYNCUA_VERSION, "check the replaced functions again"
+    assert importlib.metadata.version("asyncua") == PINNED_ASYNCUA_VERSION, "check the replaced functions again"
     # asyncua's own functions, as this module replaces them: same parameters, looked up at each call.
     for name in ("hmac_sha256", "hmac_sha1"):
         monkeypatch.setattr(uacrypto, name, getattr(uacrypto, name))
@@ -59,6 +55,6 @@ def test_installed_over_the_asyncua_it_was_written_for_and_signers_use_it(monkey
 def test_another_asyncua_keeps_its_own_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
     original = uacrypto.hmac_sha256
     monkeypatch.setattr(uacrypto, "hmac_sha256", original)
-    monkeypatch.setattr(message_signatures.importlib.metadata, "version", lambda _name: "9.9.9")
+    monkeypatch.setattr(message_signatures, "asyncua_is_pinned", lambda: False)  # as over another asyncua
     assert not install_fast_message_signatures()
     assert uacrypto.hmac_sha256 is original

@@ -1,0 +1,23 @@
+"""The asyncua version whose internals QualityBridge repeats or replaces at run time: one place to change when
+asyncua is upgraded, after checking those modules against the new version.
+
+- address_space/value_writes.py repeats `write_attribute_value` for several values at once;
+- security/message_signatures.py replaces the per-message HMAC functions of `uacrypto`.
+
+Over any other asyncua both leave asyncua's own code in place. (The transport's and the session's overrides are
+pinned by their tests instead: they subclass asyncua's classes and fail loudly where those changed.)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+__all__ = ["INSTALLED_ASYNCUA_VERSION", "PINNED_ASYNCUA_VERSION", "asyncua_is_pinned"]
+
+PINNED_ASYNCUA_VERSION = "2.1.0"
+INSTALLED_ASYNCUA_VERSION = importlib.metadata.version("asyncua")
+
+
+def asyncua_is_pinned() -> bool:
+    """Whether the installed asyncua is the one whose internals are repeated or replaced here."""
+    return INSTALLED_ASYNCUA_VERSION == PINNED_ASYNCUA_VERSION
