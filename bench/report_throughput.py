@@ -275,6 +275,7 @@ class Crew:
         self._seconds = jobs[0].seconds
         self.latencies: list[float] = []
         self._results = context.Queue()
+        self._closed = False
         self._commands = [context.Queue() for _ in jobs]
         # Reusable: once per workload. Held here: a spawned child unpickles it after the start, and a barrier
         # the parent no longer references is gone by then.
@@ -306,6 +307,10 @@ class Crew:
         return sum(t[0] for t in totals), sum(t[1] for t in totals), sum(t[2] for t in totals)
 
     def close(self) -> None:
+        """Stop the client processes; once (a crew closed early is closed again by the bench's exit stack)."""
+        if self._closed:
+            return
+        self._closed = True
         for commands in self._commands:
             commands.put(None)
         for process in self._processes:
@@ -537,8 +542,6 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 single_cpu += cpu
                 print(f"single: {accepted / arguments.seconds:.0f} reports/s, {_per_call(cpu, calls)}{of_rounds}")
             sys.stdout.flush()
-        stack.pop_all()
-        stack.callback(crew.close)
         if bare_crew is not None:
             bare_crew.close()  # its sessions idle on the bare server through the other workloads otherwise
         measured = arguments.seconds * arguments.rounds
@@ -571,7 +574,6 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             batch_sessions = arguments.clients * arguments.batch_sessions
             calls_per_session = arguments.batch_rate / arguments.batch / batch_sessions
             batched["offered"] = _batched_run(deployment, crew, "offered", calls_per_session, arguments.seconds)
-        stack.pop_all()  # the crew may have lost processes; close what is left without waiting on the dead
         crew.close()
         print(f"machine load at end (1/5/15 min): {_load()}", flush=True)
 
@@ -583,7 +585,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         if "bare" in chosen:
             print(f"{'bare asyncua no-op method (the ceiling)':<44} {bare_rate:>9.0f} {'-':>10} {'100%':>8} {'-':>8}")
         if "bare-shaped" in chosen:
-            title = "bare no-op with ReportMeasurement's arguments"
+            title = "bare no-op shaped like ReportMeasurement"
             print(f"{title:<44} {shaped_rate:>9.0f} {'-':>10} {share(shaped_rate):>8} {'-':>8}")
         if "single" in chosen:
             print(
