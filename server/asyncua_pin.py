@@ -2,9 +2,10 @@
 asyncua is upgraded, after checking those modules against the new version.
 
 - address_space/value_writes.py repeats `write_attribute_value` for several values at once;
-- security/message_signatures.py replaces the per-message HMAC functions of `uacrypto`.
+- security/message_signatures.py replaces the per-message HMAC functions of `uacrypto`;
+- security/symmetric_chunks.py reads and writes the symmetric chunks of the server's secure connections.
 
-Over any other asyncua both leave asyncua's own code in place. (The transport's and the session's overrides are
+Over any other asyncua all three leave asyncua's own code in place. (The transport's and the session's overrides are
 pinned by their tests instead: they subclass asyncua's classes and fail loudly where those changed.)
 """
 

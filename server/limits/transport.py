@@ -27,15 +27,18 @@ from typing import Any
 from asyncua import ua
 from asyncua.common.connection import TransportLimits
 from asyncua.common.utils import ServiceError
+from asyncua.crypto.security_policies import SecurityPolicyNone
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
 
 from qualitybridge.config import LimitsSettings
+from qualitybridge.server.asyncua_pin import asyncua_is_pinned
 from qualitybridge.server.limits.array_limits import array_limit
 from qualitybridge.server.limits.call_codec import decode_call_parameters, decode_request_start, encode_call_response
 from qualitybridge.server.limits.session import client_address
 from qualitybridge.server.methods.arguments import status_code
+from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
 
 # The package's name, as before it was split into modules: docs/configuration.md and log configurations name it.
 _log = logging.getLogger("qualitybridge.server.limits")
@@ -87,8 +90,9 @@ _uaprocessor_log = logging.getLogger("asyncua.server.uaprocessor")
 
 
 class _LoginAheadProcessor(UaProcessor):
-    """asyncua's processor with three changes (asyncua 2.1.0):
+    """asyncua's processor with four changes (asyncua 2.1.0):
 
+    - its secure connection reads and writes the symmetric chunks by hand (server/security/symmetric_chunks.py);
     - every request's type id and RequestHeader are decoded by hand (`process_message`, asyncua's otherwise);
 
     and two of its dispatcher (`UaProcessor._process_message`):
@@ -105,6 +109,11 @@ class _LoginAheadProcessor(UaProcessor):
       Only a Call of an activated session takes it: one created but not activated yet, or closed (CloseSession
       keeps the secure channel), goes through asyncua's chain, which refuses it (BadSessionNotActivated).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if asyncua_is_pinned():  # asyncua's own connection, made the same way, over any other asyncua
+            self._connection = FastSymmetricConnection(SecurityPolicyNone(), self._limits)  # type: ignore[no-untyped-call]
 
     async def process_message(self, seqhdr: Any, body: Any) -> Any:
         """asyncua 2.1.0's `process_message`, with the request's type id and header decoded by hand
