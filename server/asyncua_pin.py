@@ -3,10 +3,12 @@ asyncua is upgraded, after checking those modules against the new version.
 
 - address_space/value_writes.py repeats `write_attribute_value` for several values at once;
 - security/message_signatures.py replaces the per-message HMAC functions of `uacrypto`;
-- security/symmetric_chunks.py reads and writes the symmetric chunks of the server's secure connections.
+- security/symmetric_chunks.py reads and writes the symmetric chunks of the server's secure connections (put in
+  place by limits/transport.py).
 
-Over any other asyncua all three leave asyncua's own code in place. (The transport's and the session's overrides are
-pinned by their tests instead: they subclass asyncua's classes and fail loudly where those changed.)
+Over any other asyncua all three leave asyncua's own code in place. The other places that subclass, repeat or
+replace part of asyncua are pinned by their tests (source digests, or comparisons with asyncua's behaviour): all of
+them are listed in docs/asyncua-overrides.md, the checklist for an upgrade.
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@ without asyncua's per-chunk objects.
 
 asyncua 2.1.0 turns every chunk it receives into a `MessageChunk` through its generic structure codec (the
 security header parsed twice, the message header encoded again for the signature) and builds three dataclasses
-and a `MessageChunk` per chunk it sends (`MessageChunk.message_to_chunks`, `to_binary`). Under single report calls
-that path was about 16 % of the server's event loop (docs/performance.md, issue 11). `FastSymmetricConnection` reads
-and writes the same bytes with `struct` on the two message types sent under the channel's symmetric keys
-(SecureMessage and SecureClose); the cryptography is asyncua's own policy object, called as asyncua calls it
-(decrypt, verify, remove_padding; padding, signature, encrypt), so every policy and mode behaves as before, the
-previous key's fallback included. OpenSecureChannel and the transport messages (Hello, Acknowledge, Error) are
-asyncua's.
+and a `MessageChunk` per chunk it sends (`MessageChunk.message_to_chunks`, `to_binary`): about 90 µs of CPU for a
+request and its response under Basic256Sha256 SignAndEncrypt, of which the cryptography is about 20; about 55 µs
+here (docs/performance.md, issue 11). `FastSymmetricConnection` reads and writes the same bytes with `struct` on the
+two message types sent under the channel's symmetric keys (SecureMessage and SecureClose); the cryptography is
+asyncua's own policy object, called as asyncua calls it (decrypt, verify, remove_padding; padding, signature,
+encrypt), so every policy and mode behaves as before, the previous key's fallback included. OpenSecureChannel and
+the transport messages (Hello, Acknowledge, Error) are asyncua's.
 
 What stays asyncua's after a chunk is read: the token check (`_check_sym_header`, which also revolves tokens) before
 it, and the sequence, request id and size checks and reassembly of chunks into a message (`_receive`) after it.

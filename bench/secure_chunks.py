@@ -1,0 +1,122 @@
+"""CPU per message of a secure channel's symmetric chunks: asyncua's own `SecureConnection` (the baseline) beside the
+server's `FastSymmetricConnection` (server/security/symmetric_chunks.py), in one run.
+
+Two ends of a channel with real keys (two 2048-bit certificates, keys derived as OpenSecureChannel derives them);
+each message is written by one end and read by the other, as a request and its response cross the server. Printed
+per message size: µs to write (`message_to_binary`) and to read (`receive_from_header_and_body`), the two sides
+taking turns so that a drifting machine affects both alike.
+
+    .venv/bin/python bench/secure_chunks.py                       # Basic256Sha256 SignAndEncrypt, 200 and 600 bytes
+    .venv/bin/python bench/secure_chunks.py --policy Aes256Sha256RsaPss --mode Sign --sizes 100 2000 20000
+
+Figures go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+
+from asyncua import ua
+from asyncua.common.connection import SecureConnection, TransportLimits
+from asyncua.common.utils import Buffer
+from asyncua.crypto import security_policies
+from asyncua.ua.ua_binary import header_from_binary
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from qualitybridge.server.security.message_signatures import install_fast_message_signatures
+from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
+
+POLICIES = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128Sha256RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
+CHUNK_SIZE = 65536
+
+
+def _certificate() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def _channel(policy: str, mode: str, connection_class: type[SecureConnection]) -> tuple[SecureConnection, ...]:
+    (client_cert, client_key), (server_cert, server_key) = _certificate(), _certificate()
+    writer_policy = POLICIES[policy](server_cert, client_cert, client_key, MODES[mode])
+    reader_policy = POLICIES[policy](client_cert, server_cert, server_key, MODES[mode])
+    client_nonce, server_nonce = os.urandom(32), os.urandom(32)
+    writer_policy.make_local_symmetric_key(server_nonce, client_nonce)
+    writer_policy.make_remote_symmetric_key(client_nonce, server_nonce, 3_600_000)
+    reader_policy.make_local_symmetric_key(client_nonce, server_nonce)
+    reader_policy.make_remote_symmetric_key(server_nonce, client_nonce, 3_600_000)
+    ends = []
+    for end_policy in (writer_policy, reader_policy):
+        end = connection_class(end_policy, TransportLimits(CHUNK_SIZE, CHUNK_SIZE, 0, 0))
+        end.security_token.ChannelId, end.security_token.TokenId = 1, 1
+        ends.append(end)
+    return tuple(ends)
+
+
+def _measure(writer: SecureConnection, reader: SecureConnection, size: int, messages: int) -> tuple[float, float]:
+    """µs per message to write and to read."""
+    body = os.urandom(size)
+    written = read = 0.0
+    for request_id in range(1, messages + 1):
+        started = time.perf_counter()
+        data = writer.message_to_binary(body, ua.MessageType.SecureMessage, request_id)
+        middle = time.perf_counter()
+        buffer = Buffer(data)
+        while len(buffer):
+            reader.receive_from_header_and_body(header_from_binary(buffer), buffer)
+        read += time.perf_counter() - middle
+        written += middle - started
+    return written / messages * 1e6, read / messages * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="Basic256Sha256")
+    parser.add_argument("--mode", choices=sorted(MODES), default="SignAndEncrypt")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 600], help="message body sizes in bytes")
+    parser.add_argument("--messages", type=int, default=5000, help="messages per size and side and turn")
+    parser.add_argument("--turns", type=int, default=3, help="the two sides take turns this many times")
+    arguments = parser.parse_args()
+    install_fast_message_signatures()  # as the server does: both sides sign with the same HMAC
+    sides = {
+        "asyncua SecureConnection": _channel(arguments.policy, arguments.mode, SecureConnection),
+        "FastSymmetricConnection": _channel(arguments.policy, arguments.mode, FastSymmetricConnection),
+    }
+    print(f"{arguments.policy} {arguments.mode}, {arguments.messages} messages x {arguments.turns} turns per figure")
+    print(f"{'body bytes':>10}  {'side':26} {'write µs':>9} {'read µs':>8} {'both µs':>8}")
+    for size in arguments.sizes:
+        totals = {name: [0.0, 0.0] for name in sides}
+        for _turn in range(arguments.turns):
+            for name, (writer, reader) in sides.items():
+                _measure(writer, reader, size, arguments.messages // 10)  # warm up
+                written, read = _measure(writer, reader, size, arguments.messages)
+                totals[name][0] += written / arguments.turns
+                totals[name][1] += read / arguments.turns
+        for name, (written, read) in totals.items():
+            print(f"{size:>10}  {name:26} {written:9.1f} {read:8.1f} {written + read:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
