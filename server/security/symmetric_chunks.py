@@ -12,7 +12,9 @@ encrypt), so every policy and mode behaves as before, the previous key's fallbac
 the transport messages (Hello, Acknowledge, Error) are asyncua's.
 
 What stays asyncua's after a chunk is read: the token check (`_check_sym_header`, which also revolves tokens) before
-it, and the sequence, request id and size checks and reassembly of chunks into a message (`_receive`) after it.
+it, and the sequence, request id and size checks and reassembly of chunks into a message (`_receive`) after it. One
+difference nobody can observe: a chunk refused for its token has been taken out of the buffer already (asyncua reads
+a copy); asyncua's protocol gives every chunk a buffer of its own and closes the connection on any refusal.
 
 Used only by the server's connections (server/limits/transport.py) and only over asyncua 2.1.0
 (server/asyncua_pin.py), whose `SecureConnection` internals it relies on: `security_policy`, `security_token`,
@@ -27,6 +29,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.connection import MessageChunk, SecureConnection
+from asyncua.common.utils import NotEnoughData
 from asyncua.crypto.uacrypto import InvalidSignature
 
 __all__ = ["FastSymmetricConnection"]
@@ -83,6 +86,8 @@ class FastSymmetricConnection(SecureConnection):
         size = header.body_size
         if len(body) < size:
             raise ValueError("Full body expected here")  # asyncua's MessageChunk.from_header_and_body
+        if size < _UINT32.size:
+            raise NotEnoughData(f"Chunk of {size} bytes has no security header")  # as asyncua's Buffer raises it
         chunk_bytes = body.read(size)
         security_header = ua.SymmetricAlgorithmHeader(TokenId=_UINT32.unpack_from(chunk_bytes)[0])
         self._check_sym_header(security_header)
@@ -111,7 +116,7 @@ class FastSymmetricConnection(SecureConnection):
             crypto.verify(message_header + security_bytes + decrypted, signature)
         plain = crypto.remove_padding(decrypted)
         if len(plain) < _SEQUENCE_HEADER.size:
-            raise ua.UaError(f"Chunk of {len(plain)} bytes after decryption has no sequence header")
+            raise NotEnoughData(f"Chunk of {len(plain)} bytes after decryption has no sequence header")
         sequence_number, request_id = _SEQUENCE_HEADER.unpack_from(plain)
         chunk = MessageChunk.__new__(MessageChunk)  # its __init__ builds three headers, all replaced here
         fields: Any = chunk  # asyncua declares these attributes in __init__ only
