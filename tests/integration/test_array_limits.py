@@ -20,6 +20,7 @@ from asyncua.client import ua_client
 
 from qualitybridge.config import LimitsSettings
 from qualitybridge.server.limits import LimitedServer
+from tests.harness import standard_server
 
 _DECLARED = 50_000_000
 # A Variant array (encoding byte 0x80: array flag, type Null) of 50 million Nulls: five bytes in all.
@@ -33,8 +34,7 @@ async def _serving() -> AsyncIterator[tuple[str, LimitedServer, ua.NodeId]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = LimitedServer(LimitsSettings())
-    await server.init()
+    server = await standard_server()  # namespace 0 from the suite's standard-nodes cache, as `serve` builds it
     endpoint = f"opc.tcp://127.0.0.1:{port}/arrays"
     server.set_endpoint(endpoint)
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])

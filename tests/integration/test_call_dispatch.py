@@ -20,8 +20,8 @@ import pytest
 from asyncua import Client, ua
 from asyncua.server.uaprocessor import UaProcessor
 
-from qualitybridge.config import LimitsSettings
 from qualitybridge.server.limits import LimitedServer, transport
+from tests.harness import standard_server
 
 # asyncua 2.1.0's lines that `_LoginAheadProcessor._call` repeats (whitespace aside), in this order.
 _ASYNCUA_LINES = (
@@ -91,8 +91,7 @@ async def _serving(ruleset: _Ruleset, ran: list[int]) -> AsyncIterator[tuple[str
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = LimitedServer(LimitsSettings())
-    await server.init()
+    server = await standard_server()  # namespace 0 from the suite's standard-nodes cache, as `serve` builds it
     endpoint = f"opc.tcp://127.0.0.1:{port}/dispatch"
     server.set_endpoint(endpoint)
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity], permission_ruleset=ruleset)  # type: ignore[arg-type]
