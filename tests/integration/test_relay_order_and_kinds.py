@@ -374,6 +374,7 @@ class _MarkingHeld:
         self._store = store
         self.release = asyncio.Event()
         self.pages: list[list[str]] = []
+        self._page_read = asyncio.Condition()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -381,7 +382,36 @@ class _MarkingHeld:
     async def pending_outbox(self, limit: int = 200, *, excluding: Collection[int] = ()) -> list[OutboxEntry]:
         page = await self._store.pending_outbox(limit, excluding=excluding)
         self.pages.append([entry.idempotency_key for entry in page])
+        async with self._page_read:
+            self._page_read.notify_all()
         return page
+
+    async def pages_read(self, count: int) -> None:
+        """Until the relay has read `count` pages."""
+        async with self._page_read:
+            await self._page_read.wait_for(lambda: len(self.pages) >= count)
+
+
+class _AnsweringAfterPages:
+    """A target whose first batch is answered only once the relay has read `pages` pages: the page read beside a
+    round is then in before the round ends, however busy the machine (else the relay drops the read under way and
+    reads after the round, as it should, but then there is no page read beside the round to look at)."""
+
+    def __init__(self, target: Any, held: _MarkingHeld, pages: int) -> None:
+        self._target, self._held, self._pages = target, held, pages
+        self._answered = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+    async def post_batch(self, entries: Sequence[OutboxEntry]) -> Sequence[PostingOutcome]:
+        if self._answered == 0:
+            try:
+                await asyncio.wait_for(self._held.pages_read(self._pages), 10)
+            except TimeoutError:
+                raise AssertionError(f"the relay read {len(self._held.pages)} pages, not {self._pages}") from None
+        self._answered += 1
+        return await self._target.post_batch(entries)
 
     async def mark_sent_many(self, deliveries: Sequence[tuple[int, str]]) -> None:
         await self.release.wait()
@@ -469,7 +499,7 @@ async def test_a_page_read_beside_a_round_is_read_again_when_that_round_left_an_
     held.release.set()
     relay = OutboxRelay(
         held,  # type: ignore[arg-type]
-        target,
+        _AnsweringAfterPages(target, held, pages=2),  # type: ignore[arg-type]
         Diagnostics(),
         batch_size=2,
         batches_per_round=1,
