@@ -43,14 +43,15 @@ typecheck: install
 	ln -s ../../../adapters build/typecheck/qualitybridge/adapters
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir '$(MYPY_CACHE_DIR)' -p qualitybridge
 
-# Three pytest-xdist workers on the two cores of the reference machine (TEST_WORKERS=0 runs in this process): since
-# the suite's servers are forked from a process that has done their imports (tests/fork_server.py), two workers were
-# no longer busy, each waited for a third of its time (restarts, ERP rounds, backoffs, the flood's steps); a third
-# fills those waits (a clean clone's pytest 279 -> 230 s, docs/performance.md). loadfile keeps each test module (its
-# PostgreSQL half apart, tests/conftest.py) in one worker, so its deployments are started once; tests/conftest.py
-# orders these units longest first. pytest-cov combines the workers' data and that of the server processes they
-# start (coverage's subprocess patch).
-TEST_WORKERS ?= 3
+# Four pytest-xdist workers on the two cores of the reference machine (TEST_WORKERS=0 runs in this process): the
+# suite's servers are forked from a process that has done their imports (tests/fork_server.py), and each worker
+# still waits for about half of its time (restarts, ERP rounds, backoffs, the flood's steps), so more workers than
+# cores fill those waits: two -> three workers took a clean clone's pytest 279 -> 230 s; three -> four, on a
+# slower machine, 296 -> 256 s with the workers busy 57 -> 46 % each (docs/performance.md). loadfile keeps each
+# test module (its PostgreSQL half apart, tests/conftest.py) in one worker, so its deployments are started once;
+# tests/conftest.py orders these units longest first. pytest-cov combines the workers' data and that of the server
+# processes they start (coverage's subprocess patch).
+TEST_WORKERS ?= 4
 
 test: install
 	rm -f .coverage .coverage.*

@@ -8,63 +8,56 @@ import pytest
 
 from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
 
-# `make test` runs the suite on three pytest-xdist workers with --dist loadfile, refined by `work_unit`: a unit of work
+# `make test` runs the suite on four pytest-xdist workers with --dist loadfile, refined by `work_unit`: a unit of work
 # a worker takes is a test module, or the PostgreSQL half of a module whose tests run on both stores (those are two
 # deployments anyway, and the long modules then run on two workers at once instead of one after the other). Each
 # unit stays in one worker, so its deployments are started once. Units are handed out in collection order
 # (--no-loadscope-reorder), and this hook orders them longest first, so the long ones start at once and the short
 # ones fill in at the end: the workers finish at about the same time. The figures are the wall seconds of each unit
-# (one store; the larger half where a module has two) in `make test` on 2026-11-30 04:21-04:31 UTC at load average
-# 5-6 (two workers, coverage on, PostgreSQL on; other engineers' benchmarks beside it, so about twice a quiet
-# machine's), after the suite's CPU cuts (docs/performance.md, "The test suite, 2026-11-30"), measured by
-# tests/suite_profile.py; only their order matters. The e2e and interop modules, test_sap_demo_end_to_end and
-# test_order_report: from the second wave's runs of those tiers (05:02-05:08 UTC, load 3.5-5, two workers; servers
-# and simulators forked, tests/fork_server.py). A module not listed counts as short (under 6 s there). Refresh them with
+# (one store; the larger half where a module has two) in `make test` with four workers on 2026-11-30 15:17-15:21 UTC
+# (coverage on, PostgreSQL on, load average 3-4), measured by tests/suite_profile.py; only their order matters. A
+# module not listed counts as short (under 6 s there). Refresh them with
 # `QB_SUITE_PROFILE=profile.tsv make test PYTEST_ADDOPTS="-p tests.suite_profile"` when a module grows by more than a
 # few seconds.
 EXPECTED_SECONDS = {
-    "tests/integration/test_standard_nodes.py": 65,
-    "tests/e2e/test_limits.py": 64,
-    "tests/e2e/test_start_stop.py": 45,
-    "tests/e2e/test_operations.py": 35,
-    "tests/integration/test_sap_s4hana.py": 34,
-    "tests/e2e/test_chaos.py": 31,
+    "tests/e2e/test_limits.py": 92,
+    "tests/integration/test_standard_nodes.py": 89,
+    "tests/e2e/test_start_stop.py": 47,
+    "tests/integration/test_sap_s4hana.py": 32,
     "tests/e2e/test_end_to_end.py": 28,
-    "tests/integration/test_spc_restart.py": 23,
-    "tests/integration/test_order_report.py": 23,
-    "tests/integration/test_audit_trail.py": 22,
-    "tests/unit/test_spc_resume.py": 21,
-    "tests/integration/test_store.py": 21,
-    "tests/interop/test_interop_node_opcua.py": 19,
-    "tests/e2e/test_reporting_methods.py": 17,
-    "tests/integration/test_spc_monitor.py": 17,
-    "tests/e2e/test_spc_events.py": 16,
-    "tests/integration/test_identity.py": 14,
-    "tests/e2e/test_catalogue_load.py": 13,
-    "tests/integration/test_catalogue_nodes.py": 13,
-    "tests/e2e/test_relay_head_of_line.py": 12,
+    "tests/e2e/test_operations.py": 25,
+    "tests/e2e/test_chaos.py": 21,
+    "tests/integration/test_order_report.py": 19,
+    "tests/e2e/test_spc_events.py": 18,
+    "tests/interop/test_interop_node_opcua.py": 17,
+    "tests/integration/test_relay_order_and_kinds.py": 16,
+    "tests/integration/test_catalogue_nodes.py": 14,
+    "tests/e2e/test_connection_flood.py": 13,
+    "tests/integration/test_identity.py": 13,
+    "tests/integration/test_sap_demo_end_to_end.py": 13,
+    "tests/unit/test_spc_resume.py": 13,
+    "tests/e2e/test_catalogue_load.py": 12,
+    "tests/e2e/test_reporting_methods.py": 12,
+    "tests/integration/test_security.py": 12,
+    "tests/e2e/test_relay_head_of_line.py": 11,
     "tests/e2e/test_security_matrix.py": 11,
-    "tests/integration/test_shop_floor_store.py": 11,
-    "tests/e2e/test_connection_flood.py": 10,
-    "tests/e2e/test_audit_poison.py": 10,
-    "tests/integration/test_simulator.py": 10,
-    "tests/e2e/test_durability.py": 9,
-    "tests/e2e/test_bad_erp_data.py": 9,
-    "tests/e2e/test_logs.py": 9,
-    "tests/integration/test_sap_demo_end_to_end.py": 9,
-    "tests/integration/test_pki_lifecycle.py": 9,
-    "tests/e2e/test_client_cli.py": 8,
+    "tests/integration/test_audit_trail.py": 11,
+    "tests/e2e/test_client_cli.py": 10,
+    "tests/integration/test_shop_floor_store.py": 10,
+    "tests/e2e/test_audit_poison.py": 9,
+    "tests/integration/test_spc_monitor.py": 9,
+    "tests/integration/test_sync_and_relay.py": 9,
+    "tests/e2e/test_durability.py": 8,
+    "tests/e2e/test_logs.py": 8,
     "tests/e2e/test_mapping_gaps.py": 8,
-    "tests/integration/test_sync_and_relay.py": 7,
-    "tests/integration/test_history_read.py": 7,
-    "tests/e2e/test_idempotency.py": 6,
-    "tests/e2e/test_plan_versions.py": 6,
-    "tests/e2e/test_bad_input.py": 6,
+    "tests/integration/test_spc_restart.py": 8,
+    "tests/integration/test_store.py": 8,
+    "tests/e2e/test_bad_erp_data.py": 7,
+    "tests/e2e/test_idempotency.py": 7,
+    "tests/e2e/test_plan_versions.py": 7,
     "tests/e2e/test_demo.py": 6,
-    "tests/integration/test_group_commit.py": 6,
-    "tests/integration/test_admin_cli.py": 6,
-    "tests/integration/test_cli.py": 6,
-    "tests/integration/test_security.py": 6,
+    "tests/integration/test_master_data_audit_cli.py": 6,
+    "tests/integration/test_simulator.py": 6,
 }
 
 
