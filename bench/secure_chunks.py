@@ -15,22 +15,24 @@ Figures go to docs/performance.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from asyncua import ua
 from asyncua.common.connection import SecureConnection, TransportLimits
 from asyncua.common.utils import Buffer
 from asyncua.crypto import security_policies
 from asyncua.ua.ua_binary import header_from_binary
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from qualitybridge.server.security.message_signatures import install_fast_message_signatures
 from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's root: tests/ holds the test PKI
+
+from tests.pki_helpers import TestCa
 
 POLICIES = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -41,25 +43,15 @@ MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecuri
 CHUNK_SIZE = 65536
 
 
-def _certificate() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
+def _certificates() -> list[tuple[Any, Any]]:
+    """A client's and a server's certificate and key, issued by one CA (as a plant's PKI does)."""
+    authority = TestCa.create("Secure chunks bench CA")
+    issued = [authority.issue(name, f"urn:qualitybridge:bench:{name}") for name in ("client", "server")]
+    return [(certificate.certificate, certificate.key) for certificate in issued]
 
 
 def _channel(policy: str, mode: str, connection_class: type[SecureConnection]) -> tuple[SecureConnection, ...]:
-    (client_cert, client_key), (server_cert, server_key) = _certificate(), _certificate()
+    (client_cert, client_key), (server_cert, server_key) = _certificates()
     writer_policy = POLICIES[policy](server_cert, client_cert, client_key, MODES[mode])
     reader_policy = POLICIES[policy](client_cert, server_cert, server_key, MODES[mode])
     client_nonce, server_nonce = os.urandom(32), os.urandom(32)

@@ -5,7 +5,6 @@ for every policy and mode the server offers and for messages of one chunk and of
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import importlib.metadata
 import os
 from typing import Any
@@ -18,12 +17,11 @@ from asyncua.crypto import security_policies
 from asyncua.crypto.uacrypto import InvalidSignature
 from asyncua.ua.ua_binary import header_from_binary
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from qualitybridge.server.asyncua_pin import PINNED_ASYNCUA_VERSION
 from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
+from tests.pki_helpers import TestCa
 
 CHUNK_SIZE = 8192  # what an end sends in one chunk: small, so that a few kilobytes take several chunks
 RECEIVE_SIZE = 65535  # what an end accepts in one chunk: another limit, so that one cannot stand in for the other
@@ -38,26 +36,12 @@ BODY_SIZES = [0, 1, 200, 1000, 30_000]
 MSG, CLO = ua.MessageType.SecureMessage, ua.MessageType.SecureClose
 
 
-def _certificate() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "symmetric chunks")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
-
-
 @pytest.fixture(scope="module")
 def certificates() -> tuple[tuple[x509.Certificate, rsa.RSAPrivateKey], tuple[x509.Certificate, rsa.RSAPrivateKey]]:
-    return _certificate(), _certificate()
+    """A client's and a server's certificate and key, issued by one CA."""
+    authority = TestCa.create("Symmetric chunks CA")
+    client, server = (authority.issue(name, f"urn:qualitybridge:test:{name}") for name in ("client", "server"))
+    return (client.certificate, client.key), (server.certificate, server.key)
 
 
 def _channel(
