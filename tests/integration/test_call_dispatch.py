@@ -21,6 +21,7 @@ from asyncua import Client, ua
 from asyncua.server.uaprocessor import UaProcessor
 
 from qualitybridge.server.limits import LimitedServer, transport
+from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
 from tests.harness import standard_server
 
 # asyncua 2.1.0's lines that `_LoginAheadProcessor._call` repeats (whitespace aside), in this order.
@@ -188,3 +189,28 @@ async def test_a_call_on_a_session_not_activated_or_closed_is_refused_as_asyncua
         finally:
             client.disconnect_socket()
     assert ran == [2], "only the call of the activated session ran"
+
+
+async def test_every_connection_reads_and_writes_its_chunks_through_the_fast_symmetric_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's connections use FastSymmetricConnection (server/security/symmetric_chunks.py) for the messages
+    after OpenSecureChannel: without it nothing fails, the server is only slower, so the wiring is pinned here."""
+    through: list[str] = []
+    for name in ("message_to_binary", "receive_from_header_and_body"):
+        original = getattr(FastSymmetricConnection, name)
+
+        def counting(self: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            through.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(FastSymmetricConnection, name, counting)
+    ran: list[int] = []
+    async with _serving(_Ruleset(), ran) as (endpoint, server, method), Client(endpoint, timeout=10) as client:
+        assert await client.nodes.objects.call_method(method, ua.Variant(21, ua.VariantType.Int64)) == 42
+        protocols = [protocol for protocol in server.bserver.clients if protocol.processor is not None]
+        assert len(protocols) == 1
+        assert type(protocols[0].processor._connection) is FastSymmetricConnection
+    assert ran == [21]
+    assert through.count("receive_from_header_and_body") >= 4  # OpenSecureChannel, CreateSession, Activate, Call
+    assert through.count("message_to_binary") >= 4
