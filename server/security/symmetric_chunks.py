@@ -8,7 +8,9 @@ request and its response under Basic256Sha256 SignAndEncrypt, of which the crypt
 here (docs/performance.md, issue 11). `FastSymmetricConnection` reads and writes the same bytes with `struct` on the
 two message types sent under the channel's symmetric keys (SecureMessage and SecureClose); the cryptography is
 asyncua's own policy object, called as asyncua calls it (decrypt, verify, remove_padding; padding, signature,
-encrypt), so every policy and mode behaves as before, the previous key's fallback included. OpenSecureChannel and
+encrypt), so every policy and mode behaves as before, the previous key's fallback included. One difference on
+purpose: the previous token's keys, once expired, are dropped before every chunk is read; asyncua drops them only
+when it decrypts, so under Sign (nothing to decrypt) it accepted them until the next renewal. OpenSecureChannel and
 the transport messages (Hello, Acknowledge, Error) are asyncua's.
 
 What stays asyncua's after a chunk is read: the token check (`_check_sym_header`, which also revolves tokens) before
@@ -91,6 +93,11 @@ class FastSymmetricConnection(SecureConnection):
         chunk_bytes = body.read(size)
         security_header = ua.SymmetricAlgorithmHeader(TokenId=_UINT32.unpack_from(chunk_bytes)[0])
         self._check_sym_header(security_header)
+        drop_expired_keys = getattr(self.security_policy.symmetric_cryptography, "revolved_expired_key", None)
+        if drop_expired_keys is not None:
+            # asyncua drops the previous token's keys once they expired only when it decrypts, so under Sign they
+            # were accepted until the next renewal; here under Sign and SignAndEncrypt alike.
+            drop_expired_keys()
         try:
             chunk = self._read_chunk(header, security_header, chunk_bytes, use_prev_key=False)
         except InvalidSignature:
