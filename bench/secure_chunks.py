@@ -24,7 +24,6 @@ from typing import Any
 from asyncua import ua
 from asyncua.common.connection import SecureConnection, TransportLimits
 from asyncua.common.utils import Buffer
-from asyncua.crypto import security_policies
 from asyncua.ua.ua_binary import header_from_binary
 
 from qualitybridge.server.security.message_signatures import install_fast_message_signatures
@@ -33,13 +32,8 @@ from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnecti
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's root: tests/ holds the test PKI
 
 from tests.pki_helpers import TestCa
+from tests.secure_channel import MODES, SECURE_POLICIES, keyed_policies
 
-POLICIES = {
-    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
-    "Aes128Sha256RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
-    "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
-}
-MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
 CHUNK_SIZE = 65536
 
 
@@ -51,14 +45,7 @@ def _certificates() -> list[tuple[Any, Any]]:
 
 
 def _channel(policy: str, mode: str, connection_class: type[SecureConnection]) -> tuple[SecureConnection, ...]:
-    (client_cert, client_key), (server_cert, server_key) = _certificates()
-    writer_policy = POLICIES[policy](server_cert, client_cert, client_key, MODES[mode])
-    reader_policy = POLICIES[policy](client_cert, server_cert, server_key, MODES[mode])
-    client_nonce, server_nonce = os.urandom(32), os.urandom(32)
-    writer_policy.make_local_symmetric_key(server_nonce, client_nonce)
-    writer_policy.make_remote_symmetric_key(client_nonce, server_nonce, 3_600_000)
-    reader_policy.make_local_symmetric_key(client_nonce, server_nonce)
-    reader_policy.make_remote_symmetric_key(server_nonce, client_nonce, 3_600_000)
+    writer_policy, reader_policy = keyed_policies(policy, mode, *_certificates(), receivers=1)
     ends = []
     for end_policy in (writer_policy, reader_policy):
         end = connection_class(end_policy, TransportLimits(CHUNK_SIZE, CHUNK_SIZE, 0, 0))
@@ -85,7 +72,7 @@ def _measure(writer: SecureConnection, reader: SecureConnection, size: int, mess
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", choices=sorted(POLICIES), default="Basic256Sha256")
+    parser.add_argument("--policy", choices=sorted(SECURE_POLICIES), default="Basic256Sha256")
     parser.add_argument("--mode", choices=sorted(MODES), default="SignAndEncrypt")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 600], help="message body sizes in bytes")
     parser.add_argument("--messages", type=int, default=5000, help="messages per size and side and turn")

@@ -22,15 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from qualitybridge.server.asyncua_pin import PINNED_ASYNCUA_VERSION
 from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
 from tests.pki_helpers import TestCa
+from tests.secure_channel import MODES, SECURE_POLICIES, derive_keys, keyed_policies
 
 CHUNK_SIZE = 8192  # what an end sends in one chunk: small, so that a few kilobytes take several chunks
 RECEIVE_SIZE = 65535  # what an end accepts in one chunk: another limit, so that one cannot stand in for the other
-SECURE_POLICIES = {
-    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
-    "Aes128Sha256RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
-    "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
-}
-MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
 # empty, one byte, typical requests and responses, several chunks (one chunk's limit and around it: `_sizes`)
 BODY_SIZES = [0, 1, 200, 1000, 30_000]
 MSG, CLO = ua.MessageType.SecureMessage, ua.MessageType.SecureClose
@@ -44,25 +39,10 @@ def certificates() -> tuple[tuple[x509.Certificate, rsa.RSAPrivateKey], tuple[x5
     return (client.certificate, client.key), (server.certificate, server.key)
 
 
-def _channel(
-    certificates: Any,
-    policy: str,
-    mode: str,
-    sender_class: type[SecureConnection],
-    receiver_class: type[SecureConnection],
-) -> tuple[SecureConnection, SecureConnection]:
-    """Two ends of one secure channel, keys derived from the same nonces as OpenSecureChannel does."""
-    (client_cert, client_key), (server_cert, server_key) = certificates
-    if policy == "None":
-        sender_policy: Any = security_policies.SecurityPolicyNone()
-        receiver_policy: Any = security_policies.SecurityPolicyNone()
-    else:
-        policy_class = SECURE_POLICIES[policy]
-        sender_policy = policy_class(server_cert, client_cert, client_key, MODES[mode])
-        receiver_policy = policy_class(client_cert, server_cert, server_key, MODES[mode])
-    client_nonce, server_nonce = os.urandom(32), os.urandom(32)
-    _derive_keys(sender_policy, receiver_policy, client_nonce, server_nonce)
-    return _end(sender_class, sender_policy), _end(receiver_class, receiver_policy)
+def _sender(certificates: Any, policy: str, mode: str, connection_class: type[SecureConnection]) -> SecureConnection:
+    """The sending end of a secure channel, keyed as OpenSecureChannel keys it."""
+    (sender_policy,) = keyed_policies(policy, mode, *certificates, receivers=0)
+    return _end(connection_class, sender_policy)
 
 
 def _end(connection_class: type[SecureConnection], policy: Any) -> SecureConnection:
@@ -72,13 +52,6 @@ def _end(connection_class: type[SecureConnection], policy: Any) -> SecureConnect
     return end
 
 
-def _derive_keys(sender_policy: Any, receiver_policy: Any, client_nonce: bytes, server_nonce: bytes) -> None:
-    sender_policy.make_local_symmetric_key(server_nonce, client_nonce)
-    sender_policy.make_remote_symmetric_key(client_nonce, server_nonce, 3_600_000)
-    receiver_policy.make_local_symmetric_key(client_nonce, server_nonce)
-    receiver_policy.make_remote_symmetric_key(server_nonce, client_nonce, 3_600_000)
-
-
 @dataclasses.dataclass
 class _Receivers:
     """An asyncua sender, and two receivers of what it sends with the same keys: asyncua's and the server's."""
@@ -86,36 +59,16 @@ class _Receivers:
     sender: SecureConnection
     reference: SecureConnection
     fast: SecureConnection
-    _certificates: Any
-    _policy: str
-    _mode: str
 
     def renew_keys(self) -> None:
         """A new token's keys on all three, as a renewed OpenSecureChannel derives them (the old ones kept a while)."""
-        client_nonce, server_nonce = os.urandom(32), os.urandom(32)
-        for receiver in (self.reference, self.fast):
-            _derive_keys(self.sender.security_policy, receiver.security_policy, client_nonce, server_nonce)
+        derive_keys(self.sender.security_policy, [self.reference.security_policy, self.fast.security_policy])
 
 
 def _receivers(certificates: Any, policy: str, mode: str) -> _Receivers:
-    (client_cert, client_key), (server_cert, server_key) = certificates
-    if policy == "None":
-        policies: list[Any] = [security_policies.SecurityPolicyNone() for _ in range(3)]
-    else:
-        policy_class = SECURE_POLICIES[policy]
-        policies = [policy_class(server_cert, client_cert, client_key, MODES[mode])] + [
-            policy_class(client_cert, server_cert, server_key, MODES[mode]) for _ in range(2)
-        ]
-    client_nonce, server_nonce = os.urandom(32), os.urandom(32)
-    for receiver_policy in policies[1:]:
-        _derive_keys(policies[0], receiver_policy, client_nonce, server_nonce)
+    sender, reference, fast = keyed_policies(policy, mode, *certificates, receivers=2)
     return _Receivers(
-        _end(SecureConnection, policies[0]),
-        _end(SecureConnection, policies[1]),
-        _end(FastSymmetricConnection, policies[2]),
-        certificates,
-        policy,
-        mode,
+        _end(SecureConnection, sender), _end(SecureConnection, reference), _end(FastSymmetricConnection, fast)
     )
 
 
@@ -191,8 +144,8 @@ def test_written_for_the_pinned_asyncua() -> None:
 @pytest.mark.parametrize(("policy", "mode"), ALL_POLICIES)
 @pytest.mark.parametrize("message_type", [MSG, CLO])
 def test_sends_the_bytes_asyncua_sends(certificates: Any, policy: str, mode: str, message_type: Any) -> None:
-    asyncua_end, _ = _channel(certificates, policy, mode, SecureConnection, SecureConnection)
-    fast_end, _ = _channel(certificates, policy, mode, FastSymmetricConnection, SecureConnection)
+    asyncua_end = _sender(certificates, policy, mode, SecureConnection)
+    fast_end = _sender(certificates, policy, mode, FastSymmetricConnection)
     fast_end.security_policy = asyncua_end.security_policy  # the same keys on both
     for first_sequence_number in (0, 2**32 - 3):  # the second wraps inside a message of several chunks
         asyncua_end._sequence_number = fast_end._sequence_number = first_sequence_number
@@ -348,8 +301,8 @@ def test_a_chunk_too_short_for_its_headers_is_refused_as_by_asyncua(certificates
 
 
 def test_open_secure_channel_and_transport_messages_stay_asyncuas(certificates: Any) -> None:
-    sender, _ = _channel(certificates, "Basic256Sha256", "SignAndEncrypt", FastSymmetricConnection, SecureConnection)
-    reference, _ = _channel(certificates, "Basic256Sha256", "SignAndEncrypt", SecureConnection, SecureConnection)
+    sender = _sender(certificates, "Basic256Sha256", "SignAndEncrypt", FastSymmetricConnection)
+    reference = _sender(certificates, "Basic256Sha256", "SignAndEncrypt", SecureConnection)
     reference.security_policy = sender.security_policy
     # asymmetric encryption is randomised (OAEP): compare what is not, the header and the size
     opened = sender.message_to_binary(b"open", ua.MessageType.SecureOpen, 1)
