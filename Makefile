@@ -53,9 +53,12 @@ typecheck: install
 # processes they start (coverage's subprocess patch).
 TEST_WORKERS ?= 4
 
+# PYTHONDONTWRITEBYTECODE is cleared for the run: the pytest-xdist controller then compiles the checkout and rewrites
+# the test modules' asserts once, before the workers start, instead of every worker and every server process doing it
+# (tests/bytecode_ahead.py: a clean clone's start 41-44 -> 31 s of wall, 78 -> 51 CPU-s under coverage).
 test: install
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 	@echo "core (domain, store, adapters) line coverage, floor $(CORE_COVERAGE_FLOOR) %:"
 	$(BIN)/coverage report --include='$(CORE_SOURCES)' --fail-under=$(CORE_COVERAGE_FLOOR) --skip-covered
@@ -67,3 +70,4 @@ check:
 
 clean:
 	rm -rf build .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+	find qualitybridge server adapters tests -name __pycache__ -prune -exec rm -rf {} +

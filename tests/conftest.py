@@ -8,6 +8,9 @@ import pytest
 
 from tests.harness import POSTGRES_SKIP_REASON, POSTGRES_URL
 
+# Bytecode for the checkout made once before the xdist workers start (see that module).
+pytest_plugins = ("tests.bytecode_ahead",)
+
 # `make test` runs the suite on four pytest-xdist workers with --dist loadfile, refined by `work_unit`: a unit of work
 # a worker takes is a test module, or the PostgreSQL half of a module whose tests run on both stores (those are two
 # deployments anyway, and the long modules then run on two workers at once instead of one after the other). Each
