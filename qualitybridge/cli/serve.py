@@ -73,9 +73,10 @@ async def _live(config: QualityBridgeConfig, stop: asyncio.Event, started: async
         # "Issue 11, 2026-11-30"). Only here, in the server's own process: tests build many apps in one process.
         gc.collect()
         gc.freeze()
-        print(f"QualityBridge ready: {app.endpoint_url}", flush=True)  # noqa: T201 - scripts wait for this line
+        # The ready line comes last: a script that has seen it finds every address the start announces printed.
         if app.operations_url:
             print(f"Operations endpoint: {app.operations_url}", flush=True)  # noqa: T201
+        print(f"QualityBridge ready: {app.endpoint_url}", flush=True)  # noqa: T201 - scripts wait for this line
         await stop.wait()
         _log.info("stopping")
     finally:
