@@ -61,7 +61,10 @@ def _rewrite_ahead(config: pytest.Config, modules: list[Path]) -> int:
         pyc = cache_dir / (module.name[:-3] + PYC_TAIL)
         if _read_pyc(module, pyc) is not None:
             continue
-        cache_dir.mkdir(exist_ok=True)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)  # parents: under PYTHONPYCACHEPREFIX it may be deep
+        except OSError:  # a read-only checkout: pytest reads and rewrites there without a cache too
+            return written
         source_hash, code = _rewrite_test(module, config)
         written += _write_pyc(state, code, source_hash, pyc)
     return written
