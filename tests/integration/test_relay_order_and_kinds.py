@@ -391,6 +391,10 @@ class _MarkingHeld:
         async with self._page_read:
             await self._page_read.wait_for(lambda: len(self.pages) >= count)
 
+    async def mark_sent_many(self, deliveries: Sequence[tuple[int, str]]) -> None:
+        await self.release.wait()
+        await self._store.mark_sent_many(deliveries)
+
 
 class _AnsweringAfterPages:
     """A target whose first batch is answered only once the relay has read `pages` pages: the page read beside a
@@ -412,10 +416,6 @@ class _AnsweringAfterPages:
                 raise AssertionError(f"the relay read {len(self._held.pages)} pages, not {self._pages}") from None
         self._answered += 1
         return await self._target.post_batch(entries)
-
-    async def mark_sent_many(self, deliveries: Sequence[tuple[int, str]]) -> None:
-        await self.release.wait()
-        await self._store.mark_sent_many(deliveries)
 
 
 async def test_a_running_relay_goes_on_while_a_round_is_marked_sent_and_never_posts_it_again(
