@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import compileall
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ _log = logging.getLogger(__name__)
 
 # The folders whose modules a test run imports from the checkout (the product's and the tests' own).
 _SOURCE_FOLDERS = ("qualitybridge", "server", "adapters", "tests")
+# Test modules are imported through pytest's rewriting hook, which never reads their plain .pyc: not compiled twice.
+_REWRITTEN_ONLY = re.compile(r"[/\\](test_[^/\\]*|conftest)\.py$")
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -83,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(config.rootpath)
         for folder in (root / name for name in _SOURCE_FOLDERS):
             if folder.is_dir():
-                compileall.compile_dir(folder, quiet=1, workers=1)
+                compileall.compile_dir(folder, quiet=1, rx=_REWRITTEN_ONLY)
         rewritten = _rewrite_ahead(config, _test_modules(root / "tests"))
     finally:
         sys.settrace(tracer)
