@@ -12,6 +12,11 @@ SQLite gets one multi-row `VALUES (...), (...)` per chunk of rows instead of an 
 releases the GIL around every row's step and needs it back to bind the next row, so an executemany in aiosqlite's
 thread waits for the event loop's thread once per row (up to the interpreter's switch interval, 5 ms, each time the
 loop is busy with other sessions' requests). One statement per chunk binds its rows in one go.
+
+PostgreSQL gets one `INSERT ... SELECT ... FROM unnest($1::type[], ...)` whatever the number of rows: a column per
+parameter, as an array. A multi-row VALUES of a thousand rows was a new statement of thousands of parameters for
+PostgreSQL to parse and plan at almost every batch size, 40 µs of the database's CPU per measurement with its outbox
+row; the arrays' statement is prepared once and costs 13 µs (docs/performance.md, "eighth session").
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def stored_moment(dialect: Dialect) -> Any:
 # SQLite binds at most 32,766 parameters per statement (since 3.32), PostgreSQL 65,535; a chunk stays well below.
 _PARAMETERS_PER_STATEMENT = 8_000
 _NUMBERED = re.compile(r"\$(\d+)")
+_UNNEST = 0  # the key of PostgreSQL's statement among the multi-row ones (keyed by their number of rows)
 
 
 def renumbered(sql: str, offset: int) -> str:
@@ -95,9 +101,29 @@ class BulkInsert:
             sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {values}"
         return sql
 
+    def unnest_sql(self, dialect: Dialect) -> str:
+        """PostgreSQL's statement for any number of rows: each column an array parameter of the column's type, the
+        rows inserted in the arrays' order (the outbox's sequence follows acceptance)."""
+        sql = self._multi_row.get((dialect.name, _UNNEST))
+        if sql is None:
+            head = self.sql(dialect).partition(" VALUES ")[0]
+            types = [self.table.c[name].type.compile(dialect=dialect) for name in self.columns]
+            arrays = ", ".join(f"${number}::{type_}[]" for number, type_ in enumerate(types, 1))
+            names = ", ".join(f"c{number}" for number in range(len(self.columns)))
+            sql = self._multi_row[(dialect.name, _UNNEST)] = (
+                # Names from the table's definition; every value is a parameter.
+                f"{head} SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS source({names}, ordinal) "  # noqa: S608
+                "ORDER BY ordinal"
+            )
+        return sql
+
     def statements(self, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
-        """One statement per chunk of rows, with its parameters: SQLite binds them in one go (see above), PostgreSQL
-        inserts them in one statement instead of one per row of an executemany."""
+        """The statements inserting `rows`, with their parameters: on SQLite one per chunk of rows (bound in one go,
+        see above), on PostgreSQL one with a column per parameter."""
+        if not rows:
+            return []
+        if dialect.name == "postgresql":
+            return [(self.unnest_sql(dialect), tuple(list(column) for column in zip(*rows, strict=True)))]
         step = self._rows_per_statement
         return [
             (self.multi_row_sql(dialect, len(chunk)), tuple(chain.from_iterable(chunk)))

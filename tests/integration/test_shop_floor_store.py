@@ -262,8 +262,9 @@ async def test_reporting_migration_adds_its_tables_and_columns(store: Store) -> 
 
 
 async def test_a_batch_larger_than_one_statement_is_stored_whole_in_its_order(store: Store) -> None:
-    """More rows than one multi-row INSERT takes (bulk_rows chunks them, renumbering PostgreSQL's parameters per
-    statement): every measurement and every outbox row is stored, the postings in the batch's order."""
+    """More rows than one multi-row INSERT takes on SQLite (bulk_rows chunks them) and than PostgreSQL's parameters
+    per statement (it takes them as one array per column): every measurement and every outbox row is stored, the
+    postings in the batch's order."""
     batch = [accepted(f"plc-{n}", value=float(n)) for n in range(1_201)]
     answers = await store.record_measurements(batch)
     assert [created for _item, created in answers] == [True] * len(batch)
