@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy import BigInteger, Text, all_, bindparam, cast, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -449,7 +450,11 @@ class Store(ShopFloorRecords, MeasurementHistory, SpcHistory, QualityFigures, Ou
         ]
         async with self.engine.connect() as conn:
             query = select(*columns).where(outbox.c.state == OutboxState.PENDING.value)
-            if excluding:
+            if excluding and conn.dialect.name == "postgresql":
+                # One array parameter: NOT IN with a parameter per seq was a new statement of thousands of
+                # parameters for PostgreSQL to parse and plan at every page (the page and the marking under way).
+                query = query.where(outbox.c.seq != all_(bindparam("excluding", list(excluding), type_=_SEQS)))
+            elif excluding:
                 query = query.where(outbox.c.seq.not_in(list(excluding)))
             rows = await conn.execute(query.order_by(outbox.c.seq).limit(limit))
             # All rows at once: a fetch per row through the adapter cost as much as building the entries.
@@ -566,6 +571,7 @@ _MARK_SENT_SQLITE = (
     "last_error = NULL FROM (VALUES {rows}) AS delivered WHERE outbox.seq = delivered.column1 "
     "AND outbox.state = 'pending'"
 )
+_SEQS = ARRAY(BigInteger())  # outbox seqs as one PostgreSQL array parameter
 _MARK_SENT_POSTGRESQL = (
     "UPDATE outbox SET state = $1, erp_document = delivered.document, sent_at = $2, attempts = outbox.attempts + 1, "
     "last_error = NULL FROM unnest($3::bigint[], $4::text[]) AS delivered(seq, document) "

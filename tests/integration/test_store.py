@@ -105,6 +105,19 @@ async def test_a_page_of_deliveries_is_marked_with_each_postings_own_document(st
     assert (await store.outbox_counts()).pending == 3
 
 
+async def test_a_page_leaves_out_the_postings_it_is_told_to_and_keeps_the_order_of_the_rest(store: Store) -> None:
+    """The relay's read-ahead page leaves out the page being posted and the marking under way (PostgreSQL gets
+    them as one array parameter, SQLite as a list)."""
+    for n in range(7):
+        await store.record_measurement(result(order_no=f"30{n}"))
+    seqs = [entry.seq for entry in await store.pending_outbox()]
+    left_out = {seqs[0], seqs[3], seqs[4]}
+    page = await store.pending_outbox(limit=3, excluding=left_out)
+    assert [entry.seq for entry in page] == [seqs[1], seqs[2], seqs[5]]
+    assert [entry.seq for entry in await store.pending_outbox(excluding=set(seqs))] == []
+    assert [entry.seq for entry in await store.pending_outbox(excluding=frozenset())] == seqs
+
+
 async def test_migration_creates_schema_and_is_repeatable(store: Store) -> None:
     from qualitybridge.store import migrate
 
