@@ -16,7 +16,7 @@ loop is busy with other sessions' requests). One statement per chunk binds its r
 PostgreSQL gets one `INSERT ... SELECT ... FROM unnest($1::type[], ...)` whatever the number of rows: a column per
 parameter, as an array. A multi-row VALUES of a thousand rows was a new statement of thousands of parameters for
 PostgreSQL to parse and plan at almost every batch size, 40 µs of the database's CPU per measurement with its outbox
-row; the arrays' statement is prepared once and costs 13 µs (docs/performance.md, "eighth session").
+row; the arrays' statement is prepared once and costs 12–14 µs (docs/performance.md, "eighth session").
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ def stored_moment(dialect: Dialect) -> Any:
 # SQLite binds at most 32,766 parameters per statement (since 3.32), PostgreSQL 65,535; a chunk stays well below.
 _PARAMETERS_PER_STATEMENT = 8_000
 _NUMBERED = re.compile(r"\$(\d+)")
-_UNNEST = 0  # the key of PostgreSQL's statement among the multi-row ones (keyed by their number of rows)
 
 
 def renumbered(sql: str, offset: int) -> str:
@@ -73,6 +72,7 @@ class BulkInsert:
         self._compiled: dict[str, str] = {}
         self._rows_per_statement = max(1, _PARAMETERS_PER_STATEMENT // len(self.columns))
         self._multi_row: dict[tuple[str, int], str] = {}  # (dialect, rows) -> statement
+        self._unnest: dict[str, str] = {}  # dialect -> statement taking one array per column
 
     def sql(self, dialect: Dialect) -> str:
         """The one-row statement, as the dialect compiles it (PostgreSQL's with its casts)."""
@@ -104,13 +104,13 @@ class BulkInsert:
     def unnest_sql(self, dialect: Dialect) -> str:
         """PostgreSQL's statement for any number of rows: each column an array parameter of the column's type, the
         rows inserted in the arrays' order (the outbox's sequence follows acceptance)."""
-        sql = self._multi_row.get((dialect.name, _UNNEST))
+        sql = self._unnest.get(dialect.name)
         if sql is None:
             head = self.sql(dialect).partition(" VALUES ")[0]
             types = [self.table.c[name].type.compile(dialect=dialect) for name in self.columns]
             arrays = ", ".join(f"${number}::{type_}[]" for number, type_ in enumerate(types, 1))
             names = ", ".join(f"c{number}" for number in range(len(self.columns)))
-            sql = self._multi_row[(dialect.name, _UNNEST)] = (
+            sql = self._unnest[dialect.name] = (
                 # Names from the table's definition; every value is a parameter.
                 f"{head} SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS source({names}, ordinal) "  # noqa: S608
                 "ORDER BY ordinal"
@@ -119,7 +119,7 @@ class BulkInsert:
 
     def statements(self, dialect: Dialect, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
         """The statements inserting `rows`, with their parameters: on SQLite one per chunk of rows (bound in one go,
-        see above), on PostgreSQL one with a column per parameter."""
+        see above), on PostgreSQL one with an array parameter per column."""
         if not rows:
             return []
         if dialect.name == "postgresql":
