@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -587,15 +587,16 @@ class SpcChart:
     # ---- Nelson rules -----------------------------------------------------------------------------
 
     def _judge(self, x: float, sample_id: str | None, limits: ControlLimits) -> tuple[RuleViolation, ...]:
-        self._recent.append((x, limits.zone(x)))
-        recent = list(self._recent)
+        recent = self._recent
+        recent.append((x, limits.zone(x)))
+        points = len(recent)
         fired: list[RuleViolation] = []
         for rule in self._rules:
             self._since_fired[rule] += 1
             window = _WINDOW[rule]
-            if self._since_fired[rule] < window or len(recent) < window:
+            if self._since_fired[rule] < window or points < window:
                 continue
-            if _PATTERNS[rule](recent[-window:]):
+            if _NEWEST_FIRST[rule](recent, window):
                 self._since_fired[rule] = 0
                 fired.append(RuleViolation(rule, self._point_count, x, sample_id, limits))
         if fired:
@@ -650,3 +651,107 @@ def _rule8(w: Points) -> bool:
 
 
 _PATTERNS = {1: _rule1, 2: _rule2, 3: _rule3, 4: _rule4, 5: _rule5, 6: _rule6, 7: _rule7, 8: _rule8}
+
+
+# The same patterns judged on the chart's look-back itself, newest point first, stopping at the first point that
+# breaks the pattern: `_NEWEST_FIRST[rule](recent, window) == _PATTERNS[rule](list(recent)[-window:])` whenever
+# `recent` holds `window` points or more (tests/unit/test_spc_rule_windows.py holds the two equal). A point of a
+# stable process breaks most patterns within a point or two; the window's copy and a full scan of it per rule were
+# most of the CPU a critical characteristic's value cost the report path (docs/performance.md, "eighth session").
+Recent = deque[tuple[float, float]]
+
+
+def _newest(recent: Recent, window: int) -> Iterator[tuple[float, float]]:
+    return itertools.islice(reversed(recent), window)
+
+
+def _rule1_newest(recent: Recent, _window: int) -> bool:
+    return abs(recent[-1][1]) > 3
+
+
+def _rule2_newest(recent: Recent, window: int) -> bool:
+    last = recent[-1][1]
+    if last > 0:
+        return all(z > 0 for _, z in _newest(recent, window))
+    if last < 0:
+        return all(z < 0 for _, z in _newest(recent, window))
+    return False
+
+
+def _rule3_newest(recent: Recent, window: int) -> bool:
+    points = _newest(recent, window)
+    newer = next(points)[0]
+    direction = 0  # of the steps seen so far: 1 rising, -1 falling
+    for older, _zone in points:
+        step = newer - older
+        if step > 0 and direction >= 0:
+            direction = 1
+        elif step < 0 and direction <= 0:
+            direction = -1
+        else:
+            return False
+        newer = older
+    return True
+
+
+def _rule4_newest(recent: Recent, window: int) -> bool:
+    points = _newest(recent, window)
+    newer = next(points)[0]
+    later_step: float | None = None
+    for older, _zone in points:
+        step = newer - older
+        if later_step is not None and not step * later_step < 0:  # a zero step makes the product 0
+            return False
+        later_step = step
+        newer = older
+    return True
+
+
+def _k_of_n_beyond_newest(recent: Recent, window: int, k: int, sigmas: float) -> bool:
+    last = recent[-1][1]
+    if abs(last) <= sigmas:
+        return False
+    side = 1.0 if last > 0 else -1.0
+    beyond = 0
+    for _, z in _newest(recent, window):
+        if z * side > sigmas:
+            beyond += 1
+            if beyond >= k:
+                return True
+    return False
+
+
+def _rule5_newest(recent: Recent, window: int) -> bool:
+    return _k_of_n_beyond_newest(recent, window, 2, 2.0)
+
+
+def _rule6_newest(recent: Recent, window: int) -> bool:
+    return _k_of_n_beyond_newest(recent, window, 4, 1.0)
+
+
+def _rule7_newest(recent: Recent, window: int) -> bool:
+    return all(abs(z) < 1 for _, z in _newest(recent, window))
+
+
+def _rule8_newest(recent: Recent, window: int) -> bool:
+    above = below = False
+    for _, z in _newest(recent, window):
+        if not abs(z) > 1:
+            return False
+        if z > 0:
+            above = True
+        elif z < 0:
+            below = True
+    return above and below
+
+
+_NEWEST_FIRST = {
+    1: _rule1_newest,
+    2: _rule2_newest,
+    3: _rule3_newest,
+    4: _rule4_newest,
+    5: _rule5_newest,
+    6: _rule6_newest,
+    7: _rule7_newest,
+    8: _rule8_newest,
+}
