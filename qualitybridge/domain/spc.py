@@ -657,19 +657,19 @@ _PATTERNS = {1: _rule1, 2: _rule2, 3: _rule3, 4: _rule4, 5: _rule5, 6: _rule6, 7
 # breaks the pattern: `_NEWEST_FIRST[rule](recent, window) == _PATTERNS[rule](list(recent)[-window:])` whenever
 # `recent` holds `window` points or more (tests/unit/test_spc_rule_windows.py holds the two equal). A point of a
 # stable process breaks most patterns within a point or two; the window's copy and a full scan of it per rule were
-# most of the CPU a critical characteristic's value cost the report path (docs/performance.md, "eighth session").
-Recent = deque[tuple[float, float]]
+# about half of the SPC engine's CPU per value (docs/performance.md, "eighth session").
+_Recent = deque[tuple[float, float]]
 
 
-def _newest(recent: Recent, window: int) -> Iterator[tuple[float, float]]:
+def _newest(recent: _Recent, window: int) -> Iterator[tuple[float, float]]:
     return itertools.islice(reversed(recent), window)
 
 
-def _rule1_newest(recent: Recent, _window: int) -> bool:
+def _rule1_newest(recent: _Recent, _window: int) -> bool:
     return abs(recent[-1][1]) > 3
 
 
-def _rule2_newest(recent: Recent, window: int) -> bool:
+def _rule2_newest(recent: _Recent, window: int) -> bool:
     last = recent[-1][1]
     if last > 0:
         return all(z > 0 for _, z in _newest(recent, window))
@@ -678,7 +678,7 @@ def _rule2_newest(recent: Recent, window: int) -> bool:
     return False
 
 
-def _rule3_newest(recent: Recent, window: int) -> bool:
+def _rule3_newest(recent: _Recent, window: int) -> bool:
     points = _newest(recent, window)
     newer = next(points)[0]
     direction = 0  # of the steps seen so far: 1 rising, -1 falling
@@ -694,7 +694,7 @@ def _rule3_newest(recent: Recent, window: int) -> bool:
     return True
 
 
-def _rule4_newest(recent: Recent, window: int) -> bool:
+def _rule4_newest(recent: _Recent, window: int) -> bool:
     points = _newest(recent, window)
     newer = next(points)[0]
     later_step: float | None = None
@@ -707,7 +707,7 @@ def _rule4_newest(recent: Recent, window: int) -> bool:
     return True
 
 
-def _k_of_n_beyond_newest(recent: Recent, window: int, k: int, sigmas: float) -> bool:
+def _k_of_n_beyond_newest(recent: _Recent, window: int, k: int, sigmas: float) -> bool:
     last = recent[-1][1]
     if abs(last) <= sigmas:
         return False
@@ -721,19 +721,19 @@ def _k_of_n_beyond_newest(recent: Recent, window: int, k: int, sigmas: float) ->
     return False
 
 
-def _rule5_newest(recent: Recent, window: int) -> bool:
+def _rule5_newest(recent: _Recent, window: int) -> bool:
     return _k_of_n_beyond_newest(recent, window, 2, 2.0)
 
 
-def _rule6_newest(recent: Recent, window: int) -> bool:
+def _rule6_newest(recent: _Recent, window: int) -> bool:
     return _k_of_n_beyond_newest(recent, window, 4, 1.0)
 
 
-def _rule7_newest(recent: Recent, window: int) -> bool:
+def _rule7_newest(recent: _Recent, window: int) -> bool:
     return all(abs(z) < 1 for _, z in _newest(recent, window))
 
 
-def _rule8_newest(recent: Recent, window: int) -> bool:
+def _rule8_newest(recent: _Recent, window: int) -> bool:
     above = below = False
     for _, z in _newest(recent, window):
         if not abs(z) > 1:
