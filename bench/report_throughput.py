@@ -18,7 +18,7 @@ is a machine making one call after the other) drive, one workload after the othe
   offered      ReportMeasurements at an offered rate (--batch-rate measurements/s, spread evenly over the
                --batch-sessions of every client process): the measurements/s stored, the relay's postings/s while
                the machines report and until it drained, and the outbox's depth (stored, not yet booked) over the
-               reporting window: whether the relay keeps pace with that rate
+               reporting window with its trend over the second half: whether the relay keeps pace with that rate
 
 and prints them side by side with the machine load. "stored" counts rows that are in the store afterwards.
 
@@ -715,6 +715,11 @@ def _print_batched(figures: BatchedFigures, arguments: argparse.Namespace) -> No
             f"{figures.depth_at_end} as the last call was answered, at most {peak} while the machines reported"
         )
         print(f"  depth at each second of the window: {series}")
+        trend = _depth_trend(figures.depths, figures.window_seconds)
+        if trend is not None:
+            # The rates above lag the stores' by the relay's pipeline (a round in flight); the depth's slope does
+            # not: a relay that keeps pace holds it near 0, one that falls behind shows by how much per second.
+            print(f"  depth's trend over the window's second half: {trend:+.0f}/s (near 0: the relay keeps pace)")
     if figures.window_seconds > 0:
         # A server near one core's worth (its one GIL) has no time left for the relay, whatever the relay's rounds.
         print(
@@ -757,6 +762,20 @@ def _per_call(cpu_seconds: float, calls: int) -> str:
 
 def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _depth_trend(depths: list[tuple[float, int]], window_seconds: float) -> float | None:
+    """The outbox depth's least-squares slope (postings per second) over the second half of the window, once the
+    relay has had time to find its pace; None with fewer than four samples there."""
+    half = [(at, depth) for at, depth in depths if at >= window_seconds / 2]
+    if len(half) < 4:
+        return None
+    mean_at = sum(at for at, _depth in half) / len(half)
+    mean_depth = sum(depth for _at, depth in half) / len(half)
+    spread = sum((at - mean_at) ** 2 for at, _depth in half)
+    if spread == 0:
+        return None
+    return sum((at - mean_at) * (depth - mean_depth) for at, depth in half) / spread
 
 
 def _percentiles(seconds: list[float]) -> str:
