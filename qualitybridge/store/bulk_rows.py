@@ -53,7 +53,8 @@ def stored_moment(dialect: Dialect) -> Any:
     return _sqlite_moment if dialect.name == "sqlite" else _as_is
 
 
-# SQLite binds at most 32,766 parameters per statement (since 3.32), PostgreSQL 65,535; a chunk stays well below.
+# SQLite binds at most 32,766 parameters per statement (since 3.32); a chunk stays well below. (PostgreSQL takes
+# one array per column instead, whatever the number of rows.)
 _PARAMETERS_PER_STATEMENT = 8_000
 _NUMBERED = re.compile(r"\$(\d+)")
 
@@ -64,7 +65,8 @@ def renumbered(sql: str, offset: int) -> str:
 
 
 class BulkInsert:
-    """`INSERT INTO table (columns) VALUES (...), (...)` for tuples of exactly these columns, in this order."""
+    """Inserts of tuples of exactly these columns, in this order: `INSERT INTO table (columns) VALUES (...), (...)`
+    in chunks on SQLite, `INSERT INTO table (columns) SELECT ... FROM unnest(...)` on PostgreSQL."""
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.table = table
@@ -88,16 +90,14 @@ class BulkInsert:
         return sql
 
     def multi_row_sql(self, dialect: Dialect, rows: int) -> str:
-        """The statement for `rows` rows: the one-row VALUES repeated, numbered parameters ($n) renumbered."""
+        """SQLite's statement for `rows` rows: the one-row VALUES repeated (its parameters are positional `?`)."""
         sql = self._multi_row.get((dialect.name, rows))
         if sql is None:
             single = self.sql(dialect)
             head, values, tail = single.partition(" VALUES ")
             if not values or not tail.startswith("(") or not tail.endswith(")"):
                 raise ValueError(f"unexpected INSERT form: {single}")
-            width = len(self.columns)
-
-            values = ", ".join(renumbered(tail, number * width) for number in range(rows))
+            values = ", ".join([tail] * rows)
             sql = self._multi_row[(dialect.name, rows)] = f"{head} VALUES {values}"
         return sql
 

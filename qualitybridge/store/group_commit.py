@@ -233,8 +233,8 @@ async def _direct_postgresql(driver: Any, statements: list[Statement]) -> None:
         sql, parameters = _one_statement(statements)
         await driver.execute(sql, *parameters)
         return
-    # Several statements on one table (a batch's chunks) run in their order: the parts of one statement
-    # run in no order, and the outbox's sequence must follow acceptance.
+    # Several statements on one table (the relay's markings of two rounds in one group) run in their order: the
+    # parts of one statement run in no order, and the outbox's sequence must follow acceptance.
     async with driver.transaction():
         for sql, parameters in statements:
             await driver.execute(sql, *parameters)

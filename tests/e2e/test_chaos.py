@@ -54,6 +54,7 @@ _CONNECTION_LOST = {
 # answered BadResourceUnavailable with nothing done: "retry it" (docs/operations.md), as a machine does. On a slow or
 # busy machine the load after a kill outlasts that wait; the test's machines failed on it instead of retrying.
 _RETRY_LATER = {ua.StatusCodes.BadResourceUnavailable}
+_REPEAT_THE_CALL = _CONNECTION_LOST | _RETRY_LATER
 
 
 @dataclass
@@ -145,7 +146,7 @@ async def _machine(deployment: Deployment, number: int, target: tuple[str, str, 
                     step += 1
                     ledger.progressed.set()
         except (ConnectionError, OSError, TimeoutError, ua.UaStatusCodeError) as lost:
-            if isinstance(lost, ua.UaStatusCodeError) and lost.code not in _CONNECTION_LOST | _RETRY_LATER:
+            if isinstance(lost, ua.UaStatusCodeError) and lost.code not in _REPEAT_THE_CALL:
                 raise  # any other refusal is a failure of this test, not chaos
             ledger.retries += 1  # the server went away mid-call or was still loading: repeat the same call
             assert ledger.retries < 500, "machines cannot get their reports in"
