@@ -26,6 +26,7 @@ from asyncua.common.connection import SecureConnection, TransportLimits
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import header_from_binary
 
+from qualitybridge.server.security.block_ciphers import install_fast_block_ciphers
 from qualitybridge.server.security.message_signatures import install_fast_message_signatures
 from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
 
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3, help="the two sides take turns this many times")
     arguments = parser.parse_args()
     install_fast_message_signatures()  # as the server does: both sides sign with the same HMAC
+    install_fast_block_ciphers()  # and encrypt through kept contexts
     sides = {
         "asyncua SecureConnection": _channel(arguments.policy, arguments.mode, SecureConnection),
         "FastSymmetricConnection": _channel(arguments.policy, arguments.mode, FastSymmetricConnection),
