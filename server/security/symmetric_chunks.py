@@ -48,18 +48,38 @@ _WRAP = 1 << 32
 class FastSymmetricConnection(SecureConnection):
     """asyncua's secure connection, with the symmetric chunks read and written by hand (same bytes)."""
 
+    # The sizes a written chunk needs (its largest body, the signature's, the cipher's blocks), asked of the policy
+    # once per key set: they follow from the keys' algorithms, and a renewal installs a new signer and encryptor.
+    _chunk_sizes: tuple[Any, ...] = (None,)
+
+    def _sizes_for(self, crypto: Any) -> tuple[Any, ...]:
+        keys = (
+            crypto,
+            getattr(crypto, "Signer", None),
+            getattr(crypto, "Encryptor", None),
+            self._limits.max_send_buffer,
+        )
+        sizes = self._chunk_sizes
+        if sizes[0] != keys:
+            sizes = self._chunk_sizes = (
+                keys,
+                MessageChunk.max_body_size(crypto, self._limits.max_send_buffer),
+                crypto.signature_size(),
+                crypto.plain_block_size(),
+                crypto.encrypted_block_size(),
+            )
+        return sizes
+
     def message_to_binary(
         self, message: bytes, message_type: Any = ua.MessageType.SecureMessage, request_id: int = 0
     ) -> bytes:
         if message_type not in _SYMMETRIC:
             return super().message_to_binary(message, message_type, request_id)
         crypto: Any = self.security_policy.symmetric_cryptography
-        max_size = MessageChunk.max_body_size(crypto, self._limits.max_send_buffer)
+        _keys, max_size, signature_size, plain_block, encrypted_block = self._sizes_for(crypto)
         token = self.security_token
         security_header = _UINT32.pack(token.TokenId)
         channel_id = token.ChannelId
-        signature_size = crypto.signature_size()
-        plain_block, encrypted_block = crypto.plain_block_size(), crypto.encrypted_block_size()
         chunks = []
         for start in range(0, len(message), max_size):
             last = start + max_size >= len(message)
