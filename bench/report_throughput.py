@@ -719,7 +719,10 @@ def _print_batched(figures: BatchedFigures, arguments: argparse.Namespace) -> No
         if trend is not None:
             # The rates above lag the stores' by the relay's pipeline (a round in flight); the depth's slope does
             # not: a relay that keeps pace holds it near 0, one that falls behind shows by how much per second.
-            print(f"  depth's trend over the window's second half: {trend:+.0f}/s (near 0: the relay keeps pace)")
+            print(
+                f"  depth's trend over the window's second half: {trend:+.0f}/s: "
+                f"{_pace_verdict(trend, figures.stored / seconds)}"
+            )
     if figures.window_seconds > 0:
         # A server near one core's worth (its one GIL) has no time left for the relay, whatever the relay's rounds.
         print(
@@ -762,6 +765,20 @@ def _per_call(cpu_seconds: float, calls: int) -> str:
 
 def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# A relay round in flight makes the depth a saw-tooth; a slope within this share of the stored rate is that, not a
+# relay falling behind or catching up.
+_PACE_TOLERANCE = 0.05
+
+
+def _pace_verdict(trend: float, stored_per_second: float) -> str:
+    """What the depth's trend says of the relay, for the one reading the output."""
+    if abs(trend) <= _PACE_TOLERANCE * stored_per_second:
+        return f"the relay keeps pace (within ±{_PACE_TOLERANCE:.0%} of the stored rate)"
+    if trend > 0:
+        return f"the relay falls behind by {trend:.0f} postings/s"
+    return f"the relay catches up by {-trend:.0f} postings/s"
 
 
 def _depth_trend(depths: list[tuple[float, int]], window_seconds: float) -> float | None:
