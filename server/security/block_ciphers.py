@@ -1,4 +1,5 @@
-"""AES-CBC of every secured message through one OpenSSL context per key and direction, not one per message.
+"""AES-CBC of every secured message through one OpenSSL context kept per cipher (a token's key in one direction),
+not one per message.
 
 asyncua 2.1.0 encrypts and decrypts each symmetric chunk (SignAndEncrypt) with `uacrypto.cipher_encrypt(cipher,
 data)` and `cipher_decrypt`, which create a `cryptography` context (an OpenSSL cipher context and its key schedule)
@@ -14,7 +15,9 @@ message once one block in front of the message brings it back to the IV:
 
 Same bytes as a fresh context (tests/unit/test_block_ciphers.py). Anything else goes asyncua's way: empty data or
 data that is not a whole number of blocks (a fresh context, whose `finalize` raises as it did, and the kept one
-never holds a partial block), and any algorithm or mode other than AES-CBC.
+never holds a partial block), any algorithm or mode other than AES-CBC, and a kept context whose state is not
+known for sure (an encryption broken off half-way, or a context that gave back other than a block per block): that
+one is dropped, and the cipher's next message keeps a new one.
 
 A kept context is used by one thread at a time: a cipher belongs to one secure connection, and a connection is
 served by its event loop. Installed when the server is built and only over asyncua 2.1.0 (server/asyncua_pin.py);
@@ -45,6 +48,9 @@ _fresh_encrypt: Callable[[Any, bytes], bytes] = uacrypto.cipher_encrypt
 _fresh_decrypt: Callable[[Any, bytes], bytes] = uacrypto.cipher_decrypt
 
 
+_UNSURE = b""  # a kept encryptor's last block while it encrypts, and after anything unexpected: not to be used again
+
+
 class _Encrypting:
     """A kept CBC encryptor and what it needs to start each message from the IV."""
 
@@ -60,12 +66,19 @@ class _Encrypting:
         self._context = cipher.encryptor()
         self._last_block: bytes | None = None  # None: the context stands at the IV (nothing encrypted yet)
 
-    def encrypt(self, data: bytes) -> bytes:
-        if self._last_block is None:
+    def encrypt(self, data: bytes) -> bytes | None:
+        """`data` (whole blocks) encrypted from the IV; None when the context's state is not known for sure (an
+        earlier call broke off, or the context gave back other than one output block per input block)."""
+        last, self._last_block = self._last_block, _UNSURE
+        if last is None:
             encrypted = self._context.update(data)
+        elif last is _UNSURE:
+            return None
         else:
-            rewind = (self._rewind_key ^ int.from_bytes(self._last_block, "big")).to_bytes(_BLOCK, "big")
+            rewind = (self._rewind_key ^ int.from_bytes(last, "big")).to_bytes(_BLOCK, "big")
             encrypted = self._context.update(rewind + data)[_BLOCK:]
+        if len(encrypted) != len(data):
+            return None
         self._last_block = encrypted[-_BLOCK:]
         return encrypted
 
@@ -80,12 +93,17 @@ class _Decrypting:
         self._iv: bytes = mode.initialization_vector
         self._context = cipher.decryptor()
 
-    def decrypt(self, data: bytes) -> bytes:
-        return self._context.update(self._iv + data)[_BLOCK:]
+    def decrypt(self, data: bytes) -> bytes | None:
+        """`data` (whole blocks) decrypted from the IV (whatever the context's state: the IV is put in front); None
+        when the context gave back other than one output block per input block."""
+        decrypted = self._context.update(self._iv + data)[_BLOCK:]
+        return decrypted if len(decrypted) == len(data) else None
 
 
-_encrypting: weakref.WeakKeyDictionary[Cipher[Any], _Encrypting] = weakref.WeakKeyDictionary()
-_decrypting: weakref.WeakKeyDictionary[Cipher[Any], _Decrypting] = weakref.WeakKeyDictionary()
+_Transform = Callable[[bytes], bytes | None]
+# The kept contexts' `encrypt` / `decrypt`, by cipher; a cipher's entry goes with it (a renewal's old keys).
+_encrypting: weakref.WeakKeyDictionary[Cipher[Any], _Transform] = weakref.WeakKeyDictionary()
+_decrypting: weakref.WeakKeyDictionary[Cipher[Any], _Transform] = weakref.WeakKeyDictionary()
 
 
 def _keepable(cipher: Any, data: bytes) -> bool:
@@ -98,28 +116,45 @@ def _keepable(cipher: Any, data: bytes) -> bool:
     )
 
 
-def cipher_encrypt(cipher: Any, data: bytes) -> bytes:
-    """`uacrypto.cipher_encrypt(cipher, data)`: the same bytes, through the cipher's kept context."""
-    kept = _encrypting.get(cipher)
+def _keep_encrypting(cipher: Cipher[Any]) -> _Transform:
+    return _Encrypting(cipher).encrypt
+
+
+def _keep_decrypting(cipher: Cipher[Any]) -> _Transform:
+    return _Decrypting(cipher).decrypt
+
+
+def _through_kept(
+    kept_by_cipher: weakref.WeakKeyDictionary[Cipher[Any], _Transform],
+    keep: Callable[[Cipher[Any]], _Transform],
+    fresh: Callable[[Any, bytes], bytes],
+    cipher: Any,
+    data: bytes,
+) -> bytes:
+    kept = kept_by_cipher.get(cipher)
     if kept is None:
         if not _keepable(cipher, data):
-            return _fresh_encrypt(cipher, data)
-        kept = _encrypting[cipher] = _Encrypting(cipher)
+            return fresh(cipher, data)
+        kept = kept_by_cipher[cipher] = keep(cipher)
     elif not data or len(data) % _BLOCK:
-        return _fresh_encrypt(cipher, data)
-    return kept.encrypt(bytes(data))
+        return fresh(cipher, data)
+    transformed = kept(bytes(data))
+    if transformed is None:
+        # The kept context cannot be trusted any more: this message and the next go asyncua's way, the next one
+        # keeping a new context.
+        del kept_by_cipher[cipher]
+        return fresh(cipher, data)
+    return transformed
+
+
+def cipher_encrypt(cipher: Any, data: bytes) -> bytes:
+    """`uacrypto.cipher_encrypt(cipher, data)`: the same bytes, through the cipher's kept context."""
+    return _through_kept(_encrypting, _keep_encrypting, _fresh_encrypt, cipher, data)
 
 
 def cipher_decrypt(cipher: Any, data: bytes) -> bytes:
     """`uacrypto.cipher_decrypt(cipher, data)`: the same bytes, through the cipher's kept context."""
-    kept = _decrypting.get(cipher)
-    if kept is None:
-        if not _keepable(cipher, data):
-            return _fresh_decrypt(cipher, data)
-        kept = _decrypting[cipher] = _Decrypting(cipher)
-    elif not data or len(data) % _BLOCK:
-        return _fresh_decrypt(cipher, data)
-    return kept.decrypt(bytes(data))
+    return _through_kept(_decrypting, _keep_decrypting, _fresh_decrypt, cipher, data)
 
 
 def install_fast_block_ciphers() -> bool:

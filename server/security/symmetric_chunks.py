@@ -49,20 +49,21 @@ class FastSymmetricConnection(SecureConnection):
     """asyncua's secure connection, with the symmetric chunks read and written by hand (same bytes)."""
 
     # The sizes a written chunk needs (its largest body, the signature's, the cipher's blocks), asked of the policy
-    # once per key set: they follow from the keys' algorithms, and a renewal installs a new signer and encryptor.
+    # once: they follow from the algorithms (the kinds of signer and encryptor) and the peer's buffer, not from the
+    # keys, which a renewal replaces. Kept by the kinds, so that no replaced key stays referenced here.
     _chunk_sizes: tuple[Any, ...] = (None,)
 
     def _sizes_for(self, crypto: Any) -> tuple[Any, ...]:
-        keys = (
+        algorithms = (
             crypto,
-            getattr(crypto, "Signer", None),
-            getattr(crypto, "Encryptor", None),
+            type(getattr(crypto, "Signer", None)),
+            type(getattr(crypto, "Encryptor", None)),
             self._limits.max_send_buffer,
         )
         sizes = self._chunk_sizes
-        if sizes[0] != keys:
+        if sizes[0] != algorithms:
             sizes = self._chunk_sizes = (
-                keys,
+                algorithms,
                 MessageChunk.max_body_size(crypto, self._limits.max_send_buffer),
                 crypto.signature_size(),
                 crypto.plain_block_size(),
@@ -76,7 +77,7 @@ class FastSymmetricConnection(SecureConnection):
         if message_type not in _SYMMETRIC:
             return super().message_to_binary(message, message_type, request_id)
         crypto: Any = self.security_policy.symmetric_cryptography
-        _keys, max_size, signature_size, plain_block, encrypted_block = self._sizes_for(crypto)
+        _algorithms, max_size, signature_size, plain_block, encrypted_block = self._sizes_for(crypto)
         token = self.security_token
         security_header = _UINT32.pack(token.TokenId)
         channel_id = token.ChannelId

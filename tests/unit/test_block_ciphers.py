@@ -7,9 +7,11 @@ import importlib.metadata
 import inspect
 import os
 import random
+from typing import Any
 
 import pytest
 from asyncua.crypto import security_policies, uacrypto
+from cryptography.hazmat.decrepit.ciphers.algorithms import Camellia
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from qualitybridge.server.asyncua_pin import PINNED_ASYNCUA_VERSION
@@ -55,6 +57,13 @@ def test_equal_messages_encrypt_alike_each_time() -> None:
 def test_what_a_kept_context_does_not_take_goes_asyncuas_way() -> None:
     cipher = _cbc(32)
     assert cipher_encrypt(cipher, b"") == b"" == cipher_decrypt(cipher, b"")
+    # Empty once the cipher has a kept context: nothing encrypted, and the next message still from the IV.
+    one_block = os.urandom(16)
+    assert cipher_encrypt(cipher, one_block) == _fresh(cipher, one_block)
+    assert cipher_decrypt(cipher, _fresh(cipher, one_block)) == one_block
+    assert cipher_encrypt(cipher, b"") == b"" == cipher_decrypt(cipher, b"")
+    assert cipher_encrypt(cipher, one_block) == _fresh(cipher, one_block)
+    assert cipher_decrypt(cipher, _fresh(cipher, one_block)) == one_block
     # Not a whole number of blocks: asyncua's context raises in finalize, and so does this, before and after the
     # cipher got a kept context; the kept one holds no partial block afterwards.
     with pytest.raises(ValueError, match="multiple of the block length"):
@@ -67,10 +76,54 @@ def test_what_a_kept_context_does_not_take_goes_asyncuas_way() -> None:
         cipher_decrypt(cipher, os.urandom(47))
     assert cipher_encrypt(cipher, plain) == _fresh(cipher, plain)
     assert cipher_decrypt(cipher, _fresh(cipher, plain)) == plain
-    # Another mode is not kept: the same answer as asyncua's function, a new context each time.
+    # Another mode, or another cipher in CBC, is not kept: the same answer as asyncua's function, a new context
+    # each time (the rewinds are worked out for AES's 16-byte blocks and key).
     ctr = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16)))
-    assert cipher_encrypt(ctr, plain) == _fresh(ctr, plain)  # type: ignore[arg-type]
-    assert ctr not in block_ciphers._encrypting
+    camellia = Cipher(Camellia(os.urandom(32)), modes.CBC(os.urandom(16)))
+    for other in (ctr, camellia):
+        for _ in range(2):
+            assert cipher_encrypt(other, plain) == _fresh(other, plain)  # type: ignore[arg-type]
+            assert cipher_decrypt(other, _fresh(other, plain)) == plain  # type: ignore[arg-type]
+        assert other not in block_ciphers._encrypting
+        assert other not in block_ciphers._decrypting
+
+
+class _ShortContext:
+    """A context that gives back one block less than it was given (never seen; the kept contexts must not trust it)."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def update(self, data: bytes) -> bytes:
+        return bytes(self._context.update(data))[16:]
+
+
+def test_a_kept_context_whose_state_is_not_known_is_dropped_and_the_message_goes_asyncuas_way() -> None:
+    cipher = _cbc(32)
+    plain = os.urandom(64)
+    assert cipher_encrypt(cipher, plain) == _fresh(cipher, plain)
+    assert cipher_decrypt(cipher, _fresh(cipher, plain)) == plain
+    encrypting = block_ciphers._encrypting[cipher].__self__  # type: ignore[attr-defined]
+    decrypting = block_ciphers._decrypting[cipher].__self__  # type: ignore[attr-defined]
+    # An encryption broken off half-way (its state was marked unsure before the context ran) ...
+    encrypting._last_block = block_ciphers._UNSURE
+    assert cipher_encrypt(cipher, plain) == _fresh(cipher, plain)
+    assert cipher not in block_ciphers._encrypting
+    assert cipher_encrypt(cipher, plain) == _fresh(cipher, plain)  # a new context, from the IV
+    assert block_ciphers._encrypting[cipher].__self__ is not encrypting  # type: ignore[attr-defined]
+    # ... and contexts giving back other than a block per block.
+    block_ciphers._encrypting[cipher].__self__._context = _ShortContext(cipher.encryptor())  # type: ignore[attr-defined]
+    decrypting._context = _ShortContext(cipher.decryptor())
+    assert cipher_encrypt(cipher, plain) == _fresh(cipher, plain)
+    assert cipher_decrypt(cipher, _fresh(cipher, plain)) == plain
+    assert cipher not in block_ciphers._encrypting
+    assert cipher not in block_ciphers._decrypting
+    # The next messages keep new contexts, from the IV.
+    for _ in range(3):
+        assert cipher_encrypt(cipher, plain) == _fresh(cipher, plain)
+        assert cipher_decrypt(cipher, _fresh(cipher, plain)) == plain
+    assert cipher in block_ciphers._encrypting
+    assert cipher in block_ciphers._decrypting
 
 
 def test_a_renewed_token_s_cipher_gets_its_own_context_and_the_old_one_goes_with_its_cipher() -> None:
@@ -90,6 +143,11 @@ def test_installed_over_the_asyncua_it_was_written_for_and_its_ciphers_use_it(mo
         assert list(inspect.signature(getattr(uacrypto, name)).parameters) == ["cipher", "data"]
     assert "uacrypto.cipher_encrypt(self.cipher, data)" in inspect.getsource(security_policies.EncryptorAesCbc)
     assert "uacrypto.cipher_decrypt(self.cipher, data)" in inspect.getsource(security_policies.DecryptorAesCbc)
+    # asyncua's own functions as this module kept them (whatever `uacrypto` holds now: a server built in this
+    # process installed the replacement already): a context made for each message.
+    assert "encryptor.update(data) + encryptor.finalize()" in inspect.getsource(block_ciphers._fresh_encrypt)
+    assert "decryptor.update(data) + decryptor.finalize()" in inspect.getsource(block_ciphers._fresh_decrypt)
+    assert block_ciphers._fresh_encrypt.__module__ == block_ciphers._fresh_decrypt.__module__ == uacrypto.__name__
     assert install_fast_block_ciphers()
     assert uacrypto.cipher_encrypt is cipher_encrypt
     assert uacrypto.cipher_decrypt is cipher_decrypt

@@ -13,13 +13,14 @@ import pytest
 from asyncua import ua
 from asyncua.common.connection import MessageChunk, SecureConnection, TransportLimits
 from asyncua.common.utils import Buffer, NotEnoughData
-from asyncua.crypto import security_policies
+from asyncua.crypto import security_policies, uacrypto
 from asyncua.crypto.uacrypto import InvalidSignature
 from asyncua.ua.ua_binary import header_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from qualitybridge.server.asyncua_pin import PINNED_ASYNCUA_VERSION
+from qualitybridge.server.security import block_ciphers
 from qualitybridge.server.security.symmetric_chunks import FastSymmetricConnection
 from tests.pki_helpers import TestCa
 from tests.secure_channel import MODES, SECURE_POLICIES, derive_keys, keyed_policies
@@ -29,6 +30,19 @@ RECEIVE_SIZE = 65535  # what an end accepts in one chunk: another limit, so that
 # empty, one byte, typical requests and responses, several chunks (one chunk's limit and around it: `_sizes`)
 BODY_SIZES = [0, 1, 200, 1000, 30_000]
 MSG, CLO = ua.MessageType.SecureMessage, ua.MessageType.SecureClose
+
+
+@pytest.fixture(autouse=True, params=["asyncua's ciphers", "kept ciphers"])
+def ciphers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test with asyncua's own per-message AES-CBC and with the server's kept contexts (block_ciphers.py),
+    which a server installs process-wide: renewals, the previous key's fallback and refusals through both."""
+    kept = request.param == "kept ciphers"
+    monkeypatch.setattr(
+        uacrypto, "cipher_encrypt", block_ciphers.cipher_encrypt if kept else block_ciphers._fresh_encrypt
+    )
+    monkeypatch.setattr(
+        uacrypto, "cipher_decrypt", block_ciphers.cipher_decrypt if kept else block_ciphers._fresh_decrypt
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +169,27 @@ def test_sends_the_bytes_asyncua_sends(certificates: Any, policy: str, mode: str
                 expected = asyncua_end.message_to_binary(body, message_type, request_id)
                 assert fast_end.message_to_binary(body, message_type, request_id) == expected, (size, request_id)
                 assert fast_end._sequence_number == asyncua_end._sequence_number
+
+
+@pytest.mark.parametrize(("policy", "mode"), SECURED)
+def test_sends_the_bytes_asyncua_sends_after_a_renewal_and_a_new_send_buffer(
+    certificates: Any, policy: str, mode: str
+) -> None:
+    # The chunk sizes are kept between messages: they must follow the peer's buffer, and a renewal's new keys must
+    # be used (a cipher or signer kept from before would send what the peer can no longer read).
+    asyncua_end = _sender(certificates, policy, mode, SecureConnection)
+    fast_end = _sender(certificates, policy, mode, FastSymmetricConnection)
+    fast_end.security_policy = asyncua_end.security_policy
+    body = os.urandom(3 * CHUNK_SIZE)
+    for change in ("first", "renewal", "smaller buffer", "renewal", "larger buffer"):
+        if change == "renewal":
+            receiver = keyed_policies(policy, mode, *certificates, receivers=1)[1]
+            derive_keys(asyncua_end.security_policy, [receiver])
+        elif change.endswith("buffer"):
+            size = CHUNK_SIZE // 2 if change.startswith("smaller") else CHUNK_SIZE * 2
+            asyncua_end._limits.max_send_buffer = fast_end._limits.max_send_buffer = size
+        expected = asyncua_end.message_to_binary(body, MSG, 7)
+        assert fast_end.message_to_binary(body, MSG, 7) == expected, change
 
 
 @pytest.mark.parametrize(("policy", "mode"), ALL_POLICIES)
