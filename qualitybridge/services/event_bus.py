@@ -36,11 +36,29 @@ BurstHandler = Callable[[Sequence[E]], Awaitable[None]]
 
 
 class _Gathering:
-    """The events of the calls publishing together in one turn of the event loop, and when they are published."""
+    """The events of the calls publishing together in one turn of the event loop, and a future per call that is
+    resolved as soon as the burst is published.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    A future per call, resolved by the publication itself, rather than one shared future each call awaits through
+    `asyncio.shield`: the shared one reached a caller only three turns of the loop after the publication (its task's
+    done callback, the shield's, the caller's wake-up), and on a busy server each turn carries many calls' work.
+    A caller that is cancelled cancels only its own future."""
+
+    def __init__(self) -> None:
         self.events: list[DomainEvent] = []
-        self.published: asyncio.Future[None] = loop.create_future()
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def release(self, error: BaseException | None = None) -> None:
+        """Answer every caller still waiting: published (no error), cancelled, or the error."""
+        for waiter in self.waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            elif isinstance(error, asyncio.CancelledError):
+                waiter.cancel()
+            else:
+                waiter.set_exception(error)
 
 
 class EventBus:
@@ -137,34 +155,35 @@ class EventBus:
         the whole walk. A lone call waits one turn of the loop more."""
         if not events:
             return
+        loop = asyncio.get_running_loop()
         gathering = self._gathering
         if gathering is None:
-            loop = asyncio.get_running_loop()
-            gathering = self._gathering = _Gathering(loop)
+            gathering = self._gathering = _Gathering()
             # A task's first step runs after the callbacks already due in this turn: the other calls' resumptions.
             publication = loop.create_task(self._publish_gathered(gathering), name="event-bus-publish-together")
             self._gathered_publications.add(publication)
             publication.add_done_callback(lambda done: self._gathered_published(done, gathering))
         gathering.events.extend(events)
-        # Shielded: a caller that is cancelled (its session closed) must not cancel the others' publication.
-        await asyncio.shield(gathering.published)
+        waiter: asyncio.Future[None] = loop.create_future()
+        gathering.waiters.append(waiter)
+        # A caller that is cancelled (its session closed) cancels its own future, not the others' publication.
+        await waiter
 
     async def _publish_gathered(self, gathering: _Gathering) -> None:
         self._gathering = None  # calls that publish from here on gather for the next burst
-        await self.publish_burst(gathering.events)
+        try:
+            await self.publish_burst(gathering.events)
+        except BaseException as error:
+            gathering.release(error)
+            raise
+        gathering.release()
 
     def _gathered_published(self, publication: asyncio.Task[None], gathering: _Gathering) -> None:
         self._gathered_publications.discard(publication)
         if self._gathering is gathering:  # cancelled before its first step (the loop is stopping)
             self._gathering = None
-        if gathering.published.done():
-            return
-        if publication.cancelled():
-            gathering.published.cancel()  # the callers must not wait on
-        elif (error := publication.exception()) is not None:  # pragma: no cover - handlers' errors are caught
-            gathering.published.set_exception(error)
-        else:
-            gathering.published.set_result(None)
+        # Callers still waiting: the publication was cancelled before its first step; they must not wait on.
+        gathering.release(asyncio.CancelledError())
 
     def _handlers_for(self, kind: type[DomainEvent]) -> tuple[EventHandler[DomainEvent], ...]:
         handlers = self._handlers_of.get(kind)

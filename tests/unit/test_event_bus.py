@@ -398,3 +398,51 @@ async def test_a_publication_cancelled_before_it_ran_releases_its_callers_and_th
     assert bursting.calls == []
     await bus.publish_together([STARTED])  # not stuck behind the cancelled one
     assert bursting.calls == [(STARTED,)]
+
+
+async def test_calls_publishing_together_resume_in_the_turn_after_their_burst_is_published() -> None:
+    # Each turn of a busy server's loop carries many calls' work: a caller must not wait turns beyond the one that
+    # publishes (a shared future awaited through asyncio.shield reached the callers three turns after it).
+    bus = EventBus()
+    turns = 0
+    ticking = True
+
+    async def ticker() -> None:
+        nonlocal turns
+        while ticking:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    resumed_at: list[int] = []
+
+    async def call(event: DomainEvent) -> None:
+        await bus.publish_together([event])
+        resumed_at.append(turns)
+
+    called_at = turns
+    await asyncio.gather(call(MEASURED), call(REMEASURED), call(STARTED))
+    ticking = False
+    await counting
+    # the calls' turn, the publication's, the callers' resumption
+    assert [at - called_at for at in resumed_at] == [3, 3, 3]
+
+
+async def test_a_publication_cancelled_while_it_ran_cancels_its_callers() -> None:
+    bus = EventBus()
+    holding = asyncio.Event()
+
+    async def held(events: Sequence[DomainEvent]) -> None:
+        await holding.wait()  # never set: the loop stops while the burst is being published
+
+    bus.subscribe_burst(MeasurementAccepted, held)
+    first = asyncio.create_task(bus.publish_together([MEASURED]))
+    second = asyncio.create_task(bus.publish_together([REMEASURED]))
+    await asyncio.sleep(0.01)
+    (publication,) = asyncio.all_tasks() - {asyncio.current_task(), first, second}
+    publication.cancel()
+    for caller in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    await bus.publish_together([STARTED])  # the next burst goes out
