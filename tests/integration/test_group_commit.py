@@ -4,6 +4,7 @@ the commit, and one caller's failure neither fails the others nor leaves anythin
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qualitybridge.domain.model import ErpSnapshot, OrderState, OutboxState
-from qualitybridge.store import Store, tables
+from qualitybridge.store import Store, open_store, tables
 from qualitybridge.store.group_commit import GroupCommit, Merged
 
 # The store's own row of a refused measurement, so this test writes what the store writes.
 from qualitybridge.store.shop_floor_records import _refused_row
+from qualitybridge.store.sqlite_driver import OneHopConnection
 from tests.builders import accepted, confirmation_record, order, refused_attempt
 
 
@@ -168,3 +170,40 @@ async def test_a_client_id_stored_before_sends_the_group_the_ordinary_way(store:
     assert fresh[0][1] is True
     assert store.writes.direct_commits == direct, "the refused plan counted as written"
     assert await _counts(store) == (2, 2, 0)
+
+
+async def test_a_lone_call_is_answered_three_turns_of_the_event_loop_after_it_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit's own turns of the loop (on a busy server each carries many calls' work): the call's, the
+    flusher's gathering turn, and the caller's resumption. The job on SQLite's thread is run at once on the loop
+    here, so that only the loop's turns are counted (with the pooled connection closed in a task of its own, as
+    `async with engine.connect()` does, they were six)."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    try:
+        await store.record_measurements([accepted("warming-up")])
+
+        async def at_once(_connection: OneHopConnection, fn: Any, *args: Any) -> Any:
+            return fn(*args)
+
+        monkeypatch.setattr(OneHopConnection, "on_thread", at_once)
+        turns, ticking = 0, True
+
+        async def ticker() -> None:
+            nonlocal turns
+            while ticking:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counting = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        direct_before, called_at = store.writes.direct_commits, turns
+        await store.record_measurements([accepted("counted")])
+        answered_at = turns
+        ticking = False
+        await counting
+        assert store.writes.direct_commits == direct_before + 1  # the planned path: one job on the driver
+        assert answered_at - called_at == 3
+        assert await _counts(store) == (2, 2, 0)
+    finally:
+        await store.aclose()
