@@ -44,7 +44,7 @@ async def build_opcua_server(
 ) -> OpcUaFace:
     quiet_asyncua_loggers()
     install_fast_message_signatures()  # every secured message's HMAC in one OpenSSL call (asyncua 2.1.0)
-    install_fast_block_ciphers()  # its AES-CBC through one kept OpenSSL context per key and direction (2.1.0)
+    install_fast_block_ciphers()  # its AES-CBC through one OpenSSL context kept per cipher (asyncua 2.1.0)
     # asyncua's Server with the [limits] enforced (sessions, subscriptions, request rate, message size, logins),
     # its standard address space read from the cache and decoded node by node as clients reach it.
     server = LimitedServer(limits or LimitsSettings(), standard_nodes_cache=default_cache_dir())

@@ -72,7 +72,7 @@ class _Encrypting:
         last, self._last_block = self._last_block, _UNSURE
         if last is None:
             encrypted = self._context.update(data)
-        elif last is _UNSURE:
+        elif not last:  # _UNSURE
             return None
         else:
             rewind = (self._rewind_key ^ int.from_bytes(last, "big")).to_bytes(_BLOCK, "big")
@@ -106,13 +106,9 @@ _encrypting: weakref.WeakKeyDictionary[Cipher[Any], _Transform] = weakref.WeakKe
 _decrypting: weakref.WeakKeyDictionary[Cipher[Any], _Transform] = weakref.WeakKeyDictionary()
 
 
-def _keepable(cipher: Any, data: bytes) -> bool:
+def _keepable(cipher: Any) -> bool:
     return (
-        len(data) > 0
-        and len(data) % _BLOCK == 0
-        and type(cipher) is Cipher
-        and isinstance(cipher.mode, modes.CBC)
-        and isinstance(cipher.algorithm, algorithms.AES)
+        type(cipher) is Cipher and isinstance(cipher.mode, modes.CBC) and isinstance(cipher.algorithm, algorithms.AES)
     )
 
 
@@ -131,13 +127,13 @@ def _through_kept(
     cipher: Any,
     data: bytes,
 ) -> bytes:
+    if not data or len(data) % _BLOCK:
+        return fresh(cipher, data)  # nothing to keep a context for, or asyncua's error for a partial block
     kept = kept_by_cipher.get(cipher)
     if kept is None:
-        if not _keepable(cipher, data):
+        if not _keepable(cipher):
             return fresh(cipher, data)
         kept = kept_by_cipher[cipher] = keep(cipher)
-    elif not data or len(data) % _BLOCK:
-        return fresh(cipher, data)
     transformed = kept(bytes(data))
     if transformed is None:
         # The kept context cannot be trusted any more: this message and the next go asyncua's way, the next one

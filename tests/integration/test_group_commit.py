@@ -19,6 +19,7 @@ from qualitybridge.store.group_commit import GroupCommit, Merged
 from qualitybridge.store.shop_floor_records import _refused_row
 from qualitybridge.store.sqlite_driver import OneHopConnection
 from tests.builders import accepted, confirmation_record, order, refused_attempt
+from tests.loop_turns import LoopTurns
 
 
 class _Refused(Exception):
@@ -187,21 +188,10 @@ async def test_a_lone_call_is_answered_three_turns_of_the_event_loop_after_it_ca
             return fn(*args)
 
         monkeypatch.setattr(OneHopConnection, "on_thread", at_once)
-        turns, ticking = 0, True
-
-        async def ticker() -> None:
-            nonlocal turns
-            while ticking:
-                turns += 1
-                await asyncio.sleep(0)
-
-        counting = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        direct_before, called_at = store.writes.direct_commits, turns
-        await store.record_measurements([accepted("counted")])
-        answered_at = turns
-        ticking = False
-        await counting
+        async with LoopTurns() as turns:
+            direct_before, called_at = store.writes.direct_commits, turns.count
+            await store.record_measurements([accepted("counted")])
+            answered_at = turns.count
         assert store.writes.direct_commits == direct_before + 1  # the planned path: one job on the driver
         assert answered_at - called_at == 3
         assert await _counts(store) == (2, 2, 0)

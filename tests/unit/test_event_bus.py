@@ -23,6 +23,7 @@ from qualitybridge.domain.model import SnapshotChange
 from qualitybridge.services.event_bus import EventBus
 from tests.builders import confirmation_record, order, result
 from tests.fakes import RecordingPublisher
+from tests.loop_turns import LoopTurns
 
 
 @dataclass(frozen=True)
@@ -404,27 +405,15 @@ async def test_calls_publishing_together_resume_in_the_turn_after_their_burst_is
     # Each turn of a busy server's loop carries many calls' work: a caller must not wait turns beyond the one that
     # publishes (a shared future awaited through asyncio.shield reached the callers three turns after it).
     bus = EventBus()
-    turns = 0
-    ticking = True
-
-    async def ticker() -> None:
-        nonlocal turns
-        while ticking:
-            turns += 1
-            await asyncio.sleep(0)
-
-    counting = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
     resumed_at: list[int] = []
+    async with LoopTurns() as turns:
 
-    async def call(event: DomainEvent) -> None:
-        await bus.publish_together([event])
-        resumed_at.append(turns)
+        async def call(event: DomainEvent) -> None:
+            await bus.publish_together([event])
+            resumed_at.append(turns.count)
 
-    called_at = turns
-    await asyncio.gather(call(MEASURED), call(REMEASURED), call(STARTED))
-    ticking = False
-    await counting
+        called_at = turns.count
+        await asyncio.gather(call(MEASURED), call(REMEASURED), call(STARTED))
     # the calls' turn, the publication's, the callers' resumption
     assert [at - called_at for at in resumed_at] == [3, 3, 3]
 
