@@ -445,7 +445,10 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
     assert deployment.server is not None
     assert deployment.server.process is not None
     server_pid = deployment.server.process.pid
+    relay_pid = _relay_pid(server_pid)
     print(f"server pid {server_pid} (for a profiler: py-spy record -p PID)", flush=True)
+    if relay_pid is not None:
+        print(f"the relay's own process: pid {relay_pid} ([erp] relay_process)", flush=True)
     bare_port = free_port()
     assert deployment.client_certificate is not None
     certificate = deployment.client_certificate
@@ -508,6 +511,7 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
         shaped_calls = shaped_cpu = 0.0
         single_calls = single_accepted = 0
         single_cpu = 0.0
+        single_relay_cpu = 0.0
         single_stored = 0
 
         def on_bare(kind: str, title: str, of_rounds: str) -> tuple[int, float]:
@@ -534,13 +538,19 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 if turn == 1:
                     print("single: running (every session is open; a profiler may attach now)", flush=True)
                 cpu_before = _cpu_seconds(server_pid)
+                relay_cpu_before = _cpu_seconds(relay_pid) if relay_pid is not None else 0.0
                 calls, accepted, _refused = crew.run("single")
                 cpu = _cpu_seconds(server_pid) - cpu_before
+                relay_cpu = _cpu_seconds(relay_pid) - relay_cpu_before if relay_pid is not None else 0.0
+                single_relay_cpu += relay_cpu
                 single_stored += asyncio.run(deployment.stored_result_count()) - before
                 single_calls += calls
                 single_accepted += accepted
                 single_cpu += cpu
-                print(f"single: {accepted / arguments.seconds:.0f} reports/s, {_per_call(cpu, calls)}{of_rounds}")
+                print(
+                    f"single: {accepted / arguments.seconds:.0f} reports/s, {_per_call(cpu, calls)}"
+                    f"{_relay_per_call(relay_pid, relay_cpu, calls)}{of_rounds}"
+                )
             sys.stdout.flush()
         if bare_crew is not None:
             bare_crew.close()  # its sessions idle on the bare server through the other workloads otherwise
@@ -555,7 +565,10 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 shaped = _per_call(shaped_cpu, int(shaped_calls))
                 print(f"bare no-op shaped like ReportMeasurement, all rounds: {shaped_rate:.0f} calls/s, {shaped}")
             if "single" in chosen:
-                print(f"single, all rounds: {single_rate:.0f} reports/s, {_per_call(single_cpu, single_calls)}")
+                print(
+                    f"single, all rounds: {single_rate:.0f} reports/s, {_per_call(single_cpu, single_calls)}"
+                    f"{_relay_per_call(relay_pid, single_relay_cpu, single_calls)}"
+                )
 
         # Half the single-call maximum, paced evenly over every session, watched by a subscriber.
         paced_rate = single_rate / 2
@@ -647,6 +660,9 @@ def _batched_run(deployment: Deployment, crew: Crew, kind: str, rate: float, sec
     assert deployment.simulator is not None
     assert deployment.simulator.process is not None
     cpu_pids = {"server": deployment.server.process.pid, "simulator": deployment.simulator.process.pid}
+    relay_pid = _relay_pid(deployment.server.process.pid)
+    if relay_pid is not None:
+        cpu_pids["relay process"] = relay_pid
     booked_before = _booked(erp)
     before = asyncio.run(deployment.stored_result_count())
     cpu_before = {name: _cpu_seconds(pid) for name, pid in cpu_pids.items()}
@@ -745,6 +761,21 @@ def _print_batched(figures: BatchedFigures, arguments: argparse.Namespace) -> No
         f"exactly once: {stats['booked']['results']} results booked for {figures.everything} stored; "
         f"{stats['duplicates_suppressed']['results']} repeated deliveries absorbed by the idempotency key"
     )
+
+
+def _relay_pid(server_pid: int) -> int | None:
+    """The relay's own process ([erp] relay_process): the server's one child; None when it relays itself."""
+    try:
+        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _relay_per_call(relay_pid: int | None, cpu_seconds: float, calls: int) -> str:
+    if relay_pid is None or not calls:
+        return ""
+    return f" + relay process {cpu_seconds / calls * 1000:.2f} ms"
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -32,6 +32,7 @@ from qualitybridge.domain.model import OrderState
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.domain.spc import SpcOverride, SpcPolicy
+from qualitybridge.relay_process import RelayProcess
 from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
@@ -187,6 +188,13 @@ class _StoppableScheduler(AsyncIOScheduler):  # type: ignore[misc]
 
 
 @dataclass
+class _RelayWaker:
+    """What a burst of postings owed to the ERP wakes: this process's relay, or the relay's own process."""
+
+    wake: Callable[[], None]
+
+
+@dataclass
 class QualityBridgeApp:
     config: QualityBridgeConfig
     store: Store
@@ -205,6 +213,8 @@ class QualityBridgeApp:
     kpis: KpiService | None = None
     calibration_reminders: CalibrationReminders | None = None
     operations: OperationsEndpoint | None = None
+    relay_process: RelayProcess | None = None  # the relay's own process (`serve`); None: the relay runs here
+    _relay_waker: _RelayWaker = field(default_factory=lambda: _RelayWaker(lambda: None))  # set by `create`
     _scheduler: _StoppableScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -218,8 +228,10 @@ class QualityBridgeApp:
         erp: ErpClient | None = None,
         publishers: Sequence[Publisher] = (),
         clock: Callable[[], datetime] = _utc_now,
+        relay_process: RelayProcess | None = None,
     ) -> QualityBridgeApp:
-        """Build every part; the slots given are used as they are, the others come from `config`.
+        """Build every part; the slots given are used as they are, the others come from `config`. With
+        `relay_process` (forked by `serve`), the relay runs there once started; the app stops it with itself.
 
         With [operations] enabled, the endpoint is served from here on: /healthz answers while the store is waited
         for and the server is built, and /readyz says what is still missing.
@@ -233,7 +245,9 @@ class QualityBridgeApp:
             await operations.start()
         given_store = store
         try:
-            return await cls._build(config, built, metrics, operations, erp, publishers, clock)
+            app = await cls._build(config, built, metrics, operations, erp, publishers, clock)
+            app.relay_process = relay_process
+            return app
         except BaseException:
             if operations is not None:
                 await operations.stop()
@@ -320,10 +334,12 @@ class QualityBridgeApp:
             opcua.server, opcua.namespace, master_data, diagnostics, scope=publication_scope(config.publish)
         )
 
-        # The one event path: whatever is stored for the ERP wakes the relay; publishers show every event.
-        # Once per burst: a batch of a thousand measurements wakes it once.
+        # The one event path: whatever is stored for the ERP wakes the relay (here, or in its own process once that
+        # runs); publishers show every event. Once per burst: a batch of a thousand measurements wakes it once.
+        relay_waker = _RelayWaker(relay.wake)
+
         async def wake_relay(_events: Sequence[DomainEvent]) -> None:
-            relay.wake()
+            relay_waker.wake()
 
         for owed_to_erp in (MeasurementAccepted, ConfirmationAccepted, SpcAlarmRaised, KpiReportQueued):
             events.subscribe_burst(owed_to_erp, wake_relay)
@@ -364,6 +380,7 @@ class QualityBridgeApp:
             calibration_reminders=CalibrationReminders(master_data, events),
             metrics=metrics,
             operations=operations,
+            _relay_waker=relay_waker,
         )
 
     @property
@@ -424,9 +441,18 @@ class QualityBridgeApp:
                 self.calibration_reminders.remind, "cron", hour=hour, minute=minute, id="calibration-reminder"
             )
         self._scheduler.start()
-        self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
-        self.relay.wake()  # deliver what a previous run left in the outbox
+        if self.relay_process is not None:
+            await self.relay_process.start(self.events, self.diagnostics, on_lost=self._relay_here)
+            self._relay_waker.wake = self.relay_process.wake
+        else:
+            self._relay_here()
         _log.info("QualityBridge serving %s", self.endpoint_url)
+
+    def _relay_here(self) -> None:
+        """Run the relay in this process: without a process of its own, or once that ended."""
+        self._relay_waker.wake = self.relay.wake
+        self._tasks.append(asyncio.create_task(self.relay.run_forever(), name="outbox-relay"))
+        self.relay.wake()  # deliver what a previous run (or the lost process) left in the outbox
 
     async def purge_measurements(self) -> int:
         """Remove measurements past `[history] retention_days` that the ERP has (the outbox owes nothing for them)."""
@@ -463,6 +489,8 @@ class QualityBridgeApp:
         # The relay ends its round and leaves; cancelling it outright can be lost in asyncio.wait_for (Python
         # 3.11) when its wake-up comes at the same moment, and the stop would wait forever.
         self.relay.stop_soon()
+        if self.relay_process is not None:
+            await self._stop_step("outbox relay process", self.relay_process.stop())
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=5)
             for task in pending:

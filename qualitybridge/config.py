@@ -125,6 +125,11 @@ class _ErpCommon(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     relay_max_attempts: int = Field(default=20, ge=1, le=10_000)
     relay_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    relay_process: bool = Field(
+        default=True,
+        description="`serve` relays postings to the ERP from a process of its own (forked at start), on another "
+        "core than the OPC UA server's event loop; false: in the server's process",
+    )
 
 
 class ErpSettings(_ErpCommon):

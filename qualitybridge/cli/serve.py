@@ -9,9 +9,13 @@ import gc
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
 from qualitybridge.config import QualityBridgeConfig, load_config
+
+if TYPE_CHECKING:
+    from qualitybridge.relay_process import RelayProcess
 
 __all__ = ["register"]
 
@@ -38,16 +42,27 @@ def run(arguments: argparse.Namespace) -> int:
     if config.operations.enabled:
         ports.append((config.operations.host, config.operations.port, "[operations] port"))
     check_ports_free(ports, str(arguments.config))  # before any certificate, folder or store is created
-    asyncio.run(_serve(config))
+    relay = _fork_relay(config)
+    asyncio.run(_serve(config, relay))
     return 0
 
 
-async def _serve(config: QualityBridgeConfig) -> None:
+def _fork_relay(config: QualityBridgeConfig) -> RelayProcess | None:
+    """The relay's own process ([erp] relay_process), forked here: before the event loop, a thread or a socket
+    exists (qualitybridge/relay_process.py). It waits for the server to start it."""
+    if not config.erp.relay_process:
+        return None
+    from qualitybridge.relay_process import RelayProcess
+
+    return RelayProcess.fork(config)
+
+
+async def _serve(config: QualityBridgeConfig, relay: RelayProcess | None = None) -> None:
     """Start, serve until SIGTERM/SIGINT, stop. A signal during start ends the start where it is and stops what
     is already running, without a traceback."""
     stop, started = asyncio.Event(), asyncio.Event()
     install_stop_signals(stop)
-    life = asyncio.create_task(_live(config, stop, started), name="qualitybridge")
+    life = asyncio.create_task(_live(config, stop, started, relay), name="qualitybridge")
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({life, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -57,12 +72,14 @@ async def _serve(config: QualityBridgeConfig) -> None:
         await life
 
 
-async def _live(config: QualityBridgeConfig, stop: asyncio.Event, started: asyncio.Event) -> None:
+async def _live(
+    config: QualityBridgeConfig, stop: asyncio.Event, started: asyncio.Event, relay: RelayProcess | None
+) -> None:
     from qualitybridge.app import QualityBridgeApp
 
     app: QualityBridgeApp | None = None
     try:
-        app = await QualityBridgeApp.create(config)
+        app = await QualityBridgeApp.create(config, relay_process=relay)
         await app.start()
         started.set()
         # The CPU a start costs (imports, address space, store, first sync): docs/performance.md "Start-up".
@@ -81,4 +98,6 @@ async def _live(config: QualityBridgeConfig, stop: asyncio.Event, started: async
         _log.info("stopping")
     finally:
         if app is not None:
-            await app.stop()
+            await app.stop()  # the relay's process with it
+        elif relay is not None:
+            await relay.stop()  # the start failed: the relay's process has not started and ends at once

@@ -45,6 +45,7 @@ LAYERS = {
     "qualitybridge.server": "server",
     "qualitybridge.adapters": "adapters",
     "qualitybridge.app": "app",
+    "qualitybridge.relay_process": "app",
     "qualitybridge.cli": "cli",
     "qualitybridge.__main__": "cli",
     "qualitybridge.simulator": "simulator",

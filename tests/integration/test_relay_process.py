@@ -1,0 +1,190 @@
+"""Both ends of the relay's own process (qualitybridge/relay_process.py) over real pipes, in this process.
+
+The worker (`relay_until_stopped`) runs as a task of this event loop instead of in a forked child, with a store of its
+own on the same SQLite file and the real simulator over HTTP; the server's end (`RelayProcess`) holds the other ends
+of the pipes. What the fork itself adds (the child, its exit, its death) is tested through `serve` in
+tests/e2e/test_relay_process.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qualitybridge.adapters.rest_erp import RestErpClient
+from qualitybridge.config import QualityBridgeConfig
+from qualitybridge.domain.events import DiagnosticsChanged, DomainEvent, PostingAttempted, PostingDeadLettered
+from qualitybridge.domain.ids import new_result_id
+from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation
+from qualitybridge.relay_process import RelayProcess, relay_until_stopped
+from qualitybridge.services.diagnostics import Diagnostics
+from qualitybridge.services.erp_sync import ErpSync
+from qualitybridge.services.event_bus import EventBus
+from qualitybridge.services.master_data import MasterData
+from qualitybridge.store import Store, open_store
+
+
+@dataclass
+class Link:
+    """The server's end of a worker running in this loop, and what the server heard from it."""
+
+    relay: RelayProcess
+    worker: asyncio.Task[None]
+    events: list[DomainEvent]
+    diagnostics: Diagnostics
+    lost: list[bool]
+
+
+@pytest.fixture
+async def server_store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    yield opened
+    await opened.aclose()
+
+
+async def _linked(tmp_path: Path, erp_url: str) -> Link:
+    config = QualityBridgeConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"},
+            "erp": {"base_url": erp_url, "relay_interval_seconds": 0.2, "timeout_seconds": 2},
+        }
+    )
+    commands_read, commands_write = os.pipe()
+    reports_read, reports_write = os.pipe()
+    os.set_blocking(commands_write, False)
+    worker = asyncio.create_task(relay_until_stopped(config, commands_read, reports_write))
+    # Not a child of this process: reaping it answers "gone" at once, as for a worker that has exited.
+    relay = RelayProcess(os.getpid(), commands_write, reports_read, stop_seconds=10)
+    bus = EventBus()
+    heard: list[DomainEvent] = []
+
+    async def record(event: DomainEvent) -> None:
+        heard.append(event)
+
+    for kind in (PostingAttempted, PostingDeadLettered, DiagnosticsChanged):
+        bus.subscribe(kind, record)
+    lost: list[bool] = []
+    diagnostics = Diagnostics(events=bus)
+    await relay.start(bus, diagnostics, on_lost=lambda: lost.append(True))
+    return Link(relay, worker, heard, diagnostics, lost)
+
+
+async def _synced_results(store: Store, erp_url: str, count: int) -> list[MeasurementResult]:
+    client = RestErpClient(erp_url, timeout_seconds=2)
+    master = MasterData()
+    await ErpSync(client, store, master, Diagnostics()).run_once()
+    await client.aclose()
+    order = master.orders[0]
+    operation = order.operations[0]
+    characteristic = operation.characteristics[0]
+    return [
+        MeasurementResult(
+            result_id=new_result_id(),
+            report=MeasurementReport(
+                order_no=order.order_no,
+                operation_no=operation.operation_no,
+                characteristic_id=characteristic.characteristic_id,
+                value=characteristic.nominal,
+                equipment_id="GA-CMM-0001",
+                part_serial=f"SN-{n}",
+                measured_at=datetime.now(UTC),
+            ),
+            evaluation=ResultEvaluation.OK,
+            plan_version=characteristic.plan_version,
+            unit=characteristic.unit,
+            reported_by="machine1",
+            received_at=datetime.now(UTC),
+        )
+        for n in range(count)
+    ]
+
+
+async def _until(condition: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
+    """Polls `condition` (answering a bool, or an awaitable of one: the simulator runs in this event loop)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        met = condition()
+        if not isinstance(met, bool):
+            met = await met
+        if met:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_worker_relays_what_the_server_stored_and_the_server_hears_its_events(
+    tmp_path: Path, server_store: Store, erp_url: str
+) -> None:
+    results = await _synced_results(server_store, erp_url, 3)
+    refused = results.pop()
+    async with httpx.AsyncClient(base_url=erp_url, timeout=10) as http:
+        link = await _linked(tmp_path, erp_url)
+        for result in results:
+            await server_store.record_measurement(result)
+        link.relay.wake()
+
+        async def both_booked() -> bool:
+            booked = {entry["body"]["result_id"] for entry in (await http.get("/results")).json()}
+            return {result.result_id for result in results} <= booked
+
+        await _until(both_booked, "the worker booked both results")
+        await _until(
+            lambda: sum(e.count for e in link.events if isinstance(e, PostingAttempted) and e.outcome == "sent") == 2,
+            "the server heard of both postings sent",
+        )
+        # A posting the ERP refuses: its dead letter reaches the server's bus as the event the OPC UA view shows.
+        (await http.delete(f"/sim/orders/{refused.report.order_no}")).raise_for_status()
+        await server_store.record_measurement(refused)
+        link.relay.wake()
+        await _until(lambda: any(isinstance(e, PostingDeadLettered) for e in link.events), "the dead letter")
+        (dead,) = [e for e in link.events if isinstance(e, PostingDeadLettered)]
+        assert (dead.idempotency_key, dead.kind, dead.order_no, dead.attempts) == (
+            f"mr-{refused.result_id}",
+            "measurement",
+            refused.report.order_no,
+            1,
+        )
+        assert "HTTP 4" in dead.last_error
+        # The worker's outbox figures land in the server's diagnostics (and its DiagnosticsChanged).
+        await _until(lambda: link.diagnostics.outbox_dead_letters == 1, "the dead letter counted in the diagnostics")
+        assert link.diagnostics.outbox_depth == 0
+        assert any(isinstance(e, DiagnosticsChanged) and e.outbox_dead_letters == 1 for e in link.events)
+
+        await link.relay.stop()
+        await asyncio.wait_for(link.worker, 10)  # the worker ended its round and left
+        assert link.lost == []  # a stop is not a loss
+        assert not link.relay.running
+
+
+async def test_a_worker_that_ends_while_the_server_runs_hands_the_relaying_back(
+    tmp_path: Path, server_store: Store, erp_url: str
+) -> None:
+    await _synced_results(server_store, erp_url, 1)  # migrated and synced, as the server has it before it starts
+    link = await _linked(tmp_path, erp_url)
+    await asyncio.sleep(0.3)  # the worker has opened its store and relays
+    link.worker.cancel()  # it ends without being told to: its end of the reports pipe closes
+    await asyncio.gather(link.worker, return_exceptions=True)
+    await _until(lambda: link.lost == [True], "the server told that its relay process is gone")
+    link.relay.wake()  # no pipe any more: a wake is dropped, never raised
+    await link.relay.stop()
+
+
+async def test_a_server_that_stops_before_starting_its_relay_lets_the_worker_go_at_once(tmp_path: Path) -> None:
+    config = QualityBridgeConfig.model_validate({"data_dir": str(tmp_path)})
+    commands_read, commands_write = os.pipe()
+    reports_read, reports_write = os.pipe()
+    worker = asyncio.create_task(relay_until_stopped(config, commands_read, reports_write))
+    relay = RelayProcess(os.getpid(), commands_write, reports_read, stop_seconds=5)
+    await asyncio.sleep(0.05)  # the worker waits for `start`
+    await relay.stop()  # never started: the worker reads end-of-file where it waited for `start`
+    await asyncio.wait_for(worker, 5)
+    assert not (tmp_path / "qualitybridge.db").exists()  # it opened no store
