@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from qualitybridge import relay_process
 from qualitybridge.adapters.rest_erp import RestErpClient
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.domain.events import DiagnosticsChanged, DomainEvent, PostingAttempted, PostingDeadLettered
@@ -188,3 +189,34 @@ async def test_a_server_that_stops_before_starting_its_relay_lets_the_worker_go_
     await relay.stop()  # never started: the worker reads end-of-file where it waited for `start`
     await asyncio.wait_for(worker, 5)
     assert not (tmp_path / "qualitybridge.db").exists()  # it opened no store
+
+
+def _readable(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+
+
+async def test_wakes_that_come_together_are_written_once_and_the_last_is_never_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Half a second between wakes (the product spaces them 50 ms): a hundred wakes fall into one spacing anywhere.
+    monkeypatch.setattr(relay_process, "WAKE_SPACING_SECONDS", 0.5)
+    commands_read, commands_write = os.pipe()
+    reports_read, reports_write = os.pipe()
+    os.set_blocking(commands_read, False)
+    os.set_blocking(commands_write, False)
+    relay = RelayProcess(os.getpid(), commands_write, reports_read)
+    for _ in range(100):  # a burst of group commits, each waking the relay
+        relay.wake()
+    assert _readable(commands_read) == b"w"  # the first at once, the other 99 held
+    await _until(lambda: _readable(commands_read) == b"w", "the wake held back, written after the spacing", 5.0)
+    await asyncio.sleep(0.6)
+    relay.wake()  # a spacing after the last write: at once again
+    assert _readable(commands_read) == b"w"
+    await asyncio.sleep(0.6)
+    assert _readable(commands_read) == b""  # nothing more was asked for
+    os.close(reports_write)
+    await relay.stop()
+    os.close(commands_read)
