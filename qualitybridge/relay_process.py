@@ -24,13 +24,16 @@ Its life:
   idempotency keys make that harmless, as after a crash);
 - a server that dies closes the pipe as well, and the worker ends the same way;
 - a worker that ends while the server runs is logged as an error, and the server relays in its own process from
-  then on (`on_lost`): postings keep flowing, only slower under heavy load.
+  then on (`on_lost`): postings keep flowing, only slower under heavy load;
+- one worker relays at a time: it holds `relay.lock` in the data folder while it lives, and a new one waits for an
+  old one (a killed server's, ending its round) to be gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -40,6 +43,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from qualitybridge.adapters.factory import erp_client_for
@@ -55,6 +59,7 @@ __all__ = ["RelayProcess", "decode_report", "encode_report"]
 _log = logging.getLogger(__name__)
 
 _START, _WAKE = b"s", b"w"
+RELAY_LOCK_FILE = "relay.lock"  # in the data folder: held by the relay process that relays
 # At most one wake per this many seconds, the last of a busy moment sent when it is over: the relay gathers a tenth
 # of a second or more before a round anyway, and a wake per group commit (hundreds a second under single calls) cost
 # the server's event loop 3 % of its time in writes that woke the worker for nothing.
@@ -318,6 +323,14 @@ async def relay_until_stopped(config: QualityBridgeConfig, commands: int, report
 
 
 async def _relay(config: QualityBridgeConfig, reader: asyncio.StreamReader, reports: int) -> None:
+    lock = await _one_relay_at_a_time(config.data_dir / RELAY_LOCK_FILE)
+    try:
+        await _relay_locked(config, reader, reports)
+    finally:
+        os.close(lock)  # lets the next relay process go
+
+
+async def _relay_locked(config: QualityBridgeConfig, reader: asyncio.StreamReader, reports: int) -> None:
     store = await open_store_waiting(
         config.store_url,
         sqlite_synchronous=config.store.sqlite_synchronous,
@@ -347,6 +360,28 @@ async def _relay(config: QualityBridgeConfig, reader: asyncio.StreamReader, repo
     finally:
         await erp.aclose()
         await store.aclose()
+
+
+async def _one_relay_at_a_time(path: Path) -> int:
+    """`path` opened and locked, for as long as this relay runs (the kernel lets go when the process ends, however it
+    ends; else closing the descriptor answered does).
+
+    A server killed outright leaves its relay process to end its round; a server started meanwhile on the same data
+    folder forks a new one. Both would post the same pending postings (the ERP's idempotency keys absorb the
+    repeats, but the ERP sees them): the new one waits here for the old one to be gone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _log.warning("another relay process holds %s (a previous server's, ending its round): waiting for it", path)
+        try:
+            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(lock)
+            raise
+        _log.info("the previous relay process is gone: relaying")
+    return lock
 
 
 async def _follow_commands(reader: asyncio.StreamReader, relay: OutboxRelay) -> None:

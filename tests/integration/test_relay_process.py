@@ -9,6 +9,7 @@ tests/e2e/test_relay_process.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -220,3 +221,28 @@ async def test_wakes_that_come_together_are_written_once_and_the_last_is_never_d
     os.close(reports_write)
     await relay.stop()
     os.close(commands_read)
+
+
+async def test_a_second_worker_on_the_same_data_folder_waits_for_the_first_to_be_gone(
+    tmp_path: Path, server_store: Store, erp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="qualitybridge.relay_process")
+    (result,) = await _synced_results(server_store, erp_url, 1)
+    first = await _linked(tmp_path, erp_url)
+    # Its first round's outbox figures: it holds the lock and relays.
+    await _until(lambda: any(isinstance(e, DiagnosticsChanged) for e in first.events), "the first worker relays")
+    second = await _linked(tmp_path, erp_url)  # a new server's, while the old one's ends its round
+    await _until(lambda: "another relay process holds" in caplog.text, "the second worker waits for the lock")
+    await asyncio.sleep(0.3)
+    assert "the previous relay process is gone" not in caplog.text  # still waiting: one relay at a time
+    await first.relay.stop()
+    await asyncio.wait_for(first.worker, 10)
+    await _until(lambda: "the previous relay process is gone: relaying" in caplog.text, "the second worker relays")
+    await server_store.record_measurement(result)
+    second.relay.wake()
+    await _until(
+        lambda: any(isinstance(e, PostingAttempted) and e.outcome == "sent" for e in second.events),
+        "the second worker delivered",
+    )
+    await second.relay.stop()
+    await asyncio.wait_for(second.worker, 10)
