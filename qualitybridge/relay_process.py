@@ -3,9 +3,9 @@
 Why: the relay's work per posting (the outbox page, the REST batch and its answer, the marks) ran on the OPC UA
 server's event loop, and one interpreter runs Python on one core at a time. At 15,000 measurements/s in batches that
 loop was saturated: it stored ~13,000/s and relayed ~6,500/s while the machines reported. In a process of its own
-the relay runs on the machine's other core: 15,150/s stored and 14,725/s relayed on the same 2-core machine
-(docs/performance.md, "the relay's own process"). Nothing else changes: the outbox in the store is the hand-over
-between reporting and relaying, as before; SQLite's WAL lets the relay read beside the server's commits, and the two
+the relay runs on the machine's other core: 15,133/s stored and 14,950/s relayed on the same 2-core machine
+(docs/performance.md, "tenth session: the relay's own process"). The outbox in the store stays the hand-over
+between reporting and relaying; SQLite's WAL lets the relay read beside the server's commits, and the two
 processes take turns at the write lock (PostgreSQL: row locks).
 
 The server stays the one owner of the event bus. The worker's events (postings attempted, dead-lettered) and its
@@ -20,8 +20,8 @@ Its life:
 - the worker opens the store and relays only once the server says `start` (after the server has opened and
   migrated the store and run its first sync: where the server started its own relay before);
 - the server's stop closes the wake pipe: the worker ends its round, records what it delivered and exits; one that
-  has not within `stop_seconds` is killed (what it delivered and had not recorded is delivered again, and the
-  idempotency keys make that harmless, as after a crash);
+  has not within `stop_seconds` is killed (what it delivered and had not recorded is delivered again, as after a
+  crash: the REST contract's idempotency keys absorb the repeat);
 - a server that dies closes the pipe as well, and the worker ends the same way;
 - a worker that ends while the server runs is logged as an error, and the server relays in its own process from
   then on (`on_lost`): postings keep flowing, only slower under heavy load;
@@ -75,7 +75,8 @@ def encode_report(event: DomainEvent) -> bytes | None:
         case PostingAttempted(target=target, outcome=outcome, count=count):
             message: dict[str, Any] = {"attempted": [target, outcome, count]}
         case PostingDeadLettered(idempotency_key=key, kind=kind, order_no=order_no, attempts=attempts):
-            message = {"dead_lettered": [key, kind, order_no, attempts, event.last_error]}
+            # The ERP's error text is unbounded; the store keeps its first 2,000 characters, so does the report.
+            message = {"dead_lettered": [key, kind, order_no, attempts, event.last_error[:_ERROR_TEXT]]}
         case DiagnosticsChanged(outbox_depth=depth, outbox_dead_letters=dead, outbox_oldest_at=oldest):
             message = {"outbox": [depth, dead, oldest.isoformat() if oldest is not None else None]}
         case _:
@@ -83,6 +84,8 @@ def encode_report(event: DomainEvent) -> bytes | None:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
+_ERROR_TEXT = 2000
+_REPORT_LINE_LIMIT = 1 << 20  # far above any report (an error text of 2,000 characters and a few names)
 _OutboxFigures = tuple[int, int, datetime | None]
 
 
@@ -112,7 +115,7 @@ class RelayProcess:
     def __init__(self, pid: int, commands: int, reports: int, *, stop_seconds: float = 10.0) -> None:
         self.pid = pid
         self._commands: int | None = commands  # the wake pipe's writing end (non-blocking)
-        self._reports = reports  # the reports pipe's reading end
+        self._reports: int | None = reports  # the reports pipe's reading end, until the event loop's transport owns it
         self._stop_seconds = stop_seconds
         self._listening: asyncio.Task[None] | None = None
         self._transport: asyncio.BaseTransport | None = None
@@ -132,7 +135,13 @@ class RelayProcess:
         reports_read, reports_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no memory or process slot for it: relay here rather than not at all
+            for fd in (commands_read, commands_write, reports_read, reports_write):
+                os.close(fd)
+            _log.warning("could not fork the outbox relay's process (%s): the server relays in its own process", exc)
+            return None
         if pid == 0:  # pragma: no cover - the child's lines run in the child, which coverage does not follow
             os.close(commands_write)
             os.close(reports_read)
@@ -150,10 +159,11 @@ class RelayProcess:
         """Tell the worker to open the store and relay; publish what it reports. `on_lost` is called should the
         worker end while the server still runs."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        self._transport, _protocol = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._reports, "rb", 0)
-        )
+        reader = asyncio.StreamReader(limit=_REPORT_LINE_LIMIT)
+        if self._reports is None:
+            raise RuntimeError("a relay process is started once, and not after its stop")
+        reports, self._reports = os.fdopen(self._reports, "rb", 0), None  # closed by the transport from here on
+        self._transport, _protocol = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), reports)
         self._send(_START)
         self._listening = asyncio.create_task(
             self._listen(reader, events, diagnostics, on_lost), name="outbox-relay-process"
@@ -187,18 +197,23 @@ class RelayProcess:
     async def _listen(
         self, reader: asyncio.StreamReader, events: EventBus, diagnostics: Diagnostics, on_lost: Callable[[], None]
     ) -> None:
-        while line := await reader.readline():
-            try:
-                report = decode_report(line)
-            except ValueError as exc:
-                _log.error("%s", exc)
-                continue
-            if isinstance(report, tuple):
-                diagnostics.outbox_depth, diagnostics.outbox_dead_letters, diagnostics.outbox_oldest_at = report
-                await diagnostics.changed()
-            else:
-                await events.publish(report)
-        # The worker closed its end: it exited (or is exiting).
+        try:
+            while line := await reader.readline():
+                try:
+                    report = decode_report(line)
+                except ValueError as exc:
+                    _log.error("%s", exc)
+                    continue
+                if isinstance(report, tuple):
+                    diagnostics.outbox_depth, diagnostics.outbox_dead_letters, diagnostics.outbox_oldest_at = report
+                    await diagnostics.changed()
+                else:
+                    await events.publish(report)
+            # The worker closed its end: it exited (or is exiting).
+        except Exception:
+            # Unheard, the worker would block on its next report and relay no more: it goes, and the server relays.
+            _log.exception("reading the outbox relay process's reports failed; it is stopped")
+            self._kill()
         status = await self._reaped(self._stop_seconds)
         if not self._stopping:
             _log.error(
@@ -219,16 +234,20 @@ class RelayProcess:
         # Not started: the worker reads end-of-file where it waited for `start`, and leaves at once.
         if await self._reaped(self._stop_seconds if self._listening is None else 0) is None:
             _log.warning("the outbox relay's process (pid %d) did not stop in time: killed", self.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            self._kill()
             await self._reaped(self._stop_seconds)
         if self._listening is not None and not self._listening.done():
             self._listening.cancel()
             await asyncio.gather(self._listening, return_exceptions=True)
         if self._transport is not None:
             self._transport.close()
-        else:
-            os.close(self._reports)  # never handed to the event loop (stopped before start)
+        if self._reports is not None:  # never handed to the event loop (stopped before start)
+            os.close(self._reports)
+            self._reports = None
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
 
     def _close_commands(self) -> None:
         if self._trailing_wake is not None:
@@ -272,12 +291,17 @@ class _Reporter:
 
     def __init__(self, reports: int) -> None:
         self._reports = reports
+        self.on_server_gone: Callable[[], None] = lambda: None
 
     async def publish(self, event: DomainEvent) -> None:
         line = encode_report(event)
-        if line is not None:
+        if line is None:
+            return
+        try:
             # Blocking on purpose: a server that reads slowly slows the relay rather than losing its reports.
             os.write(self._reports, line)
+        except BrokenPipeError:
+            self.on_server_gone()  # nobody to tell: the round under way ends, and the relay with it
 
 
 def _work_and_exit(config: QualityBridgeConfig, commands: int, reports: int) -> NoReturn:  # pragma: no cover
@@ -339,7 +363,8 @@ async def _relay_locked(config: QualityBridgeConfig, reader: asyncio.StreamReade
     erp = erp_client_for(config.erp, config.qms)
     try:
         events = EventBus()
-        events.add_publisher(_Reporter(reports))
+        reporter = _Reporter(reports)
+        events.add_publisher(reporter)
         relay = OutboxRelay(
             store,
             erp,
@@ -349,6 +374,7 @@ async def _relay_locked(config: QualityBridgeConfig, reader: asyncio.StreamReade
             backoff_max_seconds=config.erp.relay_backoff_max_seconds,
             events=events,
         )
+        reporter.on_server_gone = relay.stop_soon
         relay.wake()  # deliver what a previous run left in the outbox
         relaying = asyncio.create_task(relay.run_forever(), name="outbox-relay")
         listening = asyncio.create_task(_follow_commands(reader, relay), name="outbox-relay-commands")

@@ -52,6 +52,13 @@ def _fork_relay(config: QualityBridgeConfig) -> RelayProcess | None:
     exists (qualitybridge/relay_process.py). It waits for the server to start it."""
     if not config.erp.relay_process:
         return None
+    if config.erp.adapter != "rest":
+        # SAP's posting keys (inspection lot, operation, decimals) come from the server's sync and are looked up
+        # before each post (no idempotency key): its relay stays where the sync keeps them current.
+        _log.info(
+            "the %s adapter relays in the server's process ([erp] relay_process applies to rest)", config.erp.adapter
+        )
+        return None
     from qualitybridge.relay_process import RelayProcess
 
     return RelayProcess.fork(config)

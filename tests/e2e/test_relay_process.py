@@ -66,7 +66,9 @@ async def test_the_server_relays_from_a_process_of_its_own(deployment: Deploymen
     relay = _announced_relay_pid(deployment)
     assert _children(_server_pid(deployment)) == [relay]
     await _report_and_wait_booked(deployment, "own-process")
-    assert "relaying in the server's process" not in deployment.server.logs()  # type: ignore[union-attr]
+    assert deployment.server is not None
+    assert "the server relays in its own process from now on" not in deployment.server.logs()
+    assert _children(_server_pid(deployment)) == [relay]  # the same worker booked them
 
 
 async def test_the_relay_process_stops_with_the_server(deployment: Deployment) -> None:
@@ -76,6 +78,7 @@ async def test_the_relay_process_stops_with_the_server(deployment: Deployment) -
     assert deployment.server.process is not None
     assert deployment.server.process.returncode == 0
     assert not _alive(relay)
+    assert "did not stop in time" not in deployment.server.logs()  # it ended its round and left, not killed
     deployment.server.start()
     assert _announced_relay_pid(deployment) != relay
 

@@ -9,8 +9,10 @@ tests/e2e/test_relay_process.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -246,3 +248,36 @@ async def test_a_second_worker_on_the_same_data_folder_waits_for_the_first_to_be
     )
     await second.relay.stop()
     await asyncio.wait_for(second.worker, 10)
+
+
+async def test_reports_the_server_cannot_read_stop_the_worker_and_hand_the_relaying_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Stands in for the forked worker: a child this test may kill (Popen returns at once).
+    worker = subprocess.Popen(["sleep", "60"])  # noqa: ASYNC220
+    commands_read, commands_write = os.pipe()
+    reports_read, reports_write = os.pipe()
+    os.set_blocking(commands_write, False)
+    relay = RelayProcess(worker.pid, commands_write, reports_read, stop_seconds=5)
+    lost: list[bool] = []
+    await relay.start(EventBus(), Diagnostics(), on_lost=lambda: lost.append(True))
+    # A line beyond any report (a worker gone wrong): unread, the worker would block on it and relay no more.
+    writing = asyncio.create_task(asyncio.to_thread(os.write, reports_write, b"x" * (3 << 20)))
+    await _until(lambda: lost == [True], "the server told that its relay process is gone")
+    assert "reading the outbox relay process's reports failed; it is stopped" in caplog.text
+    assert "killed by signal 9" in caplog.text
+    await relay.stop()
+    with contextlib.suppress(BrokenPipeError):  # the server's end is closed: the writer is let go
+        await asyncio.wait_for(writing, 5)
+    for fd in (commands_read, reports_write):
+        os.close(fd)
+    worker.wait(timeout=5)
+
+
+def test_an_error_text_crosses_the_pipe_as_the_store_keeps_it() -> None:
+    dead = PostingDeadLettered("mr-1", "measurement", "1000417", 20, "HTTP 500: " + "x" * 10_000)
+    line = relay_process.encode_report(dead)
+    assert line is not None
+    crossed = relay_process.decode_report(line)
+    assert isinstance(crossed, PostingDeadLettered)
+    assert crossed.last_error == dead.last_error[:2000]
