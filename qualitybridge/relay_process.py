@@ -59,6 +59,7 @@ __all__ = ["RelayProcess", "decode_report", "encode_report"]
 _log = logging.getLogger(__name__)
 
 _START, _WAKE = b"s", b"w"
+PROCESS_NAME = "qb-outbox-relay"  # the worker's name in top and ps -o comm (Linux: at most 15 characters)
 RELAY_LOCK_FILE = "relay.lock"  # in the data folder: held by the relay process that relays
 # At most one wake per this many seconds, the last of a busy moment sent when it is over: the relay gathers a tenth
 # of a second or more before a round anyway, and a wake per group commit (hundreds a second under single calls) cost
@@ -312,6 +313,9 @@ def _work_and_exit(config: QualityBridgeConfig, commands: int, reports: int) -> 
     # read to it as a lost relay. SIGKILL still ends it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Its name in top, ps -o comm and the kernel's messages (an OOM kill names it), beside the server's "qualitybridge".
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(PROCESS_NAME)
     code = 0
     try:
         asyncio.run(relay_until_stopped(config, commands, reports))

@@ -41,6 +41,10 @@ def _announced_relay_pid(deployment: Deployment) -> int:
     return int(found[-1])
 
 
+def _process_name(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -65,6 +69,7 @@ async def test_the_server_relays_from_a_process_of_its_own(deployment: Deploymen
     await deployment.ensure_running("1000417")
     relay = _announced_relay_pid(deployment)
     assert _children(_server_pid(deployment)) == [relay]
+    assert _process_name(relay) == "qb-outbox-relay"  # plant IT tells the two apart in top and ps
     await _report_and_wait_booked(deployment, "own-process")
     assert deployment.server is not None
     assert "the server relays in its own process from now on" not in deployment.server.logs()
