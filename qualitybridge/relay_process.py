@@ -247,6 +247,8 @@ class RelayProcess:
             self._reports = None
 
     def _kill(self) -> None:
+        if self.pid == os.getpid():  # a worker run in this very process (the tests'): nothing to kill
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
 
