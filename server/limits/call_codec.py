@@ -10,7 +10,8 @@ offsets into the same objects, built with the same constructors:
 - `decode_request_start`: every request's type id and RequestHeader (an additional header must be null);
 - `decode_call_parameters`: a CallRequest's parameters, with NodeIds in the TwoByte, FourByte, Numeric and String
   encodings (no namespace URI, no server index) and Variants holding one scalar of Null, Boolean, the integer
-  types, Float, Double, String, DateTime or ByteString;
+  types, Float, Double, String, DateTime or ByteString, or a one-dimensional array of any of them but Null (a
+  ReportMeasurements batch: eight arrays; asyncua read them at 5.3 µs per measurement, here 2.2 µs);
 - `decode_call_parameters` charges the lists it reads to the message's array budget (`[limits] max_array_length`,
   server/limits/array_limits.py) before reading their elements and leaves a list past it to asyncua's decoder, which
   (wrapped) refuses it with BadEncodingLimitsExceeded or fails earlier exactly as it would;
@@ -18,7 +19,7 @@ offsets into the same objects, built with the same constructors:
   diagnostics, string table or additional header, and whose results carry StatusCodes and scalar output arguments
   of the same types and no diagnostic infos (the answer of every QualityBridge method that accepts).
 
-Anything else (arrays, matrices, ExtensionObjects, Guid or ByteString NodeIds, ExpandedNodeIds, a null list,
+Anything else (arrays of Null, matrices, ExtensionObjects, Guid or ByteString NodeIds, ExpandedNodeIds, a null list,
 truncated data, a value the type cannot hold) goes to asyncua's own decoder or encoder from the first byte, which
 then answers or raises exactly as before. tests/unit/test_call_codec.py holds the results equal to asyncua's for
 many shapes, damaged and truncated ones among them.
@@ -85,6 +86,10 @@ _STRING = ua.VariantType.String.value
 _DATE_TIME = ua.VariantType.DateTime.value
 _BYTE_STRING = ua.VariantType.ByteString.value
 _TEXT_TYPES = {_STRING: ua.VariantType.String, _BYTE_STRING: ua.VariantType.ByteString}
+_ARRAY_TYPES = {**_TEXT_TYPES, _DATE_TIME: ua.VariantType.DateTime}  # besides _FIXED's
+_ARRAY, _DIMENSIONS = 0x80, 0x40  # a Variant's encoding byte: an array; with its dimensions after it
+_ARRAY_FLAGS = _ARRAY | _DIMENSIONS
+_TYPE_BITS = 0x3F
 
 _NODE_IDS_KEPT = 4096
 _node_ids: dict[bytes, ua.NodeId] = {}
@@ -239,8 +244,21 @@ def _scalar(value: Any, vtype: ua.VariantType) -> ua.Variant:
     return variant
 
 
+def _array(values: list[Any] | None, vtype: ua.VariantType) -> ua.Variant:
+    """`ua.Variant(values, vtype, None, is_array=True)` as `_scalar` builds a scalar: for a one-dimensional list of
+    scalars (or a null array) `__post_init__` changes nothing (the shape of a list of scalars is one dimension)."""
+    variant = _new_object(ua.Variant)
+    variant.Value = values
+    variant.VariantType = vtype
+    variant.Dimensions = None
+    variant.is_array = True
+    return variant
+
+
 def _variant(data: bytes, position: int, encoding: str) -> tuple[ua.Variant, int]:
     kind = data[position]  # an array or dimensions flag makes the kind one _FIXED and the others do not hold
+    if kind & _ARRAY_FLAGS == _ARRAY:
+        return _one_dimension(data, position + 1, kind & _TYPE_BITS, encoding)
     position += 1
     fixed = _FIXED.get(kind)
     if fixed is not None:
@@ -269,6 +287,53 @@ def _variant(data: bytes, position: int, encoding: str) -> tuple[ua.Variant, int
     if kind == _NULL:
         return _scalar(None, ua.VariantType.Null), position
     raise _Unusual
+
+
+def _one_dimension(data: bytes, position: int, kind: int, encoding: str) -> tuple[ua.Variant, int]:
+    """An array Variant without dimensions (a ReportMeasurements batch: eight of them), read as asyncua's
+    `unpack_uatype_array` reads it and charged to the message's array budget first, as its wrapped decoder is."""
+    (length,) = _INT32.unpack_from(data, position)
+    position += 4
+    fixed = _FIXED.get(kind)
+    vtype = fixed[0] if fixed is not None else _ARRAY_TYPES.get(kind)
+    # A null element type takes no bytes per element (asyncua builds a list of any length from nothing); a negative
+    # length other than -1 reads as asyncua reads it. Both are asyncua's.
+    if vtype is None or length < -1:
+        raise _Unusual
+    if length == -1:
+        return _array(None, vtype), position
+    if not charged(data, length):
+        raise _Unusual  # asyncua's decoder refuses it (BadEncodingLimitsExceeded)
+    if fixed is not None:
+        reader = fixed[1]
+        values = list(struct.unpack_from(f"<{length}{reader.format[1:]}", data, position))
+        return _array(values, vtype), position + reader.size * length
+    elements: list[Any] = []
+    append = elements.append
+    if kind == _DATE_TIME:
+        end = position + 8 * length
+        if end > len(data):
+            raise _Unusual
+        to_datetime = ua.win_epoch_to_datetime
+        for ticks in struct.unpack_from(f"<{length}q", data, position):
+            append(to_datetime(ticks))
+        return _array(elements, vtype), end
+    unpack_length = _INT32.unpack_from
+    size = len(data)
+    for _ in range(length):
+        (count,) = unpack_length(data, position)
+        position += 4
+        if count < 0:
+            if count != -1:
+                raise _Unusual
+            append(None)
+            continue
+        end = position + count
+        if end > size:
+            raise _Unusual
+        append(str(data[position:end], encoding, "surrogateescape") if kind == _STRING else data[position:end])
+        position = end
+    return _array(elements, vtype), position
 
 
 _CALL_RESPONSE_TYPE_ID = ua.CallResponse().TypeId

@@ -140,3 +140,20 @@ def test_the_lists_that_array_dimensions_pad_are_charged(limit: int) -> None:
     request = b"\x00\x00\x00\x00" + arguments
     with pytest.raises(ua.uaerrors.BadEncodingLimitsExceeded):
         ua_binary.struct_from_binary(ua.CallMethodRequest, Buffer(request))
+
+
+def test_the_call_decoder_charges_the_arrays_it_reads_itself(limit: int) -> None:
+    """Arrays of Doubles and Strings (a ReportMeasurements batch) are read by the hand-written decoder: charged
+    together before their elements, past the limit refused as asyncua's decoder refuses them."""
+
+    def batch(length: int) -> bytes:
+        values = ua.Variant([1.5] * length, ua.VariantType.Double)
+        serials = ua.Variant([f"SN-{n}" for n in range(length)], ua.VariantType.String)
+        call = ua.CallMethodRequest(ObjectId=ua.NodeId(85), MethodId=ua.NodeId(86), InputArguments=[values, serials])
+        return ua_binary.struct_to_binary(ua.CallParameters(MethodsToCall=[call]))
+
+    within = (limit - 3) // 2  # the list of methods (1) and of arguments (2) are charged too
+    decoded = decode_call_parameters(Buffer(batch(within)))
+    assert [len(argument.Value) for argument in decoded.MethodsToCall[0].InputArguments] == [within] * 2
+    with pytest.raises(ua.uaerrors.BadEncodingLimitsExceeded):  # each within the limit, together past it
+        decode_call_parameters(Buffer(batch(limit // 2 + 1)))

@@ -14,6 +14,7 @@ import math
 import random
 import struct
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,8 @@ from asyncua.common.utils import Buffer
 from asyncua.ua import ua_binary
 from asyncua.ua.ua_binary import nodeid_from_binary, nodeid_to_binary, struct_from_binary, struct_to_binary
 
-from qualitybridge.server.limits import call_codec
+from qualitybridge.config import LimitsSettings
+from qualitybridge.server.limits import array_limits, call_codec
 from qualitybridge.server.limits.call_codec import decode_call_parameters, decode_request_start, encode_call_response
 
 # sha256 of asyncua 2.1.0's source of the functions the decoder repeats. A different asyncua fails here: compare
@@ -138,11 +140,27 @@ _SCALARS = [
     ua.Variant(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=7), ua.VariantType.DateTime),
 ]
 
-# Shapes the decoder hands to asyncua's: the result must still be asyncua's.
-_UNUSUAL = [
+# One-dimensional arrays (a ReportMeasurements batch sends eight): decoded by hand, element type by element type.
+_ARRAYS = [
+    *(ua.Variant([scalar.Value, scalar.Value], scalar.VariantType) for scalar in _SCALARS),
     ua.Variant([1, 2, 3], ua.VariantType.Int32),
     ua.Variant([], ua.VariantType.Int32),
-    ua.Variant(["a", None, "c"], _S),
+    ua.Variant([], _S),
+    ua.Variant(["a", None, "c", ""], _S),
+    ua.Variant(None, _S, is_array=True),  # a null array
+    ua.Variant(None, ua.VariantType.Double, is_array=True),
+    ua.Variant(None, ua.VariantType.DateTime, is_array=True),
+    ua.Variant([b"\x00", None, b""], ua.VariantType.ByteString),
+    ua.Variant([12.5 + n / 1000 for n in range(1000)], ua.VariantType.Double),
+    ua.Variant(
+        [datetime(2026, 11, 30, 6, 30, tzinfo=UTC) + timedelta(microseconds=n) for n in range(100)],
+        ua.VariantType.DateTime,
+    ),
+]
+
+# Shapes the decoder hands to asyncua's: the result must still be asyncua's.
+_UNUSUAL = [
+    ua.Variant([None, None], ua.VariantType.Null),  # Null elements take no bytes: asyncua's to read
     ua.Variant([[1.0, 2.0], [3.0, 4.0]], ua.VariantType.Double),
     ua.Variant([1.0, 2.0], ua.VariantType.Double, Dimensions=[2]),
     ua.Variant(uuid.UUID("12345678-1234-5678-1234-567812345678"), ua.VariantType.Guid),
@@ -186,7 +204,7 @@ def test_a_report_measurement_call_decodes_as_asyncua_decodes_it() -> None:
     assert decode_call_parameters(Buffer(raw)) == struct_from_binary(ua.CallParameters, Buffer(raw))
 
 
-@pytest.mark.parametrize("argument", _SCALARS + _UNUSUAL, ids=repr)
+@pytest.mark.parametrize("argument", _SCALARS + _ARRAYS + _UNUSUAL, ids=repr)
 def test_each_argument_shape_decodes_as_asyncua_decodes_it(argument: ua.Variant) -> None:
     _agree(_report(argument))
     _agree(_report(*_MEASUREMENT[:3], argument, *_MEASUREMENT[3:]))
@@ -210,8 +228,33 @@ def test_lists_of_calls_and_arguments_of_any_length_decode_as_asyncua_decodes_th
     _agree(null_arguments)
 
 
-def test_truncated_and_damaged_requests_fail_or_decode_as_in_asyncua() -> None:
+def test_a_report_measurements_batch_decodes_as_asyncua_decodes_it() -> None:
+    count = 100
+    batch = [ua.Variant([argument.Value] * count, argument.VariantType) for argument in _MEASUREMENT]
+    raw = _report(*batch)
+    _agree(raw)
+    decoded = decode_call_parameters(Buffer(raw))
+    assert decoded == struct_from_binary(ua.CallParameters, Buffer(raw))
+    assert all(
+        argument.is_array and len(argument.Value) == count for argument in decoded.MethodsToCall[0].InputArguments
+    )
+
+
+@pytest.fixture
+def array_budget() -> Iterator[None]:
+    """The server's array budget on asyncua's decoder too (a LimitedServer installs it): a damaged length can make a
+    list of millions of elements that take no bytes (Null Variants met by a misread), which it refuses at once."""
+    array_limits.install(10_000)
+    yield
+    array_limits.install(LimitsSettings().max_array_length)
+
+
+@pytest.mark.usefixtures("array_budget")
+@pytest.mark.parametrize("arrays", [False, True], ids=["scalars", "arrays"])
+def test_truncated_and_damaged_requests_fail_or_decode_as_in_asyncua(arrays: bool) -> None:
     raw = _report(*_MEASUREMENT, _SCALARS[0], _SCALARS[10], _SCALARS[19])
+    if arrays:
+        raw = _report(*(ua.Variant([a.Value, a.Value, a.Value], a.VariantType) for a in (*_MEASUREMENT, _SCALARS[0])))
     for end in range(len(raw)):
         _agree(raw[:end])
     # No damage writes an array of Null elements (0x80, 0xC0): they take no bytes, so a length in the millions makes
