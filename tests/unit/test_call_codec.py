@@ -47,6 +47,8 @@ _PINNED_SOURCES = {
     "_String.unpack": "df2aa75eee4f59775c2f896257a382d9d9771b5ee6cebac16e9515105a1b5063",
     "_DateTime.unpack": "b62cdd7858ddb3d8e885dbaf2bdc0c14ff7952d6044653a7971d4751b22715f3",
     "_Primitive1.unpack": "35cb1a43c02fade4965a56acd3565b6fbf8f88d218955fcfe209da5d7a522c19",
+    "_Primitive1.unpack_array": "dafb9633f6d87e841ab849bb362b3aa837bbfe79c2f9af2a61fbcc0f20381a5c",
+    "_create_uatype_array_deserializer": "6f780984bfe171bbc0c0c58a27997a26d4fc6c4b0fe83623c8a3d760b883115d",
     "_create_list_deserializer": "ea68c12936f3ddf537bbdfda45baecbe9ce6b5501a6d678e29eae9caf160e6fe",
     "_create_dataclass_deserializer": "df2090ec842f79de7431c4eb0eb10619a97b2113cb997c6797ffbea494b5be09",
     "win_epoch_to_datetime": "a976b0440e9ee6a6225ba84556717b923ad7aa2b400f8d2ddc4bd80ac3af7f35",
