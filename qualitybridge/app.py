@@ -32,7 +32,7 @@ from qualitybridge.domain.model import OrderState
 from qualitybridge.domain.ports import ErpClient, Publisher
 from qualitybridge.domain.publication import PublicationScope
 from qualitybridge.domain.spc import SpcOverride, SpcPolicy
-from qualitybridge.relay_process import RelayProcess
+from qualitybridge.relay_process import RelayProcess, outbox_relay_for
 from qualitybridge.server.address_space.history import install_store_history
 from qualitybridge.server.address_space.publisher import OpcUaPublisher
 from qualitybridge.server.methods.linking import ShopFloorServices, link_shop_floor_methods
@@ -305,16 +305,7 @@ class QualityBridgeApp:
         required = config.master_data.required_mappings
         mapping = MappingGate(store, [MappingKind(kind) for kind in required]) if required else None
         sync = ErpSync(erp, store, master_data, diagnostics, events=events, mapping=mapping)
-        relay = OutboxRelay(
-            store,
-            erp,
-            diagnostics,
-            interval_seconds=config.erp.relay_interval_seconds,
-            max_attempts=config.erp.relay_max_attempts,
-            backoff_max_seconds=config.erp.relay_backoff_max_seconds,
-            clock=clock,
-            events=events,
-        )
+        relay = outbox_relay_for(config, store, erp, diagnostics, events, clock)
         # Audit entries are recorded from the first session on and written in batches off the report path.
         audit = AuditTrail(AuditLogStore(store.engine), flush_interval=config.audit.flush_interval_seconds)
         opcua = await build_opcua_server(

@@ -41,20 +41,21 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from qualitybridge.adapters.factory import erp_client_for
 from qualitybridge.config import QualityBridgeConfig
 from qualitybridge.domain.events import DiagnosticsChanged, DomainEvent, PostingAttempted, PostingDeadLettered
+from qualitybridge.domain.ports import ErpClient
 from qualitybridge.services.diagnostics import Diagnostics
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.outbox_relay import OutboxRelay
-from qualitybridge.store import open_store_waiting
+from qualitybridge.store import Store, open_store_waiting
 
-__all__ = ["RelayProcess", "decode_report", "encode_report"]
+__all__ = ["RelayProcess", "decode_report", "encode_report", "outbox_relay_for"]
 
 _log = logging.getLogger(__name__)
 
@@ -286,6 +287,27 @@ def _describe(status: int | None) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
+def outbox_relay_for(
+    config: QualityBridgeConfig,
+    store: Store,
+    erp: ErpClient,
+    diagnostics: Diagnostics,
+    events: EventBus,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> OutboxRelay:
+    """The relay as `[erp]` configures it, for the server's process and the relay's own alike."""
+    return OutboxRelay(
+        store,
+        erp,
+        diagnostics,
+        interval_seconds=config.erp.relay_interval_seconds,
+        max_attempts=config.erp.relay_max_attempts,
+        backoff_max_seconds=config.erp.relay_backoff_max_seconds,
+        clock=clock,
+        events=events,
+    )
+
+
 # ---- the worker's side ---------------------------------------------------------------------------------------
 
 
@@ -346,21 +368,14 @@ async def relay_until_stopped(config: QualityBridgeConfig, commands: int, report
         raise
     try:
         if await reader.read(1) == _START:  # else the server stopped before it started its relay
-            await _relay(config, reader, reports)
+            async with _one_relay_at_a_time(config.data_dir / RELAY_LOCK_FILE):
+                await _relay(config, reader, reports)
     finally:
         transport.close()
         os.close(reports)
 
 
 async def _relay(config: QualityBridgeConfig, reader: asyncio.StreamReader, reports: int) -> None:
-    lock = await _one_relay_at_a_time(config.data_dir / RELAY_LOCK_FILE)
-    try:
-        await _relay_locked(config, reader, reports)
-    finally:
-        os.close(lock)  # lets the next relay process go
-
-
-async def _relay_locked(config: QualityBridgeConfig, reader: asyncio.StreamReader, reports: int) -> None:
     store = await open_store_waiting(
         config.store_url,
         sqlite_synchronous=config.store.sqlite_synchronous,
@@ -371,15 +386,7 @@ async def _relay_locked(config: QualityBridgeConfig, reader: asyncio.StreamReade
         events = EventBus()
         reporter = _Reporter(reports)
         events.add_publisher(reporter)
-        relay = OutboxRelay(
-            store,
-            erp,
-            Diagnostics(events=events),
-            interval_seconds=config.erp.relay_interval_seconds,
-            max_attempts=config.erp.relay_max_attempts,
-            backoff_max_seconds=config.erp.relay_backoff_max_seconds,
-            events=events,
-        )
+        relay = outbox_relay_for(config, store, erp, Diagnostics(events=events), events)
         reporter.on_server_gone = relay.stop_soon
         relay.wake()  # deliver what a previous run left in the outbox
         relaying = asyncio.create_task(relay.run_forever(), name="outbox-relay")
@@ -394,9 +401,9 @@ async def _relay_locked(config: QualityBridgeConfig, reader: asyncio.StreamReade
         await store.aclose()
 
 
-async def _one_relay_at_a_time(path: Path) -> int:
-    """`path` opened and locked, for as long as this relay runs (the kernel lets go when the process ends, however it
-    ends; else closing the descriptor answered does).
+@contextlib.asynccontextmanager
+async def _one_relay_at_a_time(path: Path) -> AsyncIterator[None]:
+    """`path` held locked while the block runs (the kernel lets go when the process ends, however it ends).
 
     A server killed outright leaves its relay process to end its round; a server started meanwhile on the same data
     folder forks a new one. Both would post the same pending postings (the ERP's idempotency keys absorb the
@@ -413,7 +420,10 @@ async def _one_relay_at_a_time(path: Path) -> int:
             os.close(lock)
             raise
         _log.info("the previous relay process is gone: relaying")
-    return lock
+    try:
+        yield
+    finally:
+        os.close(lock)  # lets the next relay process go
 
 
 async def _follow_commands(reader: asyncio.StreamReader, relay: OutboxRelay) -> None:

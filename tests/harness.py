@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,6 +126,23 @@ def wait_for(
             stalled = " without progress" if progress is not None else ""
             raise TimeoutError(f"gave up after {time.monotonic() - started:.0f} s{stalled} waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 20.0, interval: float = 0.05
+) -> None:
+    """`wait_for` for a test's event loop: polls `condition` (a bool, or an awaitable of one, when what it asks
+    runs in the same loop) without blocking the loop; AssertionError naming `what` after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        met = condition()
+        if not isinstance(met, bool):
+            met = await met
+        if met:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        await asyncio.sleep(interval)
 
 
 # Set by coverage's subprocess patch (pyproject.toml, [tool.coverage.run] patch) for every Python process a test

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from qualitybridge.services.erp_sync import ErpSync
 from qualitybridge.services.event_bus import EventBus
 from qualitybridge.services.master_data import MasterData
 from qualitybridge.store import Store, open_store
+from tests.harness import wait_until
 
 
 @dataclass
@@ -111,20 +112,6 @@ async def _synced_results(store: Store, erp_url: str, count: int) -> list[Measur
     ]
 
 
-async def _until(condition: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
-    """Polls `condition` (answering a bool, or an awaitable of one: the simulator runs in this event loop)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        met = condition()
-        if not isinstance(met, bool):
-            met = await met
-        if met:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_the_worker_relays_what_the_server_stored_and_the_server_hears_its_events(
     tmp_path: Path, server_store: Store, erp_url: str
 ) -> None:
@@ -140,8 +127,8 @@ async def test_the_worker_relays_what_the_server_stored_and_the_server_hears_its
             booked = {entry["body"]["result_id"] for entry in (await http.get("/results")).json()}
             return {result.result_id for result in results} <= booked
 
-        await _until(both_booked, "the worker booked both results")
-        await _until(
+        await wait_until(both_booked, "the worker booked both results")
+        await wait_until(
             lambda: sum(e.count for e in link.events if isinstance(e, PostingAttempted) and e.outcome == "sent") == 2,
             "the server heard of both postings sent",
         )
@@ -149,7 +136,7 @@ async def test_the_worker_relays_what_the_server_stored_and_the_server_hears_its
         (await http.delete(f"/sim/orders/{refused.report.order_no}")).raise_for_status()
         await server_store.record_measurement(refused)
         link.relay.wake()
-        await _until(lambda: any(isinstance(e, PostingDeadLettered) for e in link.events), "the dead letter")
+        await wait_until(lambda: any(isinstance(e, PostingDeadLettered) for e in link.events), "the dead letter")
         (dead,) = [e for e in link.events if isinstance(e, PostingDeadLettered)]
         assert (dead.idempotency_key, dead.kind, dead.order_no, dead.attempts) == (
             f"mr-{refused.result_id}",
@@ -159,7 +146,9 @@ async def test_the_worker_relays_what_the_server_stored_and_the_server_hears_its
         )
         assert "HTTP 4" in dead.last_error
         # The worker's outbox figures land in the server's diagnostics (and its DiagnosticsChanged).
-        await _until(lambda: link.diagnostics.outbox_dead_letters == 1, "the dead letter counted in the diagnostics")
+        await wait_until(
+            lambda: link.diagnostics.outbox_dead_letters == 1, "the dead letter counted in the diagnostics"
+        )
         assert link.diagnostics.outbox_depth == 0
         assert any(isinstance(e, DiagnosticsChanged) and e.outbox_dead_letters == 1 for e in link.events)
 
@@ -177,7 +166,7 @@ async def test_a_worker_that_ends_while_the_server_runs_hands_the_relaying_back(
     await asyncio.sleep(0.3)  # the worker has opened its store and relays
     link.worker.cancel()  # it ends without being told to: its end of the reports pipe closes
     await asyncio.gather(link.worker, return_exceptions=True)
-    await _until(lambda: link.lost == [True], "the server told that its relay process is gone")
+    await wait_until(lambda: link.lost == [True], "the server told that its relay process is gone")
     link.relay.wake()  # no pipe any more: a wake is dropped, never raised
     await link.relay.stop()
 
@@ -214,7 +203,9 @@ async def test_wakes_that_come_together_are_written_once_and_the_last_is_never_d
     for _ in range(100):  # a burst of group commits, each waking the relay
         relay.wake()
     assert _readable(commands_read) == b"w"  # the first at once, the other 99 held
-    await _until(lambda: _readable(commands_read) == b"w", "the wake held back, written after the spacing", 5.0)
+    await wait_until(
+        lambda: _readable(commands_read) == b"w", "the wake held back, written after the spacing", seconds=5.0
+    )
     await asyncio.sleep(0.6)
     relay.wake()  # a spacing after the last write: at once again
     assert _readable(commands_read) == b"w"
@@ -232,17 +223,17 @@ async def test_a_second_worker_on_the_same_data_folder_waits_for_the_first_to_be
     (result,) = await _synced_results(server_store, erp_url, 1)
     first = await _linked(tmp_path, erp_url)
     # Its first round's outbox figures: it holds the lock and relays.
-    await _until(lambda: any(isinstance(e, DiagnosticsChanged) for e in first.events), "the first worker relays")
+    await wait_until(lambda: any(isinstance(e, DiagnosticsChanged) for e in first.events), "the first worker relays")
     second = await _linked(tmp_path, erp_url)  # a new server's, while the old one's ends its round
-    await _until(lambda: "another relay process holds" in caplog.text, "the second worker waits for the lock")
+    await wait_until(lambda: "another relay process holds" in caplog.text, "the second worker waits for the lock")
     await asyncio.sleep(0.3)
     assert "the previous relay process is gone" not in caplog.text  # still waiting: one relay at a time
     await first.relay.stop()
     await asyncio.wait_for(first.worker, 10)
-    await _until(lambda: "the previous relay process is gone: relaying" in caplog.text, "the second worker relays")
+    await wait_until(lambda: "the previous relay process is gone: relaying" in caplog.text, "the second worker relays")
     await server_store.record_measurement(result)
     second.relay.wake()
-    await _until(
+    await wait_until(
         lambda: any(isinstance(e, PostingAttempted) and e.outcome == "sent" for e in second.events),
         "the second worker delivered",
     )
@@ -263,7 +254,7 @@ async def test_reports_the_server_cannot_read_stop_the_worker_and_hand_the_relay
     await relay.start(EventBus(), Diagnostics(), on_lost=lambda: lost.append(True))
     # A line beyond any report (a worker gone wrong): unread, the worker would block on it and relay no more.
     writing = asyncio.create_task(asyncio.to_thread(os.write, reports_write, b"x" * (3 << 20)))
-    await _until(lambda: lost == [True], "the server told that its relay process is gone")
+    await wait_until(lambda: lost == [True], "the server told that its relay process is gone")
     assert "reading the outbox relay process's reports failed; it is stopped" in caplog.text
     assert "killed by signal 9" in caplog.text
     await relay.stop()

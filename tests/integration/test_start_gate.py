@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 
 import pytest
 from asyncua import Client, ua
 
-from tests.harness import standard_server
+from tests.harness import standard_server, wait_until
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 async def test_a_call_during_the_load_waits_for_it_while_reads_are_answered() -> None:
@@ -50,7 +41,7 @@ async def test_a_call_during_the_load_waits_for_it_while_reads_are_answered() ->
             Client(server.endpoint.geturl(), timeout=60, watchdog_intervall=60) as reader,
         ):
             call = asyncio.create_task(caller.get_node(objects.nodeid).call_method(method.nodeid))
-            await _until(lambda: iserver.calls_waiting == 1, "the call to wait")
+            await wait_until(lambda: iserver.calls_waiting == 1, "the call to wait", seconds=30, interval=0.01)
             state = await reader.get_node(ua.ObjectIds.Server_ServerStatus_State).read_value()
             assert state == ua.ServerState.Running  # the endpoint answers meanwhile
             assert calls == []
