@@ -449,6 +449,8 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
     print(f"server pid {server_pid} (for a profiler: py-spy record -p PID)", flush=True)
     if relay_pid is not None:
         print(f"the relay's own process: pid {relay_pid} ([erp] relay_process)", flush=True)
+    if deployment.simulator is not None and deployment.simulator.process is not None:
+        print(f"the ERP simulator: pid {deployment.simulator.process.pid}", flush=True)
     bare_port = free_port()
     assert deployment.client_certificate is not None
     certificate = deployment.client_certificate

@@ -246,6 +246,7 @@ async def test_a_batch_books_each_posting_as_its_single_path_would_and_answers_i
         {"kind": "confirmation", "idempotency_key": "c-b", "body": confirmation},
         {"kind": "spc_alarm", "idempotency_key": "a-b", "body": alarm},
         {"kind": "result", "idempotency_key": "key-x", "body": _result_body(result_id="r-b", value=1.0)},
+        {"kind": "result", "idempotency_key": "key-b", "body": _result_body(result_id="r-b", value=2.0)},
     ]
     answer = await erp.post("/api/v1/postings", json={"postings": postings})
     assert answer.status_code == 200
@@ -258,7 +259,9 @@ async def test_a_batch_books_each_posting_as_its_single_path_would_and_answers_i
         ("c-b", 201, False),
         ("a-b", 201, False),
         ("key-x", 201, False),
+        ("key-b", 409, False),  # the first posting's key, with another body
     ]
+    assert outcomes[6]["error"]["code"] == "idempotency_key_reused"
     assert outcomes[2]["error"] == {"code": "unknown_order", "message": "order 9999999 is not released"}
     assert [o["document_no"] for o in outcomes] == [
         "QR-000002",
@@ -267,6 +270,7 @@ async def test_a_batch_books_each_posting_as_its_single_path_would_and_answers_i
         "QC-000001",
         "QA-000001",
         "QR-000003",
+        None,
     ]
     again = await _post_result(erp, "key-b", _result_body(result_id="r-b"))
     assert again.json() == {"document_no": "QR-000002", "duplicate": True}
