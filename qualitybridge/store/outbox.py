@@ -174,15 +174,16 @@ _PENDING = OutboxState.PENDING
 def pending_entries(rows: Iterable[Any]) -> list[OutboxEntry]:
     """Pending rows of PENDING_ENTRY_COLUMNS (the payload as its stored JSON text), their postings not yet decoded.
 
-    The rows of one report batch share their due time: each distinct time is made aware once per page, not once per
-    row (a fifth of reading a page in the event loop)."""
-    aware: dict[datetime, datetime] = {}
+    The rows of one report batch share their due time: each distinct time is read (from SQLite's text) and made
+    aware once per page, not once per row (a fifth of reading a page in the event loop)."""
+    aware: dict[datetime | str, datetime] = {}
     entries: list[OutboxEntry] = []
     append = entries.append
     for seq, idempotency_key, kind, order_no, payload, attempts, next_attempt_at, last_error in rows:
         due = aware.get(next_attempt_at)
         if due is None:
-            due = aware[next_attempt_at] = _aware(next_attempt_at)
+            moment = datetime.fromisoformat(next_attempt_at) if type(next_attempt_at) is str else next_attempt_at
+            due = aware[next_attempt_at] = _aware(moment)
         append(
             OutboxEntry(
                 seq=seq,

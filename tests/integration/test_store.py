@@ -105,9 +105,26 @@ async def test_a_page_of_deliveries_is_marked_with_each_postings_own_document(st
     assert (await store.outbox_counts()).pending == 3
 
 
+async def test_a_page_answers_each_due_time_as_stored_and_aware(store: Store) -> None:
+    """SQLite's due times are read from their stored text once per distinct time (`pending_entries`): each entry
+    must still get its own, in UTC, however many share one."""
+    for n in range(5):
+        await store.record_measurement(result(order_no=f"31{n}"))
+    entries = await store.pending_outbox()
+    later = NOW + timedelta(seconds=5, microseconds=250)
+    for entry in entries[1:3]:
+        await store.mark_failed(entry.seq, "503", later, dead=False)
+    await store.mark_failed(entries[3].seq, "503", later + timedelta(minutes=1), dead=False)
+    due = {entry.seq: entry.next_attempt_at for entry in await store.pending_outbox()}
+    assert due[entries[1].seq] == due[entries[2].seq] == later
+    assert due[entries[3].seq] == later + timedelta(minutes=1)
+    assert due[entries[0].seq] == due[entries[4].seq] == entries[0].next_attempt_at != later
+    assert {moment.utcoffset() for moment in due.values()} == {timedelta(0)}
+
+
 async def test_a_page_leaves_out_the_postings_it_is_told_to_and_keeps_the_order_of_the_rest(store: Store) -> None:
     """The relay's read-ahead page leaves out the page being posted and the marking under way (PostgreSQL gets
-    them as one array parameter, SQLite as a list)."""
+    them as one array parameter, SQLite as one JSON text)."""
     for n in range(7):
         await store.record_measurement(result(order_no=f"30{n}"))
     seqs = [entry.seq for entry in await store.pending_outbox()]
