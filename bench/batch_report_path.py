@@ -4,13 +4,15 @@ durable commit, without asyncua's decoding, the relay or the clients.
 Calls `ReportMeasurementsMethod.call` with batches as asyncua hands them over (eight arrays of Variants, the shape
 of bench/report_throughput.py's batches: one order, operation, characteristic and gauge, distinct part serials and
 client ids, one MeasuredAt) against a SQLite store with `synchronous=FULL`, with or without the SPC monitor (the
-[spc] defaults), after `gc.freeze()` as `serve` does. Prints the process's CPU time (every thread: aiosqlite's does
-SQLite's work) per measurement for each round, the share of the threads other than the event loop's, and what
-the garbage collector took. The store grows round by round, as a server's does; compare runs of equal length.
+[spc] defaults), after `gc.freeze()` and with the collector's thresholds as `serve` sets them. Prints the process's
+CPU time (every thread: aiosqlite's does SQLite's work) per measurement for each round, the share of the threads
+other than the event loop's, and what the garbage collector took. The store grows round by round, as a server's
+does; compare runs of equal length.
 
     .venv/bin/python bench/batch_report_path.py --rounds 6 --calls 10
     .venv/bin/python bench/batch_report_path.py --spc off              # what SPC adds is the difference
     .venv/bin/python bench/batch_report_path.py --classification major  # four Nelson rules instead of eight
+    .venv/bin/python bench/batch_report_path.py --collector-default     # what serve's collector thresholds save
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from asyncua import ua  # noqa: E402
 from asyncua.crypto.permission_rules import UserRole  # noqa: E402
 
 from qualitybridge.app import spc_policy  # noqa: E402
+from qualitybridge.cli.serve import COLLECTOR_THRESHOLDS  # noqa: E402
 from qualitybridge.config import SpcSettingsSection  # noqa: E402
 from qualitybridge.domain.model import (  # noqa: E402
     Classification,
@@ -145,6 +148,8 @@ async def run(arguments: argparse.Namespace) -> None:
         await one_round()  # imports, caches and the first pages of the store
         gc.collect()
         gc.freeze()
+        if not arguments.collector_default:
+            gc.set_threshold(*COLLECTOR_THRESHOLDS)
         collected = [0.0]
         collection_started = [0.0]
 
@@ -175,6 +180,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10, help="ReportMeasurements calls per round")
     parser.add_argument("--batch", type=int, default=1000, help="measurements per call")
     parser.add_argument("--spc", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--collector-default",
+        action="store_true",
+        help="the garbage collector's default thresholds instead of serve's (to see what serve's save)",
+    )
     parser.add_argument("--classification", choices=[c.value for c in Classification], default="critical")
     asyncio.run(run(parser.parse_args()))
 
