@@ -68,7 +68,8 @@ measurement_results = Table(
     Column("result_id", String(36), primary_key=True),
     # A client result id is the caller's: unique per reporting user, not across users (migration 0005).
     Column("client_result_id", String(128), nullable=True),
-    Column("order_no", String(32), nullable=False, index=True),
+    # Looked up by order through the series index's first column (no index of its own: migration 0010).
+    Column("order_no", String(32), nullable=False),
     Column("operation_no", String(16), nullable=False),
     Column("characteristic_id", String(64), nullable=False),
     Column("value", Float, nullable=False),
@@ -127,7 +128,6 @@ outbox = Table(
     Column("discard_reason", Text, nullable=True),
     Column("discarded_by", String(64), nullable=True),
     Column("discarded_at", DateTime(timezone=True), nullable=True),
-    Index("ix_outbox_state_next_attempt", "state", "next_attempt_at"),
     # The relay's page: pending postings in acceptance order, without a scan of the sent ones (migration 0009).
     Index("ix_outbox_state_seq", "state", "seq"),
 )
