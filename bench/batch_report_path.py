@@ -36,7 +36,7 @@ from asyncua import ua  # noqa: E402
 from asyncua.crypto.permission_rules import UserRole  # noqa: E402
 
 from qualitybridge.app import spc_policy  # noqa: E402
-from qualitybridge.cli.serve import COLLECTOR_THRESHOLDS  # noqa: E402
+from qualitybridge.collector import tune_collector  # noqa: E402
 from qualitybridge.config import SpcSettingsSection  # noqa: E402
 from qualitybridge.domain.model import (  # noqa: E402
     Classification,
@@ -149,7 +149,7 @@ async def run(arguments: argparse.Namespace) -> None:
         gc.collect()
         gc.freeze()
         if not arguments.collector_default:
-            gc.set_threshold(*COLLECTOR_THRESHOLDS)
+            tune_collector()
         collected = [0.0]
         collection_started = [0.0]
 

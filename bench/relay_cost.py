@@ -8,7 +8,9 @@ loop thread, and in all: with aiosqlite's thread, which reads the pages and writ
     .venv/bin/python bench/relay_cost.py -n 20000
     .venv/bin/python bench/relay_cost.py -n 20000 --batch 500 --rounds 4
 
-Compare before and after alternately (docs/performance.md); nothing else of QualityBridge runs meanwhile.
+The simulator sets its collector's thresholds as it always does (qualitybridge/collector.py); this process sets
+serve's unless --collector-default. Compare before and after alternately (docs/performance.md); nothing else of
+QualityBridge runs meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qualitybridge.adapters.rest_erp import RestErpClient  # noqa: E402
+from qualitybridge.collector import tune_collector  # noqa: E402
 from qualitybridge.domain.ids import new_result_id  # noqa: E402
 from qualitybridge.domain.model import MeasurementReport, MeasurementResult, ResultEvaluation  # noqa: E402
 from qualitybridge.domain.records import AcceptedMeasurement  # noqa: E402
@@ -121,7 +124,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20_000, help="postings to drain")
     parser.add_argument("--batch", type=int, default=500, help="postings per batch (the contract allows 500)")
     parser.add_argument("--rounds", type=int, default=4, help="batches per relay round")
+    parser.add_argument(
+        "--collector-default",
+        action="store_true",
+        help="the garbage collector's default thresholds in this process (the relay's) instead of serve's",
+    )
     arguments = parser.parse_args()
+    if not arguments.collector_default:
+        tune_collector()  # as the relay's process has them (forked by serve)
     port = _free_port()
     simulator = subprocess.Popen(
         [sys.executable, "-m", "qualitybridge.simulator.app", "--port", str(port)],

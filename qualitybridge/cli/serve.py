@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qualitybridge.cli.common import check_ports_free, install_stop_signals, setup_logging
+from qualitybridge.collector import tune_collector
 from qualitybridge.config import QualityBridgeConfig, load_config
 
 if TYPE_CHECKING:
@@ -35,13 +36,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(run=run)
 
 
-# The collector's youngest generation is scanned after 50,000 more objects were made than freed instead of 700: a
-# report batch's objects (thousands, alive until its answer) were scanned and promoted again and again while nearly
-# all of them die by their reference counts. Measured (bench/batch_report_path.py, the collector's own time): 4.4-5.8
-# -> 0.0 µs per batched measurement. Cyclic garbage is still collected, at most that many objects later.
-COLLECTOR_THRESHOLDS = (50_000, 20, 10)
-
-
 def run(arguments: argparse.Namespace) -> int:
     config = load_config(arguments.config)
     setup_logging(config.log_level, config.log_format)
@@ -49,8 +43,7 @@ def run(arguments: argparse.Namespace) -> int:
     if config.operations.enabled:
         ports.append((config.operations.host, config.operations.port, "[operations] port"))
     check_ports_free(ports, str(arguments.config))  # before any certificate, folder or store is created
-    # Before the fork: the relay's process, which reads and posts pages of thousands, inherits it.
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+    tune_collector()  # before the fork: the relay's process inherits it
     relay = _fork_relay(config)
     asyncio.run(_serve(config, relay))
     return 0

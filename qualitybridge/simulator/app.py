@@ -54,6 +54,7 @@ from qualitybridge.adapters.rest_contract import (
     order_from_dto,
     order_to_dto,
 )
+from qualitybridge.collector import tune_collector
 from qualitybridge.domain.model import CalibrationStatus, ProductionOrder
 from qualitybridge.simulator.state import (
     BookingKind,
@@ -580,6 +581,7 @@ async def serve(
 
 def run(host: str, port: int, flavour: Flavour = "rest") -> None:
     """Blocking entry point for `qualitybridge simulator`; stops on Ctrl+C."""
+    tune_collector()  # it keeps every booking: a heap that grows as long as it runs
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(host, port, handle_signals=True, flavour=flavour))
 

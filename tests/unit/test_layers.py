@@ -40,6 +40,7 @@ LAYERS = {
     "qualitybridge": "surface",
     "qualitybridge.domain": "domain",
     "qualitybridge.config": "config",
+    "qualitybridge.collector": "collector",
     "qualitybridge.store": "store",
     "qualitybridge.services": "services",
     "qualitybridge.server": "server",
@@ -55,16 +56,29 @@ LAYERS = {
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "domain": frozenset({"domain"}),
     "config": frozenset({"config"}),
+    "collector": frozenset({"collector"}),
     "store": frozenset({"store", "domain", "config"}),
     "services": frozenset({"services", "store", "domain"}),
     "server": frozenset({"server", "services", "store", "domain", "config"}),
     "adapters": frozenset({"adapters", "domain", "config"}),
     "app": frozenset({"app", "server", "adapters", "services", "store", "domain", "config", "surface"}),
     "cli": frozenset(
-        {"cli", "app", "server", "adapters", "services", "store", "domain", "config", "surface", "simulator"}
+        {
+            "cli",
+            "app",
+            "server",
+            "adapters",
+            "services",
+            "store",
+            "domain",
+            "config",
+            "surface",
+            "simulator",
+            "collector",
+        }
     ),
     "surface": frozenset({"surface", "domain", "config"}),
-    "simulator": frozenset({"simulator", "domain"}),
+    "simulator": frozenset({"simulator", "domain", "collector"}),
 }
 # Single modules of another layer a layer may import besides MAY_IMPORT.
 MAY_ALSO_IMPORT = {"simulator": ("qualitybridge.adapters.rest_contract",)}
