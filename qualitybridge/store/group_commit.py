@@ -203,13 +203,15 @@ async def _direct(engine: AsyncEngine, statements: list[Statement]) -> bool:
     """Run `statements` in one transaction on the pooled connection's driver, without SQLAlchemy's per-statement
     work; False when the backend has no such path (the caller then writes the ordinary way).
 
-    SQLite: the whole transaction (begin, statements, commit) is one job of the connection's thread, one hand-over
-    instead of one per statement. PostgreSQL: one statement through asyncpg, one round trip."""
+    SQLite: the whole transaction (begin, statements, commit) on the event loop's thread when it is small and the
+    write lock free, else one job of the connection's thread, one hand-over instead of one per statement.
+    PostgreSQL: one statement through asyncpg, one round trip."""
     conn = await engine.connect()
     try:
         driver = (await conn.get_raw_connection()).driver_connection
         if isinstance(driver, OneHopConnection):
-            await driver.run_transaction(statements)
+            if not driver.try_transaction_here(statements):
+                await driver.run_transaction(statements)
             return True
         if conn.dialect.name == "postgresql" and driver is not None:
             try:

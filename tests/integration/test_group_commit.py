@@ -4,6 +4,8 @@ the commit, and one caller's failure neither fails the others nor leaves anythin
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,4 +198,27 @@ async def test_a_lone_call_is_answered_three_turns_of_the_event_loop_after_it_ca
         assert answered_at - called_at == 3
         assert await _counts(store) == (2, 2, 0)
     finally:
+        await store.aclose()
+
+
+async def test_a_group_that_finds_the_write_lock_taken_waits_for_it_off_the_event_loop(tmp_path: Path) -> None:
+    """Small groups are written on the event loop's thread (no hand-over), but never wait there for a lock another
+    process holds (the relay's process, a CLI command): the loop goes on serving meanwhile, and the group is written
+    once the lock is free."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None, check_same_thread=False)
+    try:
+        await store.record_measurements([accepted("before")])
+        blocker.execute("BEGIN IMMEDIATE")
+        writing = asyncio.create_task(store.record_measurements([accepted("while-locked")]))
+        started = time.monotonic()
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+        assert time.monotonic() - started < 1.0, "the event loop waited for the lock"
+        assert not writing.done()
+        blocker.rollback()
+        await asyncio.wait_for(writing, 30)
+        assert await _counts(store) == (2, 2, 0)
+    finally:
+        blocker.close()
         await store.aclose()

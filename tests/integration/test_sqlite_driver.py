@@ -4,6 +4,8 @@ own cursors, and a statement costs one hand-over to the connection's thread, not
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qualitybridge.store import create_engine
-from qualitybridge.store.sqlite_driver import OneHopConnection
+from qualitybridge.store.sqlite_driver import HERE_AT_MOST_PARAMETERS, OneHopConnection
 
 metadata = MetaData()
 items = Table(
@@ -133,3 +135,42 @@ async def test_a_transaction_of_plain_statements_is_one_hand_over_and_all_or_not
             )
     async with engine.connect() as conn:
         assert (await conn.execute(select(items.c.name))).scalars().all() == ["b"], "the failed one left its row"
+
+
+async def test_a_small_transaction_runs_on_the_calling_thread_and_never_waits_for_the_lock(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit of a few calls is written without a hand-over; one that is large, or finds the write lock
+    taken by another connection, is not run at all (the caller hands it to the connection's thread, which waits)."""
+    async with engine.connect() as conn:
+        await conn.execute(select(1))
+    hand_overs = HandOvers(monkeypatch)
+    written_on: list[int] = []
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(driver, OneHopConnection)
+        driver._conn.create_function("written_on", 0, lambda: written_on.append(threading.get_ident()) or 0)
+        insert_a = ("INSERT INTO items (name) VALUES (?)", ("a",))
+        assert driver.try_transaction_here([insert_a, ("UPDATE items SET id = id + written_on()", ())])
+        assert written_on == [threading.get_ident()]
+        assert hand_overs.count == 0
+
+        too_many = [("INSERT INTO items (name) VALUES (?)", (f"m{n}",)) for n in range(HERE_AT_MOST_PARAMETERS + 1)]
+        assert not driver.try_transaction_here(too_many)
+
+        with pytest.raises(sqlite3.IntegrityError):  # all or nothing, as on the thread
+            driver.try_transaction_here([("INSERT INTO items (name) VALUES (?)", ("c",)), insert_a])
+
+        blocker = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            assert not driver.try_transaction_here([("INSERT INTO items (name) VALUES (?)", ("b",))])
+            assert time.monotonic() - started < 1.0, "waited for the other connection's lock"
+            assert driver._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000, "its busy wait is back"
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert hand_overs.count == 0
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(items.c.name))).scalars().all() == ["a"]
