@@ -106,17 +106,8 @@ def _executemany(connection: sqlite3.Connection, sql: str, parameters: Iterable[
 
 
 def _transaction(connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-    if connection.in_transaction:  # pragma: no cover - the pool hands out connections without one
-        raise RuntimeError("a transaction is open on this connection already")
-    # IMMEDIATE: the write lock at once, so another process's writer cannot make this one give up half-way.
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, parameters in statements:
-            connection.execute(sql, parameters)
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
+    _begin_immediate(connection)
+    _commit_all(connection, statements)
 
 
 # A group commit this small (bound parameters in all) is written on the calling thread: the hand-over to the
@@ -125,21 +116,31 @@ HERE_AT_MOST_PARAMETERS = 1_000
 
 
 def _transaction_here(connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> bool:
-    """`_transaction` if the write lock is free at once (the connection's busy wait off); False, with nothing done,
-    when another connection holds it."""
-    if connection.in_transaction:  # pragma: no cover - the pool hands out connections without one
-        raise RuntimeError("a transaction is open on this connection already")
+    """`_transaction` with the connection's busy wait off until it ended: False, with nothing written, when another
+    connection holds a lock it needs (the write lock at its BEGIN, or anything later)."""
     waited = connection.execute("PRAGMA busy_timeout").fetchone()[0]
     connection.execute("PRAGMA busy_timeout = 0")
     try:
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                return False
-            raise
+        _begin_immediate(connection)
+        _commit_all(connection, statements)  # rolled back should any step fail
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # the primary code of an extended one
+            return False
+        raise
     finally:
         connection.execute(f"PRAGMA busy_timeout = {int(waited)}")
+    return True
+
+
+def _begin_immediate(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:  # pragma: no cover - the pool hands out connections without one
+        raise RuntimeError("a transaction is open on this connection already")
+    # IMMEDIATE: the write lock at once, so another process's writer cannot make this one give up half-way.
+    connection.execute("BEGIN IMMEDIATE")
+
+
+def _commit_all(connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """`statements` in the transaction begun, committed; rolled back (and the error raised) should one fail."""
     try:
         for sql, parameters in statements:
             connection.execute(sql, parameters)
@@ -147,7 +148,6 @@ def _transaction_here(connection: sqlite3.Connection, statements: Sequence[tuple
     except BaseException:
         connection.rollback()
         raise
-    return True
 
 
 class _CursorOpening:
@@ -167,6 +167,8 @@ class _CursorOpening:
 
 
 class OneHopConnection(aiosqlite.Connection):
+    on_any_thread = False  # opened with check_same_thread=False: usable from the event loop's thread too
+
     async def on_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """`fn(*args)` on the connection's thread: one hand-over."""
         result: _T = await self._execute(fn, *args)  # type: ignore[no-untyped-call]
@@ -183,10 +185,14 @@ class OneHopConnection(aiosqlite.Connection):
 
         A hand-over costs about 70 µs of CPU (a thread woken, the event loop woken back), on a virtual machine's
         cores more: single report calls commit in groups of a few, and each group paid it (measured, 16 machines:
-        server CPU per report 0.84 / 0.80 / 0.75 -> 0.63 / 0.71 / 0.62 ms). The loop waits for the commit's fsync
-        instead, a fraction of a millisecond. It never waits for a lock: a transaction of another process (the
-        relay's, a CLI command) holding it sends the group to the connection's thread, which waits there. The
-        connection is this caller's alone meanwhile (checked out of the pool; its thread has no job)."""
+        server CPU per report 0.67 / 0.59 / 0.67 -> 0.53 / 0.53 / 0.54 ms). The loop waits for the commit's fsync
+        instead (a fraction of a millisecond; now and then SQLite's automatic WAL checkpoint, which the commit
+        runs, a few milliseconds). It never waits for a lock: a transaction of another process (the relay's, a CLI
+        command) holding one sends the group to the connection's thread, which waits there. The connection is this
+        caller's alone meanwhile (checked out of the pool; its thread has no job). A connection opened for one
+        thread only (SQLite's check_same_thread, e.g. `:memory:`) always goes to its thread."""
+        if not self.on_any_thread:
+            return False
         if sum(len(parameters) for _sql, parameters in statements) > HERE_AT_MOST_PARAMETERS:
             return False
         if self._connection is None:
@@ -211,6 +217,7 @@ def one_hop_connector(database: str, **kwargs: Any) -> Callable[[], Any]:
 
     async def connect() -> OneHopConnection:
         connection = OneHopConnection(lambda: sqlite3.connect(database, **kwargs), iter_chunk_size=64)
+        connection.on_any_thread = kwargs.get("check_same_thread", True) is False
         # As SQLAlchemy does for the connections it opens itself: the worker thread must not keep the process up.
         connection._thread.daemon = True
         await connection

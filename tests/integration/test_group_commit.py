@@ -209,15 +209,18 @@ async def test_a_group_that_finds_the_write_lock_taken_waits_for_it_off_the_even
     blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None, check_same_thread=False)
     try:
         await store.record_measurements([accepted("before")])
+        direct = store.writes.direct_commits
         blocker.execute("BEGIN IMMEDIATE")
         writing = asyncio.create_task(store.record_measurements([accepted("while-locked")]))
         started = time.monotonic()
         for _ in range(10):
             await asyncio.sleep(0.02)
-        assert time.monotonic() - started < 1.0, "the event loop waited for the lock"
+        # 0.2 s of sleeps; waiting for the lock would block the loop for the busy timeout (30 s)
+        assert time.monotonic() - started < 10.0, "the event loop waited for the lock"
         assert not writing.done()
         blocker.rollback()
         await asyncio.wait_for(writing, 30)
+        assert store.writes.direct_commits == direct + 1, "not written by the planned path"
         assert await _counts(store) == (2, 2, 0)
     finally:
         blocker.close()

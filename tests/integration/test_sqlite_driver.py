@@ -150,27 +150,50 @@ async def test_a_small_transaction_runs_on_the_calling_thread_and_never_waits_fo
         driver = (await conn.get_raw_connection()).driver_connection
         assert isinstance(driver, OneHopConnection)
         driver._conn.create_function("written_on", 0, lambda: written_on.append(threading.get_ident()) or 0)
+        sqlite = driver._conn
+
+        def settled() -> None:
+            assert not sqlite.in_transaction, "a transaction was left open"
+            assert sqlite.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000, "its busy wait is not back"
+
+        sqlite.create_function("written_on", 0, lambda: written_on.append(threading.get_ident()) or 0)
         insert_a = ("INSERT INTO items (name) VALUES (?)", ("a",))
         assert driver.try_transaction_here([insert_a, ("UPDATE items SET id = id + written_on()", ())])
         assert written_on == [threading.get_ident()]
-        assert hand_overs.count == 0
+        settled()
 
         too_many = [("INSERT INTO items (name) VALUES (?)", (f"m{n}",)) for n in range(HERE_AT_MOST_PARAMETERS + 1)]
         assert not driver.try_transaction_here(too_many)
 
         with pytest.raises(sqlite3.IntegrityError):  # all or nothing, as on the thread
             driver.try_transaction_here([("INSERT INTO items (name) VALUES (?)", ("c",)), insert_a])
+        settled()
 
         blocker = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
         try:
             blocker.execute("BEGIN IMMEDIATE")
             started = time.monotonic()
             assert not driver.try_transaction_here([("INSERT INTO items (name) VALUES (?)", ("b",))])
-            assert time.monotonic() - started < 1.0, "waited for the other connection's lock"
-            assert driver._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000, "its busy wait is back"
+            assert time.monotonic() - started < 10.0, "waited for the other connection's lock (busy timeout 30 s)"
+            settled()
         finally:
             blocker.rollback()
             blocker.close()
         assert hand_overs.count == 0
     async with engine.connect() as conn:
         assert (await conn.execute(select(items.c.name))).scalars().all() == ["a"]
+
+
+async def test_a_connection_for_one_thread_only_hands_every_transaction_to_its_thread(tmp_path: Path) -> None:
+    """SQLite refuses a connection opened with check_same_thread (SQLAlchemy's choice for `:memory:`) on any other
+    thread: such a connection never runs a transaction on the event loop's."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'own.db'}?check_same_thread=true")
+    try:
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(driver, OneHopConnection)
+            assert not driver.on_any_thread
+            assert not driver.try_transaction_here([("CREATE TABLE t (n INTEGER)", ())])
+            await driver.run_transaction([("CREATE TABLE t (n INTEGER)", ())])
+    finally:
+        await engine.dispose()

@@ -5,8 +5,10 @@ layers, never a higher one; server and adapters are siblings and do not import e
 
 - `qualitybridge.config` imports nothing of QualityBridge; store, server, adapters, app and cli may import it
   (the domain and the services do not: they get their settings as arguments);
-- `qualitybridge.simulator` (a product part of its own) imports the domain and the REST contract of the adapters;
-  only the CLI imports it;
+- `qualitybridge.collector` (the garbage collector's thresholds of the long-running processes) imports nothing of
+  QualityBridge; the CLI and the simulator import it;
+- `qualitybridge.simulator` (a product part of its own) imports the domain, the collector and the REST contract of
+  the adapters; only the CLI imports it;
 - `qualitybridge` itself (the public surface in qualitybridge/__init__.py) re-exports domain and config; only
   app and cli may import it;
 - adapters import the domain and the config only, never the store or the services (adapters/__init__.py);
