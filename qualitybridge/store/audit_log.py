@@ -6,14 +6,16 @@ reader (the `qualitybridge audit-log` command), and neither needs the domain mod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qualitybridge.domain.audit import AuditEntry, AuditKind
 from qualitybridge.store import tables
+from qualitybridge.store.bulk_rows import BulkInsert, stored_moment
 
 __all__ = ["AuditLogStore"]
 
@@ -27,19 +29,37 @@ def _fit(text: str | None, width: int) -> str | None:
     return text[: width - 1] + "…"
 
 
-def _row(entry: AuditEntry) -> dict[str, object]:
-    return {
-        "at": entry.at,
-        "kind": entry.kind.value,
-        "action": _fit(entry.action, _WIDTHS["action"]),
-        "user_name": _fit(entry.user_name, _WIDTHS["user_name"]),
-        "client_thumbprint": entry.client_thumbprint,
-        "remote_address": _fit(entry.remote_address, _WIDTHS["remote_address"]),
-        "node": _fit(entry.node, _WIDTHS["node"]),
-        "arguments": _fit(entry.arguments, _WIDTHS["arguments"]),
-        "status_code": entry.status_code,
-        "status_name": _fit(entry.status_name, _WIDTHS["status_name"]),
-    }
+# The columns an entry fills, in this order (the id is the table's own).
+_COLUMNS = (
+    "at",
+    "kind",
+    "action",
+    "user_name",
+    "client_thumbprint",
+    "remote_address",
+    "node",
+    "arguments",
+    "status_code",
+    "status_name",
+)
+# Rows as plain tuples, bound by the driver: SQLAlchemy's insert of dicts processed every value of every entry (a
+# flush of 700 entries took 4.8 ms of the event loop).
+_INSERT = BulkInsert(tables.audit_log, _COLUMNS)
+
+
+def _row(entry: AuditEntry, moment: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    return (
+        moment(entry.at),
+        entry.kind.value,
+        _fit(entry.action, _WIDTHS["action"]),
+        _fit(entry.user_name, _WIDTHS["user_name"]),
+        entry.client_thumbprint,
+        _fit(entry.remote_address, _WIDTHS["remote_address"]),
+        _fit(entry.node, _WIDTHS["node"]),
+        _fit(entry.arguments, _WIDTHS["arguments"]),
+        entry.status_code,
+        _fit(entry.status_name, _WIDTHS["status_name"]),
+    )
 
 
 def _aware(moment: datetime) -> datetime:
@@ -56,7 +76,8 @@ class AuditLogStore:
         if not entries:
             return
         async with self._engine.begin() as conn:
-            await conn.execute(insert(tables.audit_log), [_row(entry) for entry in entries])
+            moment = stored_moment(conn.dialect)
+            await _INSERT.execute(conn, [_row(entry, moment) for entry in entries])
 
     async def reachable(self) -> bool:
         """Whether the database answers at all (to tell an outage from an entry it cannot take)."""
