@@ -218,19 +218,24 @@ class SpcMonitor:
         async with self._lock:
             records: list[SpcAlarmRecord] = []
             touched: dict[StreamKey, None] = {}  # in order of first appearance
+            # Each characteristic's stream is looked up once per burst and plan version (a batch's values are mostly
+            # of one): the master data cannot change before the loop ends, nothing in it waits.
+            streams: dict[tuple[StreamKey, str], _Stream | None] = {}
+            replayed = self._replayed_recent
             for event in events:
                 result = event.result
-                if result.result_id in self._replayed_recent:
-                    self._replayed_recent.discard(result.result_id)  # stored while the replay ran: already charted
+                if replayed and result.result_id in replayed:
+                    replayed.discard(result.result_id)  # stored while the replay ran: already charted
                     continue
-                taken = self._take(result)
-                if taken is None:
+                key = _key(result)
+                judged = (key, result.plan_version)
+                stream = streams[judged] if judged in streams else streams.setdefault(judged, self._stream(*judged))
+                if stream is None:
                     continue
-                stream, violations = taken
-                records.extend(
-                    self._record(_key(result), result.result_id, stream.characteristic, v) for v in violations
-                )
-                touched[_key(result)] = None
+                violations = stream.chart.add(result.report.value, result.result_id)
+                if violations:
+                    records.extend(self._record(key, result.result_id, stream.characteristic, v) for v in violations)
+                touched[key] = None
             await self._raise(records)
             for key in touched:
                 await self._publish_status(key)
@@ -270,20 +275,27 @@ class SpcMonitor:
     # ---- internals --------------------------------------------------------------------------------
 
     def _take(self, result: MeasurementResult) -> tuple[_Stream, tuple[RuleViolation, ...]] | None:
-        key = _key(result)
+        stream = self._stream(_key(result), result.plan_version)
+        if stream is None:
+            return None
+        return stream, stream.chart.add(result.report.value, result.result_id)
+
+    def _stream(self, key: StreamKey, plan_version: str) -> _Stream | None:
+        """The chart stream of the characteristic's master data now, for values judged under `plan_version`; None
+        when it was withdrawn since, or the value was judged under an earlier plan (not part of this plan's chart)."""
         try:
             characteristic = self._master.find_characteristic(*key)
         except UnknownReference:
-            return None  # withdrawn since: nothing to chart against
-        if result.plan_version != characteristic.plan_version:
-            return None  # judged under an earlier plan: not part of this plan's chart
+            return None  # nothing to chart against
+        if plan_version != characteristic.plan_version:
+            return None
         stream = self._streams.get(key)
         signature = _chart_signature(characteristic)
         if stream is None or stream.signature != signature:
             # A new plan version (or new limits, sample size, classification) starts a new chart.
             stream = _Stream(characteristic, signature, self._new_chart(characteristic))
             self._streams[key] = stream
-        return stream, stream.chart.add(result.report.value, result.result_id)
+        return stream
 
     def _new_chart(self, characteristic: InspectionCharacteristic) -> SpcChart:
         return SpcChart(

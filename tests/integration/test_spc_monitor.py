@@ -247,6 +247,41 @@ async def test_a_new_plan_version_starts_a_new_chart(store: Store) -> None:
     assert rebuilt.sample_count == 1
 
 
+async def test_a_burst_charts_the_values_of_the_plan_in_force_and_of_released_characteristics_only(
+    store: Store,
+) -> None:
+    """A batch's burst looks each characteristic's chart up once per plan version: a value judged under the earlier
+    plan (a late measurement) leaves the current plan's chart alone wherever it stands in the burst, and a value of a
+    characteristic no longer released is not charted."""
+    bridge = Bridge(store)
+    await bridge.start()
+    await bridge.measure([10.0, 10.2])
+    bridge.characteristics = (characteristic(plan_version="2"),)
+    await bridge.store.apply_snapshot(snapshot(*bridge.characteristics))
+    bridge.master.replace(await store.released_orders(), await store.equipment())
+
+    def judged(value: float, plan_version: str, char_id: str = "C1") -> MeasurementAccepted:
+        bridge.now += timedelta(seconds=1)
+        return MeasurementAccepted(
+            MeasurementResult(
+                result_id=str(uuid.uuid4()),
+                report=report(value, char_id, bridge.now),
+                evaluation=ResultEvaluation.OK,
+                plan_version=plan_version,
+                unit="MMT",
+                reported_by="machine-1",
+                received_at=bridge.now,
+            )
+        )
+
+    burst = [judged(10.1, "2"), judged(10.3, "1"), judged(10.0, "2", "C9"), judged(9.9, "2"), judged(10.4, "1")]
+    await bridge.spc.on_measurements(burst)
+    status = bridge.spc.status(ORDER, OPERATION, "C1")
+    assert status is not None
+    assert status.sample_count == 2, "the two values of plan 2, on a chart of its own"
+    assert bridge.spc.status(ORDER, OPERATION, "C9") is None
+
+
 async def test_limits_are_recomputed_on_request_and_shown(store: Store) -> None:
     bridge = Bridge(store, characteristic("C1", plan_limits=False))
     await bridge.start()
