@@ -632,6 +632,16 @@ relay_backoff_max_seconds = 1
             self.forked_starts,
         )
         self.simulator.launch()  # starts up while the users and the trust list are set up
+        try:
+            self._start_server()
+        except BaseException:
+            # What started is stopped: a caller whose start failed has nothing to stop, and a forked simulator left
+            # behind outlives the test process (the bench's failed starts left idle ones for an hour).
+            self.stop()
+            raise
+
+    def _start_server(self) -> None:
+        assert self.simulator is not None
         config = ["--config", str(self.config_path)]
         commands: list[list[str]] = []
         if self._on_own_sqlite_file() and not self.data_dir.exists():

@@ -200,3 +200,21 @@ def test_sigterm_at_moments_spread_over_the_start_leaves_no_traceback(deployment
         assert "Traceback" not in completed.stderr, f"SIGTERM at {used} ticks of CPU:\n{completed.stderr}"
         assert completed.returncode in (0, -signal.SIGTERM), f"SIGTERM at {used} ticks: {completed.returncode}"
     print(f"a start: {start_ticks} ticks of CPU; SIGTERM at (fraction, ticks, exit code, had started): {outcomes}")
+
+
+def test_a_deployment_whose_start_fails_leaves_no_process_behind(tmp_path: Path) -> None:
+    """The test harness (and the bench, which uses it) stops what it started when a later step of the start fails:
+    here the simulator, started first, when a certificate to trust does not exist."""
+    root = tmp_path / "deployment"
+    deployment = Deployment(
+        root,
+        "sqlite",
+        f"sqlite+aiosqlite:///{root / 'data' / 'qualitybridge.db'}",
+        trusted_certificates=[tmp_path / "no-such-certificate.der"],
+    )
+    with pytest.raises(AssertionError, match="pki trust"):
+        deployment.start()
+    assert deployment.simulator is not None
+    assert deployment.simulator.process is not None
+    assert deployment.simulator.process.poll() is not None, "the simulator is still running"
+    assert deployment.server is None
