@@ -633,14 +633,15 @@ relay_backoff_max_seconds = 1
         )
         self.simulator.launch()  # starts up while the users and the trust list are set up
         try:
-            self._start_server()
+            self._prepare_and_start_server()
         except BaseException:
             # What started is stopped: a caller whose start failed has nothing to stop, and a forked simulator left
             # behind outlives the test process (the bench's failed starts left idle ones for an hour).
             self.stop()
             raise
 
-    def _start_server(self) -> None:
+    def _prepare_and_start_server(self) -> None:
+        """Users, trust list and store ready (the prepared copy or the CLI), the simulator up, the server started."""
         assert self.simulator is not None
         config = ["--config", str(self.config_path)]
         commands: list[list[str]] = []

@@ -115,10 +115,11 @@ def _transaction(connection: sqlite3.Connection, statements: Sequence[tuple[str,
 HERE_AT_MOST_PARAMETERS = 1_000
 
 
-def _transaction_here(connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> bool:
-    """`_transaction` with the connection's busy wait off until it ended: False, with nothing written, when another
-    connection holds a lock it needs (the write lock at its BEGIN, or anything later)."""
-    waited = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+def _transaction_here(
+    connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]], busy_milliseconds: int
+) -> bool:
+    """`_transaction` with the connection's busy wait (`busy_milliseconds`, as opened) off until it ended: False,
+    with nothing written, when another connection holds a lock it needs (the write lock at its BEGIN, or later)."""
     connection.execute("PRAGMA busy_timeout = 0")
     try:
         _begin_immediate(connection)
@@ -128,7 +129,7 @@ def _transaction_here(connection: sqlite3.Connection, statements: Sequence[tuple
             return False
         raise
     finally:
-        connection.execute(f"PRAGMA busy_timeout = {int(waited)}")
+        connection.execute(f"PRAGMA busy_timeout = {busy_milliseconds}")
     return True
 
 
@@ -168,6 +169,7 @@ class _CursorOpening:
 
 class OneHopConnection(aiosqlite.Connection):
     on_any_thread = False  # opened with check_same_thread=False: usable from the event loop's thread too
+    busy_milliseconds = 5_000  # how long it waits for another connection's lock (sqlite3.connect's timeout)
 
     async def on_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """`fn(*args)` on the connection's thread: one hand-over."""
@@ -197,7 +199,7 @@ class OneHopConnection(aiosqlite.Connection):
             return False
         if self._connection is None:
             raise ValueError("Connection closed")
-        return _transaction_here(self._connection, statements)
+        return _transaction_here(self._connection, statements, self.busy_milliseconds)
 
     def cursor(self) -> Any:
         """A cursor without a hand-over: the sqlite3 cursor is made on the worker thread at each execute."""
@@ -218,6 +220,7 @@ def one_hop_connector(database: str, **kwargs: Any) -> Callable[[], Any]:
     async def connect() -> OneHopConnection:
         connection = OneHopConnection(lambda: sqlite3.connect(database, **kwargs), iter_chunk_size=64)
         connection.on_any_thread = kwargs.get("check_same_thread", True) is False
+        connection.busy_milliseconds = round(kwargs.get("timeout", 5.0) * 1000)
         # As SQLAlchemy does for the connections it opens itself: the worker thread must not keep the process up.
         connection._thread.daemon = True
         await connection
