@@ -27,6 +27,7 @@ and prints them side by side with the machine load. "stored" counts rows that ar
     .venv/bin/python bench/report_throughput.py --spc off      # without the SPC engine, to see what it costs
     .venv/bin/python bench/report_throughput.py --workloads bare,bare-shaped,single --rounds 3  # single calls only
     .venv/bin/python bench/report_throughput.py --workloads bare,single --rounds 3 --characteristics spread
+    .venv/bin/python bench/report_throughput.py --workloads bare,single --rounds 3 --group-commit-window-ms 0
     .venv/bin/python bench/report_throughput.py --only-batched --batch 1000   # batches and the relay only
     .venv/bin/python bench/report_throughput.py --workloads offered --batch-rate 15000 --batch 100 --batch-sessions 2
 
@@ -349,6 +350,11 @@ def main() -> None:
         help="the server's SPC engine: off, the defaults of [spc], or all eight rules on every characteristic",
     )
     parser.add_argument(
+        "--group-commit-window-ms",
+        type=float,
+        help="the server's [store] group_commit_window_ms (default: the product's); 0 to see what the window saves",
+    )
+    parser.add_argument(
         "--sessions",
         type=int,
         default=4,
@@ -428,9 +434,13 @@ class _BenchDeployment(Deployment):
     """The tests' deployment with the product's default ERP sync interval (10 s): the tests sync every second,
     which put a sync of the master data (and its store transaction) between the reports of every second."""
 
+    group_commit_window_ms: float | None = None
+
     def write_config(self) -> None:
         super().write_config()
         text = self.config_path.read_text(encoding="utf-8")
+        if self.group_commit_window_ms is not None:
+            text = text.replace("[store]\n", f"[store]\ngroup_commit_window_ms = {self.group_commit_window_ms}\n", 1)
         self.config_path.write_text(
             text.replace("sync_interval_seconds = 1\n", "sync_interval_seconds = 10\n"), encoding="utf-8"
         )
@@ -439,6 +449,7 @@ class _BenchDeployment(Deployment):
 def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace) -> None:
     _quiet_asyncua()  # this process is a client too (it starts the order)
     deployment = _BenchDeployment(root, backend, store_url, extra_config=SPC_CONFIG[arguments.spc])
+    deployment.group_commit_window_ms = arguments.group_commit_window_ms
     print(f"starting simulator and QualityBridge ({backend}, SPC {arguments.spc}) ...", flush=True)
     print(f"machine load at start (1/5/15 min): {_load()}", flush=True)
     deployment.start()
@@ -522,7 +533,8 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
             cpu_before = _cpu_seconds(bare.pid)
             calls, *_rest = bare_crew.run(kind)
             cpu = _cpu_seconds(bare.pid) - cpu_before
-            print(f"{title}: {calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}{of_rounds}")
+            latency = f"call latency {_percentiles(bare_crew.latencies)}"
+            print(f"{title}: {calls / arguments.seconds:.0f} calls/s, {_per_call(cpu, calls)}, {latency}{of_rounds}")
             return calls, cpu
 
         for turn in range(1, arguments.rounds + 1):
@@ -551,7 +563,8 @@ def run(root: Path, backend: str, store_url: str, arguments: argparse.Namespace)
                 single_cpu += cpu
                 print(
                     f"single: {accepted / arguments.seconds:.0f} reports/s, {_per_call(cpu, calls)}"
-                    f"{_relay_per_call(relay_pid, relay_cpu, calls)}{of_rounds}"
+                    f"{_relay_per_call(relay_pid, relay_cpu, calls)}, call latency {_percentiles(crew.latencies)}"
+                    f"{of_rounds}"
                 )
             sys.stdout.flush()
         if bare_crew is not None:

@@ -275,6 +275,7 @@ class QualityBridgeApp:
                 sqlite_synchronous=config.store.sqlite_synchronous,
                 wait_seconds=config.store.connect_wait_seconds,
             )
+        store.writes.window_seconds = config.store.group_commit_window_ms / 1000
         if erp is None:
             erp = erp_client_for(config.erp, config.qms)
         built.store = store

@@ -92,6 +92,13 @@ class StoreSettings(_Section):
         le=3600,
         description="At start, how long to wait for a store that is not reachable yet (retried every 2 s)",
     )
+    group_commit_window_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="While machines report at the same time, how long a commit waits for more calls to share its "
+        "fsync (a lone call never waits); 0 = commit at once",
+    )
 
     @field_validator("url")
     @classmethod

@@ -7,7 +7,10 @@ returned, so a Good answer still means "on disk" (with SQLite `synchronous=FULL`
 
 The gathering window is natural: works that arrive while a commit is under way go into the next one, so a lone
 call waits for nothing but its own commit, and under load each commit carries many calls. `window_seconds` adds a
-short wait before each commit for callers that arrive a moment apart (bounded; 0 by default).
+short wait before a commit for callers that arrive a moment apart, and only while calls come together (the commit
+before carried more than one): a lone caller never waits for it. An SQLite commit on the event loop's thread holds
+the loop for its fsync, so under load fewer, fuller commits leave the loop more time for the calls themselves (the
+server sets 1 ms, `[store] group_commit_window_ms`; docs/performance.md has the figures; 0 by default here).
 
 A work sees the writes of the works before it in the same group (one transaction), so a client id used twice in one
 group is found by the second work exactly as if the first had committed alone. Should a work raise, the whole
@@ -73,16 +76,28 @@ _Queued = tuple["Work[Any] | Merged[Any, Any]", "asyncio.Future[Any]"]
 
 class GroupCommit:
     def __init__(self, engine: AsyncEngine, *, window_seconds: float = 0.0, max_works: int = 256) -> None:
-        if window_seconds < 0 or max_works < 1:
-            raise ValueError("group commit needs window_seconds >= 0 and max_works >= 1")
+        if max_works < 1:
+            raise ValueError("group commit needs max_works >= 1")
         self._engine = engine
-        self._window = window_seconds
+        self._window = 0.0
+        self.window_seconds = window_seconds
         self._max_works = max_works
+        self._last_group = 0  # works the last commit carried: more than one, and the next one waits the window
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions committed; with `works` it tells how many calls one fsync served
         self.works = 0
         self.direct_commits = 0  # of them, run as plain statements on the driver's connection (`_direct`)
+
+    @property
+    def window_seconds(self) -> float:
+        return self._window
+
+    @window_seconds.setter
+    def window_seconds(self, seconds: float) -> None:
+        if not 0 <= seconds <= 60:
+            raise ValueError(f"group commit needs 0 <= window_seconds <= 60, not {seconds}")
+        self._window = seconds
 
     async def run(self, work: Work[R] | Merged[Any, R]) -> R:
         """Run `work` in a transaction shared with the calls that arrive at the same time; answer after the commit."""
@@ -97,9 +112,11 @@ class GroupCommit:
     async def _flush(self) -> None:
         try:
             while self._queue:
-                # Lets the callers that are ready in this turn of the event loop (or within the window) join.
-                await asyncio.sleep(self._window)
+                # Lets the callers that are ready in this turn of the event loop join, and while calls come
+                # together those that arrive within the window.
+                await asyncio.sleep(self._window if self._last_group > 1 else 0)
                 group, self._queue = self._queue[: self._max_works], self._queue[self._max_works :]
+                self._last_group = len(group)
                 await self._commit(group)
         except BaseException:
             # Stopping (the task is cancelled): no caller may be left waiting for an answer that never comes.

@@ -141,6 +141,36 @@ async def test_merged_works_are_written_by_one_call_and_answered_each(store: Sto
 def test_the_group_refuses_a_negative_window() -> None:
     with pytest.raises(ValueError, match="window_seconds"):
         GroupCommit(None, window_seconds=-1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="window_seconds"):
+        GroupCommit(None).window_seconds = 61  # type: ignore[arg-type]
+
+
+async def test_while_calls_come_together_a_commit_waits_the_window_for_more(store: Store) -> None:
+    """After a commit that carried several calls, the next one waits the window: a call that arrives a few turns
+    of the event loop after the first shares its commit instead of taking one of its own."""
+    store.writes.window_seconds = 1.0  # far longer than the few turns below, however busy the machine
+    try:
+        await asyncio.gather(*(store.record_measurements([accepted(f"together-{n}")]) for n in range(3)))
+        commits = store.writes.commits
+        first = asyncio.create_task(store.record_measurements([accepted("first")]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not first.done(), "the first call was committed without waiting for others"
+        late = asyncio.create_task(store.record_measurements([accepted("a few turns later")]))
+        await asyncio.gather(first, late)
+        assert store.writes.commits == commits + 1, "the late call did not share the first one's commit"
+    finally:
+        store.writes.window_seconds = 0.0
+
+
+async def test_a_lone_call_never_waits_for_the_window(store: Store) -> None:
+    """One machine reporting alone is answered after its own commit, however long the window."""
+    store.writes.window_seconds = 60.0
+    try:
+        await store.record_measurements([accepted("alone")])  # the commit before this one carried one call
+        await asyncio.wait_for(store.record_measurements([accepted("alone again")]), timeout=30)
+    finally:
+        store.writes.window_seconds = 0.0
 
 
 async def test_a_group_of_reports_and_deliveries_runs_as_plain_statements(store: Store) -> None:
