@@ -44,7 +44,8 @@ class _Gathering:
     done callback, the shield's, the caller's wake-up), and on a busy server each turn carries many calls' work.
     A caller that is cancelled cancels only its own future."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.events: list[DomainEvent] = []
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -155,16 +156,18 @@ class EventBus:
         the whole walk. A lone call waits one turn of the loop more."""
         if not events:
             return
-        loop = asyncio.get_running_loop()
         gathering = self._gathering
         if gathering is None:
-            gathering = self._gathering = _Gathering()
+            gathering = self._gathering = _Gathering(asyncio.get_running_loop())
             # A task's first step runs after the callbacks already due in this turn: the other calls' resumptions.
-            publication = loop.create_task(self._publish_gathered(gathering), name="event-bus-publish-together")
+            publication = gathering.loop.create_task(
+                self._publish_gathered(gathering), name="event-bus-publish-together"
+            )
             self._gathered_publications.add(publication)
             publication.add_done_callback(lambda done: self._gathered_published(done, gathering))
         gathering.events.extend(events)
-        waiter: asyncio.Future[None] = loop.create_future()
+        # The gathering's loop, not get_running_loop's: Python 3.11's asks the kernel for the process id every time.
+        waiter: asyncio.Future[None] = gathering.loop.create_future()
         gathering.waiters.append(waiter)
         # A caller that is cancelled (its session closed) cancels its own future, not the others' publication.
         await waiter

@@ -101,12 +101,17 @@ class GroupCommit:
 
     async def run(self, work: Work[R] | Merged[Any, R]) -> R:
         """Run `work` in a transaction shared with the calls that arrive at the same time; answer after the commit."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, future))
         if self._flusher is None:
+            loop = asyncio.get_running_loop()
             # A task of its own, not the first caller's: a caller that is cancelled must not cancel the commit
             # that carries the others.
-            self._flusher = asyncio.create_task(self._flush(), name="store-group-commit")
+            self._flusher = loop.create_task(self._flush(), name="store-group-commit")
+        else:
+            # The flusher's loop is the caller's: Python 3.11's get_running_loop asks the kernel for the process id
+            # at every call (a system call per report on the single-call path).
+            loop = self._flusher.get_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append((work, future))
         return await future
 
     async def _flush(self) -> None:
