@@ -229,7 +229,9 @@ class SpcMonitor:
                     continue
                 key = _key(result)
                 judged = (key, result.plan_version)
-                stream = streams[judged] if judged in streams else streams.setdefault(judged, self._stream(*judged))
+                if judged not in streams:
+                    streams[judged] = self._stream(*judged)
+                stream = streams[judged]
                 if stream is None:
                     continue
                 violations = stream.chart.add(result.report.value, result.result_id)

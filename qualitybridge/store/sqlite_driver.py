@@ -120,8 +120,7 @@ def _transaction_here(connection: sqlite3.Connection, statements: Sequence[tuple
     """`_transaction` on a connection whose busy wait is off: False, with nothing written, when another connection
     holds a lock it needs (the write lock at its BEGIN, or later)."""
     try:
-        _begin_immediate(connection)
-        _commit_all(connection, statements)  # rolled back should any step fail
+        _transaction(connection, statements)  # rolled back should any step fail
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # the primary code of an extended one
             return False
@@ -202,7 +201,8 @@ class OneHopConnection(aiosqlite.Connection):
         cores more: single report calls commit in groups of a few, and each group paid it (measured, 16 machines:
         server CPU per report 0.67 / 0.59 / 0.67 -> 0.53 / 0.53 / 0.54 ms). The loop waits for the commit's fsync
         instead (a fraction of a millisecond; now and then SQLite's automatic WAL checkpoint, which the commit
-        runs, a few milliseconds). It never waits for a lock (the busy wait is off): a transaction of another process
+        runs, a few milliseconds); under load the group commit's window keeps such commits few and full
+        (group_commit.py). It never waits for a lock (the busy wait is off): a transaction of another process
         (the relay's, a CLI command) holding one sends the group to the connection's thread, which waits there. The
         connection is this caller's alone meanwhile (checked out of the pool; its thread has no job). A connection
         opened for one thread only (SQLite's check_same_thread, e.g. `:memory:`) always goes to its thread."""
